@@ -1,0 +1,62 @@
+"""Shared test helpers: free ports, waiting for a server, and writing model directories."""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+import time
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO_ROOT / "examples"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_ready(url: str, timeout: float = 60.0, is_alive: Callable[[], bool] | None = None) -> None:
+    """Poll `url` until it answers 200; fail early if `is_alive()` says the server died."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if is_alive is not None and not is_alive():
+            raise AssertionError(f"server exited before {url} was ready")
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.05)
+    raise AssertionError(f"{url} not ready after {timeout}s ({last})")
+
+
+@pytest.fixture
+def make_model_dir(tmp_path: Path) -> Callable[..., Path]:
+    """Write a model directory: `make_model_dir(model_py, config_yaml="", files={})`."""
+
+    counter = iter(range(1000))
+
+    def make(model_py: str, config_yaml: str = "", files: dict[str, str] | None = None, name: str | None = None) -> Path:
+        root = tmp_path / (name or f"model_dir_{next(counter)}")
+        (root / "model").mkdir(parents=True)
+        (root / "config.yaml").write_text(textwrap.dedent(config_yaml))
+        (root / "model" / "__init__.py").write_text("")
+        (root / "model" / "model.py").write_text(textwrap.dedent(model_py))
+        for relative, content in (files or {}).items():
+            target = root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(textwrap.dedent(content))
+        return root
+
+    return make

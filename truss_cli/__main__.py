@@ -1,0 +1,3 @@
+from truss_cli.cli.app import main
+
+main()

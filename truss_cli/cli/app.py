@@ -1,0 +1,61 @@
+"""The `truss` command: wires the command modules together and turns errors into exit codes."""
+
+from __future__ import annotations
+
+import typer
+from typer.core import TyperGroup
+
+from truss_cli import __version__
+from truss_cli.cli import console
+from truss_cli.cli import image_cmd, init_cmd, predict_cmd, run_cmd
+from truss_cli.config import ConfigError
+from truss_cli.errors import TrussError
+
+
+class _ReportingGroup(TyperGroup):
+    """Prints a TrussError or ConfigError as one clear message instead of a traceback."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            console.error(str(exc))
+            raise typer.Exit(2) from None
+        except TrussError as exc:
+            console.error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    name="truss",
+    cls=_ReportingGroup,
+    help="Package ML models, run them locally, and deploy them to your own machines.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.out.print(f"truss-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Package ML models, run them locally, and deploy them to your own machines."""
+
+
+app.command("init")(init_cmd.init)
+app.command("run")(run_cmd.run)
+app.command("predict")(predict_cmd.predict)
+app.add_typer(image_cmd.app, name="image")
+
+
+def main() -> None:
+    app()

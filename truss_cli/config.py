@@ -1,0 +1,282 @@
+"""The schema of a model directory's `config.yaml`, and the one place that reads it.
+
+The keys follow Truss's `config.yaml`, so existing Truss model directories load unchanged.
+Both the CLI and the replica-side model server import this module, so it depends only on
+pydantic and PyYAML.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_FILENAME = "config.yaml"
+
+PythonVersion = Literal["py39", "py310", "py311", "py312", "py313"]
+DEFAULT_PYTHON_VERSION: PythonVersion = "py311"
+
+# Keys Truss writes into configs for its own bookkeeping. They change nothing here, so they
+# are accepted silently instead of adding noise to the unknown-key warning.
+_SILENT_TRUSS_KEYS = frozenset({"spec_version", "model_framework", "model_type", "input_type"})
+
+_CPU_PATTERN = re.compile(r"^\d+(\.\d+)?m?$")
+_MEMORY_PATTERN = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?$")
+
+
+class _Section(BaseModel):
+    # Unknown keys are kept (not rejected) so they can be reported in one warning.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Resources(_Section):
+    cpu: str = "1"
+    memory: str = "2Gi"
+    accelerator: Optional[str] = None
+    use_gpu: bool = False
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _numbers_as_strings(cls, value: Any) -> Any:
+        # YAML reads `cpu: 2` as an int; Truss accepts it and so do we.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _check_cpu(cls, value: str) -> str:
+        if not _CPU_PATTERN.match(value):
+            raise ValueError(f'expected a CPU count such as "1", "0.5" or "500m", got {json.dumps(value)}')
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _check_memory(cls, value: str) -> str:
+        if not _MEMORY_PATTERN.match(value):
+            raise ValueError(f'expected a memory size such as "512Mi" or "2Gi", got {json.dumps(value)}')
+        return value
+
+    @model_validator(mode="after")
+    def _accelerator_implies_gpu(self) -> "Resources":
+        if self.accelerator:
+            self.use_gpu = True
+        return self
+
+
+class Runtime(_Section):
+    predict_concurrency: int = Field(default=1, ge=1)
+    streaming_read_timeout: int = Field(default=60, ge=1)
+
+
+class BaseImage(_Section):
+    image: str = ""
+    python_executable_path: str = ""
+
+
+class TrussConfig(_Section):
+    model_name: Optional[str] = None
+    description: Optional[str] = None
+    model_metadata: dict[str, Any] = Field(default_factory=dict)
+    python_version: PythonVersion = DEFAULT_PYTHON_VERSION
+    requirements: list[str] = Field(default_factory=list)
+    requirements_file: Optional[str] = None
+    system_packages: list[str] = Field(default_factory=list)
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, Optional[str]] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    runtime: Runtime = Field(default_factory=Runtime)
+    build_commands: list[str] = Field(default_factory=list)
+    base_image: Optional[BaseImage] = None
+    data_dir: str = "data"
+    external_package_dirs: list[str] = Field(default_factory=list)
+    model_module_dir: str = "model"
+    model_class_filename: str = "model.py"
+    model_class_name: str = "Model"
+    bundled_packages_dir: str = "packages"
+    examples_filename: str = "examples.yaml"
+    live_reload: bool = False
+    apply_library_patches: bool = True
+
+    @field_validator("environment_variables", mode="before")
+    @classmethod
+    def _scalars_as_strings(cls, value: Any) -> Any:
+        # Environment values are strings; YAML turns `WORKERS: 2` into an int.
+        if isinstance(value, dict):
+            return {
+                key: (str(item).lower() if isinstance(item, bool) else str(item))
+                if isinstance(item, (int, float, bool))
+                else item
+                for key, item in value.items()
+            }
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        # `requirements:` with nothing after it is YAML null; Truss reads it as the default.
+        if isinstance(data, dict):
+            return {
+                key: value
+                for key, value in data.items()
+                if value is not None or key not in cls.model_fields or cls.model_fields[key].default is None
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _requirements_are_exclusive(self) -> "TrussConfig":
+        if self.requirements and self.requirements_file:
+            raise ValueError("requirements_file: cannot be set together with requirements; use one of the two")
+        return self
+
+    @property
+    def python_minor(self) -> tuple[int, int]:
+        """`py311` -> (3, 11)."""
+        return 3, int(self.python_version[3:])
+
+    @property
+    def python_version_dotted(self) -> str:
+        return f"3.{self.python_version[3:]}"
+
+
+@dataclass
+class LoadedConfig:
+    config: TrussConfig
+    path: Path
+    warnings: list[str] = field(default_factory=list)
+
+
+class ConfigError(Exception):
+    """A config.yaml that cannot be used. The message is ready to show to a user."""
+
+
+def load_config(model_dir: Path | str) -> LoadedConfig:
+    """Read and validate `<model_dir>/config.yaml`.
+
+    Raises ConfigError with one message that names the file, the key path and what was
+    expected. A missing file is an error too: a model directory is defined by it.
+    """
+    path = Path(model_dir) / CONFIG_FILENAME
+    display = _display_path(path)
+    if not path.is_file():
+        if not Path(model_dir).is_dir():
+            raise ConfigError(f"{model_dir}: no such directory")
+        raise ConfigError(f"{display}: not found; a model directory needs a config.yaml (create one with `truss init`)")
+    return parse_config(path.read_text(encoding="utf-8"), path)
+
+
+def parse_config(text: str, path: Path | str = CONFIG_FILENAME) -> LoadedConfig:
+    display = _display_path(Path(path))
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{display}: {where}invalid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{display}: expected a mapping of keys to values at the top level, got {_describe(raw)}")
+    try:
+        config = TrussConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{display}: {_explain(exc.errors()[0])}") from None
+    unknown = sorted(_unknown_keys(config))
+    warnings = []
+    if unknown:
+        warnings.append(f"{display}: ignoring unknown key{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+    return LoadedConfig(config=config, path=Path(path), warnings=warnings)
+
+
+def _unknown_keys(section: BaseModel, prefix: str = "") -> list[str]:
+    found = [
+        f"{prefix}{key}"
+        for key in (section.model_extra or {})
+        if not (prefix == "" and key in _SILENT_TRUSS_KEYS)
+    ]
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, _Section):
+            found.extend(_unknown_keys(value, f"{prefix}{name}."))
+    return found
+
+
+_EXPECTED_BY_ERROR_TYPE = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping of keys to values",
+    "model_type": "a mapping of keys to values",
+    "model_attributes_type": "a mapping of keys to values",
+}
+
+
+def _explain(error: dict[str, Any]) -> str:
+    """Turn one pydantic error into `key.path: expected X, got Y`."""
+    loc = ".".join(str(part) for part in error["loc"] if part not in ("function-after",))
+    kind = error["type"]
+    given = error.get("input")
+    ctx = error.get("ctx") or {}
+    bounds = _bounds_of(error["loc"])
+    if kind in _EXPECTED_BY_ERROR_TYPE:
+        expected = _EXPECTED_BY_ERROR_TYPE[kind] + bounds
+        message = f"expected {expected}, got {_describe(given)}"
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        message = f"expected {_EXPECTED_BY_ERROR_TYPE['int_type']}{bounds}, got {_describe(given)}"
+    elif kind == "literal_error":
+        message = f"expected one of {ctx.get('expected', '')}, got {_describe(given)}"
+    elif kind == "value_error":
+        message = str(ctx.get("error", error["msg"]))
+    else:
+        message = f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {_describe(given)}"
+    return f"{loc}: {message}" if loc else message
+
+
+def _bounds_of(loc: tuple[Any, ...]) -> str:
+    """The numeric bounds declared on the field at `loc`, as ` >= 1` text."""
+    model: Any = TrussConfig
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return ""
+        info = fields[part]
+        model = info.annotation
+    if info is None:
+        return ""
+    text = ""
+    for item in info.metadata:
+        for attr, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            bound = getattr(item, attr, None)
+            if bound is not None:
+                text += f" {symbol} {bound}"
+    return text
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+

@@ -1,0 +1,72 @@
+"""The replica-side code, as a self-contained tree that a replica puts on its PYTHONPATH.
+
+A replica (a local process or a container) must not see the CLI's own environment: it runs
+in its own Python with its own packages. It gets a copy of exactly the modules it needs:
+`truss_cli/__init__.py`, `truss_cli/config.py` and `truss_cli/server/`. The image build and
+`truss run` both call `write_server_bundle`, so they serve the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from truss_cli.resources import package_dir
+
+# Relative to the truss_cli package directory.
+_BUNDLED_FILES = ("__init__.py", "config.py")
+_BUNDLED_DIRS = ("server",)
+SERVER_REQUIREMENTS = "server/requirements.txt"
+
+
+def bundle_files() -> list[tuple[Path, str]]:
+    """(source path, path inside the bundle) for every file a replica needs, sorted."""
+    root = package_dir()
+    files = [(root / name, f"truss_cli/{name}") for name in _BUNDLED_FILES]
+    for directory in _BUNDLED_DIRS:
+        for path in sorted((root / directory).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".txt"):
+                files.append((path, f"truss_cli/{path.relative_to(root).as_posix()}"))
+    return sorted(files, key=lambda item: item[1])
+
+
+def bundle_hash() -> str:
+    """Changes whenever any replica-side file changes (used as a cache key)."""
+    digest = hashlib.sha256()
+    for source, name in bundle_files():
+        digest.update(name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def server_requirements() -> list[str]:
+    """The packages the model server itself needs, one requirement per entry."""
+    text = (package_dir() / SERVER_REQUIREMENTS).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def write_server_bundle(destination: Path) -> Path:
+    """Copy the replica-side code into `destination` (which then goes on PYTHONPATH)."""
+    for source, name in bundle_files():
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return destination
+
+
+def cached_server_bundle(cache_root: Path) -> Path:
+    """A bundle under `cache_root`, keyed by content; written once, atomically."""
+    final = cache_root / "server" / bundle_hash()[:16]
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=final.parent))
+    write_server_bundle(staging)
+    try:
+        os.rename(staging, final)
+    except OSError:
+        # Another process won the race with identical content.
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
