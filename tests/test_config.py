@@ -1,0 +1,125 @@
+"""config.yaml parsing: Truss's keys, defaults, and one clear error per broken file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from truss_cli.config import ConfigError, load_config, parse_config
+
+EXAMPLE_TRUSS_CONFIG = """
+model_name: sentiment
+description: A text classifier.
+model_metadata: {example_model_input: {text: hi}}
+python_version: py310
+requirements:
+  - scikit-learn==1.5.2
+system_packages: [jq]
+environment_variables: {WORKERS: 2, DEBUG: true, NAME: x}
+secrets: {hf_access_token: null}
+resources: {cpu: "500m", memory: 4Gi, accelerator: "A10G:2"}
+runtime: {predict_concurrency: 4, streaming_read_timeout: 30}
+build_commands: ["echo built"]
+base_image: {image: "python:3.10-slim", python_executable_path: /usr/local/bin/python}
+data_dir: assets
+external_package_dirs: [../shared]
+model_module_dir: src
+model_class_filename: net.py
+model_class_name: Net
+bundled_packages_dir: vendored
+examples_filename: samples.yaml
+live_reload: true
+apply_library_patches: false
+spec_version: "2.0"
+model_framework: custom
+"""
+
+
+def test_every_truss_key_is_read():
+    config = parse_config(EXAMPLE_TRUSS_CONFIG).config
+    assert config.model_name == "sentiment"
+    assert config.python_minor == (3, 10)
+    assert config.requirements == ["scikit-learn==1.5.2"]
+    assert config.environment_variables == {"WORKERS": "2", "DEBUG": "true", "NAME": "x"}
+    assert config.secrets == {"hf_access_token": None}
+    assert (config.resources.cpu, config.resources.memory, config.resources.accelerator) == ("500m", "4Gi", "A10G:2")
+    assert config.resources.use_gpu is True  # an accelerator implies a GPU
+    assert config.runtime.predict_concurrency == 4
+    assert config.runtime.streaming_read_timeout == 30
+    assert config.base_image is not None and config.base_image.python_executable_path == "/usr/local/bin/python"
+    assert (config.model_module_dir, config.model_class_filename, config.model_class_name) == ("src", "net.py", "Net")
+    assert (config.data_dir, config.bundled_packages_dir, config.examples_filename) == ("assets", "vendored", "samples.yaml")
+    assert config.external_package_dirs == ["../shared"]
+    assert config.live_reload is True and config.apply_library_patches is False
+
+
+def test_truss_bookkeeping_keys_do_not_warn():
+    assert parse_config(EXAMPLE_TRUSS_CONFIG).warnings == []
+
+
+def test_empty_file_gives_defaults():
+    config = parse_config("").config
+    assert config.python_version == "py311"
+    assert config.runtime.predict_concurrency == 1
+    assert (config.model_module_dir, config.model_class_filename, config.model_class_name) == ("model", "model.py", "Model")
+
+
+def test_keys_left_empty_mean_the_default():
+    config = parse_config("requirements:\nsecrets:\nenvironment_variables:\n").config
+    assert config.requirements == [] and config.secrets == {} and config.environment_variables == {}
+
+
+def test_unknown_keys_give_one_warning_naming_each():
+    loaded = parse_config("model_name: x\nfoo: 1\nresources:\n  gpus: 2\n")
+    assert loaded.warnings == ["config.yaml: ignoring unknown keys: foo, resources.gpus"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("runtime:\n  predict_concurrency: two\n",
+         'config.yaml: runtime.predict_concurrency: expected an integer >= 1, got "two"'),
+        ("runtime:\n  predict_concurrency: 0\n",
+         "config.yaml: runtime.predict_concurrency: expected an integer >= 1, got 0"),
+        ("python_version: py38\n",
+         "config.yaml: python_version: expected one of 'py39', 'py310', 'py311', 'py312' or 'py313', got \"py38\""),
+        ("requirements: numpy\n", 'config.yaml: requirements: expected a list, got "numpy"'),
+        ("secrets: [token]\n", "config.yaml: secrets: expected a mapping of keys to values, got a list"),
+        ("live_reload: maybe\n", 'config.yaml: live_reload: expected true or false, got "maybe"'),
+        ("resources:\n  memory: lots\n",
+         'config.yaml: resources.memory: expected a memory size such as "512Mi" or "2Gi", got "lots"'),
+        ("runtime: 3\n", "config.yaml: runtime: expected a mapping of keys to values, got 3"),
+        ("- a\n- b\n", "config.yaml: expected a mapping of keys to values at the top level, got a list"),
+        ("requirements: [numpy]\nrequirements_file: requirements.txt\n",
+         "config.yaml: requirements_file: cannot be set together with requirements; use one of the two"),
+    ],
+)
+def test_invalid_values_name_the_key_and_what_was_expected(text, expected):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert str(caught.value) == expected
+
+
+def test_yaml_syntax_error_names_the_line():
+    with pytest.raises(ConfigError) as caught:
+        parse_config("model_name: x\nrequirements: [numpy\nruntime: {}\n")
+    message = str(caught.value)
+    assert message.startswith("config.yaml: line ")
+    assert "invalid YAML" in message
+
+
+def test_load_config_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.yaml").write_text("runtime:\n  streaming_read_timeout: -1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "m")
+    assert str(caught.value) == "m/config.yaml: runtime.streaming_read_timeout: expected an integer >= 1, got -1"
+
+
+def test_missing_config_and_missing_directory(tmp_path: Path):
+    with pytest.raises(ConfigError, match="config.yaml: not found"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match="no such directory"):
+        load_config(tmp_path / "absent")
