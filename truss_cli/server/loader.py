@@ -1,0 +1,170 @@
+"""Finding, constructing and loading the model class, in a background thread.
+
+The import layout follows Truss's image, where the model directory is the working directory
+and first on `sys.path` (so `from model.helpers import x` works), and `packages/` plus the
+external package directories are appended to `sys.path`. Sibling imports (`import helpers`
+from model/model.py) work too, through a finder that is asked only after every other one
+failed, so a module in model/ can never shadow a package (not even `model` itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import importlib
+import importlib.machinery
+import importlib.util
+import inspect
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+from truss_cli.config import TrussConfig
+from truss_cli.server.contract import ModelContract, ModelDefinitionError, read_contract
+from truss_cli.server.secrets import Secrets
+
+EXTERNAL_PACKAGE_DIRS_ENV = "TRUSS_EXTERNAL_PACKAGE_DIRS"
+
+logger = logging.getLogger("truss.server")
+
+
+class ModelState(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+def import_paths(model_dir: Path, config: TrussConfig, environ: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """(paths to put first on sys.path, paths to append), in order."""
+    appended: list[str] = []
+    packages = model_dir / config.bundled_packages_dir
+    if packages.is_dir():
+        appended.append(str(packages))
+    override = environ.get(EXTERNAL_PACKAGE_DIRS_ENV)
+    if override is not None:
+        appended.extend(p for p in override.split(os.pathsep) if p)
+    else:
+        appended.extend(str((model_dir / p).resolve()) for p in config.external_package_dirs)
+    return [str(model_dir)], appended
+
+
+class _ModelDirFinder(importlib.machinery.PathFinder):
+    """Finds top-level modules in the model module directory, as a last resort."""
+
+    directories: list[str] = []
+
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):  # type: ignore[override]
+        if path is not None:  # a submodule: its package already knows where it lives
+            return None
+        return importlib.machinery.PathFinder.find_spec(fullname, cls.directories, target)
+
+
+def install_import_paths(model_dir: Path, config: TrussConfig, environ: Mapping[str, str]) -> None:
+    first, last = import_paths(model_dir, config, environ)
+    for path in reversed(first):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    for path in last:
+        if path not in sys.path:
+            sys.path.append(path)
+    _ModelDirFinder.directories = [str(model_dir / config.model_module_dir)]
+    if _ModelDirFinder not in sys.meta_path:
+        sys.meta_path.append(_ModelDirFinder)
+
+
+def import_model_class(model_dir: Path, config: TrussConfig) -> type:
+    relative = Path(config.model_module_dir) / config.model_class_filename
+    path = model_dir / relative
+    if not path.is_file():
+        raise ModelDefinitionError(
+            f"{relative}: not found in {model_dir} (config.yaml keys model_module_dir and model_class_filename)"
+        )
+    parts = (*relative.parent.parts, path.stem)
+    if path.suffix == ".py" and all(part.isidentifier() for part in parts):
+        # Imported as a submodule (`model.model`), so pydantic and pickle can find the module
+        # by name and `from model.x import y` inside it refers to the same package.
+        module = importlib.import_module(".".join(parts))
+    else:
+        spec = importlib.util.spec_from_file_location("truss_user_model", path)
+        if spec is None or spec.loader is None:
+            raise ModelDefinitionError(f"{relative}: not a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    model_class = getattr(module, config.model_class_name, None)
+    if not inspect.isclass(model_class):
+        raise ModelDefinitionError(
+            f"{relative}: no class named {config.model_class_name!r} (config.yaml key model_class_name)"
+        )
+    return model_class
+
+
+def init_kwargs(model_class: type, available: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments `__init__` declares among `available` (all of them for **kwargs)."""
+    parameters = inspect.signature(model_class).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return dict(available)
+    return {name: value for name, value in available.items() if name in parameters}
+
+
+class ModelHost:
+    """Owns the model instance and its loading state; loads once, off the request path."""
+
+    def __init__(self, model_dir: Path, config: TrussConfig, environ: Optional[Mapping[str, str]] = None) -> None:
+        self.model_dir = model_dir
+        self.config = config
+        self.environ = os.environ if environ is None else environ
+        self.state = ModelState.LOADING
+        self.model: Any = None
+        self.contract: Optional[ModelContract] = None
+        self.secrets = Secrets(config.secrets, self.environ)
+
+    def start_loading(self, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> threading.Thread:
+        # Daemon: a SIGTERM during a long load() must not wait for it to finish.
+        thread = threading.Thread(target=self._load, args=(loop, on_failure), name="model-load", daemon=True)
+        thread.start()
+        return thread
+
+    def _load(self, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> None:
+        started = time.perf_counter()
+        try:
+            self._load_model(loop)
+        except BaseException:
+            logger.exception("Model failed to load; the server will exit")
+            self.state = ModelState.FAILED
+            loop.call_soon_threadsafe(on_failure)
+            return
+        self.state = ModelState.READY
+        logger.info("Model loaded in %.2f s; ready", time.perf_counter() - started)
+
+    def _load_model(self, loop: asyncio.AbstractEventLoop) -> None:
+        install_import_paths(self.model_dir, self.config, self.environ)
+        missing = self.secrets.missing()
+        if missing:
+            logger.warning("Secrets declared in config.yaml without a value: %s", ", ".join(missing))
+        model_class = import_model_class(self.model_dir, self.config)
+        data_dir = self.model_dir / self.config.data_dir
+        available = {
+            "config": self.config.model_dump(mode="python"),
+            "data_dir": data_dir,
+            "secrets": self.secrets,
+            # Set by a deployment environment on the platform; a plain replica has none.
+            "environment": None,
+        }
+        model = model_class(**init_kwargs(model_class, available))
+        contract = read_contract(model)
+        load = getattr(model, "load", None)
+        if callable(load):
+            logger.info("Running load()")
+            if inspect.iscoroutinefunction(load):
+                # On the server's loop, so whatever load() creates (clients, queues) is usable
+                # from async predict calls.
+                asyncio.run_coroutine_threadsafe(load(), loop).result()
+            else:
+                load()
+        self.model, self.contract = model, contract
