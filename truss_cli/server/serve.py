@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-import uvicorn
-
+from truss_cli.server._uvicorn import uvicorn
 from truss_cli.config import ConfigError, load_config
 from truss_cli.server.app import ModelServerApp
 from truss_cli.server.loader import ModelHost, ModelState
