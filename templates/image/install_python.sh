@@ -1,0 +1,39 @@
+#!/bin/sh
+# Creates /opt/truss/venv and installs the model server's and the model's requirements.
+# Usage: install_python.sh WANTED_VERSION [PYTHON]   (PYTHON defaults to python3 on PATH)
+# uv is fetched for the install and removed afterwards; pip is the fallback.
+set -eu
+WANTED="$1"
+PYTHON="${2:-}"
+HERE=/opt/truss/requirements
+VENV=/opt/truss/venv
+
+if [ -z "$PYTHON" ]; then
+    PYTHON=$(command -v python3 || command -v python || true)
+fi
+if [ -z "$PYTHON" ] || [ ! -x "$PYTHON" ]; then
+    echo "truss: no Python interpreter in the base image; set base_image.python_executable_path in config.yaml" >&2
+    exit 1
+fi
+"$PYTHON" -m venv "$VENV"
+FOUND=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+echo "truss: Python $FOUND ($PYTHON)"
+if [ "$FOUND" != "$WANTED" ]; then
+    echo "truss: warning: config.yaml asks for Python $WANTED; the base image has $FOUND"
+fi
+
+set -- -r "$HERE/server.txt"
+if [ -s "$HERE/model.txt" ]; then
+    set -- "$@" -r "$HERE/model.txt"
+fi
+
+BOOTSTRAP=$(mktemp -d)
+if "$VENV/bin/python" -m pip install --quiet --no-cache-dir --target "$BOOTSTRAP" uv >/dev/null 2>&1 \
+        && [ -x "$BOOTSTRAP/bin/uv" ]; then
+    # Native TLS: trust the image's CA store, as pip does, rather than uv's built-in roots.
+    UV_NATIVE_TLS=1 "$BOOTSTRAP/bin/uv" pip install --python "$VENV/bin/python" --no-cache --compile-bytecode "$@"
+else
+    echo "truss: uv unavailable; installing with pip"
+    "$VENV/bin/python" -m pip install --no-cache-dir "$@"
+fi
+rm -rf "$BOOTSTRAP"

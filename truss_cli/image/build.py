@@ -1,0 +1,192 @@
+"""Building a model's image: reuse an identical one, else stream a classic `docker build`.
+
+The engine's output is parsed into steps (`Step 3/14 : RUN ...`) and lines, and reported to a
+listener as they arrive, so the CLI can show the current step and the last few lines while
+the full log is kept for a failure report.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from truss_cli.errors import TrussError
+from truss_cli.image.context import BASE_IMAGE_ENV, LABEL_BUILD_KEY, ImagePlan, write_build_context
+from truss_cli.image.engine import find_built_image, image_id
+from truss_cli.paths import cache_dir
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_BUILT = re.compile(r"^Successfully built ([0-9a-f]+)$")
+
+
+@dataclass
+class BuildStep:
+    number: int
+    total: int
+    instruction: str
+    cached: bool = False
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    tag: str
+    reused: bool
+    build_key: str
+    steps: list[BuildStep] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+
+class BuildListener:
+    """Receives progress while an image builds. The defaults ignore everything."""
+
+    def on_note(self, text: str) -> None: ...
+
+    def on_step(self, step: BuildStep) -> None: ...
+
+    def on_line(self, text: str) -> None: ...
+
+
+class BuildFailed(TrussError):
+    """A build that stopped; carries the failing step and the full log."""
+
+    def __init__(self, message: str, hint: str | None, step: BuildStep | None, log: list[str]):
+        super().__init__(message, hint)
+        self.step = step
+        self.log = log
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """`repo:tag` -> (repo, tag); a registry port (`host:5000/repo`) is not a tag."""
+    repository, _, name = tag.rpartition(":")
+    if not repository or "/" in name:
+        return tag, "latest"
+    return repository, name
+
+
+def build_image(
+    client: docker.APIClient,
+    plan: ImagePlan,
+    tag: str | None = None,
+    no_cache: bool = False,
+    listener: BuildListener | None = None,
+) -> BuildResult:
+    """Build (or reuse) the image for `plan` and tag it `tag` (default: `plan.default_tag`)."""
+    listener = listener or BuildListener()
+    tag = tag or plan.default_tag
+    base_id = image_id(client, plan.base_image)
+    build_key = plan.build_key(base_id or plan.base_image)
+    if not no_cache:
+        existing = find_built_image(client, build_key)
+        if existing is not None:
+            client.tag(existing, *split_tag(tag))
+            return BuildResult(existing, tag, reused=True, build_key=build_key)
+    if base_id is None:
+        listener.on_note(f"Base image {plan.base_image} is not on this machine; Docker will try to pull it.")
+    staging_root = cache_dir() / "build"
+    staging_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="context-", dir=staging_root))
+    try:
+        context = write_build_context(plan, staging / "context", link=True)
+        return _stream_build(client, plan, context, tag, build_key, no_cache, listener)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stream_build(
+    client: docker.APIClient,
+    plan: ImagePlan,
+    context: Path,
+    tag: str,
+    build_key: str,
+    no_cache: bool,
+    listener: BuildListener,
+) -> BuildResult:
+    result = BuildResult(image_id="", tag=tag, reused=False, build_key=build_key)
+    step: BuildStep | None = None
+    pending = ""
+    chunks = client.build(
+        path=str(context),
+        tag=tag,
+        rm=True,
+        forcerm=True,
+        nocache=no_cache,
+        pull=False,
+        decode=True,
+        labels={LABEL_BUILD_KEY: build_key},
+    )
+    try:
+        for chunk in chunks:
+            if "error" in chunk:
+                lines = (pending + chunk["error"]).splitlines()
+                result.log.extend(lines)
+                raise _failure(plan, step, chunk["error"].strip(), result.log)
+            text = chunk.get("stream")
+            if text is None:
+                text = _pull_status(chunk)
+            if not text:
+                aux_id = (chunk.get("aux") or {}).get("ID")
+                if aux_id:
+                    result.image_id = aux_id
+                continue
+            pending += text
+            *complete, pending = pending.split("\n")
+            for line in complete:
+                step = _consume_line(line.rstrip("\r"), step, result, listener)
+        if pending:
+            _consume_line(pending, step, result, listener)
+    except docker.errors.APIError as exc:
+        raise _failure(plan, step, exc.explanation or str(exc), result.log) from None
+    if not result.image_id:
+        raise _failure(plan, step, "the engine reported no image", result.log)
+    return result
+
+
+def _consume_line(line: str, step: BuildStep | None, result: BuildResult, listener: BuildListener) -> BuildStep | None:
+    result.log.append(line)
+    match = _STEP.match(line)
+    if match:
+        step = BuildStep(int(match.group(1)), int(match.group(2)), match.group(3))
+        result.steps.append(step)
+        listener.on_step(step)
+        return step
+    if line.strip() == "---> Using cache" and step is not None:
+        step.cached = True
+    built = _BUILT.match(line)
+    if built and not result.image_id:
+        result.image_id = built.group(1)
+    listener.on_line(line)
+    return step
+
+
+def _pull_status(chunk: dict) -> str:
+    status = chunk.get("status")
+    if not status or chunk.get("progressDetail"):
+        return ""
+    prefix = f"{chunk['id']}: " if chunk.get("id") else ""
+    return f"{prefix}{status}\n"
+
+
+def _failure(plan: ImagePlan, step: BuildStep | None, error: str, log: list[str]) -> BuildFailed:
+    if step is None or step.instruction.upper().startswith("FROM"):
+        return BuildFailed(
+            f"Base image {plan.base_image} not found: it is not on this machine and could not be pulled ({error})",
+            hint=(
+                f"Use an image this machine has: `--base-image IMAGE` or `{BASE_IMAGE_ENV}=IMAGE` "
+                f"(chosen now from {plan.base_image_source}); list local images with `docker images`."
+            ),
+            step=step,
+            log=log,
+        )
+    return BuildFailed(
+        f"Image build failed at step {step.number}/{step.total} ({step.instruction}): {error}",
+        hint=None,
+        step=step,
+        log=log,
+    )

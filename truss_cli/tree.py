@@ -1,0 +1,260 @@
+"""A model directory's file set, and one content hash over it.
+
+Everything that ships a model directory somewhere (the image build context, and later
+`truss push` and the file watcher) asks this module which files belong to the model and
+whether they changed, so all of them agree. The rules follow Truss: a default ignore list
+(version control, caches, virtual environments) plus the directory's own `.truss_ignore`,
+written in gitignore syntax.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+IGNORE_FILENAME = ".truss_ignore"
+
+# Things that are never part of a model: they are machine-local, regenerated, or huge.
+DEFAULT_IGNORE_PATTERNS: tuple[str, ...] = (
+    ".git/",
+    ".hg/",
+    ".svn/",
+    "__pycache__/",
+    "*.py[cod]",
+    ".venv/",
+    "venv/",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".ipynb_checkpoints/",
+    ".idea/",
+    ".vscode/",
+    ".DS_Store",
+    "*.swp",
+    "*~",
+)
+
+# A directory holding this file is a virtual environment whatever its name (`env/`, `.py311/`).
+_VENV_MARKER = "pyvenv.cfg"
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Rule:
+    regex: re.Pattern[str]
+    negated: bool
+    directory_only: bool
+
+
+class IgnoreRules:
+    """Gitignore-style rules: the last matching pattern decides; `!` re-includes."""
+
+    def __init__(self, patterns: Iterable[str] = ()):
+        self._rules = [rule for rule in (_compile(line) for line in patterns) if rule is not None]
+
+    @classmethod
+    def for_directory(cls, root: Path, extra: Sequence[str] = ()) -> "IgnoreRules":
+        """The default list, then `root/.truss_ignore`, then `extra`."""
+        patterns = list(DEFAULT_IGNORE_PATTERNS)
+        ignore_file = root / IGNORE_FILENAME
+        if ignore_file.is_file():
+            patterns.extend(ignore_file.read_text(encoding="utf-8").splitlines())
+        patterns.extend(extra)
+        return cls(patterns)
+
+    def ignores(self, relative_path: str, is_dir: bool) -> bool:
+        """Whether `relative_path` (posix, relative to the root) is left out."""
+        for rule in reversed(self._rules):
+            if rule.directory_only and not is_dir:
+                continue
+            if rule.regex.match(relative_path):
+                return not rule.negated
+        return False
+
+
+def _compile(line: str) -> _Rule | None:
+    line = line.rstrip("\n")
+    # Trailing spaces are insignificant unless escaped (gitignore).
+    stripped = line.rstrip(" ")
+    if stripped.endswith("\\") and len(line) > len(stripped):
+        stripped += " "
+    line = stripped
+    if not line or line.startswith("#"):
+        return None
+    negated = line.startswith("!")
+    if negated:
+        line = line[1:]
+    elif line.startswith("\\!") or line.startswith("\\#"):
+        line = line[1:]
+    directory_only = line.endswith("/")
+    line = line.rstrip("/")
+    if not line:
+        return None
+    # A slash at the start or in the middle anchors the pattern at the root; otherwise it
+    # matches a name at any depth.
+    anchored = "/" in line
+    line = line.lstrip("/")
+    body = _glob_to_regex(line)
+    prefix = "^" if anchored else "^(?:.*/)?"
+    return _Rule(re.compile(prefix + body + "$", re.DOTALL), negated, directory_only)
+
+
+def _glob_to_regex(glob: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(glob)
+    while i < n:
+        char = glob[i]
+        if char == "*":
+            if glob.startswith("**", i) and (i == 0 or glob[i - 1] == "/"):
+                end = i + 2
+                if end == n:  # `dir/**`: everything inside
+                    out.append(".*")
+                    i = end
+                    continue
+                if glob[end] == "/":  # `**/` or `a/**/b`: zero or more directories
+                    out.append("(?:.*/)?")
+                    i = end + 1
+                    continue
+            out.append("[^/]*")
+            while i < n and glob[i] == "*":
+                i += 1
+            continue
+        if char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            close = glob.find("]", i + 2 if glob[i + 1 : i + 2] in ("!", "^") else i + 1)
+            if close == -1:
+                out.append(re.escape(char))
+            else:
+                inner = glob[i + 1 : close]
+                if inner[:1] in ("!", "^"):
+                    inner = "^" + inner[1:]
+                out.append("[" + inner.replace("\\", "\\\\") + "]")
+                i = close
+        elif char == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(glob[i]))
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    relative_path: str  # posix, relative to the tree's root
+    path: Path
+    size: int
+    mtime_ns: int
+    executable: bool
+
+
+def list_files(root: Path | str, extra_ignore: Sequence[str] = ()) -> list[TreeFile]:
+    """Every file of the tree at `root` that is not ignored, sorted by relative path.
+
+    Symbolic links are followed (their targets are what a build copies); a directory seen
+    twice through links is visited once.
+    """
+    root = Path(root)
+    rules = IgnoreRules.for_directory(root, extra_ignore)
+    found: list[TreeFile] = []
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def walk(directory: Path, prefix: str) -> None:
+        try:
+            info = directory.stat()
+        except OSError:
+            return
+        key = (info.st_dev, info.st_ino)
+        if key in seen_dirs:
+            return
+        seen_dirs.add(key)
+        with os.scandir(directory) as entries:
+            children = sorted(entries, key=lambda entry: entry.name)
+        for entry in children:
+            relative = prefix + entry.name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                continue
+            if rules.ignores(relative, is_dir):
+                continue
+            if is_dir:
+                if os.path.exists(os.path.join(entry.path, _VENV_MARKER)):
+                    continue
+                walk(Path(entry.path), relative + "/")
+                continue
+            try:
+                st = entry.stat()
+            except OSError:  # a dangling link
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            found.append(
+                TreeFile(relative, Path(entry.path), st.st_size, st.st_mtime_ns, bool(st.st_mode & 0o111))
+            )
+
+    walk(root, "")
+    found.sort(key=lambda item: item.relative_path)
+    return found
+
+
+class TreeHasher:
+    """Content hashes of trees, remembering per-file digests between calls.
+
+    A long-lived hasher (a watcher, a push loop) re-reads only files whose size, mtime or
+    inode changed. Files modified in the last two seconds are not remembered, because a
+    second write within the filesystem's timestamp granularity would go unnoticed.
+    """
+
+    _RACY_WINDOW_NS = 2_000_000_000
+
+    def __init__(self) -> None:
+        self._digests: dict[Path, tuple[tuple[int, int, int], bytes]] = {}
+
+    def file_digest(self, item: TreeFile) -> bytes:
+        st = item.path.stat()
+        identity = (st.st_size, st.st_mtime_ns, st.st_ino)
+        cached = self._digests.get(item.path)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        digest = _sha256_file(item.path)
+        if time.time_ns() - st.st_mtime_ns > self._RACY_WINDOW_NS:
+            self._digests[item.path] = (identity, digest)
+        return digest
+
+    def hash_files(self, files: Sequence[TreeFile]) -> str:
+        """One digest over the paths, executable bits and contents of `files`."""
+        total = hashlib.sha256()
+        for item in files:
+            total.update(item.relative_path.encode("utf-8", "surrogateescape"))
+            total.update(b"\0x\0" if item.executable else b"\0-\0")
+            total.update(self.file_digest(item))
+        return total.hexdigest()
+
+    def hash_tree(self, root: Path | str, extra_ignore: Sequence[str] = ()) -> str:
+        return self.hash_files(list_files(root, extra_ignore))
+
+
+def content_hash(root: Path | str, extra_ignore: Sequence[str] = ()) -> str:
+    """The sha256 content hash of the tree at `root` (ignored files excluded)."""
+    return TreeHasher().hash_tree(root, extra_ignore)
+
+
+def _sha256_file(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    buffer = bytearray(_READ_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            count = handle.readinto(buffer)
+            if not count:
+                break
+            digest.update(view[:count])
+    return digest.digest()
