@@ -1,0 +1,216 @@
+"""`truss image build-context`: what goes into an image, without a Docker engine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import EXAMPLES
+from truss_cli.cli.app import app
+from truss_cli.image.context import plan_image
+
+runner = CliRunner()
+
+SECRET_VALUE = "pasted-secret-4c1f9e"
+
+KITCHEN_CONFIG = f"""\
+model_name: kitchen
+python_version: py311
+requirements_file: reqs.txt
+system_packages: [jq]
+environment_variables:
+  GREETING: "hi $USER"
+secrets:
+  api_key: {SECRET_VALUE}
+build_commands:
+  - echo built > /tmp/built
+external_package_dirs:
+  - ../shared
+"""
+
+
+@pytest.fixture
+def kitchen(tmp_path: Path) -> Path:
+    root = tmp_path / "kitchen"
+    files = {
+        "config.yaml": KITCHEN_CONFIG,
+        "reqs.txt": "six\n",
+        "model/__init__.py": "",
+        "model/model.py": "class Model:\n    def predict(self, x):\n        return x\n",
+        "data/weights.bin": "w",
+        "packages/helper.py": "VALUE = 1\n",
+        ".truss_ignore": "*.ckpt\n",
+        "big.ckpt": "ignored",
+        "model/__pycache__/model.cpython-311.pyc": "junk",
+        ".git/config": "junk",
+        ".venv/pyvenv.cfg": "",
+    }
+    for relative, content in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(content)
+    (tmp_path / "shared" / "shared_lib").mkdir(parents=True)
+    (tmp_path / "shared" / "shared_lib" / "__init__.py").write_text("")
+    return root
+
+
+def context_files(root: Path) -> set[str]:
+    return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}
+
+
+def instructions(dockerfile: str) -> list[str]:
+    return [line for line in dockerfile.splitlines() if re.match(r"^[A-Z]+ ", line)]
+
+
+def test_build_context_lays_out_one_directory_per_layer_and_respects_ignores(kitchen: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ctx"
+    result = runner.invoke(app, ["image", "build-context", str(kitchen), str(out), "--base-image", "base:1"])
+    assert result.exit_code == 0, result.output
+    files = context_files(out)
+    assert {
+        "Dockerfile",
+        "config.yaml",
+        "install_python.sh",
+        "requirements/model.txt",
+        "requirements/server.txt",
+        "code/model/model.py",
+        "code/model/__init__.py",
+        "code/reqs.txt",
+        "code/.truss_ignore",
+        "data/weights.bin",
+        "packages/helper.py",
+        "external/0/shared_lib/__init__.py",
+        "server/truss_cli/server/__main__.py",
+        "server/truss_cli/config.py",
+    } <= files
+    assert not [name for name in files if "ckpt" in name or "__pycache__" in name or ".git/" in name or ".venv" in name]
+    assert (out / "requirements/model.txt").read_text() == "six\n"
+    assert "fastapi" in (out / "requirements/server.txt").read_text()
+
+
+def test_secret_values_pasted_into_config_yaml_stay_out_of_the_context(kitchen: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ctx"
+    result = runner.invoke(app, ["image", "build-context", str(kitchen), str(out), "--base-image", "base:1"])
+    assert result.exit_code == 0, result.output
+    assert "api_key" in result.output and "run time" in result.output
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert SECRET_VALUE.encode() not in path.read_bytes(), path
+    # The name survives: the server still knows which secrets the model may read.
+    assert "api_key" in (out / "config.yaml").read_text()
+
+
+def test_dockerfile_orders_layers_from_rarely_to_often_changing(kitchen: Path) -> None:
+    lines = instructions(plan_image(kitchen, base_image="base:1").dockerfile)
+
+    def position(prefix: str) -> int:
+        return next(index for index, line in enumerate(lines) if line.startswith(prefix))
+
+    order = [
+        "FROM base:1",
+        "RUN apt-get update",
+        "RUN sh /opt/truss/requirements/install_python.sh",
+        "COPY --chown=10001:10001 data/",
+        "COPY server/",
+        "COPY packages/",
+        "COPY external/",
+        "COPY code/",
+        'RUN ["/bin/sh", "-c", "echo built > /tmp/built"]',
+        "COPY config.yaml",
+    ]
+    positions = [position(prefix) for prefix in order]
+    assert positions == sorted(positions), list(zip(order, positions))
+    assert lines[-1].startswith('CMD ["/opt/truss/venv/bin/python", "-m", "truss_cli.server", "/app"')
+    assert "USER 10001:10001" in lines
+    assert 'ENV GREETING="hi \\$USER"' in lines
+    assert 'ENV TRUSS_EXTERNAL_PACKAGE_DIRS="/opt/truss/external/0"' in lines
+
+
+def test_base_image_precedence_flag_then_environment_then_config_then_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "m"
+    (model / "model").mkdir(parents=True)
+    (model / "model" / "model.py").write_text("class Model: pass\n")
+    (model / "config.yaml").write_text("python_version: py312\n")
+    monkeypatch.delenv("TRUSS_BASE_IMAGE", raising=False)
+    assert plan_image(model).base_image == "python:3.12-slim"
+
+    (model / "config.yaml").write_text(
+        "python_version: py312\nbase_image:\n  image: custom:2\n  python_executable_path: /opt/py/bin/python3\n"
+    )
+    plan = plan_image(model)
+    assert (plan.base_image, plan.python_executable) == ("custom:2", "/opt/py/bin/python3")
+    assert "install_python.sh 3.12 /opt/py/bin/python3" in plan.dockerfile
+
+    monkeypatch.setenv("TRUSS_BASE_IMAGE", "offline:1")
+    plan = plan_image(model)
+    # The override replaces the image, and with it the path that belonged to that image.
+    assert (plan.base_image, plan.python_executable) == ("offline:1", "")
+    assert plan_image(model, base_image="flag:1").base_image == "flag:1"
+
+
+def test_the_content_hash_label_changes_with_the_code_only(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    (model / "model").mkdir(parents=True)
+    (model / "config.yaml").write_text("model_name: m\n")
+    (model / "model" / "model.py").write_text("class Model: pass\n")
+    first = plan_image(model, base_image="b:1")
+    (model / "model" / "__pycache__").mkdir()
+    (model / "model" / "__pycache__" / "x.pyc").write_text("junk")
+    assert plan_image(model, base_image="b:1").content_hash == first.content_hash
+    (model / "model" / "model.py").write_text("class Model:\n    pass\n")
+    second = plan_image(model, base_image="b:1")
+    assert second.content_hash != first.content_hash
+    assert f'"truss.content-hash"="{second.content_hash}"' in second.dockerfile
+    assert second.default_tag == f"truss-m:{second.content_hash[:12]}"
+
+
+def test_an_existing_non_empty_output_directory_is_refused_and_left_alone(kitchen: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ctx"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    result = runner.invoke(app, ["image", "build-context", str(kitchen), str(out)])
+    assert result.exit_code == 1
+    assert "not empty" in result.output
+    assert context_files(out) == {"mine.txt"}
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".ctx")] == []
+
+
+def test_a_missing_requirements_file_names_the_key_and_writes_nothing(kitchen: Path, tmp_path: Path) -> None:
+    (kitchen / "reqs.txt").unlink()
+    out = tmp_path / "ctx"
+    result = runner.invoke(app, ["image", "build-context", str(kitchen), str(out)])
+    assert result.exit_code == 2
+    assert "requirements_file" in result.output and "reqs.txt" in result.output
+    assert not out.exists()
+
+
+def test_an_invalid_config_is_a_config_error(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.yaml").write_text("runtime:\n  predict_concurrency: two\n")
+    result = runner.invoke(app, ["image", "build-context", str(model), str(tmp_path / "ctx")])
+    assert result.exit_code == 2
+    assert "runtime.predict_concurrency" in result.output
+    assert not (tmp_path / "ctx").exists()
+
+
+def test_examples_render(tmp_path: Path) -> None:
+    for name in ("hello", "text-classifier"):
+        out = tmp_path / name
+        result = runner.invoke(app, ["image", "build-context", str(EXAMPLES / name), str(out)])
+        assert result.exit_code == 0, result.output
+        assert (out / "code/model/model.py").is_file()
+    assert (tmp_path / "text-classifier/data/reviews.csv").is_file()
+    assert "scikit-learn" in (tmp_path / "text-classifier/requirements/model.txt").read_text()
+
+
+def test_no_engine_reachable_says_how_to_start_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    result = runner.invoke(app, ["image", "build", str(EXAMPLES / "hello")])
+    assert result.exit_code == 1
+    assert "No Docker engine reachable" in result.output
+    assert "dockerd" in result.output

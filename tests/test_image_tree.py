@@ -1,0 +1,150 @@
+"""The model directory's file set (default ignores + .truss_ignore) and its content hash."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from truss_cli.tree import IgnoreRules, TreeHasher, content_hash, list_files
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return root
+
+
+def names(root: Path) -> list[str]:
+    return [item.relative_path for item in list_files(root)]
+
+
+def test_default_ignores_leave_out_version_control_caches_and_virtualenvs(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "config.yaml": "",
+            "model/model.py": "",
+            "model/__pycache__/model.cpython-311.pyc": "",
+            "model/stale.pyc": "",
+            ".git/HEAD": "",
+            ".venv/bin/python": "",
+            "venv/lib/x.py": "",
+            # A virtualenv with an unusual name is recognised by its pyvenv.cfg.
+            "py311env/pyvenv.cfg": "",
+            "py311env/lib/site.py": "",
+            ".DS_Store": "",
+        },
+    )
+    assert names(tmp_path) == ["config.yaml", "model/model.py"]
+
+
+def test_truss_ignore_uses_gitignore_syntax(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            ".truss_ignore": "\n".join(
+                [
+                    "# comments and blank lines are skipped",
+                    "",
+                    "*.log",
+                    "!keep.log",
+                    "/top-only.txt",
+                    "scratch/",
+                    "data/**/raw",
+                    "notes?.md",
+                ]
+            ),
+            "config.yaml": "",
+            "a.log": "",
+            "sub/b.log": "",
+            "keep.log": "",
+            "top-only.txt": "",
+            "sub/top-only.txt": "",
+            "scratch/x.py": "",
+            "sub/scratch": "a file, not a directory: kept",
+            "data/raw": "",
+            "data/2024/01/raw": "",
+            "data/clean": "",
+            "notes1.md": "",
+            "notes12.md": "",
+        },
+    )
+    assert names(tmp_path) == [
+        ".truss_ignore",
+        "config.yaml",
+        "data/clean",
+        "keep.log",
+        "notes12.md",
+        "sub/scratch",
+        "sub/top-only.txt",
+    ]
+
+
+def test_a_truss_ignore_negation_can_bring_back_a_default_ignore(tmp_path: Path) -> None:
+    write(tmp_path, {".truss_ignore": "!venv/\n", "venv/tool.py": "", "config.yaml": ""})
+    assert "venv/tool.py" in names(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "is_dir", "ignored"),
+    [
+        ("*.py[cod]", "a/b.pyc", False, True),
+        ("*.py[cod]", "a/b.py", False, False),
+        ("build/", "build", False, False),
+        ("build/", "x/build", True, True),
+        ("a/**/b", "a/b", False, True),
+        ("a/**/b", "a/x/y/b", False, True),
+        ("**/cache", "deep/er/cache", True, True),
+        ("doc/*.txt", "doc/sub/x.txt", False, False),
+        ("\\#literal", "#literal", False, True),
+    ],
+)
+def test_pattern_semantics(pattern: str, path: str, is_dir: bool, ignored: bool) -> None:
+    assert IgnoreRules([pattern]).ignores(path, is_dir) is ignored
+
+
+def test_hash_follows_content_names_and_executable_bit_but_not_mtimes_or_ignored_files(tmp_path: Path) -> None:
+    write(tmp_path, {"config.yaml": "a: 1\n", "model/model.py": "x = 1\n"})
+    first = content_hash(tmp_path)
+
+    os.utime(tmp_path / "model/model.py", (1, 1))
+    write(tmp_path, {"model/__pycache__/model.pyc": "junk", ".git/HEAD": "ref"})
+    assert content_hash(tmp_path) == first
+
+    write(tmp_path, {"model/model.py": "x = 2\n"})
+    changed = content_hash(tmp_path)
+    assert changed != first
+
+    (tmp_path / "model/model.py").rename(tmp_path / "model/other.py")
+    assert content_hash(tmp_path) not in (first, changed)
+
+    (tmp_path / "model/other.py").chmod(0o755)
+    renamed = TreeHasher().hash_tree(tmp_path)
+    (tmp_path / "model/other.py").chmod(0o644)
+    assert TreeHasher().hash_tree(tmp_path) != renamed
+
+
+def test_a_long_lived_hasher_sees_edits(tmp_path: Path) -> None:
+    write(tmp_path, {"config.yaml": "", "model/model.py": "one\n"})
+    old = 1_000_000_000
+    os.utime(tmp_path / "model/model.py", (old, old))
+    hasher = TreeHasher()
+    before = hasher.hash_tree(tmp_path)
+    # Same size, same (old) mtime: only the inode tells them apart, as after an editor's
+    # write-to-temp-and-rename save.
+    replacement = tmp_path / "model/model.py.new"
+    replacement.write_text("two\n")
+    os.utime(replacement, (old, old))
+    replacement.replace(tmp_path / "model/model.py")
+    assert hasher.hash_tree(tmp_path) != before
+    assert hasher.hash_tree(tmp_path) == content_hash(tmp_path)
+
+
+def test_symlinked_directory_loops_are_visited_once(tmp_path: Path) -> None:
+    write(tmp_path, {"config.yaml": "", "pkg/mod.py": ""})
+    (tmp_path / "pkg/loop").symlink_to(tmp_path / "pkg", target_is_directory=True)
+    assert names(tmp_path) == ["config.yaml", "pkg/mod.py"]
