@@ -1,0 +1,200 @@
+"""`truss predict` through Typer's CliRunner, against real model servers on real ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import EXAMPLES, REPO_ROOT, free_port
+from test_server_harness import ModelServer, start_ready, write_model_dir
+from truss_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def hello(tmp_path_factory: pytest.TempPathFactory):
+    server = _serve_copy(EXAMPLES / "hello", tmp_path_factory.mktemp("hello"))
+    yield server
+    server.stop()
+
+
+def _serve_copy(source: Path, root: Path) -> ModelServer:
+    """Serve a copy of an example: the harness writes its log next to the model directory."""
+    model_dir = root / source.name
+    shutil.copytree(source, model_dir)
+    return ModelServer(model_dir).wait_ready()
+
+
+def test_prints_the_json_result(hello: ModelServer) -> None:
+    result = runner.invoke(app, ["predict", "--url", hello.url, "-d", '{"name": "world"}'])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == '{"greeting": "Hello, world!"}\n'
+
+
+def test_reads_the_input_from_a_file_or_stdin(hello: ModelServer, tmp_path: Path) -> None:
+    payload = tmp_path / "input.json"
+    payload.write_text('{\n  "name": "file"\n}\n')
+    from_file = runner.invoke(app, ["predict", "--url", hello.url, "-f", str(payload)])
+    assert json.loads(from_file.stdout) == {"greeting": "Hello, file!"}
+    from_stdin = runner.invoke(app, ["predict", "--url", hello.url, "-f", "-"], input='{"name": "stdin"}')
+    assert json.loads(from_stdin.stdout) == {"greeting": "Hello, stdin!"}
+
+
+def test_accepts_a_full_predict_url(hello: ModelServer) -> None:
+    result = runner.invoke(app, ["predict", "--url", hello.url + "/v1/models/model:predict", "-d", "{}"])
+    assert json.loads(result.stdout) == {"greeting": "Hello, world!"}
+
+
+def test_streamed_chunks_are_printed(tmp_path: Path) -> None:
+    server = _serve_copy(EXAMPLES / "streaming", tmp_path)
+    try:
+        result = runner.invoke(app, ["predict", "--url", server.url, "-d", '{"text": "the quick brown fox", "delay": 0}'])
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "the quick brown fox\n"
+
+
+def test_chunks_appear_before_the_stream_ends(tmp_path: Path) -> None:
+    # The model yields "first", then waits until the test has seen it on predict's stdout.
+    gate = tmp_path / "gate"
+    server = start_ready(
+        tmp_path / "gated",
+        f"""
+        import os, time
+
+        class Model:
+            def predict(self, model_input):
+                yield "first\\n"
+                while not os.path.exists({str(gate)!r}):
+                    time.sleep(0.02)
+                yield "second\\n"
+        """,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "truss_cli", "predict", "--url", server.url, "-d", "{}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    # If predict buffered the whole response, this opens the gate so the test fails, not hangs.
+    watchdog = threading.Timer(30, gate.touch)
+    watchdog.start()
+    try:
+        assert process.stdout.readline() == b"first\n"
+        assert not gate.exists(), "the first chunk was only printed once the stream had ended"
+        gate.touch()
+        assert process.stdout.read() == b"second\n"
+        assert process.wait(30) == 0
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait()
+        server.stop()
+
+
+def test_a_model_error_exits_nonzero_with_the_servers_answer(tmp_path: Path) -> None:
+    server = start_ready(
+        tmp_path / "failing",
+        """
+        class Model:
+            def predict(self, model_input):
+                raise ValueError("cannot handle this input")
+        """,
+    )
+    try:
+        result = runner.invoke(app, ["predict", "--url", server.url, "-d", "{}"])
+    finally:
+        server.stop()
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    message = flat(result.stderr)
+    assert "the server answered 500 Internal Server Error:" in message
+    assert '"error"' in message  # the server's body is shown
+    assert "Traceback" not in result.stderr
+
+
+def test_a_model_that_is_still_loading_gets_a_hint(tmp_path: Path) -> None:
+    gate = tmp_path / "loaded"
+    model_dir = write_model_dir(
+        tmp_path / "slow",
+        f"""
+        import os, time
+
+        class Model:
+            def load(self):
+                while not os.path.exists({str(gate)!r}):
+                    time.sleep(0.02)
+
+            def predict(self, model_input):
+                return model_input
+        """,
+    )
+    server = ModelServer(model_dir)
+    try:
+        server.wait_live()
+        result = runner.invoke(app, ["predict", "--url", server.url, "-d", "{}"])
+        gate.touch()
+    finally:
+        server.stop()
+    assert result.exit_code == 1
+    assert "503" in result.stderr and "not ready" in flat(result.stderr)
+
+
+def test_no_server_says_how_to_start_one() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["predict", "--url", url, "-d", "{}"])
+    assert result.exit_code == 1
+    message = flat(result.stderr)
+    assert f"no model server is answering at {url}" in message
+    assert "truss run DIR" in message
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["-d", "{name: world}"], "-d/--data: invalid JSON at line 1, column 2: Expecting property name"),
+        (["-d", "{}", "-f", "input.json"], "cannot be used together"),
+        ([], "no model input"),
+        (["-f", "does-not-exist.json"], "-f/--file: does-not-exist.json: no such file"),
+        (["--url", "localhost:8080", "-d", "{}"], "--url: expected an http(s) URL"),
+    ],
+)
+def test_bad_input_exits_2_and_sends_nothing(arguments: list[str], expected: str, tmp_path: Path) -> None:
+    (tmp_path / "input.json").write_text("{}")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        # No server at all: exit 2 proves the input was rejected before any request.
+        result = runner.invoke(app, ["predict", *arguments])
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 2, result.output
+    assert expected in flat(result.stderr)
+
+
+def test_invalid_json_in_a_file_names_the_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "name": "x",\n}\n')
+    result = runner.invoke(app, ["predict", "-f", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}: invalid JSON at line 3, column 1" in flat(result.stderr)
+
+
+def test_help_explains_every_flag() -> None:
+    result = runner.invoke(app, ["predict", "--help"])
+    text = flat(result.stdout)
+    for flag in ("--data", "--file", "--url"):
+        assert flag in text
+    assert "truss run" in text
