@@ -4,6 +4,7 @@ to build FROM, and cleanup of every container and image a test creates."""
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 import docker
@@ -54,6 +55,7 @@ class Cleanup:
         self.client = client
         self.model_names: list[str] = []
         self.tags: list[str] = []
+        self.partial_images: list[str] = []
 
     def model(self, name: str) -> str:
         self.model_names.append(name)
@@ -62,6 +64,11 @@ class Cleanup:
     def tag(self, tag: str) -> str:
         self.tags.append(tag)
         return tag
+
+    def failed_build(self, output: str) -> None:
+        """A failed build leaves its last good step as an untagged image (useful cache for a
+        retry, litter for a test): find it in the build log."""
+        self.partial_images.extend(re.findall(r"^ ?---> ([0-9a-f]{12})$", output, flags=re.MULTILINE)[-1:])
 
     def run(self) -> None:
         for name in self.model_names:
@@ -76,4 +83,10 @@ class Cleanup:
             try:
                 self.client.remove_image(image, force=True)
             except docker.errors.NotFound:
+                pass
+        for image in self.partial_images:
+            try:
+                # Not forced: if a later build made it a parent of a tagged image, it stays.
+                self.client.remove_image(image)
+            except docker.errors.APIError:
                 pass

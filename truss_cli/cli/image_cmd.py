@@ -16,7 +16,13 @@ from rich.text import Text
 
 from truss_cli.cli import console
 from truss_cli.image.build import BuildFailed, BuildListener, BuildResult, BuildStep, build_image
-from truss_cli.image.container import RunningContainer, runtime_environment, start_container, wait_until_ready
+from truss_cli.image.container import (
+    RunningContainer,
+    ensure_port_free,
+    runtime_environment,
+    start_container,
+    wait_until_ready,
+)
 from truss_cli.image.context import BASE_IMAGE_ENV, ImagePlan, plan_image, write_build_context
 from truss_cli.image.engine import connect
 
@@ -80,6 +86,7 @@ def run(
 ) -> None:
     """Build the image if needed, start it, wait until the model is ready, and stream its logs."""
     plan = _plan(model_dir, base_image)
+    ensure_port_free(port)  # before a build that may take minutes
     result = _build(plan, tag, no_cache=False)
     client = connect()
     container = start_container(

@@ -1,0 +1,96 @@
+"""`truss image run` as a user runs it: build if needed, serve on 127.0.0.1, predict with
+`truss predict`, and Ctrl-C stops and removes the container."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import docker
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from conftest import EXAMPLES, REPO_ROOT, free_port, wait_until_ready
+from docker_support import Cleanup, base_image, engine
+from truss_cli.cli.app import app
+
+pytestmark = pytest.mark.docker
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def client() -> docker.APIClient:
+    return engine()
+
+
+@pytest.fixture(scope="module")
+def cleanup(client: docker.APIClient) -> Iterator[Cleanup]:
+    tracker = Cleanup(client)
+    yield tracker
+    tracker.run()
+
+
+def containers_of(client: docker.APIClient, model_name: str) -> list[dict]:
+    return client.containers(all=True, filters={"label": f"truss.model-name={model_name}"})
+
+
+def test_run_text_classifier_predict_then_ctrl_c_removes_the_container(
+    client: docker.APIClient, cleanup: Cleanup
+) -> None:
+    tag = cleanup.tag(f"truss-test-text-classifier:{uuid.uuid4().hex[:8]}")
+    port = free_port()
+    before = {container["Id"] for container in containers_of(client, "text-classifier")}
+    env = dict(os.environ, TRUSS_BASE_IMAGE=base_image(client))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "truss_cli", "image", "run", str(EXAMPLES / "text-classifier"), "--tag", tag,
+         "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_ready(f"{url}/v1/models/model", timeout=600, is_alive=lambda: process.poll() is None)
+        ours = [c for c in containers_of(client, "text-classifier") if c["Id"] not in before]
+        assert len(ours) == 1 and ours[0]["State"] == "running"
+
+        result = runner.invoke(app, ["predict", "--url", url, "-d", json.dumps({"text": "I loved it, wonderful service"})])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["label"] == "positive"
+
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        for container in containers_of(client, "text-classifier"):
+            if container["Id"] not in before:
+                client.remove_container(container["Id"], force=True)
+    assert process.returncode == 0, output
+    assert url in output
+    assert "Removed" in output
+    assert "Running load()" in output  # the model server's own log was streamed
+    assert [c for c in containers_of(client, "text-classifier") if c["Id"] not in before] == []
+
+
+def test_a_port_in_use_is_reported_before_building(client: docker.APIClient, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["image", "run", str(EXAMPLES / "hello"), "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"Port {port} on 127.0.0.1 is already in use" in result.output
+    assert "--port" in result.output
+    assert "Step " not in result.output
