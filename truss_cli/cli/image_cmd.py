@@ -131,12 +131,15 @@ def _build(plan: ImagePlan, tag: Optional[str], no_cache: bool) -> BuildResult:
         console.err.rule()
         raise
     if result.reused:
-        console.err.print(f"[green]Unchanged[/]: reusing image {result.tag} ({result.image_id[7:19]})")
+        console.err.print(
+            f"[green]Unchanged[/]: reusing image {result.tag} ({result.image_id[7:19]})", soft_wrap=True
+        )
     else:
         cached = sum(1 for step in result.steps if step.cached)
         console.err.print(
             f"[green]Built[/] {result.tag} ({result.image_id.split(':')[-1][:12]}; "
-            f"{cached}/{len(result.steps)} steps from cache)"
+            f"{cached}/{len(result.steps)} steps from cache)",
+            soft_wrap=True,
         )
     return result
 
