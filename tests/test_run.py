@@ -256,3 +256,43 @@ def test_text_classifier_example_trains_on_its_data_and_classifies(cache: Path, 
     assert negative["label"] == "negative"
     assert set(positive["probabilities"]) == {"positive", "negative"}
     assert abs(sum(positive["probabilities"].values()) - 1) < 1e-3
+
+
+def test_ctrl_c_while_the_environment_is_built_leaves_nothing_behind(make_model_dir, tmp_path: Path) -> None:
+    # A local package whose build blocks until the test says so: the build is caught mid-way
+    # deterministically. Its in-tree build backend needs nothing from the network.
+    package = tmp_path / "slow-build"
+    started, release = tmp_path / "build-started", tmp_path / "build-release"
+    package.mkdir()
+    (package / "pyproject.toml").write_text(
+        '[project]\nname = "slow-build"\nversion = "1.0"\n'
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    (package / "backend.py").write_text(
+        "import pathlib, time\n"
+        "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
+        f"    pathlib.Path({str(started)!r}).touch()\n"
+        "    deadline = time.time() + 60\n"
+        f"    while not pathlib.Path({str(release)!r}).exists() and time.time() < deadline:\n"
+        "        time.sleep(0.05)\n"
+        "    raise SystemExit('released')\n"
+    )
+    model_dir = make_model_dir(
+        "class Model:\n    def predict(self, x):\n        return x\n",
+        f"requirements:\n  - slow-build @ {package.as_uri()}\n",
+    )
+    cache = tmp_path / "cache"
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert run.process.poll() is None, run.stderr
+            assert time.monotonic() < deadline, "the build never started"
+            time.sleep(0.05)
+        assert [p.name.startswith(".staging-") for p in (cache / "envs").iterdir()] == [True]
+        code = run.stop(signal.SIGINT)
+    finally:
+        release.touch()
+    assert code == 130
+    assert "Interrupted" in run.stderr
+    assert list((cache / "envs").iterdir()) == []

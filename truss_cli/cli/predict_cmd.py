@@ -32,8 +32,7 @@ def predict(
 ) -> None:
     """Send one prediction request to a running model server and print the result.
 
-    JSON results are printed as JSON (indented on a terminal, one line otherwise); a
-    streaming model's chunks are printed as they arrive. Start a server with `truss run DIR`.
+    JSON results are printed as JSON (indented on a terminal, one line otherwise); a streaming model's chunks are printed as they arrive. Start a server with `truss run DIR`.
     """
     payload = _read_input(data, file)
     endpoint = predict_url(url)

@@ -12,7 +12,8 @@ import typer
 from rich.markup import escape
 
 from truss_cli.cli import console
-from truss_cli.config import load_config
+from truss_cli.cli.predict_cmd import DEFAULT_URL
+from truss_cli.config import TrussConfig, load_config
 from truss_cli.errors import TrussError
 from truss_cli.local.environments import Environment, ensure_environment, spec_for_model
 from truss_cli.local.interpreters import NoInterpreterError, select_interpreter
@@ -35,9 +36,7 @@ def run(
 ) -> None:
     """Serve a model locally in an isolated, cached Python environment.
 
-    Validates config.yaml, creates (or reuses) a virtual environment with the model's
-    requirements, starts the model server, streams its logs and prints the URL once the
-    model is loaded. Ctrl-C stops it.
+    Validates config.yaml, creates (or reuses) a virtual environment with the model's requirements, starts the model server, streams its logs and prints the URL once the model is loaded. Ctrl-C stops it.
     """
     model_dir = model_dir.resolve()
     loaded = load_config(model_dir)
@@ -66,7 +65,7 @@ def run(
         signal.signal(signal.SIGINT, previous_handlers[1])
 
 
-def _prepare_environment(model_dir: Path, config) -> Environment:  # type: ignore[no-untyped-def]
+def _prepare_environment(model_dir: Path, config: TrussConfig) -> Environment:
     try:
         selection = select_interpreter(config.python_minor)
     except NoInterpreterError as exc:
@@ -77,17 +76,17 @@ def _prepare_environment(model_dir: Path, config) -> Environment:  # type: ignor
     spec = spec_for_model(model_dir, config, selection.interpreter)
     started = time.monotonic()
     with console.err.status("Preparing the environment", spinner="dots") as status:
-        environment = ensure_environment(spec, cache_dir(), on_progress=lambda step: status.update(_shorten(step)))
+        environment = ensure_environment(spec, cache_dir(), on_progress=lambda step: status.update(_fit_one_line(step)))
     if environment.created:
-        console.err.print(f"Created environment {environment.path} in {time.monotonic() - started:.1f}s")
+        console.err.print(f"Created environment {environment.path} in {time.monotonic() - started:.1f}s", soft_wrap=True)
     else:
-        console.err.print(f"[dim]Using cached environment {environment.path}[/]")
+        console.err.print(f"[dim]Using cached environment {environment.path}[/]", soft_wrap=True)
     return environment
 
 
 def _serve(replica: Replica) -> int:
     """Start the replica and supervise it; the returned value is the exit code of `truss run`."""
-    console.err.print(f"Starting the model server ({replica.url}); waiting for load() to finish...")
+    console.err.print(f"Starting the model server on {replica.url}; waiting for load()...", soft_wrap=True)
     replica.start()
     try:
         try:
@@ -98,8 +97,9 @@ def _serve(replica: Replica) -> int:
                 hint="see the log above (load() or the model's import failed)",
             )
             return _as_exit_code(exc.exit_code) or 1
-        console.out.print(f"Model server ready at [bold]{replica.url}[/] (Ctrl-C to stop)")
-        console.out.print(f"[dim]Try: truss predict --url {replica.url} -d '{{...}}'[/]")
+        console.out.print(f"Model server ready at [bold]{replica.url}[/] (Ctrl-C to stop)", soft_wrap=True)
+        url_flag = "" if replica.url == DEFAULT_URL else f" --url {replica.url}"
+        console.out.print(f"[dim]Call it with: truss predict{url_flag} -d '<json>'[/]", soft_wrap=True)
         code = replica.wait()
         console.error(f"the model server exited with code {code}")
         return _as_exit_code(code) or 1
@@ -121,6 +121,8 @@ def _raise_stop(signum: int, frame: Optional[FrameType]) -> None:
     raise _StopRequested()
 
 
-def _shorten(text: str, limit: int = 100) -> str:
+def _fit_one_line(text: str) -> str:
+    # A status that wraps leaves a trail of half-erased lines behind the spinner.
+    limit = max(20, console.err.width - 4)
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return escape(text)  # uv's output is not rich markup
