@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from collections import deque
@@ -29,6 +30,7 @@ from truss_cli.image.engine import connect
 app = typer.Typer(help="Build and run Docker images of a model directory.", no_args_is_help=True)
 
 _TAIL_LINES = 6
+_BOOKKEEPING = re.compile(r"^\s*(---> |Removing intermediate container )")
 
 ModelDir = typer.Argument(Path("."), help="The model directory (holding config.yaml).", show_default=True)
 BaseImageOption = typer.Option(
@@ -185,7 +187,8 @@ class _BuildProgress(BuildListener):
             )
 
     def on_line(self, text: str) -> None:
-        if not text.strip():
+        # The engine's bookkeeping lines stay in the full log but would crowd out the step's output.
+        if not text.strip() or _BOOKKEEPING.match(text):
             return
         self._tail.append(text)
         if self._interactive:
