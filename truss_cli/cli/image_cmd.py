@@ -132,6 +132,8 @@ def _build(plan: ImagePlan, tag: Optional[str], no_cache: bool) -> BuildResult:
             console.err.print(line, markup=False, highlight=False)
         console.err.rule()
         raise
+    for warning in progress.warnings:
+        console.warning(warning)
     if result.reused:
         console.err.print(
             f"[green]Unchanged[/]: reusing image {result.tag} ({result.image_id[7:19]})", soft_wrap=True
@@ -153,6 +155,7 @@ class _BuildProgress(BuildListener):
         self._plan = plan
         self._step: BuildStep | None = None
         self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
+        self.warnings: list[str] = []  # from the build itself, e.g. a Python version mismatch
         self._interactive = console.err.is_terminal
         self._live = Live(self._render(), console=console.err, transient=True, refresh_per_second=8)
 
@@ -187,6 +190,8 @@ class _BuildProgress(BuildListener):
             )
 
     def on_line(self, text: str) -> None:
+        if text.startswith("truss: warning: "):
+            self.warnings.append(text[len("truss: warning: ") :])
         # The engine's bookkeeping lines stay in the full log but would crowd out the step's output.
         if not text.strip() or _BOOKKEEPING.match(text):
             return
