@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -42,22 +43,32 @@ def containers_of(client: docker.APIClient, model_name: str) -> list[dict]:
     return client.containers(all=True, filters={"label": f"truss.model-name={model_name}"})
 
 
+def wait_for_output(log: Path, text: str, timeout: float = 60) -> None:
+    """Wait until the command has printed `text` (its output goes to `log`)."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not printed within {timeout}s:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
+
+
 def test_run_text_classifier_predict_then_ctrl_c_removes_the_container(
-    client: docker.APIClient, cleanup: Cleanup
+    client: docker.APIClient, cleanup: Cleanup, tmp_path: Path
 ) -> None:
     tag = cleanup.tag(f"truss-test-text-classifier:{uuid.uuid4().hex[:8]}")
     port = free_port()
     before = {container["Id"] for container in containers_of(client, "text-classifier")}
     env = dict(os.environ, TRUSS_BASE_IMAGE=base_image(client))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "truss_cli", "image", "run", str(EXAMPLES / "text-classifier"), "--tag", tag,
-         "--port", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "image-run.log"
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "truss_cli", "image", "run", str(EXAMPLES / "text-classifier"), "--tag", tag,
+             "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_ready(f"{url}/v1/models/model", timeout=600, is_alive=lambda: process.poll() is None)
@@ -68,19 +79,21 @@ def test_run_text_classifier_predict_then_ctrl_c_removes_the_container(
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["label"] == "positive"
 
+        # The model server's own log is streamed once the command reports ready.
+        wait_for_output(log, "Running load()")
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
+        process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate()
+            process.wait()
         for container in containers_of(client, "text-classifier"):
             if container["Id"] not in before:
                 client.remove_container(container["Id"], force=True)
+    output = log.read_text(errors="replace")
     assert process.returncode == 0, output
     assert url in output
     assert "Removed" in output
-    assert "Running load()" in output  # the model server's own log was streamed
     assert [c for c in containers_of(client, "text-classifier") if c["Id"] not in before] == []
 
 
