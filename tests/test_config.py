@@ -93,6 +93,17 @@ def test_unknown_keys_give_one_warning_naming_each():
         ("- a\n- b\n", "config.yaml: expected a mapping of keys to values at the top level, got a list"),
         ("requirements: [numpy]\nrequirements_file: requirements.txt\n",
          "config.yaml: requirements_file: cannot be set together with requirements; use one of the two"),
+        ("runtime:\n  predict_concurrency: true\n",
+         "config.yaml: runtime.predict_concurrency: expected an integer >= 1, got true"),
+        ("requirements: [numpy, [scipy]]\n", "config.yaml: requirements[1]: expected a string, got a list"),
+        ("data_dir: /etc\n",
+         'config.yaml: data_dir: expected a path inside the model directory (relative, without ".."), got "/etc"'),
+        ("model_module_dir: ../elsewhere\n",
+         'config.yaml: model_module_dir: expected a path inside the model directory (relative, without ".."), '
+         'got "../elsewhere"'),
+        ("requirements_file: ../requirements.txt\n",
+         'config.yaml: requirements_file: expected a path inside the model directory (relative, without ".."), '
+         'got "../requirements.txt"'),
     ],
 )
 def test_invalid_values_name_the_key_and_what_was_expected(text, expected):
@@ -101,12 +112,28 @@ def test_invalid_values_name_the_key_and_what_was_expected(text, expected):
     assert str(caught.value) == expected
 
 
-def test_yaml_syntax_error_names_the_line():
+def test_every_invalid_value_is_reported_at_once():
+    with pytest.raises(ConfigError) as caught:
+        parse_config("runtime:\n  predict_concurrency: two\n  streaming_read_timeout: 0\nlive_reload: maybe\n")
+    assert str(caught.value).splitlines() == [
+        'config.yaml: runtime.predict_concurrency: expected an integer >= 1, got "two"',
+        "config.yaml: runtime.streaming_read_timeout: expected an integer >= 1, got 0",
+        'config.yaml: live_reload: expected true or false, got "maybe"',
+    ]
+
+
+def test_yaml_syntax_error_names_the_line_and_where_the_construct_began():
     with pytest.raises(ConfigError) as caught:
         parse_config("model_name: x\nrequirements: [numpy\nruntime: {}\n")
-    message = str(caught.value)
-    assert message.startswith("config.yaml: line ")
-    assert "invalid YAML" in message
+    assert str(caught.value) == (
+        "config.yaml: line 3, column 8: invalid YAML: expected ',' or ']', but got ':' "
+        "(while parsing a flow sequence that starts at line 2, column 15)"
+    )
+
+
+def test_paths_inside_the_model_directory_are_accepted():
+    config = parse_config("data_dir: assets/images\nrequirements_file: deps/requirements.txt\n").config
+    assert (config.data_dir, config.requirements_file) == ("assets/images", "deps/requirements.txt")
 
 
 def test_load_config_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -123,3 +150,6 @@ def test_missing_config_and_missing_directory(tmp_path: Path):
         load_config(tmp_path)
     with pytest.raises(ConfigError, match="no such directory"):
         load_config(tmp_path / "absent")
+    (tmp_path / "config.yaml").write_text("model_name: x\n")
+    with pytest.raises(ConfigError, match="is a file, not a model directory"):
+        load_config(tmp_path / "config.yaml")

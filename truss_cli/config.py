@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
+from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_FILENAME = "config.yaml"
@@ -73,6 +74,14 @@ class Runtime(_Section):
     predict_concurrency: int = Field(default=1, ge=1)
     streaming_read_timeout: int = Field(default=60, ge=1)
 
+    @field_validator("predict_concurrency", "streaming_read_timeout", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        # pydantic reads `true` as 1; for a count that is a typo, not a value.
+        if isinstance(value, bool):
+            raise PydanticCustomError("int_type", "expected an integer")
+        return value
+
 
 class BaseImage(_Section):
     image: str = ""
@@ -114,6 +123,19 @@ class TrussConfig(_Section):
                 else item
                 for key, item in value.items()
             }
+        return value
+
+    @field_validator(
+        "data_dir", "model_module_dir", "bundled_packages_dir", "model_class_filename",
+        "examples_filename", "requirements_file",
+    )
+    @classmethod
+    def _inside_the_model_directory(cls, value: Optional[str]) -> Optional[str]:
+        # These name files that are copied into images and archives: they must stay inside.
+        if value is not None and (value.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", value)):
+            raise ValueError(
+                f'expected a path inside the model directory (relative, without ".."), got {json.dumps(value)}'
+            )
         return value
 
     @model_validator(mode="before")
@@ -164,6 +186,8 @@ def load_config(model_dir: Path | str) -> LoadedConfig:
     path = Path(model_dir) / CONFIG_FILENAME
     display = _display_path(path)
     if not path.is_file():
+        if Path(model_dir).exists() and not Path(model_dir).is_dir():
+            raise ConfigError(f"{model_dir}: is a file, not a model directory (give the directory that holds config.yaml)")
         if not Path(model_dir).is_dir():
             raise ConfigError(f"{model_dir}: no such directory")
         raise ConfigError(f"{display}: not found; a model directory needs a config.yaml (create one with `truss init`)")
@@ -178,6 +202,10 @@ def parse_config(text: str, path: Path | str = CONFIG_FILENAME) -> LoadedConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        # The cause is often where the construct began (an unclosed bracket), not where it broke.
+        if context and start is not None and (mark is None or start.line != mark.line):
+            problem += f" ({context} that starts at line {start.line + 1}, column {start.column + 1})"
         raise ConfigError(f"{display}: {where}invalid YAML: {problem}") from None
     if raw is None:
         raw = {}
@@ -186,7 +214,8 @@ def parse_config(text: str, path: Path | str = CONFIG_FILENAME) -> LoadedConfig:
     try:
         config = TrussConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{display}: {_explain(exc.errors()[0])}") from None
+        # Every problem at once, one line each, so a user fixes them in one go.
+        raise ConfigError("\n".join(f"{display}: {_explain(error)}" for error in exc.errors())) from None
     unknown = sorted(_unknown_keys(config))
     warnings = []
     if unknown:
@@ -225,7 +254,7 @@ _EXPECTED_BY_ERROR_TYPE = {
 
 def _explain(error: dict[str, Any]) -> str:
     """Turn one pydantic error into `key.path: expected X, got Y`."""
-    loc = ".".join(str(part) for part in error["loc"] if part not in ("function-after",))
+    loc = _key_path(error["loc"])
     kind = error["type"]
     given = error.get("input")
     ctx = error.get("ctx") or {}
@@ -242,6 +271,17 @@ def _explain(error: dict[str, Any]) -> str:
     else:
         message = f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {_describe(given)}"
     return f"{loc}: {message}" if loc else message
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    """("requirements", 0) -> "requirements[0]"; ("runtime", "x") -> "runtime.x"."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
 
 
 def _bounds_of(loc: tuple[Any, ...]) -> str:
