@@ -12,10 +12,10 @@ import httpx
 import typer
 
 from truss_cli.cli import console
+from truss_cli.defaults import DEFAULT_URL
 from truss_cli.errors import TrussError, UsageError
+from truss_cli.server.protocol import PREDICT_PATH
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-PREDICT_PATH = "/v1/models/model:predict"
 # Predictions may take minutes (large models, long generations); only connecting is bounded.
 _TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=60.0, pool=5.0)
 _ERROR_BODY_LIMIT = 2000
