@@ -10,9 +10,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from test_run import TrussRun, flat, shared_cache
+from run_helpers import TrussRun, flat, shared_cache
 from truss_cli.cli.app import app
 from truss_cli.config import load_config
+from truss_cli.server.protocol import PREDICT_PATH
 
 runner = CliRunner()
 INIT_FILES = ["config.yaml", "model/__init__.py", "model/model.py"]
@@ -74,7 +75,7 @@ def test_the_new_directory_runs_with_truss_run(tmp_path: Path, tmp_path_factory:
     run = TrussRun(target, shared_cache(tmp_path_factory), tmp_path / "logs")
     try:
         url = run.wait_for_url()
-        answer = httpx.post(url + "/v1/models/model:predict", json={"text": "hi"}, timeout=30)
+        answer = httpx.post(url + PREDICT_PATH, json={"text": "hi"}, timeout=30)
     finally:
         code = run.stop(signal.SIGINT)
     assert answer.status_code == 200

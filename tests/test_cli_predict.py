@@ -14,14 +14,12 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, REPO_ROOT, free_port
+from run_helpers import flat
 from test_server_harness import ModelServer, start_ready, write_model_dir
 from truss_cli.cli.app import app
+from truss_cli.server.protocol import PREDICT_PATH
 
 runner = CliRunner()
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +33,13 @@ def _serve_copy(source: Path, root: Path) -> ModelServer:
     """Serve a copy of an example: the harness writes its log next to the model directory."""
     model_dir = root / source.name
     shutil.copytree(source, model_dir)
-    return ModelServer(model_dir).wait_ready()
+    server = ModelServer(model_dir)
+    try:
+        return server.wait_ready()
+    except BaseException:
+        print(server.log())
+        server.stop()
+        raise
 
 
 def test_prints_the_json_result(hello: ModelServer) -> None:
@@ -54,7 +58,7 @@ def test_reads_the_input_from_a_file_or_stdin(hello: ModelServer, tmp_path: Path
 
 
 def test_accepts_a_full_predict_url(hello: ModelServer) -> None:
-    result = runner.invoke(app, ["predict", "--url", hello.url + "/v1/models/model:predict", "-d", "{}"])
+    result = runner.invoke(app, ["predict", "--url", hello.url + PREDICT_PATH, "-d", "{}"])
     assert json.loads(result.stdout) == {"greeting": "Hello, world!"}
 
 

@@ -2,102 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Optional
 
-import httpx
 import pytest
+from typer.testing import CliRunner
 
-from conftest import EXAMPLES, free_port
+from conftest import EXAMPLES
+from run_helpers import READY_LINE, TrussRun, flat, port_is_free, shared_cache
+from truss_cli.cli.app import app
 from truss_cli.local.interpreters import find_interpreter
-
-READY_LINE = "Model server ready at "
-PREDICT_PATH = "/v1/models/model:predict"
-
-
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One TRUSS_CACHE_DIR for the whole test session: environments are built once per run.
-
-    uv's own download cache stays where it is, so a rebuild costs about a second.
-    """
-    path = tmp_path_factory.getbasetemp() / "truss-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-class TrussRun:
-    """`python -m truss_cli run MODEL_DIR --port P`, stdout and stderr captured to files."""
-
-    def __init__(self, model_dir: Path, cache: Path, logs: Path, port: Optional[int] = None, env: Optional[dict] = None):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        logs.mkdir(parents=True, exist_ok=True)
-        self.stdout_path = logs / f"run-{self.port}.out"
-        self.stderr_path = logs / f"run-{self.port}.err"
-        full_env = {**os.environ, "TRUSS_CACHE_DIR": str(cache), "COLUMNS": "200", **(env or {})}
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "truss_cli", "run", str(model_dir), "--port", str(self.port)],
-                env=full_env,
-                stdout=out,
-                stderr=err,
-            )
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def wait_for_url(self, timeout: float = 300) -> str:
-        """The URL `truss run` prints once the model is ready; fails if it exits first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.stdout.splitlines():
-                if line.startswith(READY_LINE):
-                    return line[len(READY_LINE):].split()[0]
-            if self.process.poll() is not None:
-                raise AssertionError(f"truss run exited with {self.process.returncode}:\n{self.stdout}\n{self.stderr}")
-            time.sleep(0.05)
-        raise AssertionError(f"truss run printed no URL in {timeout}s:\n{self.stdout}\n{self.stderr}")
-
-    def wait_exit(self, timeout: float = 120) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"truss run did not exit:\n{self.stdout}\n{self.stderr}") from None
-
-    def stop(self, sig: int = signal.SIGINT) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.wait_exit(30)
-
-    def predict(self, payload: dict) -> httpx.Response:
-        return httpx.post(self.url + PREDICT_PATH, json=payload, timeout=60)
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def flat(text: str) -> str:
-    """Output with rich's line wrapping undone, for substring checks."""
-    return " ".join(text.split())
 
 
 @pytest.fixture
@@ -170,7 +86,7 @@ def test_port_in_use_fails_before_building_anything(tmp_path: Path) -> None:
     assert not cache.exists()
 
 
-def test_load_failure_exits_nonzero_with_the_traceback(make_model_dir, cache: Path, tmp_path: Path) -> None:
+def test_load_failure_exits_nonzero_and_repeats_the_cause(make_model_dir, cache: Path, tmp_path: Path) -> None:
     model_dir = make_model_dir(
         """
         class Model:
@@ -184,10 +100,77 @@ def test_load_failure_exits_nonzero_with_the_traceback(make_model_dir, cache: Pa
     run = TrussRun(model_dir, cache, tmp_path / "logs")
     code = run.wait_exit()
     assert code != 0
-    assert "weights are missing" in run.stderr
-    assert "before it was ready" in flat(run.stderr)
+    assert "Traceback" in run.stderr  # the server's log was streamed through
+    # The final error repeats the cause, so it is visible without scrolling up the traceback.
+    final_error = flat(run.stderr).rsplit("Error: the model server exited", 1)[-1]
+    assert "before it was ready" in final_error
+    assert "RuntimeError: weights are missing" in final_error
     assert READY_LINE not in run.stdout
     assert port_is_free(run.port)
+
+
+def test_started_with_sigint_ignored_it_still_stops_on_sigint(cache: Path, tmp_path: Path) -> None:
+    # As a shell starts `truss run ... &` in a script, or nohup does.
+    run = TrussRun(EXAMPLES / "hello", cache, tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        run.wait_for_url()
+        code = run.stop(signal.SIGINT)
+    finally:
+        run.kill()
+    assert code == 0, run.stderr
+    assert "Stopped." in run.stderr
+    assert port_is_free(run.port), "the model server outlived truss run"
+
+
+def test_unknown_config_keys_warn_and_the_model_still_runs(make_model_dir, cache: Path, tmp_path: Path) -> None:
+    model_dir = make_model_dir(
+        "class Model:\n    def predict(self, model_input):\n        return model_input\n",
+        "model_name: echo\nmodel_nmae: typo\nruntime:\n  predict_concurency: 2\n",
+    )
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
+    try:
+        run.wait_for_url()
+        answer = run.predict({"x": 1})
+    finally:
+        run.stop()
+    assert answer.json() == {"x": 1}
+    assert "ignoring unknown keys: model_nmae, runtime.predict_concurency" in flat(run.stderr)
+
+
+def test_a_secret_value_in_config_yaml_works_but_is_named_in_a_warning(make_model_dir, cache: Path, tmp_path: Path) -> None:
+    model_dir = make_model_dir(
+        """
+        class Model:
+            def __init__(self, secrets, **kwargs):
+                self._secrets = secrets
+
+            def predict(self, model_input):
+                return {"token": self._secrets["api_token"]}
+        """,
+        "secrets:\n  api_token: pasted-in-the-file-42\n  other_token: null\n",
+    )
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
+    try:
+        run.wait_for_url()
+        answer = run.predict({}).json()
+    finally:
+        run.stop()
+    assert answer == {"token": "pasted-in-the-file-42"}
+    warning = flat(run.stderr).split("Warning: ", 1)[1].split(" instead", 1)[0] + " instead"
+    assert "config.yaml: secrets.api_token has a value in the file" in warning
+    assert "images never include it" in warning
+    assert "pass it as TRUSS_SECRET_api_token instead" in warning
+    assert "other_token" not in warning  # declared without a value: nothing to warn about
+    assert "pasted-in-the-file-42" not in run.stdout + run.stderr
+
+
+def test_a_file_instead_of_a_directory_is_named_as_such(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(EXAMPLES / "hello" / "config.yaml")])
+    assert result.exit_code == 2, result.output
+    message = flat(result.stderr)
+    assert f"{EXAMPLES / 'hello' / 'config.yaml'}: is" in message
+    assert "not a" in message and "directory" in message
+    assert "no such directory" not in message
 
 
 def test_model_sees_config_variables_and_secrets_and_its_output_is_streamed(make_model_dir, cache: Path, tmp_path: Path) -> None:
