@@ -8,13 +8,13 @@ in its own Python with its own packages. It gets a copy of exactly the modules i
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from truss_cli.resources import package_dir
+from truss_cli.tree import TreeFile, TreeHasher
 
 # Relative to the truss_cli package directory.
 _BUNDLED_FILES = ("__init__.py", "config.py")
@@ -35,10 +35,12 @@ def bundle_files() -> list[tuple[Path, str]]:
 
 def bundle_hash() -> str:
     """Changes whenever any replica-side file changes (used as a cache key)."""
-    digest = hashlib.sha256()
+    files = []
     for source, name in bundle_files():
-        digest.update(name.encode() + b"\0" + source.read_bytes() + b"\0")
-    return digest.hexdigest()
+        info = source.stat()
+        # Copies are written without their mode bits, so the executable bit is not content.
+        files.append(TreeFile(name, source, info.st_size, info.st_mtime_ns, executable=False))
+    return TreeHasher().hash_files(files)
 
 
 def server_requirements() -> list[str]:
