@@ -23,7 +23,8 @@ from fastapi.responses import JSONResponse, Response
 from truss_cli.server import codec
 from truss_cli.server.loader import ModelHost, ModelState
 from truss_cli.server.metrics import Metrics
-from truss_cli.server.pipeline import ChunkStream, Pipeline
+from truss_cli.server.pipeline import ChunkStream, ChunkTimeout, OutputError, Pipeline
+from truss_cli.server.protocol import METRICS_PATH
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -58,7 +59,7 @@ def is_predict_path(path: str) -> bool:
 def route_label(path: str) -> str:
     if path.startswith(_MODELS_PREFIX):
         return "schema" if path.endswith("/schema") else "readiness"
-    return {"/": "liveness", "/metrics": "metrics", "/ping": "readiness"}.get(path, "other")
+    return {"/": "liveness", METRICS_PATH: "metrics", "/ping": "readiness"}.get(path, "other")
 
 
 class ModelServerApp:
@@ -81,7 +82,7 @@ class ModelServerApp:
             await self.routes(scope, receive, send)
             return
         path = scope["path"]
-        route = "predict" if scope["method"] == "POST" and is_predict_path(path) else route_label(path)
+        route = "predict" if is_predict_path(path) else route_label(path)
         metrics = self.metrics
         started = time.perf_counter()
         metrics.in_flight[route] += 1
@@ -105,6 +106,10 @@ class ModelServerApp:
 
     async def predict(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Answer one predict request; returns the status sent."""
+        if scope["method"] != "POST":
+            # Without this, GET on a predict path would match the readiness route and answer 200.
+            body = codec.encode_json({"error": f"method {scope['method']} not allowed; predict takes POST"})
+            return await _send(send, 405, body, extra_headers=[(b"allow", b"POST")])
         stream: Optional[ChunkStream] = None
         try:
             try:
@@ -113,6 +118,9 @@ class ModelServerApp:
                 return await _send(send, error.status, error.body())
             except starlette.exceptions.HTTPException as error:  # raised by model code on purpose
                 return await _send(send, error.status_code, codec.encode_json({"error": error.detail}))
+            except OutputError as error:
+                logger.error("%s", error)
+                return await _send(send, 500, MODEL_ERROR)
             except Exception:
                 logger.exception("Exception in model code while handling a predict request")
                 return await _send(send, 500, MODEL_ERROR)
@@ -156,6 +164,10 @@ class ModelServerApp:
     async def _stream(self, stream: ChunkStream, scope: Scope, receive: Receive, send: Send) -> int:
         try:
             first = await stream.next()
+        except ChunkTimeout:
+            _log_chunk_timeout(stream, "its first chunk")
+            message = f"the model sent no chunk within runtime.streaming_read_timeout ({stream.read_timeout:g} s)"
+            return await _send(send, 504, codec.encode_json({"error": message}))
         except Exception:
             # Nothing sent yet, so the failure can still be a proper 500.
             logger.exception("Exception in model code before the first streamed chunk")
@@ -171,9 +183,12 @@ class ModelServerApp:
                     logger.info("Client disconnected; stopping the stream")
                     return 200
                 chunk = await stream.next()
-        except Exception:
+        except ChunkTimeout:
             # The status is already sent. Returning without the final empty chunk makes the
             # server drop the connection, so the client sees a broken stream, not a success.
+            _log_chunk_timeout(stream, "the next chunk")
+            return 200
+        except Exception:
             logger.exception("Exception in model code while streaming; the response is cut off")
             return 200
         finally:
@@ -182,14 +197,26 @@ class ModelServerApp:
         return 200
 
 
-async def _send(send: Send, status: int, body: bytes, content_type: bytes = codec.JSON_CONTENT_TYPE) -> int:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
-        }
+def _log_chunk_timeout(stream: ChunkStream, waiting_for: str) -> None:
+    logger.error(
+        "predict streamed nothing for %g s while waiting for %s (runtime.streaming_read_timeout); "
+        "the response is cut off",
+        stream.read_timeout,
+        waiting_for,
     )
+
+
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = codec.JSON_CONTENT_TYPE,
+    extra_headers: Optional[list] = None,
+) -> int:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra_headers:
+        headers += extra_headers
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status
 
@@ -282,7 +309,7 @@ def build_routes(server: ModelServerApp) -> FastAPI:
             return JSONResponse({"error": "this model does not declare pydantic input/output types"}, status_code=404)
         return JSONResponse(published)
 
-    @app.get("/metrics")
+    @app.get(METRICS_PATH)
     async def metrics() -> Response:
         return Response(server.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -4,7 +4,7 @@
 sync or async; `predict` may be a sync or async generator. A method takes nothing, the
 input, a Starlette/FastAPI `Request`, or the input and then the request (as in Truss).
 Pydantic annotations on the input of the first step and on the return of the last step
-become the published input/output schema, and the input is validated against it.
+become the published input/output schema; the input and the output are validated against it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ class ModelMethod:
     is_generator: bool
     takes_input: bool
     takes_request: bool
+    # Pydantic classes from the annotations of the input parameter and of the return value.
+    input_type: Optional[type[pydantic.BaseModel]]
+    output_type: Optional[type[pydantic.BaseModel]]
+    output_may_be_none: bool  # the return annotation is Optional[...]
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class ModelContract:
     is_healthy: Optional[ModelMethod]
     input_type: Optional[type[pydantic.BaseModel]]
     output_type: Optional[type[pydantic.BaseModel]]
+    output_may_be_none: bool
 
     @property
     def wants_request(self) -> bool:
@@ -64,7 +69,7 @@ class ModelContract:
 def read_contract(model: Any) -> ModelContract:
     predict = _describe(model, "predict")
     if predict is None:
-        raise ModelDefinitionError(f"{type(model).__name__} has no `predict` method; the model class must define one")
+        raise ModelDefinitionError("no `predict` method; the model class must define one")
     preprocess = _describe(model, "preprocess")
     postprocess = _describe(model, "postprocess")
     is_healthy = _describe(model, "is_healthy")
@@ -77,14 +82,20 @@ def read_contract(model: Any) -> ModelContract:
         )
     if postprocess is not None and not postprocess.takes_input:
         raise ModelDefinitionError("`postprocess` must take the result of `predict` as its first argument")
+    if postprocess is not None and predict.is_generator:
+        raise ModelDefinitionError(
+            "`predict` is a generator (it streams), so `postprocess` would never see a result; "
+            "remove `postprocess` or make `predict` return its result"
+        )
     first, last = preprocess or predict, postprocess or predict
     return ModelContract(
         predict=predict,
         preprocess=preprocess,
         postprocess=postprocess,
         is_healthy=is_healthy,
-        input_type=_input_model(first),
-        output_type=_output_model(last),
+        input_type=first.input_type,
+        output_type=last.output_type,
+        output_may_be_none=last.output_may_be_none,
     )
 
 
@@ -94,27 +105,30 @@ def _describe(model: Any, name: str) -> Optional[ModelMethod]:
         return None
     if not callable(function):
         raise ModelDefinitionError(f"`{name}` on the model class is not a method")
-    parameters = [
-        p
-        for p in inspect.signature(function).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    hints = _type_hints(function)
+    signature = inspect.signature(function)
+    parameters = [p for p in signature.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if len(parameters) > 2:
         raise ModelDefinitionError(f"`{name}` takes {len(parameters)} arguments; at most two: the input, then the request")
-    is_request = [_is_request_type(hints.get(p.name, p.annotation)) for p in parameters]
+    hints = _type_hints(function)
+    annotations = [hints.get(p.name, p.annotation) for p in parameters]
+    is_request = [_is_request_type(annotation) for annotation in annotations]
     if len(parameters) == 2 and (is_request[0] or not is_request[1]):
         raise ModelDefinitionError(
             f"`{name}` takes two arguments: the second must be annotated as a starlette/fastapi Request "
             "(the first is the input)"
         )
+    takes_input = len(parameters) == 2 or (len(parameters) == 1 and not is_request[0])
+    returns = hints.get("return", signature.return_annotation)
     return ModelMethod(
         name=name,
         function=function,
         is_async=inspect.iscoroutinefunction(function),
         is_generator=inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function),
-        takes_input=len(parameters) == 2 or (len(parameters) == 1 and not is_request[0]),
+        takes_input=takes_input,
         takes_request=any(is_request),
+        input_type=_pydantic_class(annotations[0]) if takes_input else None,
+        output_type=_pydantic_class(returns),
+        output_may_be_none=type(None) in typing.get_args(returns),
     )
 
 
@@ -138,16 +152,3 @@ def _pydantic_class(annotation: Any) -> Optional[type[pydantic.BaseModel]]:
     members = [a for a in typing.get_args(annotation) if inspect.isclass(a) and issubclass(a, pydantic.BaseModel)]
     return members[0] if len(members) == 1 else None
 
-
-def _input_model(method: ModelMethod) -> Optional[type[pydantic.BaseModel]]:
-    if not method.takes_input:
-        return None
-    hints = _type_hints(method.function)
-    first = next(iter(inspect.signature(method.function).parameters.values()))
-    annotation = hints.get(first.name, first.annotation)
-    return annotation if inspect.isclass(annotation) and issubclass(annotation, pydantic.BaseModel) else None
-
-
-def _output_model(method: ModelMethod) -> Optional[type[pydantic.BaseModel]]:
-    annotation = _type_hints(method.function).get("return", inspect.signature(method.function).return_annotation)
-    return _pydantic_class(annotation)

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from truss_cli.config import TrussConfig
+from truss_cli.server import load_errors
 from truss_cli.server.contract import ModelContract, ModelDefinitionError, read_contract
+from truss_cli.server.protocol import EXTERNAL_PACKAGE_DIRS_ENV
 from truss_cli.server.secrets import Secrets
-
-EXTERNAL_PACKAGE_DIRS_ENV = "TRUSS_EXTERNAL_PACKAGE_DIRS"
 
 logger = logging.getLogger("truss.server")
 
@@ -77,8 +77,13 @@ def install_import_paths(model_dir: Path, config: TrussConfig, environ: Mapping[
         sys.meta_path.append(_ModelDirFinder)
 
 
+def model_file(config: TrussConfig) -> Path:
+    """The model class's file, relative to the model directory."""
+    return Path(config.model_module_dir) / config.model_class_filename
+
+
 def import_model_class(model_dir: Path, config: TrussConfig) -> type:
-    relative = Path(config.model_module_dir) / config.model_class_filename
+    relative = model_file(config)
     path = model_dir / relative
     if not path.is_file():
         raise ModelDefinitionError(
@@ -106,10 +111,18 @@ def import_model_class(model_dir: Path, config: TrussConfig) -> type:
 
 def init_kwargs(model_class: type, available: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments `__init__` declares among `available` (all of them for **kwargs)."""
-    parameters = inspect.signature(model_class).parameters
+    signature = inspect.signature(model_class)
+    parameters = signature.parameters
     if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         return dict(available)
-    return {name: value for name, value in available.items() if name in parameters}
+    kwargs = {name: value for name, value in available.items() if name in parameters}
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        raise ModelDefinitionError(
+            f"`__init__` cannot be called ({exc}); it may take only these keyword arguments: {', '.join(available)}"
+        ) from None
+    return kwargs
 
 
 class ModelHost:
@@ -122,25 +135,33 @@ class ModelHost:
         self.state = ModelState.LOADING
         self.model: Any = None
         self.contract: Optional[ModelContract] = None
+        # One line saying why the load failed, logged last by the server.
+        self.failure: Optional[str] = None
         self.secrets = Secrets(config.secrets, self.environ)
 
-    def start_loading(self, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> threading.Thread:
+    def start_loading(self, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> None:
         # Daemon: a SIGTERM during a long load() must not wait for it to finish.
-        thread = threading.Thread(target=self._load, args=(loop, on_failure), name="model-load", daemon=True)
-        thread.start()
-        return thread
+        threading.Thread(target=self._load, args=(loop, on_failure), name="model-load", daemon=True).start()
 
     def _load(self, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> None:
         started = time.perf_counter()
         try:
             self._load_model(loop)
-        except BaseException:
-            logger.exception("Model failed to load; the server will exit")
-            self.state = ModelState.FAILED
-            loop.call_soon_threadsafe(on_failure)
+        except ModelDefinitionError as exc:
+            # A mistake in the model's shape: the message is the whole story, no traceback.
+            self._fail(f"load failed: {exc}", loop, on_failure)
+            return
+        except BaseException as exc:
+            logger.error("Model failed to load; the server will exit\n%s", load_errors.user_traceback(exc))
+            self._fail(load_errors.summary(exc, self.model_dir), loop, on_failure)
             return
         self.state = ModelState.READY
         logger.info("Model loaded in %.2f s; ready", time.perf_counter() - started)
+
+    def _fail(self, summary: str, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> None:
+        self.failure = summary
+        self.state = ModelState.FAILED
+        loop.call_soon_threadsafe(on_failure)
 
     def _load_model(self, loop: asyncio.AbstractEventLoop) -> None:
         install_import_paths(self.model_dir, self.config, self.environ)
@@ -156,8 +177,15 @@ class ModelHost:
             # Set by a deployment environment on the platform; a plain replica has none.
             "environment": None,
         }
-        model = model_class(**init_kwargs(model_class, available))
-        contract = read_contract(model)
+        try:
+            kwargs = init_kwargs(model_class, available)
+        except ModelDefinitionError as exc:
+            raise ModelDefinitionError(f"{model_file(self.config)}, class {model_class.__name__}: {exc}") from None
+        model = model_class(**kwargs)
+        try:
+            contract = read_contract(model)
+        except ModelDefinitionError as exc:
+            raise ModelDefinitionError(f"{model_file(self.config)}, class {model_class.__name__}: {exc}") from None
         load = getattr(model, "load", None)
         if callable(load):
             logger.info("Running load()")

@@ -1,8 +1,9 @@
 """Calling the model: preprocess -> predict -> postprocess, sync code off the event loop.
 
 `predict` calls are bounded by `runtime.predict_concurrency` (a semaphore). A streaming
-`predict` holds its slot until its generator is exhausted or the client goes away, so the
-bound covers the work the generator does, not only the call that created it.
+`predict` holds its slot until its generator is exhausted or closed, so the bound covers the
+work the generator does, not only the call that created it. A pydantic return annotation on
+the last step is enforced: an output that does not match is an error, not a silent success.
 """
 
 from __future__ import annotations
@@ -12,30 +13,80 @@ import inspect
 from concurrent.futures import Executor
 from typing import Any, Callable, Optional
 
-from truss_cli.server.contract import ModelContract, ModelDefinitionError, ModelMethod
+import pydantic
+import starlette.responses
+
+from truss_cli.server.contract import ModelContract, ModelMethod
 
 _END = object()
+# Closings that wait for a stuck generator step; referenced so the tasks are not collected.
+_pending_closes: set = set()
+
+
+class ChunkTimeout(Exception):
+    """The generator produced no chunk within `runtime.streaming_read_timeout` seconds."""
+
+
+class OutputError(Exception):
+    """The model's output breaks the contract (e.g. it does not match its pydantic return
+    annotation); the message says how, naming the fields."""
 
 
 class ChunkStream:
     """The chunks of a streaming `predict`, pulled one by one (sync generators in a thread)."""
 
-    def __init__(self, generator: Any, executor: Executor, release: Callable[[], None]) -> None:
+    END = _END
+
+    def __init__(self, generator: Any, executor: Executor, release: Callable[[], None], read_timeout: float) -> None:
         self._generator = generator
         self._is_async = inspect.isasyncgen(generator)
         self._executor = executor
         self._release: Optional[Callable[[], None]] = release
+        self.read_timeout = read_timeout
+        self._step: Optional[asyncio.Future] = None  # a step still running after a timeout
 
     async def next(self) -> Any:
-        """The next chunk, or `ChunkStream.END` when the generator is done."""
+        """The next chunk, or `ChunkStream.END`; raises ChunkTimeout if it takes too long."""
         if self._is_async:
-            try:
-                return await self._generator.__anext__()
-            except StopAsyncIteration:
-                return _END
-        return await asyncio.get_running_loop().run_in_executor(self._executor, next, self._generator, _END)
+            step = asyncio.ensure_future(self._anext())
+        else:
+            step = asyncio.get_running_loop().run_in_executor(self._executor, next, self._generator, _END)
+        # asyncio.wait, not wait_for: a TimeoutError raised by the model itself must stay a
+        # model error, not pass for the server's timeout.
+        done, _ = await asyncio.wait((step,), timeout=self.read_timeout)
+        if not done:
+            if self._is_async:
+                step.cancel()  # an async generator can be interrupted at its `await`
+            self._step = step
+            raise ChunkTimeout()
+        return step.result()
+
+    async def _anext(self) -> Any:
+        try:
+            return await self._generator.__anext__()
+        except StopAsyncIteration:
+            return _END
 
     async def close(self) -> None:
+        """Stop the generator and free its predict slot; never waits for a stuck step."""
+        step = self._step
+        if step is not None and not step.done():
+            # A running generator cannot be closed: a sync step goes on in its thread until it
+            # returns. Close it then, and keep its predict slot taken until then, because the
+            # work is still going on; the response does not wait for it.
+            task = asyncio.ensure_future(self._close_after(step))
+            _pending_closes.add(task)
+            task.add_done_callback(_pending_closes.discard)
+            return
+        await self._close_now()
+
+    async def _close_after(self, step: asyncio.Future) -> None:
+        await asyncio.wait((step,))
+        if not step.cancelled():
+            step.exception()  # already reported as a timeout; mark it retrieved
+        await self._close_now()
+
+    async def _close_now(self) -> None:
         try:
             if self._is_async:
                 await self._generator.aclose()
@@ -47,14 +98,13 @@ class ChunkStream:
                 self._release()
                 self._release = None
 
-    END = _END
-
 
 class Pipeline:
-    def __init__(self, contract: ModelContract, concurrency: int, executor: Executor) -> None:
+    def __init__(self, contract: ModelContract, concurrency: int, executor: Executor, streaming_read_timeout: float) -> None:
         self.contract = contract
         self._executor = executor
         self._slots = asyncio.Semaphore(concurrency)
+        self._streaming_read_timeout = streaming_read_timeout
 
     async def call(self, method: ModelMethod, value: Any = None, request: Any = None) -> Any:
         """Call one model method with the arguments it declares; returns generators uncalled."""
@@ -81,15 +131,37 @@ class Pipeline:
             raise
         if inspect.isgenerator(result) or inspect.isasyncgen(result):
             if contract.postprocess is not None:
+                # A generator function with postprocess is refused at load time; this is a
+                # plain `predict` that returned a generator, only visible now.
                 self._slots.release()
-                raise ModelDefinitionError("`predict` streams (it is a generator), so `postprocess` cannot run")
-            return ChunkStream(result, self._executor, self._slots.release)
+                raise OutputError("`predict` returned a generator (a stream), so `postprocess` cannot run")
+            return ChunkStream(result, self._executor, self._slots.release, self._streaming_read_timeout)
         self._slots.release()
         if contract.postprocess is not None:
             result = await self.call(contract.postprocess, result, request)
-        return result
+        return self._checked_output(result)
+
+    def _checked_output(self, result: Any) -> Any:
+        output_type = self.contract.output_type
+        if output_type is None or isinstance(result, output_type):
+            return result
+        if result is None and self.contract.output_may_be_none:
+            return result
+        if isinstance(result, starlette.responses.Response):  # the model answers the request itself
+            return result
+        try:
+            return output_type.model_validate(result)
+        except pydantic.ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False, include_input=False)
+            fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(output)'}: {e['msg']}" for e in errors)
+            step = "postprocess" if self.contract.postprocess is not None else "predict"
+            raise OutputError(
+                f"`{step}` returned a {type(result).__name__} that does not match its return annotation "
+                f"{output_type.__name__}: {fields}"
+            ) from None
 
     async def is_healthy(self) -> bool:
         if self.contract.is_healthy is None:
             return True
         return bool(await self.call(self.contract.is_healthy))
+

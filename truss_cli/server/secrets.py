@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Iterator, Optional
 
-SECRET_ENV_PREFIX = "TRUSS_SECRET_"
-SECRETS_DIR_ENV = "TRUSS_SECRETS_DIR"
+from truss_cli.server.protocol import SECRET_ENV_PREFIX, SECRETS_DIR_ENV
+
+__all__ = ["SECRET_ENV_PREFIX", "SECRETS_DIR_ENV", "SecretNotFound", "Secrets"]
 
 
 class SecretNotFound(KeyError):

@@ -1,4 +1,8 @@
-"""Running the model server: config, logging, the load thread, uvicorn, and shutdown."""
+"""Running the model server: config, logging, the load thread, uvicorn, and shutdown.
+
+The model starts loading once uvicorn listens, so the log reads in the order things happen:
+uvicorn running, then the model loaded (or failed, then shutdown, then one summary line).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from truss_cli.server._uvicorn import uvicorn
 from truss_cli.config import ConfigError, load_config
@@ -63,10 +67,10 @@ def serve(model_dir: str, host: str, port: int) -> int:
 
     def make_pipeline() -> Pipeline:
         assert model_host.contract is not None
-        return Pipeline(model_host.contract, concurrency, executor)
+        return Pipeline(model_host.contract, concurrency, executor, config.runtime.streaming_read_timeout)
 
     app = ModelServerApp(model_host, make_pipeline, metrics)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app,
             host=host,
@@ -87,13 +91,26 @@ def serve(model_dir: str, host: str, port: int) -> int:
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
     if failed:
+        # Last, after uvicorn's shutdown lines, so a supervisor can repeat the final line.
+        logger.error("%s", model_host.failure)
         return EXIT_LOAD_FAILED
     if stop_signal:
         logger.info("Stopped on %s", signal.Signals(stop_signal[0]).name)
     return 0
 
 
-async def _run(server: uvicorn.Server, model_host: ModelHost) -> bool:
+class _Server(uvicorn.Server):
+    """uvicorn calling `on_listening` once it accepts connections."""
+
+    on_listening: Callable[[], None] = staticmethod(lambda: None)
+
+    async def startup(self, sockets: Optional[list] = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit:
+            self.on_listening()
+
+
+async def _run(server: _Server, model_host: ModelHost) -> bool:
     """Serve; True if the model failed to load (the server then stops by itself)."""
     failed = False
 
@@ -102,7 +119,8 @@ async def _run(server: uvicorn.Server, model_host: ModelHost) -> bool:
         failed = True
         server.should_exit = True
 
-    model_host.start_loading(asyncio.get_running_loop(), on_load_failure)
+    loop = asyncio.get_running_loop()
+    server.on_listening = lambda: model_host.start_loading(loop, on_load_failure)
     await server.serve()
     if not server.started and not failed:
         # uvicorn could not bind (it has logged why).
