@@ -8,11 +8,10 @@ in its own Python with its own packages. It gets a copy of exactly the modules i
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from truss_cli.paths import atomic_directory
 from truss_cli.resources import package_dir
 from truss_cli.tree import TreeFile, TreeHasher
 
@@ -63,12 +62,11 @@ def cached_server_bundle(cache_root: Path) -> Path:
     final = cache_root / "server" / bundle_hash()[:16]
     if final.is_dir():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=final.parent))
-    write_server_bundle(staging)
     try:
-        os.rename(staging, final)
+        with atomic_directory(final) as staging:
+            write_server_bundle(staging)
     except OSError:
+        if not final.is_dir():
+            raise
         # Another process won the race with identical content.
-        shutil.rmtree(staging, ignore_errors=True)
     return final

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Optional
 
-import jinja2
 import typer
 
 from truss_cli.cli import console
 from truss_cli.config import parse_config
 from truss_cli.errors import UsageError
 from truss_cli.local.interpreters import SUPPORTED_MINORS
-from truss_cli.resources import templates_dir
+from truss_cli.resources import render_template, templates_dir
 
+_TEMPLATES = "init"
 _TEMPLATE_SUFFIX = ".jinja"
 
 
@@ -41,19 +40,12 @@ def init(
 
 def render_init_files(model_name: str, python_version: str) -> dict[str, str]:
     """Relative path -> content for every file of a new model directory."""
-    root = templates_dir() / "init"
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(root)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    # JSON strings are valid YAML scalars: quotes, colons and unicode in the name stay safe.
-    environment.filters["yaml_string"] = lambda value: json.dumps(str(value), ensure_ascii=False)
+    root = templates_dir() / _TEMPLATES
     files = {}
     for template in sorted(root.rglob(f"*{_TEMPLATE_SUFFIX}")):
         relative = template.relative_to(root).as_posix()
-        rendered = environment.get_template(relative).render(model_name=model_name, python_version=python_version)
+        # The name goes through `yaml_string`: quotes, colons and unicode stay safe.
+        rendered = render_template(f"{_TEMPLATES}/{relative}", model_name=model_name, python_version=python_version)
         files[relative[: -len(_TEMPLATE_SUFFIX)]] = rendered
     # A template that renders to an invalid config would be a bug; catch it before writing.
     parse_config(files["config.yaml"], "config.yaml")
