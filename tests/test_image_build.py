@@ -19,7 +19,7 @@ from docker_support import Cleanup, base_image, engine, unique_name
 from truss_cli.cli.app import app
 from truss_cli.image.build import BuildResult, build_image
 from truss_cli.image.container import RunningContainer, start_container, wait_until_ready
-from truss_cli.image.context import plan_image
+from truss_cli.image.plan import plan_image
 
 pytestmark = pytest.mark.docker
 runner = CliRunner()
@@ -256,7 +256,7 @@ def test_a_failing_build_command_prints_the_log_and_names_the_step(
 def test_a_missing_base_image_suggests_the_override(cleanup: Cleanup, make_model_dir, monkeypatch: pytest.MonkeyPatch) -> None:
     client = engine()
     name = cleanup.model(unique_name("truss-test-nobase"))
-    model_dir = make_model_dir("class Model:\n    pass\n", f"model_name: {name}\n")
+    model_dir = make_model_dir("class Model:\n    def predict(self, x):\n        return x\n", f"model_name: {name}\n")
     missing = f"truss-test-missing-base:{uuid.uuid4().hex[:8]}"
     monkeypatch.delenv("TRUSS_BASE_IMAGE", raising=False)
     result = runner.invoke(app, ["image", "build", str(model_dir), "--base-image", missing])

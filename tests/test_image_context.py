@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES
 from truss_cli.cli.app import app
-from truss_cli.image.context import plan_image
+from truss_cli.image.plan import plan_image
 
 runner = CliRunner()
 
 SECRET_VALUE = "pasted-secret-4c1f9e"
+PREDICTING_MODEL = "class Model:\n    def predict(self, x):\n        return x\n"
 
 KITCHEN_CONFIG = f"""\
 model_name: kitchen
@@ -133,7 +134,7 @@ def test_base_image_precedence_flag_then_environment_then_config_then_default(
 ) -> None:
     model = tmp_path / "m"
     (model / "model").mkdir(parents=True)
-    (model / "model" / "model.py").write_text("class Model: pass\n")
+    (model / "model" / "model.py").write_text(PREDICTING_MODEL)
     (model / "config.yaml").write_text("python_version: py312\n")
     monkeypatch.delenv("TRUSS_BASE_IMAGE", raising=False)
     assert plan_image(model).base_image == "python:3.12-slim"
@@ -156,12 +157,12 @@ def test_the_content_hash_label_changes_with_the_code_only(tmp_path: Path) -> No
     model = tmp_path / "m"
     (model / "model").mkdir(parents=True)
     (model / "config.yaml").write_text("model_name: m\n")
-    (model / "model" / "model.py").write_text("class Model: pass\n")
+    (model / "model" / "model.py").write_text(PREDICTING_MODEL)
     first = plan_image(model, base_image="b:1")
     (model / "model" / "__pycache__").mkdir()
     (model / "model" / "__pycache__" / "x.pyc").write_text("junk")
     assert plan_image(model, base_image="b:1").content_hash == first.content_hash
-    (model / "model" / "model.py").write_text("class Model:\n    pass\n")
+    (model / "model" / "model.py").write_text(PREDICTING_MODEL + "# edited\n")
     second = plan_image(model, base_image="b:1")
     assert second.content_hash != first.content_hash
     assert f'"truss.content-hash"="{second.content_hash}"' in second.dockerfile
@@ -173,7 +174,7 @@ def test_an_existing_non_empty_output_directory_is_refused_and_left_alone(kitche
     out.mkdir()
     (out / "mine.txt").write_text("keep")
     result = runner.invoke(app, ["image", "build-context", str(kitchen), str(out)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "not empty" in result.output
     assert context_files(out) == {"mine.txt"}
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".ctx")] == []

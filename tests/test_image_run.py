@@ -104,6 +104,6 @@ def test_a_port_in_use_is_reported_before_building(client: docker.APIClient, tmp
         port = taken.getsockname()[1]
         result = runner.invoke(app, ["image", "run", str(EXAMPLES / "hello"), "--port", str(port)])
     assert result.exit_code == 1
-    assert f"Port {port} on 127.0.0.1 is already in use" in result.output
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output
     assert "--port" in result.output
     assert "Step " not in result.output

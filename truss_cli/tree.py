@@ -9,14 +9,17 @@ written in gitignore syntax.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import re
 import stat
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 IGNORE_FILENAME = ".truss_ignore"
 
@@ -43,6 +46,8 @@ DEFAULT_IGNORE_PATTERNS: tuple[str, ...] = (
 # A directory holding this file is a virtual environment whatever its name (`env/`, `.py311/`).
 _VENV_MARKER = "pyvenv.cfg"
 _READ_CHUNK = 1 << 20
+_STORE_VERSION = 1
+_Identity = tuple[int, int, int, int]  # size, mtime_ns, inode, device
 
 
 @dataclass(frozen=True)
@@ -205,28 +210,36 @@ def list_files(root: Path | str, extra_ignore: Sequence[str] = ()) -> list[TreeF
     return found
 
 
+DigestFunction = Callable[[Path], bytes]
+
+
 class TreeHasher:
     """Content hashes of trees, remembering per-file digests between calls.
 
     A long-lived hasher (a watcher, a push loop) re-reads only files whose size, mtime or
     inode changed. Files modified in the last two seconds are not remembered, because a
     second write within the filesystem's timestamp granularity would go unnoticed.
+    `digest_file` reads one file's sha256 (a parameter so a caller can observe the reads).
     """
 
     _RACY_WINDOW_NS = 2_000_000_000
 
-    def __init__(self) -> None:
-        self._digests: dict[Path, tuple[tuple[int, int, int], bytes]] = {}
+    def __init__(self, digest_file: DigestFunction | None = None) -> None:
+        self._digest_file = digest_file or sha256_file
+        self._digests: dict[str, tuple[_Identity, bytes]] = {}
 
     def file_digest(self, item: TreeFile) -> bytes:
         st = item.path.stat()
-        identity = (st.st_size, st.st_mtime_ns, st.st_ino)
-        cached = self._digests.get(item.path)
+        identity = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        key = str(item.path)
+        cached = self._digests.get(key)
         if cached is not None and cached[0] == identity:
             return cached[1]
-        digest = _sha256_file(item.path)
+        digest = self._digest_file(item.path)
         if time.time_ns() - st.st_mtime_ns > self._RACY_WINDOW_NS:
-            self._digests[item.path] = (identity, digest)
+            self._digests[key] = (identity, digest)
+        else:
+            self._digests.pop(key, None)
         return digest
 
     def hash_files(self, files: Sequence[TreeFile]) -> str:
@@ -241,13 +254,75 @@ class TreeHasher:
     def hash_tree(self, root: Path | str, extra_ignore: Sequence[str] = ()) -> str:
         return self.hash_files(list_files(root, extra_ignore))
 
+    def load(self, store: Path) -> None:
+        """Remember the digests saved in `store` (a missing or unreadable store is empty)."""
+        try:
+            saved = json.loads(store.read_text(encoding="utf-8"))
+            if saved.get("version") != _STORE_VERSION:
+                return
+            for key, (size, mtime_ns, inode, device, digest) in saved["files"].items():
+                self._digests[key] = ((size, mtime_ns, inode, device), bytes.fromhex(digest))
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+
+    def save(self, store: Path, files: Sequence[TreeFile]) -> None:
+        """Write the digests of `files` (only those: deleted files drop out) to `store`.
+
+        Written to a temporary file and renamed, so a concurrent reader sees the old store or
+        the new one; concurrent writers each write a complete store and the last one wins.
+        """
+        entries = {}
+        for item in files:
+            cached = self._digests.get(str(item.path))
+            if cached is not None:
+                entries[str(item.path)] = [*cached[0], cached[1].hex()]
+        text = json.dumps({"version": _STORE_VERSION, "files": entries}, sort_keys=True)
+        try:
+            if store.read_text(encoding="utf-8") == text:
+                return
+        except OSError:
+            pass
+        store.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{store.name}.", dir=store.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as output:
+                output.write(text)
+            os.replace(temporary, store)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+
 
 def content_hash(root: Path | str, extra_ignore: Sequence[str] = ()) -> str:
     """The sha256 content hash of the tree at `root` (ignored files excluded)."""
     return TreeHasher().hash_tree(root, extra_ignore)
 
 
-def _sha256_file(path: Path) -> bytes:
+def cached_content_hash(
+    root: Path | str, files: Sequence[TreeFile], cache_root: Path, digest_file: DigestFunction | None = None
+) -> str:
+    """`TreeHasher().hash_files(files)`, with the per-file digests kept between runs.
+
+    The digests of the tree at `root` are stored under `cache_root/tree-digests/`, keyed by
+    each file's path, size, mtime and inode, so hashing an unchanged multi-GB `data/` again
+    reads no file contents. Like git's index, a content change that keeps size, mtime
+    (nanoseconds) and inode all equal goes unnoticed; a file written in the last two seconds
+    is always re-read. Deleting the store forces a full re-read.
+    """
+    store = cache_root / "tree-digests" / f"{hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:32]}.json"
+    hasher = TreeHasher(digest_file)
+    hasher.load(store)
+    result = hasher.hash_files(files)
+    try:
+        hasher.save(store, files)
+    except OSError:
+        pass  # a read-only cache costs speed, not correctness
+    return result
+
+
+def sha256_file(path: Path) -> bytes:
+    """The sha256 digest of one file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     buffer = bytearray(_READ_CHUNK)
     view = memoryview(buffer)

@@ -26,6 +26,9 @@ set -- -r "$HERE/server.txt"
 if [ -s "$HERE/model.txt" ]; then
     set -- "$@" -r "$HERE/model.txt"
 fi
+if [ -s "$HERE/constraints.txt" ]; then
+    set -- "$@" -c "$HERE/constraints.txt"
+fi
 
 BOOTSTRAP=$(mktemp -d)
 if "$VENV/bin/python" -m pip install --quiet --no-cache-dir --target "$BOOTSTRAP" uv >/dev/null 2>&1 \

@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import sys
-from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.spinner import Spinner
-from rich.text import Text
 
 from truss_cli.cli import console
-from truss_cli.image.build import BuildFailed, BuildListener, BuildResult, BuildStep, build_image
+from truss_cli.cli.build_progress import BuildProgress
+from truss_cli.image.build import BuildFailed, BuildResult, build_image
 from truss_cli.image.container import (
+    HOST,
     RunningContainer,
-    ensure_port_free,
     runtime_environment,
     start_container,
     wait_until_ready,
 )
-from truss_cli.image.context import BASE_IMAGE_ENV, ImagePlan, plan_image, write_build_context
+from truss_cli.image.context import write_build_context
 from truss_cli.image.engine import connect
+from truss_cli.image.limits import ContainerLimits, container_limits
+from truss_cli.image.plan import BASE_IMAGE_ENV, ImagePlan, plan_image
+from truss_cli.net import check_port_free
 
 app = typer.Typer(help="Build and run Docker images of a model directory.", no_args_is_help=True)
-
-_TAIL_LINES = 6
-_BOOKKEEPING = re.compile(r"^\s*(---> |Removing intermediate container )")
 
 ModelDir = typer.Argument(Path("."), help="The model directory (holding config.yaml).", show_default=True)
 BaseImageOption = typer.Option(
@@ -48,7 +44,9 @@ TagOption = typer.Option(
 @app.command("build-context")
 def build_context(
     model_dir: Path = typer.Argument(..., help="The model directory (holding config.yaml)."),
-    out_dir: Path = typer.Argument(..., help="Where to write the context; must not exist or be empty."),
+    out_dir: Path = typer.Argument(
+        ..., help="Where to write the context: a new or empty directory outside the model directory."
+    ),
     base_image: Optional[str] = BaseImageOption,
 ) -> None:
     """Write the Docker build context (Dockerfile and files) without building it."""
@@ -66,8 +64,9 @@ def build(
     base_image: Optional[str] = BaseImageOption,
 ) -> None:
     """Build the model's image. An unchanged directory reuses the image built before."""
-    plan = _plan(model_dir, base_image)
-    result = _build(plan, tag, no_cache)
+    with _sigterm_as_interrupt():  # a killed build still removes its staged context
+        plan = _plan(model_dir, base_image)
+        result = _build(plan, tag, no_cache)
     console.out.print(result.tag)
 
 
@@ -75,8 +74,10 @@ def build(
 def run(
     model_dir: Path = ModelDir,
     tag: Optional[str] = TagOption,
-    port: int = typer.Option(8080, "--port", "-p", help="Serve on 127.0.0.1:PORT."),
-    detach: bool = typer.Option(False, "--detach", "-d", help="Leave the container running in the background."),
+    port: int = typer.Option(8080, "--port", "-p", min=1, max=65535, help="Serve on 127.0.0.1:PORT."),
+    detach: bool = typer.Option(
+        False, "--detach", "-d", help="Leave the container running in the background once the model is ready."
+    ),
     base_image: Optional[str] = BaseImageOption,
     secrets_dir: Optional[Path] = typer.Option(
         None,
@@ -85,32 +86,59 @@ def run(
         "TRUSS_SECRET_<name> environment variables.",
         show_default=False,
     ),
+    no_limits: bool = typer.Option(
+        False,
+        "--no-limits",
+        help="Ignore config.yaml's resources.cpu and resources.memory, which otherwise limit the container "
+        "(a config without them runs unlimited).",
+    ),
 ) -> None:
-    """Build the image if needed, start it, wait until the model is ready, and stream its logs."""
-    plan = _plan(model_dir, base_image)
-    ensure_port_free(port)  # before a build that may take minutes
-    result = _build(plan, tag, no_cache=False)
-    client = connect()
-    container = start_container(
-        client,
-        result.tag,
-        plan.model_name,
-        port,
-        environment=runtime_environment(plan.config),
-        secrets_dir=secrets_dir,
-    )
-    try:
-        with console.err.status(f"Starting {container.name} (waiting for load() to finish)..."):
-            wait_until_ready(container)
-    except BaseException:
-        container.remove()
-        raise
-    console.err.print(f"[green]Ready[/] {plan.model_name} in container {container.name}")
-    console.out.print(container.url)
-    if detach:
-        console.err.print(f"Stop it with: docker rm -f {container.name}")
-        return
-    _stream_logs_until_interrupted(container)
+    """Build the image if needed, start it, wait until the model is ready, and stream its logs.
+
+    Ctrl-C (or SIGTERM) stops and removes the container, also while the model is still loading.
+    """
+    with _sigterm_as_interrupt():
+        plan = _plan(model_dir, base_image)
+        check_port_free(HOST, port)  # before a build that may take minutes
+        result = _build(plan, tag, no_cache=False)
+        client = connect()
+        limits = ContainerLimits() if no_limits else container_limits(plan.config, client.info().get("NCPU"))
+        for note in limits.notes:
+            console.warning(note)
+        container: RunningContainer | None = None
+        ready = keep = False
+        exit_code: int | None = None
+        try:
+            container = start_container(
+                client,
+                result.tag,
+                plan.model_name,
+                port,
+                environment=runtime_environment(plan.config),
+                secrets_dir=secrets_dir,
+                limits=limits,
+            )
+            with console.err.status(f"Starting {container.name} (waiting for load() to finish)..."):
+                wait_until_ready(container)
+            ready = True
+            console.err.print(f"[green]Ready[/] {plan.model_name} in container {container.name} ({limits.describe()})")
+            console.out.print(container.url)
+            if detach:
+                keep = True
+                console.err.print(f"Stop it with: docker rm -f {container.name}")
+                return
+            exit_code = _stream_logs(container)
+        except KeyboardInterrupt:
+            console.err.print("\nStopping...")
+        finally:
+            if container is not None and not keep:
+                _remove_uninterrupted(container)
+                console.err.print(f"Removed {container.name}")
+    if exit_code is not None:
+        console.err.print(f"[red]The model server exited with code {exit_code}[/]")
+        raise typer.Exit(1)
+    if not ready:
+        raise typer.Exit(130)  # interrupted before the model was ready, as a shell reports SIGINT
 
 
 def _plan(model_dir: Path, base_image: Optional[str]) -> ImagePlan:
@@ -122,7 +150,7 @@ def _plan(model_dir: Path, base_image: Optional[str]) -> ImagePlan:
 
 def _build(plan: ImagePlan, tag: Optional[str], no_cache: bool) -> BuildResult:
     client = connect()
-    progress = _BuildProgress(plan)
+    progress = BuildProgress(plan)
     try:
         with progress:
             result = build_image(client, plan, tag=tag, no_cache=no_cache, listener=progress)
@@ -148,96 +176,47 @@ def _build(plan: ImagePlan, tag: Optional[str], no_cache: bool) -> BuildResult:
     return result
 
 
-class _BuildProgress(BuildListener):
-    """The current step and the last few log lines, redrawn in place (plain steps off a terminal)."""
-
-    def __init__(self, plan: ImagePlan):
-        self._plan = plan
-        self._step: BuildStep | None = None
-        self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
-        self.warnings: list[str] = []  # from the build itself, e.g. a Python version mismatch
-        self._interactive = console.err.is_terminal
-        self._live = Live(self._render(), console=console.err, transient=True, refresh_per_second=8)
-
-    def __enter__(self) -> "_BuildProgress":
-        # Started at the first step: a reused image needs no progress at all.
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._live.is_started:
-            self._live.stop()
-
-    def on_note(self, text: str) -> None:
-        console.err.print(text)
-
-    def on_step(self, step: BuildStep) -> None:
-        if self._step is None:
-            if self._interactive:
-                self._live.start()
-            else:
-                console.err.print(f"Building {self._plan.model_name} FROM {self._plan.base_image}")
-        self._step = step
-        self._tail.clear()
-        if self._interactive:
-            self._live.update(self._render())
-        else:
-            console.err.print(
-                f"Step {step.number}/{step.total}: {_one_line(step.instruction)}",
-                markup=False,
-                highlight=False,
-                overflow="ellipsis",
-                no_wrap=True,
-            )
-
-    def on_line(self, text: str) -> None:
-        if text.startswith("truss: warning: "):
-            self.warnings.append(text[len("truss: warning: ") :])
-        # The engine's bookkeeping lines stay in the full log but would crowd out the step's output.
-        if not text.strip() or _BOOKKEEPING.match(text):
-            return
-        self._tail.append(text)
-        if self._interactive:
-            self._live.update(self._render())
-
-    def _render(self) -> Group:
-        step = self._step
-        title = (
-            f"Building {self._plan.model_name}: step {step.number}/{step.total}  {_one_line(step.instruction)}"
-            if step
-            else f"Building {self._plan.model_name} FROM {self._plan.base_image}"
-        )
-        width = max(20, console.err.width - 4)
-        tail = [Text("  " + line[:width], style="dim", no_wrap=True) for line in self._tail]
-        return Group(Spinner("dots", text=Text(title[: width + 2], no_wrap=True)), *tail)
-
-
-def _one_line(instruction: str) -> str:
-    return " ".join(instruction.split())
-
-
-def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _stream_logs_until_interrupted(container: RunningContainer) -> None:
-    console.err.print("[dim]Streaming logs; press Ctrl-C to stop and remove the container.[/]")
-    # A supervisor's SIGTERM must clean up like Ctrl-C does, not leave the container behind.
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A supervisor's SIGTERM cleans up like Ctrl-C does (no container left behind).
+
+    SIGINT is reset to Python's default too: a parent shell may have set it to ignore.
+    The previous handlers come back afterwards (this also runs inside test processes).
+    """
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    output = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        for chunk in container.logs(follow=True):
-            if output is not None:
-                output.write(chunk)
-                output.flush()
-            else:
-                sys.stderr.write(chunk.decode("utf-8", "replace"))
-    except KeyboardInterrupt:
-        console.err.print("\nStopping...")
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
+def _remove_uninterrupted(container: RunningContainer) -> None:
+    # A second Ctrl-C or SIGTERM while stopping must not leave the container behind.
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
         container.remove()
-        console.err.print(f"Removed {container.name}")
-        return
-    exit_code = container.client.inspect_container(container.id)["State"]["ExitCode"]
-    container.remove()
-    console.err.print(f"[red]The model server exited with code {exit_code}[/]")
-    raise typer.Exit(1)
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
+def _stream_logs(container: RunningContainer) -> int | None:
+    """Copy the container's log to stderr until it exits (its exit code) or Ctrl-C."""
+    console.err.print("[dim]Streaming logs; press Ctrl-C to stop and remove the container.[/]")
+    output = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
+    for chunk in container.logs(follow=True):
+        if output is not None:
+            output.write(chunk)
+            output.flush()
+        else:
+            sys.stderr.write(chunk.decode("utf-8", "replace"))
+    return container.exit_code()

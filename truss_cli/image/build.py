@@ -17,8 +17,10 @@ import docker
 import docker.errors
 
 from truss_cli.errors import TrussError
-from truss_cli.image.context import BASE_IMAGE_ENV, LABEL_BUILD_KEY, ImagePlan, write_build_context
+from truss_cli.image.context import write_build_context
 from truss_cli.image.engine import find_built_image, image_id
+from truss_cli.image.labels import LABEL_BUILD_KEY
+from truss_cli.image.plan import BASE_IMAGE_ENV, ImagePlan
 from truss_cli.paths import cache_dir
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -94,7 +96,9 @@ def build_image(
     staging = Path(tempfile.mkdtemp(prefix="context-", dir=staging_root))
     try:
         context = write_build_context(plan, staging / "context", link=True)
-        return _stream_build(client, plan, context, tag, build_key, no_cache, listener)
+        return _stream_build(
+            client, plan, context, tag, build_key, no_cache, listener, base_is_local=base_id is not None
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -107,6 +111,7 @@ def _stream_build(
     build_key: str,
     no_cache: bool,
     listener: BuildListener,
+    base_is_local: bool,
 ) -> BuildResult:
     result = BuildResult(image_id="", tag=tag, reused=False, build_key=build_key)
     step: BuildStep | None = None
@@ -126,7 +131,7 @@ def _stream_build(
             if "error" in chunk:
                 lines = (pending + chunk["error"]).splitlines()
                 result.log.extend(lines)
-                raise _failure(plan, step, chunk["error"].strip(), result.log)
+                raise _failure(plan, step, chunk["error"].strip(), result.log, base_is_local)
             text = chunk.get("stream")
             if text is None:
                 text = _pull_status(chunk)
@@ -142,9 +147,11 @@ def _stream_build(
         if pending:
             _consume_line(pending, step, result, listener)
     except docker.errors.APIError as exc:
-        raise _failure(plan, step, exc.explanation or str(exc), result.log) from None
+        error = exc.explanation or str(exc)
+        result.log.append(error)  # e.g. a Dockerfile the engine rejects: no other log exists
+        raise _failure(plan, step, error, result.log, base_is_local) from None
     if not result.image_id:
-        raise _failure(plan, step, "the engine reported no image", result.log)
+        raise _failure(plan, step, "the engine reported no image", result.log, base_is_local)
     return result
 
 
@@ -173,8 +180,12 @@ def _pull_status(chunk: dict) -> str:
     return f"{prefix}{status}\n"
 
 
-def _failure(plan: ImagePlan, step: BuildStep | None, error: str, log: list[str]) -> BuildFailed:
-    if step is None or step.instruction.upper().startswith("FROM"):
+def _failure(
+    plan: ImagePlan, step: BuildStep | None, error: str, log: list[str], base_is_local: bool
+) -> BuildFailed:
+    # Only a FROM that had to pull means a missing base image; anything else (a Dockerfile
+    # the engine rejects, a failing step) is reported in the engine's own words.
+    if step is not None and step.instruction.upper().startswith("FROM") and not base_is_local:
         return BuildFailed(
             f"Base image {plan.base_image} not found: it is not on this machine and could not be pulled ({error})",
             hint=(
@@ -184,6 +195,8 @@ def _failure(plan: ImagePlan, step: BuildStep | None, error: str, log: list[str]
             step=step,
             log=log,
         )
+    if step is None:
+        return BuildFailed(f"Image build failed before the first step: {error}", hint=None, step=None, log=log)
     return BuildFailed(
         f"Image build failed at step {step.number}/{step.total} ({step.instruction}): {error}",
         hint=None,

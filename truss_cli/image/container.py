@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import os
 import secrets as _random
-import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import docker
 import docker.errors
-import httpx
 
 from truss_cli.config import TrussConfig
-from truss_cli.errors import TrussError
-from truss_cli.image.context import LABEL_MODEL_NAME, SERVER_PORT, slug
+from truss_cli.errors import TrussError, UsageError
+from truss_cli.image.labels import LABEL_MODEL_NAME
+from truss_cli.image.limits import ContainerLimits
+from truss_cli.image.plan import SERVER_PORT, slug
+from truss_cli.net import NotReady, local_url, port_in_use
+from truss_cli.net import wait_until_ready as wait_for_readiness
+from truss_cli.server.protocol import SECRET_ENV_PREFIX, SECRETS_DIR_ENV
 
-SECRET_ENV_PREFIX = "TRUSS_SECRET_"
 SECRETS_MOUNT = "/run/truss/secrets"
-READY_PATH = "/v1/models/model"
+HOST = "127.0.0.1"
 
 
 @dataclass
@@ -40,6 +41,12 @@ class RunningContainer:
             return bool(self.client.inspect_container(self.id)["State"]["Running"])
         except docker.errors.NotFound:
             return False
+
+    def exit_code(self) -> int | None:
+        try:
+            return self.client.inspect_container(self.id)["State"]["ExitCode"]
+        except docker.errors.NotFound:
+            return None
 
     def logs(self, follow: bool = False) -> Iterator[bytes]:
         return self.client.logs(self.id, stream=True, follow=follow)
@@ -74,18 +81,6 @@ def runtime_environment(config: TrussConfig, environ: dict[str, str] | None = No
     }
 
 
-def ensure_port_free(port: int) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            raise TrussError(
-                f"Port {port} on 127.0.0.1 is already in use",
-                hint="Stop whatever listens there, or pick another port with --port.",
-            ) from None
-
-
 def start_container(
     client: docker.APIClient,
     image: str,
@@ -93,65 +88,69 @@ def start_container(
     port: int,
     environment: dict[str, str] | None = None,
     secrets_dir: Path | None = None,
+    limits: ContainerLimits | None = None,
 ) -> RunningContainer:
-    """Start `image` with the server published on 127.0.0.1:`port`."""
-    ensure_port_free(port)
+    """Start `image` with the server published on 127.0.0.1:`port`.
+
+    The caller checks the port first (`truss_cli.net.check_port_free`), before any slow
+    build; a port taken since is still reported clearly when the engine cannot bind it.
+    """
     environment = dict(environment or {})
+    limits = limits or ContainerLimits()
     binds = {}
     if secrets_dir is not None:
         secrets_dir = Path(secrets_dir).resolve()
         if not secrets_dir.is_dir():
-            raise TrussError(f"{secrets_dir}: not a directory", hint="--secrets-dir takes a directory with one file per secret.")
+            raise UsageError(f"{secrets_dir}: not a directory", hint="--secrets-dir takes a directory with one file per secret")
         binds[str(secrets_dir)] = {"bind": SECRETS_MOUNT, "mode": "ro"}
-        environment["TRUSS_SECRETS_DIR"] = SECRETS_MOUNT
+        environment[SECRETS_DIR_ENV] = SECRETS_MOUNT
     name = f"truss-{slug(model_name)}-{_random.token_hex(3)}"
     host_config = client.create_host_config(
-        port_bindings={SERVER_PORT: ("127.0.0.1", port)},
+        port_bindings={SERVER_PORT: (HOST, port)},
         binds=binds or None,
         # A tiny init as PID 1 forwards SIGTERM to the server and reaps its children.
         init=True,
+        nano_cpus=limits.nano_cpus,
+        mem_limit=limits.memory_bytes,
     )
-    created = client.create_container(
-        image,
-        name=name,
-        environment=environment,
-        ports=[SERVER_PORT],
-        host_config=host_config,
-        labels={LABEL_MODEL_NAME: model_name},
-    )
-    container = RunningContainer(client, created["Id"], name, f"http://127.0.0.1:{port}")
+    try:
+        created = client.create_container(
+            image,
+            name=name,
+            environment=environment,
+            ports=[SERVER_PORT],
+            host_config=host_config,
+            labels={LABEL_MODEL_NAME: model_name},
+        )
+    except docker.errors.APIError as exc:
+        raise TrussError(f"Could not create the container: {exc.explanation or exc}") from None
+    container = RunningContainer(client, created["Id"], name, local_url(HOST, port))
     try:
         client.start(created["Id"])
-    except docker.errors.APIError as exc:
+    except BaseException as exc:
+        # Also on Ctrl-C or SIGTERM here: the caller has no handle to clean up with yet.
         container.remove()
+        if not isinstance(exc, docker.errors.APIError):
+            raise
         message = exc.explanation or str(exc)
         if "address already in use" in message or "port is already allocated" in message:
-            raise TrussError(
-                f"Port {port} on 127.0.0.1 is already in use",
-                hint="Stop whatever listens there, or pick another port with --port.",
-            ) from None
+            raise port_in_use(HOST, port) from None
         raise TrussError(f"Could not start the container: {message}") from None
     return container
 
 
-def wait_until_ready(
-    container: RunningContainer, timeout: float = 600.0, on_wait: Callable[[], None] | None = None
-) -> None:
-    """Block until the model answers ready; raise with the container's log if it exits."""
-    deadline = time.monotonic() + timeout
-    url = container.url + READY_PATH
-    with httpx.Client(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            try:
-                if http.get(url).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if not container.is_running():
-                raise TrussError(
-                    f"The model server exited before it was ready. Its log:\n{container.log_text().rstrip()}",
-                )
-            if on_wait is not None:
-                on_wait()
-            time.sleep(0.1)
-    raise TrussError(f"The model was not ready after {timeout:.0f} s ({url})")
+def wait_until_ready(container: RunningContainer, timeout: float | None = None) -> None:
+    """Block until the model answers ready; raise with the container's log if it exits.
+
+    No timeout by default: `load()` may download gigabytes; the container exiting is what
+    ends the wait early.
+    """
+    try:
+        wait_for_readiness(container.url, container.is_running, timeout=timeout)
+    except NotReady as exc:
+        if container.is_running():
+            raise TrussError(f"The model was not ready in time: {exc}") from None
+        raise TrussError(
+            f"The model server exited (code {container.exit_code()}) before it was ready. Its log:\n"
+            f"{container.log_text().rstrip()}",
+        ) from None

@@ -7,8 +7,8 @@ import os
 import docker
 import docker.errors
 
-from truss_cli.errors import TrussError
-from truss_cli.image.context import LABEL_BUILD_KEY
+from truss_cli.errors import TrussError, UsageError
+from truss_cli.image.labels import LABEL_BUILD_KEY
 
 # Builds stream for minutes with long silences (a large pip install); a short read timeout
 # would abort them.
@@ -33,11 +33,19 @@ def connect() -> docker.APIClient:
 
 
 def image_id(client: docker.APIClient, reference: str) -> str | None:
-    """The id of a local image, or None when it is not on this machine."""
+    """The id of a local image, or None when it is not on this machine.
+
+    Raises UsageError for a reference the engine cannot parse (`Bad:Name`): no build could
+    use it either.
+    """
     try:
         return client.inspect_image(reference)["Id"]
     except docker.errors.ImageNotFound:
         return None
+    except docker.errors.APIError as exc:
+        if exc.status_code == 400:
+            raise UsageError(f"{reference!r} is not a valid image name ({_short(exc.explanation or exc)})") from None
+        raise
 
 
 def find_built_image(client: docker.APIClient, build_key: str) -> str | None:
@@ -46,6 +54,6 @@ def find_built_image(client: docker.APIClient, build_key: str) -> str | None:
     return images[0]["Id"] if images else None
 
 
-def _short(exc: Exception) -> str:
+def _short(exc: object) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]

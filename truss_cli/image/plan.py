@@ -1,0 +1,242 @@
+"""What goes into a model's image: decided once, before anything is written or built.
+
+`plan_image` reads the model directory (config, model code check, file set, content hash,
+requirements) and decides the base image, the Python and the Dockerfile. The build key
+derived from the plan names an image exactly: an unchanged directory finds its image by it.
+`truss_cli.image.context` then writes the plan out as a build context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import yaml
+
+from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config
+from truss_cli.errors import UsageError
+from truss_cli.image.labels import LABEL_CONTENT_HASH, LABEL_MODEL_NAME
+from truss_cli.model_check import check_model_dir
+from truss_cli.paths import cache_dir
+from truss_cli.requirements import resolve_requirements
+from truss_cli.resources import render_template, templates_dir
+from truss_cli.server.protocol import EXTERNAL_PACKAGE_DIRS_ENV
+from truss_cli.server_bundle import bundle_hash
+from truss_cli.tree import TreeFile, cached_content_hash, list_files
+
+BASE_IMAGE_ENV = "TRUSS_BASE_IMAGE"
+DEFAULT_BASE_IMAGE = "python:{version}-slim"
+SERVER_PORT = 8080
+APP_DIR = "/app"
+EXTERNAL_DIR = "/opt/truss/external"
+# A fixed numeric id: COPY --chown needs no user lookup, and no base image is likely to use it.
+USER_ID = 10001
+INSTALL_SCRIPT = "image/install_python.sh"
+
+
+@dataclass
+class ExternalDir:
+    """One of config.yaml's external_package_dirs, with its files and their hash."""
+
+    path: Path
+    files: list[TreeFile]
+    content_hash: str
+
+
+@dataclass
+class ImagePlan:
+    model_dir: Path
+    config: TrussConfig
+    model_name: str
+    base_image: str
+    base_image_source: str  # where the base image came from, for messages
+    python_executable: str  # empty: the install script finds python3 in the base image
+    files: list[TreeFile]
+    external_dirs: list[ExternalDir]
+    content_hash: str
+    user_requirements: str  # requirements/model.txt: self-contained, includes inlined
+    user_constraints: str  # requirements/constraints.txt: from `-c` includes, usually empty
+    config_text: str
+    dockerfile: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def default_tag(self) -> str:
+        return f"truss-{slug(self.model_name)}:{self.content_hash[:12]}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LABEL_MODEL_NAME: self.model_name, LABEL_CONTENT_HASH: self.content_hash}
+
+    def build_key(self, base_image_id: str) -> str:
+        """Changes whenever anything that ends up in the image changes, including the base."""
+        digest = hashlib.sha256()
+        parts = [
+            self.dockerfile,
+            self.content_hash,
+            bundle_hash(),
+            self.user_requirements,
+            self.user_constraints,
+            self.config_text,
+            (templates_dir() / INSTALL_SCRIPT).read_text(encoding="utf-8"),
+            base_image_id,
+            *(external.content_hash for external in self.external_dirs),
+        ]
+        for text in parts:
+            digest.update(text.encode() + b"\0")
+        return digest.hexdigest()
+
+
+def slug(name: str) -> str:
+    """A string Docker accepts as an image repository name."""
+    text = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")
+    return text or "model"
+
+
+def choose_base_image(config: TrussConfig, override: str | None) -> tuple[str, str, str]:
+    """(image, python executable, where the choice came from).
+
+    An override (flag, then TRUSS_BASE_IMAGE) wins over config.yaml: it describes what this
+    machine can use. It also drops the config's python_executable_path, which belongs to the
+    image it replaces.
+    """
+    if override:
+        return override, "", "--base-image"
+    from_env = os.environ.get(BASE_IMAGE_ENV, "").strip()
+    if from_env:
+        return from_env, "", BASE_IMAGE_ENV
+    if config.base_image and config.base_image.image:
+        return config.base_image.image, config.base_image.python_executable_path, "config.yaml base_image.image"
+    return DEFAULT_BASE_IMAGE.format(version=config.python_version_dotted), "", "the default for python_version"
+
+
+def plan_image(model_dir: Path | str, base_image: str | None = None) -> ImagePlan:
+    """Read `model_dir` and decide its image. Raises ConfigError / UsageError on bad input."""
+    model_dir = Path(model_dir).resolve()
+    loaded = load_config(model_dir)
+    config = loaded.config
+    check_model_dir(model_dir, config)
+    _check_dockerfile_inputs(model_dir, config)
+    notes = list(loaded.warnings)
+    image, python, source = choose_base_image(config, base_image)
+    requirements = resolve_requirements(model_dir, config)
+    files = list_files(model_dir)
+    external_dirs = []
+    for path in _external_dirs(model_dir, config):
+        external_files = list_files(path)
+        external_dirs.append(ExternalDir(path, external_files, cached_content_hash(path, external_files, cache_dir())))
+    config_text, scrubbed = _config_without_secret_values(model_dir / CONFIG_FILENAME)
+    if scrubbed:
+        notes.append(
+            f"config.yaml: secrets {', '.join(scrubbed)} have values in config.yaml; they are left out of the "
+            "image (supply them at run time)"
+        )
+    plan = ImagePlan(
+        model_dir=model_dir,
+        config=config,
+        model_name=config.model_name or model_dir.name,
+        base_image=image,
+        base_image_source=source,
+        python_executable=python,
+        files=files,
+        external_dirs=external_dirs,
+        content_hash=cached_content_hash(model_dir, files, cache_dir()),
+        user_requirements=_lines(requirements.requirements),
+        user_constraints=_lines(requirements.constraints),
+        config_text=config_text,
+        notes=notes,
+    )
+    plan.dockerfile = _render_dockerfile(plan)
+    return plan
+
+
+def layer_of(relative_path: str, config: TrussConfig) -> str:
+    """The build-context directory (and so the Dockerfile layer) a model file goes into."""
+    if relative_path == CONFIG_FILENAME:
+        return "config"
+    if relative_path.startswith(posix(config.data_dir) + "/"):
+        return "data"
+    if relative_path.startswith(posix(config.bundled_packages_dir) + "/"):
+        return "packages"
+    return "code"
+
+
+def posix(relative: str) -> str:
+    return PurePosixPath(relative.replace(os.sep, "/")).as_posix().strip("/")
+
+
+def _render_dockerfile(plan: ImagePlan) -> str:
+    config = plan.config
+    layers = {layer_of(item.relative_path, config) for item in plan.files}
+    return render_template(
+        "Dockerfile.jinja",
+        model_name=plan.model_name,
+        base_image=plan.base_image,
+        python_executable=plan.python_executable,
+        python_version=config.python_version_dotted,
+        # Truss accepts several packages in one entry (`- ffmpeg libsm6`); each is quoted alone.
+        system_packages=[package for entry in config.system_packages for package in entry.split()],
+        has_data="data" in layers,
+        has_packages="packages" in layers,
+        data_dir=posix(config.data_dir),
+        packages_dir=posix(config.bundled_packages_dir),
+        external_dirs=[f"{EXTERNAL_DIR}/{index}" for index in range(len(plan.external_dirs))],
+        external_dirs_env=EXTERNAL_PACKAGE_DIRS_ENV,
+        environment_variables=config.environment_variables,
+        build_commands=config.build_commands,
+        app_dir=APP_DIR,
+        user_id=USER_ID,
+        port=SERVER_PORT,
+        labels=plan.labels,
+    )
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _check_dockerfile_inputs(model_dir: Path, config: TrussConfig) -> None:
+    """Reject config values that would break (or inject lines into) the Dockerfile."""
+    where = model_dir / CONFIG_FILENAME
+    for name in config.environment_variables:
+        if not _ENV_NAME.match(name):
+            raise UsageError(
+                f"{where}: environment_variables: {name!r} is not a valid variable name",
+                hint="use letters, digits and underscores, starting with a letter or underscore",
+            )
+
+
+def _lines(lines: list[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _external_dirs(model_dir: Path, config: TrussConfig) -> list[Path]:
+    found = []
+    for entry in config.external_package_dirs:
+        path = (model_dir / entry).resolve()
+        if not path.is_dir():
+            raise UsageError(
+                f"{model_dir / CONFIG_FILENAME}: external_package_dirs: {entry!r} is not a directory (looked at {path})"
+            )
+        found.append(path)
+    return found
+
+
+def _config_without_secret_values(path: Path) -> tuple[str, list[str]]:
+    """config.yaml as it goes into the image: secret *values* blanked, names kept.
+
+    Truss configs list secret names with placeholder values, but a real value is sometimes
+    pasted there. It must not reach a layer, so the image gets a copy with every value null.
+    The file is left byte-identical when there is nothing to blank.
+    """
+    text = path.read_text(encoding="utf-8")
+    raw = yaml.safe_load(text) or {}
+    secrets = raw.get("secrets") or {}
+    with_values = sorted(name for name, value in secrets.items() if value not in (None, ""))
+    if not with_values:
+        return text, []
+    raw["secrets"] = {name: None for name in secrets}
+    header = "# Written by truss-cli: secret values removed; supply them at run time.\n"
+    return header + yaml.safe_dump(raw, sort_keys=False), with_values
