@@ -124,23 +124,33 @@ def test_the_key_depends_on_what_goes_into_the_environment(tmp_path: Path) -> No
         interpreter=other_python, requirements=("numpy==2.0", "requests"), server_requirements=("fastapi>=0.110",)
     ).key()
 
-    requirements_file = tmp_path / "requirements.txt"
-    requirements_file.write_text("numpy==2.0\n")
-    with_file = spec(requirements_file=requirements_file).key()
-    assert with_file == spec(requirements_file=requirements_file).key()
-    requirements_file.write_text("numpy==2.1\n")
-    assert spec(requirements_file=requirements_file).key() != with_file
 
 
-def test_spec_for_model_uses_the_config_and_names_a_missing_requirements_file(tmp_path: Path) -> None:
-    loaded = parse_config("requirements: [requests]\n")
-    model_spec = spec_for_model(tmp_path, loaded.config, CURRENT)
-    assert model_spec.requirements == ("requests",)
-    assert any(item.startswith("fastapi") for item in model_spec.server_requirements)
+def test_spec_for_model_reads_the_requirements_file_and_its_includes(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("-r base.txt\nrequests\n-c constraints.txt\n")
+    (tmp_path / "base.txt").write_text("numpy==2.0  # pinned\n")
+    (tmp_path / "constraints.txt").write_text("urllib3<3\n")
+    config = parse_config("requirements_file: requirements.txt\n").config
+    first = spec_for_model(tmp_path, config, CURRENT)
+    assert first.requirements == ("numpy==2.0", "requests")
+    assert first.constraints == ("urllib3<3",)
+    assert any(item.startswith("fastapi") for item in first.server_requirements)
+    # Editing an included file changes what goes into the environment, so its key.
+    (tmp_path / "base.txt").write_text("numpy==2.1\n")
+    second = spec_for_model(tmp_path, config, CURRENT)
+    assert second.key() != first.key()
+    (tmp_path / "constraints.txt").write_text("urllib3<2\n")
+    assert spec_for_model(tmp_path, config, CURRENT).key() != second.key()
 
+
+def test_spec_for_model_names_a_missing_requirements_file_and_a_local_path(tmp_path: Path) -> None:
     missing = parse_config("requirements_file: reqs/prod.txt\n")
-    with pytest.raises(UsageError, match=r"requirements_file: reqs/prod.txt not found"):
+    with pytest.raises(UsageError, match=r"requirements_file: 'reqs/prod.txt' not found"):
         spec_for_model(tmp_path, missing.config, CURRENT)
+    # An image could not install it, so neither does `truss run`: the two stay the same.
+    local = parse_config("requirements: [./mylib]\n")
+    with pytest.raises(UsageError, match=r"requirements\[0\]: './mylib' is a local path"):
+        spec_for_model(tmp_path, local.config, CURRENT)
 
 
 # --- building and reusing environments ----------------------------------------------------
@@ -178,10 +188,16 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_a_build_abandoned_by_a_dead_process_is_cleaned_up(tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    abandoned = tmp_path / "envs" / f".staging-{dead.pid}-x1y2"
-    (abandoned / "bin").mkdir(parents=True)
-    ensure_environment(spec(), tmp_path)
+    envs = tmp_path / "envs"
+    abandoned = envs / ".0123456789abcdef0123.staging-x1y2"
+    in_progress = envs / ".fedcba98765432100123.staging-a1b2"
+    for staging, pid in ((abandoned, dead.pid), (in_progress, os.getpid())):
+        (staging / "bin").mkdir(parents=True)
+        (staging / ".truss-builder-pid").write_text(str(pid))
+    built = ensure_environment(spec(), tmp_path)
     assert not abandoned.exists()
+    assert in_progress.exists(), "a build whose process is alive was removed"
+    assert not (built.path / ".truss-builder-pid").exists()
 
 
 def test_an_environment_whose_python_disappeared_is_rebuilt(tmp_path: Path) -> None:
@@ -202,3 +218,13 @@ def test_pip_is_the_fallback_installer(tmp_path: Path) -> None:
         capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert out.stdout.split() == ["{'a':", "1}", str(environment.path)]
+
+
+def test_constraints_from_the_model_apply_to_the_install(tmp_path: Path) -> None:
+    constrained = spec(requirements=("PyYAML",), constraints=("PyYAML==6.0.1",))
+    environment = ensure_environment(constrained, tmp_path)
+    out = subprocess.run(
+        [str(environment.python), "-c", "import yaml; print(yaml.__version__)"],
+        capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert out.stdout.strip() == "6.0.1", out.stderr

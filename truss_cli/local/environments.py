@@ -1,13 +1,13 @@
 """Isolated virtual environments for local replicas, cached by what goes into them.
 
 An environment lives in `<cache>/envs/<key>`, where the key hashes the exact Python, the
-model's requirements (including a requirements file's content) and the server's own
-requirements. A second run with the same inputs reuses it and creates nothing.
+model's requirements (a requirements file's lines, its `-r` includes inlined) and the
+server's own requirements. A second run with the same inputs reuses it and creates nothing.
 
-It is built in a staging directory and renamed into place only when complete, so an
-interrupted or failed build is never mistaken for a usable environment. Replicas start
-`<env>/bin/python -m ...`, which works after the rename (only console-script shebangs
-would point at the staging path, and nothing uses them).
+It is built in a staging directory and renamed into place only when complete
+(`paths.atomic_directory`), so an interrupted or failed build is never mistaken for a usable
+environment. Replicas start `<env>/bin/python -m ...`, which works after the rename (only
+console-script shebangs would point at the staging path, and nothing uses them).
 """
 
 from __future__ import annotations
@@ -17,65 +17,63 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Optional, Sequence
 
-from truss_cli.config import CONFIG_FILENAME, TrussConfig
-from truss_cli.errors import TrussError, UsageError
+from truss_cli.config import TrussConfig
+from truss_cli.errors import TrussError
 from truss_cli.local.interpreters import Interpreter
+from truss_cli.paths import atomic_directory
+from truss_cli.requirements import resolve_requirements
 from truss_cli.server_bundle import server_requirements
 
 Installer = Literal["uv", "pip"]
 ProgressCallback = Callable[[str], None]
 
 # Bumped when the layout or the way environments are built changes.
-_KEY_FORMAT = "1"
-_STAGING_PREFIX = ".staging-"
+_KEY_FORMAT = "2"
+# Inside a staging directory while it is being built: the builder's pid, so that a later
+# run can tell an abandoned build (its process is gone) from one in progress.
+_BUILDER_FILE = ".truss-builder-pid"
+# Kept in the environment: what was installed into it, for whoever wonders.
+REQUIREMENTS_RECORD = "truss-requirements.txt"
+CONSTRAINTS_RECORD = "truss-constraints.txt"
 _ERROR_TAIL_LINES = 25
 
 
 @dataclass(frozen=True)
 class EnvironmentSpec:
     interpreter: Interpreter
-    requirements: Sequence[str] = ()
-    requirements_file: Optional[Path] = None
+    requirements: Sequence[str] = ()  # requirement lines, as in a requirements file
     server_requirements: Sequence[str] = ()
-    working_dir: Optional[Path] = None  # relative paths in requirements resolve from here
+    constraints: Sequence[str] = ()  # from the model's `-c` includes
 
     def key(self) -> str:
-        requirements_text = None
-        if self.requirements_file is not None:
-            requirements_text = self.requirements_file.read_text(encoding="utf-8")
         material = {
             "format": _KEY_FORMAT,
             "python": self.interpreter.version_text,
             "python_path": str(self.interpreter.path),
             "requirements": sorted(_normalize(self.requirements)),
-            "requirements_file": requirements_text,
             "server_requirements": sorted(_normalize(self.server_requirements)),
+            "constraints": sorted(_normalize(self.constraints)),
         }
         encoded = json.dumps(material, sort_keys=True).encode()
         return hashlib.sha256(encoded).hexdigest()[:20]
 
 
 def spec_for_model(model_dir: Path, config: TrussConfig, interpreter: Interpreter) -> EnvironmentSpec:
-    """What the environment for this model directory must contain (model + server packages)."""
-    requirements_file = None
-    if config.requirements_file:
-        requirements_file = (model_dir / config.requirements_file).resolve()
-        if not requirements_file.is_file():
-            raise UsageError(
-                f"{model_dir / CONFIG_FILENAME}: requirements_file: {config.requirements_file} not found "
-                f"(looked for {requirements_file})"
-            )
+    """What the environment for this model directory must contain (model + server packages).
+
+    The model's requirements are read as the image build reads them, so a requirement that
+    an image could not install fails here too, before anything is built.
+    """
+    resolved = resolve_requirements(model_dir, config)
     return EnvironmentSpec(
         interpreter=interpreter,
-        requirements=tuple(config.requirements),
-        requirements_file=requirements_file,
+        requirements=tuple(resolved.requirements),
         server_requirements=tuple(server_requirements()),
-        working_dir=model_dir,
+        constraints=tuple(resolved.constraints),
     )
 
 
@@ -123,19 +121,17 @@ def ensure_environment(
     if final.exists():
         # A previous environment whose base Python has gone away.
         shutil.rmtree(final, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", dir=root))
-    build = _Build(spec, staging, installer or _default_installer(), on_progress)
     try:
-        _create_venv(build)
-        _install_requirements(build)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            # Another `truss run` finished the same environment first; use theirs.
-            if not _is_usable(final):
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with atomic_directory(final) as staging:
+            (staging / _BUILDER_FILE).write_text(str(os.getpid()))
+            build = _Build(spec, staging, installer or _default_installer(), on_progress)
+            _create_venv(build)
+            _install_requirements(build)
+            (staging / _BUILDER_FILE).unlink()
+    except OSError:
+        # Another `truss run` finished the same environment first; use theirs.
+        if not _is_usable(final):
+            raise
     return Environment(final, created=True)
 
 
@@ -162,28 +158,32 @@ def _uv_binary() -> Optional[str]:
 def _create_venv(build: _Build) -> None:
     python = build.spec.interpreter
     build.begin(f"Creating a virtual environment with Python {python.version_text}")
+    # The staging directory already holds the builder's pid file: keep it.
     if build.installer == "uv":
         command = [
             _require_uv(), "venv", str(build.staging), "--python", str(python.path),
-            "--no-python-downloads", "--relocatable", "--quiet",
+            "--no-python-downloads", "--relocatable", "--allow-existing", "--quiet",
         ]
     else:
-        command = [str(python.path), "-m", "venv", "--clear", str(build.staging)]
+        command = [str(python.path), "-m", "venv", str(build.staging)]
     _run(build, command, "creating the virtual environment failed")
 
 
 def _install_requirements(build: _Build) -> None:
     spec = build.spec
-    packages = [*spec.server_requirements, *spec.requirements]
-    arguments = list(packages)
-    if spec.requirements_file is not None:
-        arguments += ["-r", str(spec.requirements_file)]
-    if not arguments:
+    lines = [*spec.server_requirements, *spec.requirements]
+    if not lines:
         return
-    names = ", ".join(_display_name(item) for item in packages)
-    if spec.requirements_file is not None:
-        names = f"{names}, {spec.requirements_file.name}" if names else spec.requirements_file.name
-    build.begin(f"Installing {names}")
+    # One file rather than arguments: lines may carry options (`--hash=...`, `--extra-index-url`).
+    record = build.staging / REQUIREMENTS_RECORD
+    record.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    arguments = ["-r", str(record)]
+    if spec.constraints:
+        constraints = build.staging / CONSTRAINTS_RECORD
+        constraints.write_text("".join(f"{line}\n" for line in spec.constraints), encoding="utf-8")
+        arguments += ["-c", str(constraints)]
+    names = [_display_name(line) for line in lines if not line.startswith("-")]
+    build.begin(f"Installing {', '.join(name for name in names if name)}")
     python = str(build.staging / "bin" / "python")
     if build.installer == "uv":
         command = [_require_uv(), "pip", "install", "--python", python, "--no-python-downloads", *arguments]
@@ -205,7 +205,6 @@ def _run(build: _Build, command: list[str], failure: str) -> None:
         text=True,
         errors="replace",
         env=env,
-        cwd=build.spec.working_dir,
     )
     assert process.stdout is not None
     try:
@@ -236,8 +235,11 @@ def _require_uv() -> str:
 
 def _remove_abandoned_staging(root: Path) -> None:
     """Delete staging directories whose builder process is gone (killed mid-build)."""
-    for path in root.glob(f"{_STAGING_PREFIX}*"):
-        pid_text = path.name[len(_STAGING_PREFIX):].split("-", 1)[0]
+    for path in root.glob(".*.staging-*"):
+        try:
+            pid_text = (path / _BUILDER_FILE).read_text().strip()
+        except OSError:
+            continue  # just created (no pid yet) or already gone
         if pid_text.isdigit() and not _process_alive(int(pid_text)):
             shutil.rmtree(path, ignore_errors=True)
 
