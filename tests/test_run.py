@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
+import re
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +76,16 @@ def test_broken_config_exits_2_and_starts_nothing(make_model_dir, tmp_path: Path
     assert not cache.exists(), "an environment was prepared for an invalid config"
 
 
+def test_a_syntax_error_in_model_py_fails_before_building_anything(make_model_dir, tmp_path: Path) -> None:
+    model_dir = make_model_dir("class Model:\n    def predict(self, x)\n        return x\n")
+    cache = tmp_path / "cache"
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
+    assert run.wait_exit() == 2
+    assert f"{model_dir / 'model' / 'model.py'}:2:" in flat(run.stderr)
+    assert "Traceback" not in run.stderr
+    assert not (cache / "envs").exists(), "an environment was prepared for a model that cannot load"
+
+
 def test_port_in_use_fails_before_building_anything(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     with socket.socket() as taken:
@@ -134,7 +147,9 @@ def test_unknown_config_keys_warn_and_the_model_still_runs(make_model_dir, cache
     finally:
         run.stop()
     assert answer.json() == {"x": 1}
-    assert "ignoring unknown keys: model_nmae, runtime.predict_concurency" in flat(run.stderr)
+    # The server logs the same warning; this one is truss run's own, before the server starts.
+    before_start = flat(run.stderr).split("Starting the model server", 1)[0]
+    assert re.search(r"Warning: \S*config\.yaml: ignoring unknown keys: model_nmae, runtime\.predict_concurency", before_start)
 
 
 def test_a_secret_value_in_config_yaml_works_but_is_named_in_a_warning(make_model_dir, cache: Path, tmp_path: Path) -> None:
@@ -242,40 +257,40 @@ def test_text_classifier_example_trains_on_its_data_and_classifies(cache: Path, 
 
 
 def test_ctrl_c_while_the_environment_is_built_leaves_nothing_behind(make_model_dir, tmp_path: Path) -> None:
-    # A local package whose build blocks until the test says so: the build is caught mid-way
-    # deterministically. Its in-tree build backend needs nothing from the network.
-    package = tmp_path / "slow-build"
-    started, release = tmp_path / "build-started", tmp_path / "build-release"
-    package.mkdir()
-    (package / "pyproject.toml").write_text(
-        '[project]\nname = "slow-build"\nversion = "1.0"\n'
-        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
-    )
-    (package / "backend.py").write_text(
-        "import pathlib, time\n"
-        "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
-        f"    pathlib.Path({str(started)!r}).touch()\n"
-        "    deadline = time.time() + 60\n"
-        f"    while not pathlib.Path({str(release)!r}).exists() and time.time() < deadline:\n"
-        "        time.sleep(0.05)\n"
-        "    raise SystemExit('released')\n"
-    )
+    # A package index on this machine that answers only when the test says so: the install
+    # is caught mid-way deterministically, and nothing comes from the network.
+    started, release = threading.Event(), threading.Event()
+
+    class StalledIndex(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            started.set()
+            release.wait(60)
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    index = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StalledIndex)
+    threading.Thread(target=index.serve_forever, daemon=True).start()
     model_dir = make_model_dir(
         "class Model:\n    def predict(self, x):\n        return x\n",
-        f"requirements:\n  - slow-build @ {package.as_uri()}\n",
+        f"requirements:\n  - --extra-index-url http://127.0.0.1:{index.server_address[1]}/simple/\n  - slow-build\n",
     )
     cache = tmp_path / "cache"
     run = TrussRun(model_dir, cache, tmp_path / "logs")
     try:
         deadline = time.monotonic() + 120
-        while not started.exists():
+        while not started.is_set():
             assert run.process.poll() is None, run.stderr
-            assert time.monotonic() < deadline, "the build never started"
+            assert time.monotonic() < deadline, "the install never asked the index"
             time.sleep(0.05)
-        assert [p.name.startswith(".staging-") for p in (cache / "envs").iterdir()] == [True]
+        assert [".staging-" in p.name for p in (cache / "envs").iterdir()] == [True]
         code = run.stop(signal.SIGINT)
     finally:
-        release.touch()
+        release.set()
+        index.shutdown()
+        index.server_close()
+        run.kill()
     assert code == 130
     assert "Interrupted" in run.stderr
     assert list((cache / "envs").iterdir()) == []

@@ -18,6 +18,7 @@ from truss_cli.errors import TrussError
 from truss_cli.local.environments import Environment, ensure_environment, spec_for_model
 from truss_cli.local.interpreters import NoInterpreterError, select_interpreter
 from truss_cli.local.replica import Replica, ReplicaExited, replica_environment
+from truss_cli.model_check import check_model_dir
 from truss_cli.net import check_port_free, local_url
 from truss_cli.paths import cache_dir
 from truss_cli.server.protocol import SECRET_ENV_PREFIX
@@ -60,6 +61,8 @@ def _run(model_dir: Path, host: str, port: int) -> int:
         console.warning(message)
     _warn_about_secret_values(loaded)
     config = loaded.config
+    # Seconds, not minutes: a typo in model.py fails before an environment is built.
+    check_model_dir(model_dir, config)
     check_port_free(host, port)
     environment = _prepare_environment(model_dir, config)
     bundle = cached_server_bundle(cache_dir())
