@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from conftest import EXAMPLES, free_port
 from docker_support import Cleanup, base_image, engine, unique_name
 from truss_cli.cli.app import app
-from truss_cli.image.build import BuildResult, build_image
+from truss_cli.image.build import BuildFailed, BuildResult, build_image
 from truss_cli.image.container import RunningContainer, start_container, wait_until_ready
 from truss_cli.image.plan import plan_image
 
@@ -276,3 +276,27 @@ def test_examples_hello_builds_and_predicts(client: docker.APIClient, base: str,
         assert response.json() == {"greeting": "Hello, Docker!"}
     finally:
         container.remove()
+
+
+def test_a_dockerfile_the_engine_rejects_is_reported_in_its_own_words(
+    client: docker.APIClient, base: str, cleanup: Cleanup, make_model_dir
+) -> None:
+    name = cleanup.model(unique_name("truss-test-rejected"))
+    model_dir = make_model_dir("class Model:\n    def predict(self, x):\n        return x\n", f"model_name: {name}\n")
+    plan = plan_image(model_dir, base_image=base)
+    # The base image is here: a failure before the first step must not be blamed on it.
+    plan.dockerfile += "BOGUS instruction\n"
+    with pytest.raises(BuildFailed) as raised:
+        build_image(client, plan)
+    assert "Base image" not in raised.value.message
+    assert "before the first step" in raised.value.message
+    assert "unknown instruction: BOGUS" in raised.value.message
+    assert any("unknown instruction: BOGUS" in line for line in raised.value.log)
+
+
+def test_an_invalid_base_image_name_is_a_usage_error(make_model_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine()
+    model_dir = make_model_dir("class Model:\n    def predict(self, x):\n        return x\n", "model_name: m\n")
+    result = runner.invoke(app, ["image", "build", str(model_dir), "--base-image", "Not-Lower:Case"])
+    assert result.exit_code == 2
+    assert "'Not-Lower:Case' is not a valid image name" in result.output.replace("\n", " ")

@@ -215,3 +215,41 @@ def test_no_engine_reachable_says_how_to_start_one(tmp_path: Path, monkeypatch: 
     assert result.exit_code == 1
     assert "No Docker engine reachable" in result.output
     assert "dockerd" in result.output
+
+
+def test_an_output_directory_inside_the_model_directory_is_refused(kitchen: Path) -> None:
+    # Written there, the next plan would take the context for model files and bake it in.
+    for out in (kitchen / "ctx", kitchen, kitchen / "data" / "ctx"):
+        result = runner.invoke(app, ["image", "build-context", str(kitchen), str(out), "--base-image", "b:1"])
+        assert result.exit_code == 2, out
+        assert "inside the model directory" in result.output.replace("\n", "")
+    assert not (kitchen / "ctx").exists() and not (kitchen / "data" / "ctx").exists()
+
+
+def test_an_environment_variable_name_that_would_break_the_dockerfile_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    (model / "model").mkdir(parents=True)
+    (model / "model" / "model.py").write_text(PREDICTING_MODEL)
+    (model / "config.yaml").write_text('environment_variables:\n  "BAD KEY\\nRUN evil": x\n')
+    result = runner.invoke(app, ["image", "build-context", str(model), str(tmp_path / "ctx")])
+    assert result.exit_code == 2
+    assert "environment_variables" in result.output and "not a valid variable name" in result.output
+
+
+def test_several_system_packages_in_one_entry_are_quoted_one_by_one(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    (model / "model").mkdir(parents=True)
+    (model / "model" / "model.py").write_text(PREDICTING_MODEL)
+    # Truss accepts this; a newline must not end the RUN line early.
+    (model / "config.yaml").write_text('system_packages:\n  - "ffmpeg libsm6"\n  - "jq\\nLABEL injected=1"\n')
+    dockerfile = plan_image(model, base_image="b:1").dockerfile
+    assert "install -y --no-install-recommends ffmpeg libsm6 jq LABEL injected=1 " in dockerfile
+    assert "\nLABEL injected" not in dockerfile
+
+
+@pytest.mark.parametrize("port", ["0", "70000"])
+def test_a_port_out_of_range_is_a_usage_error(port: str) -> None:
+    result = runner.invoke(app, ["image", "run", str(EXAMPLES / "hello"), "--port", port])
+    assert result.exit_code == 2
+    assert "--port" in result.output
+    assert "Traceback" not in result.output

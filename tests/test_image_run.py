@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, REPO_ROOT, free_port, wait_until_ready
-from docker_support import Cleanup, base_image, engine
+from docker_support import Cleanup, base_image, engine, unique_name
 from truss_cli.cli.app import app
 
 pytestmark = pytest.mark.docker
@@ -104,6 +104,90 @@ def test_a_port_in_use_is_reported_before_building(client: docker.APIClient, tmp
         port = taken.getsockname()[1]
         result = runner.invoke(app, ["image", "run", str(EXAMPLES / "hello"), "--port", str(port)])
     assert result.exit_code == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in result.output
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output.replace("\n", " ")
     assert "--port" in result.output
     assert "Step " not in result.output
+
+
+SLOW_LOADING_MODEL = """
+import time
+
+
+class Model:
+    def load(self):
+        time.sleep(600)  # weights that take minutes to download
+
+    def predict(self, model_input):
+        return model_input
+"""
+
+QUICK_MODEL = """
+class Model:
+    def predict(self, model_input):
+        return model_input
+"""
+
+
+def start_image_run(model_dir: Path, port: int, log: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, TRUSS_BASE_IMAGE=base_image(engine()))
+    with open(log, "wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "truss_cli", "image", "run", str(model_dir), "--port", str(port), *extra],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_sigterm_while_the_model_loads_removes_the_container(
+    client: docker.APIClient, cleanup: Cleanup, make_model_dir, tmp_path: Path
+) -> None:
+    name = cleanup.model(unique_name("truss-test-slow-load"))
+    model_dir = make_model_dir(SLOW_LOADING_MODEL, f"model_name: {name}\n")
+    log = tmp_path / "image-run.log"
+    process = start_image_run(model_dir, free_port(), log)
+    try:
+        deadline = time.monotonic() + 600
+        while not any(c["State"] == "running" for c in containers_of(client, name)):
+            assert process.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.1)
+        # load() has started inside the container: truss is waiting for readiness.
+        (container,) = containers_of(client, name)
+        while b"Running load()" not in client.logs(container["Id"]):
+            assert time.monotonic() < deadline, client.logs(container["Id"])
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = log.read_text(errors="replace")
+    assert containers_of(client, name) == [], output
+    assert process.returncode == 130, output
+    assert "Removed" in output
+
+
+def test_config_resources_limit_the_container_unless_no_limits(
+    client: docker.APIClient, cleanup: Cleanup, make_model_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = cleanup.model(unique_name("truss-test-limits"))
+    model_dir = make_model_dir(QUICK_MODEL, f"model_name: {name}\nresources:\n  cpu: 500m\n  memory: 512Mi\n")
+    monkeypatch.setenv("TRUSS_BASE_IMAGE", base_image(client))
+
+    def host_config_of_a_detached_run(*extra: str) -> dict:
+        port = free_port()
+        result = runner.invoke(app, ["image", "run", str(model_dir), "--port", str(port), "--detach", *extra])
+        assert result.exit_code == 0, result.output
+        (container,) = [c for c in containers_of(client, name) if str(port) in str(c["Ports"])]
+        try:
+            return client.inspect_container(container["Id"])["HostConfig"]
+        finally:
+            client.remove_container(container["Id"], force=True)
+
+    limited = host_config_of_a_detached_run()
+    assert (limited["NanoCpus"], limited["Memory"]) == (500_000_000, 512 * 2**20)
+    unlimited = host_config_of_a_detached_run("--no-limits")
+    assert (unlimited["NanoCpus"], unlimited["Memory"]) == (0, 0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from truss_cli.tree import IgnoreRules, TreeHasher, content_hash, list_files
+from truss_cli.tree import IgnoreRules, TreeHasher, cached_content_hash, content_hash, list_files, sha256_file
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -148,3 +148,77 @@ def test_symlinked_directory_loops_are_visited_once(tmp_path: Path) -> None:
     write(tmp_path, {"config.yaml": "", "pkg/mod.py": ""})
     (tmp_path / "pkg/loop").symlink_to(tmp_path / "pkg", target_is_directory=True)
     assert names(tmp_path) == ["config.yaml", "pkg/mod.py"]
+
+
+class CountingDigest:
+    """Records which files had their contents read."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def __call__(self, path: Path) -> bytes:
+        self.read.append(path.name)
+        return sha256_file(path)
+
+
+def age(*paths: Path) -> None:
+    # Older than the racy window: such files may be remembered between runs.
+    for path in paths:
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+
+
+def test_a_second_run_reads_no_unchanged_file_and_rereads_a_changed_one(tmp_path: Path) -> None:
+    tree = write(tmp_path / "tree", {"config.yaml": "a: 1\n", "data/weights.bin": "w" * 1000, "model/model.py": "x = 1\n"})
+    age(*[item.path for item in list_files(tree)])
+    cache = tmp_path / "cache"
+
+    first_reads = CountingDigest()
+    first = cached_content_hash(tree, list_files(tree), cache, first_reads)
+    assert sorted(first_reads.read) == ["config.yaml", "model.py", "weights.bin"]
+    assert first == content_hash(tree)
+
+    # A new process would start from the store on disk: nothing is read again.
+    unchanged_reads = CountingDigest()
+    assert cached_content_hash(tree, list_files(tree), cache, unchanged_reads) == first
+    assert unchanged_reads.read == []
+
+    # Same size, different content and mtime: re-read, and the hash follows.
+    (tree / "model/model.py").write_text("x = 2\n")
+    changed_reads = CountingDigest()
+    changed = cached_content_hash(tree, list_files(tree), cache, changed_reads)
+    assert changed_reads.read == ["model.py"]
+    assert changed != first
+    assert changed == content_hash(tree)
+
+
+def test_a_recently_written_file_is_always_reread(tmp_path: Path) -> None:
+    # Within the filesystem's timestamp granularity a second write could keep size and
+    # mtime; a fresh file is therefore never trusted from the store.
+    tree = write(tmp_path / "tree", {"config.yaml": "a: 1\n"})
+    cache = tmp_path / "cache"
+    cached_content_hash(tree, list_files(tree), cache)
+    reads = CountingDigest()
+    cached_content_hash(tree, list_files(tree), cache, reads)
+    assert reads.read == ["config.yaml"]
+
+
+def test_a_replaced_file_with_the_same_size_and_mtime_is_reread(tmp_path: Path) -> None:
+    tree = write(tmp_path / "tree", {"config.yaml": "one\n"})
+    age(tree / "config.yaml")
+    cache = tmp_path / "cache"
+    first = cached_content_hash(tree, list_files(tree), cache)
+    replacement = tree / "config.yaml.new"
+    replacement.write_text("two\n")
+    age(replacement)
+    replacement.replace(tree / "config.yaml")  # a new inode, as an editor's atomic save
+    assert cached_content_hash(tree, list_files(tree), cache) != first
+
+
+def test_a_corrupt_store_is_ignored(tmp_path: Path) -> None:
+    tree = write(tmp_path / "tree", {"config.yaml": "a: 1\n"})
+    age(tree / "config.yaml")
+    cache = tmp_path / "cache"
+    first = cached_content_hash(tree, list_files(tree), cache)
+    (store,) = (cache / "tree-digests").iterdir()
+    store.write_text("{not json")
+    assert cached_content_hash(tree, list_files(tree), cache) == first
