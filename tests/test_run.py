@@ -117,9 +117,42 @@ def test_load_failure_exits_nonzero_and_repeats_the_cause(make_model_dir, cache:
     # The final error repeats the cause, so it is visible without scrolling up the traceback.
     final_error = flat(run.stderr).rsplit("Error: the model server exited", 1)[-1]
     assert "before it was ready" in final_error
-    assert "RuntimeError: weights are missing" in final_error
+    assert "load failed: RuntimeError: weights are missing" in final_error
     assert READY_LINE not in run.stdout
     assert port_is_free(run.port)
+
+
+def test_the_models_output_appears_while_it_is_still_loading(make_model_dir, cache: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    model_dir = make_model_dir(
+        f"""
+        import os, sys, time
+
+        class Model:
+            def load(self):
+                print("stdout: fetching weights")
+                print("stderr: 40% done", end="\\r", file=sys.stderr)  # a progress bar, no newline
+                while not os.path.exists({str(gate)!r}):
+                    time.sleep(0.02)
+
+            def predict(self, model_input):
+                return model_input
+        """
+    )
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
+    try:
+        deadline = time.monotonic() + 120
+        while not ("stdout: fetching weights" in run.stdout and "stderr: 40% done" in run.stderr):
+            assert run.process.poll() is None, run.stderr
+            assert time.monotonic() < deadline, f"the model's output did not appear while it loaded:\n{run.stdout}\n{run.stderr}"
+            time.sleep(0.05)
+        assert READY_LINE not in run.stdout
+        gate.touch()
+        run.wait_for_url()
+    finally:
+        gate.touch()
+        code = run.stop()
+    assert code == 0, run.stderr
 
 
 def test_started_with_sigint_ignored_it_still_stops_on_sigint(cache: Path, tmp_path: Path) -> None:
