@@ -41,6 +41,19 @@ def wait_until_ready(url: str, timeout: float = 60.0, is_alive: Callable[[], boo
     raise AssertionError(f"{url} not ready after {timeout}s ({last})")
 
 
+def write_model_dir(root: Path, model_py: str, config_yaml: str = "", files: dict[str, str] | None = None) -> Path:
+    """A model directory at `root`: config.yaml, model/__init__.py, model/model.py and `files`."""
+    (root / "model").mkdir(parents=True)
+    (root / "config.yaml").write_text(textwrap.dedent(config_yaml))
+    (root / "model" / "__init__.py").write_text("")
+    (root / "model" / "model.py").write_text(textwrap.dedent(model_py))
+    for relative, content in (files or {}).items():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(content))
+    return root
+
+
 @pytest.fixture
 def make_model_dir(tmp_path: Path) -> Callable[..., Path]:
     """Write a model directory: `make_model_dir(model_py, config_yaml="", files={})`."""
@@ -48,15 +61,6 @@ def make_model_dir(tmp_path: Path) -> Callable[..., Path]:
     counter = iter(range(1000))
 
     def make(model_py: str, config_yaml: str = "", files: dict[str, str] | None = None, name: str | None = None) -> Path:
-        root = tmp_path / (name or f"model_dir_{next(counter)}")
-        (root / "model").mkdir(parents=True)
-        (root / "config.yaml").write_text(textwrap.dedent(config_yaml))
-        (root / "model" / "__init__.py").write_text("")
-        (root / "model" / "model.py").write_text(textwrap.dedent(model_py))
-        for relative, content in (files or {}).items():
-            target = root / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(textwrap.dedent(content))
-        return root
+        return write_model_dir(tmp_path / (name or f"model_dir_{next(counter)}"), model_py, config_yaml, files)
 
     return make

@@ -9,14 +9,20 @@ import httpx
 import msgpack
 import pytest
 
-from test_server_harness import ECHO, PREDICT_PATH, start_ready
+from test_server_harness import start_ready
+from truss_cli.server.protocol import METRICS_PATH, PREDICT_PATH, READINESS_PATH, SCHEMA_PATH
+
+ECHO = """
+class Model:
+    def predict(self, model_input):
+        return model_input
+"""
 
 
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory):
-    server = start_ready(tmp_path_factory.mktemp("echo") / "m", ECHO)
-    yield server
-    server.stop()
+    with start_ready(tmp_path_factory.mktemp("echo") / "m", ECHO) as server:
+        yield server
 
 
 def metric(text: str, line_prefix: str) -> float:
@@ -61,17 +67,27 @@ def test_malformed_msgpack_is_a_400(echo):
 
 
 def test_schema_is_404_without_pydantic_types(echo):
-    assert echo.client.get("/v1/models/model/schema").status_code == 404
+    assert echo.client.get(SCHEMA_PATH).status_code == 404
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("path", [PREDICT_PATH, "/v1/models/other:predict", "/invocations"])
+def test_predict_paths_take_only_post(echo, method, path):
+    response = echo.client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert "POST" in response.json()["error"]
+    assert echo.client.get(READINESS_PATH).status_code == 200  # the readiness route is unaffected
 
 
 def test_metrics_count_requests_by_status(echo):
-    before = echo.client.get("/metrics").text
+    before = echo.client.get(METRICS_PATH).text
     ok_before = metric(before, 'truss_requests_total{route="predict",status="200"}')
     bad_before = metric(before, 'truss_requests_total{route="predict",status="400"}')
     for _ in range(3):
         assert echo.predict({"x": 1}).status_code == 200
     assert echo.client.post(PREDICT_PATH, content=b"nope").status_code == 400
-    after = echo.client.get("/metrics")
+    after = echo.client.get(METRICS_PATH)
     assert after.headers["content-type"].startswith("text/plain")
     assert metric(after.text, 'truss_requests_total{route="predict",status="200"}') == ok_before + 3
     assert metric(after.text, 'truss_requests_total{route="predict",status="400"}') == bad_before + 1
@@ -106,11 +122,8 @@ class Model:
 
 
 def test_preprocess_predict_postprocess_sync_off_the_loop_async_on_it(tmp_path):
-    server = start_ready(tmp_path / "steps", STEPS)
-    try:
+    with start_ready(tmp_path / "steps", STEPS) as server:
         result = server.predict({"x": 21}).json()
-    finally:
-        server.stop()
     assert result["steps"] == ["pre", "predict", "post"]
     assert result["x"] == 42
     # Sync methods run in worker threads so they never block the event loop; async ones on it.
@@ -172,9 +185,8 @@ class Model:
 
 @pytest.fixture(scope="module")
 def streaming(tmp_path_factory):
-    server = start_ready(tmp_path_factory.mktemp("streaming") / "m", STREAMING)
-    yield server
-    server.stop()
+    with start_ready(tmp_path_factory.mktemp("streaming") / "m", STREAMING) as server:
+        yield server
 
 
 @pytest.mark.parametrize("kind,content_type", [("sync", "text/plain"), ("async", "application/octet-stream")])
@@ -227,11 +239,8 @@ class Model:
 
 
 def test_request_parameter_receives_the_request(tmp_path):
-    server = start_ready(tmp_path / "request", REQUEST_PARAM)
-    try:
+    with start_ready(tmp_path / "request", REQUEST_PARAM) as server:
         response = server.client.post(PREDICT_PATH, content=b"not json at all", headers={"x-client": "pytest"})
-    finally:
-        server.stop()
     # The first step takes only the request, so the server leaves the body alone.
     assert response.status_code == 200
     assert response.json() == {"size": 15, "agent": "pytest", "path": PREDICT_PATH}
@@ -260,9 +269,8 @@ class Model:
 
 @pytest.fixture(scope="module")
 def typed(tmp_path_factory):
-    server = start_ready(tmp_path_factory.mktemp("pydantic") / "m", PYDANTIC)
-    yield server
-    server.stop()
+    with start_ready(tmp_path_factory.mktemp("pydantic") / "m", PYDANTIC) as server:
+        yield server
 
 
 def test_pydantic_input_is_validated_and_output_serialised(typed):
@@ -296,7 +304,7 @@ def test_pydantic_input_validated_from_msgpack(typed):
 
 
 def test_schema_publishes_input_and_output(typed):
-    schema = typed.client.get("/v1/models/model/schema").json()
+    schema = typed.client.get(SCHEMA_PATH).json()
     assert set(schema["input_schema"]["properties"]) == {"text", "repeat"}
     assert schema["input_schema"]["required"] == ["text"]
     assert set(schema["output_schema"]["properties"]) == {"words"}
@@ -318,13 +326,10 @@ class Model:
 
 
 def test_model_exceptions_are_500_with_the_traceback_only_in_the_log(tmp_path):
-    server = start_ready(tmp_path / "failing", FAILING)
-    try:
+    with start_ready(tmp_path / "failing", FAILING) as server:
         crash = server.predict("crash")
         conflict = server.predict("http")
         unencodable = server.predict("object")
-    finally:
-        server.stop()
     assert crash.status_code == 500
     assert "8c1f" not in crash.text and "Traceback" not in crash.text
     assert "error" in crash.json()
@@ -348,3 +353,129 @@ def test_overlapping_requests_are_all_answered(echo):
     for thread in threads:
         thread.join()
     assert sorted(results) == list(range(16))
+
+
+TYPED_OUTPUT = """
+from typing import List, Optional
+
+from pydantic import BaseModel
+
+
+class Words(BaseModel):
+    words: List[str]
+    count: int
+
+
+class Model:
+    def predict(self, model_input) -> Words:
+        if model_input == "valid dict":
+            return {"words": ["a", "b"], "count": 2}
+        if model_input == "wrong type":
+            return {"words": ["a"], "count": "many"}
+        if model_input == "missing field":
+            return {"words": ["a"]}
+        return "not a Words at all"
+
+
+class MaybeWords(Model):
+    def predict(self, model_input) -> Optional[Words]:
+        return None
+"""
+
+
+def test_pydantic_output_is_validated_against_the_return_annotation(tmp_path):
+    with start_ready(tmp_path / "typed-output", TYPED_OUTPUT) as server:
+        valid = server.predict("valid dict")
+        wrong_type = server.predict("wrong type")
+        missing = server.predict("missing field")
+        not_a_dict = server.predict("text")
+    assert valid.status_code == 200 and valid.json() == {"words": ["a", "b"], "count": 2}
+    for response in (wrong_type, missing, not_a_dict):
+        assert response.status_code == 500
+        assert "count" not in response.text and "Words" not in response.text  # generic body
+    log = server.log()
+    assert "`predict` returned a dict that does not match its return annotation Words: count: Input should be a valid integer" in log
+    assert "Words: count: Field required" in log
+    assert "`predict` returned a str that does not match its return annotation Words" in log
+
+
+def test_an_optional_pydantic_output_may_be_none(tmp_path):
+    with start_ready(tmp_path / "maybe", TYPED_OUTPUT, "model_class_name: MaybeWords\n") as server:
+        response = server.predict("anything")
+    assert response.status_code == 200 and response.json() is None
+
+
+SLOW_STREAMS = """
+import asyncio
+import os
+import time
+
+
+def wait_for_gate(path, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+class Model:
+    def predict(self, model_input):
+        kind, gate = model_input["kind"], model_input.get("gate")
+        if kind == "sync":
+            return self.sync_pause(gate)
+        if kind == "async":
+            return self.async_pause(gate)
+        if kind == "silent":
+            return self.silent(gate)
+        return "plain"
+
+    def sync_pause(self, gate):
+        yield "first\\n"
+        wait_for_gate(gate)  # opened by the test once it has seen the stream cut off
+        yield "too late\\n"
+
+    async def async_pause(self, gate):
+        yield "first\\n"
+        for _ in range(6000):
+            if os.path.exists(gate):
+                break
+            await asyncio.sleep(0.01)
+        yield "too late\\n"
+
+    def silent(self, gate):
+        wait_for_gate(gate)
+        yield "too late\\n"
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_streams(tmp_path_factory):
+    config = "runtime:\n  predict_concurrency: 1\n  streaming_read_timeout: 1\n"
+    with start_ready(tmp_path_factory.mktemp("slow-streams") / "m", SLOW_STREAMS, config) as server:
+        yield server
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_stream_pausing_longer_than_streaming_read_timeout_is_cut_off(slow_streams, tmp_path, kind):
+    gate = tmp_path / "gate"
+    received = []
+    with pytest.raises(httpx.RemoteProtocolError):
+        with slow_streams.client.stream("POST", PREDICT_PATH, json={"kind": kind, "gate": str(gate)}) as response:
+            assert response.status_code == 200
+            for chunk in response.iter_raw():
+                received.append(chunk)
+    gate.touch()
+    assert b"".join(received) == b"first\n"
+    assert "runtime.streaming_read_timeout" in slow_streams.log()
+    # The predict slot (predict_concurrency: 1) comes back once the paused generator stops.
+    assert slow_streams.predict({"kind": "plain"}).json() == "plain"
+
+
+def test_a_stream_silent_past_streaming_read_timeout_before_its_first_chunk_is_a_504(slow_streams, tmp_path):
+    gate = tmp_path / "gate"
+    try:
+        response = slow_streams.predict({"kind": "silent", "gate": str(gate)})
+    finally:
+        gate.touch()
+    assert response.status_code == 504
+    assert "runtime.streaming_read_timeout (1 s)" in response.json()["error"]
+    assert slow_streams.predict({"kind": "plain"}).json() == "plain"

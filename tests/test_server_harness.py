@@ -1,4 +1,8 @@
-"""A real model server in a subprocess, for the test_server_* modules; and its own checks."""
+"""A real model server in a subprocess, for the tests that need one (no tests of its own).
+
+`ModelServer` is a context manager: leaving the block always stops the process, also when
+the test failed half-way, so a failing test never leaves a server running.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,16 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import httpx
 
-from conftest import REPO_ROOT, free_port, wait_until_ready
+from conftest import REPO_ROOT, free_port, wait_until_ready, write_model_dir
+from truss_cli.server.protocol import METRICS_PATH, PREDICT_PATH, READINESS_PATH
 
-READY_PATH = "/v1/models/model"
-PREDICT_PATH = "/v1/models/model:predict"
-
-
-def write_model_dir(root: Path, model_py: str, config_yaml: str = "", files: Optional[dict] = None) -> Path:
-    """A model directory: config.yaml, model/__init__.py, model/model.py and `files`."""
-    (root / "model").mkdir(parents=True)
-    (root / "config.yaml").write_text(textwrap.dedent(config_yaml))
-    (root / "model" / "__init__.py").write_text("")
-    (root / "model" / "model.py").write_text(textwrap.dedent(model_py))
-    for relative, content in (files or {}).items():
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(content))
-    return root
+__all__ = ["ModelServer", "start_ready", "wait_for", "write_model_dir"]
 
 
 class ModelServer:
@@ -50,11 +40,20 @@ class ModelServer:
             )
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
+    def __enter__(self) -> "ModelServer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def wait_ready(self, timeout: float = 60) -> "ModelServer":
-        wait_until_ready(self.url + READY_PATH, timeout=timeout, is_alive=self.alive)
+        try:
+            wait_until_ready(self.url + READINESS_PATH, timeout=timeout, is_alive=self.alive)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- server log ---\n{self.log()}") from None
         return self
 
     def wait_live(self, timeout: float = 60) -> None:
@@ -63,8 +62,19 @@ class ModelServer:
     def predict(self, json=None, **kwargs) -> httpx.Response:
         return self.client.post(PREDICT_PATH, json=json, **kwargs)
 
+    def metric(self, line_prefix: str) -> float:
+        """The value of the first /metrics line starting with `line_prefix` (0 if absent)."""
+        for line in self.client.get(METRICS_PATH).text.splitlines():
+            if line.startswith(line_prefix + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_lines(self) -> list[str]:
+        """The log's lines without the timestamp/level/logger prefix of the server's own lines."""
+        return [line.split("truss.server: ", 1)[-1] for line in self.log().splitlines()]
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.client.close()
@@ -78,64 +88,29 @@ class ModelServer:
         return self.process.returncode
 
     def wait_exit(self, timeout: float = 30) -> int:
-        return self.process.wait(timeout)
+        """The exit code; a server still running after `timeout` is killed and the test fails."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(signal.SIGKILL)
+            raise AssertionError(f"server still running after {timeout}s; killed\n--- server log ---\n{self.log()}") from None
 
 
 def start_ready(root: Path, model_py: str, config_yaml: str = "", files: Optional[dict] = None, env=None) -> ModelServer:
+    """Write a model directory at `root`, serve it and wait until it is ready."""
     server = ModelServer(write_model_dir(root, model_py, config_yaml, files), env=env)
     try:
         return server.wait_ready()
     except BaseException:
-        print(server.log())
         server.stop()
         raise
 
 
-ECHO = """
-class Model:
-    def predict(self, model_input):
-        return model_input
-"""
-
-
-def test_server_package_imports_nothing_from_the_cli_side():
-    forbidden = ["typer", "rich", "docker", "watchfiles", "httpx", "truss_cli.cli"]
-    code = (
-        "import sys, truss_cli.server, truss_cli.server.__main__, truss_cli.server.serve, truss_cli.server.app\n"
-        f"print([m for m in {forbidden!r} if m in sys.modules])"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True, text=True, check=True,
-    )
-    assert out.stdout.strip() == "[]"
-
-
-def test_help_explains_the_arguments():
-    out = subprocess.run(
-        [sys.executable, "-m", "truss_cli.server", "--help"], env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True, text=True, check=True,
-    )
-    assert "MODEL_DIR" in out.stdout and "--port" in out.stdout and "--host" in out.stdout
-
-
-def test_sigterm_stops_the_server_cleanly(tmp_path):
-    server = start_ready(tmp_path / "echo", ECHO)
-    started = time.monotonic()
-    assert server.stop(signal.SIGTERM) == 0
-    assert time.monotonic() - started < 20
-    assert "Traceback" not in server.log()
-
-
-def test_sigint_stops_the_server_without_a_traceback(tmp_path):
-    server = start_ready(tmp_path / "echo", ECHO)
-    assert server.stop(signal.SIGINT) == 0
-    assert "KeyboardInterrupt" not in server.log()
-
-
-def test_invalid_config_exits_2_naming_the_file_and_key(tmp_path):
-    model_dir = write_model_dir(tmp_path / "bad", ECHO, "runtime:\n  predict_concurrency: two\n")
-    server = ModelServer(model_dir)
-    assert server.wait_exit() == 2
-    log = server.log()
-    assert "config.yaml" in log and "runtime.predict_concurrency" in log
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Poll `condition` until it holds; fail naming `what` if it never does (a safety net, not a timing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")

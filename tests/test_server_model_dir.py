@@ -31,20 +31,14 @@ KWARGS_FILES = {"data/words.txt": "alpha beta\n", "model/helpers.py": "def greet
 
 def test_init_receives_only_the_declared_kwargs(tmp_path):
     config = "model_name: kw\nmodel_metadata:\n  owner: team-a\n"
-    server = start_ready(tmp_path / "named", KWARGS, config, KWARGS_FILES)
-    try:
+    with start_ready(tmp_path / "named", KWARGS, config, KWARGS_FILES) as server:
         result = server.predict({}).json()
-    finally:
-        server.stop()
     assert result == {"name": "kw", "metadata": {"owner": "team-a"}, "data": ["alpha", "beta"], "greeting": "hi"}
 
 
 def test_init_with_var_kwargs_receives_all_of_them(tmp_path):
-    server = start_ready(tmp_path / "all", KWARGS, "model_class_name: Everything\n", KWARGS_FILES)
-    try:
+    with start_ready(tmp_path / "all", KWARGS, "model_class_name: Everything\n", KWARGS_FILES) as server:
         result = server.predict({}).json()
-    finally:
-        server.stop()
     assert set(result) == {"config", "data_dir", "secrets", "environment"}
     assert result["environment"] is None
     assert "words.txt" not in result["data_dir"] and result["data_dir"].endswith("data')")
@@ -79,25 +73,19 @@ def test_custom_module_layout_packages_and_external_dirs_are_importable(tmp_path
         "src/nested.py": "def answer():\n    return 42\n",
         "packages/bundled/__init__.py": "VALUE = 'bundled'\n",
     }
-    server = start_ready(tmp_path / "layout", "raise SystemExit('model/model.py must not be used')\n", config, files)
-    try:
+    with start_ready(tmp_path / "layout", "raise SystemExit('model/model.py must not be used')\n", config, files) as server:
         assert server.predict({}).json() == ["sibling", 42, "bundled", "external"]
-    finally:
-        server.stop()
 
 
 def test_external_package_dirs_env_overrides_the_config(tmp_path):
     (tmp_path / "elsewhere" / "shared_lib").mkdir(parents=True)
     (tmp_path / "elsewhere" / "shared_lib" / "__init__.py").write_text("SHARED = 'from env'\n")
     model = "from shared_lib import SHARED\n\nclass Model:\n    def predict(self, x):\n        return SHARED\n"
-    server = start_ready(
+    with start_ready(
         tmp_path / "m", model, "external_package_dirs: [../missing]\n",
         env={"TRUSS_EXTERNAL_PACKAGE_DIRS": str(tmp_path / "elsewhere")},
-    )
-    try:
+    ) as server:
         assert server.predict({}).json() == "from env"
-    finally:
-        server.stop()
 
 
 SECRETS = """
@@ -130,15 +118,12 @@ def test_secrets_come_from_env_and_dir_and_never_reach_the_log(tmp_path):
         "TRUSS_SECRET_undeclared": "never-readable",
         "TRUSS_SECRETS_DIR": str(secrets_dir),
     }
-    server = start_ready(tmp_path / "m", SECRETS, config, env=env)
-    try:
+    with start_ready(tmp_path / "m", SECRETS, config, env=env) as server:
         assert server.predict("api_key").json() == {"value": "env-value-9b3f"}
         assert server.predict("from_file").json() == {"value": "file-value-5e2a"}
         assert server.predict("both").json() == {"value": "file-wins-77c0"}
         assert "TRUSS_SECRET_unset" in server.predict("unset").json()["error"]
         assert "not declared" in server.predict("undeclared").json()["error"]
-    finally:
-        server.stop()
     log = server.log()
     assert "api_key" in log  # the model printed the names...
     for value in ("env-value-9b3f", "file-value-5e2a", "file-wins-77c0", "env-loses-1d4e", "never-readable"):
