@@ -63,8 +63,7 @@ def kitchen_config(name: str) -> str:
     return textwrap.dedent(
         f"""\
         model_name: {name}
-        requirements:
-          - six==1.16.0
+        requirements_file: requirements/main.txt
         system_packages:
           - jq
         environment_variables:
@@ -104,6 +103,11 @@ def kitchen_dir(tmp_path_factory: pytest.TempPathFactory, cleanup: Cleanup) -> P
         "model/model.py": KITCHEN_MODEL,
         "data/weights.txt": "weights v1",
         "packages/helper.py": "VALUE = 42\n",
+        # Includes relative to the including file, as pip reads them; the constraint pins six
+        # below its latest release, so the assertion below shows it was applied.
+        "requirements/main.txt": "-r shared/base.txt\n-c shared/pins.txt\n",
+        "requirements/shared/base.txt": "six\n",
+        "requirements/shared/pins.txt": "six==1.16.0\n",
     }
     for relative, content in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +142,7 @@ def test_the_image_runs_the_model_with_everything_its_config_asks_for(kitchen_co
     assert response.status_code == 200, kitchen_container.log_text()
     assert response.json() == {
         "jq": "3",  # a Debian package from system_packages, called by the model
-        "six": "1.16.0",  # a pinned Python requirement
+        "six": "1.16.0",  # a requirement from an included file, pinned by an included constraint
         "greeting": "hello from config",  # environment_variables
         "secret": RUNTIME_SECRET,  # supplied at run time, not the value pasted in config.yaml
         "data": "weights v1",  # data/
