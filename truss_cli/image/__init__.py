@@ -1,6 +1,8 @@
-"""Docker images of a model directory: the build context, the build, and running a container.
+"""Docker images of a model directory: planning, the build context, the build, running.
 
-`context` decides what goes into an image and renders the build context; `engine` finds the
-Docker engine; `build` streams a build; `container` runs one. None of them prints: the CLI
-(`truss_cli.cli.image_cmd`) shows progress from the events they report.
+`plan` decides what goes into an image (and checks the model first); `context` writes the
+plan out as a build context; `engine` finds the Docker engine; `build` streams a build;
+`container` runs one, with `limits` from config.yaml's resources; `labels` names what this
+tool marks its images with. None of them prints: the CLI (`truss_cli.cli.image_cmd`) shows
+progress from the events they report.
 """
