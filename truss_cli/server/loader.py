@@ -178,13 +178,9 @@ class ModelHost:
             "environment": None,
         }
         try:
-            kwargs = init_kwargs(model_class, available)
-        except ModelDefinitionError as exc:
-            raise ModelDefinitionError(f"{model_file(self.config)}, class {model_class.__name__}: {exc}") from None
-        model = model_class(**kwargs)
-        try:
+            model = model_class(**init_kwargs(model_class, available))
             contract = read_contract(model)
-        except ModelDefinitionError as exc:
+        except ModelDefinitionError as exc:  # raised by the two checks, never by model code
             raise ModelDefinitionError(f"{model_file(self.config)}, class {model_class.__name__}: {exc}") from None
         load = getattr(model, "load", None)
         if callable(load):
