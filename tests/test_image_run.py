@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Iterator
 
 import docker
-import httpx
 import pytest
 from typer.testing import CliRunner
 
