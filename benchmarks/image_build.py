@@ -31,6 +31,7 @@ import docker
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "text-classifier"
 _ENV = dict(os.environ)
+_BUILT_IMAGES: set[str] = set()
 
 
 def timed_build(model_dir: Path, tag: str, base_image: str, *extra: str) -> tuple[float, str]:
@@ -42,6 +43,9 @@ def timed_build(model_dir: Path, tag: str, base_image: str, *extra: str) -> tupl
     if completed.returncode != 0:
         sys.exit(f"build failed:\n{completed.stderr}")
     summary = next((line for line in completed.stderr.splitlines() if line.startswith(("Built", "Unchanged"))), "")
+    # By id as well as by tag: a tag built twice (e.g. after the server code changed in
+    # between) moves to the new image and leaves the old one untagged.
+    _BUILT_IMAGES.add(docker.from_env().api.inspect_image(tag)["Id"])
     return elapsed, summary
 
 
@@ -72,9 +76,9 @@ def main() -> None:
             shutil.rmtree(digest_store)
             full, full_summary = timed_build(copy, tags[5], args.base_image)
         finally:
-            for tag in tags:
+            for image in [*tags, *_BUILT_IMAGES]:
                 try:
-                    client.remove_image(tag, force=True)
+                    client.remove_image(image, force=True)
                 except docker.errors.APIError:
                     pass
     print(f"base image: {args.base_image}; {os.cpu_count()} CPUs")
