@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 
-from truss_cli.cli import console
+from truss_cli.cli import console, signals
 from truss_cli.cli.build_progress import BuildProgress
 from truss_cli.image.build import BuildFailed, BuildResult, build_image
 from truss_cli.image.container import (
@@ -64,7 +62,7 @@ def build(
     base_image: Optional[str] = BaseImageOption,
 ) -> None:
     """Build the model's image. An unchanged directory reuses the image built before."""
-    with _sigterm_as_interrupt():  # a killed build still removes its staged context
+    with signals.interruptible():  # a killed build still removes its staged context
         plan = _plan(model_dir, base_image)
         result = _build(plan, tag, no_cache)
     console.out.print(result.tag)
@@ -97,7 +95,7 @@ def run(
 
     Ctrl-C (or SIGTERM) stops and removes the container, also while the model is still loading.
     """
-    with _sigterm_as_interrupt():
+    with signals.interruptible():
         plan = _plan(model_dir, base_image)
         check_port_free(HOST, port)  # before a build that may take minutes
         result = _build(plan, tag, no_cache=False)
@@ -176,37 +174,9 @@ def _build(plan: ImagePlan, tag: Optional[str], no_cache: bool) -> BuildResult:
     return result
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """A supervisor's SIGTERM cleans up like Ctrl-C does (no container left behind).
-
-    SIGINT is reset to Python's default too: a parent shell may have set it to ignore.
-    The previous handlers come back afterwards (this also runs inside test processes).
-    """
-    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
-
-
 def _remove_uninterrupted(container: RunningContainer) -> None:
-    # A second Ctrl-C or SIGTERM while stopping must not leave the container behind.
-    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
+    with signals.uninterruptible():
         container.remove()
-    finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
 
 
 def _stream_logs(container: RunningContainer) -> int | None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
-from types import FrameType
-from typing import Optional
 
 import typer
 from rich.markup import escape
 
-from truss_cli.cli import console
+from truss_cli.cli import console, signals
 from truss_cli.config import LoadedConfig, TrussConfig, load_config
 from truss_cli.defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_URL
 from truss_cli.errors import TrussError
@@ -27,10 +24,6 @@ from truss_cli.server_bundle import cached_server_bundle
 _INTERRUPTED = 130
 
 
-class _StopRequested(Exception):
-    """SIGTERM, treated like Ctrl-C."""
-
-
 def run(
     model_dir: Path = typer.Argument(Path("."), help="The model directory (with config.yaml). Default: the current directory."),
     port: int = typer.Option(DEFAULT_PORT, "--port", "-p", min=1, max=65535, help="Port the model server listens on."),
@@ -40,19 +33,13 @@ def run(
 
     Validates config.yaml, creates (or reuses) a virtual environment with the model's requirements, starts the model server, streams its logs and prints the URL once the model is loaded. Ctrl-C stops it.
     """
-    # A shell starts background jobs (`truss run ... &` in a script, nohup) with SIGINT
-    # ignored; Ctrl-C and `kill -INT` must stop `truss run` all the same.
-    previous_handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_stop)
-    try:
-        raise typer.Exit(_run(model_dir.resolve(), host, port))
-    except (KeyboardInterrupt, _StopRequested):
-        console.err.print("Interrupted; nothing was left half-built.")
-        raise typer.Exit(_INTERRUPTED) from None
-    finally:
-        signal.signal(signal.SIGINT, previous_handlers[0])
-        signal.signal(signal.SIGTERM, previous_handlers[1])
+    with signals.interruptible():
+        try:
+            code = _run(model_dir.resolve(), host, port)
+        except KeyboardInterrupt:
+            console.err.print("Interrupted; nothing was left half-built.")
+            raise typer.Exit(_INTERRUPTED) from None
+    raise typer.Exit(code)
 
 
 def _run(model_dir: Path, host: str, port: int) -> int:
@@ -142,12 +129,10 @@ def _serve(replica: Replica) -> int:
         cause = replica.tail.failure_cause()
         console.error(f"the model server exited with code {code}" + (f": {escape(cause)}" if cause else ""))
         return _as_exit_code(code) or 1
-    except (KeyboardInterrupt, _StopRequested):
+    except KeyboardInterrupt:
         console.err.print("Stopping the model server...")
-        # A second Ctrl-C or SIGTERM while stopping should not leave the child behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        replica.stop()
+        with signals.uninterruptible():
+            replica.stop()
         console.err.print("Stopped.")
         return 0
 
@@ -155,10 +140,6 @@ def _serve(replica: Replica) -> int:
 def _as_exit_code(code: int) -> int:
     # A negative code means "killed by signal N"; shells report that as 128 + N.
     return 128 - code if code < 0 else code
-
-
-def _raise_stop(signum: int, frame: Optional[FrameType]) -> None:
-    raise _StopRequested()
 
 
 def _fit_one_line(text: str) -> str:
