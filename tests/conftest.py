@@ -54,6 +54,20 @@ def write_model_dir(root: Path, model_py: str, config_yaml: str = "", files: dic
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the caches tests write (environments, bundles, file digests) out of the user's."""
+    path = tmp_path_factory.getbasetemp() / "truss-cache"
+    path.mkdir(exist_ok=True)
+    previous = os.environ.get("TRUSS_CACHE_DIR")
+    os.environ["TRUSS_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("TRUSS_CACHE_DIR", None)
+    else:
+        os.environ["TRUSS_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def make_model_dir(tmp_path: Path) -> Callable[..., Path]:
     """Write a model directory: `make_model_dir(model_py, config_yaml="", files={})`."""
