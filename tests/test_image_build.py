@@ -3,6 +3,7 @@ out of every layer, and that a code-only edit reuses every layer below the model
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 import uuid
@@ -216,6 +217,15 @@ def test_an_unchanged_directory_reuses_its_image_without_building(
     assert kitchen_image.tag in result.output
 
 
+def test_build_reports_json_for_scripts(
+    base: str, kitchen_image: BuildResult, kitchen_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRUSS_BASE_IMAGE", base)
+    result = runner.invoke(app, ["image", "build", str(kitchen_dir), "--output", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"tag": kitchen_image.tag, "image_id": kitchen_image.image_id, "reused": True}
+
+
 def test_run_detached_mounts_a_secrets_directory(
     client: docker.APIClient, base: str, kitchen_image: BuildResult, kitchen_dir: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -227,12 +237,14 @@ def test_run_detached_mounts_a_secrets_directory(
     (secrets_dir / "api_key").write_text("from-a-file\n")
     port = free_port()
     result = runner.invoke(
-        app, ["image", "run", str(kitchen_dir), "--port", str(port), "--detach", "--secrets-dir", str(secrets_dir)]
+        app,
+        ["image", "run", str(kitchen_dir), "--port", str(port), "--detach", "--secrets-dir", str(secrets_dir),
+         "-o", "json"],
     )
     assert result.exit_code == 0, result.output
     name = plan_image(kitchen_dir).model_name
     try:
-        assert f"http://127.0.0.1:{port}" in result.output
+        assert json.loads(result.stdout)["url"] == f"http://127.0.0.1:{port}"
         assert predict(f"http://127.0.0.1:{port}", {}).json()["secret"] == "from-a-file"
     finally:
         for container in client.containers(all=True, filters={"label": f"truss.model-name={name}"}):

@@ -60,12 +60,15 @@ def build(
     tag: Optional[str] = TagOption,
     no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild every layer, ignoring Docker's cache."),
     base_image: Optional[str] = BaseImageOption,
+    output: console.OutputFormat = console.output_option(),
 ) -> None:
     """Build the model's image. An unchanged directory reuses the image built before."""
     with signals.interruptible():  # a killed build still removes its staged context
         plan = _plan(model_dir, base_image)
         result = _build(plan, tag, no_cache)
-    console.out.print(result.tag)
+    console.result(
+        output, result.tag, {"tag": result.tag, "image_id": result.image_id, "reused": result.reused}
+    )
 
 
 @app.command("run")
@@ -90,6 +93,7 @@ def run(
         help="Ignore config.yaml's resources.cpu and resources.memory, which otherwise limit the container "
         "(a config without them runs unlimited).",
     ),
+    output: console.OutputFormat = console.output_option(),
 ) -> None:
     """Build the image if needed, start it, wait until the model is ready, and stream its logs.
 
@@ -120,7 +124,11 @@ def run(
                 wait_until_ready(container)
             ready = True
             console.err.print(f"[green]Ready[/] {plan.model_name} in container {container.name} ({limits.describe()})")
-            console.out.print(container.url)
+            console.result(
+                output,
+                container.url,
+                {"url": container.url, "container": container.name, "tag": result.tag, "image_id": result.image_id},
+            )
             if detach:
                 keep = True
                 console.err.print(f"Stop it with: docker rm -f {container.name}")
