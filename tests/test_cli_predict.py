@@ -156,6 +156,20 @@ def test_a_model_that_is_still_loading_gets_a_hint(tmp_path: Path) -> None:
     assert "503" in result.stderr and "not ready" in flat(result.stderr)
 
 
+def test_a_proxy_in_the_environment_does_not_capture_local_servers(
+    hello: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on the discard port: a request sent through this proxy would fail.
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, dead_proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    result = runner.invoke(app, ["predict", "--url", hello.url, "-d", '{"name": "proxy"}'])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"greeting": "Hello, proxy!"}
+
+
 def test_no_server_says_how_to_start_one() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = runner.invoke(app, ["predict", "--url", url, "-d", "{}"])
@@ -173,6 +187,9 @@ def test_no_server_says_how_to_start_one() -> None:
         ([], "no model input"),
         (["-f", "does-not-exist.json"], "-f/--file: does-not-exist.json: no such file"),
         (["--url", "localhost:8080", "-d", "{}"], "--url: expected an http(s) URL"),
+        (["--url", "ftp://127.0.0.1:8080", "-d", "{}"], "--url: expected an http(s) URL"),
+        (["--url", "http://[::1", "-d", "{}"], "--url: Invalid IPv6 URL"),
+        (["--url", "http://127.0.0.1:80x", "-d", "{}"], "--url: Port could not be cast"),
     ],
 )
 def test_bad_input_exits_2_and_sends_nothing(arguments: list[str], expected: str, tmp_path: Path) -> None:

@@ -122,6 +122,13 @@ def test_every_invalid_value_is_reported_at_once():
     ]
 
 
+def test_a_mistyped_secret_value_is_never_echoed():
+    with pytest.raises(ConfigError) as caught:
+        parse_config("secrets:\n  hf_token: 918273645\n")
+    assert str(caught.value) == "config.yaml: secrets.hf_token: expected a string, got a number"
+    assert "918273645" not in str(caught.value)
+
+
 def test_yaml_syntax_error_names_the_line_and_where_the_construct_began():
     with pytest.raises(ConfigError) as caught:
         parse_config("model_name: x\nrequirements: [numpy\nruntime: {}\n")

@@ -256,21 +256,33 @@ def _explain(error: dict[str, Any]) -> str:
     """Turn one pydantic error into `key.path: expected X, got Y`."""
     loc = _key_path(error["loc"])
     kind = error["type"]
-    given = error.get("input")
     ctx = error.get("ctx") or {}
     bounds = _bounds_of(error["loc"])
+    # A mistyped secret is still a secret: say what kind of value it is, never the value.
+    secret = len(error["loc"]) > 1 and error["loc"][0] == "secrets"
+    given = _kind_of(error.get("input")) if secret else _describe(error.get("input"))
     if kind in _EXPECTED_BY_ERROR_TYPE:
         expected = _EXPECTED_BY_ERROR_TYPE[kind] + bounds
-        message = f"expected {expected}, got {_describe(given)}"
+        message = f"expected {expected}, got {given}"
     elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        message = f"expected {_EXPECTED_BY_ERROR_TYPE['int_type']}{bounds}, got {_describe(given)}"
+        message = f"expected {_EXPECTED_BY_ERROR_TYPE['int_type']}{bounds}, got {given}"
     elif kind == "literal_error":
-        message = f"expected one of {ctx.get('expected', '')}, got {_describe(given)}"
+        message = f"expected one of {ctx.get('expected', '')}, got {given}"
     elif kind == "value_error":
         message = str(ctx.get("error", error["msg"]))
     else:
-        message = f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {_describe(given)}"
+        message = f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {given}"
     return f"{loc}: {message}" if loc else message
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (dict, list)):
+        return _describe(value)
+    return "a value of another type"
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import time
 from typing import Callable, Optional
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -48,6 +50,17 @@ def local_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def is_loopback(url: str) -> bool:
+    """True for URLs on this machine: no HTTP(S)_PROXY setting should route those elsewhere."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class NotReady(Exception):
     """The replica stopped (or the deadline passed) before it answered ready."""
 
@@ -64,7 +77,8 @@ def wait_until_ready(
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     url = base_url.rstrip("/") + READINESS_PATH
-    with httpx.Client(timeout=2.0) as client:
+    # A replica is always local: a proxy from the environment must not intercept the polls.
+    with httpx.Client(timeout=2.0, trust_env=not is_loopback(url)) as client:
         while True:
             if not is_alive():
                 raise NotReady(f"the model server stopped before {url} answered ready")

@@ -46,7 +46,7 @@ class BuildProgress(BuildListener):
             if self._interactive:
                 self._live.start()
             else:
-                console.err.print(f"Building {self._plan.model_name} FROM {self._plan.base_image}")
+                console.err.print(f"Building {self._plan.model_name} FROM {self._plan.base_image}", markup=False)
         self._step = step
         self._tail.clear()
         if self._interactive:

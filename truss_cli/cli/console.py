@@ -11,19 +11,22 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 
+# Messages carry user text (paths, config values, server output): printed as plain text,
+# never read as rich markup, so `[standard]` or `[/]` in them shows as typed.
 def error(message: str, hint: str | None = None) -> None:
-    err.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False)
+    err.print(Text.assemble(("Error: ", "bold red"), message))
     if hint:
-        err.print(f"[dim]Hint:[/] {hint}")
+        err.print(Text.assemble(("Hint: ", "dim"), hint))
 
 
 def warning(message: str) -> None:
-    err.print(f"[yellow]Warning:[/] {message}")
+    err.print(Text.assemble(("Warning: ", "yellow"), message))
 
 
 class OutputFormat(str, Enum):

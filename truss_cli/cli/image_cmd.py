@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from rich.markup import escape
+
 from truss_cli.cli import console, signals
 from truss_cli.cli.build_progress import BuildProgress
 from truss_cli.image.build import BuildFailed, BuildResult, build_image
@@ -50,8 +52,8 @@ def build_context(
     """Write the Docker build context (Dockerfile and files) without building it."""
     plan = _plan(model_dir, base_image)
     written = write_build_context(plan, out_dir)
-    console.err.print(f"Build context for [bold]{plan.model_name}[/] written to {written}")
-    console.out.print(f"docker build {written}")
+    console.err.print(f"Build context for [bold]{escape(plan.model_name)}[/] written to {escape(str(written))}")
+    console.out.print(f"docker build {written}", markup=False)
 
 
 @app.command("build")
@@ -123,7 +125,7 @@ def run(
             with console.err.status(f"Starting {container.name} (waiting for load() to finish)..."):
                 wait_until_ready(container)
             ready = True
-            console.err.print(f"[green]Ready[/] {plan.model_name} in container {container.name} ({limits.describe()})")
+            console.err.print(f"[green]Ready[/] {escape(plan.model_name)} in container {container.name} ({limits.describe()})")
             console.result(
                 output,
                 container.url,

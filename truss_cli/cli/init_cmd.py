@@ -34,8 +34,8 @@ def init(
         raise UsageError("--name: the model name cannot be empty")
     files = render_init_files(model_name, _default_python_version())
     _write_all(target, files)
-    console.out.print(f"Created {directory} ({', '.join(sorted(files))})")
-    console.out.print(f"Serve it with: truss run {directory}")
+    console.out.print(f"Created {directory} ({', '.join(sorted(files))})", markup=False)
+    console.out.print(f"Serve it with: truss run {directory}", markup=False)
 
 
 def render_init_files(model_name: str, python_version: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ import typer
 from truss_cli.cli import console
 from truss_cli.defaults import DEFAULT_URL
 from truss_cli.errors import TrussError, UsageError
+from truss_cli.net import is_loopback
 from truss_cli.server.protocol import PREDICT_PATH
 
 # Predictions may take minutes (large models, long generations); only connecting is bounded.
@@ -37,7 +38,7 @@ def predict(
     payload = _read_input(data, file)
     endpoint = predict_url(url)
     try:
-        with httpx.Client(timeout=_TIMEOUT) as client:
+        with httpx.Client(timeout=_TIMEOUT, trust_env=not is_loopback(endpoint)) as client:
             with client.stream("POST", endpoint, json=payload) as response:
                 if response.status_code >= 400:
                     _fail_with_server_error(response)
@@ -54,12 +55,18 @@ def predict(
             f"the connection to {url} broke before the response was complete ({exc})",
             hint="see the model server's log; a streaming predict that raises cuts its response off",
         ) from None
+    except httpx.HTTPError as exc:
+        raise TrussError(f"calling {endpoint} failed: {exc}") from None
 
 
 def predict_url(url: str) -> str:
     """A base URL gets the predict path; a URL that already has a path is used as given."""
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise UsageError(f"--url: {exc}: expected an http(s) URL such as {DEFAULT_URL}, got {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(f"--url: expected an http(s) URL such as {DEFAULT_URL}, got {url!r}")
     if parts.path in ("", "/"):
         return url.rstrip("/") + PREDICT_PATH

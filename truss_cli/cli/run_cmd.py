@@ -74,11 +74,11 @@ def _warn_about_secret_values(loaded: LoadedConfig) -> None:
     keys = ", ".join(f"secrets.{name}" for name in names)
     variables = ", ".join(f"{SECRET_ENV_PREFIX}{name}" for name in names)
     one = len(names) == 1
-    console.warning(escape(
+    console.warning(
         f"{_shown(loaded.path)}: {keys} {'has a value' if one else 'have values'} in the file; "
         f"`truss run` uses {'it' if one else 'them'} but images never include {'it' if one else 'them'} "
         f"— pass {'it' if one else 'them'} as {variables} instead"
-    ))
+    )
 
 
 def _shown(path: Path) -> str:
@@ -102,9 +102,9 @@ def _prepare_environment(model_dir: Path, config: TrussConfig) -> Environment:
     with console.err.status("Preparing the environment", spinner="dots") as status:
         environment = ensure_environment(spec, cache_dir(), on_progress=lambda step: status.update(_fit_one_line(step)))
     if environment.created:
-        console.err.print(f"Created environment {environment.path} in {time.monotonic() - started:.1f}s", soft_wrap=True)
+        console.err.print(f"Created environment {environment.path} in {time.monotonic() - started:.1f}s", soft_wrap=True, markup=False)
     else:
-        console.err.print(f"[dim]Using cached environment {environment.path}[/]", soft_wrap=True)
+        console.err.print(f"[dim]Using cached environment {escape(str(environment.path))}[/]", soft_wrap=True)
     return environment
 
 
@@ -118,7 +118,7 @@ def _serve(replica: Replica) -> int:
         except ReplicaExited as exc:
             console.error(
                 f"the model server exited with code {exc.exit_code} before it was ready"
-                + (f": {escape(exc.cause)}" if exc.cause else ""),
+                + (f": {exc.cause}" if exc.cause else ""),
                 hint="the log above has the details (load() or the model's import failed)",
             )
             return _as_exit_code(exc.exit_code) or 1
@@ -127,7 +127,7 @@ def _serve(replica: Replica) -> int:
         console.out.print(f"[dim]Call it with: truss predict{url_flag} -d '<json>'[/]", soft_wrap=True)
         code = replica.wait()
         cause = replica.tail.failure_cause()
-        console.error(f"the model server exited with code {code}" + (f": {escape(cause)}" if cause else ""))
+        console.error(f"the model server exited with code {code}" + (f": {cause}" if cause else ""))
         return _as_exit_code(code) or 1
     except KeyboardInterrupt:
         console.err.print("Stopping the model server...")
