@@ -38,7 +38,7 @@ def render_template(relative_name: str, **variables: Any) -> str:
 
 @lru_cache(maxsize=1)
 def _environment() -> Any:
-    # Imported here: the replica side imports this module (package_dir) and has no Jinja2.
+    # Imported here: most commands render nothing and need not pay for loading Jinja2.
     import jinja2
 
     environment = jinja2.Environment(
