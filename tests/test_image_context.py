@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -253,3 +254,33 @@ def test_a_port_out_of_range_is_a_usage_error(port: str) -> None:
     assert result.exit_code == 2
     assert "--port" in result.output
     assert "Traceback" not in result.output
+
+
+def test_links_never_bring_outside_content_into_the_context(kitchen: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text("PRIVATE-KEY-7f3a")
+    (kitchen / "home").symlink_to(home, target_is_directory=True)
+    (kitchen / "data" / "current.bin").symlink_to("weights.bin")  # inside: followed
+    (kitchen / "model" / "vendored").symlink_to("../packages", target_is_directory=True)  # inside: kept
+
+    refused = runner.invoke(app, ["image", "build-context", str(kitchen), str(tmp_path / "refused")])
+    assert refused.exit_code == 2
+    output = " ".join(refused.output.split())
+    assert f"home: a symbolic link to {home.resolve()}" in output
+    assert "list it in .truss_ignore" in output
+    assert not (tmp_path / "refused").exists()
+
+    (kitchen / ".truss_ignore").write_text("*.ckpt\n/home\n")
+    out = tmp_path / "ctx"
+    result = runner.invoke(app, ["image", "build-context", str(kitchen), str(out)])
+    assert result.exit_code == 0, result.output
+    contents = b"".join(
+        (Path(directory) / name).read_bytes()
+        for directory, _, names in os.walk(out)  # os.walk does not follow links
+        for name in names
+        if not (Path(directory) / name).is_symlink()
+    )
+    assert b"PRIVATE-KEY" not in contents
+    assert (out / "data" / "current.bin").read_text() == "w" and not (out / "data" / "current.bin").is_symlink()
+    assert os.readlink(out / "code" / "model" / "vendored") == "../packages"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from truss_cli.errors import UsageError
 from truss_cli.tree import IgnoreRules, TreeHasher, cached_content_hash, content_hash, list_files, sha256_file
 
 
@@ -144,10 +145,75 @@ def test_a_long_lived_hasher_sees_edits(tmp_path: Path) -> None:
     assert hasher.hash_tree(tmp_path) == content_hash(tmp_path)
 
 
-def test_symlinked_directory_loops_are_visited_once(tmp_path: Path) -> None:
+def test_a_directory_link_inside_the_tree_is_kept_as_a_link_not_walked(tmp_path: Path) -> None:
     write(tmp_path, {"config.yaml": "", "pkg/mod.py": ""})
-    (tmp_path / "pkg/loop").symlink_to(tmp_path / "pkg", target_is_directory=True)
-    assert names(tmp_path) == ["config.yaml", "pkg/mod.py"]
+    (tmp_path / "pkg/loop").symlink_to(tmp_path / "pkg", target_is_directory=True)  # a loop
+    (tmp_path / "alias").symlink_to("pkg", target_is_directory=True)
+    files = {item.relative_path: item for item in list_files(tmp_path)}
+    assert sorted(files) == ["alias", "config.yaml", "pkg/loop", "pkg/mod.py"]
+    assert files["alias"].link_target == "pkg"
+    assert files["pkg/loop"].link_target == "."
+    # Re-pointing a link changes the tree's hash like editing a file does.
+    before = content_hash(tmp_path)
+    write(tmp_path, {"other/x.py": ""})
+    after_new_dir = content_hash(tmp_path)
+    (tmp_path / "alias").unlink()
+    (tmp_path / "alias").symlink_to("other", target_is_directory=True)
+    assert len({before, after_new_dir, content_hash(tmp_path)}) == 3
+
+
+def test_a_file_link_inside_the_tree_is_followed(tmp_path: Path) -> None:
+    write(tmp_path, {"config.yaml": "", "data/weights-v2.bin": "w2"})
+    (tmp_path / "data/weights.bin").symlink_to("weights-v2.bin")
+    files = {item.relative_path: item for item in list_files(tmp_path)}
+    assert sorted(files) == ["config.yaml", "data/weights-v2.bin", "data/weights.bin"]
+    assert files["data/weights.bin"].link_target is None
+    assert files["data/weights.bin"].path.read_text() == "w2"
+
+
+def outside_secret(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    write(home, {".ssh/id_rsa": "PRIVATE-KEY-7f3a"})
+    return home
+
+
+def test_a_link_to_a_file_outside_the_tree_is_refused_by_name(tmp_path: Path) -> None:
+    home = outside_secret(tmp_path)
+    root = write(tmp_path / "model", {"config.yaml": ""})
+    (root / "data").mkdir()
+    (root / "data/key").symlink_to(home / ".ssh/id_rsa")
+    with pytest.raises(UsageError) as raised:
+        list_files(root)
+    assert raised.value.message.startswith("data/key: a symbolic link to ")
+    assert str(home / ".ssh/id_rsa") in raised.value.message
+    assert raised.value.hint == "copy it into the model directory, or list it in .truss_ignore"
+
+
+def test_a_link_to_a_directory_outside_the_tree_is_refused_before_walking_it(tmp_path: Path) -> None:
+    root = write(tmp_path / "model", {"config.yaml": ""})
+    (root / "everything").symlink_to("/", target_is_directory=True)
+    with pytest.raises(UsageError, match=r"^everything: a symbolic link to /, outside "):
+        list_files(root)
+
+
+def test_an_ignored_link_to_outside_is_fine(tmp_path: Path) -> None:
+    home = outside_secret(tmp_path)
+    root = write(tmp_path / "model", {"config.yaml": "", ".truss_ignore": "home-link\ndata/key\n"})
+    (root / "home-link").symlink_to(home, target_is_directory=True)
+    (root / "data").mkdir()
+    (root / "data/key").symlink_to(home / ".ssh/id_rsa")
+    # A default ignore covers links too: a virtualenv's python points outside.
+    (root / ".venv/bin").mkdir(parents=True)
+    (root / ".venv/bin/python").symlink_to(home / ".ssh/id_rsa")
+    assert names(root) == [".truss_ignore", "config.yaml"]
+
+
+def test_a_dangling_link_is_refused_by_name(tmp_path: Path) -> None:
+    root = write(tmp_path / "model", {"config.yaml": ""})
+    (root / "model").mkdir()
+    (root / "model/gone.py").symlink_to("was-here.py")
+    with pytest.raises(UsageError, match=r"^model/gone.py: a symbolic link to was-here.py, which does not exist"):
+        list_files(root)
 
 
 class CountingDigest:

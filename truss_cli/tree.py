@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from truss_cli.errors import UsageError
+
 IGNORE_FILENAME = ".truss_ignore"
 
 # Things that are never part of a model: they are machine-local, regenerated, or huge.
@@ -158,15 +160,26 @@ class TreeFile:
     size: int
     mtime_ns: int
     executable: bool
+    # Set for a link to a directory inside the tree: the relative target, kept as a link.
+    link_target: str | None = None
+
+
+_OUTSIDE_LINK_HINT = "copy it into the model directory, or list it in .truss_ignore"
 
 
 def list_files(root: Path | str, extra_ignore: Sequence[str] = ()) -> list[TreeFile]:
     """Every file of the tree at `root` that is not ignored, sorted by relative path.
 
-    Symbolic links are followed (their targets are what a build copies); a directory seen
-    twice through links is visited once.
+    Symbolic links never take files from outside the tree into it: a build context must not
+    pick up `~/.ssh` through a link to the home directory. So, for a link that is not ignored:
+    - pointing outside `root` (or nowhere): a UsageError naming it;
+    - to a file inside: followed, the file's content is listed under the link's name;
+    - to a directory inside: listed as a link (`link_target`, relative) and not descended, so
+      the image gets the same link and nothing is listed twice (or forever, for a loop).
+    Ignore rules are applied first, so an ignored link is never looked at.
     """
     root = Path(root)
+    real_root = Path(os.path.realpath(root))
     rules = IgnoreRules.for_directory(root, extra_ignore)
     found: list[TreeFile] = []
     seen_dirs: set[tuple[int, int]] = set()
@@ -177,7 +190,7 @@ def list_files(root: Path | str, extra_ignore: Sequence[str] = ()) -> list[TreeF
         except OSError:
             return
         key = (info.st_dev, info.st_ino)
-        if key in seen_dirs:
+        if key in seen_dirs:  # a bind mount of a parent: real directories can loop too
             return
         seen_dirs.add(key)
         with os.scandir(directory) as entries:
@@ -185,19 +198,27 @@ def list_files(root: Path | str, extra_ignore: Sequence[str] = ()) -> list[TreeF
         for entry in children:
             relative = prefix + entry.name
             try:
-                is_dir = entry.is_dir()
+                is_dir = entry.is_dir()  # follows a link: ignore rules see what it points to
+                is_link = entry.is_symlink()
             except OSError:
                 continue
             if rules.ignores(relative, is_dir):
                 continue
-            if is_dir:
+            if is_link:
+                target = _link_target_inside(entry.path, relative, real_root)
+                if is_dir:
+                    link_target = os.path.relpath(target, os.path.realpath(directory))
+                    st = entry.stat(follow_symlinks=False)
+                    found.append(TreeFile(relative, Path(entry.path), 0, st.st_mtime_ns, False, link_target))
+                    continue
+            elif is_dir:
                 if os.path.exists(os.path.join(entry.path, _VENV_MARKER)):
                     continue
                 walk(Path(entry.path), relative + "/")
                 continue
             try:
                 st = entry.stat()
-            except OSError:  # a dangling link
+            except OSError:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
@@ -208,6 +229,23 @@ def list_files(root: Path | str, extra_ignore: Sequence[str] = ()) -> list[TreeF
     walk(root, "")
     found.sort(key=lambda item: item.relative_path)
     return found
+
+
+def _link_target_inside(link: str, relative: str, real_root: Path) -> Path:
+    """Where the symbolic link `link` points, or a UsageError if that is outside `real_root`."""
+    target = Path(os.path.realpath(link))
+    if not target.exists():
+        raise UsageError(
+            f"{relative}: a symbolic link to {os.readlink(link)}, which does not exist (in {real_root})",
+            hint="remove the link, or list it in .truss_ignore",
+        )
+    if target != real_root and real_root not in target.parents:
+        raise UsageError(
+            f"{relative}: a symbolic link to {target}, outside {real_root} (what it points to would be shipped "
+            "with the model)",
+            hint=_OUTSIDE_LINK_HINT,
+        )
+    return target
 
 
 DigestFunction = Callable[[Path], bytes]
@@ -247,6 +285,9 @@ class TreeHasher:
         total = hashlib.sha256()
         for item in files:
             total.update(item.relative_path.encode("utf-8", "surrogateescape"))
+            if item.link_target is not None:
+                total.update(b"\0l\0" + item.link_target.encode("utf-8", "surrogateescape"))
+                continue
             total.update(b"\0x\0" if item.executable else b"\0-\0")
             total.update(self.file_digest(item))
         return total.hexdigest()

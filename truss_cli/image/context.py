@@ -73,6 +73,11 @@ def _write_context(plan: ImagePlan, root: Path, link: bool) -> None:
 
 def _copy(item: TreeFile, target: Path, link: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
+    if item.link_target is not None:
+        # A directory link inside the model directory (list_files refuses any other): the
+        # image gets the same relative link, and /app keeps the model directory's layout.
+        os.symlink(item.link_target, target)
+        return
     if link:
         try:
             os.link(item.path.resolve(), target)
