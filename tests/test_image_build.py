@@ -316,3 +316,13 @@ def test_an_invalid_base_image_name_is_a_usage_error(make_model_dir, monkeypatch
     result = runner.invoke(app, ["image", "build", str(model_dir), "--base-image", "Not-Lower:Case"])
     assert result.exit_code == 2
     assert "'Not-Lower:Case' is not a valid image name" in result.output.replace("\n", " ")
+
+
+@pytest.mark.parametrize("extra", [["build"], ["run", "--port", "free"]])
+def test_an_invalid_tag_is_a_usage_error(extra: list[str]) -> None:
+    engine()
+    arguments = ["image", *[str(free_port()) if word == "free" else word for word in extra]]
+    result = runner.invoke(app, [*arguments, str(EXAMPLES / "hello"), "--tag", "Bad Tag"])
+    assert result.exit_code == 2, result.output
+    assert "--tag 'Bad Tag': not a valid image name" in " ".join(result.output.split())
+    assert "Traceback" not in result.output

@@ -6,11 +6,14 @@ import os
 import re
 from pathlib import Path
 
+import docker
 import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES
 from truss_cli.cli.app import app
+from truss_cli.errors import UsageError
+from truss_cli.image.build import build_image, check_tag
 from truss_cli.image.plan import plan_image
 
 runner = CliRunner()
@@ -284,3 +287,24 @@ def test_links_never_bring_outside_content_into_the_context(kitchen: Path, tmp_p
     assert b"PRIVATE-KEY" not in contents
     assert (out / "data" / "current.bin").read_text() == "w" and not (out / "data" / "current.bin").is_symlink()
     assert os.readlink(out / "code" / "model" / "vendored") == "../packages"
+
+
+@pytest.mark.parametrize(
+    "tag",
+    ["m", "truss-hello:0123abcdef01", "localhost:5000/team/m:v1.2", "registry.example.com/a__b/c-d.e", "m:V_1-x.y"],
+)
+def test_valid_tags_pass(tag: str) -> None:
+    check_tag(tag)
+
+
+@pytest.mark.parametrize(
+    "tag", ["Bad Tag", "Model:1", "m:b:c", "m/", "-m", ":v1", "m:.v1", "m:" + "v" * 129, "m@sha256:" + "0" * 64, "m:v1\n"]
+)
+def test_invalid_tags_are_usage_errors_before_the_engine_is_asked(tag: str, tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as raised:
+        check_tag(tag)
+    assert raised.value.message.startswith(f"--tag {tag!r}: not a valid image name (")
+    # build_image checks first: this client points at no engine, and is never used.
+    nowhere = docker.APIClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41")
+    with pytest.raises(UsageError):
+        build_image(nowhere, plan_image(EXAMPLES / "hello", base_image="b:1"), tag=tag)

@@ -16,13 +16,22 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from truss_cli.errors import TrussError
+from truss_cli.errors import TrussError, UsageError
 from truss_cli.image.context import write_build_context
 from truss_cli.image.engine import find_built_image, image_id
 from truss_cli.image.labels import LABEL_BUILD_KEY
 from truss_cli.image.plan import BASE_IMAGE_ENV, ImagePlan
 from truss_cli.paths import cache_dir
 
+# Docker's reference grammar (distribution/reference), without a digest: a tag names an image.
+_DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/)?"  # registry host[:port]/
+    rf"{_PATH_PART}(?:/{_PATH_PART})*"  # repository path
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"  # :tag
+)
+_MAX_NAME_LENGTH = 255
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _BUILT = re.compile(r"^Successfully built ([0-9a-f]+)$")
 
@@ -64,6 +73,19 @@ class BuildFailed(TrussError):
         self.log = log
 
 
+def check_tag(tag: str) -> None:
+    """Raise a UsageError unless `tag` is an image name Docker accepts (`[host[:port]/]repo[:tag]`)."""
+    repository, _ = split_tag(tag)
+    if _IMAGE_REFERENCE.fullmatch(tag) and len(repository) <= _MAX_NAME_LENGTH:
+        return
+    raise UsageError(
+        f"--tag {tag!r}: not a valid image name (lowercase letters and digits, separated by '.', '_', '-' "
+        "or '/'; optionally a registry `host[:port]/` before and a `:tag` of up to 128 letters, digits, "
+        "'_', '.', '-' after)",
+        hint="for example --tag my-model:v1 or --tag registry.local:5000/team/my-model:v1",
+    )
+
+
 def split_tag(tag: str) -> tuple[str, str]:
     """`repo:tag` -> (repo, tag); a registry port (`host:5000/repo`) is not a tag."""
     repository, _, name = tag.rpartition(":")
@@ -82,12 +104,16 @@ def build_image(
     """Build (or reuse) the image for `plan` and tag it `tag` (default: `plan.default_tag`)."""
     listener = listener or BuildListener()
     tag = tag or plan.default_tag
+    check_tag(tag)  # before the engine is asked anything: it would fail only after the build
     base_id = image_id(client, plan.base_image)
     build_key = plan.build_key(base_id or plan.base_image)
     if not no_cache:
         existing = find_built_image(client, build_key)
         if existing is not None:
-            client.tag(existing, *split_tag(tag))
+            try:
+                client.tag(existing, *split_tag(tag))
+            except docker.errors.APIError as exc:
+                raise TrussError(f"Could not tag image {existing[7:19]} as {tag}: {exc.explanation or exc}") from None
             return BuildResult(existing, tag, reused=True, build_key=build_key)
     if base_id is None:
         listener.on_note(f"Base image {plan.base_image} is not on this machine; Docker will try to pull it.")
