@@ -308,3 +308,48 @@ def test_invalid_tags_are_usage_errors_before_the_engine_is_asked(tag: str, tmp_
     nowhere = docker.APIClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41")
     with pytest.raises(UsageError):
         build_image(nowhere, plan_image(EXAMPLES / "hello", base_image="b:1"), tag=tag)
+
+
+def model_with_config(tmp_path: Path, config_yaml: str) -> Path:
+    model = tmp_path / "m"
+    (model / "model").mkdir(parents=True)
+    (model / "model" / "model.py").write_text(PREDICTING_MODEL)
+    (model / "config.yaml").write_text(config_yaml)
+    return model
+
+
+@pytest.mark.parametrize("value", ["line one\\nline two", "carriage\\rreturn"])
+def test_a_multi_line_environment_variable_is_refused_naming_the_key(tmp_path: Path, value: str) -> None:
+    # The image's ENV would hold a literal backslash-n where `truss run` gives a newline.
+    model = model_with_config(tmp_path, f'environment_variables:\n  OK: fine\n  PROMPT: "{value}"\n')
+    result = runner.invoke(app, ["image", "build-context", str(model), str(tmp_path / "ctx")])
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert f"{model / 'config.yaml'}: environment_variables.PROMPT:" in output
+    assert "multi-line values cannot be set in an image" in output
+    assert "use a secret or a file in data/" in output
+    assert not (tmp_path / "ctx").exists()
+
+
+@pytest.mark.parametrize(
+    ("config_yaml", "message"),
+    [
+        ('data_dir: "my data"\n', "data_dir: 'my data' contains whitespace"),
+        ('bundled_packages_dir: "pkgs\\nRUN evil"\n', "bundled_packages_dir: 'pkgs\\nRUN evil' contains whitespace"),
+        ('base_image:\n  image: "img:1\\nRUN evil"\n', "base_image.image: 'img:1\\nRUN evil' is not a valid image name"),
+    ],
+)
+def test_whitespace_in_names_that_go_unquoted_into_the_dockerfile_is_refused(
+    tmp_path: Path, config_yaml: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TRUSS_BASE_IMAGE", raising=False)
+    model = model_with_config(tmp_path, config_yaml)
+    with pytest.raises(UsageError) as raised:
+        plan_image(model)
+    assert raised.value.message.startswith(f"{model / 'config.yaml'}: {message}")
+
+
+def test_whitespace_in_a_base_image_override_is_refused_naming_its_source(tmp_path: Path) -> None:
+    model = model_with_config(tmp_path, "")
+    with pytest.raises(UsageError, match=r"^--base-image: 'b:1 AS x' is not a valid image name"):
+        plan_image(model, base_image="b:1 AS x")

@@ -122,6 +122,7 @@ def plan_image(model_dir: Path | str, base_image: str | None = None) -> ImagePla
     _check_dockerfile_inputs(model_dir, config)
     notes = list(loaded.warnings)
     image, python, source = choose_base_image(config, base_image)
+    _check_base_image_name(image, source, model_dir)
     requirements = resolve_requirements(model_dir, config)
     files = list_files(model_dir)
     external_dirs = []
@@ -200,12 +201,33 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 def _check_dockerfile_inputs(model_dir: Path, config: TrussConfig) -> None:
     """Reject config values that would break (or inject lines into) the Dockerfile."""
     where = model_dir / CONFIG_FILENAME
-    for name in config.environment_variables:
+    for name, value in config.environment_variables.items():
         if not _ENV_NAME.match(name):
             raise UsageError(
                 f"{where}: environment_variables: {name!r} is not a valid variable name",
                 hint="use letters, digits and underscores, starting with a letter or underscore",
             )
+        if "\n" in value or "\r" in value:
+            # An ENV line holds one line: Docker would keep a literal `\n`, unlike `truss run`.
+            raise UsageError(
+                f"{where}: environment_variables.{name}: the value spans several lines; multi-line values "
+                "cannot be set in an image",
+                hint=f"use a secret or a file in {config.data_dir}/",
+            )
+    # These go into COPY lines as they are: whitespace would split them into more arguments.
+    for key in ("data_dir", "bundled_packages_dir"):
+        value = getattr(config, key)
+        if any(char.isspace() for char in value):
+            raise UsageError(
+                f"{where}: {key}: {value!r} contains whitespace, which an image build cannot copy",
+                hint="rename the directory without spaces",
+            )
+
+
+def _check_base_image_name(image: str, source: str, model_dir: Path) -> None:
+    if any(char.isspace() for char in image):
+        where = f"{model_dir / CONFIG_FILENAME}: base_image.image" if source.startswith("config.yaml") else source
+        raise UsageError(f"{where}: {image!r} is not a valid image name (it contains whitespace)")
 
 
 def _lines(lines: list[str]) -> str:
