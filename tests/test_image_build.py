@@ -252,6 +252,28 @@ def test_run_detached_mounts_a_secrets_directory(
                 client.remove_container(container["Id"], force=True)
 
 
+def test_run_refuses_a_secrets_directory_the_container_user_cannot_read(
+    client: docker.APIClient, base: str, kitchen_image: BuildResult, kitchen_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRUSS_BASE_IMAGE", base)
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "api_key").write_text("root-only\n")
+    (secrets_dir / "api_key").chmod(0o600)
+    name = plan_image(kitchen_dir).model_name
+    before = client.containers(all=True, filters={"label": f"truss.model-name={name}"})
+    result = runner.invoke(
+        app, ["image", "run", str(kitchen_dir), "--port", str(free_port()), "--secrets-dir", str(secrets_dir)]
+    )
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert "cannot read the secret files api_key" in output
+    assert "the container runs as uid 10001" in output
+    assert "root-only" not in result.output
+    assert client.containers(all=True, filters={"label": f"truss.model-name={name}"}) == before
+
+
 def test_a_failing_build_command_prints_the_log_and_names_the_step(
     base: str, cleanup: Cleanup, make_model_dir, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES
 from truss_cli.cli.app import app
-from truss_cli.errors import UsageError
+from truss_cli.errors import TrussError, UsageError
 from truss_cli.image.build import build_image, check_tag
-from truss_cli.image.plan import plan_image
+from truss_cli.image.container import check_secrets_dir, start_container
+from truss_cli.image.plan import USER_ID, plan_image
 
 runner = CliRunner()
 
@@ -353,3 +354,28 @@ def test_whitespace_in_a_base_image_override_is_refused_naming_its_source(tmp_pa
     model = model_with_config(tmp_path, "")
     with pytest.raises(UsageError, match=r"^--base-image: 'b:1 AS x' is not a valid image name"):
         plan_image(model, base_image="b:1 AS x")
+
+
+def test_secret_files_the_container_user_cannot_read_fail_before_anything_starts(tmp_path: Path) -> None:
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir(mode=0o755)
+    for name, mode in [("api_key", 0o600), ("readable", 0o644), ("token", 0o640)]:
+        (secrets_dir / name).write_text("value")
+        (secrets_dir / name).chmod(mode)
+    # This client points at no engine: the check comes before any request.
+    nowhere = docker.APIClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41")
+    with pytest.raises(TrussError) as raised:
+        start_container(nowhere, "image:1", "m", 8080, secrets_dir=secrets_dir)
+    assert raised.value.message == f"{secrets_dir}: the container cannot read the secret files api_key, token"
+    assert raised.value.hint == "the container runs as uid 10001: make them readable (chmod o+r) or mount a copy"
+
+    (secrets_dir / "api_key").chmod(0o644)
+    if os.geteuid() == 0:  # only root can hand a file to another user
+        os.chown(secrets_dir / "token", USER_ID, -1)  # the container's own user may read 0640
+    else:
+        (secrets_dir / "token").chmod(0o644)
+    check_secrets_dir(secrets_dir)
+
+    secrets_dir.chmod(0o700)
+    with pytest.raises(TrussError, match="cannot open files in this directory"):
+        check_secrets_dir(secrets_dir)

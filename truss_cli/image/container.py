@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets as _random
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -20,7 +21,7 @@ from truss_cli.config import TrussConfig
 from truss_cli.errors import TrussError, UsageError
 from truss_cli.image.labels import LABEL_MODEL_NAME
 from truss_cli.image.limits import ContainerLimits
-from truss_cli.image.plan import SERVER_PORT, slug
+from truss_cli.image.plan import SERVER_PORT, USER_ID, slug
 from truss_cli.net import NotReady, local_url, port_in_use
 from truss_cli.net import wait_until_ready as wait_for_readiness
 from truss_cli.server.protocol import SECRET_ENV_PREFIX, SECRETS_DIR_ENV
@@ -81,6 +82,43 @@ def runtime_environment(config: TrussConfig, environ: dict[str, str] | None = No
     }
 
 
+def check_secrets_dir(secrets_dir: Path) -> None:
+    """Fail unless the container's user can read every file of `secrets_dir`.
+
+    The mount keeps the host's owners and modes, and the server runs as uid USER_ID: a
+    root-owned 0600 file would only fail inside the model, as a PermissionError.
+    """
+    if not secrets_dir.is_dir():
+        raise UsageError(f"{secrets_dir}: not a directory", hint="--secrets-dir takes a directory with one file per secret")
+    if not _readable_by_container(secrets_dir.stat(), stat.S_IXOTH):
+        raise TrussError(
+            f"{secrets_dir}: the container cannot open files in this directory",
+            hint=f"the container runs as uid {USER_ID}: make it searchable (chmod o+x) or mount a copy",
+        )
+    unreadable = []
+    for path in sorted(secrets_dir.iterdir()):
+        try:
+            info = path.stat()
+        except OSError:  # a dangling link: the server reports the secret as missing
+            continue
+        if stat.S_ISREG(info.st_mode) and not _readable_by_container(info, stat.S_IROTH):
+            unreadable.append(path.name)
+    if unreadable:
+        raise TrussError(
+            f"{secrets_dir}: the container cannot read the secret files {', '.join(unreadable)}",
+            hint=f"the container runs as uid {USER_ID}: make them readable (chmod o+r) or mount a copy",
+        )
+
+
+def _readable_by_container(info: os.stat_result, other_bit: int) -> bool:
+    # The permission bits for "other", shifted to the owner's or group's when those are USER_ID.
+    if info.st_uid == USER_ID:
+        return bool(info.st_mode & (other_bit << 6))
+    if info.st_gid == USER_ID:
+        return bool(info.st_mode & (other_bit << 3))
+    return bool(info.st_mode & other_bit)
+
+
 def start_container(
     client: docker.APIClient,
     image: str,
@@ -100,8 +138,7 @@ def start_container(
     binds = {}
     if secrets_dir is not None:
         secrets_dir = Path(secrets_dir).resolve()
-        if not secrets_dir.is_dir():
-            raise UsageError(f"{secrets_dir}: not a directory", hint="--secrets-dir takes a directory with one file per secret")
+        check_secrets_dir(secrets_dir)
         binds[str(secrets_dir)] = {"bind": SECRETS_MOUNT, "mode": "ro"}
         environment[SECRETS_DIR_ENV] = SECRETS_MOUNT
     name = f"truss-{slug(model_name)}-{_random.token_hex(3)}"
