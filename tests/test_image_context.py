@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import docker
 import pytest
@@ -16,6 +19,7 @@ from truss_cli.errors import TrussError, UsageError
 from truss_cli.image.build import build_image, check_tag
 from truss_cli.image.container import check_secrets_dir, start_container
 from truss_cli.image.plan import USER_ID, plan_image
+from truss_cli.server.secrets import SecretNotFound, Secrets
 
 runner = CliRunner()
 
@@ -379,3 +383,36 @@ def test_secret_files_the_container_user_cannot_read_fail_before_anything_starts
     secrets_dir.chmod(0o700)
     with pytest.raises(TrussError, match="cannot open files in this directory"):
         check_secrets_dir(secrets_dir)
+
+
+def test_a_secret_file_the_server_may_not_read_is_reported_as_such_without_its_value() -> None:
+    # What the model sees in a container whose secrets mount it cannot read (uid 10001 and a
+    # root-owned 0600 file): a missing secret that names the permission problem.
+    with tempfile.TemporaryDirectory() as directory:  # under /tmp: reachable for another user
+        os.chmod(directory, 0o755)
+        secrets_dir = Path(directory)
+        (secrets_dir / "api_key").write_text("do-not-print-9d1e")
+        (secrets_dir / "api_key").chmod(0o600 if os.geteuid() == 0 else 0o000)
+        secrets = Secrets({"api_key": None}, environ={"TRUSS_SECRET_api_key": "env-value"}, secrets_dir=secrets_dir)
+        with another_user():  # root reads any file
+            missing = secrets.missing()
+            fetched = secrets.get("api_key")
+            with pytest.raises(SecretNotFound) as raised:
+                secrets["api_key"]
+    assert missing == ["api_key"] and fetched is None
+    message = str(raised.value)
+    assert message.startswith(f"secret 'api_key': {secrets_dir / 'api_key'} cannot be read by this process (uid ")
+    assert "permission denied; make the file and its directory readable" in message
+    assert "do-not-print" not in message
+
+
+@contextmanager
+def another_user() -> Iterator[None]:
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)

@@ -54,9 +54,18 @@ class Secrets(Mapping):
     def _lookup(self, name: str) -> Optional[str]:
         if self._dir is not None:
             path = self._dir / name
-            if path.is_file():
+            try:
+                text = path.read_text(encoding="utf-8") if path.is_file() else None
+            except PermissionError:
+                # Typical in an image: a root-owned 0600 file mounted for a server that runs
+                # unprivileged. Falling back to the environment would hide the cause.
+                raise SecretNotFound(
+                    f"secret {name!r}: {path} cannot be read by this process (uid {_uid()}): permission denied; "
+                    "make the file and its directory readable by the user the model server runs as"
+                ) from None
+            if text is not None:
                 # `echo token > file` adds a newline that is never part of the secret.
-                return path.read_text(encoding="utf-8").rstrip("\r\n")
+                return text.rstrip("\r\n")
         if SECRET_ENV_PREFIX + name in self._environ:
             return self._environ[SECRET_ENV_PREFIX + name]
         return self._declared[name]
@@ -73,4 +82,15 @@ class Secrets(Mapping):
 
     def missing(self) -> list[str]:
         """Declared names without a value (for a startup warning that shows names only)."""
-        return [name for name in self._declared if not self._lookup(name)]
+        missing = []
+        for name in self._declared:
+            try:
+                if not self._lookup(name):
+                    missing.append(name)
+            except SecretNotFound:
+                missing.append(name)
+        return missing
+
+
+def _uid() -> object:
+    return os.getuid() if hasattr(os, "getuid") else "?"  # no uids on Windows
