@@ -16,6 +16,7 @@ from truss_cli.image.build import BuildFailed, BuildResult, build_image
 from truss_cli.image.container import (
     HOST,
     RunningContainer,
+    check_secrets_dir,
     runtime_environment,
     start_container,
     wait_until_ready,
@@ -103,7 +104,11 @@ def run(
     """
     with signals.interruptible():
         plan = _plan(model_dir, base_image)
-        check_port_free(HOST, port)  # before a build that may take minutes
+        # What can be checked without the engine is checked before a build that may take minutes
+        # (the tag is checked first thing by build_image).
+        check_port_free(HOST, port)
+        if secrets_dir is not None:
+            check_secrets_dir(secrets_dir.resolve())
         result = _build(plan, tag, no_cache=False)
         client = connect()
         limits = ContainerLimits() if no_limits else container_limits(plan.config, client.info().get("NCPU"))
