@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from truss_cli.errors import UsageError
-from truss_cli.tree import IgnoreRules, TreeHasher, cached_content_hash, content_hash, list_files, sha256_file
+from truss_cli.ignore import IgnoreRules
+from truss_cli.tree import TreeHasher, cached_content_hash, content_hash, list_files, sha256_file
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
