@@ -189,7 +189,8 @@ async def _run(
 def _listen_failure(host: str, port: int, exc: SystemExit) -> str:
     # uvicorn logs the OSError and exits from inside its handler, so the OSError is the context.
     cause = exc.__context__
-    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else "see the server log"
+    # asyncio's strerror repeats the address; the errno's own text is the reason alone.
+    reason = os.strerror(cause.errno) if isinstance(cause, OSError) and cause.errno else "see the server log"
     return f"cannot listen on {host}:{port}: {reason}"
 
 
