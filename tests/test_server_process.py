@@ -61,7 +61,17 @@ def test_help_explains_the_arguments():
         [sys.executable, "-m", "truss_cli.server", "--help"], env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True, text=True, check=True,
     )
-    assert "MODEL_DIR" in out.stdout and "--port" in out.stdout and "--host" in out.stdout
+    for argument in ("MODEL_DIR", "--port", "--host", "--status-file", "--replica-id", "--stay-up-on-load-failure"):
+        assert argument in out.stdout
+
+
+def test_a_port_out_of_range_is_refused_naming_it():
+    out = subprocess.run(
+        [sys.executable, "-m", "truss_cli.server", "model", "--port", "70000"],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
+    )
+    assert out.returncode == 2
+    assert "--port must be between 0 and 65535, not 70000" in out.stderr
 
 
 def test_sigterm_stops_the_server_cleanly(tmp_path):

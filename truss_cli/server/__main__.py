@@ -32,11 +32,13 @@ def parse_arguments(argv: Optional[list], environ: Mapping[str, str]) -> argpars
     parser.add_argument(
         "--status-file",
         type=Path,
+        metavar="PATH",
         default=environ.get(protocol.STATUS_FILE_ENV) or None,
         help=f"write the replica's status (JSON) here on every phase change (env: {protocol.STATUS_FILE_ENV})",
     )
     parser.add_argument(
         "--replica-id",
+        metavar="ID",
         default=environ.get(protocol.REPLICA_ID_ENV) or None,
         help=f"id repeated in the status and in every response's {protocol.REPLICA_ID_HEADER} header "
         f"(env: {protocol.REPLICA_ID_ENV})",
