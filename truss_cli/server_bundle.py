@@ -2,7 +2,8 @@
 
 A replica (a local process or a container) must not see the CLI's own environment: it runs
 in its own Python with its own packages. It gets a copy of exactly the modules it needs:
-`truss_cli/__init__.py`, `truss_cli/config.py` and `truss_cli/server/`. The image build and
+`truss_cli/__init__.py`, `truss_cli/config.py`, `truss_cli/server/` and `truss_cli/sync/`
+(the tree manifest, so a replica can tell which tree it serves). The image build and
 `truss run` both call `write_server_bundle`, so they serve the same code.
 """
 
@@ -17,7 +18,7 @@ from truss_cli.tree import TreeFile, TreeHasher
 
 # Relative to the truss_cli package directory.
 _BUNDLED_FILES = ("__init__.py", "config.py")
-_BUNDLED_DIRS = ("server",)
+_BUNDLED_DIRS = ("server", "sync")
 SERVER_REQUIREMENTS = "server/requirements.txt"
 
 

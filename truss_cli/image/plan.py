@@ -25,7 +25,8 @@ from truss_cli.requirements import resolve_requirements
 from truss_cli.resources import render_template, templates_dir
 from truss_cli.server.protocol import EXTERNAL_PACKAGE_DIRS_ENV
 from truss_cli.server_bundle import bundle_hash
-from truss_cli.tree import TreeFile, cached_content_hash, list_files
+from truss_cli.sync.manifest import Manifest
+from truss_cli.tree import TreeFile, cached_manifest, list_files
 
 BASE_IMAGE_ENV = "TRUSS_BASE_IMAGE"
 DEFAULT_BASE_IMAGE = "python:{version}-slim"
@@ -43,7 +44,11 @@ class ExternalDir:
 
     path: Path
     files: list[TreeFile]
-    content_hash: str
+    manifest: Manifest
+
+    @property
+    def content_hash(self) -> str:
+        return self.manifest.tree_hash()
 
 
 @dataclass
@@ -56,12 +61,17 @@ class ImagePlan:
     python_executable: str  # empty: the install script finds python3 in the base image
     files: list[TreeFile]
     external_dirs: list[ExternalDir]
-    content_hash: str
+    manifest: Manifest  # of `files`: what the model directory holds, for the image and later a push
     user_requirements: str  # requirements/model.txt: self-contained, includes inlined
     user_constraints: str  # requirements/constraints.txt: from `-c` includes, usually empty
     config_text: str
     dockerfile: str = ""
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def content_hash(self) -> str:
+        """The model directory's tree hash (`truss_cli.sync.manifest`)."""
+        return self.manifest.tree_hash()
 
     @property
     def default_tag(self) -> str:
@@ -128,7 +138,7 @@ def plan_image(model_dir: Path | str, base_image: str | None = None) -> ImagePla
     external_dirs = []
     for path in _external_dirs(model_dir, config):
         external_files = list_files(path)
-        external_dirs.append(ExternalDir(path, external_files, cached_content_hash(path, external_files, cache_dir())))
+        external_dirs.append(ExternalDir(path, external_files, cached_manifest(path, external_files, cache_dir())))
     config_text, scrubbed = _config_without_secret_values(model_dir / CONFIG_FILENAME)
     if scrubbed:
         notes.append(
@@ -144,7 +154,7 @@ def plan_image(model_dir: Path | str, base_image: str | None = None) -> ImagePla
         python_executable=python,
         files=files,
         external_dirs=external_dirs,
-        content_hash=cached_content_hash(model_dir, files, cache_dir()),
+        manifest=cached_manifest(model_dir, files, cache_dir()),
         user_requirements=_lines(requirements.requirements),
         user_constraints=_lines(requirements.constraints),
         config_text=config_text,
