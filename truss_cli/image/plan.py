@@ -16,21 +16,21 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config
+from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config, secret_has_value
 from truss_cli.errors import UsageError
 from truss_cli.image.labels import LABEL_CONTENT_HASH, LABEL_MODEL_NAME
 from truss_cli.model_check import check_model_dir
 from truss_cli.paths import cache_dir
 from truss_cli.requirements import resolve_requirements
 from truss_cli.resources import render_template, templates_dir
-from truss_cli.server.protocol import EXTERNAL_PACKAGE_DIRS_ENV
+from truss_cli.server.protocol import DEFAULT_SERVER_PORT, EXTERNAL_PACKAGE_DIRS_ENV
 from truss_cli.server_bundle import bundle_hash
 from truss_cli.sync.manifest import Manifest
 from truss_cli.tree import TreeFile, cached_manifest, list_files
 
 BASE_IMAGE_ENV = "TRUSS_BASE_IMAGE"
 DEFAULT_BASE_IMAGE = "python:{version}-slim"
-SERVER_PORT = 8080
+SERVER_PORT = DEFAULT_SERVER_PORT
 APP_DIR = "/app"
 EXTERNAL_DIR = "/opt/truss/external"
 # A fixed numeric id: COPY --chown needs no user lookup, and no base image is likely to use it.
@@ -266,7 +266,7 @@ def _config_without_secret_values(path: Path) -> tuple[str, list[str]]:
     text = path.read_text(encoding="utf-8")
     raw = yaml.safe_load(text) or {}
     secrets = raw.get("secrets") or {}
-    with_values = sorted(name for name, value in secrets.items() if value not in (None, ""))
+    with_values = sorted(name for name, value in secrets.items() if secret_has_value(value))
     if not with_values:
         return text, []
     raw["secrets"] = {name: None for name in secrets}
