@@ -65,6 +65,9 @@ class ImagePlan:
     user_requirements: str  # requirements/model.txt: self-contained, includes inlined
     user_constraints: str  # requirements/constraints.txt: from `-c` includes, usually empty
     config_text: str
+    # A development image: the model code, packages and config.yaml belong to the server's
+    # user (USER_ID) instead of root, so a live-reload layer can replace them in place.
+    development: bool = False
     dockerfile: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -75,7 +78,9 @@ class ImagePlan:
 
     @property
     def default_tag(self) -> str:
-        return f"truss-{slug(self.model_name)}:{self.content_hash[:12]}"
+        # A development image holds the same files as the normal one but is a different image.
+        suffix = "-dev" if self.development else ""
+        return f"truss-{slug(self.model_name)}:{self.content_hash[:12]}{suffix}"
 
     @property
     def labels(self) -> dict[str, str]:
@@ -123,8 +128,11 @@ def choose_base_image(config: TrussConfig, override: str | None) -> tuple[str, s
     return DEFAULT_BASE_IMAGE.format(version=config.python_version_dotted), "", "the default for python_version"
 
 
-def plan_image(model_dir: Path | str, base_image: str | None = None) -> ImagePlan:
-    """Read `model_dir` and decide its image. Raises ConfigError / UsageError on bad input."""
+def plan_image(model_dir: Path | str, base_image: str | None = None, development: bool = False) -> ImagePlan:
+    """Read `model_dir` and decide its image. Raises ConfigError / UsageError on bad input.
+
+    `development`: see `ImagePlan.development`.
+    """
     model_dir = Path(model_dir).resolve()
     loaded = load_config(model_dir)
     config = loaded.config
@@ -158,6 +166,7 @@ def plan_image(model_dir: Path | str, base_image: str | None = None) -> ImagePla
         user_requirements=_lines(requirements.requirements),
         user_constraints=_lines(requirements.constraints),
         config_text=config_text,
+        development=development,
         notes=notes,
     )
     plan.dockerfile = _render_dockerfile(plan)
@@ -200,6 +209,7 @@ def _render_dockerfile(plan: ImagePlan) -> str:
         build_commands=config.build_commands,
         app_dir=APP_DIR,
         user_id=USER_ID,
+        development=plan.development,
         port=SERVER_PORT,
         labels=plan.labels,
     )
