@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from truss_cli.config import ConfigError, load_config, parse_config
+from truss_cli.config import ConfigError, load_config, parse_config, secret_has_value
 
 EXAMPLE_TRUSS_CONFIG = """
 model_name: sentiment
@@ -88,7 +88,17 @@ def test_unknown_keys_give_one_warning_naming_each():
         ("secrets: [token]\n", "config.yaml: secrets: expected a mapping of keys to values, got a list"),
         ("live_reload: maybe\n", 'config.yaml: live_reload: expected true or false, got "maybe"'),
         ("resources:\n  memory: lots\n",
-         'config.yaml: resources.memory: expected a memory size such as "512Mi" or "2Gi", got "lots"'),
+         'config.yaml: resources.memory: expected a memory size such as "512Mi", "2Gi" or "1G", got "lots"'),
+        ("resources:\n  memory: 512m\n",
+         'config.yaml: resources.memory: "512m" means 0.512 bytes ("m" is milli in Kubernetes quantities); '
+         "for 512 MB write 512Mi (binary) or 512M (decimal)"),
+        ("resources:\n  memory: 2gb\n",
+         "config.yaml: resources.memory: \"2gb\": unknown unit 'gb' (units are case-sensitive); "
+         "for 2 GB write 2Gi (binary) or 2G (decimal)"),
+        ("resources:\n  cpu: 2 cores\n",
+         'config.yaml: resources.cpu: expected a CPU count such as "1", "0.5" or "500m", got "2 cores"'),
+        ("resources:\n  cpu: 0\n",
+         'config.yaml: resources.cpu: expected a CPU count above zero such as "1", "0.5" or "500m", got "0"'),
         ("runtime: 3\n", "config.yaml: runtime: expected a mapping of keys to values, got 3"),
         ("- a\n- b\n", "config.yaml: expected a mapping of keys to values at the top level, got a list"),
         ("requirements: [numpy]\nrequirements_file: requirements.txt\n",
@@ -110,6 +120,25 @@ def test_invalid_values_name_the_key_and_what_was_expected(text, expected):
     with pytest.raises(ConfigError) as caught:
         parse_config(text)
     assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "nano_cpus", "memory_bytes"),
+    [
+        ('"500m"', "512Mi", 500_000_000, 512 * 2**20),
+        ("0.5", "2Gi", 500_000_000, 2 * 2**30),
+        ("2", "1G", 2_000_000_000, 10**9),
+        ("1.5", "1000", 1_500_000_000, 1000),
+    ],
+)
+def test_resources_are_read_as_kubernetes_quantities(cpu, memory, nano_cpus, memory_bytes):
+    resources = parse_config(f"resources:\n  cpu: {cpu}\n  memory: {memory}\n").config.resources
+    assert resources.cpu_quantity.nano_cpus == nano_cpus
+    assert resources.memory_quantity.bytes == memory_bytes
+
+
+def test_a_secret_has_a_value_unless_it_is_null_or_empty():
+    assert [secret_has_value(value) for value in (None, "", "x", " ")] == [False, False, True, True]
 
 
 def test_every_invalid_value_is_reported_at_once():

@@ -348,3 +348,35 @@ def test_an_invalid_tag_is_a_usage_error(extra: list[str]) -> None:
     assert result.exit_code == 2, result.output
     assert "--tag 'Bad Tag': not a valid image name" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def run_as_server_user(client: docker.APIClient, image: str, script: str) -> tuple[int, str]:
+    """Run `script` in a throwaway container of `image`, as the image's own (server) user."""
+    container = client.create_container(image, command=["/bin/sh", "-c", script])
+    try:
+        client.start(container)
+        status = client.wait(container, timeout=60)["StatusCode"]
+        return status, client.logs(container).decode(errors="replace")
+    finally:
+        client.remove_container(container, force=True)
+
+
+# Replacing a module and adding a new file, as a live-reload layer will.
+EDIT_CODE = "id -u && echo '# edited' >> /app/model/model.py && touch /app/model/added.py /app/config.yaml"
+
+
+def test_a_development_image_lets_the_server_user_replace_model_code(
+    client: docker.APIClient, base: str, cleanup: Cleanup
+) -> None:
+    plan = plan_image(EXAMPLES / "hello", base_image=base, development=True)
+    built = build_image(client, plan, tag=cleanup.tag(f"truss-test-hello-dev:{uuid.uuid4().hex[:8]}"))
+    status, output = run_as_server_user(client, built.tag, EDIT_CODE)
+    assert (status, output.split()[0]) == (0, "10001"), output
+
+
+def test_a_normal_image_keeps_model_code_owned_by_root(client: docker.APIClient, base: str, cleanup: Cleanup) -> None:
+    plan = plan_image(EXAMPLES / "hello", base_image=base)
+    built = build_image(client, plan, tag=cleanup.tag(f"truss-test-hello:{uuid.uuid4().hex[:8]}"))
+    status, output = run_as_server_user(client, built.tag, EDIT_CODE)
+    assert status != 0
+    assert "Permission denied" in output

@@ -138,6 +138,22 @@ def test_dockerfile_orders_layers_from_rarely_to_often_changing(kitchen: Path) -
     assert 'ENV TRUSS_EXTERNAL_PACKAGE_DIRS="/opt/truss/external/0"' in lines
 
 
+def test_a_development_image_gives_the_model_code_to_the_server_user(kitchen: Path) -> None:
+    normal = plan_image(kitchen, base_image="base:1")
+    development = plan_image(kitchen, base_image="base:1", development=True)
+    lines = instructions(development.dockerfile)
+    owned = "--chown=10001:10001"
+    for source in ("packages/", "external/", "code/", "config.yaml"):
+        assert any(line.startswith(f"COPY {owned} {source}") for line in lines), source
+        assert any(line.startswith(f"COPY {source}") for line in instructions(normal.dockerfile)), source
+    assert "RUN chown 10001:10001 /app" in lines  # new top-level files can be added too
+    assert "COPY server/ /opt/truss/server/" in lines  # the server itself stays root's
+    # Same files, another image: neither may be mistaken for the other.
+    assert development.content_hash == normal.content_hash
+    assert development.default_tag == normal.default_tag + "-dev"
+    assert development.build_key("base-id") != normal.build_key("base-id")
+
+
 def test_base_image_precedence_flag_then_environment_then_config_then_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,23 +11,27 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 import yaml
 from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from truss_cli.quantities import Cpu, Memory, QuantityError, parse_cpu, parse_memory
+
 CONFIG_FILENAME = "config.yaml"
 
+# The Pythons a model can ask for (and the model server runs on): the local interpreter
+# search and the image's base image follow this list.
 PythonVersion = Literal["py39", "py310", "py311", "py312", "py313"]
+SUPPORTED_PYTHON_VERSIONS: tuple[str, ...] = get_args(PythonVersion)
+SUPPORTED_PYTHON_MINORS: tuple[tuple[int, int], ...] = tuple((3, int(name[3:])) for name in SUPPORTED_PYTHON_VERSIONS)
 DEFAULT_PYTHON_VERSION: PythonVersion = "py311"
 
 # Keys Truss writes into configs for its own bookkeeping. They change nothing here, so they
 # are accepted silently instead of adding noise to the unknown-key warning.
 _SILENT_TRUSS_KEYS = frozenset({"spec_version", "model_framework", "model_type", "input_type"})
 
-_CPU_PATTERN = re.compile(r"^\d+(\.\d+)?m?$")
-_MEMORY_PATTERN = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?$")
 
 
 class _Section(BaseModel):
@@ -52,16 +56,28 @@ class Resources(_Section):
     @field_validator("cpu")
     @classmethod
     def _check_cpu(cls, value: str) -> str:
-        if not _CPU_PATTERN.match(value):
-            raise ValueError(f'expected a CPU count such as "1", "0.5" or "500m", got {json.dumps(value)}')
+        try:
+            parse_cpu(value)
+        except QuantityError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("memory")
     @classmethod
     def _check_memory(cls, value: str) -> str:
-        if not _MEMORY_PATTERN.match(value):
-            raise ValueError(f'expected a memory size such as "512Mi" or "2Gi", got {json.dumps(value)}')
+        try:
+            parse_memory(value)
+        except QuantityError as exc:
+            raise ValueError(str(exc)) from None
         return value
+
+    @property
+    def cpu_quantity(self) -> Cpu:
+        return parse_cpu(self.cpu)
+
+    @property
+    def memory_quantity(self) -> Memory:
+        return parse_memory(self.memory)
 
     @model_validator(mode="after")
     def _accelerator_implies_gpu(self) -> "Resources":
@@ -164,6 +180,16 @@ class TrussConfig(_Section):
     @property
     def python_version_dotted(self) -> str:
         return f"3.{self.python_version[3:]}"
+
+
+def secret_has_value(value: Optional[str]) -> bool:
+    """Whether a secret's value counts as given.
+
+    Truss configs list secret names with a placeholder (`null` or `""`), so neither of those
+    is a value: such a secret must be supplied when the model runs. Anything else is one,
+    which also means it must never be copied into an image.
+    """
+    return value not in (None, "")
 
 
 @dataclass

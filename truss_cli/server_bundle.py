@@ -2,8 +2,10 @@
 
 A replica (a local process or a container) must not see the CLI's own environment: it runs
 in its own Python with its own packages. It gets a copy of exactly the modules it needs:
-`truss_cli/__init__.py`, `truss_cli/config.py` and `truss_cli/server/`. The image build and
-`truss run` both call `write_server_bundle`, so they serve the same code.
+`truss_cli/__init__.py`, `truss_cli/config.py` and the `truss_cli/quantities.py` it reads
+resources with, `truss_cli/server/`, and `truss_cli/sync/` (the tree manifest, so a replica
+can tell which tree it serves). The image build and `truss run` both call
+`write_server_bundle`, so they serve the same code.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from truss_cli.resources import package_dir
 from truss_cli.tree import TreeFile, TreeHasher
 
 # Relative to the truss_cli package directory.
-_BUNDLED_FILES = ("__init__.py", "config.py")
-_BUNDLED_DIRS = ("server",)
+_BUNDLED_FILES = ("__init__.py", "config.py", "quantities.py")
+_BUNDLED_DIRS = ("server", "sync")
 SERVER_REQUIREMENTS = "server/requirements.txt"
 
 

@@ -1,10 +1,14 @@
-"""A model directory's file set, and one content hash over it.
+"""A model directory's file set, and its manifest and hash.
 
 Everything that ships a model directory somewhere (the image build context, and later
 `truss push` and the file watcher) asks this module which files belong to the model and
 whether they changed, so all of them agree. What is left out is `truss_cli.ignore`'s call:
 a default list (version control, caches, virtual environments) plus the directory's own
 `.truss_ignore`, as in Truss.
+
+The manifest format and the tree hash over it are defined once, in `truss_cli.sync.manifest`
+(replicas have it too); this module builds manifests from the files it lists and remembers
+per-file digests, so that hashing again reads only the files that changed.
 """
 
 from __future__ import annotations
@@ -22,10 +26,15 @@ from typing import Callable, Sequence
 
 from truss_cli.errors import UsageError
 from truss_cli.ignore import IgnoreRules
+from truss_cli.sync.manifest import Entry, Manifest, file_mode, link_entry, sha256_file
+
+__all__ = [
+    "DigestFunction", "TreeFile", "TreeHasher", "cached_content_hash", "cached_manifest", "content_hash",
+    "list_files", "sha256_file",
+]
 
 # A directory holding this file is a virtual environment whatever its name (`env/`, `.py311/`).
 _VENV_MARKER = "pyvenv.cfg"
-_READ_CHUNK = 1 << 20
 _STORE_VERSION = 1
 _Identity = tuple[int, int, int, int]  # size, mtime_ns, inode, device
 
@@ -157,17 +166,19 @@ class TreeHasher:
             self._digests.pop(key, None)
         return digest
 
-    def hash_files(self, files: Sequence[TreeFile]) -> str:
-        """One digest over the paths, executable bits and contents of `files`."""
-        total = hashlib.sha256()
+    def manifest(self, files: Sequence[TreeFile]) -> Manifest:
+        """The manifest of `files` (see `truss_cli.sync.manifest` for what a hash covers)."""
+        entries = {}
         for item in files:
-            total.update(item.relative_path.encode("utf-8", "surrogateescape"))
             if item.link_target is not None:
-                total.update(b"\0l\0" + item.link_target.encode("utf-8", "surrogateescape"))
-                continue
-            total.update(b"\0x\0" if item.executable else b"\0-\0")
-            total.update(self.file_digest(item))
-        return total.hexdigest()
+                entries[item.relative_path] = link_entry(item.link_target)
+            else:
+                entries[item.relative_path] = Entry(self.file_digest(item).hex(), file_mode(item.executable))
+        return Manifest(entries)
+
+    def hash_files(self, files: Sequence[TreeFile]) -> str:
+        """The tree hash of `files`: their manifest's."""
+        return self.manifest(files).tree_hash()
 
     def hash_tree(self, root: Path | str, extra_ignore: Sequence[str] = ()) -> str:
         return self.hash_files(list_files(root, extra_ignore))
@@ -217,10 +228,10 @@ def content_hash(root: Path | str, extra_ignore: Sequence[str] = ()) -> str:
     return TreeHasher().hash_tree(root, extra_ignore)
 
 
-def cached_content_hash(
+def cached_manifest(
     root: Path | str, files: Sequence[TreeFile], cache_root: Path, digest_file: DigestFunction | None = None
-) -> str:
-    """`TreeHasher().hash_files(files)`, with the per-file digests kept between runs.
+) -> Manifest:
+    """`TreeHasher().manifest(files)`, with the per-file digests kept between runs.
 
     The digests of the tree at `root` are stored under `cache_root/tree-digests/`, keyed by
     each file's path, size, mtime and inode, so hashing an unchanged multi-GB `data/` again
@@ -231,7 +242,7 @@ def cached_content_hash(
     store = cache_root / "tree-digests" / f"{hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:32]}.json"
     hasher = TreeHasher(digest_file)
     hasher.load(store)
-    result = hasher.hash_files(files)
+    result = hasher.manifest(files)
     try:
         hasher.save(store, files)
     except OSError:
@@ -239,15 +250,8 @@ def cached_content_hash(
     return result
 
 
-def sha256_file(path: Path) -> bytes:
-    """The sha256 digest of one file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    buffer = bytearray(_READ_CHUNK)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
-        while True:
-            count = handle.readinto(buffer)
-            if not count:
-                break
-            digest.update(view[:count])
-    return digest.digest()
+def cached_content_hash(
+    root: Path | str, files: Sequence[TreeFile], cache_root: Path, digest_file: DigestFunction | None = None
+) -> str:
+    """The tree hash of `cached_manifest(...)`."""
+    return cached_manifest(root, files, cache_root, digest_file).tree_hash()

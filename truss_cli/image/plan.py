@@ -16,20 +16,21 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config
+from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config, secret_has_value
 from truss_cli.errors import UsageError
 from truss_cli.image.labels import LABEL_CONTENT_HASH, LABEL_MODEL_NAME
 from truss_cli.model_check import check_model_dir
 from truss_cli.paths import cache_dir
 from truss_cli.requirements import resolve_requirements
 from truss_cli.resources import render_template, templates_dir
-from truss_cli.server.protocol import EXTERNAL_PACKAGE_DIRS_ENV
+from truss_cli.server.protocol import DEFAULT_SERVER_PORT, EXTERNAL_PACKAGE_DIRS_ENV
 from truss_cli.server_bundle import bundle_hash
-from truss_cli.tree import TreeFile, cached_content_hash, list_files
+from truss_cli.sync.manifest import Manifest
+from truss_cli.tree import TreeFile, cached_manifest, list_files
 
 BASE_IMAGE_ENV = "TRUSS_BASE_IMAGE"
 DEFAULT_BASE_IMAGE = "python:{version}-slim"
-SERVER_PORT = 8080
+SERVER_PORT = DEFAULT_SERVER_PORT
 APP_DIR = "/app"
 EXTERNAL_DIR = "/opt/truss/external"
 # A fixed numeric id: COPY --chown needs no user lookup, and no base image is likely to use it.
@@ -43,7 +44,11 @@ class ExternalDir:
 
     path: Path
     files: list[TreeFile]
-    content_hash: str
+    manifest: Manifest
+
+    @property
+    def content_hash(self) -> str:
+        return self.manifest.tree_hash()
 
 
 @dataclass
@@ -56,16 +61,26 @@ class ImagePlan:
     python_executable: str  # empty: the install script finds python3 in the base image
     files: list[TreeFile]
     external_dirs: list[ExternalDir]
-    content_hash: str
+    manifest: Manifest  # of `files`: what the model directory holds, for the image and later a push
     user_requirements: str  # requirements/model.txt: self-contained, includes inlined
     user_constraints: str  # requirements/constraints.txt: from `-c` includes, usually empty
     config_text: str
+    # A development image: the model code, packages and config.yaml belong to the server's
+    # user (USER_ID) instead of root, so a live-reload layer can replace them in place.
+    development: bool = False
     dockerfile: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
+    def content_hash(self) -> str:
+        """The model directory's tree hash (`truss_cli.sync.manifest`)."""
+        return self.manifest.tree_hash()
+
+    @property
     def default_tag(self) -> str:
-        return f"truss-{slug(self.model_name)}:{self.content_hash[:12]}"
+        # A development image holds the same files as the normal one but is a different image.
+        suffix = "-dev" if self.development else ""
+        return f"truss-{slug(self.model_name)}:{self.content_hash[:12]}{suffix}"
 
     @property
     def labels(self) -> dict[str, str]:
@@ -113,8 +128,11 @@ def choose_base_image(config: TrussConfig, override: str | None) -> tuple[str, s
     return DEFAULT_BASE_IMAGE.format(version=config.python_version_dotted), "", "the default for python_version"
 
 
-def plan_image(model_dir: Path | str, base_image: str | None = None) -> ImagePlan:
-    """Read `model_dir` and decide its image. Raises ConfigError / UsageError on bad input."""
+def plan_image(model_dir: Path | str, base_image: str | None = None, development: bool = False) -> ImagePlan:
+    """Read `model_dir` and decide its image. Raises ConfigError / UsageError on bad input.
+
+    `development`: see `ImagePlan.development`.
+    """
     model_dir = Path(model_dir).resolve()
     loaded = load_config(model_dir)
     config = loaded.config
@@ -128,7 +146,7 @@ def plan_image(model_dir: Path | str, base_image: str | None = None) -> ImagePla
     external_dirs = []
     for path in _external_dirs(model_dir, config):
         external_files = list_files(path)
-        external_dirs.append(ExternalDir(path, external_files, cached_content_hash(path, external_files, cache_dir())))
+        external_dirs.append(ExternalDir(path, external_files, cached_manifest(path, external_files, cache_dir())))
     config_text, scrubbed = _config_without_secret_values(model_dir / CONFIG_FILENAME)
     if scrubbed:
         notes.append(
@@ -144,10 +162,11 @@ def plan_image(model_dir: Path | str, base_image: str | None = None) -> ImagePla
         python_executable=python,
         files=files,
         external_dirs=external_dirs,
-        content_hash=cached_content_hash(model_dir, files, cache_dir()),
+        manifest=cached_manifest(model_dir, files, cache_dir()),
         user_requirements=_lines(requirements.requirements),
         user_constraints=_lines(requirements.constraints),
         config_text=config_text,
+        development=development,
         notes=notes,
     )
     plan.dockerfile = _render_dockerfile(plan)
@@ -190,6 +209,7 @@ def _render_dockerfile(plan: ImagePlan) -> str:
         build_commands=config.build_commands,
         app_dir=APP_DIR,
         user_id=USER_ID,
+        development=plan.development,
         port=SERVER_PORT,
         labels=plan.labels,
     )
@@ -256,7 +276,7 @@ def _config_without_secret_values(path: Path) -> tuple[str, list[str]]:
     text = path.read_text(encoding="utf-8")
     raw = yaml.safe_load(text) or {}
     secrets = raw.get("secrets") or {}
-    with_values = sorted(name for name, value in secrets.items() if value not in (None, ""))
+    with_values = sorted(name for name, value in secrets.items() if secret_has_value(value))
     if not with_values:
         return text, []
     raw["secrets"] = {name: None for name in secrets}

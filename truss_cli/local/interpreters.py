@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-# The model server runs on these; other minors are never picked, even as the nearest.
-SUPPORTED_MINORS = (9, 10, 11, 12, 13)
+from truss_cli.config import SUPPORTED_PYTHON_MINORS
+
+# The model server runs on these (config.yaml's python_version choices); other minors are
+# never picked, even as the nearest.
+SUPPORTED_MINORS = tuple(minor for _, minor in SUPPORTED_PYTHON_MINORS)
 
 _PROBE = "import sys; print(sys.executable); print('.'.join(map(str, sys.version_info[:3])))"
 

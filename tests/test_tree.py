@@ -1,7 +1,8 @@
-"""The model directory's file set (default ignores + .truss_ignore) and its content hash."""
+"""The model directory's file set (default ignores + .truss_ignore), its manifest and its hash."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import pytest
 
 from truss_cli.errors import UsageError
 from truss_cli.ignore import IgnoreRules
-from truss_cli.tree import TreeHasher, cached_content_hash, content_hash, list_files, sha256_file
+from truss_cli.sync.manifest import EXECUTABLE_MODE, FILE_MODE, LINK_MODE, Entry, Manifest
+from truss_cli.tree import (
+    TreeHasher,
+    cached_content_hash,
+    cached_manifest,
+    content_hash,
+    list_files,
+    sha256_file,
+)
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -130,6 +139,30 @@ def test_hash_follows_content_names_and_executable_bit_but_not_mtimes_or_ignored
     assert TreeHasher().hash_tree(tmp_path) != renamed
 
 
+def test_the_same_files_in_two_directories_hash_the_same(tmp_path: Path) -> None:
+    files = {"config.yaml": "a: 1\n", "model/model.py": "x = 1\n", "data/w.bin": "w"}
+    one = write(tmp_path / "one", files)
+    other = write(tmp_path / "elsewhere/deeper/two", files)
+    (one / "model/model.py").chmod(0o640)  # a different umask: only the exec bit counts
+    (other / "model/model.py").chmod(0o664)
+    assert content_hash(one) == content_hash(other)
+
+
+def test_the_manifest_lists_each_file_with_its_digest_and_mode(tmp_path: Path) -> None:
+    write(tmp_path, {"config.yaml": "a: 1\n", "bin/run.sh": "#!/bin/sh\n", "pkg/mod.py": ""})
+    (tmp_path / "bin/run.sh").chmod(0o755)
+    (tmp_path / "alias").symlink_to("pkg", target_is_directory=True)
+    manifest = TreeHasher().manifest(list_files(tmp_path))
+    assert dict(manifest) == {
+        "alias": Entry(hashlib.sha256(b"pkg").hexdigest(), LINK_MODE),
+        "bin/run.sh": Entry(hashlib.sha256(b"#!/bin/sh\n").hexdigest(), EXECUTABLE_MODE),
+        "config.yaml": Entry(hashlib.sha256(b"a: 1\n").hexdigest(), FILE_MODE),
+        "pkg/mod.py": Entry(hashlib.sha256(b"").hexdigest(), FILE_MODE),
+    }
+    # The hash of a directory is its manifest's, also after a trip through JSON.
+    assert Manifest.from_json(manifest.to_json()).tree_hash() == content_hash(tmp_path)
+
+
 def test_a_long_lived_hasher_sees_edits(tmp_path: Path) -> None:
     write(tmp_path, {"config.yaml": "", "model/model.py": "one\n"})
     old = 1_000_000_000
@@ -240,7 +273,7 @@ def test_a_second_run_reads_no_unchanged_file_and_rereads_a_changed_one(tmp_path
     cache = tmp_path / "cache"
 
     first_reads = CountingDigest()
-    first = cached_content_hash(tree, list_files(tree), cache, first_reads)
+    first = cached_manifest(tree, list_files(tree), cache, first_reads).tree_hash()
     assert sorted(first_reads.read) == ["config.yaml", "model.py", "weights.bin"]
     assert first == content_hash(tree)
 
