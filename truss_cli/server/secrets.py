@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Iterator, Optional
 
+from truss_cli.config import secret_has_value
 from truss_cli.server.protocol import SECRET_ENV_PREFIX, SECRETS_DIR_ENV
 
 __all__ = ["SECRET_ENV_PREFIX", "SECRETS_DIR_ENV", "SecretNotFound", "Secrets"]
@@ -44,7 +45,7 @@ class Secrets(Mapping):
                 f"secret {name!r} is not declared in config.yaml; add `{name}: null` under `secrets:`"
             )
         value = self._lookup(name)
-        if not value:
+        if not secret_has_value(value):
             raise SecretNotFound(
                 f"secret {name!r} has no value: set the environment variable {SECRET_ENV_PREFIX}{name}"
                 + (f" or write the file {self._dir / name}" if self._dir else "")
@@ -85,7 +86,7 @@ class Secrets(Mapping):
         missing = []
         for name in self._declared:
             try:
-                if not self._lookup(name):
+                if not secret_has_value(self._lookup(name)):
                     missing.append(name)
             except SecretNotFound:
                 missing.append(name)
