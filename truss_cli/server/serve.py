@@ -17,10 +17,12 @@ from typing import Callable, Optional
 
 from truss_cli.server._uvicorn import uvicorn
 from truss_cli.config import ConfigError, load_config
+from truss_cli.server import request_body
 from truss_cli.server.app import ModelServerApp
 from truss_cli.server.loader import ModelHost, ModelState
 from truss_cli.server.metrics import Metrics
 from truss_cli.server.pipeline import Pipeline
+from truss_cli.server.protocol import EXPOSE_ERRORS_ENV
 
 # Long enough for in-flight predictions to finish, shorter than Kubernetes' default 30 s grace.
 GRACEFUL_SHUTDOWN_SECONDS = 25
@@ -49,7 +51,8 @@ def serve(model_dir: str, host: str, port: int) -> int:
     configure_logging()
     try:
         loaded = load_config(model_dir)
-    except ConfigError as exc:
+        max_request_bytes = request_body.max_request_bytes(os.environ)
+    except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     for warning in loaded.warnings:
@@ -69,7 +72,8 @@ def serve(model_dir: str, host: str, port: int) -> int:
         assert model_host.contract is not None
         return Pipeline(model_host.contract, concurrency, executor, config.runtime.streaming_read_timeout)
 
-    app = ModelServerApp(model_host, make_pipeline, metrics)
+    expose_errors = os.environ.get(EXPOSE_ERRORS_ENV) == "1"
+    app = ModelServerApp(model_host, make_pipeline, metrics, max_request_bytes, expose_errors)
     server = _Server(
         uvicorn.Config(
             app,
