@@ -119,7 +119,7 @@ def read_contract(model: Any) -> ModelContract:
     if websocket is not None:
         _check_websocket(websocket, has_predict_steps=any((predict, preprocess, postprocess)))
     elif predict is None:
-        raise ModelDefinitionError("no `predict` method; the model class must define `predict` (or `websocket`)")
+        raise ModelDefinitionError("no `predict` method; the model class must define one")
     else:
         _check_predict_steps(predict, preprocess, postprocess)
     endpoints = {"predict": Endpoint.chain(predict, preprocess, postprocess)} if predict is not None else {}
