@@ -37,6 +37,8 @@ def problem(tmp_path: Path, source: str, config_text: str = "") -> UsageError:
         "class Model:\n    def predict(self, x):\n        return x\n",
         "class Model:\n    async def predict(self, x):\n        return x\n",
         "class Model:\n    predict = staticmethod(lambda x: x)\n",
+        # a websocket model has no predict (Truss allows one or the other)
+        "class Model:\n    async def websocket(self, ws):\n        await ws.send_text('hi')\n",
         "try:\n    import torch\nexcept ImportError:\n    torch = None\n\nclass Model:\n    if True:\n        def predict(self, x):\n            return x\n",
         # predict may come from elsewhere: the check cannot see it and does not guess.
         "from base import Base\n\nclass Model(Base):\n    pass\n",

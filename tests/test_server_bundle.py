@@ -25,6 +25,8 @@ REPLICA_PACKAGES = {
     "anyio", "sniffio", "idna",
     # uvicorn's: its command-line parser (imported by uvicorn.main) and HTTP/1.1 protocol
     "click", "h11",
+    # uvicorn's websocket protocol, for the model's /v1/websocket route (server/requirements.txt)
+    "websockets",
 }
 
 # The replica's entry points, then what uvicorn loads when it starts serving (its protocol

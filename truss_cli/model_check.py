@@ -3,7 +3,7 @@
 Without it a typo in `model.py` surfaces minutes later, inside a build log or a container's
 log. It reads the file without importing it (importing would need the model's requirements
 and run its module-level code): the file exists, it parses, it defines the class config.yaml
-names, and that class has `predict`. It only rejects what is certainly wrong: a class whose
+names, and that class has `predict` (or `websocket`, which replaces it). It only rejects what is certainly wrong: a class whose
 `predict` may come from a base class, a decorator or a name bound by an import passes.
 """
 
@@ -17,6 +17,8 @@ from truss_cli.config import CONFIG_FILENAME, TrussConfig
 from truss_cli.errors import UsageError
 
 _PREDICT = "predict"
+# A Truss model serves either predict requests or, instead, a websocket.
+_ENTRY_POINTS = {_PREDICT, "websocket"}
 
 
 def check_model_dir(model_dir: Path | str, config: TrussConfig) -> None:
@@ -42,7 +44,7 @@ def check_model_dir(model_dir: Path | str, config: TrussConfig) -> None:
             f"{path}: no class {name!r} at the top level ({defined})",
             hint=f"rename the class, or set model_class_name in {model_dir / CONFIG_FILENAME}",
         )
-    if _may_get_methods_elsewhere(found) or _PREDICT in _names_bound_in(found.body):
+    if _may_get_methods_elsewhere(found) or _ENTRY_POINTS & _names_bound_in(found.body):
         return
     raise UsageError(
         f"{path}:{found.lineno}: class {name} has no {_PREDICT}() method",

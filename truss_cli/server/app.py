@@ -1,56 +1,58 @@
-"""The ASGI application: a lean predict path in front of a FastAPI app for everything else.
+"""The ASGI application: lean model routes in front of a FastAPI app for everything else.
 
-Predict requests are answered by plain ASGI code: FastAPI's routing, dependency injection and
-exception middleware would add about a tenth of a millisecond to every prediction. All other
-routes (liveness, readiness, schema, metrics) are ordinary FastAPI routes; they are not hot.
-Every request is counted in the metrics.
+Requests to the model (predict and Truss's other endpoints, contract.EXTRA_ENDPOINTS) are
+answered by plain ASGI code: FastAPI's routing, dependency injection and exception
+middleware would add about a tenth of a millisecond to every prediction. The route is found
+by one dict lookup on the path. All other routes (liveness, readiness, schema, metrics) are
+ordinary FastAPI routes; they are not hot. Every request is counted in the metrics.
+
+When model code raises, the log shows the traceback from the model's first frame on, and the
+client gets `{"error": "`predict` raised ValueError: bad input (model/model.py, line 12)"}`
+if the server exposes errors (TRUSS_EXPOSE_ERRORS=1, as local runs do), else
+`{"error": "`predict` raised an exception; the details are in the server log"}`: messages
+can hold the request's data, which a shared server must not hand to other callers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
-import pydantic
 import starlette.exceptions
 import starlette.requests
 import starlette.responses
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from truss_cli.server import codec
+from truss_cli.server import codec, load_errors, streaming, websocket
 from truss_cli.server.loader import ModelHost, ModelState
 from truss_cli.server.metrics import Metrics
-from truss_cli.server.pipeline import ChunkStream, ChunkTimeout, OutputError, Pipeline
-from truss_cli.server.protocol import METRICS_PATH, REPLICA_ID_HEADER, STATUS_PATH
+from truss_cli.server.pipeline import ChunkStream, ChunkTimeout, ModelError, OutputError, Pipeline
+from truss_cli.server.protocol import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    ENDPOINT_PATHS,
+    METRICS_PATH,
+    PREDICT_PATH,
+    REPLICA_ID_HEADER,
+    STATUS_PATH,
+    WEBSOCKET_PATH,
+)
 from truss_cli.server.reporter import StatusReporter
+from truss_cli.server.request_body import HTTPError, content_headers, limited_receive, parse, read_body, too_large
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-MODEL_ERROR = b'{"error":"Internal Server Error: the model raised an exception (details are in the server log)"}'
 # Truss's paths: any model name works, as does the binary alias and SageMaker's path.
 _PREDICT_SUFFIXES = (":predict", ":predict_binary")
 _MODELS_PREFIX = "/v1/models/"
+# Path -> the model method that answers it; predict's aliases are matched by is_predict_path.
+_MODEL_ROUTES = {PREDICT_PATH: "predict", **ENDPOINT_PATHS}
+_MODEL_METHODS = frozenset(_MODEL_ROUTES.values())
 
 logger = logging.getLogger("truss.server")
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, detail: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.detail = detail
-
-    def body(self) -> bytes:
-        payload: dict[str, Any] = {"error": self.message}
-        if self.detail is not None:
-            payload["detail"] = self.detail
-        return codec.encode_json(payload)
 
 
 def is_predict_path(path: str) -> bool:
@@ -59,17 +61,27 @@ def is_predict_path(path: str) -> bool:
 
 def route_label(path: str) -> str:
     if path.startswith(_MODELS_PREFIX):
-        return "schema" if path.endswith("/schema") else "readiness"
+        if path.endswith("/schema"):
+            return "schema"
+        return "loaded" if path.endswith("/loaded") else "readiness"
     return {"/": "liveness", METRICS_PATH: "metrics", "/ping": "readiness", STATUS_PATH: "status"}.get(path, "other")
 
 
 class ModelServerApp:
     def __init__(
-        self, host: ModelHost, pipeline_factory: Callable[[], Pipeline], metrics: Metrics, status: StatusReporter
+        self,
+        host: ModelHost,
+        pipeline_factory: Callable[[], Pipeline],
+        metrics: Metrics,
+        status: StatusReporter,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        expose_errors: bool = False,
     ) -> None:
         self.host = host
         self.metrics = metrics
         self.status = status
+        self.max_request_bytes = max_request_bytes
+        self.expose_errors = expose_errors
         # Encoded once: it goes out with every response.
         self._replica_id_header = (
             None if status.replica_id is None else (REPLICA_ID_HEADER.encode(), status.replica_id.encode())
@@ -77,6 +89,7 @@ class ModelServerApp:
         self._pipeline_factory = pipeline_factory
         self._pipeline: Optional[Pipeline] = None
         self.routes = build_routes(self)
+        streaming.hide_uvicorn_line_for_cut_offs()
 
     @property
     def pipeline(self) -> Optional[Pipeline]:
@@ -89,17 +102,22 @@ class ModelServerApp:
         if self._replica_id_header is not None:
             send = _adding_header(send, self._replica_id_header)
         if scope["type"] != "http":
-            await self.routes(scope, receive, send)
+            if scope["type"] == "websocket" and scope["path"] == WEBSOCKET_PATH:
+                await websocket.serve(self, scope, receive, send)
+            else:
+                await self.routes(scope, receive, send)
             return
         path = scope["path"]
-        route = "predict" if is_predict_path(path) else route_label(path)
+        route = _MODEL_ROUTES.get(path)
+        if route is None:
+            route = "predict" if is_predict_path(path) else route_label(path)
         metrics = self.metrics
         started = time.perf_counter()
         metrics.in_flight[route] += 1
         status = 500
         try:
-            if route == "predict":
-                status = await self.predict(scope, receive, send)
+            if route in _MODEL_METHODS:
+                status = await self.call_model(route, scope, receive, send)
             else:
                 sent: list[int] = []
 
@@ -114,29 +132,28 @@ class ModelServerApp:
             metrics.in_flight[route] -= 1
             metrics.observe(route, status, time.perf_counter() - started)
 
-    async def predict(self, scope: Scope, receive: Receive, send: Send) -> int:
-        """Answer one predict request; returns the status sent."""
+    async def call_model(self, name: str, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answer one request with the model method `name`; returns the status sent."""
         if scope["method"] != "POST":
             # Without this, GET on a predict path would match the readiness route and answer 200.
-            body = codec.encode_json({"error": f"method {scope['method']} not allowed; predict takes POST"})
+            body = codec.encode_json({"error": f"method {scope['method']} not allowed; {scope['path']} takes POST"})
             return await _send(send, 405, body, extra_headers=[(b"allow", b"POST")])
         stream: Optional[ChunkStream] = None
         try:
             try:
-                result, binary = await self._run(scope, receive)
+                result, binary = await self._run(name, scope, receive)
             except HTTPError as error:
                 return await _send(send, error.status, error.body())
             except starlette.exceptions.HTTPException as error:  # raised by model code on purpose
                 return await _send(send, error.status_code, codec.encode_json({"error": error.detail}))
+            except ModelError as error:
+                return await _send(send, 500, self._report(error))
             except OutputError as error:
                 logger.error("%s", error)
-                return await _send(send, 500, MODEL_ERROR)
-            except Exception:
-                logger.exception("Exception in model code while handling a predict request")
-                return await _send(send, 500, MODEL_ERROR)
+                return await _send(send, 500, self._output_error_body(name, str(error)))
             if isinstance(result, ChunkStream):
                 stream = result
-                return await self._stream(stream, scope, receive, send)
+                return await self._stream(stream, receive, send)
             if isinstance(result, starlette.responses.Response):
                 await result(scope, receive, send)
                 return result.status_code
@@ -145,73 +162,63 @@ class ModelServerApp:
                     return await _send(send, 200, codec.encode_msgpack(result), codec.MSGPACK_CONTENT_TYPE)
                 return await _send(send, 200, codec.encode_json(result))
             except codec.EncodeError as exc:
-                logger.error("predict returned an output that cannot be encoded as %s: %s", "msgpack" if binary else "JSON", exc)
-                return await _send(send, 500, MODEL_ERROR)
+                problem = f"`{name}` returned an output that cannot be encoded as {'msgpack' if binary else 'JSON'}: {exc}"
+                logger.error("%s", problem)
+                return await _send(send, 500, self._output_error_body(name, problem))
         finally:
             if stream is not None:
                 await stream.close()
 
-    async def _run(self, scope: Scope, receive: Receive) -> tuple[Any, bool]:
+    async def _run(self, name: str, scope: Scope, receive: Receive) -> tuple[Any, bool]:
         pipeline = self.pipeline
         if pipeline is None:
             raise HTTPError(503, self.host.unavailable_reason())
-        contract = pipeline.contract
-        binary = _content_type(scope) == codec.MSGPACK_CONTENT_TYPE
+        endpoint = pipeline.contract.endpoints.get(name)
+        if endpoint is None:
+            raise HTTPError(404, f"the model does not define `{name}`, so {scope['path']} is not served")
+        media_type, length = content_headers(scope)
+        limit = self.max_request_bytes
+        if length is not None and length > limit:
+            raise too_large(limit)
+        binary = media_type == codec.MSGPACK_CONTENT_TYPE
         request = None
-        if contract.reads_body_itself:
+        if endpoint.reads_body_itself:
             inputs = None
-            request = starlette.requests.Request(scope, receive)
+            request = starlette.requests.Request(scope, limited_receive(receive, limit))
         else:
-            body = await _read_body(receive)
-            inputs = _parse(body, binary, contract.input_type)
-            if contract.wants_request:
+            body = await read_body(receive, limit)
+            inputs = parse(body, binary, endpoint.input_type)
+            if endpoint.wants_request:
                 request = starlette.requests.Request(scope, receive)
                 request._body = body  # Starlette's cache: request.body() returns it without re-reading.
-        return await pipeline.run(inputs, request), binary
+        return await pipeline.run(endpoint, inputs, request), binary
 
-    async def _stream(self, stream: ChunkStream, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _stream(self, stream: ChunkStream, receive: Receive, send: Send) -> int:
         try:
             first = await stream.next()
         except ChunkTimeout:
-            _log_chunk_timeout(stream, "its first chunk")
+            streaming.log_chunk_timeout(stream, "its first chunk", "answering 504")
             message = f"the model sent no chunk within runtime.streaming_read_timeout ({stream.read_timeout:g} s)"
             return await _send(send, 504, codec.encode_json({"error": message}))
-        except Exception:
+        except ModelError as error:
             # Nothing sent yet, so the failure can still be a proper 500.
-            logger.exception("Exception in model code before the first streamed chunk")
-            return await _send(send, 500, MODEL_ERROR)
-        content_type = codec.chunk_content_type(first)
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
-        disconnected = asyncio.ensure_future(_wait_for_disconnect(receive))
-        try:
-            chunk = first
-            while chunk is not ChunkStream.END:
-                await send({"type": "http.response.body", "body": codec.encode_chunk(chunk), "more_body": True})
-                if disconnected.done():
-                    logger.info("Client disconnected; stopping the stream")
-                    return 200
-                chunk = await stream.next()
-        except ChunkTimeout:
-            # The status is already sent. Returning without the final empty chunk makes the
-            # server drop the connection, so the client sees a broken stream, not a success.
-            _log_chunk_timeout(stream, "the next chunk")
-            return 200
-        except Exception:
-            logger.exception("Exception in model code while streaming; the response is cut off")
-            return 200
-        finally:
-            disconnected.cancel()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        return 200
+            return await _send(send, 500, self._report(error, "before its first chunk"))
+        except starlette.exceptions.HTTPException as error:  # raised by model code on purpose
+            return await _send(send, error.status_code, codec.encode_json({"error": error.detail}))
+        return await streaming.send_stream(stream, first, receive, send, self._report)
 
+    def _report(self, error: ModelError, context: str = "") -> bytes:
+        """Log a failure of model code (one line, then the user's traceback); the error body."""
+        description = f"`{error.step}` raised {load_errors.describe(error.error, self.host.model_dir)}"
+        logger.error("%s%s\n%s", description, f" {context}" if context else "", load_errors.user_traceback(error.error))
+        if self.expose_errors:
+            return codec.encode_json({"error": description})
+        return codec.encode_json({"error": f"`{error.step}` raised an exception; the details are in the server log"})
 
-def _log_chunk_timeout(stream: ChunkStream, waiting_for: str) -> None:
-    logger.error(
-        "predict streamed nothing for %g s while waiting for %s (runtime.streaming_read_timeout); "
-        "the response is cut off",
-        stream.read_timeout,
-        waiting_for,
-    )
+    def _output_error_body(self, name: str, problem: str) -> bytes:
+        if self.expose_errors:
+            return codec.encode_json({"error": problem})
+        return codec.encode_json({"error": f"`{name}` returned an output the server cannot send; the details are in the server log"})
 
 
 def _adding_header(send: Send, header: tuple[bytes, bytes]) -> Send:
@@ -241,59 +248,6 @@ async def _send(
     return status
 
 
-def _content_type(scope: Scope) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower()
-    return b""
-
-
-async def _read_body(receive: Receive) -> bytes:
-    message = await receive()
-    body = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    parts = [body]
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HTTPError(499, "client disconnected while sending the request")
-        parts.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(parts)
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-def _parse(body: bytes, binary: bool, input_type: Optional[type[pydantic.BaseModel]]) -> Any:
-    if binary:
-        try:
-            value = codec.decode_msgpack(body)
-        except Exception as exc:
-            raise HTTPError(400, f"invalid msgpack body: {exc}") from None
-        return value if input_type is None else _validate(input_type.model_validate, value)
-    if input_type is not None:
-        return _validate(input_type.model_validate_json, body)
-    try:
-        return codec.decode_json(body)
-    except ValueError as exc:
-        raise HTTPError(400, f"invalid JSON body: {exc}") from None
-
-
-def _validate(validate: Callable[[Any], Any], value: Any) -> Any:
-    try:
-        return validate(value)
-    except pydantic.ValidationError as exc:
-        errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise HTTPError(400, f"invalid JSON body: {errors[0]['msg']}") from None
-        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in errors)
-        raise HTTPError(422, f"invalid input: {fields}", detail=errors) from None
-
-
 def build_routes(server: ModelServerApp) -> FastAPI:
     app = FastAPI(title="truss-cli model server", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -316,6 +270,14 @@ def build_routes(server: ModelServerApp) -> FastAPI:
         return JSONResponse({})
 
     app.add_api_route("/v1/models/{model_name}", readiness, methods=["GET"])
+
+    @app.get("/v1/models/{model_name}/loaded")
+    async def loaded(model_name: str) -> Response:
+        # As Truss: load() has finished, whatever is_healthy() says (readiness asks it).
+        if server.host.state is ModelState.READY:
+            return JSONResponse({})
+        return JSONResponse({"error": server.host.unavailable_reason()}, status_code=503)
+
     app.add_api_route("/ping", readiness, methods=["GET"])
 
     @app.get("/v1/models/{model_name}/schema")

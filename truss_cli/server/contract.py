@@ -1,10 +1,12 @@
 """What a model class offers, read once after `__init__`: the Truss Model contract.
 
-`predict` (required), `preprocess`, `postprocess` and `is_healthy` (optional) may each be
-sync or async; `predict` may be a sync or async generator. A method takes nothing, the
-input, a Starlette/FastAPI `Request`, or the input and then the request (as in Truss).
-Pydantic annotations on the input of the first step and on the return of the last step
-become the published input/output schema; the input and the output are validated against it.
+`predict` (or, instead, an async `websocket(ws)`), `preprocess`, `postprocess`,
+`is_healthy` and the extra endpoints (`chat_completions`, `completions`, `embeddings`,
+`messages`, `responses`) may each be sync or async; `predict` and the endpoints may be sync or
+async generators. A method takes nothing, the input, a Starlette/FastAPI `Request`, or the
+input and then the request (as in Truss). Pydantic annotations on the input of a route's first
+step and on the return of its last step become its input/output types; the input and the
+output are validated against them (predict's are published as the schema).
 """
 
 from __future__ import annotations
@@ -36,45 +38,114 @@ class ModelMethod:
     output_may_be_none: bool  # the return annotation is Optional[...]
 
 
+# The routes besides predict (Truss's OpenAI- and Anthropic-style ones), by method name. Each
+# is served when the model class defines the method; it is called alone (no preprocess or
+# postprocess) and outside the predict_concurrency bound, as Truss does: such methods usually
+# forward to an inference engine that batches on its own.
+EXTRA_ENDPOINTS = ("chat_completions", "completions", "embeddings", "messages", "responses")
+
+
 @dataclass(frozen=True)
-class ModelContract:
-    predict: ModelMethod
+class Endpoint:
+    """One model route: [preprocess ->] method [-> postprocess], with what the server needs to
+    know per request worked out once (the hot path reads fields, computes nothing)."""
+
+    name: str
     preprocess: Optional[ModelMethod]
+    method: ModelMethod
     postprocess: Optional[ModelMethod]
-    is_healthy: Optional[ModelMethod]
+    # Holds a predict_concurrency slot while the method (or its stream) runs.
+    bounded: bool
+    # Pydantic classes from the first step's input and the last step's return annotation.
     input_type: Optional[type[pydantic.BaseModel]]
     output_type: Optional[type[pydantic.BaseModel]]
     output_may_be_none: bool
+    # Some step takes the Request.
+    wants_request: bool
+    # The first step takes only the request: the server must not parse (or read) the body.
+    reads_body_itself: bool
+
+    @classmethod
+    def chain(
+        cls, method: ModelMethod, preprocess: Optional[ModelMethod] = None, postprocess: Optional[ModelMethod] = None
+    ) -> "Endpoint":
+        first, last = preprocess or method, postprocess or method
+        steps = [m for m in (preprocess, method, postprocess) if m is not None]
+        return cls(
+            name=method.name,
+            preprocess=preprocess,
+            method=method,
+            postprocess=postprocess,
+            bounded=method.name == "predict",
+            input_type=first.input_type,
+            output_type=last.output_type,
+            output_may_be_none=last.output_may_be_none,
+            wants_request=any(m.takes_request for m in steps),
+            reads_body_itself=first.takes_request and not first.takes_input,
+        )
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    # "predict" and each of EXTRA_ENDPOINTS the model defines. No "predict" for a model that
+    # serves a websocket instead.
+    endpoints: dict[str, Endpoint]
+    websocket: Optional[ModelMethod]
+    is_healthy: Optional[ModelMethod]
 
     @property
-    def wants_request(self) -> bool:
-        return any(m is not None and m.takes_request for m in (self.preprocess, self.predict, self.postprocess))
-
-    @property
-    def reads_body_itself(self) -> bool:
-        """The first step takes only the request: the server must not parse (or read) the body."""
-        first = self.preprocess or self.predict
-        return first.takes_request and not first.takes_input
+    def predict(self) -> Optional[Endpoint]:
+        return self.endpoints.get("predict")
 
     def schema(self) -> Optional[dict[str, Any]]:
-        if self.input_type is None and self.output_type is None:
+        predict = self.predict
+        if predict is None or (predict.input_type is None and predict.output_type is None):
             return None
         return {
-            "input_schema": self.input_type.model_json_schema() if self.input_type else None,
-            "output_schema": self.output_type.model_json_schema() if self.output_type else None,
-            "supports_streaming": self.predict.is_generator,
+            "input_schema": predict.input_type.model_json_schema() if predict.input_type else None,
+            "output_schema": predict.output_type.model_json_schema() if predict.output_type else None,
+            "supports_streaming": predict.method.is_generator,
         }
 
 
 def read_contract(model: Any) -> ModelContract:
     predict = _describe(model, "predict")
-    if predict is None:
-        raise ModelDefinitionError("no `predict` method; the model class must define one")
     preprocess = _describe(model, "preprocess")
     postprocess = _describe(model, "postprocess")
+    websocket = _describe(model, "websocket")
     is_healthy = _describe(model, "is_healthy")
     if is_healthy is not None and (is_healthy.takes_input or is_healthy.takes_request):
         raise ModelDefinitionError("`is_healthy` must take no arguments besides `self`")
+    if websocket is not None:
+        _check_websocket(websocket, has_predict_steps=any((predict, preprocess, postprocess)))
+    elif predict is None:
+        raise ModelDefinitionError("no `predict` method; the model class must define one")
+    else:
+        _check_predict_steps(predict, preprocess, postprocess)
+    endpoints = {"predict": Endpoint.chain(predict, preprocess, postprocess)} if predict is not None else {}
+    for name in EXTRA_ENDPOINTS:
+        method = _describe(model, name)
+        if method is not None:
+            endpoints[name] = Endpoint.chain(method)
+    return ModelContract(endpoints=endpoints, websocket=websocket, is_healthy=is_healthy)
+
+
+def _check_websocket(websocket: ModelMethod, has_predict_steps: bool) -> None:
+    # Truss's rules, so a model that runs here also runs there.
+    if has_predict_steps:
+        raise ModelDefinitionError(
+            "the model class defines `websocket` and also `predict`, `preprocess` or `postprocess`; "
+            "a model serves either a websocket or predict requests, not both"
+        )
+    if not websocket.is_async or websocket.is_generator:
+        raise ModelDefinitionError("`websocket` must be an `async def` (it receives the connection and returns nothing)")
+    if not websocket.takes_input or websocket.takes_request:
+        raise ModelDefinitionError("`websocket` must take exactly one argument besides `self`: the WebSocket")
+
+
+def _check_predict_steps(
+    predict: ModelMethod, preprocess: Optional[ModelMethod], postprocess: Optional[ModelMethod]
+) -> None:
     if preprocess is not None and predict.takes_request and not predict.takes_input:
         raise ModelDefinitionError(
             "`predict` takes only the request, so the result of `preprocess` would be lost; "
@@ -87,16 +158,6 @@ def read_contract(model: Any) -> ModelContract:
             "`predict` is a generator (it streams), so `postprocess` would never see a result; "
             "remove `postprocess` or make `predict` return its result"
         )
-    first, last = preprocess or predict, postprocess or predict
-    return ModelContract(
-        predict=predict,
-        preprocess=preprocess,
-        postprocess=postprocess,
-        is_healthy=is_healthy,
-        input_type=first.input_type,
-        output_type=last.output_type,
-        output_may_be_none=last.output_may_be_none,
-    )
 
 
 def _describe(model: Any, name: str) -> Optional[ModelMethod]:

@@ -1,11 +1,12 @@
-"""Explaining why a model failed to load, in terms of the user's own code.
+"""Explaining a failure of the model's code (in `load()` or while answering a request) in
+terms of the user's own code.
 
-A failure inside model code reaches the server through the loader, importlib and (for an
-async `load()`) concurrent.futures: a dozen frames that say nothing to the model's author.
+A failure inside model code reaches the server through the loader, importlib, the request
+pipeline, a worker thread or the event loop: frames that say nothing to the model's author.
 The traceback shown starts at the first frame of the model's code and leaves out the import
-machinery; a SyntaxError shows only its file, line and caret. The one-line summary names the
-exception and the innermost place in the model directory where it happened, so a supervisor
-(`truss run`) can repeat it.
+machinery; a SyntaxError shows only its file, line and caret. The one-line description names
+the exception and the innermost place in the model directory where it happened, so a
+supervisor (`truss run`) or a client can repeat it.
 """
 
 from __future__ import annotations
@@ -54,13 +55,18 @@ def _keep_frames(formatted: traceback.TracebackException, frames: list) -> None:
             _keep_frames(linked, list(linked.stack))
 
 
-def summary(exc: BaseException, model_dir: Path) -> str:
-    """`load failed: ZeroDivisionError: division by zero (model/model.py, line 7)`."""
+def describe(exc: BaseException, model_dir: Path) -> str:
+    """`ZeroDivisionError: division by zero (model/model.py, line 7)`."""
     # A SyntaxError's str() repeats its location; its `msg` is the message alone.
     message = str(exc.msg if isinstance(exc, SyntaxError) else exc).strip().splitlines()
     what = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
     where = _location(exc, model_dir)
-    return f"load failed: {what}" + (f" ({where})" if where else "")
+    return what + (f" ({where})" if where else "")
+
+
+def summary(exc: BaseException, model_dir: Path) -> str:
+    """`load failed: ZeroDivisionError: division by zero (model/model.py, line 7)`."""
+    return f"load failed: {describe(exc, model_dir)}"
 
 
 def _location(exc: BaseException, model_dir: Path) -> Optional[str]:

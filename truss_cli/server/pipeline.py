@@ -1,9 +1,12 @@
-"""Calling the model: preprocess -> predict -> postprocess, sync code off the event loop.
+"""Calling the model for one route: [preprocess ->] method [-> postprocess], sync code off
+the event loop.
 
-`predict` calls are bounded by `runtime.predict_concurrency` (a semaphore). A streaming
-`predict` holds its slot until its generator is exhausted or closed, so the bound covers the
-work the generator does, not only the call that created it. A pydantic return annotation on
-the last step is enforced: an output that does not match is an error, not a silent success.
+`predict` calls are bounded by `runtime.predict_concurrency` (a semaphore); the other routes
+are not (see contract.EXTRA_ENDPOINTS). A streaming `predict` holds its slot until its
+generator is exhausted or closed, so the bound covers the work the generator does, not only
+the call that created it. A pydantic return annotation on the last step is enforced: an
+output that does not match is an error, not a silent success. An exception from model code
+comes out as ModelError naming the step, so the server can say where it happened.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from concurrent.futures import Executor
 from typing import Any, Callable, Optional
 
 import pydantic
+import starlette.exceptions
 import starlette.responses
 
-from truss_cli.server.contract import ModelContract, ModelMethod
+from truss_cli.server.contract import Endpoint, ModelContract, ModelMethod
+from truss_cli.server.request_body import HTTPError
 
 _END = object()
 # Closings that wait for a stuck generator step; referenced so the tasks are not collected.
@@ -25,6 +30,20 @@ _pending_closes: set = set()
 
 class ChunkTimeout(Exception):
     """The generator produced no chunk within `runtime.streaming_read_timeout` seconds."""
+
+
+class ModelError(Exception):
+    """Model code raised `error` in the method named `step`."""
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        super().__init__(f"`{step}` raised {type(error).__name__}: {error}")
+        self.step = step
+        self.error = error
+
+
+# Raised by model code on purpose to answer with a status (FastAPI's HTTPException), or by the
+# server from inside a model's `await request.body()` (over the size limit): not model errors.
+_PASSED_THROUGH = (starlette.exceptions.HTTPException, HTTPError)
 
 
 class OutputError(Exception):
@@ -37,7 +56,16 @@ class ChunkStream:
 
     END = _END
 
-    def __init__(self, generator: Any, executor: Executor, release: Callable[[], None], read_timeout: float) -> None:
+    def __init__(
+        self,
+        step: str,
+        generator: Any,
+        executor: Executor,
+        release: Optional[Callable[[], None]],
+        read_timeout: float,
+    ) -> None:
+        self.step = step
+        self.chunks_sent = 0  # counted by whoever sends them, to say where a stream broke
         self._generator = generator
         self._is_async = inspect.isasyncgen(generator)
         self._executor = executor
@@ -59,7 +87,12 @@ class ChunkStream:
                 step.cancel()  # an async generator can be interrupted at its `await`
             self._step = step
             raise ChunkTimeout()
-        return step.result()
+        try:
+            return step.result()
+        except _PASSED_THROUGH:
+            raise
+        except Exception as exc:
+            raise ModelError(self.step, exc) from None
 
     async def _anext(self) -> Any:
         try:
@@ -112,40 +145,50 @@ class Pipeline:
             args: tuple = (value, request) if method.takes_request else (value,)
         else:
             args = (request,) if method.takes_request else ()
-        if method.is_generator or method.is_async:
-            result = method.function(*args)
-            # A generator is consumed later, chunk by chunk; a coroutine is awaited here.
-            return result if method.is_generator else await result
-        return await asyncio.get_running_loop().run_in_executor(self._executor, method.function, *args)
-
-    async def run(self, inputs: Any, request: Any) -> Any:
-        """The whole prediction: a value to encode, or a ChunkStream for a generator."""
-        contract = self.contract
-        if contract.preprocess is not None:
-            inputs = await self.call(contract.preprocess, inputs, request)
-        await self._slots.acquire()
         try:
-            result = await self.call(contract.predict, inputs, request)
+            if method.is_generator or method.is_async:
+                result = method.function(*args)
+                # A generator is consumed later, chunk by chunk; a coroutine is awaited here.
+                return result if method.is_generator else await result
+            return await asyncio.get_running_loop().run_in_executor(self._executor, method.function, *args)
+        except _PASSED_THROUGH:
+            raise
+        except Exception as exc:
+            raise ModelError(method.name, exc) from None
+
+    async def run(self, endpoint: Endpoint, inputs: Any, request: Any) -> Any:
+        """One request's calls: a value to encode, or a ChunkStream for a generator."""
+        if endpoint.preprocess is not None:
+            inputs = await self.call(endpoint.preprocess, inputs, request)
+        release = None
+        if endpoint.bounded:
+            await self._slots.acquire()
+            release = self._slots.release
+        try:
+            result = await self.call(endpoint.method, inputs, request)
         except BaseException:
-            self._slots.release()
+            if release is not None:
+                release()
             raise
         if inspect.isgenerator(result) or inspect.isasyncgen(result):
-            if contract.postprocess is not None:
+            if endpoint.postprocess is not None:
                 # A generator function with postprocess is refused at load time; this is a
                 # plain `predict` that returned a generator, only visible now.
-                self._slots.release()
-                raise OutputError("`predict` returned a generator (a stream), so `postprocess` cannot run")
-            return ChunkStream(result, self._executor, self._slots.release, self._streaming_read_timeout)
-        self._slots.release()
-        if contract.postprocess is not None:
-            result = await self.call(contract.postprocess, result, request)
-        return self._checked_output(result)
+                if release is not None:
+                    release()
+                raise OutputError(f"`{endpoint.name}` returned a generator (a stream), so `postprocess` cannot run")
+            return ChunkStream(endpoint.name, result, self._executor, release, self._streaming_read_timeout)
+        if release is not None:
+            release()
+        if endpoint.postprocess is not None:
+            result = await self.call(endpoint.postprocess, result, request)
+        return self._checked_output(endpoint, result)
 
-    def _checked_output(self, result: Any) -> Any:
-        output_type = self.contract.output_type
+    def _checked_output(self, endpoint: Endpoint, result: Any) -> Any:
+        output_type = endpoint.output_type
         if output_type is None or isinstance(result, output_type):
             return result
-        if result is None and self.contract.output_may_be_none:
+        if result is None and endpoint.output_may_be_none:
             return result
         if isinstance(result, starlette.responses.Response):  # the model answers the request itself
             return result
@@ -154,7 +197,7 @@ class Pipeline:
         except pydantic.ValidationError as exc:
             errors = exc.errors(include_url=False, include_context=False, include_input=False)
             fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(output)'}: {e['msg']}" for e in errors)
-            step = "postprocess" if self.contract.postprocess is not None else "predict"
+            step = "postprocess" if endpoint.postprocess is not None else endpoint.name
             raise OutputError(
                 f"`{step}` returned a {type(result).__name__} that does not match its return annotation "
                 f"{output_type.__name__}: {fields}"
@@ -163,5 +206,8 @@ class Pipeline:
     async def is_healthy(self) -> bool:
         if self.contract.is_healthy is None:
             return True
-        return bool(await self.call(self.contract.is_healthy))
+        try:
+            return bool(await self.call(self.contract.is_healthy))
+        except ModelError as failure:
+            raise failure.error from None  # the readiness route logs the model's own exception
 

@@ -10,6 +10,15 @@ READINESS_PATH = "/v1/models/model"
 PREDICT_PATH = "/v1/models/model:predict"
 SCHEMA_PATH = "/v1/models/model/schema"
 LOADED_PATH = "/v1/models/model/loaded"
+# Truss's routes besides predict, each served when the model class defines the method named.
+ENDPOINT_PATHS = {
+    "/v1/chat/completions": "chat_completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/messages": "messages",
+    "/v1/responses": "responses",
+}
+WEBSOCKET_PATH = "/v1/websocket"
 METRICS_PATH = "/metrics"
 # The replica's structured status (truss_cli.server.status.ReplicaStatus as JSON). Answers
 # in every phase, also while load() runs and after it failed.

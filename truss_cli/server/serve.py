@@ -19,11 +19,12 @@ from typing import Callable, Optional
 
 from truss_cli.server._uvicorn import uvicorn
 from truss_cli.config import ConfigError, load_config
+from truss_cli.server import request_body
 from truss_cli.server.app import ModelServerApp
 from truss_cli.server.loader import ModelHost, ModelState
 from truss_cli.server.metrics import Metrics
 from truss_cli.server.pipeline import Pipeline
-from truss_cli.server.protocol import DRAIN_SECONDS, EXIT_BAD_CONFIG, EXIT_LOAD_FAILED
+from truss_cli.server.protocol import DRAIN_SECONDS, EXIT_BAD_CONFIG, EXIT_LOAD_FAILED, EXPOSE_ERRORS_ENV
 from truss_cli.server.reporter import StatusReporter
 from truss_cli.server.status import FAILED, LOADING, READY, STOPPING
 
@@ -68,7 +69,8 @@ def serve(
         return EXIT_BAD_CONFIG
     try:
         loaded = load_config(model_dir)
-    except ConfigError as exc:
+        max_request_bytes = request_body.max_request_bytes(os.environ)
+    except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         reporter.enter(FAILED, summary=f"invalid config: {exc}")
         return EXIT_BAD_CONFIG
@@ -89,7 +91,9 @@ def serve(
         assert model_host.contract is not None
         return Pipeline(model_host.contract, concurrency, executor, config.runtime.streaming_read_timeout)
 
-    app = ModelServerApp(model_host, make_pipeline, metrics, reporter)
+    # The replica's own environment is its settings' edge (an image's CMD is fixed).
+    expose_errors = os.environ.get(EXPOSE_ERRORS_ENV) == "1"
+    app = ModelServerApp(model_host, make_pipeline, metrics, reporter, max_request_bytes, expose_errors)
     server = _Server(
         uvicorn.Config(
             app,
