@@ -12,9 +12,16 @@ from typing import Callable
 import httpx
 import pytest
 
+from truss_cli.settings import Settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def edge_settings() -> Settings:
+    """Settings as the CLI builds them from this process's environment (the tests' cache)."""
+    return Settings.from_environment(os.environ, Path.home())
 
 
 def free_port() -> int:

@@ -8,6 +8,7 @@ from typer.core import TyperGroup
 from truss_cli import __version__
 from truss_cli.cli import console
 from truss_cli.cli import image_cmd, init_cmd, predict_cmd, run_cmd
+from truss_cli.cli.help import Command
 from truss_cli.config import ConfigError
 from truss_cli.errors import TrussError
 
@@ -51,9 +52,9 @@ def _root(
     """Package ML models, run them locally, and deploy them to your own machines."""
 
 
-app.command("init")(init_cmd.init)
-app.command("run")(run_cmd.run)
-app.command("predict")(predict_cmd.predict)
+app.command("init", cls=Command)(init_cmd.init)
+app.command("run", cls=Command)(run_cmd.run)
+app.command("predict", cls=Command)(predict_cmd.predict)
 app.add_typer(image_cmd.app, name="image")
 
 
