@@ -267,7 +267,7 @@ def test_run_refuses_a_secrets_directory_the_container_user_cannot_read(
         app, ["image", "run", str(kitchen_dir), "--port", str(free_port()), "--secrets-dir", str(secrets_dir)]
     )
     assert result.exit_code == 1, result.output
-    output = " ".join(result.output.split())
+    output = result.stderr
     assert "cannot read the secret files api_key" in output
     assert "the container runs as uid 10001" in output
     assert "root-only" not in result.output
@@ -337,7 +337,7 @@ def test_an_invalid_base_image_name_is_a_usage_error(make_model_dir, monkeypatch
     model_dir = make_model_dir("class Model:\n    def predict(self, x):\n        return x\n", "model_name: m\n")
     result = runner.invoke(app, ["image", "build", str(model_dir), "--base-image", "Not-Lower:Case"])
     assert result.exit_code == 2
-    assert "'Not-Lower:Case' is not a valid image name" in result.output.replace("\n", " ")
+    assert "'Not-Lower:Case' is not a valid image name" in result.stderr
 
 
 @pytest.mark.parametrize("extra", [["build"], ["run", "--port", "free"]])
@@ -346,5 +346,5 @@ def test_an_invalid_tag_is_a_usage_error(extra: list[str]) -> None:
     arguments = ["image", *[str(free_port()) if word == "free" else word for word in extra]]
     result = runner.invoke(app, [*arguments, str(EXAMPLES / "hello"), "--tag", "Bad Tag"])
     assert result.exit_code == 2, result.output
-    assert "--tag 'Bad Tag': not a valid image name" in " ".join(result.output.split())
+    assert "--tag 'Bad Tag': not a valid image name" in result.stderr
     assert "Traceback" not in result.output

@@ -103,7 +103,7 @@ def test_a_port_in_use_is_reported_before_building(client: docker.APIClient, tmp
         port = taken.getsockname()[1]
         result = runner.invoke(app, ["image", "run", str(EXAMPLES / "hello"), "--port", str(port)])
     assert result.exit_code == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in result.output.replace("\n", " ")
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
     assert "--port" in result.output
     assert "Step " not in result.output
 
