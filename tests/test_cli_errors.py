@@ -50,3 +50,13 @@ def test_a_long_error_is_one_line_off_a_terminal(tmp_path: Path) -> None:
     assert result.stderr == (
         f'Error: {model_dir / "config.yaml"}: runtime.predict_concurrency: expected an integer >= 1, got "two"\n'
     )
+
+
+def test_bad_usage_is_plain_lines_not_a_wrapped_box() -> None:
+    result = runner.invoke(app, ["run", "--port", "not-a-number"], prog_name="truss")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Usage: truss run [OPTIONS] [DIRECTORY]",
+        "Try 'truss run --help' for help.",
+        "Error: Invalid value for '--port' / '-p': Input should be a valid integer, unable to parse string as an integer",
+    ]

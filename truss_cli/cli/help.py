@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import click
 from typer.core import TyperArgument, TyperCommand, TyperOption
 
 
@@ -18,7 +17,7 @@ class _Argument(TyperArgument):
     def display_name_raw(self) -> str:  # type: ignore[override]
         return self.metavar or (self.name or "").upper()
 
-    def display_type_rich(self, ctx: click.Context) -> Optional[str]:
+    def display_type_rich(self, ctx: Any) -> Optional[str]:
         return None  # the name says what it is
 
     def _usage_display_name(self) -> str:
@@ -29,16 +28,16 @@ class _Argument(TyperArgument):
 
 
 class _Option(TyperOption):
-    def display_type_rich(self, ctx: click.Context) -> Optional[str]:
+    def display_type_rich(self, ctx: Any) -> Optional[str]:
         if self.is_flag:
             return None
         return self.metavar or (self.name or "").upper()
 
-    def make_metavar(self, ctx: click.Context) -> str:  # plain (non-rich) help and errors
+    def make_metavar(self, ctx: Any) -> str:  # plain (non-rich) help and errors
         return self.metavar or (self.name or "").upper()
 
 
-def _polished(param: click.Parameter) -> click.Parameter:
+def _polished(param: Any) -> Any:
     # Typer builds its own parameter objects; the subclasses only change how they are shown.
     if type(param) is TyperArgument:
         param.__class__ = _Argument
@@ -52,6 +51,6 @@ class Command(TyperCommand):
         super().__init__(*args, **kwargs)
         self.params = [_polished(param) for param in self.params]
 
-    def get_help_option(self, ctx: click.Context) -> Optional[click.Option]:
+    def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)
-        return _polished(option) if option is not None else None  # type: ignore[return-value]
+        return _polished(option) if option is not None else None
