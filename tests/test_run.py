@@ -331,3 +331,45 @@ def test_ctrl_c_while_the_environment_is_built_leaves_nothing_behind(make_model_
     assert code == 130
     assert "Interrupted" in run.stderr
     assert list((cache / "envs").iterdir()) == []
+
+
+def test_a_second_run_on_the_same_port_fails_clearly_and_never_says_ready(cache: Path, tmp_path: Path) -> None:
+    first = TrussRun(EXAMPLES / "hello", cache, tmp_path / "first")
+    try:
+        first.wait_for_url()
+        second = TrussRun(EXAMPLES / "hello", cache, tmp_path / "second", port=first.port)
+        assert second.wait_exit() == 1
+        assert READY_LINE not in second.stdout
+        assert f"Error: port {first.port} on 127.0.0.1 is already in use\n" in second.stderr
+        assert first.predict({"name": "first"}).json() == {"greeting": "Hello, first!"}  # untouched
+    finally:
+        first.stop()
+
+
+def test_ctrl_c_while_the_model_loads_stops_it_with_130(make_model_dir, cache: Path, tmp_path: Path) -> None:
+    model_dir = make_model_dir(
+        """
+        import time
+
+        class Model:
+            def load(self):
+                print("loading for a long time", flush=True)
+                time.sleep(600)
+
+            def predict(self, model_input):
+                return model_input
+        """
+    )
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
+    try:
+        deadline = time.monotonic() + 120
+        while "loading for a long time" not in run.stderr:
+            assert run.process.poll() is None, run.stderr
+            assert time.monotonic() < deadline, run.stderr
+            time.sleep(0.05)
+        code = run.stop(signal.SIGINT)
+    finally:
+        run.kill()
+    assert code == 130, run.stderr
+    assert "Stopped." in run.stderr
+    assert READY_LINE not in run.stdout
