@@ -1,11 +1,14 @@
 """A real model server in a subprocess, for the tests that need one (no tests of its own).
 
 `ModelServer` is a context manager: leaving the block always stops the process, also when
-the test failed half-way, so a failing test never leaves a server running.
+the test failed half-way, so a failing test never leaves a server running. The server binds
+port 0 and the harness learns the port from the server's status file, as a supervisor does:
+no port is ever guessed.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -16,29 +19,70 @@ from typing import Callable, Optional
 
 import httpx
 
-from conftest import REPO_ROOT, free_port, wait_until_ready, write_model_dir
-from truss_cli.server.protocol import METRICS_PATH, PREDICT_PATH, READINESS_PATH
+from conftest import REPO_ROOT, wait_until_ready, write_model_dir
+from truss_cli.server.protocol import METRICS_PATH, PREDICT_PATH, READINESS_PATH, STATUS_FILE_ENV
+from truss_cli.server.status import ReplicaStatus, read_status
 
 __all__ = ["ModelServer", "start_ready", "wait_for", "write_model_dir"]
 
+_numbers = itertools.count()
+
 
 class ModelServer:
-    """`python -m truss_cli.server MODEL_DIR` on a free port, output captured to a log file."""
+    """`python -m truss_cli.server MODEL_DIR --port 0`, output captured to a log file."""
 
-    def __init__(self, model_dir: Path, env: Optional[dict] = None) -> None:
+    def __init__(self, model_dir: Path, env: Optional[dict] = None, args: tuple = ()) -> None:
         self.model_dir = model_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = model_dir.parent / f"{model_dir.name}-{self.port}.log"
-        full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+        name = f"{model_dir.name}-server-{next(_numbers)}"
+        self.log_path = model_dir.parent / f"{name}.log"
+        self.status_path = model_dir.parent / f"{name}.status.json"
+        full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), STATUS_FILE_ENV: str(self.status_path), **(env or {})}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "truss_cli.server", str(model_dir), "--host", "127.0.0.1", "--port", str(self.port)],
+                [sys.executable, "-m", "truss_cli.server", str(model_dir), "--host", "127.0.0.1", "--port", "0", *args],
                 env=full_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.client = httpx.Client(base_url=self.url, timeout=30)
+        self._port: Optional[int] = None
+        self._client: Optional[httpx.Client] = None
+
+    def status(self) -> Optional[ReplicaStatus]:
+        """The server's status file as it is now (None before the server wrote one)."""
+        return read_status(self.status_path)
+
+    def wait_status(self, condition: Callable[[ReplicaStatus], bool], what: str, timeout: float = 60) -> ReplicaStatus:
+        """The first status satisfying `condition`; fails (with the log) if the server exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status is not None and condition(status):
+                return status
+            if not self.alive():
+                status = self.status()  # written just before exiting?
+                if status is not None and condition(status):
+                    return status
+                raise AssertionError(f"server exited before {what} (status {status})\n--- server log ---\n{self.log()}")
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}\n--- server log ---\n{self.log()}")
+
+    @property
+    def port(self) -> int:
+        """The port the server bound (waits until it listens)."""
+        if self._port is None:
+            status = self.wait_status(lambda s: s.port is not None, "the server to report its port")
+            self._port = status.port
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.url, timeout=30)
+        return self._client
 
     def __enter__(self) -> "ModelServer":
         return self
@@ -77,7 +121,8 @@ class ModelServer:
         return [line.split("truss.server: ", 1)[-1] for line in self.log().splitlines()]
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
         if self.alive():
             self.process.send_signal(sig)
             try:

@@ -7,9 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+
+import pytest
 
 from conftest import REPO_ROOT
-from test_server_harness import ModelServer, start_ready
+from test_server_harness import ModelServer, start_ready, wait_for
+from truss_cli.server.status import STOPPING
 
 # What runs inside every replica must not load the CLI's dependencies.
 CLI_SIDE_MODULES = ["typer", "rich", "docker", "watchfiles", "httpx"]
@@ -57,7 +61,17 @@ def test_help_explains_the_arguments():
         [sys.executable, "-m", "truss_cli.server", "--help"], env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True, text=True, check=True,
     )
-    assert "MODEL_DIR" in out.stdout and "--port" in out.stdout and "--host" in out.stdout
+    for argument in ("MODEL_DIR", "--port", "--host", "--status-file", "--replica-id", "--stay-up-on-load-failure"):
+        assert argument in out.stdout
+
+
+def test_a_port_out_of_range_is_refused_naming_it():
+    out = subprocess.run(
+        [sys.executable, "-m", "truss_cli.server", "model", "--port", "70000"],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
+    )
+    assert out.returncode == 2
+    assert "--port must be between 0 and 65535, not 70000" in out.stderr
 
 
 def test_sigterm_stops_the_server_cleanly(tmp_path):
@@ -107,3 +121,48 @@ def test_a_taken_port_exits_non_zero_without_loading_the_model(make_model_dir):
     assert "address already in use" in done.stderr.lower()
     # The model only starts loading once the server listens: no (maybe long) load() for nothing.
     assert not (model_dir / "data" / "load-ran").exists()
+
+
+HELD_PREDICT = """
+import os
+import time
+
+
+class Model:
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+
+    def predict(self, model_input):
+        (self.data_dir / "predict-started").touch()
+        # Held until the test has seen the server stop accepting (at most 60 s, so a broken
+        # test fails rather than hangs): the predict is in flight for as long as that takes.
+        deadline = time.monotonic() + 60
+        while not (self.data_dir / "finish").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Then 3 s more of work, inside the drain: a drain shorter than that would cut it off.
+        time.sleep(3)
+        return {"finished": model_input}
+"""
+
+
+def test_sigterm_refuses_new_connections_and_lets_an_in_flight_predict_finish(tmp_path):
+    with start_ready(tmp_path / "m", HELD_PREDICT, files={"data/.keep": ""}) as server:
+        data = server.model_dir / "data"
+        answers: list = []
+        in_flight = threading.Thread(target=lambda: answers.append(server.predict("slow")))
+        in_flight.start()
+        try:
+            wait_for(lambda: (data / "predict-started").exists(), "the predict to start")
+            server.process.send_signal(signal.SIGTERM)
+            # "stopping" is written once the server has closed its listening socket.
+            server.wait_status(lambda s: s.phase == STOPPING, "phase stopping")
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", server.port), timeout=10).close()
+            assert server.alive()  # still draining
+        finally:
+            (data / "finish").touch()
+            in_flight.join()
+        assert server.wait_exit() == 0
+    (answer,) = answers
+    assert (answer.status_code, answer.json()) == (200, {"finished": "slow"})
+    assert "Stopped on SIGTERM" in server.log() and "Traceback" not in server.log()

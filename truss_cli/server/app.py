@@ -24,7 +24,8 @@ from truss_cli.server import codec
 from truss_cli.server.loader import ModelHost, ModelState
 from truss_cli.server.metrics import Metrics
 from truss_cli.server.pipeline import ChunkStream, ChunkTimeout, OutputError, Pipeline
-from truss_cli.server.protocol import METRICS_PATH
+from truss_cli.server.protocol import METRICS_PATH, REPLICA_ID_HEADER, STATUS_PATH
+from truss_cli.server.reporter import StatusReporter
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -59,13 +60,20 @@ def is_predict_path(path: str) -> bool:
 def route_label(path: str) -> str:
     if path.startswith(_MODELS_PREFIX):
         return "schema" if path.endswith("/schema") else "readiness"
-    return {"/": "liveness", METRICS_PATH: "metrics", "/ping": "readiness"}.get(path, "other")
+    return {"/": "liveness", METRICS_PATH: "metrics", "/ping": "readiness", STATUS_PATH: "status"}.get(path, "other")
 
 
 class ModelServerApp:
-    def __init__(self, host: ModelHost, pipeline_factory: Callable[[], Pipeline], metrics: Metrics) -> None:
+    def __init__(
+        self, host: ModelHost, pipeline_factory: Callable[[], Pipeline], metrics: Metrics, status: StatusReporter
+    ) -> None:
         self.host = host
         self.metrics = metrics
+        self.status = status
+        # Encoded once: it goes out with every response.
+        self._replica_id_header = (
+            None if status.replica_id is None else (REPLICA_ID_HEADER.encode(), status.replica_id.encode())
+        )
         self._pipeline_factory = pipeline_factory
         self._pipeline: Optional[Pipeline] = None
         self.routes = build_routes(self)
@@ -78,6 +86,8 @@ class ModelServerApp:
         return self._pipeline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._replica_id_header is not None:
+            send = _adding_header(send, self._replica_id_header)
         if scope["type"] != "http":
             await self.routes(scope, receive, send)
             return
@@ -144,9 +154,7 @@ class ModelServerApp:
     async def _run(self, scope: Scope, receive: Receive) -> tuple[Any, bool]:
         pipeline = self.pipeline
         if pipeline is None:
-            if self.host.state is ModelState.FAILED:
-                raise HTTPError(503, "model failed to load; see the server log")
-            raise HTTPError(503, "model is not ready yet: load() is still running")
+            raise HTTPError(503, self.host.unavailable_reason())
         contract = pipeline.contract
         binary = _content_type(scope) == codec.MSGPACK_CONTENT_TYPE
         request = None
@@ -204,6 +212,18 @@ def _log_chunk_timeout(stream: ChunkStream, waiting_for: str) -> None:
         stream.read_timeout,
         waiting_for,
     )
+
+
+def _adding_header(send: Send, header: tuple[bytes, bytes]) -> Send:
+    """`send`, adding `header` to the response's (or websocket accept's) headers."""
+
+    async def send_with_header(message: MutableMapping[str, Any]) -> None:
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            # A new dict and list: a Response object's own header list may be sent again.
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+
+    return send_with_header
 
 
 async def _send(
@@ -285,8 +305,7 @@ def build_routes(server: ModelServerApp) -> FastAPI:
         host = server.host
         pipeline = server.pipeline
         if pipeline is None:
-            state = "failed to load" if host.state is ModelState.FAILED else "loading"
-            return JSONResponse({"error": f"model is not ready: {state}"}, status_code=503)
+            return JSONResponse({"error": host.unavailable_reason()}, status_code=503)
         try:
             healthy = await pipeline.is_healthy()
         except Exception:
@@ -308,6 +327,11 @@ def build_routes(server: ModelServerApp) -> FastAPI:
         if published is None:
             return JSONResponse({"error": "this model does not declare pydantic input/output types"}, status_code=404)
         return JSONResponse(published)
+
+    @app.get(STATUS_PATH)
+    async def status() -> Response:
+        # Answers in every phase, so a supervisor that cannot read the file can ask.
+        return Response(server.status.current.to_json(), media_type="application/json")
 
     @app.get(METRICS_PATH)
     async def metrics() -> Response:

@@ -135,33 +135,51 @@ class ModelHost:
         self.state = ModelState.LOADING
         self.model: Any = None
         self.contract: Optional[ModelContract] = None
-        # One line saying why the load failed, logged last by the server.
+        # One line saying why the load failed (`load failed: ...`), logged last by the server,
+        # and the traceback trimmed to the model's code (None for a mistake in the model's shape).
         self.failure: Optional[str] = None
+        self.failure_traceback: Optional[str] = None
         self.secrets = Secrets(config.secrets, self.environ)
 
-    def start_loading(self, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> None:
-        # Daemon: a SIGTERM during a long load() must not wait for it to finish.
-        threading.Thread(target=self._load, args=(loop, on_failure), name="model-load", daemon=True).start()
+    def unavailable_reason(self) -> str:
+        """Why the model cannot answer yet: the message of a 503 from readiness or predict."""
+        if self.state is ModelState.FAILED and self.failure is not None:
+            return "model failed to load: " + self.failure.removeprefix("load failed: ")
+        return "model is not ready yet: load() is still running"
 
-    def _load(self, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> None:
+    def start_loading(
+        self, loop: asyncio.AbstractEventLoop, on_ready: Callable[[], None], on_failure: Callable[[], None]
+    ) -> None:
+        """Load on a background thread; then call `on_ready` or `on_failure` on that thread."""
+        # Daemon: a SIGTERM during a long load() must not wait for it to finish.
+        threading.Thread(
+            target=self._load, args=(loop, on_ready, on_failure), name="model-load", daemon=True
+        ).start()
+
+    def _load(
+        self, loop: asyncio.AbstractEventLoop, on_ready: Callable[[], None], on_failure: Callable[[], None]
+    ) -> None:
         started = time.perf_counter()
         try:
             self._load_model(loop)
         except ModelDefinitionError as exc:
             # A mistake in the model's shape: the message is the whole story, no traceback.
-            self._fail(f"load failed: {exc}", loop, on_failure)
+            self._fail(f"load failed: {exc}", None, on_failure)
             return
         except BaseException as exc:
-            logger.error("Model failed to load; the server will exit\n%s", load_errors.user_traceback(exc))
-            self._fail(load_errors.summary(exc, self.model_dir), loop, on_failure)
+            trimmed = load_errors.user_traceback(exc)
+            logger.error("Model failed to load\n%s", trimmed)
+            self._fail(load_errors.summary(exc, self.model_dir), trimmed, on_failure)
             return
         self.state = ModelState.READY
         logger.info("Model loaded in %.2f s; ready", time.perf_counter() - started)
+        on_ready()
 
-    def _fail(self, summary: str, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> None:
+    def _fail(self, summary: str, trimmed_traceback: Optional[str], on_failure: Callable[[], None]) -> None:
         self.failure = summary
+        self.failure_traceback = trimmed_traceback
         self.state = ModelState.FAILED
-        loop.call_soon_threadsafe(on_failure)
+        on_failure()
 
     def _load_model(self, loop: asyncio.AbstractEventLoop) -> None:
         install_import_paths(self.model_dir, self.config, self.environ)

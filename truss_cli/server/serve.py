@@ -1,7 +1,9 @@
-"""Running the model server: config, logging, the load thread, uvicorn, and shutdown.
+"""Running the model server: config, logging, the load thread, uvicorn, status and shutdown.
 
 The model starts loading once uvicorn listens, so the log reads in the order things happen:
 uvicorn running, then the model loaded (or failed, then shutdown, then one summary line).
+Every phase change is also reported as a structured status (`reporter.py`), which is what
+supervisors read.
 """
 
 from __future__ import annotations
@@ -21,14 +23,13 @@ from truss_cli.server.app import ModelServerApp
 from truss_cli.server.loader import ModelHost, ModelState
 from truss_cli.server.metrics import Metrics
 from truss_cli.server.pipeline import Pipeline
+from truss_cli.server.protocol import DRAIN_SECONDS, EXIT_BAD_CONFIG, EXIT_LOAD_FAILED
+from truss_cli.server.reporter import StatusReporter
+from truss_cli.server.status import FAILED, LOADING, READY, STOPPING
 
-# Long enough for in-flight predictions to finish, shorter than Kubernetes' default 30 s grace.
-GRACEFUL_SHUTDOWN_SECONDS = 25
 # Threads besides the predict slots: sync preprocess/postprocess, is_healthy and generator
 # steps run outside the predict semaphore and must not queue behind a slow predict.
 EXTRA_THREADS = 4
-EXIT_LOAD_FAILED = 1
-EXIT_BAD_CONFIG = 2
 
 logger = logging.getLogger("truss.server")
 
@@ -44,13 +45,32 @@ def configure_logging() -> None:
         sys.stdout.reconfigure(line_buffering=True)
 
 
-def serve(model_dir: str, host: str, port: int) -> int:
-    """Serve the model in `model_dir` until SIGTERM/SIGINT; returns the process exit code."""
+def serve(
+    model_dir: str,
+    host: str,
+    port: int,
+    *,
+    status_file: Optional[Path] = None,
+    replica_id: Optional[str] = None,
+    stay_up_on_load_failure: bool = False,
+) -> int:
+    """Serve the model in `model_dir` until SIGTERM/SIGINT; returns the process exit code.
+
+    `port` 0 binds any free port (reported in the status and the log). With
+    `stay_up_on_load_failure` a failed load leaves the server answering, reporting the failure.
+    """
     configure_logging()
+    reporter = StatusReporter(status_file, replica_id)
+    try:
+        reporter.begin()
+    except OSError as exc:
+        print(f"error: cannot write the status file {status_file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     try:
         loaded = load_config(model_dir)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        reporter.enter(FAILED, summary=f"invalid config: {exc}")
         return EXIT_BAD_CONFIG
     for warning in loaded.warnings:
         logger.warning(warning)
@@ -69,7 +89,7 @@ def serve(model_dir: str, host: str, port: int) -> int:
         assert model_host.contract is not None
         return Pipeline(model_host.contract, concurrency, executor, config.runtime.streaming_read_timeout)
 
-    app = ModelServerApp(model_host, make_pipeline, metrics)
+    app = ModelServerApp(model_host, make_pipeline, metrics, reporter)
     server = _Server(
         uvicorn.Config(
             app,
@@ -79,19 +99,23 @@ def serve(model_dir: str, host: str, port: int) -> int:
             lifespan="off",
             access_log=False,  # one log line per request costs more than the rest of the server
             log_config=None,  # keep the logging set up above
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_graceful_shutdown=DRAIN_SECONDS,
         )
     )
     stop_signal = _capture_stop_signals()
-    logger.info("Serving %s on http://%s:%d (predict_concurrency=%d)", root, host, port, concurrency)
     try:
-        failed = asyncio.run(_run(server, model_host))
+        failed = asyncio.run(_run(server, model_host, reporter, stay_up_on_load_failure, concurrency))
     except KeyboardInterrupt:
         failed = False
+    except SystemExit as exc:
+        if not server.started:
+            reporter.enter(FAILED, summary=_listen_failure(host, port, exc))
+        raise
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
     if failed:
-        # Last, after uvicorn's shutdown lines, so a supervisor can repeat the final line.
+        # Last, after uvicorn's shutdown lines, so a human reading the log sees the cause at
+        # the end (supervisors read it from the status).
         logger.error("%s", model_host.failure)
         return EXIT_LOAD_FAILED
     if stop_signal:
@@ -100,32 +124,74 @@ def serve(model_dir: str, host: str, port: int) -> int:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn calling `on_listening` once it accepts connections."""
+    """uvicorn calling `on_listening` once it accepts connections, and `on_stopping` once it
+    no longer does (before the drain)."""
 
     on_listening: Callable[[], None] = staticmethod(lambda: None)
+    on_stopping: Callable[[], None] = staticmethod(lambda: None)
 
     async def startup(self, sockets: Optional[list] = None) -> None:
         await super().startup(sockets=sockets)
         if self.started and not self.should_exit:
             self.on_listening()
 
+    async def shutdown(self, sockets: Optional[list] = None) -> None:
+        # uvicorn closes its listeners first thing too (closing twice is harmless); doing it
+        # here means that a "stopping" status promises new connections are refused.
+        for listener in self.servers:
+            listener.close()
+        self.on_stopping()
+        await super().shutdown(sockets=sockets)
 
-async def _run(server: _Server, model_host: ModelHost) -> bool:
-    """Serve; True if the model failed to load (the server then stops by itself)."""
-    failed = False
+    def bound_port(self) -> int:
+        return self.servers[0].sockets[0].getsockname()[1]
 
-    def on_load_failure() -> None:
-        nonlocal failed
-        failed = True
-        server.should_exit = True
 
-    loop = asyncio.get_running_loop()
-    server.on_listening = lambda: model_host.start_loading(loop, on_load_failure)
+async def _run(
+    server: _Server, model_host: ModelHost, reporter: StatusReporter, stay_up: bool, concurrency: int
+) -> bool:
+    """Serve; True if the model failed to load and the server stopped because of it."""
+    exiting_on_failure = False
+
+    def on_ready() -> None:
+        reporter.enter(READY)
+
+    def on_failure() -> None:
+        nonlocal exiting_on_failure
+        reporter.enter(FAILED, summary=model_host.failure, traceback=model_host.failure_traceback)
+        if stay_up:
+            logger.error("%s; serving the failure until stopped", model_host.failure)
+        else:
+            exiting_on_failure = True
+            server.should_exit = True
+
+    def on_listening() -> None:
+        port = server.bound_port()
+        logger.info(
+            "Serving %s on http://%s:%d (predict_concurrency=%d)", model_host.model_dir, server.config.host, port, concurrency
+        )
+        reporter.enter(LOADING, port=port)
+        model_host.start_loading(asyncio.get_running_loop(), on_ready, on_failure)
+
+    def on_stopping() -> None:
+        if not exiting_on_failure:  # the status keeps saying why it failed
+            reporter.enter(STOPPING)
+
+    server.on_listening = on_listening
+    server.on_stopping = on_stopping
     await server.serve()
-    if not server.started and not failed:
+    if not server.started and not exiting_on_failure:
         # uvicorn could not bind (it has logged why).
         raise SystemExit(1)
-    return failed
+    return exiting_on_failure
+
+
+def _listen_failure(host: str, port: int, exc: SystemExit) -> str:
+    # uvicorn logs the OSError and exits from inside its handler, so the OSError is the context.
+    cause = exc.__context__
+    # asyncio's strerror repeats the address; the errno's own text is the reason alone.
+    reason = os.strerror(cause.errno) if isinstance(cause, OSError) and cause.errno else "see the server log"
+    return f"cannot listen on {host}:{port}: {reason}"
 
 
 def _capture_stop_signals() -> list:
