@@ -117,9 +117,10 @@ def test_load_failure_exits_nonzero_and_repeats_the_cause(make_model_dir, cache:
     assert "Traceback" in run.stderr  # the server's log was streamed through
     # The final error repeats the cause from the server's status, so it is visible without
     # scrolling up the traceback.
-    final_error = run.stderr.rsplit("Error: ", 1)[-1]
-    assert final_error.startswith(
-        "the model server exited with code 1 before it was ready: load failed: RuntimeError: weights are missing"
+    (final_error,) = [line for line in run.stderr.splitlines() if line.startswith("Error: ")]
+    assert final_error == (
+        "Error: the model server exited with code 1 before it was ready: "
+        "load failed: RuntimeError: weights are missing (model/model.py, line 4)"
     ), run.stderr
     assert READY_LINE not in run.stdout
 
