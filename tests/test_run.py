@@ -374,3 +374,25 @@ def test_ctrl_c_while_the_model_loads_stops_it_with_130(make_model_dir, cache: P
     assert code == 130, run.stderr
     assert "Stopped." in run.stderr
     assert READY_LINE not in run.stdout
+
+
+def test_a_predict_that_raises_shows_the_exception_to_the_local_caller(make_model_dir, cache: Path, tmp_path: Path) -> None:
+    # truss run exposes errors to its caller: the one calling is the one who wrote the model.
+    model_dir = make_model_dir(
+        """
+        class Model:
+            def predict(self, model_input):
+                raise ValueError("cannot handle this input")
+        """
+    )
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
+    try:
+        url = run.wait_for_url()
+        result = CliRunner().invoke(app, ["predict", "--url", url, "-d", "{}"])
+    finally:
+        run.stop()
+    assert result.exit_code == 1
+    first_line = result.stderr.splitlines()[0]
+    assert first_line.startswith("Error: the model server answered 500 Internal Server Error: "), result.stderr
+    assert "ValueError: cannot handle this input" in first_line
+    assert "{" not in first_line
