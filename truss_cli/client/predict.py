@@ -109,6 +109,8 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
 def _server_error(response: httpx.Response) -> TrussError:
     status = f"{response.status_code} {response.reason_phrase}".strip()
     message = _error_message(response.read())
+    # "500 Internal Server Error: Internal Server Error: ..." says it twice.
+    message = message.removeprefix(f"{response.reason_phrase}: ") if response.reason_phrase else message
     hint = None
     if response.status_code == 503:
         hint = "the model is not ready: wait until `truss run` prints the URL (or see its log if load() failed)"
