@@ -1,9 +1,8 @@
-"""Shared test helpers: free ports, waiting for a server, and writing model directories."""
+"""Shared test helpers: settings as the CLI builds them, waiting for a server, and writing model directories."""
 
 from __future__ import annotations
 
 import os
-import socket
 import textwrap
 import time
 from pathlib import Path
@@ -12,15 +11,16 @@ from typing import Callable
 import httpx
 import pytest
 
+from truss_cli.settings import Settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def edge_settings() -> Settings:
+    """Settings as the CLI builds them from this process's environment (the tests' cache)."""
+    return Settings.from_environment(os.environ, Path.home())
 
 
 def wait_until_ready(url: str, timeout: float = 60.0, is_alive: Callable[[], bool] | None = None) -> None:

@@ -1,5 +1,5 @@
-"""Helpers for tests that drive the `truss` CLI: `truss run` as a real subprocess, output
-checks that ignore rich's line wrapping, and a port check after a server should be gone."""
+"""Helpers for tests that drive the `truss` CLI: `truss run` as a real subprocess, and a port
+check after a server should be gone."""
 
 from __future__ import annotations
 
@@ -14,17 +14,12 @@ from typing import Any, Callable, Optional
 import httpx
 import pytest
 
-from conftest import free_port
+from conftest import REPO_ROOT
 from truss_cli import net
 from truss_cli.errors import TrussError
 from truss_cli.server.protocol import PREDICT_PATH
 
 READY_LINE = "Model server ready at "
-
-
-def flat(text: str) -> str:
-    """Output with rich's line wrapping undone, for substring checks."""
-    return " ".join(text.split())
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -48,28 +43,33 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class TrussRun:
     """`python -m truss_cli run MODEL_DIR --port P`, stdout and stderr captured to files.
 
-    `preexec_fn` runs in the child before exec (e.g. to start it with SIGINT ignored, as a
-    shell starts a background job).
+    Port 0 by default: the server binds a free port and `truss run` prints the URL
+    (`wait_for_url`). `preexec_fn` runs in the child before exec (e.g. to start it with SIGINT
+    ignored, as a shell starts a background job).
     """
+
+    _count = 0
 
     def __init__(
         self,
         model_dir: Path,
         cache: Path,
         logs: Path,
-        port: Optional[int] = None,
+        port: int = 0,
         env: Optional[dict] = None,
         preexec_fn: Optional[Callable[[], Any]] = None,
     ):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url: Optional[str] = None  # known once ready
         logs.mkdir(parents=True, exist_ok=True)
-        self.stdout_path = logs / f"run-{self.port}.out"
-        self.stderr_path = logs / f"run-{self.port}.err"
-        full_env = {**os.environ, "TRUSS_CACHE_DIR": str(cache), "COLUMNS": "200", **(env or {})}
+        TrussRun._count += 1
+        self.stdout_path = logs / f"run-{TrussRun._count}.out"
+        self.stderr_path = logs / f"run-{TrussRun._count}.err"
+        # The worktree's code, also in the subprocess (the installed package may be another copy).
+        pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        full_env = {**os.environ, "TRUSS_CACHE_DIR": str(cache), "PYTHONPATH": pythonpath, **(env or {})}
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "truss_cli", "run", str(model_dir), "--port", str(self.port)],
+                [sys.executable, "-m", "truss_cli", "run", str(model_dir), "--port", str(port)],
                 env=full_env,
                 stdout=out,
                 stderr=err,
@@ -90,7 +90,8 @@ class TrussRun:
         while time.monotonic() < deadline:
             for line in self.stdout.splitlines():
                 if line.startswith(READY_LINE):
-                    return line[len(READY_LINE):].split()[0]
+                    self.url = line[len(READY_LINE):].split()[0]
+                    return self.url
             if self.process.poll() is not None:
                 raise AssertionError(f"truss run exited with {self.process.returncode}:\n{self.stdout}\n{self.stderr}")
             time.sleep(0.05)
@@ -114,5 +115,11 @@ class TrussRun:
             self.process.kill()
         self.process.wait()
 
+    @property
+    def port(self) -> int:
+        assert self.url is not None, "not ready yet"
+        return int(self.url.rsplit(":", 1)[1])
+
     def predict(self, payload: dict) -> httpx.Response:
+        assert self.url is not None, "not ready yet"
         return httpx.post(self.url + PREDICT_PATH, json=payload, timeout=60)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from run_helpers import TrussRun, flat, shared_cache
+from run_helpers import TrussRun, shared_cache
 from truss_cli.cli.app import app
 from truss_cli.config import load_config
 from truss_cli.server.protocol import PREDICT_PATH
@@ -55,7 +55,7 @@ def test_refuses_a_non_empty_directory_and_writes_nothing(tmp_path: Path, existi
     (target / existing).write_text("mine")
     result = runner.invoke(app, ["init", str(target)])
     assert result.exit_code == 2
-    assert f"{target}: directory is not empty" in flat(result.stderr)
+    assert f"{target}: directory is not empty" in result.stderr
     assert files_under(target) == [existing]
     assert (target / existing).read_text() == "mine"
 
@@ -65,7 +65,7 @@ def test_refuses_a_path_that_is_a_file(tmp_path: Path) -> None:
     target.write_text("x")
     result = runner.invoke(app, ["init", str(target)])
     assert result.exit_code == 2
-    assert "exists and is not a directory" in flat(result.stderr)
+    assert "exists and is not a directory" in result.stderr
     assert target.read_text() == "x"
 
 
@@ -80,5 +80,5 @@ def test_the_new_directory_runs_with_truss_run(tmp_path: Path, tmp_path_factory:
         code = run.stop(signal.SIGINT)
     assert answer.status_code == 200
     assert answer.json() == {"echo": {"text": "hi"}}
-    assert code == 0
+    assert code == 130  # stopped with Ctrl-C
     assert "Warning" not in run.stderr  # nothing unknown in the generated config.yaml

@@ -158,13 +158,13 @@ def test_spec_for_model_names_a_missing_requirements_file_and_a_local_path(tmp_p
 
 def test_an_environment_is_built_once_and_then_reused(tmp_path: Path) -> None:
     steps: list[str] = []
-    first = ensure_environment(spec(), tmp_path, on_progress=steps.append)
+    first = ensure_environment(spec(), tmp_path, environ=os.environ, on_progress=steps.append)
     assert first.created
     assert any("Creating a virtual environment" in step for step in steps)
     identity = (first.path.stat().st_ino, (first.path / "pyvenv.cfg").stat().st_mtime_ns)
 
     steps.clear()
-    second = ensure_environment(spec(), tmp_path, on_progress=steps.append)
+    second = ensure_environment(spec(), tmp_path, environ=os.environ, on_progress=steps.append)
     assert not second.created and second.path == first.path
     assert steps == []
     assert (second.path.stat().st_ino, (second.path / "pyvenv.cfg").stat().st_mtime_ns) == identity
@@ -179,7 +179,7 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
     missing_wheel = tmp_path / "nowhere" / "ghost-1.0-py3-none-any.whl"
     broken = spec(requirements=(f"ghost @ {missing_wheel.as_uri()}",))
     with pytest.raises(TrussError) as failure:
-        ensure_environment(broken, tmp_path)
+        ensure_environment(broken, tmp_path, environ=os.environ)
     assert "installing the requirements failed" in failure.value.message
     assert "ghost" in failure.value.message  # the installer's own explanation is included
     assert list((tmp_path / "envs").iterdir()) == []
@@ -194,24 +194,24 @@ def test_a_build_abandoned_by_a_dead_process_is_cleaned_up(tmp_path: Path) -> No
     for staging, pid in ((abandoned, dead.pid), (in_progress, os.getpid())):
         (staging / "bin").mkdir(parents=True)
         (staging / ".truss-builder-pid").write_text(str(pid))
-    built = ensure_environment(spec(), tmp_path)
+    built = ensure_environment(spec(), tmp_path, environ=os.environ)
     assert not abandoned.exists()
     assert in_progress.exists(), "a build whose process is alive was removed"
     assert not (built.path / ".truss-builder-pid").exists()
 
 
 def test_an_environment_whose_python_disappeared_is_rebuilt(tmp_path: Path) -> None:
-    built = ensure_environment(spec(), tmp_path)
+    built = ensure_environment(spec(), tmp_path, environ=os.environ)
     built.python.unlink()
     built.python.symlink_to(tmp_path / "uninstalled-python")
-    rebuilt = ensure_environment(spec(), tmp_path)
+    rebuilt = ensure_environment(spec(), tmp_path, environ=os.environ)
     assert rebuilt.created and rebuilt.path == built.path
     assert rebuilt.python.exists()
 
 
 def test_pip_is_the_fallback_installer(tmp_path: Path) -> None:
     with_pip = spec(server_requirements=("PyYAML>=6",))
-    environment = ensure_environment(with_pip, tmp_path, installer="pip")
+    environment = ensure_environment(with_pip, tmp_path, environ=os.environ, installer="pip")
     assert environment.created
     out = subprocess.run(
         [str(environment.python), "-c", "import yaml, sys; print(yaml.safe_load('a: 1'), sys.prefix)"],
@@ -222,7 +222,7 @@ def test_pip_is_the_fallback_installer(tmp_path: Path) -> None:
 
 def test_constraints_from_the_model_apply_to_the_install(tmp_path: Path) -> None:
     constrained = spec(requirements=("PyYAML",), constraints=("PyYAML==6.0.1",))
-    environment = ensure_environment(constrained, tmp_path)
+    environment = ensure_environment(constrained, tmp_path, environ=os.environ)
     out = subprocess.run(
         [str(environment.python), "-c", "import yaml; print(yaml.__version__)"],
         capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},

@@ -92,6 +92,6 @@ def test_image_commands_fail_fast_on_a_broken_model(tmp_path: Path) -> None:
     out = tmp_path / "ctx"
     result = runner.invoke(app, ["image", "build-context", str(root), str(out)])
     assert result.exit_code == 2
-    output = result.output.replace("\n", "")  # undo the console's wrapping
+    output = result.stderr
     assert "model.py:2: invalid syntax" in output and "pas s" in output
     assert not out.exists()

@@ -134,6 +134,6 @@ def test_a_local_path_requirement_stops_the_build_context(tmp_path: Path) -> Non
     out = tmp_path / "ctx"
     result = runner.invoke(app, ["image", "build-context", str(model), str(out)])
     assert result.exit_code == 2
-    output = result.output.replace("\n", "")  # undo the console's wrapping
+    output = result.stderr
     assert "requirements.txt:1: '-e .' is a local path" in output
     assert not out.exists()

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES
-from run_helpers import READY_LINE, TrussRun, flat, port_is_free, shared_cache
+from run_helpers import READY_LINE, TrussRun, port_is_free, shared_cache
 from truss_cli.cli.app import app
 from truss_cli.local.interpreters import find_interpreter
 
@@ -25,14 +25,15 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_run_serves_hello_until_ctrl_c(cache: Path, tmp_path: Path) -> None:
-    run = TrussRun(EXAMPLES / "hello", cache, tmp_path)
+    run = TrussRun(EXAMPLES / "hello", cache, tmp_path)  # --port 0: the server picks one
     try:
         url = run.wait_for_url()
-        assert url == run.url
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url) and run.port != 0
         assert run.predict({"name": "world"}).json() == {"greeting": "Hello, world!"}
+        assert f"Call it with: truss predict --url {url} -d '<json>'" in run.stdout
     finally:
         code = run.stop(signal.SIGINT)
-    assert code == 0, run.stderr
+    assert code == 130, run.stderr  # as a shell reports a command ended by Ctrl-C
     assert "Stopped." in run.stderr
     assert port_is_free(run.port), "the model server outlived truss run"
 
@@ -43,8 +44,8 @@ def test_second_run_with_the_same_requirements_creates_nothing(tmp_path: Path) -
     try:
         first.wait_for_url()
     finally:
-        assert first.stop(signal.SIGTERM) == 0, first.stderr
-    assert "Created environment" in flat(first.stderr)
+        assert first.stop(signal.SIGTERM) == 130, first.stderr
+    assert "Created environment" in first.stderr
     (env_dir,) = (cache / "envs").iterdir()
     before = (env_dir.stat().st_ino, env_dir.stat().st_mtime_ns, (env_dir / "pyvenv.cfg").stat().st_mtime_ns)
 
@@ -55,9 +56,9 @@ def test_second_run_with_the_same_requirements_creates_nothing(tmp_path: Path) -
         response = second.predict({"text": "one two three", "delay": 0})
         assert response.text == "one two three\n"
     finally:
-        assert second.stop(signal.SIGINT) == 0, second.stderr
-    assert "Using cached environment" in flat(second.stderr)
-    assert "Created environment" not in flat(second.stderr)
+        assert second.stop(signal.SIGINT) == 130, second.stderr
+    assert f"Using cached environment {env_dir}\n" in second.stderr
+    assert "Created environment" not in second.stderr
     assert list((cache / "envs").iterdir()) == [env_dir]
     after = (env_dir.stat().st_ino, env_dir.stat().st_mtime_ns, (env_dir / "pyvenv.cfg").stat().st_mtime_ns)
     assert after == before
@@ -71,7 +72,7 @@ def test_broken_config_exits_2_and_starts_nothing(make_model_dir, tmp_path: Path
     cache = tmp_path / "cache"
     run = TrussRun(model_dir, cache, tmp_path / "logs")
     assert run.wait_exit() == 2
-    assert "config.yaml: runtime.predict_concurrency: expected an integer >= 1" in flat(run.stderr)
+    assert "config.yaml: runtime.predict_concurrency: expected an integer >= 1" in run.stderr
     assert "Traceback" not in run.stderr
     assert not cache.exists(), "an environment was prepared for an invalid config"
 
@@ -81,7 +82,7 @@ def test_a_syntax_error_in_model_py_fails_before_building_anything(make_model_di
     cache = tmp_path / "cache"
     run = TrussRun(model_dir, cache, tmp_path / "logs")
     assert run.wait_exit() == 2
-    assert f"{model_dir / 'model' / 'model.py'}:2:" in flat(run.stderr)
+    assert f"{model_dir / 'model' / 'model.py'}:2:" in run.stderr
     assert "Traceback" not in run.stderr
     assert not (cache / "envs").exists(), "an environment was prepared for a model that cannot load"
 
@@ -95,7 +96,7 @@ def test_port_in_use_fails_before_building_anything(tmp_path: Path) -> None:
         run = TrussRun(EXAMPLES / "hello", cache, tmp_path / "logs", port=port)
         code = run.wait_exit()
     assert code == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in flat(run.stderr)
+    assert f"Error: port {port} on 127.0.0.1 is already in use\n" in run.stderr
     assert not cache.exists()
 
 
@@ -112,14 +113,16 @@ def test_load_failure_exits_nonzero_and_repeats_the_cause(make_model_dir, cache:
     )
     run = TrussRun(model_dir, cache, tmp_path / "logs")
     code = run.wait_exit()
-    assert code != 0
+    assert code == 1
     assert "Traceback" in run.stderr  # the server's log was streamed through
-    # The final error repeats the cause, so it is visible without scrolling up the traceback.
-    final_error = flat(run.stderr).rsplit("Error: the model server exited", 1)[-1]
-    assert "before it was ready" in final_error
-    assert "load failed: RuntimeError: weights are missing" in final_error
+    # The final error repeats the cause from the server's status, so it is visible without
+    # scrolling up the traceback.
+    (final_error,) = [line for line in run.stderr.splitlines() if line.startswith("Error: ")]
+    assert final_error == (
+        "Error: the model server exited with code 1 before it was ready: "
+        "load failed: RuntimeError: weights are missing (model/model.py, line 4)"
+    ), run.stderr
     assert READY_LINE not in run.stdout
-    assert port_is_free(run.port)
 
 
 def test_the_models_output_appears_while_it_is_still_loading(make_model_dir, cache: Path, tmp_path: Path) -> None:
@@ -142,7 +145,8 @@ def test_the_models_output_appears_while_it_is_still_loading(make_model_dir, cac
     run = TrussRun(model_dir, cache, tmp_path / "logs")
     try:
         deadline = time.monotonic() + 120
-        while not ("stdout: fetching weights" in run.stdout and "stderr: 40% done" in run.stderr):
+        # Both of the model's streams go to truss run's log (stderr), stdout keeps the results.
+        while not ("stdout: fetching weights" in run.stderr and "stderr: 40% done" in run.stderr):
             assert run.process.poll() is None, run.stderr
             assert time.monotonic() < deadline, f"the model's output did not appear while it loaded:\n{run.stdout}\n{run.stderr}"
             time.sleep(0.05)
@@ -152,7 +156,8 @@ def test_the_models_output_appears_while_it_is_still_loading(make_model_dir, cac
     finally:
         gate.touch()
         code = run.stop()
-    assert code == 0, run.stderr
+    assert code == 130, run.stderr
+    assert "fetching weights" not in run.stdout
 
 
 def test_started_with_sigint_ignored_it_still_stops_on_sigint(cache: Path, tmp_path: Path) -> None:
@@ -163,7 +168,7 @@ def test_started_with_sigint_ignored_it_still_stops_on_sigint(cache: Path, tmp_p
         code = run.stop(signal.SIGINT)
     finally:
         run.kill()
-    assert code == 0, run.stderr
+    assert code == 130, run.stderr
     assert "Stopped." in run.stderr
     assert port_is_free(run.port), "the model server outlived truss run"
 
@@ -181,7 +186,7 @@ def test_unknown_config_keys_warn_and_the_model_still_runs(make_model_dir, cache
         run.stop()
     assert answer.json() == {"x": 1}
     # The server logs the same warning; this one is truss run's own, before the server starts.
-    before_start = flat(run.stderr).split("Starting the model server", 1)[0]
+    before_start = run.stderr.split("Starting the model server", 1)[0]
     assert re.search(r"Warning: \S*config\.yaml: ignoring unknown keys: model_nmae, runtime\.predict_concurency", before_start)
 
 
@@ -204,21 +209,21 @@ def test_a_secret_value_in_config_yaml_works_but_is_named_in_a_warning(make_mode
     finally:
         run.stop()
     assert answer == {"token": "pasted-in-the-file-42"}
-    warning = flat(run.stderr).split("Warning: ", 1)[1].split(" instead", 1)[0] + " instead"
-    assert "config.yaml: secrets.api_token has a value in the file" in warning
-    assert "images never include it" in warning
-    assert "pass it as TRUSS_SECRET_api_token instead" in warning
-    assert "other_token" not in warning  # declared without a value: nothing to warn about
+    (warning,) = [line for line in run.stderr.splitlines() if line.startswith("Warning: ")]
+    assert warning.endswith(
+        "config.yaml: secrets.api_token has a value in the file; `truss run` uses it but images never include it "
+        "— pass it as TRUSS_SECRET_api_token instead"
+    )  # other_token is declared without a value: nothing to warn about
     assert "pasted-in-the-file-42" not in run.stdout + run.stderr
 
 
 def test_a_file_instead_of_a_directory_is_named_as_such(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", str(EXAMPLES / "hello" / "config.yaml")])
     assert result.exit_code == 2, result.output
-    message = flat(result.stderr)
-    assert f"{EXAMPLES / 'hello' / 'config.yaml'}: is" in message
-    assert "not a" in message and "directory" in message
-    assert "no such directory" not in message
+    assert result.stderr == (
+        f"Error: {EXAMPLES / 'hello' / 'config.yaml'}: is a file, not a model directory "
+        "(give the directory that holds config.yaml)\n"
+    )
 
 
 def test_model_sees_config_variables_and_secrets_and_its_output_is_streamed(make_model_dir, cache: Path, tmp_path: Path) -> None:
@@ -327,3 +332,67 @@ def test_ctrl_c_while_the_environment_is_built_leaves_nothing_behind(make_model_
     assert code == 130
     assert "Interrupted" in run.stderr
     assert list((cache / "envs").iterdir()) == []
+
+
+def test_a_second_run_on_the_same_port_fails_clearly_and_never_says_ready(cache: Path, tmp_path: Path) -> None:
+    first = TrussRun(EXAMPLES / "hello", cache, tmp_path / "first")
+    try:
+        first.wait_for_url()
+        second = TrussRun(EXAMPLES / "hello", cache, tmp_path / "second", port=first.port)
+        assert second.wait_exit() == 1
+        assert READY_LINE not in second.stdout
+        assert f"Error: port {first.port} on 127.0.0.1 is already in use\n" in second.stderr
+        assert first.predict({"name": "first"}).json() == {"greeting": "Hello, first!"}  # untouched
+    finally:
+        first.stop()
+
+
+def test_ctrl_c_while_the_model_loads_stops_it_with_130(make_model_dir, cache: Path, tmp_path: Path) -> None:
+    model_dir = make_model_dir(
+        """
+        import time
+
+        class Model:
+            def load(self):
+                print("loading for a long time", flush=True)
+                time.sleep(600)
+
+            def predict(self, model_input):
+                return model_input
+        """
+    )
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
+    try:
+        deadline = time.monotonic() + 120
+        while "loading for a long time" not in run.stderr:
+            assert run.process.poll() is None, run.stderr
+            assert time.monotonic() < deadline, run.stderr
+            time.sleep(0.05)
+        code = run.stop(signal.SIGINT)
+    finally:
+        run.kill()
+    assert code == 130, run.stderr
+    assert "Stopped." in run.stderr
+    assert READY_LINE not in run.stdout
+
+
+def test_a_predict_that_raises_shows_the_exception_to_the_local_caller(make_model_dir, cache: Path, tmp_path: Path) -> None:
+    # truss run exposes errors to its caller: the one calling is the one who wrote the model.
+    model_dir = make_model_dir(
+        """
+        class Model:
+            def predict(self, model_input):
+                raise ValueError("cannot handle this input")
+        """
+    )
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
+    try:
+        url = run.wait_for_url()
+        result = CliRunner().invoke(app, ["predict", "--url", url, "-d", "{}"])
+    finally:
+        run.stop()
+    assert result.exit_code == 1
+    first_line = result.stderr.splitlines()[0]
+    assert first_line.startswith("Error: the model server answered 500 Internal Server Error: "), result.stderr
+    assert "ValueError: cannot handle this input" in first_line
+    assert "{" not in first_line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def replica_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     interpreter = probe(sys.executable)
     assert interpreter is not None
     spec = EnvironmentSpec(interpreter, server_requirements=tuple(server_requirements()))
-    return ensure_environment(spec, tmp_path_factory.mktemp("cache")).python
+    return ensure_environment(spec, tmp_path_factory.mktemp("cache"), environ=os.environ).python
 
 
 def test_the_bundle_holds_the_replica_side_modules(tmp_path: Path) -> None:

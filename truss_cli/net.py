@@ -1,20 +1,13 @@
-"""Talking to replicas over the network from the CLI side: free ports, URLs, readiness."""
+"""Addresses of replicas on this machine: whether a port is free, the URL to reach a bind address."""
 
 from __future__ import annotations
 
 import errno
 import ipaddress
 import socket
-import time
-from typing import Callable, Optional
 from urllib.parse import urlsplit
 
-import httpx
-
 from truss_cli.errors import TrussError
-from truss_cli.server.protocol import READINESS_PATH
-
-_POLL_INTERVAL_SECONDS = 0.1
 
 
 def check_port_free(host: str, port: int, flag: str = "--port") -> None:
@@ -59,34 +52,3 @@ def is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class NotReady(Exception):
-    """The replica stopped (or the deadline passed) before it answered ready."""
-
-
-def wait_until_ready(
-    base_url: str,
-    is_alive: Callable[[], bool],
-    timeout: Optional[float] = None,
-) -> None:
-    """Block until `base_url` answers ready (200 on the readiness path).
-
-    Raises NotReady as soon as `is_alive()` turns false, or when `timeout` passes. Without a
-    timeout it waits as long as the replica lives: `load()` may take minutes (large weights).
-    """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    url = base_url.rstrip("/") + READINESS_PATH
-    # A replica is always local: a proxy from the environment must not intercept the polls.
-    with httpx.Client(timeout=2.0, trust_env=not is_loopback(url)) as client:
-        while True:
-            if not is_alive():
-                raise NotReady(f"the model server stopped before {url} answered ready")
-            try:
-                if client.get(url).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if deadline is not None and time.monotonic() > deadline:
-                raise NotReady(f"{url} did not answer ready within {timeout:.0f} s")
-            time.sleep(_POLL_INTERVAL_SECONDS)

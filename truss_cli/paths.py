@@ -1,5 +1,5 @@
-"""Where truss-cli keeps its state on this machine (caches, environments, settings), and how
-a directory appears there all at once."""
+"""How a directory appears in truss-cli's state all at once (where that state lives is in
+`truss_cli.settings`)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-
-
-def cache_dir() -> Path:
-    """`$TRUSS_CACHE_DIR`, else `$XDG_CACHE_HOME/truss-cli`, else `~/.cache/truss-cli`."""
-    explicit = os.environ.get("TRUSS_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "truss-cli"
 
 
 @contextmanager

@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
 from typer.core import TyperGroup
+
+try:  # Typer vendors click since 0.2x; before, it used the click package
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException  # type: ignore[no-redef]
 
 from truss_cli import __version__
 from truss_cli.cli import console
 from truss_cli.cli import image_cmd, init_cmd, predict_cmd, run_cmd
+from truss_cli.cli.help import Command
 from truss_cli.config import ConfigError
 from truss_cli.errors import TrussError
 
 
 class _ReportingGroup(TyperGroup):
-    """Prints a TrussError or ConfigError as one clear message instead of a traceback."""
+    """Prints a TrussError or ConfigError as one clear message instead of a traceback, and bad
+    usage as plain lines (Typer's boxed panel is wrapped at 80 columns off a terminal)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as exc:
+            # The "no arguments: show the help" case has printed the help already; it is a
+            # usage error all the same (exit 2).
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                sys.exit(2)
+            context = getattr(exc, "ctx", None)
+            if context is not None:
+                console.err.print(context.get_usage(), markup=False)
+                console.err.print(f"Try '{context.command_path} --help' for help.", markup=False)
+            console.error(exc.format_message())
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            console.error("aborted")
+            sys.exit(1)
+        # Without standalone mode, click returns the code of a typer.Exit instead of exiting.
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
@@ -51,9 +83,9 @@ def _root(
     """Package ML models, run them locally, and deploy them to your own machines."""
 
 
-app.command("init")(init_cmd.init)
-app.command("run")(run_cmd.run)
-app.command("predict")(predict_cmd.predict)
+app.command("init", cls=Command)(init_cmd.init)
+app.command("run", cls=Command)(run_cmd.run)
+app.command("predict", cls=Command)(predict_cmd.predict)
 app.add_typer(image_cmd.app, name="image")
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-
 from rich.markup import escape
 
-from truss_cli.cli import console, signals
+from truss_cli.cli import console, edge, signals
 from truss_cli.cli.build_progress import BuildProgress
+from truss_cli.cli.help import Command
 from truss_cli.image.build import BuildFailed, BuildResult, build_image
 from truss_cli.image.container import (
     HOST,
@@ -24,40 +23,48 @@ from truss_cli.image.container import (
 from truss_cli.image.context import write_build_context
 from truss_cli.image.engine import connect
 from truss_cli.image.limits import ContainerLimits, container_limits
-from truss_cli.image.plan import BASE_IMAGE_ENV, ImagePlan, plan_image
+from truss_cli.image.plan import ImagePlan, plan_image
 from truss_cli.net import check_port_free
+from truss_cli.settings import BASE_IMAGE_ENV, Settings
+from truss_cli.supervision import ReplicaFailed
+
+# As a shell reports a command ended by SIGINT, whether the model was loading or serving.
+_INTERRUPTED = 130
 
 app = typer.Typer(help="Build and run Docker images of a model directory.", no_args_is_help=True)
 
-ModelDir = typer.Argument(Path("."), help="The model directory (holding config.yaml).", show_default=True)
+ModelDir = typer.Argument(
+    Path("."), metavar="DIRECTORY", help="The model directory (with config.yaml); default: the current directory.", show_default=False
+)
 BaseImageOption = typer.Option(
     None,
     "--base-image",
+    metavar="IMAGE",
     help=f"Build FROM this image instead of config.yaml's base_image or python:<version>-slim "
     f"(also settable with {BASE_IMAGE_ENV}; for machines without Docker Hub).",
     show_default=False,
 )
 TagOption = typer.Option(
-    None, "--tag", "-t", help="Name the image TAG (default: truss-<model name>:<content hash>).", show_default=False
+    None, "--tag", "-t", metavar="TAG", help="Name the image TAG (default: truss-<model name>:<content hash>).", show_default=False
 )
 
 
-@app.command("build-context")
+@app.command("build-context", cls=Command)
 def build_context(
-    model_dir: Path = typer.Argument(..., help="The model directory (holding config.yaml)."),
+    model_dir: Path = typer.Argument(..., metavar="DIRECTORY", help="The model directory (with config.yaml)."),
     out_dir: Path = typer.Argument(
-        ..., help="Where to write the context: a new or empty directory outside the model directory."
+        ..., metavar="OUT_DIR", help="Where to write the context: a new or empty directory outside the model directory."
     ),
     base_image: Optional[str] = BaseImageOption,
 ) -> None:
     """Write the Docker build context (Dockerfile and files) without building it."""
-    plan = _plan(model_dir, base_image)
+    plan = _plan(model_dir, base_image, edge.settings())
     written = write_build_context(plan, out_dir)
     console.err.print(f"Build context for [bold]{escape(plan.model_name)}[/] written to {escape(str(written))}")
     console.out.print(f"docker build {written}", markup=False)
 
 
-@app.command("build")
+@app.command("build", cls=Command)
 def build(
     model_dir: Path = ModelDir,
     tag: Optional[str] = TagOption,
@@ -66,26 +73,31 @@ def build(
     output: console.OutputFormat = console.output_option(),
 ) -> None:
     """Build the model's image. An unchanged directory reuses the image built before."""
+    settings = edge.settings()
     with signals.interruptible():  # a killed build still removes its staged context
-        plan = _plan(model_dir, base_image)
-        result = _build(plan, tag, no_cache)
+        plan = _plan(model_dir, base_image, settings)
+        result = _build(plan, settings, tag, no_cache)
     console.result(
         output, result.tag, {"tag": result.tag, "image_id": result.image_id, "reused": result.reused}
     )
 
 
-@app.command("run")
+@app.command("run", cls=Command)
 def run(
     model_dir: Path = ModelDir,
     tag: Optional[str] = TagOption,
-    port: int = typer.Option(8080, "--port", "-p", min=1, max=65535, help="Serve on 127.0.0.1:PORT."),
+    port: int = typer.Option(
+        8080, "--port", "-p", min=0, max=65535, metavar="PORT",
+        help="Serve on 127.0.0.1:PORT; 0 picks a free port (the URL printed says which).",
+    ),
     detach: bool = typer.Option(
-        False, "--detach", "-d", help="Leave the container running in the background once the model is ready."
+        False, "--detach", help="Leave the container running in the background once the model is ready."
     ),
     base_image: Optional[str] = BaseImageOption,
     secrets_dir: Optional[Path] = typer.Option(
         None,
         "--secrets-dir",
+        metavar="DIRECTORY",
         help="Mount this directory (one file per secret) read-only; declared secrets are also taken from "
         "TRUSS_SECRET_<name> environment variables.",
         show_default=False,
@@ -100,36 +112,37 @@ def run(
 ) -> None:
     """Build the image if needed, start it, wait until the model is ready, and stream its logs.
 
-    Ctrl-C (or SIGTERM) stops and removes the container, also while the model is still loading.
+    Ctrl-C (or SIGTERM) stops and removes the container, also while the model is still loading (exit code 130).
     """
+    settings = edge.settings()
     with signals.interruptible():
-        plan = _plan(model_dir, base_image)
+        plan = _plan(model_dir, base_image, settings)
         # What can be checked without the engine is checked before a build that may take minutes
         # (the tag is checked first thing by build_image).
-        check_port_free(HOST, port)
+        if port != 0:
+            check_port_free(HOST, port)
         if secrets_dir is not None:
             check_secrets_dir(secrets_dir.resolve())
-        result = _build(plan, tag, no_cache=False)
-        client = connect()
+        result = _build(plan, settings, tag, no_cache=False)
+        client = connect(settings.environ)
         limits = ContainerLimits() if no_limits else container_limits(plan.config, client.info().get("NCPU"))
         for note in limits.notes:
             console.warning(note)
         container: RunningContainer | None = None
-        ready = keep = False
-        exit_code: int | None = None
+        keep = False
         try:
             container = start_container(
                 client,
                 result.tag,
                 plan.model_name,
                 port,
-                environment=runtime_environment(plan.config),
+                environment=runtime_environment(plan.config, settings.environ),
                 secrets_dir=secrets_dir,
                 limits=limits,
+                expose_errors=True,  # the person calling is the one who wrote the model
             )
             with console.err.status(f"Starting {container.name} (waiting for load() to finish)..."):
                 wait_until_ready(container)
-            ready = True
             console.err.print(f"[green]Ready[/] {escape(plan.model_name)} in container {container.name} ({limits.describe()})")
             console.result(
                 output,
@@ -140,33 +153,46 @@ def run(
                 keep = True
                 console.err.print(f"Stop it with: docker rm -f {container.name}")
                 return
-            exit_code = _stream_logs(container)
+            console.err.print("[dim]Streaming logs; press Ctrl-C to stop and remove the container.[/]")
+            exit_code = container.stream_logs(console.log_sink())
+        except ReplicaFailed as failure:
+            assert container is not None
+            _show_failure(container, failure)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.err.print("\nStopping...")
+            raise typer.Exit(_INTERRUPTED) from None
         finally:
             if container is not None and not keep:
                 _remove_uninterrupted(container)
                 console.err.print(f"Removed {container.name}")
-    if exit_code is not None:
-        console.err.print(f"[red]The model server exited with code {exit_code}[/]")
-        raise typer.Exit(1)
-    if not ready:
-        raise typer.Exit(130)  # interrupted before the model was ready, as a shell reports SIGINT
+    console.error(f"the model server exited with code {exit_code}")
+    raise typer.Exit(1)
 
 
-def _plan(model_dir: Path, base_image: Optional[str]) -> ImagePlan:
-    plan = plan_image(model_dir, base_image)
+def _show_failure(container: RunningContainer, failure: ReplicaFailed) -> None:
+    """The model's own traceback when the server reported one, else the container's whole log."""
+    details = failure.traceback or container.log_text()
+    if details.strip():
+        console.err.rule(f"{container.name}: log" if not failure.traceback else f"{container.name}: load failed")
+        console.err.print(details.rstrip(), markup=False, highlight=False)
+        console.err.rule()
+    console.error(str(failure))
+
+
+def _plan(model_dir: Path, base_image: Optional[str], settings: Settings) -> ImagePlan:
+    plan = plan_image(model_dir, settings, base_image)
     for note in plan.notes:
         console.warning(note)
     return plan
 
 
-def _build(plan: ImagePlan, tag: Optional[str], no_cache: bool) -> BuildResult:
-    client = connect()
+def _build(plan: ImagePlan, settings: Settings, tag: Optional[str], no_cache: bool) -> BuildResult:
+    client = connect(settings.environ)
     progress = BuildProgress(plan)
     try:
         with progress:
-            result = build_image(client, plan, tag=tag, no_cache=no_cache, listener=progress)
+            result = build_image(client, plan, settings, tag=tag, no_cache=no_cache, listener=progress)
     except BuildFailed as failure:
         console.err.rule("build log")
         for line in failure.log:
@@ -177,14 +203,13 @@ def _build(plan: ImagePlan, tag: Optional[str], no_cache: bool) -> BuildResult:
         console.warning(warning)
     if result.reused:
         console.err.print(
-            f"[green]Unchanged[/]: reusing image {result.tag} ({result.image_id[7:19]})", soft_wrap=True
+            f"[green]Unchanged[/]: reusing image {result.tag} ({result.image_id[7:19]})"
         )
     else:
         cached = sum(1 for step in result.steps if step.cached)
         console.err.print(
             f"[green]Built[/] {result.tag} ({result.image_id.split(':')[-1][:12]}; "
-            f"{cached}/{len(result.steps)} steps from cache)",
-            soft_wrap=True,
+            f"{cached}/{len(result.steps)} steps from cache)"
         )
     return result
 
@@ -192,16 +217,3 @@ def _build(plan: ImagePlan, tag: Optional[str], no_cache: bool) -> BuildResult:
 def _remove_uninterrupted(container: RunningContainer) -> None:
     with signals.uninterruptible():
         container.remove()
-
-
-def _stream_logs(container: RunningContainer) -> int | None:
-    """Copy the container's log to stderr until it exits (its exit code) or Ctrl-C."""
-    console.err.print("[dim]Streaming logs; press Ctrl-C to stop and remove the container.[/]")
-    output = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
-    for chunk in container.logs(follow=True):
-        if output is not None:
-            output.write(chunk)
-            output.flush()
-        else:
-            sys.stderr.write(chunk.decode("utf-8", "replace"))
-    return container.exit_code()

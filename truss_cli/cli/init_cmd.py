@@ -20,8 +20,8 @@ _TEMPLATE_SUFFIX = ".jinja"
 
 
 def init(
-    directory: Path = typer.Argument(..., help="Where to create the model directory (must not exist, or be empty)."),
-    name: Optional[str] = typer.Option(None, "--name", "-n", help="The model's name (config.yaml model_name). Default: the directory's name."),
+    directory: Path = typer.Argument(..., metavar="DIRECTORY", help="Where to create the model directory (must not exist, or be empty)."),
+    name: Optional[str] = typer.Option(None, "--name", "-n", metavar="NAME", help="The model's name (config.yaml model_name). Default: the directory's name."),
 ) -> None:
     """Create a model directory: config.yaml, model/__init__.py and model/model.py.
 

@@ -2,64 +2,75 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
-from truss_cli.cli import console, signals
-from truss_cli.config import LoadedConfig, TrussConfig, load_config
+from truss_cli.cli import console, edge, signals
+from truss_cli.cli.help import Command
+from truss_cli.config import LoadedConfig, load_config
 from truss_cli.defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_URL
-from truss_cli.errors import TrussError
-from truss_cli.local.environments import Environment, ensure_environment, spec_for_model
-from truss_cli.local.interpreters import NoInterpreterError, select_interpreter
-from truss_cli.local.replica import Replica, ReplicaExited, replica_environment
+from truss_cli.local.prepare import PreparedModel, prepare_model
+from truss_cli.local.replica import ForeignServer, Replica
 from truss_cli.model_check import check_model_dir
-from truss_cli.net import check_port_free, local_url
-from truss_cli.paths import cache_dir
+from truss_cli.net import check_port_free
 from truss_cli.server.protocol import SECRET_ENV_PREFIX
-from truss_cli.server_bundle import cached_server_bundle
+from truss_cli.settings import Settings
+from truss_cli.supervision import ReplicaFailed
 
+# As a shell reports a command ended by SIGINT, whether the model was loading or serving.
 _INTERRUPTED = 130
 
 
 def run(
-    model_dir: Path = typer.Argument(Path("."), help="The model directory (with config.yaml). Default: the current directory."),
-    port: int = typer.Option(DEFAULT_PORT, "--port", "-p", min=1, max=65535, help="Port the model server listens on."),
-    host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on; 0.0.0.0 makes it reachable from other machines."),
+    model_dir: Path = typer.Argument(
+        Path("."), metavar="DIRECTORY", help="The model directory (with config.yaml); default: the current directory.", show_default=False
+    ),
+    port: int = typer.Option(
+        DEFAULT_PORT, "--port", "-p", min=0, max=65535, metavar="PORT",
+        help="Port the model server listens on; 0 picks a free one (the URL printed says which).",
+    ),
+    host: str = typer.Option(
+        DEFAULT_HOST, "--host", metavar="ADDRESS", help="Address to listen on; 0.0.0.0 makes it reachable from other machines."
+    ),
 ) -> None:
     """Serve a model locally in an isolated, cached Python environment.
 
-    Validates config.yaml, creates (or reuses) a virtual environment with the model's requirements, starts the model server, streams its logs and prints the URL once the model is loaded. Ctrl-C stops it.
+    Validates config.yaml, creates (or reuses) a virtual environment with the model's requirements, starts the model server, streams its logs (on stderr) and prints the URL once the model is loaded. Ctrl-C stops it (exit code 130).
     """
+    settings = edge.settings()
     with signals.interruptible():
         try:
-            code = _run(model_dir.resolve(), host, port)
+            code = _run(model_dir.resolve(), host, port, settings)
         except KeyboardInterrupt:
             console.err.print("Interrupted; nothing was left half-built.")
             raise typer.Exit(_INTERRUPTED) from None
     raise typer.Exit(code)
 
 
-def _run(model_dir: Path, host: str, port: int) -> int:
+def _run(model_dir: Path, host: str, port: int, settings: Settings) -> int:
     loaded = load_config(model_dir)
     for message in loaded.warnings:
         console.warning(message)
     _warn_about_secret_values(loaded)
-    config = loaded.config
     # Seconds, not minutes: a typo in model.py fails before an environment is built.
-    check_model_dir(model_dir, config)
-    check_port_free(host, port)
-    environment = _prepare_environment(model_dir, config)
-    bundle = cached_server_bundle(cache_dir())
-    replica = Replica(
-        [str(environment.python), "-m", "truss_cli.server", str(model_dir), "--host", host, "--port", str(port)],
-        env=replica_environment(bundle, config.environment_variables),
-        url=local_url(host, port),
-        cwd=model_dir,  # as in the image, where the model directory is the working directory
-    )
-    return _serve(replica)
+    check_model_dir(model_dir, loaded.config)
+    if port != 0:
+        check_port_free(host, port)
+    prepared = _prepare(model_dir, loaded, settings)
+    with tempfile.TemporaryDirectory(prefix="truss-run-") as state:
+        spec = prepared.replica_spec(
+            settings,
+            status_file=Path(state) / "status.json",
+            host=host,
+            port=port,
+            die_with_parent=True,  # no orphan keeps the port if truss run is killed
+            expose_errors=True,  # the person calling is the one who wrote the model
+        )
+        return _serve(Replica(spec, sink=console.log_sink()))
 
 
 def _warn_about_secret_values(loaded: LoadedConfig) -> None:
@@ -89,52 +100,57 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _prepare_environment(model_dir: Path, config: TrussConfig) -> Environment:
-    try:
-        selection = select_interpreter(config.python_minor)
-    except NoInterpreterError as exc:
-        raise TrussError(str(exc), hint="install one (e.g. with pyenv), or use Docker: truss image run") from None
-    warning = selection.warning()
-    if warning:
-        console.warning(warning)
-    spec = spec_for_model(model_dir, config, selection.interpreter)
+def _prepare(model_dir: Path, loaded: LoadedConfig, settings: Settings) -> PreparedModel:
     started = time.monotonic()
     with console.err.status("Preparing the environment", spinner="dots") as status:
-        environment = ensure_environment(spec, cache_dir(), on_progress=lambda step: status.update(_fit_one_line(step)))
+        prepared = prepare_model(
+            model_dir,
+            loaded.config,
+            settings,
+            on_progress=lambda step: status.update(_fit_one_line(step)),
+            on_note=console.warning,
+        )
+    environment = prepared.environment
     if environment.created:
-        console.err.print(f"Created environment {environment.path} in {time.monotonic() - started:.1f}s", soft_wrap=True, markup=False)
+        console.err.print(f"Created environment {environment.path} in {time.monotonic() - started:.1f}s", markup=False)
     else:
-        console.err.print(f"[dim]Using cached environment {escape(str(environment.path))}[/]", soft_wrap=True)
-    return environment
+        console.err.print(f"[dim]Using cached environment {escape(str(environment.path))}[/]")
+    return prepared
 
 
 def _serve(replica: Replica) -> int:
     """Start the replica and supervise it; the returned value is the exit code of `truss run`."""
-    console.err.print(f"Starting the model server on {replica.url}; waiting for load()...", soft_wrap=True)
+    where = f"port {replica.spec.port}" if replica.spec.port else "a free port"
+    console.err.print(f"Starting the model server on {replica.spec.host}, {where}; waiting for load()...")
     try:
         replica.start()
         try:
-            replica.wait_until_ready()
-        except ReplicaExited as exc:
-            console.error(
-                f"the model server exited with code {exc.exit_code} before it was ready"
-                + (f": {exc.cause}" if exc.cause else ""),
-                hint="the log above has the details (load() or the model's import failed)",
-            )
-            return _as_exit_code(exc.exit_code) or 1
-        console.out.print(f"Model server ready at [bold]{replica.url}[/] (Ctrl-C to stop)", soft_wrap=True)
-        url_flag = "" if replica.url == DEFAULT_URL else f" --url {replica.url}"
-        console.out.print(f"[dim]Call it with: truss predict{url_flag} -d '<json>'[/]", soft_wrap=True)
+            url = replica.wait_until_ready()
+        except ReplicaFailed as exc:
+            console.error(str(exc), hint="the log above has the details")
+            return _as_exit_code(exc.exit_code or 1) or 1
+        except ForeignServer as exc:
+            console.error(str(exc))
+            _stop(replica)
+            return 1
+        console.out.print(f"Model server ready at [bold]{url}[/] (Ctrl-C to stop)")
+        url_flag = "" if url == DEFAULT_URL else f" --url {url}"
+        console.out.print(f"[dim]Call it with: truss predict{url_flag} -d '<json>'[/]")
         code = replica.wait()
-        cause = replica.tail.failure_cause()
-        console.error(f"the model server exited with code {code}" + (f": {cause}" if cause else ""))
+        status = replica.status()
+        cause = f": {status.summary}" if status and status.summary else ""
+        console.error(f"the model server exited with code {code}{cause}")
         return _as_exit_code(code) or 1
     except KeyboardInterrupt:
         console.err.print("Stopping the model server...")
-        with signals.uninterruptible():
-            replica.stop()
+        _stop(replica)
         console.err.print("Stopped.")
-        return 0
+        return _INTERRUPTED
+
+
+def _stop(replica: Replica) -> None:
+    with signals.uninterruptible():
+        replica.stop()
 
 
 def _as_exit_code(code: int) -> int:

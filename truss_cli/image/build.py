@@ -20,8 +20,8 @@ from truss_cli.errors import TrussError, UsageError
 from truss_cli.image.context import write_build_context
 from truss_cli.image.engine import find_built_image, image_id
 from truss_cli.image.labels import LABEL_BUILD_KEY
-from truss_cli.image.plan import BASE_IMAGE_ENV, ImagePlan
-from truss_cli.paths import cache_dir
+from truss_cli.image.plan import ImagePlan
+from truss_cli.settings import BASE_IMAGE_ENV, Settings
 
 # Docker's reference grammar (distribution/reference), without a digest: a tag names an image.
 _DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
@@ -97,6 +97,7 @@ def split_tag(tag: str) -> tuple[str, str]:
 def build_image(
     client: docker.APIClient,
     plan: ImagePlan,
+    settings: Settings,
     tag: str | None = None,
     no_cache: bool = False,
     listener: BuildListener | None = None,
@@ -117,7 +118,7 @@ def build_image(
             return BuildResult(existing, tag, reused=True, build_key=build_key)
     if base_id is None:
         listener.on_note(f"Base image {plan.base_image} is not on this machine; Docker will try to pull it.")
-    staging_root = cache_dir() / "build"
+    staging_root = settings.cache_dir / "build"
     staging_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="context-", dir=staging_root))
     try:

@@ -1,5 +1,10 @@
 """Running a model's image as a local container: start, wait until ready, stream logs, stop.
 
+The supervisor learns how the model is doing from the server's status route, never from its
+log: the container runs with protocol.STAY_UP_ON_LOAD_FAILURE_ENV, so a failed load stays
+observable (phase, summary, traceback) until the supervisor removes the container. Each
+container gets a replica id, and an answer without it is some other server's.
+
 Secrets reach the container only here, at run time: declared secrets found in the caller's
 environment as `TRUSS_SECRET_<name>` are passed through, and a secrets directory is mounted
 read-only and named by `TRUSS_SECRETS_DIR`. Nothing secret is part of the image.
@@ -10,24 +15,29 @@ from __future__ import annotations
 import os
 import secrets as _random
 import stat
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping, Optional
 
 import docker
 import docker.errors
+import httpx
 
 from truss_cli.config import TrussConfig
 from truss_cli.errors import TrussError, UsageError
 from truss_cli.image.labels import LABEL_MODEL_NAME
 from truss_cli.image.limits import ContainerLimits
 from truss_cli.image.plan import SERVER_PORT, USER_ID, slug
-from truss_cli.net import NotReady, local_url, port_in_use
-from truss_cli.net import wait_until_ready as wait_for_readiness
+from truss_cli.net import local_url, port_in_use
+from truss_cli.server import protocol
 from truss_cli.server.protocol import SECRET_ENV_PREFIX, SECRETS_DIR_ENV
+from truss_cli.server.status import FAILED, READY, ReplicaStatus
+from truss_cli.supervision import LogSink, ReplicaFailed
 
 SECRETS_MOUNT = "/run/truss/secrets"
 HOST = "127.0.0.1"
+_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -36,6 +46,7 @@ class RunningContainer:
     id: str
     name: str
     url: str
+    replica_id: str = field(default_factory=lambda: _random.token_hex(8))
 
     def is_running(self) -> bool:
         try:
@@ -52,6 +63,26 @@ class RunningContainer:
     def logs(self, follow: bool = False) -> Iterator[bytes]:
         return self.client.logs(self.id, stream=True, follow=follow)
 
+    def stream_logs(self, sink: LogSink) -> Optional[int]:
+        """Copy the container's log to `sink` until it exits; its exit code."""
+        for chunk in self.logs(follow=True):
+            sink.write(chunk)
+            sink.flush()
+        return self.exit_code()
+
+    def status(self, client: httpx.Client) -> Optional[ReplicaStatus]:
+        """The server's status, when this container's server answers (None otherwise)."""
+        try:
+            answer = client.get(self.url + protocol.STATUS_PATH)
+        except httpx.HTTPError:
+            return None
+        if answer.headers.get(protocol.REPLICA_ID_HEADER) != self.replica_id:
+            return None  # not up yet, or another server answers at that address
+        try:
+            return ReplicaStatus.from_json(answer.text)
+        except (ValueError, TypeError):
+            return None
+
     def log_text(self) -> str:
         try:
             return self.client.logs(self.id).decode("utf-8", "replace")
@@ -59,9 +90,9 @@ class RunningContainer:
             return ""
 
     def remove(self) -> None:
-        """Stop (SIGTERM, then SIGKILL after 10 s) and delete the container."""
+        """Stop (SIGTERM: the server drains; SIGKILL after the grace) and delete the container."""
         try:
-            self.client.stop(self.id, timeout=10)
+            self.client.stop(self.id, timeout=protocol.STOP_GRACE_SECONDS)
         except docker.errors.NotFound:
             return
         except docker.errors.APIError:
@@ -72,9 +103,8 @@ class RunningContainer:
             pass
 
 
-def runtime_environment(config: TrussConfig, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The declared secrets this caller has in its environment, as the container gets them."""
-    environ = os.environ if environ is None else environ
+def runtime_environment(config: TrussConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """The declared secrets found in `environ` (the caller's), as the container gets them."""
     return {
         f"{SECRET_ENV_PREFIX}{name}": environ[f"{SECRET_ENV_PREFIX}{name}"]
         for name in config.secrets
@@ -127,13 +157,22 @@ def start_container(
     environment: dict[str, str] | None = None,
     secrets_dir: Path | None = None,
     limits: ContainerLimits | None = None,
+    expose_errors: bool = False,
 ) -> RunningContainer:
-    """Start `image` with the server published on 127.0.0.1:`port`.
+    """Start `image` with the server published on 127.0.0.1:`port` (0: a free port the engine picks).
 
     The caller checks the port first (`truss_cli.net.check_port_free`), before any slow
     build; a port taken since is still reported clearly when the engine cannot bind it.
+    `expose_errors`: error responses carry the exception's type and message.
     """
-    environment = dict(environment or {})
+    replica_id = _random.token_hex(8)
+    environment = {
+        **(environment or {}),
+        protocol.REPLICA_ID_ENV: replica_id,
+        protocol.STAY_UP_ON_LOAD_FAILURE_ENV: "1",
+    }
+    if expose_errors:
+        environment[protocol.EXPOSE_ERRORS_ENV] = "1"
     limits = limits or ContainerLimits()
     binds = {}
     if secrets_dir is not None:
@@ -143,7 +182,7 @@ def start_container(
         environment[SECRETS_DIR_ENV] = SECRETS_MOUNT
     name = f"truss-{slug(model_name)}-{_random.token_hex(3)}"
     host_config = client.create_host_config(
-        port_bindings={SERVER_PORT: (HOST, port)},
+        port_bindings={SERVER_PORT: (HOST, port or None)},
         binds=binds or None,
         # A tiny init as PID 1 forwards SIGTERM to the server and reaps its children.
         init=True,
@@ -161,9 +200,11 @@ def start_container(
         )
     except docker.errors.APIError as exc:
         raise TrussError(f"Could not create the container: {exc.explanation or exc}") from None
-    container = RunningContainer(client, created["Id"], name, local_url(HOST, port))
+    container = RunningContainer(client, created["Id"], name, local_url(HOST, port), replica_id)
     try:
         client.start(created["Id"])
+        if port == 0:
+            container.url = local_url(HOST, _published_port(client, created["Id"]))
     except BaseException as exc:
         # Also on Ctrl-C or SIGTERM here: the caller has no handle to clean up with yet.
         container.remove()
@@ -176,18 +217,28 @@ def start_container(
     return container
 
 
-def wait_until_ready(container: RunningContainer, timeout: float | None = None) -> None:
-    """Block until the model answers ready; raise with the container's log if it exits.
+def _published_port(client: docker.APIClient, container_id: str) -> int:
+    (binding, *_) = client.port(container_id, SERVER_PORT)
+    return int(binding["HostPort"])
 
-    No timeout by default: `load()` may download gigabytes; the container exiting is what
-    ends the wait early.
+
+def wait_until_ready(container: RunningContainer, timeout: float | None = None) -> None:
+    """Block until the model reports ready at the status route.
+
+    Raises ReplicaFailed when it reports a failed load (with its summary and traceback) or
+    the container exits first. No timeout by default: `load()` may download gigabytes.
     """
-    try:
-        wait_for_readiness(container.url, container.is_running, timeout=timeout)
-    except NotReady as exc:
-        if container.is_running():
-            raise TrussError(f"The model was not ready in time: {exc}") from None
-        raise TrussError(
-            f"The model server exited (code {container.exit_code()}) before it was ready. Its log:\n"
-            f"{container.log_text().rstrip()}",
-        ) from None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    # The container is on this machine: a proxy from the environment must not see the polls.
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        while True:
+            status = container.status(client)
+            if status is not None and status.phase == READY:
+                return
+            if status is not None and status.phase == FAILED:
+                raise ReplicaFailed(status.summary, None, status.traceback)
+            if not container.is_running():
+                raise ReplicaFailed(None, container.exit_code())
+            if deadline is not None and time.monotonic() > deadline:
+                raise TrussError(f"The model in {container.name} was not ready within {timeout:.0f} s")
+            time.sleep(_POLL_SECONDS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from typing import Mapping
 
 import docker
 import docker.errors
@@ -15,11 +15,12 @@ from truss_cli.image.labels import LABEL_BUILD_KEY
 _TIMEOUT_SECONDS = 3600
 
 
-def connect() -> docker.APIClient:
-    """A low-level client for the engine named by DOCKER_HOST (default: the local socket)."""
-    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+def connect(environ: Mapping[str, str]) -> docker.APIClient:
+    """A low-level client for the engine `environ` names (DOCKER_HOST, DOCKER_TLS_VERIFY, ...;
+    default: the local socket)."""
+    where = environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
-        client = docker.from_env(timeout=_TIMEOUT_SECONDS).api
+        client = docker.from_env(timeout=_TIMEOUT_SECONDS, environment=dict(environ)).api
         client.ping()
     except docker.errors.DockerException as exc:
         raise TrussError(

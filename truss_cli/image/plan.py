@@ -20,15 +20,14 @@ from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config, secret_h
 from truss_cli.errors import UsageError
 from truss_cli.image.labels import LABEL_CONTENT_HASH, LABEL_MODEL_NAME
 from truss_cli.model_check import check_model_dir
-from truss_cli.paths import cache_dir
 from truss_cli.requirements import resolve_requirements
 from truss_cli.resources import render_template, templates_dir
 from truss_cli.server.protocol import DEFAULT_SERVER_PORT, EXTERNAL_PACKAGE_DIRS_ENV
 from truss_cli.server_bundle import bundle_hash
+from truss_cli.settings import BASE_IMAGE_ENV, Settings
 from truss_cli.sync.manifest import Manifest
 from truss_cli.tree import TreeFile, cached_manifest, list_files
 
-BASE_IMAGE_ENV = "TRUSS_BASE_IMAGE"
 DEFAULT_BASE_IMAGE = "python:{version}-slim"
 SERVER_PORT = DEFAULT_SERVER_PORT
 APP_DIR = "/app"
@@ -111,7 +110,7 @@ def slug(name: str) -> str:
     return text or "model"
 
 
-def choose_base_image(config: TrussConfig, override: str | None) -> tuple[str, str, str]:
+def choose_base_image(config: TrussConfig, override: str | None, from_settings: str | None = None) -> tuple[str, str, str]:
     """(image, python executable, where the choice came from).
 
     An override (flag, then TRUSS_BASE_IMAGE) wins over config.yaml: it describes what this
@@ -120,15 +119,16 @@ def choose_base_image(config: TrussConfig, override: str | None) -> tuple[str, s
     """
     if override:
         return override, "", "--base-image"
-    from_env = os.environ.get(BASE_IMAGE_ENV, "").strip()
-    if from_env:
-        return from_env, "", BASE_IMAGE_ENV
+    if from_settings:
+        return from_settings, "", BASE_IMAGE_ENV
     if config.base_image and config.base_image.image:
         return config.base_image.image, config.base_image.python_executable_path, "config.yaml base_image.image"
     return DEFAULT_BASE_IMAGE.format(version=config.python_version_dotted), "", "the default for python_version"
 
 
-def plan_image(model_dir: Path | str, base_image: str | None = None, development: bool = False) -> ImagePlan:
+def plan_image(
+    model_dir: Path | str, settings: Settings, base_image: str | None = None, development: bool = False
+) -> ImagePlan:
     """Read `model_dir` and decide its image. Raises ConfigError / UsageError on bad input.
 
     `development`: see `ImagePlan.development`.
@@ -139,14 +139,14 @@ def plan_image(model_dir: Path | str, base_image: str | None = None, development
     check_model_dir(model_dir, config)
     _check_dockerfile_inputs(model_dir, config)
     notes = list(loaded.warnings)
-    image, python, source = choose_base_image(config, base_image)
+    image, python, source = choose_base_image(config, base_image, settings.base_image)
     _check_base_image_name(image, source, model_dir)
     requirements = resolve_requirements(model_dir, config)
     files = list_files(model_dir)
     external_dirs = []
     for path in _external_dirs(model_dir, config):
         external_files = list_files(path)
-        external_dirs.append(ExternalDir(path, external_files, cached_manifest(path, external_files, cache_dir())))
+        external_dirs.append(ExternalDir(path, external_files, cached_manifest(path, external_files, settings.cache_dir)))
     config_text, scrubbed = _config_without_secret_values(model_dir / CONFIG_FILENAME)
     if scrubbed:
         notes.append(
@@ -162,7 +162,7 @@ def plan_image(model_dir: Path | str, base_image: str | None = None, development
         python_executable=python,
         files=files,
         external_dirs=external_dirs,
-        manifest=cached_manifest(model_dir, files, cache_dir()),
+        manifest=cached_manifest(model_dir, files, settings.cache_dir),
         user_requirements=_lines(requirements.requirements),
         user_constraints=_lines(requirements.constraints),
         config_text=config_text,

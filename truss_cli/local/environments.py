@@ -19,10 +19,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Optional, Sequence
+from typing import Callable, Literal, Mapping, Optional, Sequence
 
 from truss_cli.config import TrussConfig
 from truss_cli.errors import TrussError
+from truss_cli.local.child_env import scrubbed
 from truss_cli.local.interpreters import Interpreter
 from truss_cli.paths import atomic_directory
 from truss_cli.requirements import resolve_requirements
@@ -93,6 +94,7 @@ class _Build:
     staging: Path
     installer: Installer
     on_progress: ProgressCallback
+    environ: Mapping[str, str]
     log: list[str] = field(default_factory=list)
     step: str = ""
 
@@ -108,10 +110,16 @@ def environments_root(cache_root: Path) -> Path:
 def ensure_environment(
     spec: EnvironmentSpec,
     cache_root: Path,
+    *,
+    environ: Mapping[str, str],
     on_progress: ProgressCallback = lambda step: None,
     installer: Optional[Installer] = None,
 ) -> Environment:
-    """The environment for `spec`, built first if no complete one is cached."""
+    """The environment for `spec`, built first if no complete one is cached.
+
+    The installers run in `environ` (scrubbed of truss's own Python settings): proxies,
+    index URLs and uv's cache come from it.
+    """
     root = environments_root(cache_root)
     final = root / spec.key()
     if _is_usable(final):
@@ -124,7 +132,7 @@ def ensure_environment(
     try:
         with atomic_directory(final) as staging:
             (staging / _BUILDER_FILE).write_text(str(os.getpid()))
-            build = _Build(spec, staging, installer or _default_installer(), on_progress)
+            build = _Build(spec, staging, installer or _default_installer(), on_progress, environ)
             _create_venv(build)
             _install_requirements(build)
             (staging / _BUILDER_FILE).unlink()
@@ -194,9 +202,7 @@ def _install_requirements(build: _Build) -> None:
 
 def _run(build: _Build, command: list[str], failure: str) -> None:
     """Run one build step; its output becomes progress lines, and the error on failure."""
-    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never", PYTHONUNBUFFERED="1")
-    for variable in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "UV_PYTHON"):
-        env.pop(variable, None)
+    env = {**scrubbed(build.environ), "UV_PYTHON_DOWNLOADS": "never", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,

@@ -1,152 +1,177 @@
 """One model server process on this machine, supervised: started, watched until ready, stopped.
 
-The child runs in its own session so that a Ctrl-C reaches only `truss run`, which then
-stops the child exactly once (SIGTERM: uvicorn's graceful shutdown, SIGKILL if it hangs).
-On Linux the child also gets SIGTERM if `truss run` itself dies, so no orphan keeps the port.
+The child runs in its own session so that a Ctrl-C reaches only its supervisor, which then
+stops the child exactly once (SIGTERM: the server drains in-flight requests; SIGKILL after
+protocol.STOP_GRACE_SECONDS). With `die_with_parent` (what `truss run` wants) Linux also
+sends the child SIGTERM when the supervisor itself dies, so no orphan keeps the port; a
+long-running supervisor leaves it off so that its replicas outlive a restart.
 
-The child's stdout and stderr come through pipes that are copied to ours as the bytes
-arrive (logs stay live, progress bars with carriage returns too); the last lines are kept
-so that a load failure can be explained in the final error, after the log has scrolled by.
+The supervisor knows how its replica is doing from the status file the server writes
+(protocol.STATUS_FILE_ENV), never from its log lines. The log, stdout and stderr merged in
+the order written, is copied to the sink the caller gives (a terminal, a file) as the bytes
+arrive, so progress bars with carriage returns stay live.
 """
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional
 
-from truss_cli import net
+import httpx
 
-_STOP_GRACE_SECONDS = 10.0
+from truss_cli.defaults import DEFAULT_HOST
+from truss_cli.local.child_env import scrubbed
+from truss_cli.net import is_loopback, local_url
+from truss_cli.server import protocol
+from truss_cli.server.status import FAILED, READY, ReplicaStatus, read_status
+from truss_cli.supervision import LogSink, ReplicaFailed
+
+_POLL_SECONDS = 0.05
 # After the child exits, how long its remaining output may take to drain (a grandchild that
 # inherited the pipe could hold it open for ever).
 _DRAIN_SECONDS = 5.0
-_TAIL_LINES = 200  # enough to hold a whole traceback
-_TRACEBACK_HEADER = "Traceback (most recent call last):"
 _READ_SIZE = 65536
-# Output without line breaks (binary, one huge line) is not kept beyond this.
-_LONGEST_LINE = 4096
 _PR_SET_PDEATHSIG = 1
-# Written by the model server as its last log line when load() or the model's import fails.
-LOAD_FAILED_MARKER = "load failed:"
-# Variables that would make the replica see the CLI's Python instead of its own environment.
-_ENVIRONMENT_LEAKS = ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONSTARTUP", "__PYVENV_LAUNCHER__")
+# Set by the supervisor from the spec, never inherited from whoever started the supervisor.
+_SUPERVISOR_OWNED = (
+    protocol.STATUS_FILE_ENV,
+    protocol.REPLICA_ID_ENV,
+    protocol.STAY_UP_ON_LOAD_FAILURE_ENV,
+    protocol.EXPOSE_ERRORS_ENV,
+)
 
 
-class ReplicaExited(Exception):
-    def __init__(self, exit_code: int, cause: Optional[str] = None):
-        super().__init__(f"the model server exited with code {exit_code}")
-        self.exit_code = exit_code
-        self.cause = cause  # the server's own one-line explanation, when it gave one
+@dataclass
+class ReplicaSpec:
+    """Everything needed to start one local replica of a model."""
+
+    python: Path  # the interpreter of the model's environment
+    bundle_dir: Path  # the server bundle, put on the child's PYTHONPATH
+    model_dir: Path
+    status_file: Path  # the server writes its ReplicaStatus here
+    environ: Mapping[str, str]  # what the child inherits (TRUSS_SECRET_* reach the model so)
+    config_variables: Mapping[str, str] = field(default_factory=dict)  # config.yaml's; they win
+    host: str = DEFAULT_HOST
+    port: int = 0  # 0: the server binds any free port and reports it in its status
+    replica_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    die_with_parent: bool = True
+    expose_errors: bool = False  # error responses carry the exception's type and message
+    stay_up_on_load_failure: bool = False
+
+    def command(self) -> list[str]:
+        return [
+            str(self.python), "-m", "truss_cli.server", str(self.model_dir),
+            "--host", self.host, "--port", str(self.port),
+        ]
+
+    def child_environment(self) -> dict[str, str]:
+        env = scrubbed(self.environ, also=_SUPERVISOR_OWNED)
+        env.update(self.config_variables)
+        env["PYTHONPATH"] = str(self.bundle_dir)
+        env["PYTHONUNBUFFERED"] = "1"  # logs appear as they happen even when piped
+        env[protocol.STATUS_FILE_ENV] = str(self.status_file)
+        env[protocol.REPLICA_ID_ENV] = self.replica_id
+        if self.expose_errors:
+            env[protocol.EXPOSE_ERRORS_ENV] = "1"
+        if self.stay_up_on_load_failure:
+            env[protocol.STAY_UP_ON_LOAD_FAILURE_ENV] = "1"
+        return env
 
 
-def replica_environment(bundle_dir: Path, config_variables: Mapping[str, str]) -> dict[str, str]:
-    """The user's environment (so TRUSS_SECRET_* reach the model) plus the config's variables.
-
-    The config's `environment_variables` win over the shell's, as they do in the image.
-    """
-    env = {key: value for key, value in os.environ.items() if key not in _ENVIRONMENT_LEAKS}
-    env.update(config_variables)
-    env["PYTHONPATH"] = str(bundle_dir)
-    env["PYTHONUNBUFFERED"] = "1"  # logs appear as they happen even when piped
-    return env
-
-
-class OutputTail:
-    """The last lines seen on any of the child's streams (shared by the copying threads)."""
-
-    def __init__(self, size: int = _TAIL_LINES) -> None:
-        self._lines: collections.deque[str] = collections.deque(maxlen=size)
-        self._lock = threading.Lock()
-
-    def add(self, line: str) -> None:
-        line = line.rstrip()  # indentation is kept: it tells a traceback's frames apart
-        if line.strip():
-            with self._lock:
-                self._lines.append(line)
-
-    def lines(self) -> list[str]:
-        with self._lock:
-            return list(self._lines)
-
-    def failure_cause(self) -> Optional[str]:
-        """One line that explains why the server stopped, or None if it said nothing.
-
-        The server's `load failed:` summary if it wrote one; else the exception line that
-        ends the last traceback; else its last line of output.
-        """
-        lines = self.lines()
-        for line in reversed(lines):
-            if LOAD_FAILED_MARKER in line:
-                # From the marker on: the log line's timestamp and level add nothing here.
-                return line[line.index(LOAD_FAILED_MARKER):]
-        for start in range(len(lines) - 1, -1, -1):
-            if lines[start].startswith(_TRACEBACK_HEADER):
-                # Frames are indented; the first unindented line after them is the exception.
-                for line in lines[start + 1:]:
-                    if not line[0].isspace():
-                        return line
-                break
-        return lines[-1].strip() if lines else None
+class ForeignServer(Exception):
+    """Something other than this replica answers at its URL."""
 
 
 class Replica:
-    def __init__(self, command: Sequence[str], env: Mapping[str, str], url: str, cwd: Optional[Path] = None):
-        self.command = list(command)
-        self.env = dict(env)
-        self.url = url
-        self.cwd = cwd
+    def __init__(self, spec: ReplicaSpec, sink: LogSink):
+        self.spec = spec
+        self.sink = sink
         self.process: Optional[subprocess.Popen[bytes]] = None
-        self.tail = OutputTail()
-        self._copiers: list[threading.Thread] = []
+        self.url: Optional[str] = None  # known once ready (the real port when asked for 0)
+        self._copier: Optional[threading.Thread] = None
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.process.pid if self.process else None
 
     def start(self) -> None:
+        # A status left over from an earlier replica must not be read as this one's.
+        self.spec.status_file.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            self.command,
-            env=self.env,
-            cwd=self.cwd,
+            self.spec.command(),
+            env=self.spec.child_environment(),
+            cwd=self.spec.model_dir,  # as in the image, where the model directory is the working directory
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_parent_death_signal() if sys.platform.startswith("linux") else None,
+            preexec_fn=_parent_death_signal() if self.spec.die_with_parent and sys.platform.startswith("linux") else None,
         )
-        for source, destination in ((self.process.stdout, sys.stdout), (self.process.stderr, sys.stderr)):
-            assert source is not None
-            copier = threading.Thread(target=_copy_output, args=(source, destination, self.tail), daemon=True)
-            copier.start()
-            self._copiers.append(copier)
+        assert self.process.stdout is not None
+        self._copier = threading.Thread(target=_copy_output, args=(self.process.stdout, self.sink), daemon=True)
+        self._copier.start()
 
     def poll(self) -> Optional[int]:
         assert self.process is not None
         return self.process.poll()
 
-    def wait_until_ready(self) -> None:
-        """Block until readiness answers 200; raise ReplicaExited if the process ends first.
+    def status(self) -> Optional[ReplicaStatus]:
+        """This replica's last reported status (None before the server wrote one)."""
+        status = read_status(self.spec.status_file)
+        if status is None or status.replica_id != self.spec.replica_id:
+            return None
+        return status
 
-        No deadline: `load()` may legitimately take minutes (downloads, large weights).
+    def wait_until_ready(self) -> str:
+        """Block until the replica reports ready; its URL. No deadline: `load()` may take minutes.
+
+        Raises ReplicaFailed when the process ends first, or reports a failed load.
         """
-        try:
-            net.wait_until_ready(self.url, is_alive=lambda: self.poll() is None)
-        except net.NotReady:
-            code = self.wait()
-            raise ReplicaExited(code, self.tail.failure_cause()) from None
+        while True:
+            status = self.status()
+            code = self.poll()
+            if status is not None and status.phase == READY:
+                break
+            if status is not None and status.phase == FAILED and (self.spec.stay_up_on_load_failure or code is not None):
+                raise ReplicaFailed(status.summary, self.wait() if code is not None else None, status.traceback)
+            if code is not None:
+                code = self.wait()
+                status = self.status()  # written just before it exited, perhaps
+                raise ReplicaFailed(status.summary if status else None, code, status.traceback if status else None)
+            time.sleep(_POLL_SECONDS)
+        self.url = local_url(self.spec.host, status.port or self.spec.port)
+        self._confirm_identity(self.url)
+        return self.url
+
+    def _confirm_identity(self, url: str) -> None:
+        """The URL must reach this replica, not another server answering on that address."""
+        with httpx.Client(timeout=5.0, trust_env=not is_loopback(url)) as client:
+            try:
+                answer = client.get(url + protocol.STATUS_PATH)
+            except httpx.HTTPError as exc:
+                raise ForeignServer(f"the model server reported ready, but {url} does not answer ({exc})") from None
+        if answer.headers.get(protocol.REPLICA_ID_HEADER) != self.spec.replica_id:
+            raise ForeignServer(f"another server answers at {url}, not the model server this command started")
 
     def wait(self) -> int:
-        """Wait for the process to end and for its last output to be copied."""
+        """Wait for the process to end and for its last output to reach the sink."""
         assert self.process is not None
         code = self.process.wait()
-        self._drain()
+        if self._copier is not None:
+            self._copier.join(_DRAIN_SECONDS)
         return code
 
-    def stop(self, grace: float = _STOP_GRACE_SECONDS) -> int:
-        """SIGTERM, wait up to `grace` seconds, then SIGKILL. Returns the exit code."""
+    def stop(self, grace: float = protocol.STOP_GRACE_SECONDS) -> int:
+        """SIGTERM (the server drains), wait up to `grace` seconds, then SIGKILL. The exit code."""
         if self.process is None:  # interrupted before it started
             return 0
         if self.process.poll() is None:
@@ -155,43 +180,34 @@ class Replica:
                 self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        return self.wait()
-
-    def _drain(self) -> None:
-        for copier in self._copiers:
-            copier.join(_DRAIN_SECONDS)
+        code = self.wait()
+        self.spec.status_file.unlink(missing_ok=True)
+        return code
 
 
-def _copy_output(source: IO[bytes], destination: IO[str], tail: OutputTail) -> None:
-    """Copy `source` to `destination` chunk by chunk, recording complete lines in `tail`."""
-    output: Optional[IO[bytes]] = getattr(destination, "buffer", None)
-    pending = b""
+def _copy_output(source, sink: LogSink) -> None:  # type: ignore[no-untyped-def]
+    """Copy `source` to `sink` chunk by chunk until the child closes it."""
     fd = source.fileno()
+    writing = True
     try:
         while True:
             chunk = os.read(fd, _READ_SIZE)
             if not chunk:
                 break
-            if output is not None:
+            if writing:
                 try:
-                    destination.flush()  # what rich wrote through the text layer goes first
-                    output.write(chunk)
-                    output.flush()
+                    sink.write(chunk)
+                    sink.flush()
                 except (OSError, ValueError):
-                    # Our own output is gone (a closed pipe): keep reading so the child
-                    # never blocks on a full pipe, just stop copying.
-                    output = None
-            *complete, pending = (pending + chunk).replace(b"\r", b"\n").split(b"\n")
-            for line in complete:
-                tail.add(line.decode("utf-8", errors="replace"))
-            pending = pending[-_LONGEST_LINE:]
+                    # The sink is gone (a closed pipe): keep reading so the child never
+                    # blocks on a full pipe, just stop copying.
+                    writing = False
     finally:
-        tail.add(pending.decode("utf-8", errors="replace"))
         source.close()
 
 
 def _parent_death_signal() -> Optional[Callable[[], None]]:
-    """A pre-exec hook asking Linux to SIGTERM the child when `truss run` dies.
+    """A pre-exec hook asking Linux to SIGTERM the child when its supervisor dies.
 
     libc is looked up here, in the parent: the hook runs between fork and exec, where only
     the simplest calls are safe.

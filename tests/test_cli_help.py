@@ -1,0 +1,77 @@
+"""`--help` as a user reads it: names for values, nothing Python-specific, one meaning per flag."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from truss_cli.cli.app import app
+
+runner = CliRunner()
+COMMANDS = [["init"], ["run"], ["predict"], ["image", "build-context"], ["image", "build"], ["image", "run"]]
+
+
+def help_text(command: list[str]) -> str:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_shows_names_not_python_types(command: list[str]) -> None:
+    text = help_text(command)
+    assert not re.search(r"<(bool|int|str|path|int range|text)[^>]*>", text), text
+    assert not re.search(r"Usage: .*\{", text), text
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        (["init"], "[OPTIONS] DIRECTORY"),
+        (["run"], "[OPTIONS] [DIRECTORY]"),
+        (["image", "build-context"], "[OPTIONS] DIRECTORY OUT_DIR"),
+        (["image", "run"], "[OPTIONS] [DIRECTORY]"),
+    ],
+)
+def test_arguments_are_named_in_the_usage_line(command: list[str], usage: str) -> None:
+    (line,) = [line for line in help_text(command).splitlines() if "Usage:" in line]
+    assert line.strip().endswith(" ".join(command) + " " + usage), line
+
+
+def option_row(text: str, flag: str) -> str:
+    (row,) = [line for line in text.splitlines() if re.search(rf"(^|\s){re.escape(flag)}(\s|,|$)", line)]
+    return row
+
+
+def test_flags_show_no_value_and_options_name_theirs() -> None:
+    text = help_text(["image", "run"])
+    assert re.search(r"--detach\s+Leave the container running", option_row(text, "--detach"))
+    assert re.search(r"--no-limits\s+Ignore config.yaml", option_row(text, "--no-limits"))
+    assert re.search(r"--port\s+-p\s+PORT", option_row(text, "--port"))
+    assert re.search(r"--output\s+-o\s+text\|json", option_row(text, "--output"))
+    assert re.search(r"--help\s+Show this message", option_row(text, "--help"))
+
+
+def test_d_means_data_and_only_data() -> None:
+    assert re.search(r"--data\s+-d\s+JSON", option_row(help_text(["predict"]), "--data"))
+    for command in COMMANDS:
+        if command != ["predict"]:
+            options = [line for line in help_text(command).splitlines() if re.search(r"│\s+--", line)]
+            assert options and not any(re.search(r"\s-d\s", line) for line in options), command
+    result = runner.invoke(app, ["image", "run", "-d"])
+    assert result.exit_code == 2
+    assert "No such option: -d" in result.output
+
+
+def test_predict_help_explains_every_flag() -> None:
+    text = help_text(["predict"])
+    for flag in ("--data", "--file", "--url"):
+        assert flag in text
+    assert "truss run" in text
+
+
+@pytest.mark.parametrize("command", [["run"], ["image", "run"]])
+def test_port_zero_is_documented(command: list[str]) -> None:
+    assert "0 picks a free" in help_text(command)
