@@ -11,6 +11,7 @@ from typing import Callable
 import httpx
 import pytest
 
+from truss_cli.local.interpreters import Interpreter, find_interpreter
 from truss_cli.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +22,15 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def edge_settings() -> Settings:
     """Settings as the CLI builds them from this process's environment (the tests' cache)."""
     return Settings.from_environment(os.environ, Path.home())
+
+
+# Where the CLI looks for Pythons on this machine (its PATH, pyenv's root), as its settings pass them.
+HOST_SEARCH = (os.environ.get("PATH", ""), Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv"))
+
+
+def installed_python(minor: tuple[int, int]) -> Interpreter | None:
+    """This machine's Python `minor`, found where the CLI would look."""
+    return find_interpreter(minor, *HOST_SEARCH)
 
 
 def wait_until_ready(url: str, timeout: float = 60.0, is_alive: Callable[[], bool] | None = None) -> None:

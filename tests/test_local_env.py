@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import HOST_SEARCH, installed_python
 from truss_cli.config import parse_config
 from truss_cli.errors import TrussError, UsageError
 from truss_cli.local.environments import EnvironmentSpec, ensure_environment, spec_for_model
@@ -16,16 +17,15 @@ from truss_cli.local.interpreters import (
     Interpreter,
     candidate_paths,
     NoInterpreterError,
-    find_interpreter,
     probe,
     select_interpreter,
 )
 
 CURRENT = probe(sys.executable)
-PY39 = find_interpreter((3, 9))
-PY311 = find_interpreter((3, 11))
-PY312 = find_interpreter((3, 12))
-PY313 = find_interpreter((3, 13))
+PY39 = installed_python((3, 9))
+PY311 = installed_python((3, 11))
+PY312 = installed_python((3, 12))
+PY313 = installed_python((3, 13))
 
 
 def spec(**overrides) -> EnvironmentSpec:
@@ -45,7 +45,7 @@ def link_python(directory: Path, interpreter: Interpreter) -> None:
 
 @pytest.mark.skipif(PY39 is None, reason="Python 3.9 is not installed here")
 def test_the_requested_version_is_used_when_installed() -> None:
-    selection = select_interpreter((3, 9))
+    selection = select_interpreter((3, 9), *HOST_SEARCH)
     assert selection.interpreter.minor == (3, 9)
     assert selection.exact and selection.warning() is None
     # It was really run: the version is what the binary reports, not what its name says.

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, installed_python
 from run_helpers import READY_LINE, TrussRun, port_is_free, shared_cache
 from truss_cli.cli.app import app
-from truss_cli.local.interpreters import find_interpreter
 
 
 @pytest.fixture
@@ -258,7 +257,7 @@ def test_model_sees_config_variables_and_secrets_and_its_output_is_streamed(make
     assert "s3cr3t-value" not in run.stdout + run.stderr
 
 
-@pytest.mark.skipif(find_interpreter((3, 9)) is None, reason="Python 3.9 is not installed here")
+@pytest.mark.skipif(installed_python((3, 9)) is None, reason="Python 3.9 is not installed here")
 def test_runs_on_the_python_version_the_config_asks_for(make_model_dir, cache: Path, tmp_path: Path) -> None:
     model_dir = make_model_dir(
         """

@@ -79,15 +79,12 @@ def probe(path: Path | str) -> Optional[Interpreter]:
     return Interpreter(path=Path(lines[0]), version=(major, minor, micro))
 
 
-def candidate_paths(
-    minor: tuple[int, int],
-    search_path: Optional[str] = None,
-    pyenv_root: Optional[Path] = None,
-) -> list[Path]:
-    """Where a Python `minor` might live, most specific first, without running anything."""
-    search_path = os.environ.get("PATH", "") if search_path is None else search_path
-    if pyenv_root is None:
-        pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+def candidate_paths(minor: tuple[int, int], search_path: str, pyenv_root: Path) -> list[Path]:
+    """Where a Python `minor` might live, most specific first, without running anything.
+
+    `search_path` is a PATH value and `pyenv_root` pyenv's root: the caller's settings, never
+    looked up here.
+    """
     name = f"python{minor[0]}.{minor[1]}"
     found: list[Path] = []
     pyenv_versions = pyenv_root / "versions"
@@ -105,7 +102,7 @@ def candidate_paths(
     return [path for path in _unique(found) if os.access(path, os.X_OK)]
 
 
-def find_interpreter(minor: tuple[int, int], search_path: Optional[str] = None, pyenv_root: Optional[Path] = None) -> Optional[Interpreter]:
+def find_interpreter(minor: tuple[int, int], search_path: str, pyenv_root: Path) -> Optional[Interpreter]:
     for path in candidate_paths(minor, search_path, pyenv_root):
         interpreter = probe(path)
         if interpreter is not None and interpreter.minor == minor:
@@ -115,8 +112,8 @@ def find_interpreter(minor: tuple[int, int], search_path: Optional[str] = None, 
 
 def select_interpreter(
     wanted: tuple[int, int],
-    search_path: Optional[str] = None,
-    pyenv_root: Optional[Path] = None,
+    search_path: str,
+    pyenv_root: Path,
     include_current: bool = True,
 ) -> Selection:
     """The Python `wanted` asks for, else the nearest supported one installed.
