@@ -103,7 +103,7 @@ class ModelServerApp:
             send = _adding_header(send, self._replica_id_header)
         if scope["type"] != "http":
             if scope["type"] == "websocket" and scope["path"] == WEBSOCKET_PATH:
-                await websocket.serve(self, scope, receive, send)
+                await websocket.serve(self.host, self.pipeline, self.expose_errors, scope, receive, send)
             else:
                 await self.routes(scope, receive, send)
             return

@@ -11,15 +11,14 @@ the model is ready the upgrade is refused with 503 and a JSON error, like the HT
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping
+from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
 import starlette.websockets
 from fastapi.responses import JSONResponse
 
 from truss_cli.server import load_errors
-
-if TYPE_CHECKING:
-    from truss_cli.server.app import ModelServerApp
+from truss_cli.server.loader import ModelHost
+from truss_cli.server.pipeline import Pipeline
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -35,11 +34,13 @@ _MAX_REASON_BYTES = 123
 logger = logging.getLogger("truss.server")
 
 
-async def serve(server: "ModelServerApp", scope: Scope, receive: Receive, send: Send) -> None:
+async def serve(
+    host: ModelHost, pipeline: Optional[Pipeline], expose_errors: bool, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Answer one websocket connection; `pipeline` is None until the model is ready."""
     ws = starlette.websockets.WebSocket(scope, receive, send)
-    pipeline = server.pipeline
     if pipeline is None:
-        await _refuse(ws, server.host.unavailable_reason())
+        await _refuse(ws, host.unavailable_reason())
         return
     method = pipeline.contract.websocket
     if method is None:
@@ -53,9 +54,9 @@ async def serve(server: "ModelServerApp", scope: Scope, receive: Receive, send: 
         logger.info("The client closed the websocket (code %s)", closed.code)
         return
     except Exception as exc:
-        description = f"`websocket` raised {load_errors.describe(exc, server.host.model_dir)}"
+        description = f"`websocket` raised {load_errors.describe(exc, host.model_dir)}"
         logger.error("%s\n%s", description, load_errors.user_traceback(exc))
-        reason = description if server.expose_errors else "`websocket` raised an exception; the details are in the server log"
+        reason = description if expose_errors else "`websocket` raised an exception; the details are in the server log"
         await _close(ws, INTERNAL_ERROR, reason)
         return
     await _close(ws, NORMAL_CLOSURE, "")
