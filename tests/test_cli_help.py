@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from truss_cli.cli.app import app
 
 runner = CliRunner()
-COMMANDS = [["init"], ["run"], ["predict"], ["image", "build-context"], ["image", "build"], ["image", "run"]]
+COMMANDS = [[], ["image"], ["init"], ["run"], ["predict"], ["image", "build-context"], ["image", "build"], ["image", "run"]]
 
 
 def help_text(command: list[str]) -> str:

@@ -6,7 +6,6 @@ import sys
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
 
 try:  # Typer vendors click since 0.2x; before, it used the click package
     from typer._click.exceptions import ClickException
@@ -16,12 +15,12 @@ except ImportError:  # pragma: no cover
 from truss_cli import __version__
 from truss_cli.cli import console
 from truss_cli.cli import image_cmd, init_cmd, predict_cmd, run_cmd
-from truss_cli.cli.help import Command
+from truss_cli.cli.help import Command, Group
 from truss_cli.config import ConfigError
 from truss_cli.errors import TrussError
 
 
-class _ReportingGroup(TyperGroup):
+class _ReportingGroup(Group):
     """Prints a TrussError or ConfigError as one clear message instead of a traceback, and bad
     usage as plain lines (Typer's boxed panel is wrapped at 80 columns off a terminal)."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from typer.core import TyperArgument, TyperCommand, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 
 class _Argument(TyperArgument):
@@ -50,6 +50,19 @@ class Command(TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params = [_polished(param) for param in self.params]
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        return _polished(option) if option is not None else None
+
+
+class Group(TyperGroup):
+    """A command group whose own options (`--version`, `--install-completion`, `--help`) are
+    shown the same way."""
+
+    def get_params(self, ctx: Any) -> list:
+        # Typer appends the completion options after construction, so they are polished here.
+        return [_polished(param) for param in super().get_params(ctx)]
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)

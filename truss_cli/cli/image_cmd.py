@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from truss_cli.cli import console, edge, signals
 from truss_cli.cli.build_progress import BuildProgress
-from truss_cli.cli.help import Command
+from truss_cli.cli.help import Command, Group
 from truss_cli.image.build import BuildFailed, BuildResult, build_image
 from truss_cli.image.container import (
     HOST,
@@ -31,7 +31,7 @@ from truss_cli.supervision import ReplicaFailed
 # As a shell reports a command ended by SIGINT, whether the model was loading or serving.
 _INTERRUPTED = 130
 
-app = typer.Typer(help="Build and run Docker images of a model directory.", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Build and run Docker images of a model directory.", no_args_is_help=True)
 
 ModelDir = typer.Argument(
     Path("."), metavar="DIRECTORY", help="The model directory (with config.yaml); default: the current directory.", show_default=False
