@@ -25,7 +25,7 @@ import starlette.responses
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from truss_cli.server import codec, load_errors, streaming, websocket
+from truss_cli.server import codec, gathering, load_errors, streaming, websocket
 from truss_cli.server.loader import ModelHost, ModelState
 from truss_cli.server.metrics import Metrics
 from truss_cli.server.pipeline import ChunkStream, ChunkTimeout, ModelError, OutputError, Pipeline
@@ -153,6 +153,8 @@ class ModelServerApp:
                 return await _send(send, 500, self._output_error_body(name, str(error)))
             if isinstance(result, ChunkStream):
                 stream = result
+                if gathering.wants_whole_stream(scope):
+                    return await self._gathered(stream, binary, receive, send)
                 return await self._stream(stream, receive, send)
             if isinstance(result, starlette.responses.Response):
                 await result(scope, receive, send)
@@ -206,6 +208,29 @@ class ModelServerApp:
         except starlette.exceptions.HTTPException as error:  # raised by model code on purpose
             return await _send(send, error.status_code, codec.encode_json({"error": error.detail}))
         return await streaming.send_stream(stream, first, receive, send, self._report)
+
+    async def _gathered(self, stream: ChunkStream, binary: bool, receive: Receive, send: Send) -> int:
+        """The whole stream as one answer (gathering.py); nothing is sent before it ends."""
+        try:
+            text = await gathering.gather(stream, receive)
+        except ChunkTimeout:
+            streaming.log_chunk_timeout(stream, "the next chunk", "answering 504 (Accept: application/json)")
+            message = f"the model sent no chunk within runtime.streaming_read_timeout ({stream.read_timeout:g} s)"
+            return await _send(send, 504, codec.encode_json({"error": message}))
+        except ModelError as error:
+            sent = "1 chunk" if stream.chunks_sent == 1 else f"{stream.chunks_sent} chunks"
+            return await _send(send, 500, self._report(error, f"after {sent}, gathered for Accept: application/json"))
+        except starlette.exceptions.HTTPException as error:  # raised by model code on purpose
+            return await _send(send, error.status_code, codec.encode_json({"error": error.detail}))
+        except gathering.NotText as error:
+            logger.error("%s", error)
+            return await _send(send, 500, self._output_error_body(stream.step, str(error)))
+        except gathering.ClientGone:
+            logger.info("Client disconnected; stopping the stream")
+            return 499
+        if binary:
+            return await _send(send, 200, codec.encode_msgpack(text), codec.MSGPACK_CONTENT_TYPE)
+        return await _send(send, 200, codec.encode_json(text))
 
     def _report(self, error: ModelError, context: str = "") -> bytes:
         """Log a failure of model code (one line, then the user's traceback); the error body."""

@@ -48,7 +48,7 @@ async def send_stream(
 ) -> int:
     """Send `first` and the rest of `stream`; `report(error, context)` logs a model failure."""
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", codec.chunk_content_type(first))]})
-    disconnected = asyncio.ensure_future(_wait_for_disconnect(receive))
+    disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
     try:
         chunk = first
         while chunk is not ChunkStream.END:
@@ -99,6 +99,6 @@ def _chunks(count: int) -> str:
     return "1 chunk" if count == 1 else f"{count} chunks"
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
+async def wait_for_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
