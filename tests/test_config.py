@@ -189,3 +189,96 @@ def test_missing_config_and_missing_directory(tmp_path: Path):
     (tmp_path / "config.yaml").write_text("model_name: x\n")
     with pytest.raises(ConfigError, match="is a file, not a model directory"):
         load_config(tmp_path / "config.yaml")
+
+
+def test_health_checks_are_kept_for_the_control_plane():
+    text = (
+        "runtime:\n  health_checks:\n    restart_check_delay_seconds: 0\n    restart_threshold_seconds: 1800\n"
+        "    stop_traffic_threshold_seconds: 30\n    startup_threshold_seconds: 3000\n"
+    )
+    checks = parse_config(text).config.runtime.health_checks
+    assert (checks.restart_check_delay_seconds, checks.restart_threshold_seconds) == (0, 1800)
+    assert (checks.stop_traffic_threshold_seconds, checks.startup_threshold_seconds) == (30, 3000)
+
+
+def test_health_checks_left_unset_mean_the_platforms_defaults():
+    checks = parse_config("runtime:\n  health_checks:\n").config.runtime.health_checks
+    assert checks.restart_threshold_seconds is None and checks.startup_threshold_seconds is None
+
+
+@pytest.mark.parametrize(
+    "checks, expected",
+    [
+        ("restart_threshold_seconds: 10",
+         "runtime.health_checks.restart_threshold_seconds: expected an integer from 30 to 1800, got 10"),
+        ("stop_traffic_threshold_seconds: 1801",
+         "runtime.health_checks.stop_traffic_threshold_seconds: expected an integer from 30 to 1800, got 1801"),
+        ("restart_check_delay_seconds: -1",
+         "runtime.health_checks.restart_check_delay_seconds: expected an integer from 0 to 1800, got -1"),
+        ("startup_threshold_seconds: 5",
+         "runtime.health_checks.startup_threshold_seconds: expected an integer from 10 to 3000, got 5"),
+        ("startup_threshold_seconds: true",
+         "runtime.health_checks.startup_threshold_seconds: expected an integer from 10 to 3000, got true"),
+        ("restart_check_delay_seconds: 600, restart_threshold_seconds: 1500",
+         "runtime.health_checks: restart_check_delay_seconds + restart_threshold_seconds: "
+         "expected at most 1800 together, got 600 + 1500 = 2100"),
+    ],
+)
+def test_health_checks_outside_basetens_documented_ranges_are_refused(checks, expected):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"runtime:\n  health_checks: {{{checks}}}\n")
+    assert str(caught.value) == f"config.yaml: {expected}"
+
+
+TRUSS_PLATFORM_KEYS = """
+hf_cache: [{repo_id: openai/whisper-tiny, use_volume: false}]
+weights: [{source: "hf://org/model@main", mount_location: /models/m}]
+trt_llm: {build: {base_model: decoder}}
+bis_llm: {version: "1"}
+training_checkpoints: {download_folder: /tmp/ckpt}
+cache_internal: []
+use_local_src: false
+resources: {instance_type: "L4:4x16", node_count: 2, fabric: {use_rdma: true}}
+runtime:
+  transport: {kind: websocket, ping_interval_seconds: 5}
+  is_websocket_endpoint: true
+  enable_tracing_data: true
+  enable_debug_logs: true
+  oidc: {enabled: true}
+  remote_ssh: {enabled: false}
+  egress_restrictions: {fqdn_allow_list: ["*.baseten.co"]}
+  truss_server_version_override: "0.9.0"
+  num_workers: 1
+base_image: {image: "python:3.11-slim", docker_auth: {auth_method: REGISTRY_SECRET, secret_name: reg}}
+build: {model_server: TrussServer, arguments: {}, secret_to_path_mapping: {token: /run/token}}
+"""
+
+
+def test_truss_platform_keys_are_accepted_without_a_warning():
+    loaded = parse_config(TRUSS_PLATFORM_KEYS)
+    assert loaded.warnings == []
+    config = loaded.config
+    assert config.model_cache == [{"repo_id": "openai/whisper-tiny", "use_volume": False}]  # hf_cache: its old name
+    assert config.runtime.transport.kind == "websocket"
+    assert config.resources.node_count == 2
+    assert config.build.secret_to_path_mapping == {"token": "/run/token"}
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("build:\n  no_cache: true\n",
+         "build: no_cache is not a config.yaml key; pass --no-cache to `truss image build` instead"),
+        ("runtime:\n  num_workers: 2\n",
+         "runtime.num_workers: expected 1 (one worker per model server, as in Truss; use predict_concurrency "
+         "or more replicas for concurrency), got 2"),
+        ("model_cache: [openai/whisper-tiny]\n", 'model_cache[0]: expected a mapping of keys to values, got "openai/whisper-tiny"'),
+        ("resources:\n  node_count: 0\n", "resources.node_count: expected an integer >= 1, got 0"),
+        ("runtime:\n  transport: {kind: tcp}\n",
+         "runtime.transport.kind: expected one of 'http', 'websocket' or 'grpc', got \"tcp\""),
+    ],
+)
+def test_truss_platform_keys_get_their_shape_checked(text, expected):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert str(caught.value) == f"config.yaml: {expected}"

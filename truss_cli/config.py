@@ -44,6 +44,15 @@ class Resources(_Section):
     memory: str = "2Gi"
     accelerator: Optional[str] = None
     use_gpu: bool = False
+    # Baseten's machine choice: accepted, refused when used (truss_cli/unsupported_keys.py).
+    instance_type: Optional[str] = None
+    node_count: Optional[int] = Field(default=None, ge=1)
+    fabric: Optional[dict[str, Any]] = None
+
+    @field_validator("node_count", mode="before")
+    @classmethod
+    def _count_not_boolean(cls, value: Any) -> Any:
+        return _refuse_boolean(value)
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod
@@ -86,22 +95,114 @@ class Resources(_Section):
         return self
 
 
+def _refuse_boolean(value: Any) -> Any:
+    # pydantic reads `true` as 1; for a count that is a typo, not a value.
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "expected an integer")
+    return value
+
+
+# Baseten's documented limit on restart_check_delay_seconds + restart_threshold_seconds.
+MAX_RESTART_WINDOW_SECONDS = 1800
+
+
+class HealthChecks(_Section):
+    """When Baseten's probes act on a failing replica, in seconds (checked every 10 s).
+
+    Validated here with the ranges Baseten documents (Truss itself checks none), so a config
+    that would be refused at deploy time fails now. Nothing local acts on them: `truss run`
+    and `truss image run` never stop traffic to or restart a replica. A control plane does.
+    Unset means the platform's default.
+    """
+
+    restart_check_delay_seconds: Optional[int] = Field(default=None, ge=0, le=1800)
+    restart_threshold_seconds: Optional[int] = Field(default=None, ge=30, le=1800)
+    stop_traffic_threshold_seconds: Optional[int] = Field(default=None, ge=30, le=1800)
+    startup_threshold_seconds: Optional[int] = Field(default=None, ge=10, le=3000)
+
+    @field_validator(
+        "restart_check_delay_seconds", "restart_threshold_seconds", "stop_traffic_threshold_seconds",
+        "startup_threshold_seconds", mode="before",
+    )
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        return _refuse_boolean(value)
+
+    @model_validator(mode="after")
+    def _restart_window(self) -> "HealthChecks":
+        delay, threshold = self.restart_check_delay_seconds, self.restart_threshold_seconds
+        if delay is not None and threshold is not None and delay + threshold > MAX_RESTART_WINDOW_SECONDS:
+            raise ValueError(
+                f"restart_check_delay_seconds + restart_threshold_seconds: expected at most "
+                f"{MAX_RESTART_WINDOW_SECONDS} together, got {delay} + {threshold} = {delay + threshold}"
+            )
+        return self
+
+
+class Transport(_Section):
+    kind: Literal["http", "websocket", "grpc"] = "http"
+    ping_interval_seconds: Optional[float] = None
+    ping_timeout_seconds: Optional[float] = None
+
+
 class Runtime(_Section):
     predict_concurrency: int = Field(default=1, ge=1)
     streaming_read_timeout: int = Field(default=60, ge=1)
+    health_checks: HealthChecks = Field(default_factory=HealthChecks)
+    transport: Transport = Field(default_factory=Transport)
+    # Kept for old configs: the server answers /v1/websocket whenever the model defines websocket().
+    is_websocket_endpoint: Optional[bool] = None
+    # Baseten platform features with no local counterpart: accepted, and do nothing here.
+    enable_tracing_data: bool = False
+    enable_debug_logs: bool = False
+    oidc: Optional[dict[str, Any]] = None
+    remote_ssh: Optional[dict[str, Any]] = None
+    egress_restrictions: Optional[dict[str, Any]] = None
+    truss_server_version_override: Optional[str] = None
+    # Truss refuses anything but 1 (one worker per server) and so do we.
+    num_workers: Optional[int] = None
 
-    @field_validator("predict_concurrency", "streaming_read_timeout", mode="before")
+    @field_validator("predict_concurrency", "streaming_read_timeout", "num_workers", mode="before")
     @classmethod
     def _no_booleans(cls, value: Any) -> Any:
-        # pydantic reads `true` as 1; for a count that is a typo, not a value.
-        if isinstance(value, bool):
-            raise PydanticCustomError("int_type", "expected an integer")
+        return _refuse_boolean(value)
+
+    @field_validator("health_checks", "transport", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        # `health_checks:` with nothing after it is YAML null: the section's defaults.
+        return {} if value is None else value
+
+    @field_validator("num_workers")
+    @classmethod
+    def _one_worker(cls, value: Optional[int]) -> Optional[int]:
+        if value is not None and value != 1:
+            raise ValueError(
+                f"expected 1 (one worker per model server, as in Truss; use predict_concurrency "
+                f"or more replicas for concurrency), got {value}"
+            )
         return value
 
 
 class BaseImage(_Section):
     image: str = ""
     python_executable_path: str = ""
+    # Baseten's registry credentials; the local Docker engine pulls with its own (docker login).
+    docker_auth: Optional[dict[str, Any]] = None
+
+
+class Build(_Section):
+    model_server: Literal["TrussServer", "TRT_LLM"] = "TrussServer"
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    secret_to_path_mapping: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_cache_is_a_flag(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "no_cache" in data:
+            # As in Truss: whether to use the cache is a choice per build, not a property of the model.
+            raise ValueError("no_cache is not a config.yaml key; pass --no-cache to `truss image build` instead")
+        return data
 
 
 class TrussConfig(_Section):
@@ -127,6 +228,17 @@ class TrussConfig(_Section):
     examples_filename: str = "examples.yaml"
     live_reload: bool = False
     apply_library_patches: bool = True
+    build: Build = Field(default_factory=Build)
+    # Accepted so Truss configs load; a model that uses one is refused before anything is
+    # built, with the reason (truss_cli/unsupported_keys.py, the one list of them).
+    model_cache: list[dict[str, Any]] = Field(default_factory=list, )
+    weights: list[dict[str, Any]] = Field(default_factory=list)
+    trt_llm: Optional[dict[str, Any]] = None
+    bis_llm: Optional[dict[str, Any]] = None
+    training_checkpoints: Optional[dict[str, Any]] = None
+    cache_internal: list[dict[str, Any]] = Field(default_factory=list)
+    # Truss's switch for developing Truss itself; meaningless here.
+    use_local_src: bool = False
 
     @field_validator("environment_variables", mode="before")
     @classmethod
@@ -159,6 +271,9 @@ class TrussConfig(_Section):
     def _null_means_default(cls, data: Any) -> Any:
         # `requirements:` with nothing after it is YAML null; Truss reads it as the default.
         if isinstance(data, dict):
+            if "hf_cache" in data and "model_cache" not in data:
+                # Truss's former name for model_cache, still read by Truss.
+                data = {("model_cache" if key == "hf_cache" else key): value for key, value in data.items()}
             return {
                 key: value
                 for key, value in data.items()
@@ -334,13 +449,15 @@ def _bounds_of(loc: tuple[Any, ...]) -> str:
         model = info.annotation
     if info is None:
         return ""
-    text = ""
+    found = {}
     for item in info.metadata:
-        for attr, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-            bound = getattr(item, attr, None)
-            if bound is not None:
-                text += f" {symbol} {bound}"
-    return text
+        for attr in ("ge", "gt", "le", "lt"):
+            if getattr(item, attr, None) is not None:
+                found[attr] = getattr(item, attr)
+    if "ge" in found and "le" in found:
+        return f" from {found['ge']} to {found['le']}"
+    symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    return "".join(f" {symbols[attr]} {bound}" for attr, bound in found.items())
 
 
 def _describe(value: Any) -> str:
