@@ -313,6 +313,11 @@ class LoadedConfig:
     path: Path
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def display_path(self) -> str:
+        """The file as messages about it name it (relative to the working directory when below it)."""
+        return _display_path(self.path)
+
 
 class ConfigError(Exception):
     """A config.yaml that cannot be used. The message is ready to show to a user."""

@@ -20,6 +20,7 @@ from truss_cli.net import check_port_free
 from truss_cli.server.protocol import SECRET_ENV_PREFIX
 from truss_cli.settings import Settings
 from truss_cli.supervision import ReplicaFailed
+from truss_cli.unsupported_keys import refuse_unsupported_keys
 
 # As a shell reports a command ended by SIGINT, whether the model was loading or serving.
 _INTERRUPTED = 130
@@ -56,6 +57,7 @@ def _run(model_dir: Path, host: str, port: int, settings: Settings) -> int:
     for message in loaded.warnings:
         console.warning(message)
     _warn_about_secret_values(loaded)
+    refuse_unsupported_keys(loaded, "run")
     # Seconds, not minutes: a typo in model.py fails before an environment is built.
     check_model_dir(model_dir, loaded.config)
     if port != 0:

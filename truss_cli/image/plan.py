@@ -27,6 +27,7 @@ from truss_cli.server_bundle import bundle_hash
 from truss_cli.settings import BASE_IMAGE_ENV, Settings
 from truss_cli.sync.manifest import Manifest
 from truss_cli.tree import TreeFile, cached_manifest, list_files
+from truss_cli.unsupported_keys import refuse_unsupported_keys
 
 DEFAULT_BASE_IMAGE = "python:{version}-slim"
 SERVER_PORT = DEFAULT_SERVER_PORT
@@ -136,6 +137,7 @@ def plan_image(
     model_dir = Path(model_dir).resolve()
     loaded = load_config(model_dir)
     config = loaded.config
+    refuse_unsupported_keys(loaded, "image")
     check_model_dir(model_dir, config)
     _check_dockerfile_inputs(model_dir, config)
     notes = list(loaded.warnings)
