@@ -232,3 +232,50 @@ def test_invalid_json_in_a_file_names_the_file_and_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["predict", "-f", str(bad)])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {bad}: invalid JSON at line 3, column 1")
+
+
+def test_an_example_from_the_model_directory_is_sent(hello: ModelServer) -> None:
+    # The served copy has examples/hello's examples.yaml.
+    result = runner.invoke(app, ["predict", "--url", hello.url, "--example", "nobody", "--model-dir", str(hello.model_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == '{"greeting": "Hello, world!"}\n'
+
+
+def test_an_example_is_found_in_the_current_directory_by_name_or_index(hello: ModelServer, tmp_path: Path, monkeypatch) -> None:
+    model_dir = write_model_dir(tmp_path / "m", "class Model:\n    def predict(self, x):\n        return x\n", "examples_filename: samples.yaml\n")
+    (model_dir / "samples.yaml").write_text("- name: ada\n  input: {name: Ada}\n- name: bob\n  input: {name: Bob}\n")
+    monkeypatch.chdir(model_dir)
+    by_name = runner.invoke(app, ["predict", "--url", hello.url, "--example", "bob"])
+    by_index = runner.invoke(app, ["predict", "--url", hello.url, "-e", "0"])
+    assert (by_name.exit_code, by_index.exit_code) == (0, 0), by_name.output + by_index.output
+    assert (by_name.stdout, by_index.stdout) == ('{"greeting": "Hello, Bob!"}\n', '{"greeting": "Hello, Ada!"}\n')
+
+
+@pytest.mark.parametrize(
+    ("examples_yaml", "arguments", "expected"),
+    [
+        (None, ["--example", "x"], "m/examples.yaml: no such examples file"),
+        ("name: x\ninput: 1\n", ["--example", "x"], "m/examples.yaml: expected a list of examples, got a mapping"),
+        ("- name: x\n", ["--example", "x"], "m/examples.yaml: [0]: expected a mapping with name and input, missing input"),
+        ("- input: 1\n- name: b\n  input: 2\n", ["--example", "b"], "m/examples.yaml: [0]: expected a mapping with name and input, missing name"),
+        ("- name: a\n  input: 1\n- name: b\n  input: 2\n", ["--example", "c"],
+         "m/examples.yaml: no example named 'c'; the examples are 'a', 'b' (or give a 0-based index below 2)"),
+        ("", ["--example", "a"], "m/examples.yaml: no example named 'a': the file holds no examples"),
+        ("- name: a\n  input: {when: 2024-01-01}\n", ["--example", "a"], "m/examples.yaml: [0].input: cannot be sent as JSON"),
+        ("- name: a\n  input: [1\n", ["--example", "a"], "m/examples.yaml: line 3, column 1: invalid YAML"),
+        ("- name: a\n  input: 1\n", ["--example", "a", "-d", "{}"], "-d/--data and --example cannot be used together"),
+        ("- name: a\n  input: 1\n", ["-d", "{}", "--model-dir", "m"], "--model-dir only says where --example finds the examples"),
+    ],
+    ids=["missing", "not-a-list", "no-input", "no-name", "unknown-name", "empty", "yaml-date", "bad-yaml", "with-data", "model-dir-alone"],
+)
+def test_a_bad_example_exits_2_naming_the_file_and_sends_nothing(
+    tmp_path: Path, monkeypatch, examples_yaml, arguments: list[str], expected: str
+) -> None:
+    model_dir = write_model_dir(tmp_path / "m", "class Model:\n    def predict(self, x):\n        return x\n")
+    if examples_yaml is not None:
+        (model_dir / "examples.yaml").write_text(examples_yaml)
+    monkeypatch.chdir(tmp_path)
+    # No server at all: exit 2 proves the input was rejected before any request.
+    result = runner.invoke(app, ["predict", "--model-dir", "m", *arguments] if "--model-dir" not in arguments else ["predict", *arguments])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: {expected}"), result.stderr

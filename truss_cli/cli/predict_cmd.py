@@ -14,12 +14,19 @@ from truss_cli.client.predict import Prediction
 from truss_cli.client.predict import predict as request_prediction
 from truss_cli.defaults import DEFAULT_URL
 from truss_cli.errors import UsageError
+from truss_cli.examples import example_input
 
 
 def predict(
     data: Optional[str] = typer.Option(None, "--data", "-d", metavar="JSON", help="The model input as a JSON string, e.g. '{\"name\": \"world\"}'."),
     file: Optional[Path] = typer.Option(
         None, "--file", "-f", metavar="FILE", help="Read the model input (JSON) from this file; '-' reads standard input.", allow_dash=True
+    ),
+    example: Optional[str] = typer.Option(
+        None, "--example", "-e", metavar="NAME", help="Send the input of this example from the model's examples file (examples.yaml); a 0-based index works too."
+    ),
+    model_dir: Optional[Path] = typer.Option(
+        None, "--model-dir", metavar="DIRECTORY", help="The model directory whose examples --example reads (default: the current directory)."
     ),
     url: str = typer.Option(
         DEFAULT_URL, "--url", metavar="URL", help="The model server: its base URL (the predict path is added) or a full predict URL."
@@ -29,16 +36,23 @@ def predict(
 
     JSON results are printed as JSON (indented on a terminal, one line otherwise); a streaming model's chunks are printed as they arrive. Start a server with `truss run DIR`.
     """
-    payload = _read_input(data, file)
+    payload = _read_input(data, file, example, model_dir)
     with request_prediction(url, payload) as prediction:
         _print_prediction(prediction)
 
 
-def _read_input(data: Optional[str], file: Optional[Path]) -> Any:
-    if data is not None and file is not None:
-        raise UsageError("-d/--data and -f/--file cannot be used together; give the input once")
-    if data is None and file is None:
-        raise UsageError("no model input: pass it with -d '<json>' or -f FILE", hint="e.g. truss predict -d '{\"name\": \"world\"}'")
+def _read_input(data: Optional[str], file: Optional[Path], example: Optional[str], model_dir: Optional[Path]) -> Any:
+    given = [flag for flag, value in (("-d/--data", data), ("-f/--file", file), ("--example", example)) if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} cannot be used together; give the input once")
+    if model_dir is not None and example is None:
+        raise UsageError("--model-dir only says where --example finds the examples; add --example NAME")
+    if not given:
+        raise UsageError(
+            "no model input: pass it with -d '<json>', -f FILE or --example NAME", hint="e.g. truss predict -d '{\"name\": \"world\"}'"
+        )
+    if example is not None:
+        return example_input(model_dir or Path("."), example)
     if data is not None:
         return _parse_json(data, "-d/--data")
     assert file is not None
