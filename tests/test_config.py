@@ -83,7 +83,7 @@ def test_unknown_keys_give_one_warning_naming_each():
         ("runtime:\n  predict_concurrency: 0\n",
          "config.yaml: runtime.predict_concurrency: expected an integer >= 1, got 0"),
         ("python_version: py38\n",
-         "config.yaml: python_version: expected one of 'py39', 'py310', 'py311', 'py312' or 'py313', got \"py38\""),
+         "config.yaml: python_version: expected one of 'py39', 'py310', 'py311', 'py312', 'py313' or 'py314', got \"py38\""),
         ("requirements: numpy\n", 'config.yaml: requirements: expected a list, got "numpy"'),
         ("secrets: [token]\n", "config.yaml: secrets: expected a mapping of keys to values, got a list"),
         ("live_reload: maybe\n", 'config.yaml: live_reload: expected true or false, got "maybe"'),

@@ -107,7 +107,7 @@ def test_pyenv_installs_are_found_highest_patch_first(tmp_path: Path) -> None:
 
 
 def test_no_python_at_all_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(NoInterpreterError, match="no Python 3.9, 3.10, 3.11, 3.12, 3.13 found"):
+    with pytest.raises(NoInterpreterError, match="no Python 3.9, 3.10, 3.11, 3.12, 3.13, 3.14 found"):
         select_interpreter((3, 11), search_path=str(tmp_path), pyenv_root=tmp_path, include_current=False)
 
 

@@ -23,7 +23,7 @@ CONFIG_FILENAME = "config.yaml"
 
 # The Pythons a model can ask for (and the model server runs on): the local interpreter
 # search and the image's base image follow this list.
-PythonVersion = Literal["py39", "py310", "py311", "py312", "py313"]
+PythonVersion = Literal["py39", "py310", "py311", "py312", "py313", "py314"]
 SUPPORTED_PYTHON_VERSIONS: tuple[str, ...] = get_args(PythonVersion)
 SUPPORTED_PYTHON_MINORS: tuple[tuple[int, int], ...] = tuple((3, int(name[3:])) for name in SUPPORTED_PYTHON_VERSIONS)
 DEFAULT_PYTHON_VERSION: PythonVersion = "py311"
