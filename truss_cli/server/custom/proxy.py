@@ -177,11 +177,15 @@ class Proxy:
     async def _tunnel(self, request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """An upgrade (a websocket): pass the handshake, then bytes both ways until one side closes."""
         try:
-            up_reader, up_writer = await self._acquire(fresh=True)
+            (up_reader, up_writer), _ = await self._acquire(fresh=True)
             up_writer.write(request)
             response = await http1.read_head(up_reader)
             if response is None:
                 raise ConnectionResetError("closed the connection without answering")
+        except UpstreamDown as exc:
+            message = f"the custom server is not answering on port {self.server_port}: {exc}"
+            writer.write(self._error_bytes(502, "Bad Gateway", message, close=True))
+            return False
         except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
             message = f"the custom server is not answering on port {self.server_port}: {_reason(exc)}"
             writer.write(self._error_bytes(502, "Bad Gateway", message, close=True))
