@@ -7,10 +7,11 @@ ready, GET /alive while it runs.
 
 import json
 import os
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-PORT = 8000
+PORT = int(sys.argv[1])  # docker_server.server_port, passed by start_command
 GREETING = os.environ.get("GREETING", "Hello")
 
 
