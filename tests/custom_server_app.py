@@ -72,6 +72,7 @@ class Handler(BaseHTTPRequestHandler):
             "method": self.command,
             "body": body.decode(),
             "peer_port": self.client_address[1],
+            "uid": os.getuid(),
             "env": os.environ.get(os.environ.get("ECHO_ENV", ""), None),
         })
 
