@@ -282,3 +282,46 @@ def test_truss_platform_keys_get_their_shape_checked(text, expected):
     with pytest.raises(ConfigError) as caught:
         parse_config(text)
     assert str(caught.value) == f"config.yaml: {expected}"
+
+
+_DOCKER_SERVER = "docker_server:\n  start_command: python server.py\n  server_port: 8000\n  predict_endpoint: /predict\n  readiness_endpoint: /health\n  liveness_endpoint: /health\n"
+
+
+def test_docker_server_is_read_with_truss_fields() -> None:
+    server = parse_config(_DOCKER_SERVER + "  run_as_user_id: 1000\n").config.docker_server
+    assert server is not None
+    assert (server.start_command, server.server_port, server.predict_endpoint, server.run_as_user_id, server.no_build) == (
+        "python server.py", 8000, "/predict", 1000, None,
+    )
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("  start_command: python server.py\n", ""),
+         "config.yaml: docker_server.start_command: expected the command that starts the server (required unless docker_server.no_build is true)"),
+        (("  predict_endpoint: /predict\n", ""), "config.yaml: docker_server.predict_endpoint: required"),
+        (("/predict", "predict"), 'config.yaml: docker_server.predict_endpoint: expected a path starting with "/" (without spaces), got "predict"'),
+        (("8000", "70000"), "config.yaml: docker_server.server_port: expected a port between 1 and 65535, got 70000"),
+        (("8000", "8080"), "config.yaml: docker_server.server_port: 8080 is the port the replica itself listens on in images"),
+        (("8000", "true"), "config.yaml: docker_server.server_port: expected an integer, got true"),
+        (("liveness_endpoint: /health\n", "liveness_endpoint: /health\n  run_as_user_id: 60000\n"),
+         "config.yaml: docker_server.run_as_user_id: expected a user id other than 0 (root) and 60000 (reserved by Truss), got 60000"),
+    ],
+)
+def test_docker_server_errors_name_the_key(change: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_DOCKER_SERVER.replace(*change))
+    assert str(caught.value).startswith(message)
+
+
+def test_no_build_needs_no_start_command() -> None:
+    config = parse_config(_DOCKER_SERVER.replace("start_command: python server.py", "no_build: true")).config
+    assert config.docker_server is not None and config.docker_server.no_build
+
+
+def test_the_replica_port_config_refuses_is_the_one_replicas_listen_on() -> None:
+    from truss_cli import config
+    from truss_cli.server.protocol import DEFAULT_SERVER_PORT
+
+    assert config._REPLICA_PORT == DEFAULT_SERVER_PORT

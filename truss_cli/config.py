@@ -205,6 +205,61 @@ class Build(_Section):
         return data
 
 
+# The port a replica listens on inside images (truss_cli.server.protocol.DEFAULT_SERVER_PORT;
+# config.py may not import the server package): a custom server must listen on another one.
+_REPLICA_PORT = 8080
+# Truss refuses these ids: root, and the id its own images run unprivileged code as.
+_REFUSED_USER_IDS = (0, 60000)
+
+
+class DockerServer(_Section):
+    """A custom HTTP server (`docker_server`) that replaces the model class: the replica starts
+    `start_command` and serves Truss's routes in front of it (`truss_cli/server/custom/`)."""
+
+    start_command: Optional[str] = None
+    server_port: int
+    predict_endpoint: str
+    readiness_endpoint: str
+    liveness_endpoint: str
+    run_as_user_id: Optional[int] = None
+    no_build: Optional[bool] = None
+
+    @field_validator("server_port", "run_as_user_id", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError("int_type", "expected an integer")
+        return value
+
+    @field_validator("server_port")
+    @classmethod
+    def _port_in_range(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"expected a port between 1 and 65535, got {value}")
+        if value == _REPLICA_PORT:
+            raise ValueError(
+                f"{value} is the port the replica itself listens on in images (its routes are served there "
+                "in front of the custom server); make the custom server listen on another port, e.g. 8000"
+            )
+        return value
+
+    @field_validator("predict_endpoint", "readiness_endpoint", "liveness_endpoint")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/") or any(char.isspace() for char in value):
+            raise ValueError(f"expected a path starting with \"/\" (without spaces), got {json.dumps(value)}")
+        return value
+
+    @field_validator("run_as_user_id")
+    @classmethod
+    def _allowed_user(cls, value: Optional[int]) -> Optional[int]:
+        if value is not None and (value < 0 or value in _REFUSED_USER_IDS):
+            raise ValueError(
+                f"expected a user id other than 0 (root) and 60000 (reserved by Truss), got {value}"
+            )
+        return value
+
+
 class TrussConfig(_Section):
     model_name: Optional[str] = None
     description: Optional[str] = None
@@ -219,6 +274,7 @@ class TrussConfig(_Section):
     runtime: Runtime = Field(default_factory=Runtime)
     build_commands: list[str] = Field(default_factory=list)
     base_image: Optional[BaseImage] = None
+    docker_server: Optional[DockerServer] = None
     data_dir: str = "data"
     external_package_dirs: list[str] = Field(default_factory=list)
     model_module_dir: str = "model"
@@ -285,6 +341,16 @@ class TrussConfig(_Section):
     def _requirements_are_exclusive(self) -> "TrussConfig":
         if self.requirements and self.requirements_file:
             raise ValueError("requirements_file: cannot be set together with requirements; use one of the two")
+        return self
+
+    @model_validator(mode="after")
+    def _custom_server_has_a_command(self) -> "TrussConfig":
+        server = self.docker_server
+        if server is not None and not server.no_build and not (server.start_command or "").strip():
+            raise ValueError(
+                "docker_server.start_command: expected the command that starts the server "
+                "(required unless docker_server.no_build is true)"
+            )
         return self
 
     @property
@@ -414,6 +480,8 @@ def _explain(error: dict[str, Any]) -> str:
         message = f"expected {_EXPECTED_BY_ERROR_TYPE['int_type']}{bounds}, got {given}"
     elif kind == "literal_error":
         message = f"expected one of {ctx.get('expected', '')}, got {given}"
+    elif kind == "missing":
+        message = "required"
     elif kind == "value_error":
         message = str(ctx.get("error", error["msg"]))
     else:

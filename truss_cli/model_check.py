@@ -23,6 +23,8 @@ _ENTRY_POINTS = {_PREDICT, "websocket"}
 
 def check_model_dir(model_dir: Path | str, config: TrussConfig) -> None:
     """Raise UsageError (exit 2) naming the file, line and problem if the model cannot load."""
+    if config.docker_server is not None:
+        return  # a custom server replaces the model class: there is no model.py to check
     model_dir = Path(model_dir)
     path = model_dir / config.model_module_dir / config.model_class_filename
     settings = (

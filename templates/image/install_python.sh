@@ -22,7 +22,10 @@ if [ "$FOUND" != "$WANTED" ]; then
     echo "truss: warning: config.yaml asks for Python $WANTED; the base image has $FOUND"
 fi
 
-set -- -r "$HERE/server.txt"
+set --
+if [ -s "$HERE/server.txt" ]; then
+    set -- -r "$HERE/server.txt"
+fi
 if [ -s "$HERE/model.txt" ]; then
     set -- "$@" -r "$HERE/model.txt"
 fi
@@ -30,6 +33,10 @@ if [ -s "$HERE/constraints.txt" ]; then
     set -- "$@" -c "$HERE/constraints.txt"
 fi
 
+if [ $# -eq 0 ]; then
+    echo "truss: no requirements to install"
+    exit 0
+fi
 BOOTSTRAP=$(mktemp -d)
 if "$VENV/bin/python" -m pip install --quiet --no-cache-dir --target "$BOOTSTRAP" uv >/dev/null 2>&1 \
         && [ -x "$BOOTSTRAP/bin/uv" ]; then

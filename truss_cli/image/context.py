@@ -62,7 +62,10 @@ def _write_context(plan: ImagePlan, root: Path, link: bool) -> None:
         for item in external.files:
             _copy(item, root / "external" / str(index) / item.relative_path, link)
     write_server_bundle(root / "server")
-    (root / "requirements" / "server.txt").write_text("\n".join(server_requirements()) + "\n")
+    # A custom server's replica needs only the standard library: the image installs only the
+    # custom server's own requirements (as Truss does).
+    ours = [] if plan.config.docker_server is not None else server_requirements()
+    (root / "requirements" / "server.txt").write_text("".join(f"{line}\n" for line in ours))
     (root / "requirements" / "model.txt").write_text(plan.user_requirements, encoding="utf-8")
     (root / "requirements" / "constraints.txt").write_text(plan.user_constraints, encoding="utf-8")
     shutil.copyfile(templates_dir() / INSTALL_SCRIPT, root / "install_python.sh")

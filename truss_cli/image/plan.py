@@ -13,15 +13,18 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Optional
 
 import yaml
 
 from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config, secret_has_value
+from truss_cli.custom_server import custom_server_options
 from truss_cli.errors import UsageError
 from truss_cli.image.labels import LABEL_CONTENT_HASH, LABEL_MODEL_NAME
 from truss_cli.model_check import check_model_dir
 from truss_cli.requirements import resolve_requirements
 from truss_cli.resources import render_template, templates_dir
+from truss_cli.server.custom.options import CustomServerOptions
 from truss_cli.server.protocol import DEFAULT_SERVER_PORT, EXTERNAL_PACKAGE_DIRS_ENV
 from truss_cli.server_bundle import bundle_hash
 from truss_cli.settings import BASE_IMAGE_ENV, Settings
@@ -36,6 +39,10 @@ EXTERNAL_DIR = "/opt/truss/external"
 # A fixed numeric id: COPY --chown needs no user lookup, and no base image is likely to use it.
 USER_ID = 10001
 INSTALL_SCRIPT = "image/install_python.sh"
+SERVER_DIR = "/opt/truss/server"
+VENV_PYTHON = "/opt/truss/venv/bin/python"
+# What a no_build image leaves out, as Truss does: it is the base image as it is.
+_IGNORED_BY_NO_BUILD = ("requirements", "requirements_file", "system_packages", "build_commands", "external_package_dirs")
 
 
 @dataclass
@@ -68,6 +75,8 @@ class ImagePlan:
     # A development image: the model code, packages and config.yaml belong to the server's
     # user (USER_ID) instead of root, so a live-reload layer can replace them in place.
     development: bool = False
+    # A `docker_server` config: the image runs the custom server replica, which starts it.
+    custom_server: Optional[CustomServerOptions] = None
     dockerfile: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -155,6 +164,9 @@ def plan_image(
             f"config.yaml: secrets {', '.join(scrubbed)} have values in config.yaml; they are left out of the "
             "image (supply them at run time)"
         )
+    custom_server = custom_server_options(model_dir, config)
+    if config.docker_server is not None and config.docker_server.no_build:
+        notes.extend(_no_build_notes(config))
     plan = ImagePlan(
         model_dir=model_dir,
         config=config,
@@ -169,6 +181,7 @@ def plan_image(
         user_constraints=_lines(requirements.constraints),
         config_text=config_text,
         development=development,
+        custom_server=custom_server,
         notes=notes,
     )
     plan.dockerfile = _render_dockerfile(plan)
@@ -193,6 +206,8 @@ def posix(relative: str) -> str:
 def _render_dockerfile(plan: ImagePlan) -> str:
     config = plan.config
     layers = {layer_of(item.relative_path, config) for item in plan.files}
+    if config.docker_server is not None and config.docker_server.no_build:
+        return _render_no_build_dockerfile(plan, "data" in layers)
     return render_template(
         "Dockerfile.jinja",
         model_name=plan.model_name,
@@ -214,7 +229,53 @@ def _render_dockerfile(plan: ImagePlan) -> str:
         development=plan.development,
         port=SERVER_PORT,
         labels=plan.labels,
+        custom_server_command=_custom_server_command(plan, VENV_PYTHON),
+        run_as_user_id=config.docker_server.run_as_user_id if config.docker_server else None,
     )
+
+
+def _custom_server_command(plan: ImagePlan, python: str) -> Optional[list[str]]:
+    """The image's CMD for a custom server: the replica in front of it, on the replica's port."""
+    if plan.custom_server is None:
+        return None
+    return [
+        python, "-m", "truss_cli.server.custom", *plan.custom_server.to_arguments(),
+        "--host", "0.0.0.0", "--port", str(SERVER_PORT),
+    ]
+
+
+def _render_no_build_dockerfile(plan: ImagePlan, has_data: bool) -> str:
+    """The base image as it is, plus the data directory and the (standard library only)
+    custom server replica, run on the base image's own Python."""
+    config = plan.config
+    assert config.docker_server is not None
+    command = _custom_server_command(plan, plan.python_executable or "python3")
+    assert command is not None
+    return render_template(
+        "Dockerfile.no_build.jinja",
+        model_name=plan.model_name,
+        base_image=plan.base_image,
+        has_data=has_data,
+        data_dir=posix(config.data_dir),
+        app_dir=APP_DIR,
+        server_dir=SERVER_DIR,
+        environment_variables=config.environment_variables,
+        run_as_user_id=config.docker_server.run_as_user_id,
+        port=SERVER_PORT,
+        labels=plan.labels,
+        # PYTHONPATH for the replica alone: it takes its bundle off again for the custom server.
+        command=["env", f"PYTHONPATH={SERVER_DIR}", *command],
+    )
+
+
+def _no_build_notes(config: TrussConfig) -> list[str]:
+    ignored = [key for key in _IGNORED_BY_NO_BUILD if getattr(config, key)]
+    if not ignored:
+        return []
+    return [
+        f"config.yaml: docker_server.no_build is true: {', '.join(ignored)} "
+        f"{'is' if len(ignored) == 1 else 'are'} ignored (the image is the base image as it is, plus data/), as in Truss"
+    ]
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")

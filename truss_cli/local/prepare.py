@@ -4,11 +4,13 @@ they start replicas (`truss_cli.local.replica`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from truss_cli.config import TrussConfig
+from truss_cli.custom_server import custom_server_options, secrets_from_config
 from truss_cli.errors import TrussError
 from truss_cli.local.environments import Environment, ensure_environment, spec_for_model
 from truss_cli.local.interpreters import NoInterpreterError, select_interpreter
@@ -26,13 +28,18 @@ class PreparedModel:
 
     def replica_spec(self, settings: Settings, status_file: Path, **options: Any) -> ReplicaSpec:
         """A spec for one replica of this model; `options` are ReplicaSpec's (host, port, ...)."""
+        variables = dict(self.config.environment_variables)
+        custom_server = custom_server_options(self.model_dir, self.config)
+        if custom_server is not None:
+            variables.update(secrets_from_config(self.config, settings.environ))
         return ReplicaSpec(
             python=self.environment.python,
             bundle_dir=self.bundle_dir,
             model_dir=self.model_dir,
             status_file=status_file,
             environ=settings.environ,
-            config_variables=self.config.environment_variables,
+            config_variables=variables,
+            custom_server=custom_server,
             **options,
         )
 
@@ -61,6 +68,11 @@ def prepare_model(
     if warning:
         on_note(warning)
     spec = spec_for_model(model_dir, config, selection.interpreter)
+    if config.docker_server is not None:
+        # The replica in front of a custom server needs only the standard library: the
+        # environment holds the custom server's own requirements, and nothing of ours.
+        spec = dataclasses.replace(spec, server_requirements=())
+        custom_server_options(model_dir, config)  # a config it cannot start fails before the build
     environment = ensure_environment(spec, settings.cache_dir, environ=settings.environ, on_progress=on_progress)
     bundle = cached_server_bundle(settings.cache_dir)
     return PreparedModel(model_dir, config, environment, bundle)

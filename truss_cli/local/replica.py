@@ -32,6 +32,7 @@ from truss_cli.defaults import DEFAULT_HOST
 from truss_cli.local.child_env import scrubbed
 from truss_cli.net import is_loopback, local_url
 from truss_cli.server import protocol
+from truss_cli.server.custom.options import CustomServerOptions
 from truss_cli.server.status import FAILED, READY, ReplicaStatus, read_status
 from truss_cli.supervision import LogSink, ReplicaFailed
 
@@ -66,8 +67,16 @@ class ReplicaSpec:
     die_with_parent: bool = True
     expose_errors: bool = False  # error responses carry the exception's type and message
     stay_up_on_load_failure: bool = False
+    # Set for a `docker_server` config: the replica is the custom server replica, which
+    # starts the user's server and serves the routes in front of it (no model directory read).
+    custom_server: Optional[CustomServerOptions] = None
 
     def command(self) -> list[str]:
+        if self.custom_server is not None:
+            return [
+                str(self.python), "-m", "truss_cli.server.custom", *self.custom_server.to_arguments(),
+                "--host", self.host, "--port", str(self.port),
+            ]
         return [
             str(self.python), "-m", "truss_cli.server", str(self.model_dir),
             "--host", self.host, "--port", str(self.port),

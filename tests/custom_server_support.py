@@ -1,0 +1,137 @@
+"""What the custom server tests share: the test app, a port for it, and a replica of it
+(`python -m truss_cli.server.custom` as a subprocess on port 0, its port read from the
+status file, as a supervisor reads it)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import httpx
+
+from conftest import REPO_ROOT
+from truss_cli.server import protocol
+from truss_cli.server.custom.options import CustomServerOptions
+from truss_cli.server.status import ReplicaStatus, read_status
+
+APP = Path(__file__).resolve().parent / "custom_server_app.py"
+_numbers = itertools.count()
+# The custom server's port is fixed by its config (Truss's contract), so the tests choose one:
+# from a range spread by the test process's id, skipping any port something answers on. A
+# clash with a process that starts listening in between shows as a clear "already in use".
+_ports = itertools.count(20000 + (os.getpid() * 7) % 20000)
+
+
+def app_port() -> int:
+    for port in _ports:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise AssertionError("unreachable")
+
+
+def app_options(port: int, command: Optional[str] = None) -> CustomServerOptions:
+    return CustomServerOptions(
+        start_command=command or f"{sys.executable} {APP} {port}",
+        server_port=port,
+        predict_endpoint="/predict",
+        readiness_endpoint="/ready",
+        liveness_endpoint="/alive",
+    )
+
+
+class CustomReplica:
+    """The custom server replica in a subprocess, its output in a log file."""
+
+    def __init__(self, tmp_path: Path, options: CustomServerOptions, env: Optional[dict] = None) -> None:
+        self.options = options
+        number = next(_numbers)
+        self.log_path = tmp_path / f"custom-{number}.log"
+        self.status_path = tmp_path / f"custom-{number}.status.json"
+        self.replica_id = f"replica-{number}"
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            protocol.STATUS_FILE_ENV: str(self.status_path),
+            protocol.REPLICA_ID_ENV: self.replica_id,
+            **(env or {}),
+        }
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "truss_cli.server.custom", *options.to_arguments(), "--port", "0"],
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._client: Optional[httpx.Client] = None
+
+    def __enter__(self) -> "CustomReplica":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def status(self) -> Optional[ReplicaStatus]:
+        return read_status(self.status_path)
+
+    def wait_status(self, condition: Callable[[ReplicaStatus], bool], what: str, timeout: float = 60) -> ReplicaStatus:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status is not None and condition(status):
+                return status
+            if self.process.poll() is not None:
+                status = self.status()
+                if status is not None and condition(status):
+                    return status
+                raise AssertionError(f"replica exited before {what} (status {status})\n--- log ---\n{self.log()}")
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}\n--- log ---\n{self.log()}")
+
+    def wait_phase(self, phase: str) -> ReplicaStatus:
+        return self.wait_status(lambda status: status.phase == phase, f"phase {phase}")
+
+    @property
+    def url(self) -> str:
+        status = self.wait_status(lambda s: s.port is not None, "the replica to report its port")
+        return f"http://127.0.0.1:{status.port}"
+
+    @property
+    def app_url(self) -> str:
+        """The custom server itself, behind the replica."""
+        return f"http://127.0.0.1:{self.options.server_port}"
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.url, timeout=30)
+        return self._client
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> Optional[int]:
+        if self._client is not None:
+            self._client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(protocol.STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(signal.SIGKILL)
+            raise AssertionError(f"replica still running after {timeout}s\n--- log ---\n{self.log()}") from None
