@@ -47,6 +47,7 @@ _SUPERVISOR_OWNED = (
     protocol.REPLICA_ID_ENV,
     protocol.STAY_UP_ON_LOAD_FAILURE_ENV,
     protocol.EXPOSE_ERRORS_ENV,
+    protocol.MODEL_DATA_DIR_ENV,
 )
 
 
@@ -66,6 +67,7 @@ class ReplicaSpec:
     die_with_parent: bool = True
     expose_errors: bool = False  # error responses carry the exception's type and message
     stay_up_on_load_failure: bool = False
+    data_dir: Optional[Path] = None  # given to the model as data_dir instead of <model_dir>/<data_dir>
 
     def command(self) -> list[str]:
         return [
@@ -84,6 +86,8 @@ class ReplicaSpec:
             env[protocol.EXPOSE_ERRORS_ENV] = "1"
         if self.stay_up_on_load_failure:
             env[protocol.STAY_UP_ON_LOAD_FAILURE_ENV] = "1"
+        if self.data_dir is not None:
+            env[protocol.MODEL_DATA_DIR_ENV] = str(self.data_dir)
         return env
 
 
