@@ -4,7 +4,6 @@ a subprocess) behind the real replica, over real sockets."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import threading

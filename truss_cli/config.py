@@ -184,6 +184,49 @@ class Runtime(_Section):
         return value
 
 
+# The only backend Truss has for external_data: a plain GET of a public http(s) URL.
+HTTP_PUBLIC_BACKEND = "http_public"
+
+
+class ExternalDataItem(_Section):
+    """One file of `external_data`, downloaded into the data directory before the model runs."""
+
+    url: str
+    local_data_path: str
+    name: Optional[str] = None
+    backend: str = HTTP_PUBLIC_BACKEND
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            raise ValueError(f"expected an http:// or https:// URL, got {json.dumps(value)}")
+        return value
+
+    @field_validator("local_data_path")
+    @classmethod
+    def _inside_the_data_directory(cls, value: str) -> str:
+        # The file lands at <data_dir>/<local_data_path>, on this machine and in images: it
+        # must name a file strictly inside the data directory.
+        parts = [part for part in re.split(r"[/\\]", value) if part not in ("", ".")]
+        if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value) or ".." in parts or not parts:
+            raise ValueError(
+                "expected a file path relative to the data directory (not absolute, without \"..\", not empty), "
+                f"got {json.dumps(value)}"
+            )
+        return "/".join(parts)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value != HTTP_PUBLIC_BACKEND:
+            raise ValueError(
+                f"only {json.dumps(HTTP_PUBLIC_BACKEND)} (a public http(s) URL) is supported, got {json.dumps(value)}"
+            )
+        return value
+
+
 class BaseImage(_Section):
     image: str = ""
     python_executable_path: str = ""
@@ -276,6 +319,7 @@ class TrussConfig(_Section):
     base_image: Optional[BaseImage] = None
     docker_server: Optional[DockerServer] = None
     data_dir: str = "data"
+    external_data: list[ExternalDataItem] = Field(default_factory=list)
     external_package_dirs: list[str] = Field(default_factory=list)
     model_module_dir: str = "model"
     model_class_filename: str = "model.py"
@@ -351,6 +395,27 @@ class TrussConfig(_Section):
                 "docker_server.start_command: expected the command that starts the server "
                 "(required unless docker_server.no_build is true)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _external_data_paths_are_distinct(self) -> "TrussConfig":
+        # Two downloads to one path, or one to a path inside another's file, cannot both land.
+        seen: dict[str, int] = {}
+        for index, item in enumerate(self.external_data):
+            path = item.local_data_path
+            for other_path, other in seen.items():
+                if path == other_path:
+                    raise ValueError(
+                        f"external_data[{index}].local_data_path: {json.dumps(path)} is already the path of "
+                        f"external_data[{other}]; each download needs its own path"
+                    )
+                inner, outer = sorted((path, other_path), key=len, reverse=True)
+                if inner.startswith(outer + "/"):
+                    raise ValueError(
+                        f"external_data[{index}].local_data_path: {json.dumps(path)} and external_data[{other}]'s "
+                        f"{json.dumps(other_path)} cannot both be files (one is inside the other)"
+                    )
+            seen[path] = index
         return self
 
     @property

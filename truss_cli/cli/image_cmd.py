@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from truss_cli.cli import console, edge, signals
 from truss_cli.cli.build_progress import BuildProgress
+from truss_cli.cli.download_progress import DownloadBars
 from truss_cli.cli.help import Command, Group
 from truss_cli.image.build import BuildFailed, BuildResult, build_image
 from truss_cli.image.container import (
@@ -181,7 +182,8 @@ def _show_failure(container: RunningContainer, failure: ReplicaFailed) -> None:
 
 
 def _plan(model_dir: Path, base_image: Optional[str], settings: Settings) -> ImagePlan:
-    plan = plan_image(model_dir, settings, base_image)
+    with DownloadBars() as bars:  # external_data is fetched on this machine, before the build
+        plan = plan_image(model_dir, settings, base_image, on_download=bars)
     for note in plan.notes:
         console.warning(note)
     return plan

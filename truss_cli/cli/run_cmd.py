@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from truss_cli.cli import console, edge, signals
-from truss_cli.cli.help import Command
+from truss_cli.cli.download_progress import DownloadBars
 from truss_cli.config import LoadedConfig, load_config
 from truss_cli.defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_URL
 from truss_cli.local.prepare import PreparedModel, prepare_model
@@ -104,19 +104,31 @@ def _shown(path: Path) -> str:
 
 def _prepare(model_dir: Path, loaded: LoadedConfig, settings: Settings) -> PreparedModel:
     started = time.monotonic()
-    with console.err.status("Preparing the environment", spinner="dots") as status:
+    with console.err.status("Preparing the environment", spinner="dots") as status, DownloadBars(status) as bars:
+
+        def on_progress(step: str) -> None:
+            bars.close()  # downloads come first; the environment's steps follow under the spinner
+            status.update(_fit_one_line(step))
+
         prepared = prepare_model(
             model_dir,
             loaded.config,
             settings,
-            on_progress=lambda step: status.update(_fit_one_line(step)),
+            on_progress=on_progress,
             on_note=console.warning,
+            on_download=bars,
         )
     environment = prepared.environment
     if environment.created:
         console.err.print(f"Created environment {environment.path} in {time.monotonic() - started:.1f}s", markup=False)
     else:
         console.err.print(f"[dim]Using cached environment {escape(str(environment.path))}[/]")
+    if prepared.data_dir is not None:
+        count = len(loaded.config.external_data)
+        console.err.print(
+            f"[dim]data_dir: {escape(str(prepared.data_dir))} ({escape(loaded.config.data_dir)}/ plus {count} "
+            f"external_data file{'s' if count != 1 else ''}, linked; the model directory is left as it is)[/]"
+        )
     return prepared
 
 

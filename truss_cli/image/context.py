@@ -1,9 +1,11 @@
 """Writing an `ImagePlan` out as a Docker build context.
 
-The files are laid out in one directory per layer (`code/`, `data/`, `packages/`,
-`external/`, `server/`, `requirements/`), so each `COPY` in the Dockerfile changes only when
+The files are laid out in one directory per layer (`code/`, `data/`, `downloads/`,
+`packages/`, `server/`, `requirements/`), so each `COPY` in the Dockerfile changes only when
 its own files do: editing `model/model.py` leaves the base, system packages, requirements,
-data and server layers cached.
+data and server layers cached. Inside those directories files are already where Truss's
+layout puts them (`truss_cli.image.layout`): `code/model/` is the model module whatever it is
+called, `packages/` holds the bundled packages and every external package dir merged.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 
 from truss_cli.config import CONFIG_FILENAME
 from truss_cli.errors import UsageError
-from truss_cli.image.plan import INSTALL_SCRIPT, ImagePlan, layer_of, posix
+from truss_cli.image.layout import placement
+from truss_cli.image.plan import INSTALL_SCRIPT, ImagePlan
 from truss_cli.paths import atomic_directory
 from truss_cli.resources import templates_dir
 from truss_cli.server_bundle import server_requirements, write_server_bundle
@@ -43,24 +46,19 @@ def write_build_context(plan: ImagePlan, destination: Path | str, link: bool = F
 
 
 def _write_context(plan: ImagePlan, root: Path, link: bool) -> None:
-    config = plan.config
-    for name in ("code", "data", "packages", "external", "requirements"):
+    for name in ("code", "data", "downloads", "packages", "requirements"):
         (root / name).mkdir()
-    data_prefix = len(posix(config.data_dir)) + 1
-    packages_prefix = len(posix(config.bundled_packages_dir)) + 1
     for item in plan.files:
-        layer = layer_of(item.relative_path, config)
-        if layer == "config":
+        place = placement(item.relative_path, plan.config)
+        if place is None or place[0] == "config":
             continue
-        relative = item.relative_path
-        if layer == "data":
-            relative = relative[data_prefix:]
-        elif layer == "packages":
-            relative = relative[packages_prefix:]
-        _copy(item, root / layer / relative, link)
-    for index, external in enumerate(plan.external_dirs):
+        _copy(item, root / place[0] / place[1], link)
+    # Merged, as Truss does; the plan refused names that two of them share.
+    for external in plan.external_dirs:
         for item in external.files:
-            _copy(item, root / "external" / str(index) / item.relative_path, link)
+            _copy(item, root / "packages" / item.relative_path, link)
+    for download in plan.external_data:
+        _link_or_copy(download.content.path, root / "downloads" / download.local_data_path)
     write_server_bundle(root / "server")
     # A custom server's replica needs only the standard library: the image installs only the
     # custom server's own requirements (as Truss does).
@@ -82,9 +80,15 @@ def _copy(item: TreeFile, target: Path, link: bool) -> None:
         os.symlink(item.link_target, target)
         return
     if link:
-        try:
-            os.link(item.path.resolve(), target)
-            return
-        except OSError:  # another filesystem, or links not allowed
-            pass
-    shutil.copy2(item.path, target)
+        _link_or_copy(item.path.resolve(), target)
+    else:
+        shutil.copy2(item.path, target)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    # A hard link is free even for a multi-GB download; the engine reads the context as files.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copy2(source, target)

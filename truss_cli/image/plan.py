@@ -3,24 +3,33 @@
 `plan_image` reads the model directory (config, model code check, file set, content hash,
 requirements) and decides the base image, the Python and the Dockerfile. The build key
 derived from the plan names an image exactly: an unchanged directory finds its image by it.
-`truss_cli.image.context` then writes the plan out as a build context.
+`truss_cli.image.context` then writes the plan out as a build context; where each file
+lands in the image is `truss_cli.image.layout`'s call (Truss's layout).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Optional
 
-import yaml
 
-from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config, secret_has_value
+from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config
 from truss_cli.custom_server import custom_server_options
 from truss_cli.errors import UsageError
+from truss_cli.external_data import DownloadListener, ExternalFile, check_no_overlap, fetch_external_data
 from truss_cli.image.labels import LABEL_CONTENT_HASH, LABEL_MODEL_NAME
+from truss_cli.image.layout import (
+    APP_DIR,
+    DATA_DIR_IN_IMAGE,
+    PACKAGES_DIR,
+    check_packages_merge,
+    config_for_image,
+    left_out_notes,
+    placement,
+)
 from truss_cli.model_check import check_model_dir
 from truss_cli.requirements import resolve_requirements
 from truss_cli.resources import render_template, templates_dir
@@ -34,8 +43,6 @@ from truss_cli.unsupported_keys import refuse_unsupported_keys
 
 DEFAULT_BASE_IMAGE = "python:{version}-slim"
 SERVER_PORT = DEFAULT_SERVER_PORT
-APP_DIR = "/app"
-EXTERNAL_DIR = "/opt/truss/external"
 # A fixed numeric id: COPY --chown needs no user lookup, and no base image is likely to use it.
 USER_ID = 10001
 INSTALL_SCRIPT = "image/install_python.sh"
@@ -72,6 +79,7 @@ class ImagePlan:
     user_requirements: str  # requirements/model.txt: self-contained, includes inlined
     user_constraints: str  # requirements/constraints.txt: from `-c` includes, usually empty
     config_text: str
+    external_data: list[ExternalFile] = field(default_factory=list)  # downloaded, in the cache
     # A development image: the model code, packages and config.yaml belong to the server's
     # user (USER_ID) instead of root, so a live-reload layer can replace them in place.
     development: bool = False
@@ -108,6 +116,7 @@ class ImagePlan:
             (templates_dir() / INSTALL_SCRIPT).read_text(encoding="utf-8"),
             base_image_id,
             *(external.content_hash for external in self.external_dirs),
+            *(f"{item.local_data_path}={item.content.sha256}" for item in self.external_data),
         ]
         for text in parts:
             digest.update(text.encode() + b"\0")
@@ -137,11 +146,16 @@ def choose_base_image(config: TrussConfig, override: str | None, from_settings: 
 
 
 def plan_image(
-    model_dir: Path | str, settings: Settings, base_image: str | None = None, development: bool = False
+    model_dir: Path | str,
+    settings: Settings,
+    base_image: str | None = None,
+    development: bool = False,
+    on_download: DownloadListener = lambda progress: None,
 ) -> ImagePlan:
     """Read `model_dir` and decide its image. Raises ConfigError / UsageError on bad input.
 
-    `development`: see `ImagePlan.development`.
+    `development`: see `ImagePlan.development`. `external_data` is downloaded here, on this
+    machine (into the cache; `on_download` hears the bytes), so the build needs no network.
     """
     model_dir = Path(model_dir).resolve()
     loaded = load_config(model_dir)
@@ -158,7 +172,9 @@ def plan_image(
     for path in _external_dirs(model_dir, config):
         external_files = list_files(path)
         external_dirs.append(ExternalDir(path, external_files, cached_manifest(path, external_files, settings.cache_dir)))
-    config_text, scrubbed = _config_without_secret_values(model_dir / CONFIG_FILENAME)
+    check_packages_merge(model_dir, config, files, [(entry, external.files) for entry, external in zip(config.external_package_dirs, external_dirs)])
+    notes.extend(left_out_notes(config, files))
+    config_text, scrubbed = config_for_image(model_dir / CONFIG_FILENAME, config)
     if scrubbed:
         notes.append(
             f"config.yaml: secrets {', '.join(scrubbed)} have values in config.yaml; they are left out of the "
@@ -167,6 +183,12 @@ def plan_image(
     custom_server = custom_server_options(model_dir, config)
     if config.docker_server is not None and config.docker_server.no_build:
         notes.extend(_no_build_notes(config))
+    check_no_overlap(
+        config,
+        (place[1] for item in files if (place := placement(item.relative_path, config)) and place[0] == "data"),
+        model_dir / CONFIG_FILENAME,
+    )
+    downloads = fetch_external_data(config, settings.cache_dir, on_progress=on_download)
     plan = ImagePlan(
         model_dir=model_dir,
         config=config,
@@ -180,6 +202,7 @@ def plan_image(
         user_requirements=_lines(requirements.requirements),
         user_constraints=_lines(requirements.constraints),
         config_text=config_text,
+        external_data=downloads,
         development=development,
         custom_server=custom_server,
         notes=notes,
@@ -188,24 +211,9 @@ def plan_image(
     return plan
 
 
-def layer_of(relative_path: str, config: TrussConfig) -> str:
-    """The build-context directory (and so the Dockerfile layer) a model file goes into."""
-    if relative_path == CONFIG_FILENAME:
-        return "config"
-    if relative_path.startswith(posix(config.data_dir) + "/"):
-        return "data"
-    if relative_path.startswith(posix(config.bundled_packages_dir) + "/"):
-        return "packages"
-    return "code"
-
-
-def posix(relative: str) -> str:
-    return PurePosixPath(relative.replace(os.sep, "/")).as_posix().strip("/")
-
-
 def _render_dockerfile(plan: ImagePlan) -> str:
     config = plan.config
-    layers = {layer_of(item.relative_path, config) for item in plan.files}
+    layers = {place[0] for item in plan.files if (place := placement(item.relative_path, config))}
     if config.docker_server is not None and config.docker_server.no_build:
         return _render_no_build_dockerfile(plan, "data" in layers)
     return render_template(
@@ -217,10 +225,9 @@ def _render_dockerfile(plan: ImagePlan) -> str:
         # Truss accepts several packages in one entry (`- ffmpeg libsm6`); each is quoted alone.
         system_packages=[package for entry in config.system_packages for package in entry.split()],
         has_data="data" in layers,
-        has_packages="packages" in layers,
-        data_dir=posix(config.data_dir),
-        packages_dir=posix(config.bundled_packages_dir),
-        external_dirs=[f"{EXTERNAL_DIR}/{index}" for index in range(len(plan.external_dirs))],
+        has_downloads=bool(plan.external_data),
+        data_dir=f"{APP_DIR}/{DATA_DIR_IN_IMAGE}",
+        packages_dir=PACKAGES_DIR,
         external_dirs_env=EXTERNAL_PACKAGE_DIRS_ENV,
         environment_variables=config.environment_variables,
         build_commands=config.build_commands,
@@ -256,8 +263,8 @@ def _render_no_build_dockerfile(plan: ImagePlan, has_data: bool) -> str:
         model_name=plan.model_name,
         base_image=plan.base_image,
         has_data=has_data,
-        data_dir=posix(config.data_dir),
-        app_dir=APP_DIR,
+        has_downloads=bool(plan.external_data),
+        data_dir=f"{APP_DIR}/{DATA_DIR_IN_IMAGE}",
         server_dir=SERVER_DIR,
         environment_variables=config.environment_variables,
         run_as_user_id=config.docker_server.run_as_user_id,
@@ -297,14 +304,8 @@ def _check_dockerfile_inputs(model_dir: Path, config: TrussConfig) -> None:
                 "cannot be set in an image",
                 hint=f"use a secret or a file in {config.data_dir}/",
             )
-    # These go into COPY lines as they are: whitespace would split them into more arguments.
-    for key in ("data_dir", "bundled_packages_dir"):
-        value = getattr(config, key)
-        if any(char.isspace() for char in value):
-            raise UsageError(
-                f"{where}: {key}: {value!r} contains whitespace, which an image build cannot copy",
-                hint="rename the directory without spaces",
-            )
+    # data_dir and bundled_packages_dir never reach the Dockerfile: their files are copied
+    # from fixed build-context directories to Truss's fixed places.
 
 
 def _check_base_image_name(image: str, source: str, model_dir: Path) -> None:
@@ -329,19 +330,3 @@ def _external_dirs(model_dir: Path, config: TrussConfig) -> list[Path]:
     return found
 
 
-def _config_without_secret_values(path: Path) -> tuple[str, list[str]]:
-    """config.yaml as it goes into the image: secret *values* blanked, names kept.
-
-    Truss configs list secret names with placeholder values, but a real value is sometimes
-    pasted there. It must not reach a layer, so the image gets a copy with every value null.
-    The file is left byte-identical when there is nothing to blank.
-    """
-    text = path.read_text(encoding="utf-8")
-    raw = yaml.safe_load(text) or {}
-    secrets = raw.get("secrets") or {}
-    with_values = sorted(name for name, value in secrets.items() if secret_has_value(value))
-    if not with_values:
-        return text, []
-    raw["secrets"] = {name: None for name in secrets}
-    header = "# Written by truss-cli: secret values removed; supply them at run time.\n"
-    return header + yaml.safe_dump(raw, sort_keys=False), with_values

@@ -1,5 +1,5 @@
 """A model directory made ready to run on this machine: a Python for it, its cached
-environment and the server bundle. What `truss run` and a process runtime both do before
+environment, the server bundle and, with `external_data`, its downloads and data view. What `truss run` and a process runtime both do before
 they start replicas (`truss_cli.local.replica`)."""
 
 from __future__ import annotations
@@ -7,11 +7,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from truss_cli.config import TrussConfig
 from truss_cli.custom_server import custom_server_options, secrets_from_config
 from truss_cli.errors import TrussError
+from truss_cli.external_data import DownloadListener, data_view, fetch_external_data
 from truss_cli.local.environments import Environment, ensure_environment, spec_for_model
 from truss_cli.local.interpreters import NoInterpreterError, select_interpreter
 from truss_cli.local.replica import ReplicaSpec
@@ -25,6 +26,8 @@ class PreparedModel:
     config: TrussConfig
     environment: Environment
     bundle_dir: Path
+    # With external_data: the directory the model gets as data_dir (see external_data.data_view).
+    data_dir: Optional[Path] = None
 
     def replica_spec(self, settings: Settings, status_file: Path, **options: Any) -> ReplicaSpec:
         """A spec for one replica of this model; `options` are ReplicaSpec's (host, port, ...)."""
@@ -40,6 +43,7 @@ class PreparedModel:
             environ=settings.environ,
             config_variables=variables,
             custom_server=custom_server,
+            data_dir=self.data_dir,
             **options,
         )
 
@@ -50,12 +54,19 @@ def prepare_model(
     settings: Settings,
     on_progress: Callable[[str], None] = lambda step: None,
     on_note: Callable[[str], None] = lambda note: None,
+    on_download: DownloadListener = lambda progress: None,
 ) -> PreparedModel:
     """Find a Python for `config`, build (or reuse) its environment, and write the bundle.
 
     `on_note` hears what the user should know (a Python other than the one asked for);
-    `on_progress` the current step of an environment build.
+    `on_progress` the current step of an environment build; `on_download` the bytes of each
+    external_data file being downloaded (cached ones are not).
     """
+    # Downloads first: a wrong URL fails in seconds, before minutes of installing.
+    data_dir = None
+    if config.external_data:
+        files = fetch_external_data(config, settings.cache_dir, on_progress=on_download)
+        data_dir = data_view(model_dir, config, files, settings.cache_dir)
     try:
         selection = select_interpreter(
             config.python_minor,
@@ -75,7 +86,7 @@ def prepare_model(
         custom_server_options(model_dir, config)  # a config it cannot start fails before the build
     environment = ensure_environment(spec, settings.cache_dir, environ=settings.environ, on_progress=on_progress)
     bundle = cached_server_bundle(settings.cache_dir)
-    return PreparedModel(model_dir, config, environment, bundle)
+    return PreparedModel(model_dir, config, environment, bundle, data_dir)
 
 
 def _pyenv_root(settings: Settings) -> Path:

@@ -48,6 +48,7 @@ _SUPERVISOR_OWNED = (
     protocol.REPLICA_ID_ENV,
     protocol.STAY_UP_ON_LOAD_FAILURE_ENV,
     protocol.EXPOSE_ERRORS_ENV,
+    protocol.MODEL_DATA_DIR_ENV,
 )
 
 
@@ -70,6 +71,7 @@ class ReplicaSpec:
     # Set for a `docker_server` config: the replica is the custom server replica, which
     # starts the user's server and serves the routes in front of it (no model directory read).
     custom_server: Optional[CustomServerOptions] = None
+    data_dir: Optional[Path] = None  # given to the model as data_dir instead of <model_dir>/<data_dir>
 
     def command(self) -> list[str]:
         if self.custom_server is not None:
@@ -93,6 +95,8 @@ class ReplicaSpec:
             env[protocol.EXPOSE_ERRORS_ENV] = "1"
         if self.stay_up_on_load_failure:
             env[protocol.STAY_UP_ON_LOAD_FAILURE_ENV] = "1"
+        if self.data_dir is not None:
+            env[protocol.MODEL_DATA_DIR_ENV] = str(self.data_dir)
         return env
 
 

@@ -50,6 +50,14 @@ def parse_arguments(argv: Optional[list], environ: Mapping[str, str]) -> argpars
         help="when the model fails to load, keep serving and report the failure instead of exiting "
         f"(env: {protocol.STAY_UP_ON_LOAD_FAILURE_ENV}=1)",
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="PATH",
+        default=environ.get(protocol.MODEL_DATA_DIR_ENV) or None,
+        help="the directory the model gets as data_dir (default: the config's data_dir in MODEL_DIR; "
+        f"env: {protocol.MODEL_DATA_DIR_ENV})",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be between 0 and 65535, not {args.port}")
@@ -67,6 +75,7 @@ def main(argv: Optional[list] = None) -> int:
         status_file=args.status_file,
         replica_id=args.replica_id,
         stay_up_on_load_failure=args.stay_up_on_load_failure,
+        data_dir=args.data_dir,
     )
 
 

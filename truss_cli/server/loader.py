@@ -128,9 +128,16 @@ def init_kwargs(model_class: type, available: dict[str, Any]) -> dict[str, Any]:
 class ModelHost:
     """Owns the model instance and its loading state; loads once, off the request path."""
 
-    def __init__(self, model_dir: Path, config: TrussConfig, environ: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        config: TrussConfig,
+        environ: Optional[Mapping[str, str]] = None,
+        data_dir: Optional[Path] = None,
+    ) -> None:
         self.model_dir = model_dir
         self.config = config
+        self.data_dir = data_dir if data_dir is not None else model_dir / config.data_dir
         self.environ = os.environ if environ is None else environ
         self.state = ModelState.LOADING
         self.model: Any = None
@@ -187,10 +194,9 @@ class ModelHost:
         if missing:
             logger.warning("Secrets declared in config.yaml without a value: %s", ", ".join(missing))
         model_class = import_model_class(self.model_dir, self.config)
-        data_dir = self.model_dir / self.config.data_dir
         available = {
             "config": self.config.model_dump(mode="python"),
-            "data_dir": data_dir,
+            "data_dir": self.data_dir,
             "secrets": self.secrets,
             # Set by a deployment environment on the platform; a plain replica has none.
             "environment": None,

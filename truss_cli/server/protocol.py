@@ -30,6 +30,9 @@ SECRET_ENV_PREFIX = "TRUSS_SECRET_"
 SECRETS_DIR_ENV = "TRUSS_SECRETS_DIR"
 # os.pathsep-separated absolute paths; replaces the config's `external_package_dirs`.
 EXTERNAL_PACKAGE_DIRS_ENV = "TRUSS_EXTERNAL_PACKAGE_DIRS"
+# An absolute path the model gets as `data_dir` instead of <model dir>/<config data_dir>:
+# `truss run` points it at a view of the data directory that includes external_data.
+MODEL_DATA_DIR_ENV = "TRUSS_MODEL_DATA_DIR"
 
 # The server writes its status (truss_cli.server.status) to this file on every phase change.
 # A supervisor names the file; the server never picks one on its own.

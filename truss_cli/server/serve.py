@@ -54,11 +54,13 @@ def serve(
     status_file: Optional[Path] = None,
     replica_id: Optional[str] = None,
     stay_up_on_load_failure: bool = False,
+    data_dir: Optional[Path] = None,
 ) -> int:
     """Serve the model in `model_dir` until SIGTERM/SIGINT; returns the process exit code.
 
     `port` 0 binds any free port (reported in the status and the log). With
     `stay_up_on_load_failure` a failed load leaves the server answering, reporting the failure.
+    `data_dir` replaces the config's data directory as the model's `data_dir`.
     """
     configure_logging()
     reporter = StatusReporter(status_file, replica_id)
@@ -82,7 +84,7 @@ def serve(
     # so relative paths such as "data/weights.bin" in model code keep working.
     os.chdir(root)
 
-    model_host = ModelHost(root, config)
+    model_host = ModelHost(root, config, data_dir=data_dir.resolve() if data_dir else None)
     concurrency = config.runtime.predict_concurrency
     executor = ThreadPoolExecutor(max_workers=concurrency + EXTRA_THREADS, thread_name_prefix="model")
     metrics = Metrics(is_ready=lambda: model_host.state is ModelState.READY)
