@@ -17,12 +17,13 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config, secret_has_value
+from truss_cli.config_to_replica import replica_config_for, with_paths
 from truss_cli.errors import UsageError
 from truss_cli.image.labels import LABEL_CONTENT_HASH, LABEL_MODEL_NAME
 from truss_cli.model_check import check_model_dir
 from truss_cli.requirements import resolve_requirements
 from truss_cli.resources import render_template, templates_dir
-from truss_cli.server.protocol import DEFAULT_SERVER_PORT, EXTERNAL_PACKAGE_DIRS_ENV
+from truss_cli.server.protocol import DEFAULT_SERVER_PORT, EXTERNAL_PACKAGE_DIRS_ENV, REPLICA_CONFIG_ENV
 from truss_cli.server_bundle import bundle_hash
 from truss_cli.settings import BASE_IMAGE_ENV, Settings
 from truss_cli.sync.manifest import Manifest
@@ -35,6 +36,9 @@ EXTERNAL_DIR = "/opt/truss/external"
 # A fixed numeric id: COPY --chown needs no user lookup, and no base image is likely to use it.
 USER_ID = 10001
 INSTALL_SCRIPT = "image/install_python.sh"
+# What the server reads instead of config.yaml (truss_cli.server.replica_config).
+REPLICA_CONFIG_FILE = "replica.json"
+REPLICA_CONFIG_PATH = f"/opt/truss/{REPLICA_CONFIG_FILE}"
 
 
 @dataclass
@@ -64,6 +68,7 @@ class ImagePlan:
     user_requirements: str  # requirements/model.txt: self-contained, includes inlined
     user_constraints: str  # requirements/constraints.txt: from `-c` includes, usually empty
     config_text: str
+    replica_config_text: str  # the server's view of config_text, for REPLICA_CONFIG_PATH
     # A development image: the model code, packages and config.yaml belong to the server's
     # user (USER_ID) instead of root, so a live-reload layer can replace them in place.
     development: bool = False
@@ -95,6 +100,7 @@ class ImagePlan:
             self.user_requirements,
             self.user_constraints,
             self.config_text,
+            self.replica_config_text,
             (templates_dir() / INSTALL_SCRIPT).read_text(encoding="utf-8"),
             base_image_id,
             *(external.content_hash for external in self.external_dirs),
@@ -166,6 +172,7 @@ def plan_image(
         user_requirements=_lines(requirements.requirements),
         user_constraints=_lines(requirements.constraints),
         config_text=config_text,
+        replica_config_text=_replica_config_text(config, len(external_dirs)),
         development=development,
         notes=notes,
     )
@@ -205,6 +212,9 @@ def _render_dockerfile(plan: ImagePlan) -> str:
         packages_dir=posix(config.bundled_packages_dir),
         external_dirs=[f"{EXTERNAL_DIR}/{index}" for index in range(len(plan.external_dirs))],
         external_dirs_env=EXTERNAL_PACKAGE_DIRS_ENV,
+        replica_config_file=REPLICA_CONFIG_FILE,
+        replica_config_path=REPLICA_CONFIG_PATH,
+        replica_config_env=REPLICA_CONFIG_ENV,
         environment_variables=config.environment_variables,
         build_commands=config.build_commands,
         app_dir=APP_DIR,
@@ -248,6 +258,14 @@ def _check_base_image_name(image: str, source: str, model_dir: Path) -> None:
     if any(char.isspace() for char in image):
         where = f"{model_dir / CONFIG_FILENAME}: base_image.image" if source.startswith("config.yaml") else source
         raise UsageError(f"{where}: {image!r} is not a valid image name (it contains whitespace)")
+
+
+def _replica_config_text(config: TrussConfig, external_dir_count: int) -> str:
+    """The replica config baked into the image: secret names without values, and the
+    external package directories where the image puts them."""
+    replica = replica_config_for(config, secret_values=False)
+    external = tuple(f"{EXTERNAL_DIR}/{index}" for index in range(external_dir_count))
+    return with_paths(replica, external_package_dirs=external).to_json()
 
 
 def _lines(lines: list[str]) -> str:

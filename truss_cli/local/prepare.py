@@ -1,5 +1,5 @@
 """A model directory made ready to run on this machine: a Python for it, its cached
-environment and the server bundle. What `truss run` and a process runtime both do before
+environment, the server bundle and the replica config the server reads. What `truss run` and a process runtime both do before
 they start replicas (`truss_cli.local.replica`)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from truss_cli.config import TrussConfig
+from truss_cli.config_to_replica import cached_replica_config, replica_config_for
 from truss_cli.errors import TrussError
 from truss_cli.local.environments import Environment, ensure_environment, spec_for_model
 from truss_cli.local.interpreters import NoInterpreterError, select_interpreter
@@ -23,6 +24,7 @@ class PreparedModel:
     config: TrussConfig
     environment: Environment
     bundle_dir: Path
+    replica_config: Path
 
     def replica_spec(self, settings: Settings, status_file: Path, **options: Any) -> ReplicaSpec:
         """A spec for one replica of this model; `options` are ReplicaSpec's (host, port, ...)."""
@@ -30,6 +32,7 @@ class PreparedModel:
             python=self.environment.python,
             bundle_dir=self.bundle_dir,
             model_dir=self.model_dir,
+            replica_config=self.replica_config,
             status_file=status_file,
             environ=settings.environ,
             config_variables=self.config.environment_variables,
@@ -63,7 +66,10 @@ def prepare_model(
     spec = spec_for_model(model_dir, config, selection.interpreter)
     environment = ensure_environment(spec, settings.cache_dir, environ=settings.environ, on_progress=on_progress)
     bundle = cached_server_bundle(settings.cache_dir)
-    return PreparedModel(model_dir, config, environment, bundle)
+    # The values under `secrets:` go to a local server as they did before: the file stays in
+    # this machine's cache, readable by its owner only.
+    replica_config = cached_replica_config(replica_config_for(config, secret_values=True), settings.cache_dir)
+    return PreparedModel(model_dir, config, environment, bundle, replica_config)
 
 
 def _pyenv_root(settings: Settings) -> Path:

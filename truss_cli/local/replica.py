@@ -44,6 +44,7 @@ _PR_SET_PDEATHSIG = 1
 # Set by the supervisor from the spec, never inherited from whoever started the supervisor.
 _SUPERVISOR_OWNED = (
     protocol.STATUS_FILE_ENV,
+    protocol.REPLICA_CONFIG_ENV,
     protocol.REPLICA_ID_ENV,
     protocol.STAY_UP_ON_LOAD_FAILURE_ENV,
     protocol.EXPOSE_ERRORS_ENV,
@@ -57,6 +58,7 @@ class ReplicaSpec:
     python: Path  # the interpreter of the model's environment
     bundle_dir: Path  # the server bundle, put on the child's PYTHONPATH
     model_dir: Path
+    replica_config: Path  # what the server knows of config.yaml (truss_cli.config_to_replica)
     status_file: Path  # the server writes its ReplicaStatus here
     environ: Mapping[str, str]  # what the child inherits (TRUSS_SECRET_* reach the model so)
     config_variables: Mapping[str, str] = field(default_factory=dict)  # config.yaml's; they win
@@ -70,7 +72,7 @@ class ReplicaSpec:
     def command(self) -> list[str]:
         return [
             str(self.python), "-m", "truss_cli.server", str(self.model_dir),
-            "--host", self.host, "--port", str(self.port),
+            "--replica-config", str(self.replica_config), "--host", self.host, "--port", str(self.port),
         ]
 
     def child_environment(self) -> dict[str, str]:

@@ -15,6 +15,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
+import json
 import logging
 import os
 import sys
@@ -23,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from truss_cli.config import TrussConfig
 from truss_cli.server import load_errors
 from truss_cli.server.contract import ModelContract, ModelDefinitionError, read_contract
 from truss_cli.server.protocol import EXTERNAL_PACKAGE_DIRS_ENV
+from truss_cli.server.replica_config import ReplicaConfig
 from truss_cli.server.secrets import Secrets
 
 logger = logging.getLogger("truss.server")
@@ -38,7 +39,7 @@ class ModelState(enum.Enum):
     FAILED = "failed"
 
 
-def import_paths(model_dir: Path, config: TrussConfig, environ: Mapping[str, str]) -> tuple[list[str], list[str]]:
+def import_paths(model_dir: Path, config: ReplicaConfig, environ: Mapping[str, str]) -> tuple[list[str], list[str]]:
     """(paths to put first on sys.path, paths to append), in order."""
     appended: list[str] = []
     packages = model_dir / config.bundled_packages_dir
@@ -64,7 +65,7 @@ class _ModelDirFinder(importlib.machinery.PathFinder):
         return importlib.machinery.PathFinder.find_spec(fullname, cls.directories, target)
 
 
-def install_import_paths(model_dir: Path, config: TrussConfig, environ: Mapping[str, str]) -> None:
+def install_import_paths(model_dir: Path, config: ReplicaConfig, environ: Mapping[str, str]) -> None:
     first, last = import_paths(model_dir, config, environ)
     for path in reversed(first):
         if path not in sys.path:
@@ -77,12 +78,12 @@ def install_import_paths(model_dir: Path, config: TrussConfig, environ: Mapping[
         sys.meta_path.append(_ModelDirFinder)
 
 
-def model_file(config: TrussConfig) -> Path:
+def model_file(config: ReplicaConfig) -> Path:
     """The model class's file, relative to the model directory."""
     return Path(config.model_module_dir) / config.model_class_filename
 
 
-def import_model_class(model_dir: Path, config: TrussConfig) -> type:
+def import_model_class(model_dir: Path, config: ReplicaConfig) -> type:
     relative = model_file(config)
     path = model_dir / relative
     if not path.is_file():
@@ -128,7 +129,7 @@ def init_kwargs(model_class: type, available: dict[str, Any]) -> dict[str, Any]:
 class ModelHost:
     """Owns the model instance and its loading state; loads once, off the request path."""
 
-    def __init__(self, model_dir: Path, config: TrussConfig, environ: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(self, model_dir: Path, config: ReplicaConfig, environ: Optional[Mapping[str, str]] = None) -> None:
         self.model_dir = model_dir
         self.config = config
         self.environ = os.environ if environ is None else environ
@@ -189,7 +190,8 @@ class ModelHost:
         model_class = import_model_class(self.model_dir, self.config)
         data_dir = self.model_dir / self.config.data_dir
         available = {
-            "config": self.config.model_dump(mode="python"),
+            # A copy: the model may change its dict, the server's stays as it was.
+            "config": json.loads(json.dumps(self.config.model_config)),
             "data_dir": data_dir,
             "secrets": self.secrets,
             # Set by a deployment environment on the platform; a plain replica has none.

@@ -24,6 +24,10 @@ METRICS_PATH = "/metrics"
 # in every phase, also while load() runs and after it failed.
 STATUS_PATH = "/v1/replica/status"
 
+# The replica config (truss_cli.server.replica_config, JSON) the server reads instead of
+# config.yaml; the `--replica-config` argument wins over it. Written by `truss run` into the
+# cache and by an image build into the image.
+REPLICA_CONFIG_ENV = "TRUSS_REPLICA_CONFIG"
 # TRUSS_SECRET_<name>=value hands one secret to the model.
 SECRET_ENV_PREFIX = "TRUSS_SECRET_"
 # A directory with one file per secret (a mounted volume in a container).
