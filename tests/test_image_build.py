@@ -311,6 +311,48 @@ def test_examples_hello_builds_and_predicts(client: docker.APIClient, base: str,
         container.remove()
 
 
+PYDANTIC_1_MODEL = """
+import pydantic
+from pydantic import BaseModel
+
+
+class Query(BaseModel):
+    name: str
+
+
+class Answer(BaseModel):
+    greeting: str
+    pydantic_version: str
+
+
+class Model:
+    def predict(self, query: Query) -> Answer:
+        return Answer(greeting=f"Hello, {query.name}!", pydantic_version=str(pydantic.VERSION))
+"""
+
+
+def test_an_image_of_a_model_pinning_pydantic_1_serves_its_typed_predict(
+    client: docker.APIClient, base: str, cleanup: Cleanup, make_model_dir
+) -> None:
+    # The model's pin and the server's packages resolve together in the image's one
+    # environment (as in Truss's image); the server works with pydantic 1.
+    name = cleanup.model(unique_name("truss-test-pydantic1"))
+    model_dir = make_model_dir(PYDANTIC_1_MODEL, f"model_name: {name}\nrequirements:\n  - pydantic<2\n")
+    plan = plan_image(model_dir, edge_settings(), base_image=base)
+    built = build_image(client, plan, edge_settings(), tag=cleanup.tag(f"truss-test-pydantic1:{uuid.uuid4().hex[:8]}"))
+    container = start_container(client, built.tag, name, 0)
+    try:
+        wait_until_ready(container, timeout=120)
+        answer = predict(container.url, {"name": "Docker"}).json()
+        assert answer["greeting"] == "Hello, Docker!" and answer["pydantic_version"].startswith("1.")
+        invalid = predict(container.url, {"name": ["not", "a", "string"]})
+        assert invalid.status_code == 422 and invalid.json()["error"].startswith("invalid input: name: ")
+        schema = httpx.get(f"{container.url}/v1/models/model/schema", timeout=30).json()
+        assert schema["input_schema"]["required"] == ["name"]
+    finally:
+        container.remove()
+
+
 def test_a_dockerfile_the_engine_rejects_is_reported_in_its_own_words(
     client: docker.APIClient, base: str, cleanup: Cleanup, make_model_dir
 ) -> None:
