@@ -47,7 +47,8 @@ def time_to_ready(python: str, root: Path, model_dir: Path, extra: list[str], wo
     started = time.perf_counter()
     proc = subprocess.Popen(
         [python, "-m", "truss_cli.server", str(model_dir), *extra, "--host", "127.0.0.1", "--port", "0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # cwd outside any checkout: `-m` puts the working directory first on sys.path.
+        env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         while True:

@@ -85,3 +85,28 @@ def cached_replica_config(replica: ReplicaConfig, cache_root: Path) -> Path:
             raise
         # Another process wrote the same content first.
     return path
+
+
+def main(argv: Optional[list] = None) -> int:
+    """`python -m truss_cli.config_to_replica MODEL_DIR`: print the replica config `truss run`
+    would give the server, for starting `python -m truss_cli.server` by hand (benchmarks,
+    debugging)."""
+    import sys
+
+    from truss_cli.config import ConfigError, load_config
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m truss_cli.config_to_replica MODEL_DIR", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args[0]).config
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(replica_config_for(config, secret_values=True).to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
