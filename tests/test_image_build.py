@@ -257,7 +257,8 @@ def test_run_refuses_a_secrets_directory_the_container_user_cannot_read(
     (secrets_dir / "api_key").write_text("root-only\n")
     (secrets_dir / "api_key").chmod(0o600)
     name = plan_image(kitchen_dir, edge_settings()).model_name
-    before = client.containers(all=True, filters={"label": f"truss.model-name={name}"})
+    # By id: a listing also says "Up N seconds", which changes while the test runs.
+    before = [c["Id"] for c in client.containers(all=True, filters={"label": f"truss.model-name={name}"})]
     result = runner.invoke(
         app, ["image", "run", str(kitchen_dir), "--port", "0", "--secrets-dir", str(secrets_dir)]
     )
@@ -266,7 +267,7 @@ def test_run_refuses_a_secrets_directory_the_container_user_cannot_read(
     assert "cannot read the secret files api_key" in output
     assert "the container runs as uid 10001" in output
     assert "root-only" not in result.output
-    assert client.containers(all=True, filters={"label": f"truss.model-name={name}"}) == before
+    assert [c["Id"] for c in client.containers(all=True, filters={"label": f"truss.model-name={name}"})] == before
 
 
 def test_a_failing_build_command_prints_the_log_and_names_the_step(
