@@ -205,6 +205,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def write_replica_config(model_dir: Path, path: Path) -> Path:
+    """What `truss run` gives the server: the replica config written from config.yaml."""
+    sys.path.insert(0, str(REPO_ROOT))  # this checkout's truss_cli, whatever is installed
+    from truss_cli.config import load_config
+    from truss_cli.config_to_replica import replica_config_for
+
+    path.write_text(replica_config_for(load_config(model_dir).config, secret_values=True).to_json())
+    return path
+
+
 def start(argv: list, env: dict, port: int, log: Path, cpus) -> subprocess.Popen:
     def pin():
         if cpus:
@@ -260,9 +270,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="predict-overhead-"))
     (work / "bare_fastapi.py").write_text(BARE_FASTAPI)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+    replica_config = write_replica_config(model_dir, work / "replica.json")
 
     servers = {
-        "truss-cli": lambda port: [args.python, "-m", "truss_cli.server", str(model_dir), "--host", HOST, "--port", str(port)],
+        "truss-cli": lambda port: [
+            args.python, "-m", "truss_cli.server", str(model_dir), "--replica-config", str(replica_config),
+            "--host", HOST, "--port", str(port),
+        ],
         "bare_fastapi": lambda port: [args.python, str(work / "bare_fastapi.py"), HOST, str(port)],
     }
     results: dict = {name: [] for name in servers}

@@ -257,7 +257,8 @@ def test_run_refuses_a_secrets_directory_the_container_user_cannot_read(
     (secrets_dir / "api_key").write_text("root-only\n")
     (secrets_dir / "api_key").chmod(0o600)
     name = plan_image(kitchen_dir, edge_settings()).model_name
-    before = client.containers(all=True, filters={"label": f"truss.model-name={name}"})
+    # By id: a listing also says "Up N seconds", which changes while the test runs.
+    before = [c["Id"] for c in client.containers(all=True, filters={"label": f"truss.model-name={name}"})]
     result = runner.invoke(
         app, ["image", "run", str(kitchen_dir), "--port", "0", "--secrets-dir", str(secrets_dir)]
     )
@@ -266,7 +267,7 @@ def test_run_refuses_a_secrets_directory_the_container_user_cannot_read(
     assert "cannot read the secret files api_key" in output
     assert "the container runs as uid 10001" in output
     assert "root-only" not in result.output
-    assert client.containers(all=True, filters={"label": f"truss.model-name={name}"}) == before
+    assert [c["Id"] for c in client.containers(all=True, filters={"label": f"truss.model-name={name}"})] == before
 
 
 def test_a_failing_build_command_prints_the_log_and_names_the_step(
@@ -307,6 +308,48 @@ def test_examples_hello_builds_and_predicts(client: docker.APIClient, base: str,
         wait_until_ready(container, timeout=120)
         response = predict(container.url, {"name": "Docker"})
         assert response.json() == {"greeting": "Hello, Docker!"}
+    finally:
+        container.remove()
+
+
+PYDANTIC_1_MODEL = """
+import pydantic
+from pydantic import BaseModel
+
+
+class Query(BaseModel):
+    name: str
+
+
+class Answer(BaseModel):
+    greeting: str
+    pydantic_version: str
+
+
+class Model:
+    def predict(self, query: Query) -> Answer:
+        return Answer(greeting=f"Hello, {query.name}!", pydantic_version=str(pydantic.VERSION))
+"""
+
+
+def test_an_image_of_a_model_pinning_pydantic_1_serves_its_typed_predict(
+    client: docker.APIClient, base: str, cleanup: Cleanup, make_model_dir
+) -> None:
+    # The model's pin and the server's packages resolve together in the image's one
+    # environment (as in Truss's image); the server works with pydantic 1.
+    name = cleanup.model(unique_name("truss-test-pydantic1"))
+    model_dir = make_model_dir(PYDANTIC_1_MODEL, f"model_name: {name}\nrequirements:\n  - pydantic<2\n")
+    plan = plan_image(model_dir, edge_settings(), base_image=base)
+    built = build_image(client, plan, edge_settings(), tag=cleanup.tag(f"truss-test-pydantic1:{uuid.uuid4().hex[:8]}"))
+    container = start_container(client, built.tag, name, 0)
+    try:
+        wait_until_ready(container, timeout=120)
+        answer = predict(container.url, {"name": "Docker"}).json()
+        assert answer["greeting"] == "Hello, Docker!" and answer["pydantic_version"].startswith("1.")
+        invalid = predict(container.url, {"name": ["not", "a", "string"]})
+        assert invalid.status_code == 422 and invalid.json()["error"].startswith("invalid input: name: ")
+        schema = httpx.get(f"{container.url}/v1/models/model/schema", timeout=30).json()
+        assert schema["input_schema"]["required"] == ["name"]
     finally:
         container.remove()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -93,8 +94,11 @@ def test_build_context_lays_out_one_directory_per_layer_and_respects_ignores(kit
         "packages/helper.py",
         "packages/shared_lib/__init__.py",  # external package dirs merge into /packages
         "server/truss_cli/server/__main__.py",
-        "server/truss_cli/config.py",
+        "server/truss_cli/server/replica_config.py",
+        "replica.json",
     } <= files
+    # The CLI validated config.yaml; the server reads the replica config instead.
+    assert "server/truss_cli/config.py" not in files
     assert not [name for name in files if "ckpt" in name or "__pycache__" in name or ".git/" in name or ".venv" in name]
     assert (out / "requirements/model.txt").read_text() == "six\n"
     assert "fastapi" in (out / "requirements/server.txt").read_text()
@@ -110,6 +114,8 @@ def test_secret_values_pasted_into_config_yaml_stay_out_of_the_context(kitchen: 
             assert SECRET_VALUE.encode() not in path.read_bytes(), path
     # The name survives: the server still knows which secrets the model may read.
     assert "api_key" in (out / "config.yaml").read_text()
+    replica = json.loads((out / "replica.json").read_text())
+    assert replica["secrets"] == {"api_key": None} and replica["model_config"]["secrets"] == {"api_key": None}
 
 
 def test_dockerfile_orders_layers_from_rarely_to_often_changing(kitchen: Path) -> None:
@@ -134,7 +140,7 @@ def test_dockerfile_orders_layers_from_rarely_to_often_changing(kitchen: Path) -
     assert lines[-1].startswith('CMD ["/opt/truss/venv/bin/python", "-m", "truss_cli.server", "/app"')
     assert "USER 10001:10001" in lines
     assert 'ENV GREETING="hi \\$USER"' in lines
-    assert "ENV TRUSS_EXTERNAL_PACKAGE_DIRS=/packages" in lines
+    assert "ENV TRUSS_REPLICA_CONFIG=/opt/truss/replica.json" in lines
 
 
 def test_a_development_image_gives_the_model_code_to_the_server_user(kitchen: Path) -> None:

@@ -3,6 +3,7 @@ data and external_data at /app/data, packages merged at /packages, config.yaml s
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -56,7 +57,10 @@ def test_renamed_directories_land_where_truss_puts_them_and_the_config_says_so(t
     } <= context_files(context)
     image_config = yaml.safe_load((context / "config.yaml").read_text())
     assert image_config["model_module_dir"] == "model" and image_config["data_dir"] == "data"
-    assert image_config["bundled_packages_dir"] == "vendored"  # untouched: /packages reaches the server by env
+    assert image_config["bundled_packages_dir"] == "vendored"  # untouched: the replica config names /packages
+    replica = json.loads((context / "replica.json").read_text())
+    assert (replica["model_module_dir"], replica["data_dir"]) == ("model", "data")
+    assert (replica["bundled_packages_dir"], replica["external_package_dirs"]) == ("/packages", [])
     assert "COPY --chown=10001:10001 data/ /app/data/" in plan.dockerfile
     assert image_path("src/helpers/util.py", plan.config) == "/app/model/helpers/util.py"
     assert image_path("assets/w.bin", plan.config) == "/app/data/w.bin"

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from conftest import EXAMPLES, REPO_ROOT
+from test_server_harness import write_replica_config
 from truss_cli.local.replica import Replica, ReplicaSpec
 from truss_cli.server.protocol import PREDICT_PATH, READINESS_PATH
 from truss_cli.supervision import ReplicaFailed
@@ -48,6 +49,7 @@ def spec_for(model_dir: Path, tmp_path: Path, **options: object) -> ReplicaSpec:
         python=Path(sys.executable),
         bundle_dir=REPO_ROOT,
         model_dir=model_dir,
+        replica_config=write_replica_config(model_dir, tmp_path / "replica.json"),
         status_file=tmp_path / "status.json",
         environ=os.environ,
         **options,  # type: ignore[arg-type]
@@ -147,7 +149,7 @@ from truss_cli.local.replica import Replica, ReplicaSpec
 
 spec = ReplicaSpec(
     python=Path(sys.executable), bundle_dir=Path({bundle!r}), model_dir=Path({model_dir!r}),
-    status_file=Path({status!r}), environ=os.environ, die_with_parent={die_with_parent},
+    replica_config=Path({replica_config!r}), status_file=Path({status!r}), environ=os.environ, die_with_parent={die_with_parent},
 )
 replica = Replica(spec, sys.stderr.buffer)
 replica.start()
@@ -163,6 +165,7 @@ def supervise_then_kill_the_supervisor(tmp_path: Path, die_with_parent: bool) ->
         textwrap.dedent(SUPERVISOR).format(
             bundle=str(REPO_ROOT),
             model_dir=str(EXAMPLES / "hello"),
+            replica_config=str(write_replica_config(EXAMPLES / "hello", tmp_path / "replica.json")),
             status=str(tmp_path / "status.json"),
             die_with_parent=die_with_parent,
         )

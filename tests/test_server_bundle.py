@@ -14,16 +14,13 @@ from truss_cli.local.environments import EnvironmentSpec, ensure_environment
 from truss_cli.local.interpreters import probe
 from truss_cli.server_bundle import server_requirements, write_server_bundle
 
-# Every package a replica may load besides the standard library and the bundle itself:
-# the server's requirements (server/requirements.txt) and what they import in turn.
+# Every package the server may load besides the standard library and the bundle itself: its
+# own requirements (the first part of server/requirements.txt) and what they import in turn.
+# Not pydantic, FastAPI or PyYAML: they are installed for the model, at the versions it pins.
 REPLICA_PACKAGES = {
-    "fastapi", "starlette", "pydantic", "pydantic_core", "uvicorn", "yaml", "msgpack",
-    # pydantic's: annotations and type introspection
-    "annotated_types", "typing_extensions", "typing_inspection",
-    # fastapi's: documentation annotations, an optional tracing API (a no-op unless configured)
-    "annotated_doc", "opentelemetry",
-    # starlette's async layer, and what anyio uses on some versions
-    "anyio", "sniffio", "idna",
+    "starlette", "uvicorn", "msgpack",
+    # starlette's async layer and its typing backports, and what anyio uses on some versions
+    "anyio", "sniffio", "idna", "typing_extensions",
     # uvicorn's: its command-line parser (imported by uvicorn.main) and HTTP/1.1 protocol
     "click", "h11",
     # uvicorn's websocket protocol, for the model's /v1/websocket route (server/requirements.txt)
@@ -35,7 +32,7 @@ REPLICA_PACKAGES = {
 IMPORT_AND_REPORT = """
 import json, sys, sysconfig
 import truss_cli.server.__main__, truss_cli.server.serve, truss_cli.server.app, truss_cli.server.status
-import truss_cli.sync.manifest, truss_cli.config
+import truss_cli.sync.manifest, truss_cli.server.replica_config
 from truss_cli.server._uvicorn import uvicorn
 
 async def app(scope, receive, send):
@@ -59,10 +56,12 @@ def test_the_bundle_holds_the_replica_side_modules(tmp_path: Path) -> None:
     bundle = write_server_bundle(tmp_path / "bundle")
     names = {path.relative_to(bundle).as_posix() for path in bundle.rglob("*") if path.is_file()}
     assert {
-        "truss_cli/__init__.py", "truss_cli/config.py", "truss_cli/quantities.py",
+        "truss_cli/__init__.py", "truss_cli/server/replica_config.py",
         "truss_cli/server/serve.py", "truss_cli/server/protocol.py", "truss_cli/server/requirements.txt",
         "truss_cli/sync/manifest.py",
     } <= names
+    # The config schema (pydantic 2) stays on the CLI side: the server reads the replica config.
+    assert not names & {"truss_cli/config.py", "truss_cli/quantities.py"}
     assert not any(name.startswith(("truss_cli/cli/", "truss_cli/image/", "truss_cli/local/")) for name in names)
     assert "truss_cli/tree.py" not in names
 
@@ -97,7 +96,7 @@ def test_a_replica_imports_only_its_own_packages(tmp_path: Path, replica_python:
         else:
             assert any(Path(file).is_relative_to(path) for path in stdlib), f"{name} loaded from {file}"
     assert third_party <= REPLICA_PACKAGES, f"not expected in a replica: {sorted(third_party - REPLICA_PACKAGES)}"
-    assert {"fastapi", "uvicorn", "pydantic", "yaml", "h11"} <= third_party  # the probe saw the server load
+    assert {"starlette", "uvicorn", "h11"} <= third_party  # the probe saw the server load
 
 
 def _install_paths(python: Path) -> dict[str, Path]:

@@ -20,23 +20,46 @@ from typing import Callable, Optional
 import httpx
 
 from conftest import REPO_ROOT, wait_until_ready, write_model_dir
-from truss_cli.server.protocol import METRICS_PATH, PREDICT_PATH, READINESS_PATH, STATUS_FILE_ENV
+from truss_cli.config import load_config
+from truss_cli.config_to_replica import replica_config_for
+from truss_cli.server.protocol import METRICS_PATH, PREDICT_PATH, READINESS_PATH, REPLICA_CONFIG_ENV, STATUS_FILE_ENV
 from truss_cli.server.status import ReplicaStatus, read_status
 
-__all__ = ["ModelServer", "start_ready", "wait_for", "write_model_dir"]
+__all__ = ["ModelServer", "start_ready", "wait_for", "write_model_dir", "write_replica_config"]
 
 _numbers = itertools.count()
 
 
-class ModelServer:
-    """`python -m truss_cli.server MODEL_DIR --port 0`, output captured to a log file."""
+def write_replica_config(model_dir: Path, path: Path) -> Path:
+    """The replica config of `model_dir`'s config.yaml, as `truss run` writes it."""
+    config = load_config(model_dir).config
+    path.write_text(replica_config_for(config, secret_values=True).to_json(), encoding="utf-8")
+    return path
 
-    def __init__(self, model_dir: Path, env: Optional[dict] = None, args: tuple = ()) -> None:
+
+class ModelServer:
+    """`python -m truss_cli.server MODEL_DIR --port 0`, output captured to a log file.
+
+    The replica config is written from the model directory's config.yaml, as `truss run`
+    does, unless `replica_config` names one.
+    """
+
+    def __init__(
+        self, model_dir: Path, env: Optional[dict] = None, args: tuple = (), replica_config: Optional[Path] = None
+    ) -> None:
         self.model_dir = model_dir
         name = f"{model_dir.name}-server-{next(_numbers)}"
         self.log_path = model_dir.parent / f"{name}.log"
         self.status_path = model_dir.parent / f"{name}.status.json"
-        full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), STATUS_FILE_ENV: str(self.status_path), **(env or {})}
+        if replica_config is None:
+            replica_config = write_replica_config(model_dir, model_dir.parent / f"{name}.replica.json")
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            STATUS_FILE_ENV: str(self.status_path),
+            REPLICA_CONFIG_ENV: str(replica_config),
+            **(env or {}),
+        }
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "truss_cli.server", str(model_dir), "--host", "127.0.0.1", "--port", "0", *args],

@@ -77,17 +77,6 @@ def test_custom_module_layout_packages_and_external_dirs_are_importable(tmp_path
         assert server.predict({}).json() == ["sibling", 42, "bundled", "external"]
 
 
-def test_external_package_dirs_env_overrides_the_config(tmp_path):
-    (tmp_path / "elsewhere" / "shared_lib").mkdir(parents=True)
-    (tmp_path / "elsewhere" / "shared_lib" / "__init__.py").write_text("SHARED = 'from env'\n")
-    model = "from shared_lib import SHARED\n\nclass Model:\n    def predict(self, x):\n        return SHARED\n"
-    with start_ready(
-        tmp_path / "m", model, "external_package_dirs: [../missing]\n",
-        env={"TRUSS_EXTERNAL_PACKAGE_DIRS": str(tmp_path / "elsewhere")},
-    ) as server:
-        assert server.predict({}).json() == "from env"
-
-
 SECRETS = """
 import logging
 

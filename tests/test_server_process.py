@@ -15,7 +15,8 @@ import threading
 import pytest
 
 from conftest import REPO_ROOT
-from test_server_harness import ModelServer, start_ready, wait_for
+from test_server_harness import ModelServer, start_ready, wait_for, write_replica_config
+from truss_cli.server.protocol import REPLICA_CONFIG_ENV
 from truss_cli.server.status import STOPPING
 
 # What runs inside every replica must not load the CLI's dependencies.
@@ -46,12 +47,31 @@ def test_a_serving_replica_has_not_loaded_the_cli_side(tmp_path):
     assert response.json() == []
 
 
+REPORTS_FRAMEWORKS = """
+import sys
+
+
+class Model:
+    def predict(self, model_input):
+        return sorted(name for name in ("pydantic", "fastapi") if name in sys.modules)
+"""
+
+
+def test_the_server_imports_no_pydantic_or_fastapi_of_its_own(tmp_path):
+    # They belong to the model, at whatever version its requirements pin (pydantic 1 or 2):
+    # the server must not have loaded either before the model did.
+    with start_ready(tmp_path / "m", REPORTS_FRAMEWORKS) as server:
+        response = server.predict({})
+    assert response.status_code == 200
+    assert response.json() == []
+
+
 def test_help_explains_the_arguments():
     out = subprocess.run(
         [sys.executable, "-m", "truss_cli.server", "--help"], env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True, text=True, check=True,
     )
-    for argument in ("MODEL_DIR", "--port", "--host", "--status-file", "--replica-id", "--stay-up-on-load-failure"):
+    for argument in ("MODEL_DIR", "--replica-config", "--port", "--host", "--status-file", "--replica-id", "--stay-up-on-load-failure"):
         assert argument in out.stdout
 
 
@@ -77,11 +97,30 @@ def test_sigint_stops_the_server_without_a_traceback(tmp_path):
     assert "KeyboardInterrupt" not in server.log()
 
 
-def test_invalid_config_exits_2_naming_the_file_and_key(make_model_dir):
-    with ModelServer(make_model_dir(ECHO, "runtime:\n  predict_concurrency: two\n")) as server:
+def test_without_a_replica_config_the_server_says_what_to_give(make_model_dir):
+    env = {key: value for key, value in os.environ.items() if key != REPLICA_CONFIG_ENV}
+    out = subprocess.run(
+        [sys.executable, "-m", "truss_cli.server", str(make_model_dir(ECHO)), "--port", "0"],
+        env={**env, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    assert f"no replica config: give --replica-config PATH or set {REPLICA_CONFIG_ENV}" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "content,problem",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"format": 99}', "format 99, this server reads format 1"),
+        ('{"format": 1, "predict_concurrency": "two"}', "predict_concurrency must be a whole number >= 1"),
+    ],
+)
+def test_an_unusable_replica_config_exits_2_naming_the_file(make_model_dir, tmp_path, content, problem):
+    replica_config = tmp_path / "replica.json"
+    replica_config.write_text(content)
+    with ModelServer(make_model_dir(ECHO), replica_config=replica_config) as server:
         assert server.wait_exit() == 2
-    log = server.log()
-    assert "config.yaml" in log and "runtime.predict_concurrency" in log
+    assert f"error: {replica_config}: {problem}" in server.log()
 
 
 MARKS_LOAD = """
@@ -99,13 +138,15 @@ class Model:
 
 def test_a_taken_port_exits_non_zero_without_loading_the_model(make_model_dir):
     model_dir = make_model_dir(MARKS_LOAD, files={"data/.keep": ""})
+    replica_config = write_replica_config(model_dir, model_dir.parent / "replica.json")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
             [sys.executable, "-m", "truss_cli.server", str(model_dir), "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), REPLICA_CONFIG_ENV: str(replica_config)},
+            capture_output=True, text=True, timeout=60,
         )
     assert done.returncode != 0
     assert "address already in use" in done.stderr.lower()

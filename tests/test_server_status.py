@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT
-from test_server_harness import ModelServer
+from test_server_harness import ModelServer, write_replica_config
 from truss_cli.server.protocol import (
     PREDICT_PATH,
     READINESS_PATH,
@@ -109,12 +109,14 @@ def test_a_model_definition_mistake_is_a_summary_without_traceback(make_model_di
     assert status.summary == "load failed: model/model.py: no class named 'Model' (config.yaml key model_class_name)"
 
 
-def test_an_invalid_config_is_a_failed_status_naming_the_key(make_model_dir):
-    with ModelServer(make_model_dir(ECHO, "runtime:\n  predict_concurrency: two\n")) as server:
+def test_an_invalid_replica_config_is_a_failed_status_naming_the_field(make_model_dir, tmp_path):
+    replica_config = tmp_path / "replica.json"
+    replica_config.write_text('{"format": 1, "predict_concurrency": 0}')
+    with ModelServer(make_model_dir(ECHO), replica_config=replica_config) as server:
         assert server.wait_exit() == 2
     status = server.status()
     assert status.phase == FAILED and status.port is None
-    assert "runtime.predict_concurrency" in status.summary
+    assert "predict_concurrency" in status.summary
 
 
 def test_a_taken_port_is_a_failed_status_saying_so(make_model_dir):
@@ -130,8 +132,13 @@ def test_a_taken_port_is_a_failed_status_saying_so(make_model_dir):
 
 def test_an_unwritable_status_file_is_refused_naming_it(make_model_dir, tmp_path):
     status_file = tmp_path / "no-such-dir" / "status.json"
+    model_dir = make_model_dir(ECHO)
+    replica_config = write_replica_config(model_dir, tmp_path / "replica.json")
     done = subprocess.run(
-        [sys.executable, "-m", "truss_cli.server", str(make_model_dir(ECHO)), "--port", "0", "--status-file", str(status_file)],
+        [
+            sys.executable, "-m", "truss_cli.server", str(model_dir), "--replica-config", str(replica_config),
+            "--port", "0", "--status-file", str(status_file),
+        ],
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 2

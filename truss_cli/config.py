@@ -1,8 +1,8 @@
 """The schema of a model directory's `config.yaml`, and the one place that reads it.
 
 The keys follow Truss's `config.yaml`, so existing Truss model directories load unchanged.
-Both the CLI and the replica-side model server import this module, so it depends only on
-pydantic and PyYAML.
+Only the CLI side imports it: a model server reads the replica config written from it
+(`truss_cli.config_to_replica`), so the server never needs this module's pydantic 2.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from truss_cli.quantities import Cpu, Memory, QuantityError, parse_cpu, parse_memory
+# One rule for both sides of a replica; re-exported here, where the CLI side looks for it.
+from truss_cli.server.replica_config import secret_has_value  # noqa: F401
 
 CONFIG_FILENAME = "config.yaml"
 
@@ -426,16 +428,6 @@ class TrussConfig(_Section):
     @property
     def python_version_dotted(self) -> str:
         return f"3.{self.python_version[3:]}"
-
-
-def secret_has_value(value: Optional[str]) -> bool:
-    """Whether a secret's value counts as given.
-
-    Truss configs list secret names with a placeholder (`null` or `""`), so neither of those
-    is a value: such a secret must be supplied when the model runs. Anything else is one,
-    which also means it must never be copied into an image.
-    """
-    return value not in (None, "")
 
 
 @dataclass

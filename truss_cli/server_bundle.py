@@ -2,9 +2,9 @@
 
 A replica (a local process or a container) must not see the CLI's own environment: it runs
 in its own Python with its own packages. It gets a copy of exactly the modules it needs:
-`truss_cli/__init__.py`, `truss_cli/config.py` and the `truss_cli/quantities.py` it reads
-resources with, `truss_cli/server/`, and `truss_cli/sync/` (the tree manifest, so a replica
-can tell which tree it serves). The image build and `truss run` both call
+`truss_cli/__init__.py`, `truss_cli/server/`, and `truss_cli/sync/` (the tree manifest, so
+a replica can tell which tree it serves). Not `truss_cli/config.py`: the server reads the
+replica config written from it (`server/replica_config.py`), so it needs no pydantic 2. The image build and `truss run` both call
 `write_server_bundle`, so they serve the same code.
 """
 
@@ -18,7 +18,7 @@ from truss_cli.resources import package_dir
 from truss_cli.tree import TreeFile, TreeHasher
 
 # Relative to the truss_cli package directory.
-_BUNDLED_FILES = ("__init__.py", "config.py", "quantities.py")
+_BUNDLED_FILES = ("__init__.py",)
 _BUNDLED_DIRS = ("server", "sync")
 SERVER_REQUIREMENTS = "server/requirements.txt"
 
@@ -45,7 +45,8 @@ def bundle_hash() -> str:
 
 
 def server_requirements() -> list[str]:
-    """The packages the model server itself needs, one requirement per entry."""
+    """What a replica's environment gets besides the model's requirements, one per entry:
+    the server's own packages and the ones Truss's image gives models (requirements.txt)."""
     text = (package_dir() / SERVER_REQUIREMENTS).read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from truss_cli.config import CONFIG_FILENAME
 from truss_cli.errors import UsageError
 from truss_cli.image.layout import placement
-from truss_cli.image.plan import INSTALL_SCRIPT, ImagePlan
+from truss_cli.image.plan import INSTALL_SCRIPT, REPLICA_CONFIG_FILE, ImagePlan
 from truss_cli.paths import atomic_directory
 from truss_cli.resources import templates_dir
 from truss_cli.server_bundle import server_requirements, write_server_bundle
@@ -69,6 +69,7 @@ def _write_context(plan: ImagePlan, root: Path, link: bool) -> None:
     shutil.copyfile(templates_dir() / INSTALL_SCRIPT, root / "install_python.sh")
     # The scrubbed copy (no secret values), not the model's own file.
     (root / CONFIG_FILENAME).write_text(plan.config_text, encoding="utf-8")
+    (root / REPLICA_CONFIG_FILE).write_text(plan.replica_config_text, encoding="utf-8")
     (root / "Dockerfile").write_text(plan.dockerfile, encoding="utf-8")
 
 

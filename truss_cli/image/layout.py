@@ -7,8 +7,8 @@ Truss's image does, so `build_commands` and model code written for Truss find th
 /packages, config.yaml at /app/config.yaml, working directory /app. Other files keep their
 relative place under /app (Truss leaves them out; keeping them costs nothing and keeps a
 model that reads a file beside config.yaml working). The config.yaml in the image says
-`model_module_dir: model` and `data_dir: data`, and the image points the server at
-/packages (`TRUSS_EXTERNAL_PACKAGE_DIRS`), so the server finds everything there.
+`model_module_dir: model` and `data_dir: data`, and the replica config the server reads
+names those and /packages (`replica_paths`), so the server finds everything there.
 
 `truss run` keeps the model directory's own layout; `image_path` maps one to the other
 (for a layer that later patches files of a running image).
@@ -79,6 +79,16 @@ def _module_dir(config: TrussConfig) -> str:
     # "." (model.py beside config.yaml) has no directory to move: those files stay at /app.
     module = posix(config.model_module_dir)
     return "" if module in ("", ".") else module
+
+
+def replica_paths(config: TrussConfig) -> dict:
+    """The model's directories as the server in the image finds them (`with_paths` keywords):
+    the module at /app/model (relative to /app, so `model/model.py` imports as `model.model`),
+    data at /app/data, and every package directory merged into /packages."""
+    paths: dict = {"data_dir": DATA_DIR_IN_IMAGE, "bundled_packages_dir": PACKAGES_DIR, "external_package_dirs": ()}
+    if _module_dir(config):
+        paths["model_module_dir"] = MODEL_DIR_IN_IMAGE
+    return paths
 
 
 def posix(relative: str) -> str:

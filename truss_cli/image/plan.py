@@ -17,6 +17,7 @@ from typing import Optional
 
 
 from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config
+from truss_cli.config_to_replica import replica_config_for, with_paths
 from truss_cli.custom_server import custom_server_options
 from truss_cli.errors import UsageError
 from truss_cli.external_data import DownloadListener, ExternalFile, check_no_overlap, fetch_external_data
@@ -29,12 +30,13 @@ from truss_cli.image.layout import (
     config_for_image,
     left_out_notes,
     placement,
+    replica_paths,
 )
 from truss_cli.model_check import check_model_dir
 from truss_cli.requirements import resolve_requirements
 from truss_cli.resources import render_template, templates_dir
 from truss_cli.server.custom.options import CustomServerOptions
-from truss_cli.server.protocol import DEFAULT_SERVER_PORT, EXTERNAL_PACKAGE_DIRS_ENV
+from truss_cli.server.protocol import DEFAULT_SERVER_PORT, REPLICA_CONFIG_ENV
 from truss_cli.server_bundle import bundle_hash
 from truss_cli.settings import BASE_IMAGE_ENV, Settings
 from truss_cli.sync.manifest import Manifest
@@ -50,6 +52,9 @@ SERVER_DIR = "/opt/truss/server"
 VENV_PYTHON = "/opt/truss/venv/bin/python"
 # What a no_build image leaves out, as Truss does: it is the base image as it is.
 _IGNORED_BY_NO_BUILD = ("requirements", "requirements_file", "system_packages", "build_commands", "external_package_dirs")
+# What the server reads instead of config.yaml (truss_cli.server.replica_config).
+REPLICA_CONFIG_FILE = "replica.json"
+REPLICA_CONFIG_PATH = f"/opt/truss/{REPLICA_CONFIG_FILE}"
 
 
 @dataclass
@@ -80,6 +85,7 @@ class ImagePlan:
     user_constraints: str  # requirements/constraints.txt: from `-c` includes, usually empty
     config_text: str
     external_data: list[ExternalFile] = field(default_factory=list)  # downloaded, in the cache
+    replica_config_text: str = ""  # the server's view of config_text, for REPLICA_CONFIG_PATH
     # A development image: the model code, packages and config.yaml belong to the server's
     # user (USER_ID) instead of root, so a live-reload layer can replace them in place.
     development: bool = False
@@ -113,6 +119,7 @@ class ImagePlan:
             self.user_requirements,
             self.user_constraints,
             self.config_text,
+            self.replica_config_text,
             (templates_dir() / INSTALL_SCRIPT).read_text(encoding="utf-8"),
             base_image_id,
             *(external.content_hash for external in self.external_dirs),
@@ -203,6 +210,7 @@ def plan_image(
         user_constraints=_lines(requirements.constraints),
         config_text=config_text,
         external_data=downloads,
+        replica_config_text=_replica_config_text(config),
         development=development,
         custom_server=custom_server,
         notes=notes,
@@ -228,7 +236,9 @@ def _render_dockerfile(plan: ImagePlan) -> str:
         has_downloads=bool(plan.external_data),
         data_dir=f"{APP_DIR}/{DATA_DIR_IN_IMAGE}",
         packages_dir=PACKAGES_DIR,
-        external_dirs_env=EXTERNAL_PACKAGE_DIRS_ENV,
+        replica_config_file=REPLICA_CONFIG_FILE,
+        replica_config_path=REPLICA_CONFIG_PATH,
+        replica_config_env=REPLICA_CONFIG_ENV,
         environment_variables=config.environment_variables,
         build_commands=config.build_commands,
         app_dir=APP_DIR,
@@ -312,6 +322,13 @@ def _check_base_image_name(image: str, source: str, model_dir: Path) -> None:
     if any(char.isspace() for char in image):
         where = f"{model_dir / CONFIG_FILENAME}: base_image.image" if source.startswith("config.yaml") else source
         raise UsageError(f"{where}: {image!r} is not a valid image name (it contains whitespace)")
+
+
+def _replica_config_text(config: TrussConfig) -> str:
+    """The replica config baked into the image: secret names without values, and the model's
+    directories where the image holds them (Truss's layout, `image/layout.py`)."""
+    replica = replica_config_for(config, secret_values=False)
+    return with_paths(replica, **replica_paths(config)).to_json()
 
 
 def _lines(lines: list[str]) -> str:

@@ -1,5 +1,6 @@
 """A model directory made ready to run on this machine: a Python for it, its cached
-environment, the server bundle and, with `external_data`, its downloads and data view. What `truss run` and a process runtime both do before
+environment, the server bundle, the replica config the server reads and, with `external_data`, its
+downloads and data view. What `truss run` and a process runtime both do before
 they start replicas (`truss_cli.local.replica`)."""
 
 from __future__ import annotations
@@ -7,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from truss_cli.config import TrussConfig
 from truss_cli.custom_server import custom_server_options, secrets_from_config
+from truss_cli.config_to_replica import cached_replica_config, replica_config_for, with_paths
 from truss_cli.errors import TrussError
 from truss_cli.external_data import DownloadListener, data_view, fetch_external_data
 from truss_cli.local.environments import Environment, ensure_environment, spec_for_model
@@ -26,8 +28,7 @@ class PreparedModel:
     config: TrussConfig
     environment: Environment
     bundle_dir: Path
-    # With external_data: the directory the model gets as data_dir (see external_data.data_view).
-    data_dir: Optional[Path] = None
+    replica_config: Path
 
     def replica_spec(self, settings: Settings, status_file: Path, **options: Any) -> ReplicaSpec:
         """A spec for one replica of this model; `options` are ReplicaSpec's (host, port, ...)."""
@@ -39,11 +40,11 @@ class PreparedModel:
             python=self.environment.python,
             bundle_dir=self.bundle_dir,
             model_dir=self.model_dir,
+            replica_config=self.replica_config,
             status_file=status_file,
             environ=settings.environ,
             config_variables=variables,
             custom_server=custom_server,
-            data_dir=self.data_dir,
             **options,
         )
 
@@ -86,7 +87,14 @@ def prepare_model(
         custom_server_options(model_dir, config)  # a config it cannot start fails before the build
     environment = ensure_environment(spec, settings.cache_dir, environ=settings.environ, on_progress=on_progress)
     bundle = cached_server_bundle(settings.cache_dir)
-    return PreparedModel(model_dir, config, environment, bundle, data_dir)
+    # The values under `secrets:` go to a local server as they did before: the file stays in
+    # this machine's cache, readable by its owner only. With external_data the model's data_dir
+    # is the data view (the model's files plus the downloads), named in the replica config.
+    replica = replica_config_for(config, secret_values=True)
+    if data_dir is not None:
+        replica = with_paths(replica, data_dir=str(data_dir))
+    replica_config = cached_replica_config(replica, settings.cache_dir)
+    return PreparedModel(model_dir, config, environment, bundle, replica_config)
 
 
 def _pyenv_root(settings: Settings) -> Path:

@@ -45,10 +45,10 @@ _PR_SET_PDEATHSIG = 1
 # Set by the supervisor from the spec, never inherited from whoever started the supervisor.
 _SUPERVISOR_OWNED = (
     protocol.STATUS_FILE_ENV,
+    protocol.REPLICA_CONFIG_ENV,
     protocol.REPLICA_ID_ENV,
     protocol.STAY_UP_ON_LOAD_FAILURE_ENV,
     protocol.EXPOSE_ERRORS_ENV,
-    protocol.MODEL_DATA_DIR_ENV,
 )
 
 
@@ -59,6 +59,7 @@ class ReplicaSpec:
     python: Path  # the interpreter of the model's environment
     bundle_dir: Path  # the server bundle, put on the child's PYTHONPATH
     model_dir: Path
+    replica_config: Path  # what the server knows of config.yaml (truss_cli.config_to_replica)
     status_file: Path  # the server writes its ReplicaStatus here
     environ: Mapping[str, str]  # what the child inherits (TRUSS_SECRET_* reach the model so)
     config_variables: Mapping[str, str] = field(default_factory=dict)  # config.yaml's; they win
@@ -71,7 +72,6 @@ class ReplicaSpec:
     # Set for a `docker_server` config: the replica is the custom server replica, which
     # starts the user's server and serves the routes in front of it (no model directory read).
     custom_server: Optional[CustomServerOptions] = None
-    data_dir: Optional[Path] = None  # given to the model as data_dir instead of <model_dir>/<data_dir>
 
     def command(self) -> list[str]:
         if self.custom_server is not None:
@@ -81,7 +81,7 @@ class ReplicaSpec:
             ]
         return [
             str(self.python), "-m", "truss_cli.server", str(self.model_dir),
-            "--host", self.host, "--port", str(self.port),
+            "--replica-config", str(self.replica_config), "--host", self.host, "--port", str(self.port),
         ]
 
     def child_environment(self) -> dict[str, str]:
@@ -95,8 +95,6 @@ class ReplicaSpec:
             env[protocol.EXPOSE_ERRORS_ENV] = "1"
         if self.stay_up_on_load_failure:
             env[protocol.STAY_UP_ON_LOAD_FAILURE_ENV] = "1"
-        if self.data_dir is not None:
-            env[protocol.MODEL_DATA_DIR_ENV] = str(self.data_dir)
         return env
 
 

@@ -21,7 +21,15 @@ def parse_arguments(argv: Optional[list], environ: Mapping[str, str]) -> argpars
         prog="python -m truss_cli.server",
         description="Serve the model in MODEL_DIR over HTTP (Truss-compatible routes).",
     )
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="directory with config.yaml and model/")
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="the model directory (the working directory of model code)")
+    parser.add_argument(
+        "--replica-config",
+        type=Path,
+        metavar="PATH",
+        default=environ.get(protocol.REPLICA_CONFIG_ENV) or None,
+        help="the replica config (JSON) written from the model's config.yaml by `truss run` or an image "
+        f"build (env: {protocol.REPLICA_CONFIG_ENV})",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument(
         "--port",
@@ -50,17 +58,14 @@ def parse_arguments(argv: Optional[list], environ: Mapping[str, str]) -> argpars
         help="when the model fails to load, keep serving and report the failure instead of exiting "
         f"(env: {protocol.STAY_UP_ON_LOAD_FAILURE_ENV}=1)",
     )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        metavar="PATH",
-        default=environ.get(protocol.MODEL_DATA_DIR_ENV) or None,
-        help="the directory the model gets as data_dir (default: the config's data_dir in MODEL_DIR; "
-        f"env: {protocol.MODEL_DATA_DIR_ENV})",
-    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be between 0 and 65535, not {args.port}")
+    if args.replica_config is None:
+        parser.error(
+            f"no replica config: give --replica-config PATH or set {protocol.REPLICA_CONFIG_ENV} "
+            "(`truss run` and images do; the server does not read config.yaml itself)"
+        )
     return args
 
 
@@ -70,12 +75,12 @@ def main(argv: Optional[list] = None) -> int:
 
     return serve(
         args.model_dir,
+        args.replica_config,
         args.host,
         args.port,
         status_file=args.status_file,
         replica_id=args.replica_id,
         stay_up_on_load_failure=args.stay_up_on_load_failure,
-        data_dir=args.data_dir,
     )
 
 

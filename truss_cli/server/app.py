@@ -1,10 +1,12 @@
-"""The ASGI application: lean model routes in front of a FastAPI app for everything else.
+"""The ASGI application: plain ASGI code, no web framework.
 
 Requests to the model (predict and Truss's other endpoints, contract.EXTRA_ENDPOINTS) are
-answered by plain ASGI code: FastAPI's routing, dependency injection and exception
-middleware would add about a tenth of a millisecond to every prediction. The route is found
-by one dict lookup on the path. All other routes (liveness, readiness, schema, metrics) are
-ordinary FastAPI routes; they are not hot. Every request is counted in the metrics.
+found by one dict lookup on the path: FastAPI's routing, dependency injection and exception
+middleware would add about a tenth of a millisecond to every prediction. The other routes
+(liveness, readiness, schema, status, metrics) are in `probes.py`. Without a framework the
+server runs next to whichever FastAPI and pydantic the model's requirements pin (only
+Starlette's Request, Response and WebSocket classes are used, for the model's own code).
+Every request is counted in the metrics.
 
 When model code raises, the log shows the traceback from the model's first frame on, and the
 client gets `{"error": "`predict` raised ValueError: bad input (model/model.py, line 12)"}`
@@ -22,20 +24,16 @@ from typing import Any, Awaitable, Callable, MutableMapping, Optional
 import starlette.exceptions
 import starlette.requests
 import starlette.responses
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
 
-from truss_cli.server import codec, gathering, load_errors, streaming, websocket
+from truss_cli.server import codec, gathering, load_errors, probes, streaming, websocket
 from truss_cli.server.loader import ModelHost, ModelState
 from truss_cli.server.metrics import Metrics
 from truss_cli.server.pipeline import ChunkStream, ChunkTimeout, ModelError, OutputError, Pipeline
 from truss_cli.server.protocol import (
     DEFAULT_MAX_REQUEST_BYTES,
     ENDPOINT_PATHS,
-    METRICS_PATH,
     PREDICT_PATH,
     REPLICA_ID_HEADER,
-    STATUS_PATH,
     WEBSOCKET_PATH,
 )
 from truss_cli.server.reporter import StatusReporter
@@ -60,11 +58,8 @@ def is_predict_path(path: str) -> bool:
 
 
 def route_label(path: str) -> str:
-    if path.startswith(_MODELS_PREFIX):
-        if path.endswith("/schema"):
-            return "schema"
-        return "loaded" if path.endswith("/loaded") else "readiness"
-    return {"/": "liveness", METRICS_PATH: "metrics", "/ping": "readiness", STATUS_PATH: "status"}.get(path, "other")
+    """The `route` label of a request in the metrics: a probe's name, or "other"."""
+    return probes.probe_name(path) or "other"
 
 
 class ModelServerApp:
@@ -88,7 +83,6 @@ class ModelServerApp:
         )
         self._pipeline_factory = pipeline_factory
         self._pipeline: Optional[Pipeline] = None
-        self.routes = build_routes(self)
         streaming.hide_uvicorn_line_for_cut_offs()
 
     @property
@@ -102,11 +96,12 @@ class ModelServerApp:
         if self._replica_id_header is not None:
             send = _adding_header(send, self._replica_id_header)
         if scope["type"] != "http":
-            if scope["type"] == "websocket" and scope["path"] == WEBSOCKET_PATH:
-                await websocket.serve(self.host, self.pipeline, self.expose_errors, scope, receive, send)
-            else:
-                await self.routes(scope, receive, send)
-            return
+            if scope["type"] == "websocket":
+                if scope["path"] == WEBSOCKET_PATH:
+                    await websocket.serve(self.host, self.pipeline, self.expose_errors, scope, receive, send)
+                else:  # refused before the upgrade (the server answers 403)
+                    await send({"type": "websocket.close", "code": 1000})
+            return  # lifespan is off: no other scope type arrives
         path = scope["path"]
         route = _MODEL_ROUTES.get(path)
         if route is None:
@@ -119,15 +114,7 @@ class ModelServerApp:
             if route in _MODEL_METHODS:
                 status = await self.call_model(route, scope, receive, send)
             else:
-                sent: list[int] = []
-
-                async def send_and_note_status(message: MutableMapping[str, Any]) -> None:
-                    if message["type"] == "http.response.start":
-                        sent.append(message["status"])
-                    await send(message)
-
-                await self.routes(scope, receive, send_and_note_status)
-                status = sent[0] if sent else 500
+                status = await probes.answer(self, None if route == "other" else route, scope["method"], send)
         finally:
             metrics.in_flight[route] -= 1
             metrics.observe(route, status, time.perf_counter() - started)
@@ -271,57 +258,3 @@ async def _send(
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status
-
-
-def build_routes(server: ModelServerApp) -> FastAPI:
-    app = FastAPI(title="truss-cli model server", docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.get("/")
-    async def liveness() -> dict:
-        return {}
-
-    async def readiness() -> Response:
-        host = server.host
-        pipeline = server.pipeline
-        if pipeline is None:
-            return JSONResponse({"error": host.unavailable_reason()}, status_code=503)
-        try:
-            healthy = await pipeline.is_healthy()
-        except Exception:
-            logger.exception("is_healthy() raised; reporting not ready")
-            healthy = False
-        if not healthy:
-            return JSONResponse({"error": "model is not ready: is_healthy() returned false"}, status_code=503)
-        return JSONResponse({})
-
-    app.add_api_route("/v1/models/{model_name}", readiness, methods=["GET"])
-
-    @app.get("/v1/models/{model_name}/loaded")
-    async def loaded(model_name: str) -> Response:
-        # As Truss: load() has finished, whatever is_healthy() says (readiness asks it).
-        if server.host.state is ModelState.READY:
-            return JSONResponse({})
-        return JSONResponse({"error": server.host.unavailable_reason()}, status_code=503)
-
-    app.add_api_route("/ping", readiness, methods=["GET"])
-
-    @app.get("/v1/models/{model_name}/schema")
-    async def schema(model_name: str) -> Response:
-        pipeline = server.pipeline
-        if pipeline is None:
-            return JSONResponse({"error": "schema not available until the model is loaded"}, status_code=503)
-        published = pipeline.contract.schema()
-        if published is None:
-            return JSONResponse({"error": "this model does not declare pydantic input/output types"}, status_code=404)
-        return JSONResponse(published)
-
-    @app.get(STATUS_PATH)
-    async def status() -> Response:
-        # Answers in every phase, so a supervisor that cannot read the file can ask.
-        return Response(server.status.current.to_json(), media_type="application/json")
-
-    @app.get(METRICS_PATH)
-    async def metrics() -> Response:
-        return Response(server.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pydantic
+from truss_cli.server import typed_io
 
 try:
     import orjson
@@ -27,8 +27,8 @@ class EncodeError(TypeError):
 
 def _plain(value: Any) -> Any:
     """The `default` hook: turn what json/msgpack cannot encode into something they can."""
-    if isinstance(value, pydantic.BaseModel):
-        return value.model_dump(mode="json")
+    if typed_io.is_model_instance(value):
+        return typed_io.dump(value, for_json=True)
     tolist = getattr(value, "tolist", None)  # numpy arrays and numpy scalars
     if callable(tolist):
         return tolist()
@@ -76,8 +76,8 @@ def decode_msgpack(body: bytes) -> Any:
 def encode_msgpack(value: Any) -> bytes:
     import msgpack
 
-    if isinstance(value, pydantic.BaseModel):
-        value = value.model_dump(mode="python")
+    if typed_io.is_model_instance(value):
+        value = typed_io.dump(value, for_json=False)
     try:
         return msgpack.packb(value, default=_plain, use_bin_type=True)
     except (TypeError, ValueError) as exc:

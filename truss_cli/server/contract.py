@@ -4,7 +4,7 @@
 `is_healthy` and the extra endpoints (`chat_completions`, `completions`, `embeddings`,
 `messages`, `responses`) may each be sync or async; `predict` and the endpoints may be sync or
 async generators. A method takes nothing, the input, a Starlette/FastAPI `Request`, or the
-input and then the request (as in Truss). Pydantic annotations on the input of a route's first
+input and then the request (as in Truss). Pydantic annotations (pydantic 1 or 2, `typed_io.py`) on the input of a route's first
 step and on the return of its last step become its input/output types; the input and the
 output are validated against them (predict's are published as the schema).
 """
@@ -16,8 +16,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import pydantic
 import starlette.requests
+
+from truss_cli.server import typed_io
 
 
 class ModelDefinitionError(Exception):
@@ -33,8 +34,8 @@ class ModelMethod:
     takes_input: bool
     takes_request: bool
     # Pydantic classes from the annotations of the input parameter and of the return value.
-    input_type: Optional[type[pydantic.BaseModel]]
-    output_type: Optional[type[pydantic.BaseModel]]
+    input_type: Optional[type]
+    output_type: Optional[type]
     output_may_be_none: bool  # the return annotation is Optional[...]
 
 
@@ -57,8 +58,8 @@ class Endpoint:
     # Holds a predict_concurrency slot while the method (or its stream) runs.
     bounded: bool
     # Pydantic classes from the first step's input and the last step's return annotation.
-    input_type: Optional[type[pydantic.BaseModel]]
-    output_type: Optional[type[pydantic.BaseModel]]
+    input_type: Optional[type]
+    output_type: Optional[type]
     output_may_be_none: bool
     # Some step takes the Request.
     wants_request: bool
@@ -102,8 +103,8 @@ class ModelContract:
         if predict is None or (predict.input_type is None and predict.output_type is None):
             return None
         return {
-            "input_schema": predict.input_type.model_json_schema() if predict.input_type else None,
-            "output_schema": predict.output_type.model_json_schema() if predict.output_type else None,
+            "input_schema": typed_io.json_schema(predict.input_type) if predict.input_type else None,
+            "output_schema": typed_io.json_schema(predict.output_type) if predict.output_type else None,
             "supports_streaming": predict.method.is_generator,
         }
 
@@ -206,10 +207,10 @@ def _is_request_type(annotation: Any) -> bool:
     return inspect.isclass(annotation) and issubclass(annotation, starlette.requests.Request)
 
 
-def _pydantic_class(annotation: Any) -> Optional[type[pydantic.BaseModel]]:
-    if inspect.isclass(annotation) and issubclass(annotation, pydantic.BaseModel):
+def _pydantic_class(annotation: Any) -> Optional[type]:
+    """The pydantic model class (either major) an annotation names, if exactly one."""
+    if typed_io.is_model_class(annotation):
         return annotation
     # Optional[Out], Union[Out, Generator[...]]: the one pydantic member, if exactly one.
-    members = [a for a in typing.get_args(annotation) if inspect.isclass(a) and issubclass(a, pydantic.BaseModel)]
+    members = [a for a in typing.get_args(annotation) if typed_io.is_model_class(a)]
     return members[0] if len(members) == 1 else None
-

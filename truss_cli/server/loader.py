@@ -15,6 +15,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
+import json
 import logging
 import os
 import sys
@@ -23,10 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from truss_cli.config import TrussConfig
 from truss_cli.server import load_errors
 from truss_cli.server.contract import ModelContract, ModelDefinitionError, read_contract
-from truss_cli.server.protocol import EXTERNAL_PACKAGE_DIRS_ENV
+from truss_cli.server.replica_config import ReplicaConfig
 from truss_cli.server.secrets import Secrets
 
 logger = logging.getLogger("truss.server")
@@ -38,17 +38,13 @@ class ModelState(enum.Enum):
     FAILED = "failed"
 
 
-def import_paths(model_dir: Path, config: TrussConfig, environ: Mapping[str, str]) -> tuple[list[str], list[str]]:
+def import_paths(model_dir: Path, config: ReplicaConfig) -> tuple[list[str], list[str]]:
     """(paths to put first on sys.path, paths to append), in order."""
     appended: list[str] = []
     packages = model_dir / config.bundled_packages_dir
     if packages.is_dir():
         appended.append(str(packages))
-    override = environ.get(EXTERNAL_PACKAGE_DIRS_ENV)
-    if override is not None:
-        appended.extend(p for p in override.split(os.pathsep) if p)
-    else:
-        appended.extend(str((model_dir / p).resolve()) for p in config.external_package_dirs)
+    appended.extend(str((model_dir / p).resolve()) for p in config.external_package_dirs)
     return [str(model_dir)], appended
 
 
@@ -64,8 +60,8 @@ class _ModelDirFinder(importlib.machinery.PathFinder):
         return importlib.machinery.PathFinder.find_spec(fullname, cls.directories, target)
 
 
-def install_import_paths(model_dir: Path, config: TrussConfig, environ: Mapping[str, str]) -> None:
-    first, last = import_paths(model_dir, config, environ)
+def install_import_paths(model_dir: Path, config: ReplicaConfig) -> None:
+    first, last = import_paths(model_dir, config)
     for path in reversed(first):
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -77,12 +73,12 @@ def install_import_paths(model_dir: Path, config: TrussConfig, environ: Mapping[
         sys.meta_path.append(_ModelDirFinder)
 
 
-def model_file(config: TrussConfig) -> Path:
+def model_file(config: ReplicaConfig) -> Path:
     """The model class's file, relative to the model directory."""
     return Path(config.model_module_dir) / config.model_class_filename
 
 
-def import_model_class(model_dir: Path, config: TrussConfig) -> type:
+def import_model_class(model_dir: Path, config: ReplicaConfig) -> type:
     relative = model_file(config)
     path = model_dir / relative
     if not path.is_file():
@@ -128,16 +124,11 @@ def init_kwargs(model_class: type, available: dict[str, Any]) -> dict[str, Any]:
 class ModelHost:
     """Owns the model instance and its loading state; loads once, off the request path."""
 
-    def __init__(
-        self,
-        model_dir: Path,
-        config: TrussConfig,
-        environ: Optional[Mapping[str, str]] = None,
-        data_dir: Optional[Path] = None,
-    ) -> None:
+    def __init__(self, model_dir: Path, config: ReplicaConfig, environ: Optional[Mapping[str, str]] = None) -> None:
         self.model_dir = model_dir
         self.config = config
-        self.data_dir = data_dir if data_dir is not None else model_dir / config.data_dir
+        # Relative to the model directory, or absolute (truss run's data view in the cache).
+        self.data_dir = model_dir / config.data_dir
         self.environ = os.environ if environ is None else environ
         self.state = ModelState.LOADING
         self.model: Any = None
@@ -189,13 +180,14 @@ class ModelHost:
         on_failure()
 
     def _load_model(self, loop: asyncio.AbstractEventLoop) -> None:
-        install_import_paths(self.model_dir, self.config, self.environ)
+        install_import_paths(self.model_dir, self.config)
         missing = self.secrets.missing()
         if missing:
             logger.warning("Secrets declared in config.yaml without a value: %s", ", ".join(missing))
         model_class = import_model_class(self.model_dir, self.config)
         available = {
-            "config": self.config.model_dump(mode="python"),
+            # A copy: the model may change its dict, the server's stays as it was.
+            "config": json.loads(json.dumps(self.config.model_config)),
             "data_dir": self.data_dir,
             "secrets": self.secrets,
             # Set by a deployment environment on the platform; a plain replica has none.

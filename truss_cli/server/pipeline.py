@@ -16,10 +16,10 @@ import inspect
 from concurrent.futures import Executor
 from typing import Any, Callable, Optional
 
-import pydantic
 import starlette.exceptions
 import starlette.responses
 
+from truss_cli.server import typed_io
 from truss_cli.server.contract import Endpoint, ModelContract, ModelMethod
 from truss_cli.server.request_body import HTTPError
 
@@ -193,14 +193,12 @@ class Pipeline:
         if isinstance(result, starlette.responses.Response):  # the model answers the request itself
             return result
         try:
-            return output_type.model_validate(result)
-        except pydantic.ValidationError as exc:
-            errors = exc.errors(include_url=False, include_context=False, include_input=False)
-            fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(output)'}: {e['msg']}" for e in errors)
+            return typed_io.validate_python(output_type, result)
+        except typed_io.InvalidInput as exc:
             step = "postprocess" if endpoint.postprocess is not None else endpoint.name
             raise OutputError(
                 f"`{step}` returned a {type(result).__name__} that does not match its return annotation "
-                f"{output_type.__name__}: {fields}"
+                f"{output_type.__name__}: {exc.fields('(output)')}"
             ) from None
 
     async def is_healthy(self) -> bool:

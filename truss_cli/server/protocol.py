@@ -24,15 +24,14 @@ METRICS_PATH = "/metrics"
 # in every phase, also while load() runs and after it failed.
 STATUS_PATH = "/v1/replica/status"
 
+# The replica config (truss_cli.server.replica_config, JSON) the server reads instead of
+# config.yaml; the `--replica-config` argument wins over it. Written by `truss run` into the
+# cache and by an image build into the image.
+REPLICA_CONFIG_ENV = "TRUSS_REPLICA_CONFIG"
 # TRUSS_SECRET_<name>=value hands one secret to the model.
 SECRET_ENV_PREFIX = "TRUSS_SECRET_"
 # A directory with one file per secret (a mounted volume in a container).
 SECRETS_DIR_ENV = "TRUSS_SECRETS_DIR"
-# os.pathsep-separated absolute paths; replaces the config's `external_package_dirs`.
-EXTERNAL_PACKAGE_DIRS_ENV = "TRUSS_EXTERNAL_PACKAGE_DIRS"
-# An absolute path the model gets as `data_dir` instead of <model dir>/<config data_dir>:
-# `truss run` points it at a view of the data directory that includes external_data.
-MODEL_DATA_DIR_ENV = "TRUSS_MODEL_DATA_DIR"
 
 # The server writes its status (truss_cli.server.status) to this file on every phase change.
 # A supervisor names the file; the server never picks one on its own.

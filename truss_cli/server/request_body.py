@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, Mapping, MutableMapping, Optional
 
-import pydantic
-
-from truss_cli.server import codec
+from truss_cli.server import codec, typed_io
 from truss_cli.server.protocol import DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES_ENV
 
 Scope = MutableMapping[str, Any]
@@ -94,30 +92,29 @@ def limited_receive(receive: Receive, limit: int) -> Receive:
     return receive_within_limit
 
 
-def parse(body: bytes, binary: bool, input_type: Optional[type[pydantic.BaseModel]]) -> Any:
+def parse(body: bytes, binary: bool, input_type: Optional[type]) -> Any:
+    """The model's input: decoded JSON or msgpack, validated into `input_type` if it has one."""
     if binary:
         try:
             value = codec.decode_msgpack(body)
         except Exception as exc:
             raise HTTPError(400, f"invalid msgpack body: {exc}") from None
-        return value if input_type is None else _validate(input_type.model_validate, value)
+        return value if input_type is None else _validated(typed_io.validate_python, input_type, value)
     if input_type is not None:
-        return _validate(input_type.model_validate_json, body)
+        return _validated(typed_io.validate_json, input_type, body)
     try:
         return codec.decode_json(body)
     except ValueError as exc:
         raise HTTPError(400, f"invalid JSON body: {exc}") from None
 
 
-def _validate(validate: Callable[[Any], Any], value: Any) -> Any:
+def _validated(validate: Callable[[type, Any], Any], input_type: type, value: Any) -> Any:
     try:
-        return validate(value)
-    except pydantic.ValidationError as exc:
-        errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise HTTPError(400, f"invalid JSON body: {errors[0]['msg']}") from None
-        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in errors)
-        raise HTTPError(422, f"invalid input: {fields}", detail=errors) from None
+        return validate(input_type, value)
+    except typed_io.InvalidJSON as exc:
+        raise HTTPError(400, f"invalid JSON body: {exc}") from None
+    except typed_io.InvalidInput as exc:
+        raise HTTPError(422, f"invalid input: {exc.fields('(body)')}", detail=exc.errors) from None
 
 
 def max_request_bytes(environ: Mapping[str, str]) -> int:

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Iterator, Optional
 
-from truss_cli.config import secret_has_value
 from truss_cli.server.protocol import SECRET_ENV_PREFIX, SECRETS_DIR_ENV
+from truss_cli.server.replica_config import secret_has_value
 
 __all__ = ["SECRET_ENV_PREFIX", "SECRETS_DIR_ENV", "SecretNotFound", "Secrets"]
 

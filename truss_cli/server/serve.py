@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from truss_cli.server._uvicorn import uvicorn
-from truss_cli.config import ConfigError, load_config
 from truss_cli.server import request_body
 from truss_cli.server.app import ModelServerApp
 from truss_cli.server.loader import ModelHost, ModelState
 from truss_cli.server.metrics import Metrics
 from truss_cli.server.pipeline import Pipeline
 from truss_cli.server.protocol import DRAIN_SECONDS, EXIT_BAD_CONFIG, EXIT_LOAD_FAILED, EXPOSE_ERRORS_ENV
+from truss_cli.server.replica_config import ReplicaConfigError, read_replica_config
 from truss_cli.server.reporter import StatusReporter
 from truss_cli.server.status import FAILED, LOADING, READY, STOPPING
 
@@ -48,19 +48,20 @@ def configure_logging() -> None:
 
 def serve(
     model_dir: str,
+    replica_config: Path,
     host: str,
     port: int,
     *,
     status_file: Optional[Path] = None,
     replica_id: Optional[str] = None,
     stay_up_on_load_failure: bool = False,
-    data_dir: Optional[Path] = None,
 ) -> int:
     """Serve the model in `model_dir` until SIGTERM/SIGINT; returns the process exit code.
 
+    `replica_config` is the file the CLI side wrote from config.yaml (`replica_config.py`).
+
     `port` 0 binds any free port (reported in the status and the log). With
     `stay_up_on_load_failure` a failed load leaves the server answering, reporting the failure.
-    `data_dir` replaces the config's data directory as the model's `data_dir`.
     """
     configure_logging()
     reporter = StatusReporter(status_file, replica_id)
@@ -70,28 +71,27 @@ def serve(
         print(f"error: cannot write the status file {status_file}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     try:
-        loaded = load_config(model_dir)
+        config = read_replica_config(replica_config)
         max_request_bytes = request_body.max_request_bytes(os.environ)
-    except (ConfigError, ValueError) as exc:
+        root = Path(model_dir).resolve()
+        if not root.is_dir():
+            raise ValueError(f"{model_dir}: no such directory")
+    except (ReplicaConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         reporter.enter(FAILED, summary=f"invalid config: {exc}")
         return EXIT_BAD_CONFIG
-    for warning in loaded.warnings:
-        logger.warning(warning)
-    config = loaded.config
-    root = Path(model_dir).resolve()
     # Truss runs the model with its directory as the working directory (/app in its image),
     # so relative paths such as "data/weights.bin" in model code keep working.
     os.chdir(root)
 
-    model_host = ModelHost(root, config, data_dir=data_dir.resolve() if data_dir else None)
-    concurrency = config.runtime.predict_concurrency
+    model_host = ModelHost(root, config)
+    concurrency = config.predict_concurrency
     executor = ThreadPoolExecutor(max_workers=concurrency + EXTRA_THREADS, thread_name_prefix="model")
     metrics = Metrics(is_ready=lambda: model_host.state is ModelState.READY)
 
     def make_pipeline() -> Pipeline:
         assert model_host.contract is not None
-        return Pipeline(model_host.contract, concurrency, executor, config.runtime.streaming_read_timeout)
+        return Pipeline(model_host.contract, concurrency, executor, config.streaming_read_timeout)
 
     # The replica's own environment is its settings' edge (an image's CMD is fixed).
     expose_errors = os.environ.get(EXPOSE_ERRORS_ENV) == "1"

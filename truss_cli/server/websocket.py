@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
+import starlette.responses
 import starlette.websockets
-from fastapi.responses import JSONResponse
 
 from truss_cli.server import load_errors
 from truss_cli.server.loader import ModelHost
@@ -63,8 +63,10 @@ async def serve(
 
 
 async def _refuse(ws: starlette.websockets.WebSocket, message: str) -> None:
-    if "websocket.http.response" in ws.scope.get("extensions", {}):
-        await ws.send_denial_response(JSONResponse({"error": message}, status_code=503))
+    # send_denial_response is Starlette 0.37+; an older one (pinned through a model's FastAPI)
+    # gets the accept-and-close answer.
+    if "websocket.http.response" in ws.scope.get("extensions", {}) and hasattr(ws, "send_denial_response"):
+        await ws.send_denial_response(starlette.responses.JSONResponse({"error": message}, status_code=503))
     else:  # a server without the denial extension: accept, then close saying why
         await ws.accept()
         await _close(ws, TRY_AGAIN_LATER, message)
