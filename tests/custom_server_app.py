@@ -49,8 +49,10 @@ class Handler(BaseHTTPRequestHandler):
             ready.set()
             return self._json(200, {})
         if path == "/release":
+            # Answered first: what it releases may end the test's replica (and this server).
+            self._json(200, {})
             release.release()
-            return self._json(200, {})
+            return None
         if path == "/slow":
             arrived.release()
             release.acquire()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from truss_cli.config import TrussConfig
 from truss_cli.custom_server import custom_server_options, secrets_from_config
@@ -29,6 +29,9 @@ class PreparedModel:
     environment: Environment
     bundle_dir: Path
     replica_config: Path
+    # With external_data: the directory the model gets as data_dir (external_data.data_view),
+    # named in the replica config.
+    data_dir: Optional[Path] = None
 
     def replica_spec(self, settings: Settings, status_file: Path, **options: Any) -> ReplicaSpec:
         """A spec for one replica of this model; `options` are ReplicaSpec's (host, port, ...)."""
@@ -94,7 +97,7 @@ def prepare_model(
     if data_dir is not None:
         replica = with_paths(replica, data_dir=str(data_dir))
     replica_config = cached_replica_config(replica, settings.cache_dir)
-    return PreparedModel(model_dir, config, environment, bundle, replica_config)
+    return PreparedModel(model_dir, config, environment, bundle, replica_config, data_dir)
 
 
 def _pyenv_root(settings: Settings) -> Path:
