@@ -1,0 +1,276 @@
+"""The prediction gateway: an ASGI app the control plane mounts in front of every replica.
+
+Plain ASGI, like the model server (truss_cli/server/app.py): a request is a string parse of
+its path, an authorizer call, a resolver call, a pick and a relay; no framework routing. In
+that order, and the order matters: the authorizer runs before anything reveals whether a
+model or target exists, and the body is not read before the caller is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable, MutableMapping, Optional, Union
+
+import aiohttp
+
+from truss_cli.controlplane.gateway import body as request_body
+from truss_cli.controlplane.gateway import paths
+from truss_cli.controlplane.gateway.balancer import Balancer
+from truss_cli.controlplane.gateway.errors import send_error
+from truss_cli.controlplane.gateway.metrics import GatewayMetrics
+from truss_cli.controlplane.gateway.routes import (
+    Authorizer,
+    NotReady,
+    Parked,
+    Replica,
+    Resolution,
+    Resolver,
+    Route,
+    UnknownTarget,
+)
+from truss_cli.controlplane.gateway.websocket import relay_websocket
+from truss_cli.controlplane.gateway.upstream import ConnectFailed, Upstream, UpstreamBroken, request_headers, response_headers
+from truss_cli.server.protocol import DEFAULT_MAX_REQUEST_BYTES, REPLICA_ID_HEADER
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_REPLICA_ID = REPLICA_ID_HEADER.encode()
+
+logger = logging.getLogger("truss.gateway")
+
+
+class Gateway:
+    """`resolver` maps (model, target) to replicas; `authorizer` (optional) may refuse first."""
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        authorizer: Optional[Authorizer] = None,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        upstream: Optional[Upstream] = None,
+        metrics: Optional[GatewayMetrics] = None,
+    ) -> None:
+        self.resolver = resolver
+        self.authorizer = authorizer
+        self.max_request_bytes = max_request_bytes
+        self.upstream = upstream or Upstream()
+        self.metrics = metrics or GatewayMetrics()
+        self.balancer = Balancer()
+
+    def render_metrics(self) -> str:
+        """Prometheus text; the control plane serves it at /metrics."""
+        return self.metrics.render()
+
+    async def aclose(self) -> None:
+        """Close pooled connections (the control plane's shutdown)."""
+        await self.upstream.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await relay_websocket(self, scope, receive, send)
+        elif kind == "lifespan":  # when run on its own (the benchmark); mounted, the control plane's lifespan runs
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def target_of(self, scope: Scope, send: Send) -> Union[tuple[paths.GatewayPath, Route], tuple[str, int]]:
+        """Parse, authorize, resolve. On a refusal, answers it and returns (model id, status)."""
+        headers = scope["headers"]
+        path = scope["path"]
+        host = None if path.startswith("/model-") else _header(headers, b"host")
+        parsed = paths.parse(path, host)
+        if isinstance(parsed, paths.BadPath):
+            return "", await send_error(send, 404, "NOT_FOUND", parsed.detail)
+        model_id = parsed.model_id
+        if self.authorizer is not None:
+            authorization = _header(headers, b"authorization")
+            denial = await self.authorizer(None if authorization is None else authorization.decode("latin-1"), model_id)
+            if denial is not None:
+                return model_id, await send_error(send, denial.status, denial.code(), denial.detail)
+        resolution = await self._resolve(parsed)
+        if isinstance(resolution, Route):
+            return parsed, resolution
+        if isinstance(resolution, UnknownTarget):
+            return model_id, await send_error(send, 404, resolution.error_code, resolution.detail)
+        if isinstance(resolution, NotReady):
+            status = await send_error(send, 503, resolution.error_code, resolution.detail, resolution.retry_after_seconds)
+            return model_id, status
+        # Parked past its timeout
+        detail = f"{resolution.detail}; no replica became ready within {resolution.timeout_seconds:g} s"
+        return model_id, await send_error(send, 503, "NO_REPLICA_READY", detail, resolution.retry_after_seconds)
+
+    async def _resolve(self, parsed: paths.GatewayPath) -> Resolution:
+        resolution = await self.resolver.resolve(parsed.model_id, parsed.target)
+        if not isinstance(resolution, Parked):
+            return resolution
+        deadline = time.monotonic() + resolution.timeout_seconds
+        while isinstance(resolution, Parked):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return resolution
+            try:
+                await asyncio.wait_for(resolution.ready(), left)
+            except asyncio.TimeoutError:
+                return resolution
+            resolution = await self.resolver.resolve(parsed.model_id, parsed.target)
+        return resolution
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        metrics = self.metrics
+        found = await self.target_of(scope, send)
+        if isinstance(found[1], int):
+            metrics.observe((found[0], ""), found[1], time.perf_counter() - started)
+            return
+        parsed, route = found
+        length = request_body.content_length(scope["headers"])
+        limit = self.max_request_bytes
+        if length is not None and length > limit:
+            status = await send_error(send, 413, "PAYLOAD_TOO_LARGE", _too_large(limit))
+            metrics.observe((parsed.model_id, ""), status, time.perf_counter() - started)
+            return
+        exchange = _Exchange(self, scope, receive, send, parsed, route, length)
+        try:
+            await exchange.run()
+        finally:
+            metrics.observe((parsed.model_id, exchange.deployment_id), exchange.status, time.perf_counter() - started)
+
+
+class _Exchange:
+    """One request relayed to a replica: the body, the pick, retries before send, the answer."""
+
+    def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send,
+                 parsed: paths.GatewayPath, route: Route, length: Optional[int]) -> None:
+        self.gateway = gateway
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.parsed = parsed
+        self.route = route
+        self.length = length
+        self.deployment_id = ""
+        self.status = 500
+
+    async def run(self) -> None:
+        gateway, parsed = self.gateway, self.parsed
+        limit = gateway.max_request_bytes
+        streamed: Optional[request_body.StreamedBody] = None
+        whole: Optional[bytes] = None
+        method = self.scope["method"]
+        try:
+            if self.length is not None and self.length <= request_body.BUFFER_BYTES:
+                whole = await request_body.read_whole(self.receive, limit)
+            elif self.length is not None or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+                streamed = request_body.StreamedBody(self.receive, limit)
+        except request_body.TooLarge:
+            self.status = await send_error(self.send, 413, "PAYLOAD_TOO_LARGE", _too_large(limit))
+            return
+        except request_body.ClientGone:
+            self.status = 499
+            return
+        headers = request_headers(self.scope["headers"], self.scope.get("client"))
+        query = self.scope.get("query_string", b"")
+        suffix = parsed.upstream_path + ("?" + query.decode("latin-1") if query else "")
+        failed: set[str] = set()
+        balancer, metrics = gateway.balancer, gateway.metrics
+        while True:
+            picked = balancer.pick(self.route.deployments, failed)
+            if picked is None:
+                detail = "no replica of the target could be reached" if failed else "no replica of the target is ready"
+                self.status = await send_error(self.send, 503, "NO_REPLICA_READY", detail, 1 if failed else 5)
+                return
+            deployment, replica = picked
+            self.deployment_id = deployment.deployment_id
+            key = (parsed.model_id, deployment.deployment_id)
+            balancer.started(replica)
+            metrics.in_flight[key] += 1
+            try:
+                body = whole if streamed is None else streamed.chunks()
+                try:
+                    response = await gateway.upstream.send(replica.url + suffix, method, headers, body)
+                except ConnectFailed as exc:
+                    metrics.error(key, "connect")
+                    if streamed is not None and streamed.started:
+                        self.status = await send_error(self.send, 502, "REPLICA_UNREACHABLE", f"replica {replica.id}: {exc}")
+                        return
+                    logger.info("Replica %s unreachable (%s); trying another", replica.id, exc)
+                    failed.add(replica.url)
+                    continue
+                except UpstreamBroken as exc:
+                    if streamed is not None and streamed.too_large:
+                        self.status = await send_error(self.send, 413, "PAYLOAD_TOO_LARGE", _too_large(limit))
+                        return
+                    metrics.error(key, "upstream")
+                    self.status = await send_error(self.send, 502, "REPLICA_FAILED", f"replica {replica.id}: {exc}")
+                    return
+                try:
+                    await self._relay(response, replica, key, request_done=streamed is None or streamed.finished)
+                finally:
+                    response.release()
+                return
+            finally:
+                metrics.in_flight[key] -= 1
+                balancer.finished(replica)
+
+    async def _relay(self, response: aiohttp.ClientResponse, replica: Replica, key: tuple[str, str], request_done: bool) -> None:
+        headers = response_headers(response.raw_headers)
+        if not any(name == _REPLICA_ID for name, _ in headers):
+            headers.append((_REPLICA_ID, replica.id.encode()))
+        self.status = status = response.status
+        send = self.send
+        length = response.content_length
+        if length is not None and length <= request_body.BUFFER_BYTES:
+            try:
+                data = await response.read()
+            except (aiohttp.ClientError, OSError) as exc:
+                self.gateway.metrics.error(key, "upstream")
+                self.status = await send_error(send, 502, "REPLICA_FAILED", f"replica {replica.id}: {exc}")
+                return
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": data})
+            return
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        # uvicorn drops sends to a client that left without telling; watch for the disconnect
+        # so a stream nobody reads stops at the replica too (an LLM stops generating).
+        gone = asyncio.ensure_future(self.receive()) if request_done else None
+        try:
+            async for chunk in response.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if gone is not None and gone.done():
+                    self.status = 499
+                    return
+        except (aiohttp.ClientError, OSError) as exc:
+            # The status line is out: cut the response off so the client sees a broken stream.
+            self.gateway.metrics.error(key, "upstream_mid_response")
+            logger.warning("Replica %s broke off its response: %s", replica.id, exc)
+            return
+        finally:
+            if gone is not None and not gone.done():
+                gone.cancel()
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _header(headers: list, name: bytes) -> Optional[bytes]:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than the gateway's limit of {limit} bytes"

@@ -1,0 +1,83 @@
+"""Prometheus metrics of the gateway, per model and deployment, in the text exposition format.
+
+Plain dicts updated on the event loop thread (no locks, no registry): a request costs a few
+dict operations. The control plane serves `render()` at /metrics. Requests refused before a
+deployment was chosen (401, 404, 413, 503) carry deployment="".
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+
+from truss_cli.server.metrics import LATENCY_BUCKETS
+
+Key = tuple[str, str]  # (model_id, deployment_id)
+
+_STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.errors: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.in_flight: defaultdict[Key, int] = defaultdict(int)
+        self._buckets: dict[Key, list[int]] = {}
+        self._sums: defaultdict[Key, float] = defaultdict(float)
+
+    def observe(self, key: Key, status: int, seconds: float) -> None:
+        index = status // 100 - 1
+        status_class = _STATUS_CLASSES[index] if 0 <= index < 5 else "5xx"
+        self.requests[(key[0], key[1], status_class)] += 1
+        counts = self._buckets.get(key)
+        if counts is None:
+            counts = self._buckets[key] = [0] * (len(LATENCY_BUCKETS) + 1)
+        counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._sums[key] += seconds
+
+    def error(self, key: Key, kind: str) -> None:
+        """A failure of the gateway or of the way to a replica (not a replica's own 5xx)."""
+        self.errors[(key[0], key[1], kind)] += 1
+
+    def render(self) -> str:
+        lines = [
+            "# HELP truss_gateway_requests_total Inference requests answered, by status class.",
+            "# TYPE truss_gateway_requests_total counter",
+        ]
+        for (model, deployment, status_class), count in sorted(self.requests.items()):
+            lines.append(f'truss_gateway_requests_total{{{_labels(model, deployment)},code="{status_class}"}} {count}')
+        lines += [
+            "# HELP truss_gateway_errors_total Requests the gateway could not take to a replica, or lost on the way.",
+            "# TYPE truss_gateway_errors_total counter",
+        ]
+        for (model, deployment, kind), count in sorted(self.errors.items()):
+            lines.append(f'truss_gateway_errors_total{{{_labels(model, deployment)},kind="{kind}"}} {count}')
+        lines += [
+            "# HELP truss_gateway_request_duration_seconds From the request to the end of the response.",
+            "# TYPE truss_gateway_request_duration_seconds histogram",
+        ]
+        for key, counts in sorted(self._buckets.items()):
+            labels = _labels(*key)
+            cumulative = 0
+            for bound, count in zip(LATENCY_BUCKETS + (float("inf"),), counts):
+                cumulative += count
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                lines.append(f'truss_gateway_request_duration_seconds_bucket{{{labels},le="{le}"}} {cumulative}')
+            lines.append(f"truss_gateway_request_duration_seconds_sum{{{labels}}} {self._sums[key]!r}")
+            lines.append(f"truss_gateway_request_duration_seconds_count{{{labels}}} {cumulative}")
+        lines += [
+            "# HELP truss_gateway_requests_in_flight Requests on their way through the gateway now.",
+            "# TYPE truss_gateway_requests_in_flight gauge",
+        ]
+        for key, count in sorted(self.in_flight.items()):
+            lines.append(f"truss_gateway_requests_in_flight{{{_labels(*key)}}} {count}")
+        return "\n".join(lines) + "\n"
+
+
+def _labels(model: str, deployment: str) -> str:
+    return f'model="{_escape(model)}",deployment="{_escape(deployment)}"'
+
+
+def _escape(value: str) -> str:
+    # Ids come from URLs: a quote or backslash must not break the exposition format.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

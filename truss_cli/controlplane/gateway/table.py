@@ -1,0 +1,71 @@
+"""An in-memory resolver: the routing table the control plane keeps and the reconciler updates.
+
+The gateway resolves every request, so the answer comes from dicts, not the store. The
+control plane writes the table when a deployment is created, promoted or deleted
+(`set_model`) and whenever the set of ready replicas changes (`set_replicas`); the
+reconciler marks a deployment `starting` while it wakes or scales up from zero, and requests
+for it park until a replica is ready (or the park timeout passes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Mapping, Sequence
+
+from truss_cli.controlplane.gateway.routes import DeploymentRoute, NotReady, Parked, Replica, Resolution, Route, UnknownTarget
+
+
+class RoutingTable:
+    def __init__(self, park_timeout_seconds: float = 60.0, retry_after_seconds: int = 5) -> None:
+        self.park_timeout_seconds = park_timeout_seconds
+        self.retry_after_seconds = retry_after_seconds
+        self._targets: dict[str, dict[str, tuple[tuple[str, float], ...]]] = {}
+        self._replicas: dict[str, tuple[Replica, ...]] = {}
+        self._starting: dict[str, asyncio.Event] = {}
+
+    def set_model(self, model_id: str, targets: Mapping[str, Sequence[tuple[str, float]]]) -> None:
+        """`targets`: "production", "deployment/<id>", ... -> [(deployment_id, weight), ...]."""
+        self._targets[model_id] = {target: tuple(split) for target, split in targets.items()}
+
+    def remove_model(self, model_id: str) -> None:
+        self._targets.pop(model_id, None)
+
+    def set_replicas(self, deployment_id: str, replicas: Sequence[Replica], starting: bool = False) -> None:
+        """The deployment's ready replicas now; `starting`: more are on their way, so park rather than refuse."""
+        self._replicas[deployment_id] = tuple(replicas)
+        event = self._starting.get(deployment_id)
+        if replicas or not starting:
+            if event is not None:
+                del self._starting[deployment_id]
+                event.set()  # wakes the parked requests, which resolve again
+        elif event is None:
+            self._starting[deployment_id] = asyncio.Event()
+
+    async def resolve(self, model_id: str, target: str) -> Resolution:
+        targets = self._targets.get(model_id)
+        if targets is None:
+            known = ", ".join(sorted(self._targets)) or "none"
+            return UnknownTarget(f"no model {model_id!r}; models: {known}", "MODEL_NOT_FOUND")
+        split = targets.get(target)
+        if split is None:
+            return UnknownTarget(f"model {model_id!r} has no {target!r}; it has: {', '.join(sorted(targets)) or 'nothing'}")
+        deployments = [DeploymentRoute(d, self._replicas.get(d, ()), w) for d, w in split]
+        if any(d.replicas and d.weight > 0 for d in deployments):
+            return Route(deployments)
+        waiting = [self._starting[d] for d, _ in split if d in self._starting]
+        if waiting:
+            return Parked(lambda: _first_of(waiting), self.park_timeout_seconds, f"{target} of model {model_id!r} is starting",
+                          self.retry_after_seconds)
+        return NotReady(f"no replica of {target} of model {model_id!r} is ready", self.retry_after_seconds)
+
+
+async def _first_of(events: list[asyncio.Event]) -> None:
+    if len(events) == 1:
+        await events[0].wait()
+        return
+    tasks = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
