@@ -119,16 +119,21 @@ class Gateway:
         if not isinstance(resolution, Parked):
             return resolution
         deadline = time.monotonic() + resolution.timeout_seconds
-        while isinstance(resolution, Parked):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return resolution
-            try:
-                await asyncio.wait_for(resolution.ready(), left)
-            except asyncio.TimeoutError:
-                return resolution
-            resolution = await self.resolver.resolve(parsed.model_id, parsed.target)
-        return resolution
+        parked = self.metrics.parked
+        parked[parsed.model_id] += 1
+        try:
+            while isinstance(resolution, Parked):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return resolution
+                try:
+                    await asyncio.wait_for(resolution.ready(), left)
+                except asyncio.TimeoutError:
+                    return resolution
+                resolution = await self.resolver.resolve(parsed.model_id, parsed.target)
+            return resolution
+        finally:
+            parked[parsed.model_id] -= 1
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

@@ -22,6 +22,8 @@ class GatewayMetrics:
         self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.errors: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.in_flight: defaultdict[Key, int] = defaultdict(int)
+        # Requests waiting for a target to wake or scale up: what an autoscaler reads.
+        self.parked: defaultdict[str, int] = defaultdict(int)
         self._buckets: dict[Key, list[int]] = {}
         self._sums: defaultdict[Key, float] = defaultdict(float)
 
@@ -71,6 +73,12 @@ class GatewayMetrics:
         ]
         for key, count in sorted(self.in_flight.items()):
             lines.append(f"truss_gateway_requests_in_flight{{{_labels(*key)}}} {count}")
+        lines += [
+            "# HELP truss_gateway_requests_parked Requests waiting for a replica of a starting target, by model.",
+            "# TYPE truss_gateway_requests_parked gauge",
+        ]
+        for model, count in sorted(self.parked.items()):
+            lines.append(f'truss_gateway_requests_parked{{model="{_escape(model)}"}} {count}')
         return "\n".join(lines) + "\n"
 
 
