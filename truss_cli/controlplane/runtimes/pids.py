@@ -4,7 +4,6 @@ ends, the kernel hands its number to another. The start time (clock ticks since 
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 
