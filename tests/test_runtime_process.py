@@ -183,3 +183,41 @@ def test_a_build_failure_raises_one_line_and_keeps_the_log(make_model_dir, tmp_p
         runtime.prepare(request)
     assert "\n" not in str(failure.value)
     assert "this-package-does-not-exist-truss-test" in request.build_log.read_text()
+
+
+STARTER = """
+import json, os, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from runtime_support import build_request, runtime_settings
+from truss_cli.controlplane.runtimes.base import ReplicaSpec
+from truss_cli.controlplane.runtimes.process import ProcessRuntime
+
+runtime = ProcessRuntime(runtime_settings(Path(sys.argv[1])))
+handle = runtime.start(ReplicaSpec("dep-1", runtime.prepare(build_request(Path(sys.argv[2])))))
+print(json.dumps(handle.to_dict()), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # a control plane killed without warning
+"""
+
+
+def test_a_replica_outlives_a_killed_control_plane(make_model_dir, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    model_dir = make_model_dir("class Model:\n    def predict(self, model_input):\n        return {'got': model_input}\n")
+    tests_dir = str(Path(__file__).parent)
+    starter = subprocess.run(
+        [sys.executable, "-c", STARTER, str(tmp_path / "data"), str(model_dir), tests_dir],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", ""), tests_dir])),
+    )  # fmt: skip
+    assert starter.returncode == -signal.SIGKILL, starter.stderr
+    started = Handle.from_dict(json.loads(starter.stdout))
+    runtime = ProcessRuntime(runtime_settings(tmp_path / "data"))
+    (handle,) = runtime.list()
+    try:
+        assert handle == started
+        assert wait_for_phase(runtime, handle, READY, FAILED, GONE).phase == READY
+        assert httpx.post(handle.url + protocol.PREDICT_PATH, json=3, trust_env=False).json() == {"got": 3}
+    finally:
+        runtime.stop(handle)
+    assert runtime.status(handle).phase == GONE
