@@ -18,7 +18,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
 import docker
 import docker.errors
@@ -158,14 +158,19 @@ def start_container(
     secrets_dir: Path | None = None,
     limits: ContainerLimits | None = None,
     expose_errors: bool = False,
+    replica_id: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    before_start: Callable[[str], None] | None = None,
 ) -> RunningContainer:
     """Start `image` with the server published on 127.0.0.1:`port` (0: a free port the engine picks).
 
     The caller checks the port first (`truss_cli.net.check_port_free`), before any slow
     build; a port taken since is still reported clearly when the engine cannot bind it.
-    `expose_errors`: error responses carry the exception's type and message.
+    `expose_errors`: error responses carry the exception's type and message. `labels` are
+    added to the container's; `before_start` gets the created container's id (to copy files
+    into it before anything runs).
     """
-    replica_id = _random.token_hex(8)
+    replica_id = replica_id or _random.token_hex(8)
     environment = {
         **(environment or {}),
         protocol.REPLICA_ID_ENV: replica_id,
@@ -196,12 +201,14 @@ def start_container(
             environment=environment,
             ports=[SERVER_PORT],
             host_config=host_config,
-            labels={LABEL_MODEL_NAME: model_name},
+            labels={**(labels or {}), LABEL_MODEL_NAME: model_name},
         )
     except docker.errors.APIError as exc:
         raise TrussError(f"Could not create the container: {exc.explanation or exc}") from None
     container = RunningContainer(client, created["Id"], name, local_url(HOST, port), replica_id)
     try:
+        if before_start is not None:
+            before_start(created["Id"])
         client.start(created["Id"])
         if port == 0:
             container.url = local_url(HOST, _published_port(client, created["Id"]))

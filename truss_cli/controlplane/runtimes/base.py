@@ -1,0 +1,147 @@
+"""The one protocol every runtime speaks, and the data it speaks in.
+
+The control plane never branches on a runtime's kind: it builds a `BuildRequest`, keeps the
+`Artifact` and `Handle` it gets back (as JSON, in its store) and hands them back unchanged.
+What a runtime needs to find its replica again lives in `Handle.data` / `Artifact.data`,
+which only that runtime reads. Replicas are addressed by URL, never by pid, so a runtime
+whose replicas run elsewhere (Kubernetes, later) fits the same shape.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Optional, Protocol
+
+from truss_cli.config import TrussConfig
+from truss_cli.errors import TrussError
+from truss_cli.server import protocol
+from truss_cli.server.status import FAILED, LOADING, READY, STARTING, STOPPING
+
+# What `status` observes: the replica's own phases, and GONE when nothing of it runs any more
+# (exited, killed, removed). A replica is only ever GONE by observation, never by its say-so.
+GONE = "gone"
+OBSERVED_PHASES = (STARTING, LOADING, READY, FAILED, STOPPING, GONE)
+
+
+class BuildError(TrussError):
+    """`prepare` failed. The message is one line (the cause); the whole story is in the build log."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build. Derived from a deployment row and its unpacked archive, so never persisted."""
+
+    deployment_id: str
+    model_dir: Path  # the unpacked archive; must stay in place as long as the artifact is used
+    config: TrussConfig  # validated (truss_cli.config.load_config)
+    build_log: Path  # the build's output goes here, one timestamped line at a time (logfile.py)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What `prepare` made. `reference` names it for people (an image tag, an environment
+    path); `data` is the runtime's own record of it."""
+
+    kind: str
+    deployment_id: str
+    reference: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Artifact":
+        return cls(data["kind"], data["deployment_id"], data["reference"], dict(data.get("data") or {}))
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """One replica to start. `secrets` are handed over at start only: `to_dict` leaves them
+    out, so persisting a spec never writes a value."""
+
+    deployment_id: str
+    artifact: Artifact
+    replica_id: str = field(default_factory=lambda: _random.token_hex(8))
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)  # name -> value
+    environment: dict[str, str] = field(default_factory=dict)  # beyond config.yaml's own
+    # A failed load() leaves the replica up, reporting the failure, so the control plane
+    # reads the cause from its status instead of guessing from an exit code.
+    stay_up_on_load_failure: bool = True
+    expose_errors: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("secrets")
+        data["artifact"] = self.artifact.to_dict()
+        return data
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A started replica, found again by `data` (pid and start time, container id, ...)."""
+
+    kind: str
+    deployment_id: str
+    replica_id: str
+    url: Optional[str]  # None only for a replica that died before it listened
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Handle":
+        return cls(data["kind"], data["deployment_id"], data["replica_id"], data.get("url"), dict(data.get("data") or {}))
+
+
+@dataclass(frozen=True)
+class ObservedStatus:
+    phase: str  # one of OBSERVED_PHASES
+    summary: Optional[str] = None  # on FAILED: the server's one line
+    traceback: Optional[str] = None
+    exit_code: Optional[int] = None  # on GONE, when known
+
+    @property
+    def is_ready(self) -> bool:
+        return self.phase == READY
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: datetime  # when the line was written (UTC, aware)
+    text: str  # without its newline
+
+
+class Runtime(Protocol):
+    kind: str
+
+    def prepare(self, request: BuildRequest) -> Artifact:
+        """Build what replicas of this deployment run from; the log goes to `request.build_log`.
+        Raises BuildError with a one-line cause."""
+        ...
+
+    def start(self, spec: ReplicaSpec) -> Handle:
+        """Start a replica that outlives the caller; returns once it runs (poll `status`)."""
+        ...
+
+    def status(self, handle: Handle) -> ObservedStatus: ...
+
+    def stop(self, handle: Handle, grace: float = protocol.STOP_GRACE_SECONDS) -> None:
+        """SIGTERM (in-flight requests drain), SIGKILL after `grace`; idempotent. The log stays."""
+        ...
+
+    def list(self) -> list[Handle]:
+        """Every replica this runtime started under its data dir and not stopped, also those a
+        previous control plane started; `status` tells which still run."""
+        ...
+
+    def logs(self, handle: Handle, since: Optional[datetime] = None, follow: bool = False) -> Iterator[LogLine]: ...
+
+    def remove_artifact(self, artifact: Artifact) -> None: ...

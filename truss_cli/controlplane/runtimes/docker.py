@@ -1,0 +1,243 @@
+"""The Docker runtime: a replica is a container of the image `truss_cli.image` builds.
+
+The image is tagged per deployment (`truss-<model>:<deployment>`), something a registry
+could hold and a cluster pull. Containers carry labels naming the deployment, the replica
+and this runtime's data dir, so `list()` finds them again after a control-plane restart;
+the engine picks the host port. Secret values never enter the image: a model server gets
+them as files copied into the created container before it starts (`/run/truss/secrets`,
+owned by the server's user, mode 0400; gone with the container, never visible in `docker
+inspect`); a custom server, which reads only its environment, as TRUSS_SECRET_* variables.
+On stop the container's log is kept under `<data_dir>/replicas/<replica_id>/replica.log`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Optional
+
+import docker
+import docker.errors
+import httpx
+
+from truss_cli.controlplane.runtimes.base import (
+    GONE,
+    Artifact,
+    BuildError,
+    BuildRequest,
+    Handle,
+    LogLine,
+    ObservedStatus,
+    ReplicaSpec,
+)
+from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
+from truss_cli.controlplane.runtimes.logshim import format_line
+from truss_cli.errors import TrussError
+from truss_cli.config import ConfigError
+from truss_cli.image.build import BuildListener, BuildStep, build_image
+from truss_cli.image.container import HOST, SECRETS_MOUNT, RunningContainer, start_container
+from truss_cli.image.engine import connect
+from truss_cli.image.limits import ContainerLimits, container_limits
+from truss_cli.image.plan import SERVER_PORT, USER_ID, plan_image, slug
+from truss_cli.net import local_url
+from truss_cli.server import protocol
+from truss_cli.server.status import STARTING
+from truss_cli.settings import Settings
+
+KIND = "docker"
+LABEL_DEPLOYMENT = "truss.deployment-id"
+LABEL_REPLICA = "truss.replica-id"
+LABEL_DATA_DIR = "truss.data-dir"  # one engine may serve several control planes
+_TAG_TEXT = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class _LogListener(BuildListener):
+    def __init__(self, log: LogFile):
+        self.log = log
+
+    def on_note(self, text: str) -> None:
+        self.log(text)
+
+    def on_step(self, step: BuildStep) -> None:
+        self.log(f"Step {step.number}/{step.total} : {step.instruction}")
+
+    def on_line(self, text: str) -> None:
+        self.log(text)
+
+
+class DockerRuntime:
+    kind = KIND
+
+    def __init__(self, settings: Settings, client: Optional[docker.APIClient] = None):
+        self.settings = settings
+        self.client = client or connect(settings.environ)
+        self.root = settings.data_dir / "replicas"
+
+    # -- builds ---------------------------------------------------------------------------
+
+    def prepare(self, request: BuildRequest) -> Artifact:
+        with LogFile(request.build_log) as log:
+            try:
+                plan = plan_image(request.model_dir, self.settings)
+                for note in plan.notes:
+                    log(note)
+                tag = f"truss-{slug(plan.model_name)}:{_tag_text(request.deployment_id)}"
+                result = build_image(self.client, plan, self.settings, tag=tag, listener=_LogListener(log))
+            except (TrussError, ConfigError) as exc:
+                cause = str(getattr(exc, "message", None) or exc)
+                log(f"build failed: {cause}")
+                raise BuildError(cause.splitlines()[0]) from None
+            log(f"image {result.tag} ({result.image_id[7:19]}){' reused' if result.reused else ' built'}")
+        limits = container_limits(request.config)
+        return Artifact(
+            kind=KIND,
+            deployment_id=request.deployment_id,
+            reference=result.tag,
+            data={
+                "image_id": result.image_id,
+                "tag": result.tag,
+                "model_name": plan.model_name,
+                "custom_server": plan.custom_server is not None,
+                "nano_cpus": limits.nano_cpus,
+                "memory_bytes": limits.memory_bytes,
+            },
+        )
+
+    def remove_artifact(self, artifact: Artifact) -> None:
+        """Untags the deployment's image; the engine deletes it once no tag or container uses it."""
+        try:
+            self.client.remove_image(artifact.data["tag"])
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: a container still uses it; it goes with the last one
+                raise
+
+    # -- replicas -------------------------------------------------------------------------
+
+    def start(self, spec: ReplicaSpec) -> Handle:
+        data = spec.artifact.data
+        environment = dict(spec.environment)
+        if data["custom_server"]:
+            environment.update({protocol.SECRET_ENV_PREFIX + name: value for name, value in spec.secrets.items()})
+        elif spec.secrets:
+            environment[protocol.SECRETS_DIR_ENV] = SECRETS_MOUNT
+        container = start_container(
+            self.client,
+            data["image_id"],
+            data["model_name"],
+            port=0,
+            environment=environment,
+            limits=ContainerLimits(data.get("nano_cpus"), data.get("memory_bytes")),
+            expose_errors=spec.expose_errors,
+            replica_id=spec.replica_id,
+            labels={LABEL_DEPLOYMENT: spec.deployment_id, LABEL_REPLICA: spec.replica_id, LABEL_DATA_DIR: self._scope()},
+            before_start=None if data["custom_server"] or not spec.secrets else lambda id_: self._copy_secrets(id_, spec.secrets),
+        )
+        return Handle(KIND, spec.deployment_id, spec.replica_id, container.url, {"container_id": container.id})
+
+    def status(self, handle: Handle) -> ObservedStatus:
+        try:
+            state = self.client.inspect_container(handle.data["container_id"])["State"]
+        except docker.errors.NotFound:
+            return ObservedStatus(GONE)
+        if not state["Running"] or handle.url is None:
+            return ObservedStatus(GONE, exit_code=state.get("ExitCode"))
+        container = RunningContainer(self.client, handle.data["container_id"], "", handle.url, handle.replica_id)
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            status = container.status(client)  # None unless the server answering carries the replica id
+        if status is None:
+            return ObservedStatus(STARTING)
+        return ObservedStatus(status.phase, status.summary, status.traceback)
+
+    def stop(self, handle: Handle, grace: float = protocol.STOP_GRACE_SECONDS) -> None:
+        container_id = handle.data["container_id"]
+        try:
+            self.client.stop(container_id, timeout=int(grace))  # SIGTERM to the server, SIGKILL after
+            self._keep_log(handle)
+            self.client.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def list(self) -> list[Handle]:
+        found = []
+        for summary in self.client.containers(all=True, filters={"label": f"{LABEL_DATA_DIR}={self._scope()}"}):
+            labels = summary["Labels"]
+            url = None
+            for port in summary.get("Ports") or []:
+                if port.get("PrivatePort") == int(SERVER_PORT) and port.get("PublicPort"):
+                    url = local_url(HOST, int(port["PublicPort"]))
+            found.append(Handle(KIND, labels[LABEL_DEPLOYMENT], labels[LABEL_REPLICA], url, {"container_id": summary["Id"]}))
+        return found
+
+    def logs(self, handle: Handle, since: Optional[datetime] = None, follow: bool = False) -> Iterator[LogLine]:
+        try:
+            chunks = self.client.logs(handle.data["container_id"], stream=True, follow=follow, timestamps=True, since=since)
+        except docker.errors.NotFound:
+            return read_lines(self._log_path(handle), since)  # stopped: what was kept
+        return _docker_lines(chunks, since)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _scope(self) -> str:
+        return str(self.settings.data_dir.resolve())
+
+    def _log_path(self, handle: Handle) -> Path:
+        return self.root / handle.replica_id / "replica.log"
+
+    def _keep_log(self, handle: Handle) -> None:
+        path = self._log_path(handle)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as output:
+            for line in self.logs(handle):
+                output.write(format_line(line.at, line.text))
+
+    def _copy_secrets(self, container_id: str, secrets: dict[str, str]) -> None:
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for directory in ("run/truss", SECRETS_MOUNT.lstrip("/")):
+                entry = tarfile.TarInfo(directory)
+                entry.type, entry.mode = tarfile.DIRTYPE, 0o755 if directory == "run/truss" else 0o500
+                entry.uid = 0 if directory == "run/truss" else USER_ID
+                tar.addfile(entry)
+            for name, value in secrets.items():
+                if not name or "/" in name or name.startswith("."):
+                    raise TrussError(f"secret name {name!r}: not a file name")
+                body = value.encode("utf-8")
+                entry = tarfile.TarInfo(f"{SECRETS_MOUNT.lstrip('/')}/{name}")
+                entry.size, entry.mode, entry.uid = len(body), 0o400, USER_ID
+                tar.addfile(entry, io.BytesIO(body))
+        self.client.put_archive(container_id, "/", archive.getvalue())
+
+
+def _tag_text(text: str) -> str:
+    return (_TAG_TEXT.sub("-", text).lstrip(".-") or "deployment")[:128]
+
+
+def _docker_lines(chunks: Iterator[bytes], since: Optional[datetime]) -> Iterator[LogLine]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            line = _parse_docker_line(raw.decode("utf-8", "replace"))
+            if since is None or line.at >= since:
+                yield line
+    if pending:
+        yield _parse_docker_line(pending.decode("utf-8", "replace"))
+
+
+def _parse_docker_line(raw: str) -> LogLine:
+    """`2024-05-01T12:00:00.123456789Z text` (RFC 3339 with nanoseconds) -> LogLine."""
+    stamp, _, text = raw.rstrip("\r").partition(" ")
+    seconds, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        at = datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S").replace(
+            tzinfo=timezone.utc, microsecond=int((fraction + "000000")[:6])
+        )
+    except ValueError:
+        return LogLine(datetime.now(timezone.utc), raw)
+    return LogLine(at, text)

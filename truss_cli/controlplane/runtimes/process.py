@@ -1,0 +1,247 @@
+"""The process runtime: a replica is a model server (or custom server replica) process on
+this machine, in the cached environment `truss_cli.local` builds.
+
+Each replica owns `<data_dir>/replicas/<replica_id>/`:
+  handle.json  the Handle (what `list()` finds after a control-plane restart)
+  status.json  the server's structured status (protocol.STATUS_FILE_ENV)
+  replica.log  its output, timestamped by `logshim`, kept after stop
+  exit         its exit code, written by `logshim` when it ends
+  secrets/     0700, one 0600 file per secret; removed on stop
+
+The replica runs under `logshim` in a session of its own, without a parent-death signal,
+so it outlives the control plane. The handle records the session leader's pid and start
+time: a pid the kernel handed to another process is never adopted, signalled or killed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator, Optional
+
+from truss_cli.controlplane.runtimes import logshim, pids
+from truss_cli.controlplane.runtimes.base import (
+    GONE,
+    Artifact,
+    BuildError,
+    BuildRequest,
+    Handle,
+    LogLine,
+    ObservedStatus,
+    ReplicaSpec,
+)
+from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
+from truss_cli.custom_server import custom_server_options
+from truss_cli.errors import TrussError
+from truss_cli.local import replica as local_replica
+from truss_cli.local.child_env import scrubbed
+from truss_cli.local.prepare import prepare_model
+from truss_cli.net import local_url
+from truss_cli.server import protocol
+from truss_cli.server.custom.options import CustomServerOptions
+from truss_cli.server.status import STARTING, read_status
+from truss_cli.settings import Settings
+
+KIND = "process"
+HOST = "127.0.0.1"  # replicas are reached through the gateway on this machine
+_POLL_SECONDS = 0.05
+
+
+class ProcessRuntime:
+    kind = KIND
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.data_dir / "replicas"
+        # Shims this object started: reaped here, so an ended one is not left a zombie.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- builds ---------------------------------------------------------------------------
+
+    def prepare(self, request: BuildRequest) -> Artifact:
+        with LogFile(request.build_log) as log:
+            log(f"preparing an environment for {request.model_dir}")
+            try:
+                prepared = prepare_model(request.model_dir, request.config, self.settings, on_progress=log, on_note=log)
+            except (TrussError, OSError) as exc:
+                cause = getattr(exc, "message", None) or str(exc)
+                log(f"build failed: {cause}")
+                if getattr(exc, "hint", None):
+                    log(f"hint: {exc.hint}")  # type: ignore[attr-defined]
+                raise BuildError(cause.splitlines()[0] if cause else type(exc).__name__) from None
+            log(f"environment ready: {prepared.environment.path}")
+        custom = custom_server_options(request.model_dir, request.config)
+        return Artifact(
+            kind=KIND,
+            deployment_id=request.deployment_id,
+            reference=str(prepared.environment.path),
+            data={
+                "python": str(prepared.environment.python),
+                "bundle_dir": str(prepared.bundle_dir),
+                "model_dir": str(prepared.model_dir),
+                "replica_config": str(prepared.replica_config),
+                "environment_variables": dict(request.config.environment_variables),
+                "custom_server": dataclasses.asdict(custom) if custom else None,
+            },
+        )
+
+    def remove_artifact(self, artifact: Artifact) -> None:
+        """Nothing to do: environments and bundles are a cache shared by every model with the
+        same requirements (`truss_cli.local.environments`), not owned by one deployment."""
+
+    # -- replicas -------------------------------------------------------------------------
+
+    def start(self, spec: ReplicaSpec) -> Handle:
+        home = self._home(spec.replica_id)
+        home.mkdir(parents=True, mode=0o700)
+        local = self._local_spec(spec, home)
+        command = [
+            sys.executable, "-I", logshim.__file__,
+            "--log", str(home / "replica.log"), "--exit-file", str(home / "exit"), "--", *local.command(),
+        ]  # fmt: skip
+        shim = subprocess.Popen(
+            command,
+            env=local.child_environment(),
+            cwd=local.model_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own session: a stop signals the whole group, nothing else
+        )
+        self._children[shim.pid] = shim
+        handle = Handle(
+            KIND, spec.deployment_id, spec.replica_id, url=None,
+            data={"pid": shim.pid, "started": pids.start_time(shim.pid), "dir": str(home)},
+        )  # fmt: skip
+        _write_handle(home, handle)
+        # The URL exists once the server has bound its port (before load() runs): moments.
+        while self._alive(handle):
+            status = read_status(home / "status.json")
+            if status is not None and status.replica_id == spec.replica_id and status.port:
+                handle = dataclasses.replace(handle, url=local_url(HOST, status.port))
+                _write_handle(home, handle)
+                break
+            time.sleep(_POLL_SECONDS)
+        return handle
+
+    def status(self, handle: Handle) -> ObservedStatus:
+        home = Path(handle.data["dir"])
+        if not self._alive(handle):
+            return ObservedStatus(GONE, exit_code=_exit_code(home))
+        status = read_status(home / "status.json")
+        if status is None or status.replica_id != handle.replica_id:
+            return ObservedStatus(STARTING)
+        return ObservedStatus(status.phase, status.summary, status.traceback)
+
+    def stop(self, handle: Handle, grace: float = protocol.STOP_GRACE_SECONDS) -> None:
+        pid = int(handle.data["pid"])
+        if self._alive(handle):
+            # The session's group: the server drains; logshim records its last lines.
+            _signal_group(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while self._alive(handle) and time.monotonic() < deadline:
+                time.sleep(_POLL_SECONDS)
+            if self._alive(handle):
+                _signal_group(pid, signal.SIGKILL)
+                while self._alive(handle):
+                    time.sleep(_POLL_SECONDS)
+        home = Path(handle.data["dir"])
+        shutil.rmtree(home / "secrets", ignore_errors=True)
+        for name in ("handle.json", "status.json"):
+            (home / name).unlink(missing_ok=True)
+
+    def list(self) -> list[Handle]:
+        found = []
+        for path in sorted(self.root.glob("*/handle.json")):
+            try:
+                found.append(Handle.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, ValueError, KeyError):
+                continue  # being written (start) or removed (stop) right now
+        return found
+
+    def logs(self, handle: Handle, since: Optional[datetime] = None, follow: bool = False) -> Iterator[LogLine]:
+        path = Path(handle.data["dir"]) / "replica.log"
+        return read_lines(path, since, follow, is_alive=lambda: self._alive(handle))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _home(self, replica_id: str) -> Path:
+        return self.root / replica_id
+
+    def _alive(self, handle: Handle) -> bool:
+        pid = int(handle.data["pid"])
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            del self._children[pid]
+        return pids.is_same_process(pid, handle.data.get("started"))
+
+    def _local_spec(self, spec: ReplicaSpec, home: Path) -> local_replica.ReplicaSpec:
+        data = spec.artifact.data
+        custom = CustomServerOptions(**data["custom_server"]) if data.get("custom_server") else None
+        variables = {**data.get("environment_variables", {}), **spec.environment}
+        if custom is not None:
+            # A custom server reads secrets from its environment only.
+            variables.update({protocol.SECRET_ENV_PREFIX + name: value for name, value in spec.secrets.items()})
+        else:
+            variables[protocol.SECRETS_DIR_ENV] = str(_write_secrets(home / "secrets", spec.secrets))
+        # Secrets come from the spec alone, never from the control plane's own environment.
+        inherited = {
+            key: value
+            for key, value in scrubbed(self.settings.environ, also=(protocol.SECRETS_DIR_ENV,)).items()
+            if not key.startswith(protocol.SECRET_ENV_PREFIX)
+        }
+        return local_replica.ReplicaSpec(
+            python=Path(data["python"]),
+            bundle_dir=Path(data["bundle_dir"]),
+            model_dir=Path(data["model_dir"]),
+            replica_config=Path(data["replica_config"]),
+            status_file=home / "status.json",
+            environ=inherited,
+            config_variables=variables,
+            host=HOST,
+            port=0,
+            replica_id=spec.replica_id,
+            die_with_parent=False,
+            expose_errors=spec.expose_errors,
+            stay_up_on_load_failure=spec.stay_up_on_load_failure,
+            custom_server=custom,
+        )
+
+
+def _write_secrets(directory: Path, secrets: dict[str, str]) -> Path:
+    directory.mkdir(mode=0o700)
+    for name, value in secrets.items():
+        if not name or "/" in name or name.startswith("."):
+            raise TrussError(f"secret name {name!r}: not a file name")  # it would leave the directory
+        descriptor = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as output:
+            output.write(value)
+    return directory
+
+
+def _write_handle(home: Path, handle: Handle) -> None:
+    temporary = home / "handle.json.tmp"
+    temporary.write_text(json.dumps(handle.to_dict()), encoding="utf-8")
+    os.replace(temporary, home / "handle.json")
+
+
+def _exit_code(home: Path) -> Optional[int]:
+    try:
+        return int((home / "exit").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # killed together with logshim (SIGKILL of the group)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass
