@@ -96,6 +96,8 @@ def _check_members(tar: tarfile.TarFile, limits: Limits) -> _Checked:
                 raise ArchiveError(f"archive: {len(manifest)} files, over the limit of {limits.max_files}")
             continue
         path = _tree_path(name)
+        if not (member.isreg() or member.issym()):
+            raise ArchiveError(f"archive: {name}: {_kind(member)}; an archive holds only files and links")
         if path in files or path in links:
             raise ArchiveError(f"archive: {name}: appears twice")
         entry = manifest.get(path)
@@ -110,13 +112,11 @@ def _check_members(tar: tarfile.TarFile, limits: Limits) -> _Checked:
                     f"archive: more than {format_size(limits.max_bytes)} of files (the limit), at {name}"
                 )
             files[path] = member
-        elif member.issym():
+        else:
             _check_link(name, path, member.linkname)
             if entry != link_entry(member.linkname):
                 raise ArchiveError(f"archive: {name}: a link to {member.linkname!r}, which its manifest entry does not say")
             links[path] = member.linkname
-        else:
-            raise ArchiveError(f"archive: {name}: {_kind(member)}; an archive holds only files and links")
     if manifest is None:
         raise ArchiveError(f"archive: empty (expected {MANIFEST_MEMBER} first)")
     _check_layout(manifest)
