@@ -53,6 +53,9 @@ def unpack_archive(
 ) -> Manifest:
     """Unpack `archive` into the new directory `destination` and return the tree's manifest.
 
+    `archive` is a file (a path, or a seekable binary file): headers are read through once
+    before any content, so an upload is saved to disk first (where its checksum is checked).
+
     Paths of the manifest that the archive leaves out are filled from `blobs` (or from
     another path of the archive with the same content). With `expected_tree_hash` (what the
     client said it sends), an archive of another tree is refused.
