@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from truss_cli.cli.app import app
 
 runner = CliRunner()
-COMMANDS = [[], ["image"], ["init"], ["run"], ["predict"], ["image", "build-context"], ["image", "build"], ["image", "run"]]
+COMMANDS = [[], ["image"], ["init"], ["run"], ["predict"], ["image", "build-context"], ["image", "build"], ["image", "run"],
+    ["remote"], ["remote", "add"], ["remote", "list"], ["remote", "use"], ["remote", "remove"]]
 
 
 def help_text(command: list[str]) -> str:
