@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -94,6 +95,5 @@ class ApiKeys:
 
 
 def _record(row: sa.Row, **override: object) -> ApiKey:
-    key = to_record(ApiKey, row)
-    values = {"models": tuple(row.models or ()), **override}
-    return ApiKey(**{**key.__dict__, **values})  # type: ignore[arg-type]
+    # JSON gives a list; the record holds a tuple so it stays immutable.
+    return replace(to_record(ApiKey, row), models=tuple(row.models or ()), **override)  # type: ignore[arg-type]
