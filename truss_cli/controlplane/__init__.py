@@ -1,1 +1,1 @@
-"""The control plane: the remote server that builds, runs and serves models (docs/architecture.md)."""
+"""The remote: a self-hosted control plane that builds, runs and serves models (docs/architecture.md)."""

@@ -1,0 +1,106 @@
+"""Content-addressed archives: verified while streaming in, published whole, swept when unused."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from store_support import backend, database_url, store  # noqa: F401 (fixtures)
+from truss_cli.controlplane.store import BlobStore, DigestMismatch, NotFound, Store, StoreError, TooLarge
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_a_blob_is_stored_under_its_digest_and_reads_back(tmp_path: Path):
+    blobs = BlobStore(tmp_path / "blobs")
+    data = os.urandom(3 << 20)  # several chunks
+    digest = _digest(data)
+    path = blobs.write(io.BytesIO(data), digest)
+    assert path == tmp_path / "blobs" / "sha256" / digest[:2] / digest
+    with blobs.open(digest) as f:
+        assert f.read() == data
+    assert blobs.verify(digest)
+    # Chunks from an async route work the same way.
+    chunked = b"abc" * 1000
+    with blobs.writer(_digest(chunked)) as writer:
+        for start in range(0, len(chunked), 7):
+            writer.write(chunked[start:start + 7])
+        writer.commit()
+    assert blobs.has(_digest(chunked))
+
+
+def test_bytes_that_do_not_match_their_digest_leave_nothing(tmp_path: Path):
+    blobs = BlobStore(tmp_path / "blobs")
+    claimed = _digest(b"what the client said")
+    with pytest.raises(DigestMismatch, match=claimed):
+        blobs.write([b"what ", b"arrived"], claimed)
+    assert not blobs.has(claimed)
+    assert _files(tmp_path / "blobs") == []
+    with pytest.raises(NotFound):
+        blobs.open(claimed)
+
+
+def test_an_upload_over_the_limit_or_dropped_midway_leaves_nothing(tmp_path: Path):
+    blobs = BlobStore(tmp_path / "blobs")
+    data = b"x" * 5000
+    with pytest.raises(TooLarge):
+        blobs.write([data[:3000], data[3000:]], _digest(data), max_bytes=4096)
+    with pytest.raises(ConnectionResetError):
+        with blobs.writer(_digest(data)) as writer:
+            writer.write(data[:100])
+            raise ConnectionResetError("client went away")
+    assert _files(tmp_path / "blobs") == []
+
+
+def test_missing_names_what_the_client_must_upload(tmp_path: Path):
+    blobs = BlobStore(tmp_path / "blobs")
+    have = _digest(b"have")
+    blobs.write([b"have"], have)
+    lack = _digest(b"lack")
+    assert blobs.missing([have, lack, lack]) == [lack]
+    assert blobs.missing([]) == []
+    with pytest.raises(StoreError, match="not a sha256 digest"):
+        blobs.missing(["../../etc/passwd"])
+
+
+def _age(path: Path, seconds: float) -> None:
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def test_the_sweep_keeps_referenced_and_recent_blobs(store: Store):
+    model = store.models.create("hello")
+    kept, dropped, fresh = (_digest(x) for x in (b"kept", b"dropped", b"fresh"))
+    for data in (b"kept", b"dropped", b"fresh"):
+        store.blobs.write([data], _digest(data))
+    store.deployments.create(model.id, config={}, archive_sha256=kept)
+    _age(store.blobs.path(kept), 7200)
+    _age(store.blobs.path(dropped), 7200)
+    leftover = store.blobs.root / "tmp" / "abandoned.part"
+    leftover.write_bytes(b"half")
+    _age(leftover, 7200)
+    assert store.sweep_blobs(grace_seconds=3600) == [dropped]
+    assert store.blobs.has(kept) and store.blobs.has(fresh) and not store.blobs.has(dropped)
+    assert not leftover.exists()
+
+
+def test_a_blob_the_client_was_told_it_has_survives_the_next_sweep(store: Store):
+    # The client skips uploading what the remote has, then creates the deployment: between
+    # the two, the blob is unreferenced and must not be swept.
+    old = _digest(b"old archive")
+    store.blobs.write([b"old archive"], old)
+    _age(store.blobs.path(old), 7200)
+    assert store.blobs.missing([old]) == []
+    assert store.sweep_blobs(grace_seconds=3600) == []
+    assert store.blobs.has(old)

@@ -1,0 +1,188 @@
+"""Content-addressed archives on disk: `<root>/sha256/ab/abcdef...`.
+
+A blob appears under its final name only complete and verified: bytes stream into a temporary
+file in `<root>/tmp/` while being hashed, and only a matching digest is fsynced and renamed
+into place (then the directory is fsynced, so the name survives a power cut too). A killed
+writer leaves at most a temporary file, which no read looks at and `sweep` removes.
+
+Unreferenced blobs are swept (not reference-counted): counts kept in the database could not
+change in the same transaction as a file on disk, whereas "referenced" is derived from the
+rows at sweep time, so a crash anywhere leaves nothing to repair.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from truss_cli.controlplane.store.errors import NotFound, StoreError
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+class DigestMismatch(StoreError):
+    """The bytes received do not hash to the digest the client claimed."""
+
+
+class TooLarge(StoreError):
+    """The upload is over the size limit."""
+
+
+def check_digest(digest: str) -> str:
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise StoreError(f"not a sha256 digest (64 lowercase hex digits): {digest!r}")
+    return digest
+
+
+class BlobWriter:
+    """An upload in progress; usable chunk by chunk from an async route."""
+
+    def __init__(self, store: "BlobStore", digest: str, max_bytes: int | None):
+        self._store = store
+        self.digest = check_digest(digest)
+        self._max_bytes = max_bytes
+        self._hash = hashlib.sha256()
+        self.size = 0
+        store._tmp.mkdir(parents=True, exist_ok=True)
+        self._tmp_path = store._tmp / f"{digest[:16]}.{secrets.token_hex(8)}.part"
+        self._file: BinaryIO | None = open(self._tmp_path, "xb")
+
+    def write(self, chunk: bytes) -> None:
+        assert self._file is not None, "the upload is finished"
+        self.size += len(chunk)
+        if self._max_bytes is not None and self.size > self._max_bytes:
+            self.abort()
+            raise TooLarge(f"the upload is over the limit of {self._max_bytes} bytes")
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def commit(self) -> Path:
+        """Verify, then publish under the final name; a mismatch leaves nothing behind."""
+        assert self._file is not None, "the upload is finished"
+        actual = self._hash.hexdigest()
+        if actual != self.digest:
+            self.abort()
+            raise DigestMismatch(f"the upload hashes to {actual}, not the claimed {self.digest}")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        final = self._store.path(self.digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # Same digest, same bytes: replacing a blob someone else just finished is harmless.
+        os.replace(self._tmp_path, final)
+        _fsync_dir(final.parent)
+        return final
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        # Leaving the block without commit() (an error, a dropped connection) keeps nothing.
+        if self._file is not None:
+            self.abort()
+
+
+class BlobStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._objects = self.root / "sha256"
+        self._tmp = self.root / "tmp"
+
+    def path(self, digest: str) -> Path:
+        check_digest(digest)
+        return self._objects / digest[:2] / digest
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        """Of `digests`, those not stored (sorted, once each): what a client must upload.
+
+        The ones present are touched, so `sweep` gives them a new grace period: the client
+        will not upload them and its deployment does not reference them yet."""
+        lacking = set()
+        for digest in set(map(check_digest, digests)):
+            try:
+                os.utime(self.path(digest))
+            except FileNotFoundError:
+                lacking.add(digest)
+        return sorted(lacking)
+
+    def writer(self, digest: str, max_bytes: int | None = None) -> BlobWriter:
+        return BlobWriter(self, digest, max_bytes)
+
+    def write(self, source: BinaryIO | Iterable[bytes], digest: str, max_bytes: int | None = None) -> Path:
+        """Store the bytes of `source` (a binary file or chunks) as blob `digest`."""
+        chunks: Iterable[bytes] = iter(lambda: source.read(_CHUNK), b"") if hasattr(source, "read") else source  # type: ignore[union-attr]
+        with self.writer(digest, max_bytes) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.commit()
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound("blob", digest) from None
+
+    def verify(self, digest: str) -> bool:
+        """Whether the stored bytes still hash to their name (a disk can rot)."""
+        h = hashlib.sha256()
+        with self.open(digest) as f:
+            for chunk in iter(lambda: f.read(_CHUNK), b""):
+                h.update(chunk)
+        return h.hexdigest() == digest
+
+    def digests(self) -> Iterator[str]:
+        if not self._objects.is_dir():
+            return
+        for shard in sorted(self._objects.iterdir()):
+            for entry in sorted(shard.iterdir()):
+                if _DIGEST.match(entry.name):
+                    yield entry.name
+
+    def sweep(self, referenced: set[str], grace_seconds: float = 3600.0) -> list[str]:
+        """Delete blobs no row references and abandoned temporary files, both only when older
+        than `grace_seconds`: a client uploads before it creates the deployment that points at
+        its blob, and an upload may be in progress. Returns the digests deleted."""
+        cutoff = time.time() - grace_seconds
+        removed = []
+        for digest in list(self.digests()):
+            path = self.path(digest)
+            if digest not in referenced and _mtime(path) < cutoff:
+                path.unlink(missing_ok=True)
+                removed.append(digest)
+        if self._tmp.is_dir():
+            for leftover in self._tmp.iterdir():
+                if _mtime(leftover) < cutoff:
+                    leftover.unlink(missing_ok=True)
+        return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,108 @@
+"""Immutable snapshots of rows, as the store hands them out.
+
+Frozen so a caller cannot mistake editing one for changing the database: every change goes
+through a store method, which is one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from truss_cli.controlplane.store import states
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    model_id: str
+    name: str
+    ordinal: int
+    is_production: bool
+    is_development: bool
+    environment: str | None
+    status: str
+    status_detail: str | None
+    desired_replicas: int
+    desired_state: str
+    archive_sha256: str | None
+    build_artifact: Mapping[str, Any] | None
+    config: Mapping[str, Any]
+    labels: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Replica:
+    id: str
+    deployment_id: str
+    runtime: str
+    handle: Mapping[str, Any]
+    phase: str
+    started_at: datetime
+    restarts: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Build:
+    id: str
+    deployment_id: str
+    state: str
+    log_path: str | None
+    cause: str | None
+    attempts: int
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key as listings show it: its public prefix (the id), never the token or its hash."""
+
+    id: str
+    name: str | None
+    scope: str
+    models: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def prefix(self) -> str:
+        return self.id
+
+    @property
+    def is_admin(self) -> bool:
+        return self.scope == states.SCOPE_ADMIN
+
+    def may_invoke(self, model_name: str) -> bool:
+        """Whether this key may call `model_name`'s predict routes."""
+        return self.is_admin or not self.models or model_name in self.models
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """A secret as listings show it: its name and dates, no value."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    """A key just created: the only time its plaintext exists outside the user's hands."""
+
+    key: ApiKey
+    plaintext: str = field(repr=False)

@@ -1,0 +1,159 @@
+"""The tables, as SQLAlchemy Core objects the store's queries are written against.
+
+Core rather than the ORM: the store hands callers frozen snapshots (records.py) and every
+change is one explicit transaction, so an identity map, lazy loading and session state would
+only add ways for a thread to see a stale or half-flushed object. Migrations (migrations/)
+create these tables; tests/test_store_migrations.py checks the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    # Named constraints, so a later migration can drop or alter them on both databases.
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the column.
+
+    SQLite keeps no offset and PostgreSQL's timestamptz converts to the session's zone; storing
+    naive UTC everywhere and attaching UTC on the way out gives both the same answer.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the store takes aware datetimes only")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def _id(name: str = "id") -> sa.Column[str]:
+    return sa.Column(name, sa.String(16), primary_key=True)
+
+
+models = sa.Table(
+    "models",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    _id(),
+    sa.Column("model_id", sa.String(16), sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    # deployment-N's N; every deployment takes one, so default names never repeat.
+    sa.Column("ordinal", sa.Integer, nullable=False),
+    sa.Column("is_production", sa.Boolean, nullable=False, default=False),
+    sa.Column("is_development", sa.Boolean, nullable=False, default=False),
+    sa.Column("environment", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    # The one-line cause shown beside a failed or unhealthy status.
+    sa.Column("status_detail", sa.Text, nullable=True),
+    sa.Column("desired_replicas", sa.Integer, nullable=False),
+    sa.Column("desired_state", sa.String(16), nullable=False),
+    sa.Column("archive_sha256", sa.String(64), nullable=True),
+    # What the runtime's prepare() returned (environment path, image reference): JSON.
+    sa.Column("build_artifact", sa.JSON, nullable=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("model_id", "name"),
+    sa.UniqueConstraint("model_id", "ordinal"),
+)
+# At most one production and one development deployment per model, enforced by the database
+# so that two concurrent promotions cannot both win.
+sa.Index(
+    "uq_deployments_one_production",
+    deployments.c.model_id,
+    unique=True,
+    sqlite_where=deployments.c.is_production,
+    postgresql_where=deployments.c.is_production,
+)
+sa.Index(
+    "uq_deployments_one_development",
+    deployments.c.model_id,
+    unique=True,
+    sqlite_where=deployments.c.is_development,
+    postgresql_where=deployments.c.is_development,
+)
+
+replicas = sa.Table(
+    "replicas",
+    metadata,
+    _id(),
+    sa.Column(
+        "deployment_id", sa.String(16), sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("runtime", sa.String(32), nullable=False),
+    # What the runtime needs to find the replica again after a restart (url, pid, container id).
+    sa.Column("handle", sa.JSON, nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("restarts", sa.Integer, nullable=False, default=0),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+builds = sa.Table(
+    "builds",
+    metadata,
+    _id(),
+    sa.Column(
+        "deployment_id", sa.String(16), sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("log_path", sa.Text, nullable=True),
+    sa.Column("cause", sa.Text, nullable=True),
+    # How many times a worker took it: more than 1 means a control plane died during it.
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("queued_at", UtcDateTime(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=True),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    # The id is the key's public prefix: shown in listings, used to find the row to compare.
+    _id(),
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("scope", sa.String(16), nullable=False),
+    # Model names an invoke key may call; empty means every model.
+    sa.Column("models", sa.JSON, nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("last_used_at", UtcDateTime(), nullable=True),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    # nonce || AES-GCM ciphertext+tag, bound to the name (secrets.py).
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
