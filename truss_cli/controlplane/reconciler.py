@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.gateway import Replica as Upstream
@@ -174,12 +175,16 @@ class Reconciler:
             log(f"deploy failed: {cause}")
         return self.store.deployments.set_status(deployment.id, states.DEPLOY_FAILED, cause)
 
-    def stop_deployment(self, deployment_id: str) -> None:
-        """Stop every replica of a deployment being deleted (API thread)."""
+    def delete_deployments(self, deployment_ids: list[str], forget: "Callable[[], object]") -> None:
+        """Stop the deployments' replicas, then `forget` their rows (API thread). Under the
+        tick's lock: a tick between the two would see a deployment without replicas and
+        start one for it."""
         with self._lock:
-            for row in self.store.replicas.list(deployment_id):
-                self.runtime.stop(Handle.from_dict(dict(row.handle)))
-                self.store.replicas.remove(row.id)
+            for deployment_id in deployment_ids:
+                for row in self.store.replicas.list(deployment_id):
+                    self.runtime.stop(Handle.from_dict(dict(row.handle)))
+                    self.store.replicas.remove(row.id)
+            forget()
 
     def stop_all(self) -> None:
         """`POST /v1/server/stop {"stop_replicas": true}`."""

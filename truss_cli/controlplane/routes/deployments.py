@@ -83,8 +83,7 @@ async def delete_deployment(request: Request, model_ref: str, deployment_ref: st
     def delete() -> str:
         model = plane.store.models.get(model_ref)
         deployment = plane.store.deployments.get(model.id, deployment_ref)
-        plane.reconciler.stop_deployment(deployment.id)
-        plane.store.deployments.delete(deployment.id)
+        plane.reconciler.delete_deployments([deployment.id], lambda: plane.store.deployments.delete(deployment.id))
         return deployment.id
 
     deployment_id = await asyncio.to_thread(delete)

@@ -31,9 +31,8 @@ async def delete_model(request: Request, model_ref: str) -> dict[str, Any]:
 
     def delete() -> str:
         model = plane.store.models.get(model_ref)
-        for deployment in plane.store.deployments.list(model.id):
-            plane.reconciler.stop_deployment(deployment.id)
-        plane.store.models.delete(model.id)
+        ids = [d.id for d in plane.store.deployments.list(model.id)]
+        plane.reconciler.delete_deployments(ids, lambda: plane.store.models.delete(model.id))
         return model.id
 
     model_id = await asyncio.to_thread(delete)
