@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover
 
 from truss_cli import __version__
 from truss_cli.cli import console
-from truss_cli.cli import image_cmd, init_cmd, predict_cmd, remote_cmd, run_cmd
+from truss_cli.cli import image_cmd, init_cmd, predict_cmd, push_cmd, remote_cmd, run_cmd
 from truss_cli.cli.help import Command, Group
 from truss_cli.config import ConfigError
 from truss_cli.errors import TrussError
@@ -85,6 +85,7 @@ def _root(
 app.command("init", cls=Command)(init_cmd.init)
 app.command("run", cls=Command)(run_cmd.run)
 app.command("predict", cls=Command)(predict_cmd.predict)
+app.command("push", cls=Command)(push_cmd.push)
 app.add_typer(image_cmd.app, name="image")
 app.add_typer(remote_cmd.app, name="remote")
 
