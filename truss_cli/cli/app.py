@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover
 
 from truss_cli import __version__
 from truss_cli.cli import console
-from truss_cli.cli import image_cmd, init_cmd, predict_cmd, push_cmd, remote_cmd, run_cmd
+from truss_cli.cli import image_cmd, init_cmd, predict_cmd, push_cmd, remote_cmd, run_cmd, server_cmd
 from truss_cli.cli.help import Command, Group
 from truss_cli.config import ConfigError
 from truss_cli.errors import TrussError
@@ -88,6 +88,7 @@ app.command("predict", cls=Command)(predict_cmd.predict)
 app.command("push", cls=Command)(push_cmd.push)
 app.add_typer(image_cmd.app, name="image")
 app.add_typer(remote_cmd.app, name="remote")
+app.add_typer(server_cmd.app, name="server")
 
 
 def main() -> None:
