@@ -77,3 +77,17 @@ def test_a_model_without_predict_fails_before_anything_is_sent(tmp_path: Path) -
         assert pushed.exit_code != 0
         assert "predict" in pushed.stderr
         assert server.state.requests == []
+
+
+def test_predict_by_model_name_goes_through_the_gateway(tmp_path: Path) -> None:
+    with SpecServer() as server:
+        model = configured(tmp_path, server)
+        pushed = json.loads(truss(tmp_path, "push", str(model), "--wait", "-o", "json").stdout)
+        answer = truss(tmp_path, "predict", "--model", "hello", "-d", '{"name": "world"}')
+        assert answer.exit_code == 0, answer.output
+        assert json.loads(answer.stdout) == {"echo": {"name": "world"}, "deployment_id": pushed["deployment"]["id"]}
+        wrong = truss(tmp_path, "predict", "--model", "helo", "-d", "{}")
+        assert wrong.exit_code == 1
+        assert "no model 'helo' (models: hello)" in wrong.stderr
+        wrong_deployment = truss(tmp_path, "predict", "--model", "hello", "--deployment", "nope", "-d", "{}")
+        assert f"(deployments: {pushed['deployment']['name']})" in wrong_deployment.stderr

@@ -251,6 +251,22 @@ class Api:
         return ApiError(message, status, code, detail, hint)
 
 
+def gateway_target(api: Api, model_ref: str, deployment_ref: str | None) -> tuple[str, str | None]:
+    """The ids the gateway's paths take, for a model and deployment given by name or id.
+
+    An invoke key may not read the management API (403): the references are then used as given.
+    """
+    try:
+        model_id = str(api.model(model_ref)["id"])
+        if deployment_ref is None or deployment_ref == "production":
+            return model_id, None
+        return model_id, str(api.deployment(model_id, deployment_ref)["id"])
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        return model_ref, None if deployment_ref in (None, "production") else deployment_ref
+
+
 def describe_detail(detail: Any) -> str:
     """A 404's detail (what exists) in one line: `known: a, b` or `models: a, b; ...`."""
     if isinstance(detail, list):
