@@ -1,0 +1,56 @@
+"""`python -m truss_cli.controlplane serve | create-admin-key`: the control plane's edge.
+
+It builds the Settings once from its options and the environment and passes them down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from truss_cli.controlplane.runtimes.select import CHOICES
+from truss_cli.controlplane.store import Store
+from truss_cli.errors import TrussError
+from truss_cli.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m truss_cli.controlplane")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the control plane in the foreground")
+    serve.add_argument("--data-dir", type=Path, required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8800)
+    serve.add_argument("--runtime", choices=CHOICES, default="auto")
+    serve.add_argument("--database-url", default=None)
+    serve.add_argument("--build-workers", type=int, default=2)
+    key = commands.add_parser("create-admin-key", help="print a new admin API key (once)")
+    key.add_argument("--data-dir", type=Path, required=True)
+    key.add_argument("--database-url", default=None)
+    key.add_argument("--name", default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    data_dir = args.data_dir.expanduser().resolve()
+    try:
+        if args.command == "create-admin-key":
+            with Store.open(data_dir, args.database_url) as store:
+                print(store.api_keys.create("admin", (), args.name).plaintext)
+            return 0
+        from truss_cli.controlplane.serve import serve
+
+        settings = dataclasses.replace(Settings.from_environment(os.environ, Path.home()), data_dir=data_dir)
+        serve(settings, args.host, args.port, args.runtime, args.database_url, args.build_workers)
+        return 0
+    except TrussError as exc:
+        print(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

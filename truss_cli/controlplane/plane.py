@@ -1,0 +1,80 @@
+"""The running control plane's parts, joined: store, runtime, trees, builds, reconciler, gateway.
+
+One object the routes reach through `request.app.state.plane`; `start`/`stop` are the
+app's lifespan, in the order a crash-safe restart needs (requeue, adopt, then reconcile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from truss_cli import __version__
+from truss_cli.controlplane.auth import GatewayAuthorizer
+from truss_cli.controlplane.builds import BuildWorkers
+from truss_cli.controlplane.gateway import Gateway, RoutingTable
+from truss_cli.controlplane.reconciler import Reconciler
+from truss_cli.controlplane.runtimes.base import Runtime
+from truss_cli.controlplane.store import Store, states
+from truss_cli.controlplane.trees import Trees
+
+
+@dataclass
+class Options:
+    build_workers: int = 2
+
+
+class ControlPlane:
+    def __init__(self, store: Store, runtime: Runtime, runtime_reason: str, options: Options) -> None:
+        self.version = __version__
+        self.store = store
+        self.runtime = runtime
+        self.runtime_reason = runtime_reason
+        self.trees = Trees(store)
+        self.table = RoutingTable()
+        self.gateway = Gateway(self.table, GatewayAuthorizer(store))
+        self.reconciler = Reconciler(store, runtime, self.table)
+        self.builds = BuildWorkers(store, runtime, self.trees, options.build_workers, self._built)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _built(self) -> None:  # a build worker's thread
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.reconciler.wake)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.store.builds.requeue_interrupted)
+        await asyncio.to_thread(self._queue_unbuilt)
+        await asyncio.to_thread(self.reconciler.adopt)
+        self.builds.start()
+        self._task = asyncio.create_task(self.reconciler.run())
+
+    def _queue_unbuilt(self) -> None:
+        """A crash between creating a deployment and queueing its build left it BUILDING with
+        no build to run: queue one (deriving the action from the rows, not from memory)."""
+        for deployment in self.store.deployments.list():
+            if deployment.status != states.BUILDING:
+                continue
+            latest = self.store.builds.latest(deployment.id)
+            if latest is None or latest.state in (states.BUILD_SUCCEEDED, states.BUILD_FAILED_STATE):
+                self.store.builds.queue(deployment.id)
+
+    async def stop(self) -> None:
+        """Stop building and reconciling; replicas keep running (re-adopted next start)."""
+        if self._task is not None:
+            self._task.cancel()
+        await asyncio.to_thread(self.builds.stop)
+        await self.gateway.aclose()
+        self.store.close()
+
+    def gauges(self) -> str:
+        """The control plane's own numbers, beside the gateway's, in Prometheus text."""
+        deployments = self.store.deployments.list()
+        replicas = [r for r in self.store.replicas.list() if r.phase != "stopped"]
+        lines = ["# TYPE truss_controlplane_deployments gauge"]
+        for status in sorted({d.status for d in deployments}):
+            count = sum(1 for d in deployments if d.status == status)
+            lines.append(f'truss_controlplane_deployments{{status="{status}"}} {count}')
+        lines += ["# TYPE truss_controlplane_replicas gauge", f"truss_controlplane_replicas {len(replicas)}"]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,71 @@
+"""`serve`: run the control plane in the foreground and say where it listens.
+
+The listening socket is bound here (port 0 allowed) and handed to uvicorn, so the real
+address is known without guessing; `<data_dir>/controlplane.json` is written once uvicorn
+accepts connections and removed on a clean stop. SIGTERM: uvicorn stops accepting and
+drains, the lifespan stops the build workers; replicas keep running for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+import uvicorn
+
+from truss_cli.controlplane.app import create_app
+from truss_cli.controlplane.plane import ControlPlane, Options
+from truss_cli.controlplane.runtimes.select import select_runtime
+from truss_cli.controlplane.store import Store
+from truss_cli.net import local_url
+from truss_cli.settings import Settings
+
+STATE_FILE = "controlplane.json"
+
+
+def serve(settings: Settings, host: str, port: int, runtime_kind: str, database_url: str | None,
+          build_workers: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_dir = settings.data_dir
+    store = Store.open(data_dir, database_url)
+    selection = select_runtime(runtime_kind, settings)
+    plane = ControlPlane(store, selection.runtime, selection.reason, Options(build_workers=build_workers))
+    app = create_app(plane)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    url = local_url(host, sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="on", timeout_graceful_shutdown=10))
+    state_file = data_dir / STATE_FILE
+
+    async def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.02)
+        record = {"pid": os.getpid(), "url": url, "runtime": selection.runtime.kind,
+                  "database": store.database, "started_at": datetime.now(timezone.utc).isoformat()}
+        _write_atomically(state_file, json.dumps(record))
+        logging.getLogger("truss.controlplane").info("listening at %s (runtime %s)", url, selection.reason)
+
+    async def main() -> None:
+        task = asyncio.create_task(announce())
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            task.cancel()
+            state_file.unlink(missing_ok=True)
+
+    asyncio.run(main())
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
