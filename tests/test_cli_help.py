@@ -11,7 +11,10 @@ from truss_cli.cli.app import app
 
 runner = CliRunner()
 COMMANDS = [[], ["image"], ["init"], ["run"], ["predict"], ["image", "build-context"], ["image", "build"], ["image", "run"],
-    ["remote"], ["remote", "add"], ["remote", "list"], ["remote", "use"], ["remote", "remove"]]
+    ["remote"], ["remote", "add"], ["remote", "list"], ["remote", "use"], ["remote", "remove"],
+    ["push"], ["server"], ["server", "start"], ["server", "stop"], ["server", "status"], ["server", "logs"], ["logs"],
+    ["models", "list"], ["deployments", "list"], ["api-keys", "create"], ["api-keys", "list"], ["api-keys", "revoke"],
+    ["secrets", "set"], ["secrets", "list"], ["secrets", "delete"]]
 
 
 def help_text(command: list[str]) -> str:

@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover
 
 from truss_cli import __version__
 from truss_cli.cli import console
-from truss_cli.cli import image_cmd, init_cmd, predict_cmd, remote_cmd, run_cmd
+from truss_cli.cli import image_cmd, init_cmd, keys_cmd, logs_cmd, models_cmd, predict_cmd, push_cmd, remote_cmd, run_cmd, secrets_cmd, server_cmd
 from truss_cli.cli.help import Command, Group
 from truss_cli.config import ConfigError
 from truss_cli.errors import TrussError
@@ -85,8 +85,15 @@ def _root(
 app.command("init", cls=Command)(init_cmd.init)
 app.command("run", cls=Command)(run_cmd.run)
 app.command("predict", cls=Command)(predict_cmd.predict)
+app.command("push", cls=Command)(push_cmd.push)
 app.add_typer(image_cmd.app, name="image")
 app.add_typer(remote_cmd.app, name="remote")
+app.add_typer(server_cmd.app, name="server")
+app.command("logs", cls=Command)(logs_cmd.logs)
+app.add_typer(models_cmd.models_app, name="models")
+app.add_typer(models_cmd.deployments_app, name="deployments")
+app.add_typer(keys_cmd.app, name="api-keys")
+app.add_typer(secrets_cmd.app, name="secrets")
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ from typing import Any, Optional
 
 import typer
 
-from truss_cli.cli import console
+from truss_cli.cli import connect, console
+from truss_cli.client.api import gateway_target
 from truss_cli.client.predict import Prediction
 from truss_cli.client.predict import predict as request_prediction
 from truss_cli.defaults import DEFAULT_URL
@@ -28,16 +29,33 @@ def predict(
     model_dir: Optional[Path] = typer.Option(
         None, "--model-dir", metavar="DIRECTORY", help="The model directory whose examples --example reads (default: the current directory)."
     ),
-    url: str = typer.Option(
-        DEFAULT_URL, "--url", metavar="URL", help="The model server: its base URL (the predict path is added) or a full predict URL."
+    url: Optional[str] = typer.Option(
+        None, "--url", metavar="URL", help=f"The model server: its base URL (the predict path is added) or a full predict URL; default {DEFAULT_URL}."
     ),
+    model: Optional[str] = typer.Option(
+        None, "--model", metavar="NAME_OR_ID", help="Call this model on a remote, through its gateway (instead of --url)."
+    ),
+    deployment: Optional[str] = typer.Option(
+        None, "--deployment", metavar="REF", help="With --model: this deployment (id, name or development) instead of production."
+    ),
+    remote: Optional[str] = connect.remote_option(),
 ) -> None:
     """Send one prediction request to a running model server and print the result.
 
     JSON results are printed as JSON (indented on a terminal, one line otherwise); a streaming model's chunks are printed as they arrive. Start a server with `truss run DIR`.
     """
+    if model is None and (deployment is not None or remote is not None):
+        raise UsageError("--deployment and --remote go with --model NAME (a model on a remote)")
+    if model is not None and url is not None:
+        raise UsageError("--url and --model cannot be used together: --url calls a model server, --model a model on a remote")
     payload = _read_input(data, file, example, model_dir)
-    with request_prediction(url, payload) as prediction:
+    if model is not None:
+        with connect.api(remote) as api:
+            model_id, deployment_id = gateway_target(api, model, deployment)
+            with api.predict(model_id, payload, deployment_id) as response:
+                _print_prediction(Prediction(response))
+        return
+    with request_prediction(url or DEFAULT_URL, payload) as prediction:
         _print_prediction(prediction)
 
 

@@ -1,0 +1,139 @@
+"""`truss push`: send a model directory to a remote, create a deployment, optionally wait."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from truss_cli.archive.format import format_size
+from truss_cli.cli import connect, console, edge
+from truss_cli.client.api import Api
+from truss_cli.client.push import DeploymentFailed, PreparedPush, Upload, lacking, prepare_push, upload, wait_for_deployment
+from truss_cli.errors import UsageError
+
+_VERBOSE_SHOWN = 50
+
+
+def push(
+    model_dir: Path = typer.Argument(Path("."), metavar="DIRECTORY", help="The model directory (with config.yaml); default: the current directory.", show_default=False),
+    remote: Optional[str] = connect.remote_option(),
+    model_name: Optional[str] = typer.Option(None, "--model-name", metavar="NAME", help="The model to deploy to (created if new); default: config.yaml's model_name, else the directory's name."),
+    deployment_name: Optional[str] = typer.Option(None, "--deployment-name", metavar="NAME", help="A name for this deployment (default: its id)."),
+    wait: bool = typer.Option(False, "--wait/--no-wait", help="Wait until the deployment is ACTIVE (exit 0) or failed (exit 1, with the cause)."),
+    tail: bool = typer.Option(False, "--tail", help="While waiting, stream the deployment's build and replica logs (implies --wait)."),
+    timeout_seconds: Optional[float] = typer.Option(None, "--timeout-seconds", metavar="SECONDS", min=0, help="Give up waiting after this long (the deployment keeps going)."),
+    promote: bool = typer.Option(False, "--promote", help="Make this deployment production once it is ACTIVE."),
+    labels: Optional[str] = typer.Option(None, "--labels", metavar="JSON", help="Labels for the deployment, a JSON object, e.g. '{\"team\": \"nlp\"}'."),
+    verbose: bool = typer.Option(False, "--verbose", help="List the files sent, largest first."),
+    output: console.OutputFormat = console.output_option(),
+) -> None:
+    """Push a model directory to a remote control plane, which builds, runs and serves it.
+
+    Validates the directory locally first, then uploads only the files the remote lacks (nothing when unchanged) and creates a deployment. With no remote configured, starts the local control plane first (see `truss server start`).
+    """
+    settings = edge.settings()
+    parsed_labels = _labels(labels)
+    prepared = prepare_push(model_dir, settings, model_name)
+    for warning in prepared.loaded.warnings:
+        console.warning(warning)
+    with Api.for_remote(connect.resolve(settings, remote, start_local=True)) as api:
+        sent = _send(api, prepared, settings.cache_dir / "push", verbose)
+        deployment = api.create_deployment(prepared.model_name, prepared.tree_hash, deployment_name, parsed_labels, promote)
+        for warning in deployment.get("warnings") or []:
+            console.warning(str(warning))
+        model_id, deployment_id = deployment["model_id"], deployment["id"]
+        console.err.print(f"Deployment {deployment.get('name') or deployment_id} of model {prepared.model_name} created ({deployment.get('status')})")
+        if wait or tail:
+            deployment = _wait(api, model_id, deployment_id, timeout_seconds, tail, output)
+        result = _result(api, prepared, deployment, sent)
+    if output is console.OutputFormat.json:
+        console.result(output, "", result)
+        return
+    if deployment.get("status") == "ACTIVE":
+        console.out.print(f"Deployment {result['deployment']['name']} is ACTIVE")
+        console.out.print(f"Predict URL: {result['predict_url']}")
+        console.out.print(f"Try: truss predict --model {prepared.model_name} -d '<json>'")
+    else:
+        console.out.print(f"Deployment {deployment_id} is {deployment.get('status')}; follow it with: truss logs --model {prepared.model_name} --deployment {deployment_id} --tail")
+
+
+def _labels(text: Optional[str]) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--labels: invalid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise UsageError("--labels: expected a JSON object, e.g. '{\"team\": \"nlp\"}'")
+    return value
+
+
+def _send(api: Api, prepared: PreparedPush, scratch: Path, verbose: bool) -> Upload | None:
+    missing, needed = lacking(api, prepared)
+    plan = prepared.plan
+    if not needed:
+        console.err.print(f"Nothing to upload: the remote has all {len(plan.files)} files ({format_size(plan.total_bytes)})")
+        return None
+    if verbose:
+        chosen = plan.largest_first(missing)
+        console.err.print(f"Sending {len(chosen)} of {len(plan.files)} files, largest first:", markup=False)
+        for item in chosen[:_VERBOSE_SHOWN]:
+            console.err.print(f"  {format_size(item.size):>10}  {item.path}", markup=False)
+        if len(chosen) > _VERBOSE_SHOWN:
+            console.err.print(f"  … and {len(chosen) - _VERBOSE_SHOWN} more", markup=False)
+    to_pack = sum(item.size for item in plan.to_send(missing))
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console.err, transient=False) as bars:
+        packing = bars.add_task("Packing  ", total=to_pack)
+        sending = bars.add_task("Uploading", total=None, start=False)
+
+        def on_sending(total: int) -> None:
+            bars.update(sending, total=total)
+            bars.start_task(sending)
+
+        sent = upload(
+            api, prepared, missing, scratch,
+            on_packed=lambda count: bars.advance(packing, count),
+            on_sending=on_sending,
+            on_sent=lambda count: bars.advance(sending, count),
+        )
+    console.err.print(f"Uploaded {len(sent.files)} files ({format_size(sent.content_bytes)}, {format_size(sent.archive_bytes)} compressed)")
+    return sent
+
+
+def _wait(api: Api, model_id: str, deployment_id: str, timeout: Optional[float], tail: bool, output: console.OutputFormat) -> dict[str, Any]:
+    def on_status(deployment: dict[str, Any]) -> None:
+        console.err.print(f"  {deployment.get('status')}" + (f": {deployment['status_detail']}" if deployment.get("status_detail") else ""), markup=False)
+
+    if tail:
+        _stream_build_log(api, model_id, deployment_id)
+    try:
+        with console.err.status("Waiting for the deployment…"):
+            return wait_for_deployment(api, model_id, deployment_id, timeout, on_status)
+    except DeploymentFailed as failed:
+        if output is console.OutputFormat.json:
+            console.result(output, "", {"deployment": failed.deployment, "error": failed.message})
+        raise
+
+
+def _stream_build_log(api: Api, model_id: str, deployment_id: str) -> None:
+    """The build log, followed until the build ends (the server closes the stream then)."""
+    with api.logs(model_id, deployment_id, follow=True, kind="build") as lines:
+        for line in lines:
+            console.err.print(f"[{line.get('source')}] {line.get('text', '')}", markup=False, highlight=False)
+
+
+def _result(api: Api, prepared: PreparedPush, deployment: dict[str, Any], sent: Upload | None) -> dict[str, Any]:
+    return {
+        "model": {"id": deployment["model_id"], "name": prepared.model_name},
+        "deployment": deployment,
+        "tree_hash": prepared.tree_hash,
+        "uploaded_files": [] if sent is None else [item.path for item in sent.files],
+        "uploaded_bytes": 0 if sent is None else sent.archive_bytes,
+        "predict_url": api.predict_url(deployment["model_id"], None if deployment.get("is_production") else deployment["id"]),
+    }
+

@@ -1,0 +1,119 @@
+"""`truss server start | stop | status | logs`: the control plane on this machine."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from truss_cli.cli import console, edge
+from truss_cli.cli.help import Command, Group
+from truss_cli.client import local_server
+from truss_cli.errors import TrussError
+
+app = typer.Typer(cls=Group, help="Run the control plane (the remote `truss push` talks to) on this machine.", no_args_is_help=True)
+
+DataDirOption = typer.Option(None, "--data-dir", metavar="DIRECTORY", help="Where the control plane keeps its state (default: <data dir>/controlplane).")
+
+
+def _describe(running: local_server.Running) -> dict[str, Any]:
+    server = running.server
+    return {
+        "url": running.url, "pid": running.state.get("pid"), "runtime": server.get("runtime"),
+        "runtime_reason": server.get("runtime_reason"), "database": server.get("database"),
+        "data_dir": server.get("data_dir"), "models": server.get("models"), "deployments": server.get("deployments"),
+        "replicas": server.get("replicas"), "started": running.started, "remote": running.remote.name,
+    }
+
+
+def _text(data: dict[str, Any]) -> str:
+    reason = f" ({data['runtime_reason']})" if data.get("runtime_reason") else ""
+    return (f"Control plane at {data['url']} (pid {data['pid']})\n  runtime:  {data['runtime']}{reason}\n"
+            f"  database: {data['database']}\n  data dir: {data['data_dir']}\n"
+            f"  {data['models']} models, {data['deployments']} deployments, {data['replicas']} replicas")
+
+
+@app.command("start", cls=Command)
+def start(
+    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on; 0.0.0.0 makes it reachable from other machines."),
+    port: int = typer.Option(8800, "--port", metavar="PORT", min=0, max=65535, help="Port to listen on; 0 picks a free one."),
+    data_dir: Optional[Path] = DataDirOption,
+    runtime: str = typer.Option("auto", "--runtime", metavar="auto|process|docker", help="How replicas run: docker when an engine answers (auto), else local processes."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", metavar="URL", help="A PostgreSQL URL (postgresql://...) instead of SQLite under the data dir."),
+    foreground: bool = typer.Option(False, "--foreground", help="Run in this terminal instead of in the background (Ctrl-C stops it)."),
+    output: console.OutputFormat = console.output_option(),
+) -> None:
+    """Start the control plane in the background and record it as remote `local` in ~/.trussrc.
+
+    On a fresh data dir an admin API key is created for it. Its log is <data dir>/controlplane.log.
+    """
+    settings = edge.settings()
+    if runtime not in ("auto", "process", "docker"):
+        raise TrussError(f"--runtime: expected auto, process or docker, got {runtime!r}", exit_code=2)
+    if foreground:
+        directory = (data_dir or local_server.default_data_dir(settings)).resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        command = local_server.serve_command(directory, host, port, runtime, database_url)
+        sys.stdout.flush()
+        os.execve(command[0], command, dict(settings.environ))
+    with console.err.status("Starting the control plane…"):
+        running = local_server.start(settings, data_dir, host, port, runtime, database_url)
+    data = _describe(running)
+    if running.key_created:
+        console.err.print("Created an admin API key; it is in ~/.trussrc as remote `local`.")
+    prefix = "Started" if running.started else "Already running:"
+    console.result(output, f"{prefix} {_text(data)}", data)
+
+
+@app.command("status", cls=Command)
+def status(data_dir: Optional[Path] = DataDirOption, output: console.OutputFormat = console.output_option()) -> None:
+    """Say where the control plane listens, its runtime and database, and what it runs (exit 1 when stopped)."""
+    running = local_server.status(edge.settings(), data_dir)
+    if running is None:
+        console.result(output, "The control plane is not running. Start it with: truss server start", {"running": False})
+        raise typer.Exit(1)
+    data = {"running": True, **_describe(running)}
+    console.result(output, _text(data), data)
+
+
+@app.command("stop", cls=Command)
+def stop(
+    data_dir: Optional[Path] = DataDirOption,
+    stop_replicas: bool = typer.Option(False, "--stop-replicas", help="Also stop the replicas (by default they keep running and are re-adopted at the next start)."),
+    output: console.OutputFormat = console.output_option(),
+) -> None:
+    """Stop the control plane."""
+    state = local_server.stop(edge.settings(), data_dir, stop_replicas)
+    if state is None:
+        console.result(output, "The control plane was not running.", {"stopped": False})
+        return
+    console.result(output, f"Stopped the control plane at {state['url']} (pid {state['pid']})", {"stopped": True, "url": state["url"], "pid": state["pid"]})
+
+
+@app.command("logs", cls=Command)
+def logs(
+    data_dir: Optional[Path] = DataDirOption,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines as they are written (Ctrl-C stops)."),
+) -> None:
+    """Print the control plane's own log."""
+    path = (data_dir or local_server.default_data_dir(edge.settings())).resolve() / local_server.LOG_FILE
+    if not path.exists():
+        raise TrussError(f"no log at {path}", hint="the control plane has not been started with this data dir: truss server start")
+    out = sys.stdout.buffer
+    with open(path, "rb") as log:
+        while True:
+            chunk = log.read(1 << 16)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            if not follow:
+                return
+            try:
+                time.sleep(0.5)
+            except KeyboardInterrupt:
+                return

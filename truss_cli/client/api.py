@@ -1,0 +1,315 @@
+"""The one HTTP client of a control plane's management API (`/v1/...`) and its gateway.
+
+Every request carries `Authorization: Api-Key <key>`. An error answer of the control plane
+(`{"error", "error_code", "detail"}`) becomes an `ApiError` whose message is the server's
+own line; a 404's detail (what does exist) is added to it, so a wrong model or deployment
+name shows the right ones. A control plane that does not answer at all says how to start
+one. No Typer or rich here: the CLI prints what this returns or raises.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from truss_cli.client.remotes import LOCAL_REMOTE, Remote
+from truss_cli.errors import TrussError
+from truss_cli.net import is_loopback
+
+# Management calls are quick; uploads and predictions may take long (only connecting is bounded).
+_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=60.0, pool=5.0)
+_LONG_TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=None, pool=5.0)
+_UPLOAD_CHUNK = 1 << 20
+ARCHIVE_SHA256_HEADER = "X-Truss-Archive-Sha256"
+
+# Called with the number of bytes just sent (an increment).
+ProgressCallback = Callable[[int], None]
+
+
+class ApiError(TrussError):
+    """The control plane answered with an error: its status, code and detail are kept."""
+
+    def __init__(self, message: str, status: int, error_code: str | None, detail: Any = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.error_code = error_code
+        self.detail = detail
+
+
+class RemoteUnreachable(TrussError):
+    """Nothing answers at the remote's URL."""
+
+
+def start_hint(remote_name: str | None) -> str:
+    if remote_name in (None, LOCAL_REMOTE):
+        return "start it with `truss server start`"
+    return "check that it runs and its URL (`truss remote list`), or choose another with --remote"
+
+
+class Api:
+    """A control plane at `url`, called with `api_key`; `remote_name` only shapes the hints."""
+
+    def __init__(self, url: str, api_key: str, remote_name: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.remote_name = remote_name
+        self._client = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Api-Key {api_key}"},
+            timeout=_TIMEOUT,
+            # A proxy from the environment must not capture a control plane on this machine.
+            trust_env=not is_loopback(self.url),
+        )
+
+    @classmethod
+    def for_remote(cls, remote: Remote) -> "Api":
+        return cls(remote.url, remote.api_key, remote.name)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "Api":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the server --------------------------------------------------------------------
+    def server(self) -> dict[str, Any]:
+        return self.request("GET", "/v1/server")
+
+    def stop_server(self, stop_replicas: bool = False) -> dict[str, Any]:
+        return self.request("POST", "/v1/server/stop", json={"stop_replicas": stop_replicas})
+
+    # -- blobs and archives --------------------------------------------------------------
+    def missing_blobs(self, digests: list[str]) -> list[str]:
+        return list(self.request("POST", "/v1/blobs/missing", json={"digests": digests})["missing"])
+
+    def upload_archive(self, archive: BinaryIO, sha256: str, size: int, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Send the archive in `archive` (a file open for reading, at its start) of `size` bytes."""
+
+        def chunks() -> Iterator[bytes]:
+            while chunk := archive.read(_UPLOAD_CHUNK):
+                yield chunk
+                if on_progress is not None:
+                    on_progress(len(chunk))
+
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+            ARCHIVE_SHA256_HEADER: sha256,
+        }
+        return self.request("POST", "/v1/archives", content=chunks(), headers=headers, timeout=_LONG_TIMEOUT)
+
+    # -- models and deployments -----------------------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/models")["models"])
+
+    def model(self, model_ref: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/models/{_part(model_ref)}")
+
+    def delete_model(self, model_ref: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/models/{_part(model_ref)}")
+
+    def create_deployment(
+        self,
+        model_ref: str,
+        tree_hash: str,
+        deployment_name: str | None = None,
+        labels: dict[str, Any] | None = None,
+        promote: bool = False,
+        preserve_previous_production_deployment: bool = False,
+    ) -> dict[str, Any]:
+        body = {
+            "tree_hash": tree_hash,
+            "deployment_name": deployment_name,
+            "labels": labels or {},
+            "promote": promote,
+            "preserve_previous_production_deployment": preserve_previous_production_deployment,
+        }
+        return self.request("POST", f"/v1/models/{_part(model_ref)}/deployments", json=body)
+
+    def deployments(self, model_ref: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/v1/models/{_part(model_ref)}/deployments")["deployments"])
+
+    def deployment(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/models/{_part(model_ref)}/deployments/{_part(deployment_ref)}")
+
+    def delete_deployment(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/models/{_part(model_ref)}/deployments/{_part(deployment_ref)}")
+
+    @contextmanager
+    def logs(
+        self, model_ref: str, deployment_ref: str, since: str | None = None, follow: bool = False, kind: str = "all"
+    ) -> Iterator[Iterator[dict[str, Any]]]:
+        """The deployment's log lines (`{"at", "source", "text"}`) as they arrive."""
+        params: dict[str, str] = {"kind": kind, "follow": "true" if follow else "false"}
+        if since is not None:
+            params["since"] = since
+        path = f"/v1/models/{_part(model_ref)}/deployments/{_part(deployment_ref)}/logs"
+        with self._calling(path):
+            with self._client.stream("GET", path, params=params, timeout=_LONG_TIMEOUT) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._error(response)
+                yield _ndjson(response)
+
+    # -- API keys and secrets ----------------------------------------------------------
+    def create_api_key(self, scope: str, models: list[str] | None = None, name: str | None = None) -> dict[str, Any]:
+        return self.request("POST", "/v1/api_keys", json={"scope": scope, "models": models or [], "name": name})
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/api_keys")["api_keys"])
+
+    def revoke_api_key(self, prefix: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/api_keys/{_part(prefix)}")
+
+    def secrets(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/secrets")["secrets"])
+
+    def set_secret(self, name: str, value: str) -> dict[str, Any]:
+        return self.request("POST", "/v1/secrets", json={"name": name, "value": value})
+
+    def delete_secret(self, name: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/secrets/{_part(name)}")
+
+    # -- the gateway -----------------------------------------------------------------------
+    def predict_url(self, model_id: str, deployment_id: str | None = None) -> str:
+        target = "production" if deployment_id is None else f"deployment/{_part(deployment_id)}"
+        return f"{self.url}/model-{_part(model_id)}/{target}/predict"
+
+    @contextmanager
+    def predict(self, model_id: str, payload: Any, deployment_id: str | None = None) -> Iterator[httpx.Response]:
+        """POST `payload` through the gateway; the answer is open for streaming."""
+        url = self.predict_url(model_id, deployment_id)
+        with self._calling(url):
+            with self._client.stream("POST", url, json=payload, timeout=_LONG_TIMEOUT) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._error(response)
+                yield response
+
+    # -- the plumbing ------------------------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        with self._calling(path):
+            response = self._client.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise self._error(response)
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise TrussError(
+                f"{self.url}{path} answered {response.status_code} with something that is not JSON",
+                hint="is this URL a truss-cli control plane? (`truss remote list`)",
+            ) from None
+
+    @contextmanager
+    def _calling(self, path: str) -> Iterator[None]:
+        try:
+            yield
+        except httpx.ConnectError as exc:
+            host = urlsplit(self.url).hostname or self.url
+            if _caused_by(exc, socket.gaierror):
+                raise RemoteUnreachable(
+                    f"the host name {host!r} of the remote {self.url} does not resolve", hint=start_hint("")
+                ) from None
+            raise RemoteUnreachable(f"no control plane answers at {self.url}", hint=start_hint(self.remote_name)) from None
+        except httpx.TimeoutException:
+            raise RemoteUnreachable(f"the control plane at {self.url} did not answer in time ({path})") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise TrussError(f"the connection to {self.url} broke during {path} ({exc})") from None
+
+    def _error(self, response: httpx.Response) -> ApiError:
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            message, code, detail = body["error"], body.get("error_code"), body.get("detail")
+            hint = body.get("hint") if isinstance(body.get("hint"), str) else None
+        else:
+            text = response.text.strip()[:500]
+            message, code, detail, hint = f"{status} {response.reason_phrase}: {text}".rstrip(": "), None, None, None
+        if status == 404 and detail:
+            known = describe_detail(detail)
+            if known:
+                message = f"{message} ({known})"
+        if status == 401 and hint is None:
+            hint = "the remote does not know this API key: `truss remote add NAME URL --api-key KEY --replace`"
+        elif status == 403 and hint is None:
+            hint = "this API key lacks the scope; management commands need an admin key"
+        elif status >= 500 and hint is None:
+            hint = "the control plane's log has the details (`truss server logs` for the local one)"
+        return ApiError(message, status, code, detail, hint)
+
+
+def gateway_target(api: Api, model_ref: str, deployment_ref: str | None) -> tuple[str, str | None]:
+    """The ids the gateway's paths take, for a model and deployment given by name or id.
+
+    An invoke key may not read the management API (403): the references are then used as given.
+    """
+    try:
+        model_id = str(api.model(model_ref)["id"])
+        if deployment_ref is None or deployment_ref == "production":
+            return model_id, None
+        return model_id, str(api.deployment(model_id, deployment_ref)["id"])
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        return model_ref, None if deployment_ref in (None, "production") else deployment_ref
+
+
+def describe_detail(detail: Any) -> str:
+    """A 404's detail (what exists) in one line: `known: a, b` or `models: a, b; ...`."""
+    if isinstance(detail, list):
+        return "known: " + (", ".join(_name_of(item) for item in detail) or "none")
+    if isinstance(detail, dict):
+        parts = []
+        for key, value in detail.items():
+            if isinstance(value, list):
+                parts.append(f"{key}: " + (", ".join(_name_of(item) for item in value) or "none"))
+            elif isinstance(value, (str, int, float)):
+                parts.append(f"{key}: {value}")
+        return "; ".join(parts)
+    if isinstance(detail, str):
+        return detail
+    return ""
+
+
+def _name_of(item: Any) -> str:
+    if isinstance(item, dict):
+        name, ident = item.get("name"), item.get("id")
+        if name and ident and name != ident:
+            return f"{name} ({ident})"
+        return str(name or ident or item)
+    return str(item)
+
+
+def _ndjson(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    try:
+        for line in response.iter_lines():
+            if line.strip():
+                yield json.loads(line)
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise TrussError(f"the log stream broke ({exc})") from None
+
+
+def _part(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -1,0 +1,211 @@
+"""The control plane on this machine: start it in the background, find it, stop it.
+
+`start` runs `python -m truss_cli.controlplane serve` detached (its own session, output in
+`<data_dir>/controlplane.log`), waits until it writes `<data_dir>/controlplane.json` and
+answers `GET /v1/server`, and makes sure remote `local` in ~/.trussrc holds a key it
+accepts: on a fresh data dir (or when the recorded key is unknown to it) a new admin key is
+created with `python -m truss_cli.controlplane create-admin-key`, which opens the store
+directly. Library code: everything comes from the caller's Settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from truss_cli.client.api import Api, ApiError, RemoteUnreachable
+from truss_cli.client.remotes import LOCAL_REMOTE, Remote, add_remote, read_remotes, trussrc_path
+from truss_cli.errors import TrussError
+from truss_cli.settings import Settings
+
+STATE_FILE = "controlplane.json"
+LOG_FILE = "controlplane.log"
+_START_SECONDS = 120.0
+_STOP_SECONDS = 60.0
+_LOG_LINES_SHOWN = 15
+
+
+def default_data_dir(settings: Settings) -> Path:
+    return settings.data_dir / "controlplane"
+
+
+@dataclass(frozen=True)
+class Running:
+    """A control plane that answers: its state file, its `GET /v1/server`, its remote."""
+
+    state: dict[str, Any]
+    server: dict[str, Any]
+    remote: Remote
+    started: bool  # by this call
+    key_created: bool
+
+    @property
+    def url(self) -> str:
+        return str(self.state["url"])
+
+
+def read_state(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads((data_dir / STATE_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return state if isinstance(state, dict) and _alive(int(state.get("pid", 0))) else None
+
+
+def serve_command(data_dir: Path, host: str, port: int, runtime: str, database_url: str | None) -> list[str]:
+    command = [sys.executable, "-m", "truss_cli.controlplane", "serve", "--data-dir", str(data_dir),
+               "--host", host, "--port", str(port), "--runtime", runtime]
+    if database_url:
+        command += ["--database-url", database_url]
+    return command
+
+
+def start(
+    settings: Settings,
+    data_dir: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8800,
+    runtime: str = "auto",
+    database_url: str | None = None,
+) -> Running:
+    """Start the control plane in the background (or find it running) and record remote `local`."""
+    data_dir = (data_dir or default_data_dir(settings)).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    state = read_state(data_dir)
+    started = state is None
+    if state is None:
+        state = _spawn(settings, data_dir, serve_command(data_dir, host, port, runtime, database_url))
+    remote, created = _ensure_key(settings, data_dir, state["url"])
+    with Api.for_remote(remote) as api:
+        server = api.server()
+    return Running(state, server, remote, started, created)
+
+
+def _spawn(settings: Settings, data_dir: Path, command: list[str]) -> dict[str, Any]:
+    (data_dir / STATE_FILE).unlink(missing_ok=True)  # a stale one from a killed run
+    log_path = data_dir / LOG_FILE
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=dict(settings.environ), start_new_session=True, cwd=data_dir,
+        )
+    deadline = time.monotonic() + _START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise TrussError(
+                f"the control plane exited with code {process.returncode} while starting:\n{tail_log(log_path)}",
+                hint=f"its whole log: {log_path}",
+            )
+        state = read_state(data_dir)
+        if state is not None and state.get("pid") == process.pid:
+            return state
+        time.sleep(0.1)
+    process.terminate()
+    raise TrussError(f"the control plane did not start within {_START_SECONDS:g}s", hint=f"see its log: {log_path}")
+
+
+def _ensure_key(settings: Settings, data_dir: Path, url: str) -> tuple[Remote, bool]:
+    """Remote `local` with `url` and a key this control plane accepts (a new one if needed)."""
+    path = trussrc_path(settings.home)
+    remotes = read_remotes(path)
+    existing = next((remote for remote in remotes.remotes if remote.name == LOCAL_REMOTE), None)
+    use = remotes.default is None or remotes.default.name == LOCAL_REMOTE
+    if existing is not None:
+        with Api(url, existing.api_key, LOCAL_REMOTE) as api:
+            try:
+                api.server()
+                if existing.url != url:
+                    existing = add_remote(path, LOCAL_REMOTE, url, existing.api_key, use=use, replace=True)
+                return existing, False
+            except ApiError as exc:
+                if exc.status != 401:
+                    raise
+    key = create_admin_key(settings, data_dir)
+    return add_remote(path, LOCAL_REMOTE, url, key, use=use, replace=True), True
+
+
+def create_admin_key(settings: Settings, data_dir: Path, name: str = "truss-cli local") -> str:
+    command = [sys.executable, "-m", "truss_cli.controlplane", "create-admin-key", "--data-dir", str(data_dir), "--name", name]
+    done = subprocess.run(command, capture_output=True, text=True, env=dict(settings.environ), check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise TrussError(f"creating the admin key failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+    return lines[-1].strip()
+
+
+def status(settings: Settings, data_dir: Path | None = None) -> Running | None:
+    """The running control plane of `data_dir`, or None when none runs."""
+    data_dir = (data_dir or default_data_dir(settings)).resolve()
+    state = read_state(data_dir)
+    if state is None:
+        return None
+    remote = next((r for r in read_remotes(trussrc_path(settings.home)).remotes if r.name == LOCAL_REMOTE), None)
+    if remote is None:
+        raise TrussError(f"a control plane runs at {state['url']} but ~/.trussrc has no remote `local` for it",
+                         hint="add it: truss remote add local URL --api-key KEY")
+    with Api(state["url"], remote.api_key, LOCAL_REMOTE) as api:
+        server = api.server()
+    return Running(state, server, remote, False, False)
+
+
+def stop(settings: Settings, data_dir: Path | None = None, stop_replicas: bool = False) -> dict[str, Any] | None:
+    """Stop the control plane of `data_dir` (SIGTERM, as the spec says; replicas keep running
+    unless `stop_replicas`). Returns its state, or None when none ran."""
+    data_dir = (data_dir or default_data_dir(settings)).resolve()
+    state = read_state(data_dir)
+    if state is None:
+        return None
+    pid = int(state["pid"])
+    if stop_replicas:
+        remote = next((r for r in read_remotes(trussrc_path(settings.home)).remotes if r.name == LOCAL_REMOTE), None)
+        if remote is None:
+            raise TrussError("no remote `local` in ~/.trussrc: cannot ask the control plane to stop its replicas")
+        with Api(state["url"], remote.api_key, LOCAL_REMOTE) as api:
+            try:
+                api.stop_server(stop_replicas=True)
+            except RemoteUnreachable:
+                pass
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return state
+    deadline = time.monotonic() + _STOP_SECONDS
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            raise TrussError(f"the control plane (pid {pid}) did not stop within {_STOP_SECONDS:g}s",
+                             hint=f"see {data_dir / LOG_FILE}; `kill -9 {pid}` ends it (nothing is lost)")
+        time.sleep(0.1)
+    return state
+
+
+def tail_log(path: Path, lines: int = _LOG_LINES_SHOWN) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # our own child that exited: reap it
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
