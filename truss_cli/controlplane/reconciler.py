@@ -50,6 +50,9 @@ class Reconciler:
         self._next_restart: dict[str, float] = {}  # replica row id -> monotonic time
         self._wake = asyncio.Event()
         self._lock = threading.Lock()  # one tick at a time (the API's delete also stops replicas)
+        # Set by stop_all: the control plane is going down with its replicas, so no later tick
+        # may start them again (the next start brings active deployments back).
+        self._halted = False
 
     def wake(self) -> None:
         """Something changed (a build finished, a deployment was deleted): tick now."""
@@ -87,7 +90,11 @@ class Reconciler:
             deployments = self.store.deployments.list()
             for deployment in deployments:
                 ready: list[Upstream] = []
-                if deployment.status in RUNNING_STATUSES and deployment.desired_state == states.DESIRED_ACTIVE:
+                if (
+                    not self._halted
+                    and deployment.status in RUNNING_STATUSES
+                    and deployment.desired_state == states.DESIRED_ACTIVE
+                ):
                     try:
                         deployment, ready = self._reconcile(deployment)
                     except Exception:
@@ -189,6 +196,7 @@ class Reconciler:
     def stop_all(self) -> None:
         """`POST /v1/server/stop {"stop_replicas": true}`."""
         with self._lock:
+            self._halted = True
             for row in self.store.replicas.list():
                 self.runtime.stop(Handle.from_dict(dict(row.handle)))
                 self.store.replicas.set_phase(row.id, STOPPED)
