@@ -9,14 +9,26 @@ model name is accepted in Truss's `/v1/models/{model_name}...` paths.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional
+from typing import Any, Awaitable, Callable, MutableMapping, Optional, Protocol
 
 from truss_cli.server import codec
-from truss_cli.server.loader import ModelState
+from truss_cli.server.loader import ModelHost, ModelState
+from truss_cli.server.metrics import Metrics
+from truss_cli.server.pipeline import Pipeline
 from truss_cli.server.protocol import METRICS_PATH, STATUS_PATH
+from truss_cli.server.reporter import StatusReporter
 
-if TYPE_CHECKING:
-    from truss_cli.server.app import ModelServerApp
+
+class ProbedServer(Protocol):
+    """What the probes read of the server (app.ModelServerApp is one), named here so this
+    module does not import the app that dispatches to it."""
+
+    host: ModelHost
+    metrics: Metrics
+    status: StatusReporter
+
+    @property
+    def pipeline(self) -> Optional[Pipeline]: ...
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Answer = tuple[int, bytes, bytes]  # status, content type, body
@@ -37,7 +49,7 @@ def probe_name(path: str) -> Optional[str]:
     return {"/": "liveness", "/ping": "readiness", METRICS_PATH: "metrics", STATUS_PATH: "status"}.get(path)
 
 
-async def answer(server: "ModelServerApp", name: Optional[str], method: str, send: Send) -> int:
+async def answer(server: ProbedServer, name: Optional[str], method: str, send: Send) -> int:
     """Send the answer of probe `name` (None: no such route); returns the status sent."""
     if name is None:
         status, content_type, body = 404, codec.JSON_CONTENT_TYPE, codec.encode_json({"error": "no such route"})
@@ -57,11 +69,11 @@ def _json(status: int, value: Any) -> Answer:
     return status, codec.JSON_CONTENT_TYPE, codec.encode_json(value)
 
 
-async def _liveness(server: "ModelServerApp") -> Answer:
+async def _liveness(server: ProbedServer) -> Answer:
     return _json(200, {})
 
 
-async def _readiness(server: "ModelServerApp") -> Answer:
+async def _readiness(server: ProbedServer) -> Answer:
     pipeline = server.pipeline
     if pipeline is None:
         return _json(503, {"error": server.host.unavailable_reason()})
@@ -75,14 +87,14 @@ async def _readiness(server: "ModelServerApp") -> Answer:
     return _json(200, {})
 
 
-async def _loaded(server: "ModelServerApp") -> Answer:
+async def _loaded(server: ProbedServer) -> Answer:
     # As Truss: load() has finished, whatever is_healthy() says (readiness asks it).
     if server.host.state is ModelState.READY:
         return _json(200, {})
     return _json(503, {"error": server.host.unavailable_reason()})
 
 
-async def _schema(server: "ModelServerApp") -> Answer:
+async def _schema(server: ProbedServer) -> Answer:
     pipeline = server.pipeline
     if pipeline is None:
         return _json(503, {"error": "schema not available until the model is loaded"})
@@ -92,16 +104,16 @@ async def _schema(server: "ModelServerApp") -> Answer:
     return _json(200, published)
 
 
-async def _status(server: "ModelServerApp") -> Answer:
+async def _status(server: ProbedServer) -> Answer:
     # Answers in every phase, so a supervisor that cannot read the file can ask.
     return 200, codec.JSON_CONTENT_TYPE, server.status.current.to_json().encode()
 
 
-async def _metrics(server: "ModelServerApp") -> Answer:
+async def _metrics(server: ProbedServer) -> Answer:
     return 200, _METRICS_CONTENT_TYPE, server.metrics.render().encode()
 
 
-_PROBES: dict[str, Callable[["ModelServerApp"], Awaitable[Answer]]] = {
+_PROBES: dict[str, Callable[[ProbedServer], Awaitable[Answer]]] = {
     "liveness": _liveness,
     "readiness": _readiness,
     "loaded": _loaded,
