@@ -51,7 +51,8 @@ def test_a_requirement_that_does_not_exist_is_build_failed_with_the_installers_m
         assert failed["status"] == "BUILD_FAILED", failed
         detail = failed["status_detail"]
         assert detail and "\n" not in detail, detail
-        print("status_detail:", detail)
+        # One line that names the cause, not only "installing the requirements failed:".
+        assert "this-package-does-not-exist-truss-cli" in detail, detail
         log = build_log_text(cp, "missing-dep")
         # The installer's own words reach the user through the build log route.
         assert "this-package-does-not-exist-truss-cli" in log, log
