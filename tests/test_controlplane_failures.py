@@ -166,3 +166,33 @@ def test_hostile_archive_unknown_model_and_oversized_body_are_refused(tmp_path: 
         # Still serving afterwards.
         ok = cp.client.post(f"/model-{created['model_id']}/production/predict", json={"n": 1})
         assert ok.status_code == 200 and ok.json() == {"echo": {"n": 1}}, ok.text
+
+
+FAILING_LOAD = """
+class Model:
+    def load(self):
+        raise RuntimeError("the weights are missing")
+
+    def predict(self, request):
+        return request
+"""
+
+
+def test_cli_predict_on_a_model_that_failed_to_load_names_the_state(tmp_path: Path) -> None:
+    from truss_cli.client.remotes import add_remote, trussrc_path
+
+    model_dir = write_model_dir(tmp_path / "broken", FAILING_LOAD, "model_name: broken\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    with running_controlplane(tmp_path / "cp") as cp:
+        created = cp.push(model_dir)
+        failed = cp.wait_for_status(created["model_id"], created["id"], *FINAL)
+        assert failed["status"] == "DEPLOY_FAILED", failed
+        add_remote(trussrc_path(home), "local", cp.url, cp.admin_key, use=True)
+        env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "PYTHONPATH": str(REPO_ROOT)}
+        result = subprocess.run([sys.executable, "-m", "truss_cli", "predict", "--model", "broken", "-d", '{"x": 1}'],
+                                env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0
+        first = result.stderr.strip().splitlines()[0]
+        # Not a bare "Error: Service Unavailable": the state, and why.
+        assert "DEPLOY_FAILED" in first and "weights are missing" in first, result.stderr
