@@ -10,11 +10,11 @@ from typing import Any, Optional
 import typer
 
 from truss_cli.cli import connect, console
-from truss_cli.client.api import gateway_target
+from truss_cli.client.api import ApiError, gateway_target
 from truss_cli.client.predict import Prediction
 from truss_cli.client.predict import predict as request_prediction
 from truss_cli.defaults import DEFAULT_URL
-from truss_cli.errors import UsageError
+from truss_cli.errors import TrussError, UsageError
 from truss_cli.examples import example_input
 
 
@@ -52,8 +52,13 @@ def predict(
     if model is not None:
         with connect.api(remote) as api:
             model_id, deployment_id = gateway_target(api, model, deployment)
-            with api.predict(model_id, payload, deployment_id) as response:
-                _print_prediction(Prediction(response))
+            try:
+                with api.predict(model_id, payload, deployment_id) as response:
+                    _print_prediction(Prediction(response))
+            except ApiError as exc:
+                if exc.status == 503:
+                    raise _with_deployment_state(api, model_id, deployment_id, exc) from None
+                raise
         return
     with request_prediction(url or DEFAULT_URL, payload) as prediction:
         _print_prediction(prediction)
@@ -114,3 +119,21 @@ def _print_prediction(prediction: Prediction) -> None:
     if not last.endswith(b"\n") and sys.stdout.isatty():
         binary_out.write(b"\n")
         binary_out.flush()
+
+
+def _with_deployment_state(api: Any, model_id: str, deployment_id: Optional[str], error: ApiError) -> TrussError:
+    """The gateway's 503 knows no replica is ready, not why: the deployment's state says (when
+    the key may read it; an invoke key may not, and then the gateway's words stand)."""
+    try:
+        deployment = api.deployment(model_id, deployment_id or "production")
+    except TrussError:
+        return error
+    state = deployment.get("status")
+    if not state or state == "ACTIVE":
+        return error
+    cause = deployment.get("status_detail")
+    message = f"{error.message}: the deployment {deployment.get('id', '')} is {state}".replace("  ", " ")
+    if cause:
+        message += f" ({cause})"
+    hint = "`truss logs` shows why" if state.endswith("FAILED") else "wait for it to become ACTIVE, then try again"
+    return TrussError(message, hint=hint)

@@ -235,6 +235,11 @@ class Api:
         if isinstance(body, dict) and isinstance(body.get("error"), str):
             message, code, detail = body["error"], body.get("error_code"), body.get("detail")
             hint = body.get("hint") if isinstance(body.get("hint"), str) else None
+            # The gateway's errors put the reason phrase in `error` and what happened in
+            # `detail` ("Service Unavailable" / "deployment ... is DEPLOY_FAILED: ..."): say both.
+            if isinstance(detail, str) and detail.strip() and detail.strip() not in message:
+                label = f"{status} {message}" if message == response.reason_phrase else message
+                message = f"{label}: {detail.strip()}"
         else:
             text = response.text.strip()[:500]
             message, code, detail, hint = f"{status} {response.reason_phrase}: {text}".rstrip(": "), None, None, None

@@ -30,6 +30,19 @@ class BuildError(TrussError):
     """`prepare` failed. The message is one line (the cause); the whole story is in the build log."""
 
 
+def one_line_cause(message: str) -> str:
+    """A build failure's message as one line for `status_detail`: its first line, and when
+    that only introduces the output below it ("installing the requirements failed (exit code
+    1):"), the output's last line too, which is where installers put the reason."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:
+        return f"{first} {lines[-1].lstrip('╰─▶×|> ')}"
+    return first
+
+
 @dataclass(frozen=True)
 class BuildRequest:
     """What to build. Derived from a deployment row and its unpacked archive, so never persisted."""

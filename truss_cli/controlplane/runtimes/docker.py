@@ -27,6 +27,7 @@ from truss_cli.controlplane.runtimes.base import (
     GONE,
     Artifact,
     BuildError,
+    one_line_cause,
     BuildRequest,
     Handle,
     LogLine,
@@ -89,7 +90,7 @@ class DockerRuntime:
             except (TrussError, ConfigError) as exc:
                 cause = str(getattr(exc, "message", None) or exc)
                 log(f"build failed: {cause}")
-                raise BuildError(cause.splitlines()[0]) from None
+                raise BuildError(one_line_cause(cause) or type(exc).__name__) from None
             log(f"image {result.tag} ({result.image_id[7:19]}){' reused' if result.reused else ' built'}")
         limits = container_limits(request.config)
         return Artifact(

@@ -32,6 +32,7 @@ from truss_cli.controlplane.runtimes.base import (
     GONE,
     Artifact,
     BuildError,
+    one_line_cause,
     BuildRequest,
     Handle,
     LogLine,
@@ -76,7 +77,7 @@ class ProcessRuntime:
                 log(f"build failed: {cause}")
                 if getattr(exc, "hint", None):
                     log(f"hint: {exc.hint}")  # type: ignore[attr-defined]
-                raise BuildError(cause.splitlines()[0] if cause else type(exc).__name__) from None
+                raise BuildError(one_line_cause(cause) or type(exc).__name__) from None
             log(f"environment ready: {prepared.environment.path}")
         custom = custom_server_options(request.model_dir, request.config)
         return Artifact(
