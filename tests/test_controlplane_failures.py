@@ -233,6 +233,12 @@ class HeldWheelServer:
                 self.end_headers()
                 self.wfile.write(wheel)
 
+            def do_HEAD(self) -> None:  # noqa: N802
+                # uv asks what the file is before fetching it: answered at once, never held.
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(wheel)))
+                self.end_headers()
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -241,7 +247,7 @@ class HeldWheelServer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/truss_held_pkg-1.0-py3-none-any.whl"
 
-    def wait_for_requests(self, count: int, timeout: float = 600) -> None:
+    def wait_for_requests(self, count: int, timeout: float = 120) -> None:
         with self.requested:
             assert self.requested.wait_for(lambda: self.requests >= count, timeout), f"{self.requests} requests"
 
@@ -260,9 +266,6 @@ class Model:
 """
 
 
-@pytest.mark.skip(reason="hangs: after kill -9 and restart the held download is never requested a second time "
-                  "within 300 s (the restarted build does not reach the installer; suspected: it waits for the "
-                  "orphaned installer of the killed control plane); not yet diagnosed")
 def test_a_build_cut_off_by_kill_9_runs_again_after_restart(tmp_path: Path) -> None:
     held = HeldWheelServer()
     data_dir = tmp_path / "cp"
