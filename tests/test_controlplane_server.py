@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
-import httpx
-import pytest
 
 from controlplane_support import running_controlplane, start_controlplane, stop_replicas
 from conftest import write_model_dir
@@ -54,7 +50,7 @@ def test_push_hello_serves_predictions_then_survives_a_kill_9(tmp_path: Path) ->
         models = cp.client.get("/v1/models").json()["models"]
         assert [m["name"] for m in models] == ["hello"]
         assert models[0]["production_deployment_id"] == created["id"]
-        logs = cp.client.get(f"/v1/models/hello/deployments/production/logs", params={"kind": "build"})
+        logs = cp.client.get("/v1/models/hello/deployments/production/logs", params={"kind": "build"})
         assert logs.headers["content-type"].startswith("application/x-ndjson") and logs.text
 
         replica_pids = {p.name for p in (data_dir / "replicas").iterdir()}

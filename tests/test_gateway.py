@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 
-import httpx
 import pytest
 
 from gateway_support import RunningGateway

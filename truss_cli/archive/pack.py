@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from truss_cli.archive.format import FILES_PREFIX, MANIFEST_MEMBER, ArchiveError, Limits, format_size
-from truss_cli.sync.manifest import LINK_MODE, Manifest
+from truss_cli.sync.manifest import Manifest
 from truss_cli.tree import TreeFile, TreeHasher, cached_manifest, list_files
 
 __all__ = ["ArchiveInfo", "PackPlan", "PackedFile", "ProgressCallback", "plan_pack", "write_archive"]

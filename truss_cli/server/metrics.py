@@ -42,13 +42,7 @@ class Metrics:
             "# TYPE truss_request_duration_seconds histogram",
         ]
         for route, counts in sorted(self._bucket_counts.items()):
-            cumulative = 0
-            for bound, count in zip(LATENCY_BUCKETS + (float("inf"),), counts):
-                cumulative += count
-                le = "+Inf" if bound == float("inf") else repr(bound)
-                lines.append(f'truss_request_duration_seconds_bucket{{route="{route}",le="{le}"}} {cumulative}')
-            lines.append(f'truss_request_duration_seconds_sum{{route="{route}"}} {self._sums[route]!r}')
-            lines.append(f'truss_request_duration_seconds_count{{route="{route}"}} {cumulative}')
+            lines += histogram_lines("truss_request_duration_seconds", f'route="{route}"', counts, self._sums[route])
         lines += [
             "# HELP truss_requests_in_flight Requests being handled now, by route.",
             "# TYPE truss_requests_in_flight gauge",
@@ -61,3 +55,19 @@ class Metrics:
             f"truss_model_ready {1 if self._is_ready() else 0}",
         ]
         return "\n".join(lines) + "\n"
+
+
+def histogram_lines(name: str, labels: str, counts: list[int], total: float) -> list[str]:
+    """One latency histogram in Prometheus text: cumulative `_bucket` lines over
+    LATENCY_BUCKETS (then +Inf), `_sum` and `_count`. `counts` has one entry per bucket plus
+    one for +Inf; `labels` is the rendered label list (`route="predict"`). Also used by the
+    control plane's gateway, so both expose latency the same way."""
+    lines = []
+    cumulative = 0
+    for bound, count in zip(LATENCY_BUCKETS + (float("inf"),), counts):
+        cumulative += count
+        le = "+Inf" if bound == float("inf") else repr(bound)
+        lines.append(f'{name}_bucket{{{labels},le="{le}"}} {cumulative}')
+    lines.append(f"{name}_sum{{{labels}}} {total!r}")
+    lines.append(f"{name}_count{{{labels}}} {cumulative}")
+    return lines

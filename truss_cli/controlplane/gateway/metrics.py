@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 
-from truss_cli.server.metrics import LATENCY_BUCKETS
+from truss_cli.server.metrics import LATENCY_BUCKETS, histogram_lines
 
 Key = tuple[str, str]  # (model_id, deployment_id)
 
@@ -59,14 +59,7 @@ class GatewayMetrics:
             "# TYPE truss_gateway_request_duration_seconds histogram",
         ]
         for key, counts in sorted(self._buckets.items()):
-            labels = _labels(*key)
-            cumulative = 0
-            for bound, count in zip(LATENCY_BUCKETS + (float("inf"),), counts):
-                cumulative += count
-                le = "+Inf" if bound == float("inf") else repr(bound)
-                lines.append(f'truss_gateway_request_duration_seconds_bucket{{{labels},le="{le}"}} {cumulative}')
-            lines.append(f"truss_gateway_request_duration_seconds_sum{{{labels}}} {self._sums[key]!r}")
-            lines.append(f"truss_gateway_request_duration_seconds_count{{{labels}}} {cumulative}")
+            lines += histogram_lines("truss_gateway_request_duration_seconds", _labels(*key), counts, self._sums[key])
         lines += [
             "# HELP truss_gateway_requests_in_flight Requests on their way through the gateway now.",
             "# TYPE truss_gateway_requests_in_flight gauge",
