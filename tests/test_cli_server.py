@@ -4,6 +4,7 @@ them: real `truss` processes, a real control plane in the background, a real rep
 from __future__ import annotations
 
 import json
+import socket
 import os
 import subprocess
 import sys
@@ -104,3 +105,30 @@ def test_stop_without_stop_replicas_leaves_them_serving_and_start_adopts_them(us
     predicted = user.truss("predict", "--model", "hello", "-d", '{"name": "again"}')
     assert json.loads(predicted.stdout) == {"greeting": "Hello, again!"}
     assert user.replica_pids() == pids  # re-adopted, not restarted
+
+
+def test_quick_start_with_no_remote_starts_the_embedded_control_plane_even_when_8800_is_taken(user: User) -> None:
+    # The README's two commands on a fresh machine: no ~/.trussrc, no server running. Another
+    # program holds 8800, and no Docker engine answers (auto falls back to local processes).
+    user.env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            squatter.bind(("127.0.0.1", 8800))
+            squatter.listen()
+        except OSError:
+            pass  # something else holds it already: the same situation
+        pushed = user.truss("push", str(EXAMPLES / "hello"), "--wait")
+        assert "No remote configured: starting the local control plane" in pushed.stderr
+        assert "runtime process" in pushed.stderr
+        url = next(line for line in (user.home / ".trussrc").read_text().splitlines() if line.startswith("remote_url"))
+        assert ":8800" not in url
+
+        predicted = user.truss("predict", "--model", "hello", "-d", '{"name": "quick start"}')
+        assert json.loads(predicted.stdout) == {"greeting": "Hello, quick start!"}
+
+        # A port the user names is kept: taken, it is a clear error and nothing starts.
+        user.truss("server", "stop", "--stop-replicas", timeout=120)
+        refused = user.truss("server", "start", "--port", "8800", check=False)
+        assert refused.returncode != 0
+        assert "port 8800 on 127.0.0.1 is in use" in refused.stderr and "--port" in refused.stderr

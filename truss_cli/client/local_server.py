@@ -10,9 +10,11 @@ directly. Library code: everything comes from the caller's Settings.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +32,7 @@ LOG_FILE = "controlplane.log"
 _START_SECONDS = 120.0
 _STOP_SECONDS = 60.0
 _LOG_LINES_SHOWN = 15
+DEFAULT_PORT = 8800
 
 
 def default_data_dir(settings: Settings) -> Path:
@@ -71,21 +74,51 @@ def start(
     settings: Settings,
     data_dir: Path | None = None,
     host: str = "127.0.0.1",
-    port: int = 8800,
+    port: int | None = None,
     runtime: str = "auto",
     database_url: str | None = None,
 ) -> Running:
-    """Start the control plane in the background (or find it running) and record remote `local`."""
+    """Start the control plane in the background (or find it running) and record remote `local`.
+
+    `port=None` is the embedded default of `truss push`: 8800, or any free port when another
+    program holds 8800 (the URL goes to ~/.trussrc either way, so nobody needs to know it).
+    A port the user chose is kept, and one in use is a clear error before anything starts.
+    """
     data_dir = (data_dir or default_data_dir(settings)).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     state = read_state(data_dir)
     started = state is None
     if state is None:
-        state = _spawn(settings, data_dir, serve_command(data_dir, host, port, runtime, database_url))
+        chosen = _free_port(host, DEFAULT_PORT) if port is None else _check_port(host, port)
+        state = _spawn(settings, data_dir, serve_command(data_dir, host, chosen, runtime, database_url))
     remote, created = _ensure_key(settings, data_dir, state["url"])
     with Api.for_remote(remote) as api:
         server = api.server()
     return Running(state, server, remote, started, created)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise TrussError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="check --host") from None
+    return False
+
+
+def _check_port(host: str, port: int) -> int:
+    if port and _port_in_use(host, port):
+        raise TrussError(f"port {port} on {host} is in use by another program",
+                         hint="choose another with --port (or --port 0 for any free one)")
+    return port
+
+
+def _free_port(host: str, preferred: int) -> int:
+    """`preferred` when free, else 0 (the control plane binds any free port and writes it down)."""
+    return 0 if _port_in_use(host, preferred) else preferred
 
 
 def _spawn(settings: Settings, data_dir: Path, command: list[str]) -> dict[str, Any]:
