@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import EXAMPLES, REPO_ROOT
-from custom_server_support import APP, app_port
+from custom_server_support import APP, reserve_port  # noqa: F401 (fixture)
 from run_helpers import TrussRun, port_is_free, shared_cache
 from truss_cli.server.protocol import PREDICT_PATH, READINESS_PATH
 
@@ -23,11 +23,10 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_cache(tmp_path_factory)
 
 
-def example_on_a_free_port(tmp_path: Path) -> tuple[Path, int]:
-    """examples/custom-server, its server moved to a port no other test uses."""
+def example_on_a_free_port(tmp_path: Path, port: int) -> tuple[Path, int]:
+    """examples/custom-server, its server moved to `port` (reserved: no other test gets it)."""
     model_dir = tmp_path / "custom-server"
     shutil.copytree(EXAMPLES / "custom-server", model_dir)
-    port = app_port()
     config = model_dir / "config.yaml"
     config.write_text(config.read_text().replace("8000", str(port)))
     return model_dir, port
@@ -55,8 +54,8 @@ def app_model_dir(tmp_path: Path, port: int, extra: str = "", command: str = "")
     return model_dir
 
 
-def test_run_serves_the_example_custom_server_until_ctrl_c(cache: Path, tmp_path: Path) -> None:
-    model_dir, server_port = example_on_a_free_port(tmp_path)
+def test_run_serves_the_example_custom_server_until_ctrl_c(cache: Path, tmp_path: Path, reserve_port) -> None:
+    model_dir, server_port = example_on_a_free_port(tmp_path, reserve_port())
     run = TrussRun(model_dir, cache, tmp_path / "logs")
     try:
         url = run.wait_for_url()
@@ -78,8 +77,8 @@ def test_run_serves_the_example_custom_server_until_ctrl_c(cache: Path, tmp_path
     assert port_is_free(run.port) and port_is_free(server_port)
 
 
-def test_config_variables_and_secrets_reach_the_custom_server(cache: Path, tmp_path: Path) -> None:
-    port = app_port()
+def test_config_variables_and_secrets_reach_the_custom_server(cache: Path, tmp_path: Path, reserve_port) -> None:
+    port = reserve_port()
     model_dir = app_model_dir(
         tmp_path, port,
         """\
@@ -104,16 +103,16 @@ def test_config_variables_and_secrets_reach_the_custom_server(cache: Path, tmp_p
         override.stop()
 
 
-def test_a_custom_server_that_exits_fails_the_run_with_its_last_line(cache: Path, tmp_path: Path) -> None:
-    model_dir = app_model_dir(tmp_path, app_port(), command="echo 'loading weights'; echo 'no weights in /weights' >&2; exit 3")
+def test_a_custom_server_that_exits_fails_the_run_with_its_last_line(cache: Path, tmp_path: Path, reserve_port) -> None:
+    model_dir = app_model_dir(tmp_path, reserve_port(), command="echo 'loading weights'; echo 'no weights in /weights' >&2; exit 3")
     run = TrussRun(model_dir, cache, tmp_path / "logs")
     assert run.wait_exit() == 1
     assert "the custom server exited with code 3: no weights in /weights" in run.stderr
     assert "loading weights" in run.stderr
 
 
-def test_no_build_without_a_start_command_is_refused_before_building(tmp_path: Path) -> None:
-    model_dir = app_model_dir(tmp_path, app_port())
+def test_no_build_without_a_start_command_is_refused_before_building(tmp_path: Path, reserve_port) -> None:
+    model_dir = app_model_dir(tmp_path, reserve_port())
     config = model_dir / "config.yaml"
     config.write_text(config.read_text().replace("  start_command:", "  no_build: true\n  # start_command:"))
     run = TrussRun(model_dir, tmp_path / "cache", tmp_path / "logs")
