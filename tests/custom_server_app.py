@@ -44,7 +44,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         path = self.path.split("?")[0]
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self._read_body()
         if path == "/make-ready":
             ready.set()
             return self._json(200, {})
@@ -67,6 +67,19 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/predict" and body.startswith(b"{") and "stream" in json.loads(body):
             return self._stream(json.loads(body)["stream"])
         return self._echo(body)
+
+    def _read_body(self):
+        if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()
 
     def _echo(self, body):
         self._json(200, {

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from truss_cli.server import protocol
 from truss_cli.server.custom.options import CustomServerOptions
 from truss_cli.server.custom.routes import RouteMap
 from truss_cli.server.status import FAILED, LOADING, READY, STOPPING
+from truss_cli.server_bundle import write_server_bundle
 
 READY_NOW = {"READY_AT_ONCE": "1"}
 
@@ -235,3 +238,16 @@ def test_a_predict_endpoint_with_a_query_keeps_both_queries() -> None:
     routes = RouteMap(CustomServerOptions("x", 8000, "/run?mode=fast", "/ready", "/alive"))
     assert routes.upstream_target(b"/v1/models/model:predict?x=1") == b"/run?mode=fast&x=1"
 
+
+def test_the_replica_needs_only_the_standard_library_and_its_bundle(tmp_path: Path) -> None:
+    # A no_build image runs it on the base image's own python3, where nothing is installed:
+    # no site-packages (-S), nothing from the environment (-I), only the bundle on the path.
+    bundle = write_server_bundle(tmp_path / "bundle")
+    imports = (
+        f"import sys; sys.path.insert(0, {str(bundle)!r}); "
+        "import truss_cli.server.custom.__main__, truss_cli.server.custom.serve, truss_cli.server.custom.proxy; "
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('truss_cli'))))"
+    )
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", imports], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "truss_cli.server.custom.proxy" in result.stdout.split()

@@ -22,6 +22,7 @@ from truss_cli.server.custom.child import CustomServerProcess, exit_description
 from truss_cli.server.custom.options import CustomServerOptions
 from truss_cli.server.custom.proxy import UPSTREAM_HOST, Proxy
 from truss_cli.server.custom.routes import RouteMap
+from truss_cli.server.request_body import max_request_bytes
 from truss_cli.server.reporter import StatusReporter
 from truss_cli.server.status import FAILED, LOADING, READY, STOPPING
 
@@ -57,11 +58,16 @@ def serve(
         print(f"error: cannot write the status file {status_file}: {exc.strerror or exc}", file=sys.stderr)
         return protocol.EXIT_BAD_CONFIG
     problem = options.problem()
+    try:
+        # The same limit, read the same way, as the model server's (413 with the same body).
+        limit = max_request_bytes(environ)
+    except ValueError as exc:
+        problem = problem or str(exc)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         reporter.enter(FAILED, summary=f"invalid options: {problem}")
         return protocol.EXIT_BAD_CONFIG
-    replica = _Replica(options, reporter, replica_id, stay_up_on_load_failure, child_environment(environ))
+    replica = _Replica(options, reporter, replica_id, stay_up_on_load_failure, child_environment(environ), limit)
     return asyncio.run(replica.run(host, port))
 
 
@@ -87,11 +93,12 @@ class _Replica:
         replica_id: Optional[str],
         stay_up: bool,
         child_env: Dict[str, str],
+        max_request_bytes: int,
     ) -> None:
         self.options = options
         self.reporter = reporter
         self.stay_up = stay_up
-        self.proxy = Proxy(RouteMap(options), options.server_port, replica_id, lambda: reporter.current)
+        self.proxy = Proxy(RouteMap(options), options.server_port, replica_id, lambda: reporter.current, max_request_bytes)
         self.child = CustomServerProcess(options.start_command, child_env)
 
     async def run(self, host: str, port: int) -> int:
