@@ -53,20 +53,23 @@ def reserve_port() -> Iterator[Callable[[], int]]:
         holder.close()
 
 
-def app_options(port: int, command: Optional[str] = None) -> CustomServerOptions:
+def app_options(port: int, command: Optional[str] = None, secrets: tuple = ()) -> CustomServerOptions:
     return CustomServerOptions(
         start_command=command or f"{sys.executable} {APP} {port}",
         server_port=port,
         predict_endpoint="/predict",
         readiness_endpoint="/ready",
         liveness_endpoint="/alive",
+        secrets=secrets,
     )
 
 
 class CustomReplica:
     """The custom server replica in a subprocess, its output in a log file."""
 
-    def __init__(self, tmp_path: Path, options: CustomServerOptions, env: Optional[dict] = None) -> None:
+    def __init__(
+        self, tmp_path: Path, options: CustomServerOptions, env: Optional[dict] = None, arguments: tuple = ()
+    ) -> None:
         self.options = options
         number = next(_numbers)
         self.log_path = tmp_path / f"custom-{number}.log"
@@ -81,7 +84,7 @@ class CustomReplica:
         }
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "truss_cli.server.custom", *options.to_arguments(), "--port", "0"],
+                [sys.executable, "-m", "truss_cli.server.custom", *options.to_arguments(), "--port", "0", *arguments],
                 env=full_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

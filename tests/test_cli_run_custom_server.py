@@ -77,16 +77,15 @@ def test_run_serves_the_example_custom_server_until_ctrl_c(cache: Path, tmp_path
     assert port_is_free(run.port) and port_is_free(server_port)
 
 
-def test_config_variables_and_secrets_reach_the_custom_server(cache: Path, tmp_path: Path, reserve_port) -> None:
+def test_config_variables_reach_the_custom_server(cache: Path, tmp_path: Path, reserve_port) -> None:
     port = reserve_port()
     model_dir = app_model_dir(
         tmp_path, port,
         """\
         environment_variables:
           READY_AT_ONCE: "1"
-          ECHO_ENV: TRUSS_SECRET_api_key
-        secrets:
-          api_key: from-config
+          ECHO_ENV: MY_SETTING
+          MY_SETTING: from-config
         """,
     )
     run = TrussRun(model_dir, cache, tmp_path / "logs")
@@ -95,12 +94,48 @@ def test_config_variables_and_secrets_reach_the_custom_server(cache: Path, tmp_p
         assert run.predict({}).json()["env"] == "from-config"
     finally:
         run.stop()
-    override = TrussRun(model_dir, cache, tmp_path / "logs", env={"TRUSS_SECRET_api_key": "from-caller"})
+
+
+def test_secrets_reach_the_custom_server_as_files_only(cache: Path, tmp_path: Path, reserve_port) -> None:
+    # As Truss gives them (/secrets/<name>); `truss run` writes them into a private directory
+    # named by TRUSS_SECRETS_DIR instead, since a process cannot own /secrets.
+    port = reserve_port()
+    model_dir = app_model_dir(
+        tmp_path, port,
+        """\
+        environment_variables:
+          READY_AT_ONCE: "1"
+          ECHO_ENV: API_KEY
+        secrets:
+          api_key: from-config
+          hf_access_token: null
+        """,
+        # Read in the start command, as Truss's docs show it (`$(cat /secrets/hf_access_token)`).
+        command=f"API_KEY=$(cat $TRUSS_SECRETS_DIR/api_key) python model/app.py {port}",
+    )
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
     try:
-        override.wait_for_url()
-        assert override.predict({}).json()["env"] == "from-caller"
+        url = run.wait_for_url()
+        assert run.predict({}).json()["env"] == "from-config"
+        seen = httpx.get(url + "/secrets").json()
+        assert seen["files"] == {"api_key": {"value": "from-config", "mode": "0o600"}}
+        assert seen["directory_mode"] == "0o700" and seen["secret_variables"] == []
+        directory = Path(seen["directory"])
+    finally:
+        run.stop()
+    assert not directory.exists()
+    assert "secret 'hf_access_token' has no value" in run.stderr
+    override = TrussRun(
+        model_dir, cache, tmp_path / "logs",
+        env={"TRUSS_SECRET_api_key": "from-caller", "TRUSS_SECRET_hf_access_token": "hf_caller"},
+    )
+    try:
+        url = override.wait_for_url()
+        files = httpx.get(url + "/secrets").json()["files"]
+        assert {name: file["value"] for name, file in files.items()} == {"api_key": "from-caller", "hf_access_token": "hf_caller"}
     finally:
         override.stop()
+    assert "from-caller" not in override.stderr and "hf_caller" not in override.stderr
 
 
 def test_a_custom_server_that_exits_fails_the_run_with_its_last_line(cache: Path, tmp_path: Path, reserve_port) -> None:
@@ -118,4 +153,12 @@ def test_no_build_without_a_start_command_is_refused_before_building(tmp_path: P
     run = TrussRun(model_dir, tmp_path / "cache", tmp_path / "logs")
     assert run.wait_exit() == 2
     assert "docker_server.start_command: required by truss-cli, also with no_build" in run.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("bin/python"))
+
+
+def test_a_secret_name_that_cannot_be_a_file_is_refused_before_building(tmp_path: Path, reserve_port) -> None:
+    model_dir = app_model_dir(tmp_path, reserve_port(), 'secrets:\n  "hf/token": null\n')
+    run = TrussRun(model_dir, tmp_path / "cache", tmp_path / "logs")
+    assert run.wait_exit() == 2
+    assert "config.yaml: secrets: 'hf/token': not usable as a file name" in run.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("bin/python"))

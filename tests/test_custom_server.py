@@ -245,7 +245,8 @@ def test_the_replica_needs_only_the_standard_library_and_its_bundle(tmp_path: Pa
     bundle = write_server_bundle(tmp_path / "bundle")
     imports = (
         f"import sys; sys.path.insert(0, {str(bundle)!r}); "
-        "import truss_cli.server.custom.__main__, truss_cli.server.custom.serve, truss_cli.server.custom.proxy; "
+        "import truss_cli.server.custom.__main__, truss_cli.server.custom.serve, truss_cli.server.custom.proxy, "
+        "truss_cli.server.custom.secret_files; "
         "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('truss_cli'))))"
     )
     result = subprocess.run([sys.executable, "-I", "-S", "-c", imports], cwd=tmp_path, capture_output=True, text=True)
