@@ -7,11 +7,15 @@ POST|GET /predict (echoes the path, body, and the port of the connection it came
 the environment variable ECHO_ENV names), POST /predict with {"stream": N}: N chunks, each
 after a POST /release (so a test sees chunk by chunk), POST /slow (answers after a POST
 /release), GET /error (500 of its own), GET /exit (prints a last line, exits 3),
-POST /stop-listening (stops accepting, keeps running), any Upgrade request: 101 then echo.
+POST /stop-listening (stops accepting, keeps running), any Upgrade request: 101 then echo,
+GET /secrets: what it finds of its secrets where Truss puts them (/secrets, or the directory
+TRUSS_SECRETS_DIR names outside a container): each file's value and mode, the directory's
+mode, and the names of any TRUSS_SECRET_* variables it was given (there should be none).
 """
 
 import json
 import os
+import stat
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +41,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {"alive": True})
         if path == "/error":
             return self._json(500, {"detail": "the custom server's own failure"})
+        if path == "/secrets":
+            return self._json(200, _secrets())
         if path == "/exit":
             print("fatal: giving up on purpose", flush=True)
             os._exit(3)
@@ -44,7 +50,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         path = self.path.split("?")[0]
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self._read_body()
         if path == "/make-ready":
             ready.set()
             return self._json(200, {})
@@ -67,6 +73,19 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/predict" and body.startswith(b"{") and "stream" in json.loads(body):
             return self._stream(json.loads(body)["stream"])
         return self._echo(body)
+
+    def _read_body(self):
+        if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()
 
     def _echo(self, body):
         self._json(200, {
@@ -114,6 +133,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):
         print(f"app: {format % args}", flush=True)
+
+
+def _secrets():
+    directory = os.environ.get("TRUSS_SECRETS_DIR") or "/secrets"
+    found = {}
+    if os.path.isdir(directory):
+        for name in sorted(os.listdir(directory)):
+            with open(os.path.join(directory, name), encoding="utf-8") as secret:
+                found[name] = {"value": secret.read(), "mode": oct(stat.S_IMODE(os.stat(secret.fileno()).st_mode))}
+    return {
+        "directory": directory,
+        "directory_mode": oct(stat.S_IMODE(os.stat(directory).st_mode)) if os.path.isdir(directory) else None,
+        "files": found,
+        "secret_variables": sorted(key for key in os.environ if key.startswith("TRUSS_SECRET_")),
+    }
 
 
 server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)

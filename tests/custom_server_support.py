@@ -12,9 +12,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import httpx
+import pytest
 
 from conftest import REPO_ROOT
 from truss_cli.server import protocol
@@ -23,34 +24,52 @@ from truss_cli.server.status import ReplicaStatus, read_status
 
 APP = Path(__file__).resolve().parent / "custom_server_app.py"
 _numbers = itertools.count()
-# The custom server's port is fixed by its config (Truss's contract), so the tests choose one:
-# from a range spread by the test process's id, skipping any port something answers on. A
-# clash with a process that starts listening in between shows as a clear "already in use".
-_ports = itertools.count(20000 + (os.getpid() * 7) % 20000)
 
 
-def app_port() -> int:
-    for port in _ports:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise AssertionError("unreachable")
+@pytest.fixture
+def reserve_port() -> Iterator[Callable[[], int]]:
+    """Ports for custom servers, each held for the test by a bound socket that never listens.
+
+    Truss's config names the custom server's port, so a test picks it before the server binds
+    it; a port probed as free could be taken by anyone in between. Here the kernel picks it
+    (bind to port 0) and the holding socket keeps it out of every later bind to port 0 (other
+    tests, other test runs), while the custom server still binds it: the holder and the server
+    both set SO_REUSEADDR and the holder never listens, which Linux allows (a bind is refused
+    next to a listener, or without SO_REUSEADDR on both). Python's http.server and uvicorn set
+    it; the replica's check that nothing answers on the port passes, as a socket that does not
+    listen refuses connections. Linux semantics: BSD and macOS would refuse the second bind.
+    """
+    holders: list[socket.socket] = []
+
+    def reserve() -> int:
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holders.append(holder)
+        return holder.getsockname()[1]
+
+    yield reserve
+    for holder in holders:
+        holder.close()
 
 
-def app_options(port: int, command: Optional[str] = None) -> CustomServerOptions:
+def app_options(port: int, command: Optional[str] = None, secrets: tuple = ()) -> CustomServerOptions:
     return CustomServerOptions(
         start_command=command or f"{sys.executable} {APP} {port}",
         server_port=port,
         predict_endpoint="/predict",
         readiness_endpoint="/ready",
         liveness_endpoint="/alive",
+        secrets=secrets,
     )
 
 
 class CustomReplica:
     """The custom server replica in a subprocess, its output in a log file."""
 
-    def __init__(self, tmp_path: Path, options: CustomServerOptions, env: Optional[dict] = None) -> None:
+    def __init__(
+        self, tmp_path: Path, options: CustomServerOptions, env: Optional[dict] = None, arguments: tuple = ()
+    ) -> None:
         self.options = options
         number = next(_numbers)
         self.log_path = tmp_path / f"custom-{number}.log"
@@ -65,7 +84,7 @@ class CustomReplica:
         }
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "truss_cli.server.custom", *options.to_arguments(), "--port", "0"],
+                [sys.executable, "-m", "truss_cli.server.custom", *options.to_arguments(), "--port", "0", *arguments],
                 env=full_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import EXAMPLES, REPO_ROOT
-from custom_server_support import APP, app_port
+from custom_server_support import APP, reserve_port  # noqa: F401 (fixture)
 from run_helpers import TrussRun, port_is_free, shared_cache
 from truss_cli.server.protocol import PREDICT_PATH, READINESS_PATH
 
@@ -23,11 +23,10 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_cache(tmp_path_factory)
 
 
-def example_on_a_free_port(tmp_path: Path) -> tuple[Path, int]:
-    """examples/custom-server, its server moved to a port no other test uses."""
+def example_on_a_free_port(tmp_path: Path, port: int) -> tuple[Path, int]:
+    """examples/custom-server, its server moved to `port` (reserved: no other test gets it)."""
     model_dir = tmp_path / "custom-server"
     shutil.copytree(EXAMPLES / "custom-server", model_dir)
-    port = app_port()
     config = model_dir / "config.yaml"
     config.write_text(config.read_text().replace("8000", str(port)))
     return model_dir, port
@@ -55,8 +54,8 @@ def app_model_dir(tmp_path: Path, port: int, extra: str = "", command: str = "")
     return model_dir
 
 
-def test_run_serves_the_example_custom_server_until_ctrl_c(cache: Path, tmp_path: Path) -> None:
-    model_dir, server_port = example_on_a_free_port(tmp_path)
+def test_run_serves_the_example_custom_server_until_ctrl_c(cache: Path, tmp_path: Path, reserve_port) -> None:
+    model_dir, server_port = example_on_a_free_port(tmp_path, reserve_port())
     run = TrussRun(model_dir, cache, tmp_path / "logs")
     try:
         url = run.wait_for_url()
@@ -78,16 +77,15 @@ def test_run_serves_the_example_custom_server_until_ctrl_c(cache: Path, tmp_path
     assert port_is_free(run.port) and port_is_free(server_port)
 
 
-def test_config_variables_and_secrets_reach_the_custom_server(cache: Path, tmp_path: Path) -> None:
-    port = app_port()
+def test_config_variables_reach_the_custom_server(cache: Path, tmp_path: Path, reserve_port) -> None:
+    port = reserve_port()
     model_dir = app_model_dir(
         tmp_path, port,
         """\
         environment_variables:
           READY_AT_ONCE: "1"
-          ECHO_ENV: TRUSS_SECRET_api_key
-        secrets:
-          api_key: from-config
+          ECHO_ENV: MY_SETTING
+          MY_SETTING: from-config
         """,
     )
     run = TrussRun(model_dir, cache, tmp_path / "logs")
@@ -96,27 +94,71 @@ def test_config_variables_and_secrets_reach_the_custom_server(cache: Path, tmp_p
         assert run.predict({}).json()["env"] == "from-config"
     finally:
         run.stop()
-    override = TrussRun(model_dir, cache, tmp_path / "logs", env={"TRUSS_SECRET_api_key": "from-caller"})
+
+
+def test_secrets_reach_the_custom_server_as_files_only(cache: Path, tmp_path: Path, reserve_port) -> None:
+    # As Truss gives them (/secrets/<name>); `truss run` writes them into a private directory
+    # named by TRUSS_SECRETS_DIR instead, since a process cannot own /secrets.
+    port = reserve_port()
+    model_dir = app_model_dir(
+        tmp_path, port,
+        """\
+        environment_variables:
+          READY_AT_ONCE: "1"
+          ECHO_ENV: API_KEY
+        secrets:
+          api_key: from-config
+          hf_access_token: null
+        """,
+        # Read in the start command, as Truss's docs show it (`$(cat /secrets/hf_access_token)`).
+        command=f"API_KEY=$(cat $TRUSS_SECRETS_DIR/api_key) python model/app.py {port}",
+    )
+    run = TrussRun(model_dir, cache, tmp_path / "logs")
     try:
-        override.wait_for_url()
-        assert override.predict({}).json()["env"] == "from-caller"
+        url = run.wait_for_url()
+        assert run.predict({}).json()["env"] == "from-config"
+        seen = httpx.get(url + "/secrets").json()
+        assert seen["files"] == {"api_key": {"value": "from-config", "mode": "0o600"}}
+        assert seen["directory_mode"] == "0o700" and seen["secret_variables"] == []
+        directory = Path(seen["directory"])
+    finally:
+        run.stop()
+    assert not directory.exists()
+    assert "secret 'hf_access_token' has no value" in run.stderr
+    override = TrussRun(
+        model_dir, cache, tmp_path / "logs",
+        env={"TRUSS_SECRET_api_key": "from-caller", "TRUSS_SECRET_hf_access_token": "hf_caller"},
+    )
+    try:
+        url = override.wait_for_url()
+        files = httpx.get(url + "/secrets").json()["files"]
+        assert {name: file["value"] for name, file in files.items()} == {"api_key": "from-caller", "hf_access_token": "hf_caller"}
     finally:
         override.stop()
+    assert "from-caller" not in override.stderr and "hf_caller" not in override.stderr
 
 
-def test_a_custom_server_that_exits_fails_the_run_with_its_last_line(cache: Path, tmp_path: Path) -> None:
-    model_dir = app_model_dir(tmp_path, app_port(), command="echo 'loading weights'; echo 'no weights in /weights' >&2; exit 3")
+def test_a_custom_server_that_exits_fails_the_run_with_its_last_line(cache: Path, tmp_path: Path, reserve_port) -> None:
+    model_dir = app_model_dir(tmp_path, reserve_port(), command="echo 'loading weights'; echo 'no weights in /weights' >&2; exit 3")
     run = TrussRun(model_dir, cache, tmp_path / "logs")
     assert run.wait_exit() == 1
     assert "the custom server exited with code 3: no weights in /weights" in run.stderr
     assert "loading weights" in run.stderr
 
 
-def test_no_build_without_a_start_command_is_refused_before_building(tmp_path: Path) -> None:
-    model_dir = app_model_dir(tmp_path, app_port())
+def test_no_build_without_a_start_command_is_refused_before_building(tmp_path: Path, reserve_port) -> None:
+    model_dir = app_model_dir(tmp_path, reserve_port())
     config = model_dir / "config.yaml"
     config.write_text(config.read_text().replace("  start_command:", "  no_build: true\n  # start_command:"))
     run = TrussRun(model_dir, tmp_path / "cache", tmp_path / "logs")
     assert run.wait_exit() == 2
     assert "docker_server.start_command: required by truss-cli, also with no_build" in run.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("bin/python"))
+
+
+def test_a_secret_name_that_cannot_be_a_file_is_refused_before_building(tmp_path: Path, reserve_port) -> None:
+    model_dir = app_model_dir(tmp_path, reserve_port(), 'secrets:\n  "hf/token": null\n')
+    run = TrussRun(model_dir, tmp_path / "cache", tmp_path / "logs")
+    assert run.wait_exit() == 2
+    assert "config.yaml: secrets: 'hf/token': not usable as a file name" in run.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("bin/python"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -13,18 +15,19 @@ import httpx
 import pytest
 
 from conftest import wait_until_ready
-from custom_server_support import CustomReplica, app_options, app_port
+from custom_server_support import CustomReplica, app_options, reserve_port  # noqa: F401 (fixture)
 from truss_cli.server import protocol
 from truss_cli.server.custom.options import CustomServerOptions
 from truss_cli.server.custom.routes import RouteMap
 from truss_cli.server.status import FAILED, LOADING, READY, STOPPING
+from truss_cli.server_bundle import write_server_bundle
 
 READY_NOW = {"READY_AT_ONCE": "1"}
 
 
 @pytest.fixture
-def replica(tmp_path: Path):
-    with CustomReplica(tmp_path, app_options(app_port()), env={**READY_NOW, "ECHO_ENV": "MY_SETTING", "MY_SETTING": "42"}) as running:
+def replica(tmp_path: Path, reserve_port):
+    with CustomReplica(tmp_path, app_options(reserve_port()), env={**READY_NOW, "ECHO_ENV": "MY_SETTING", "MY_SETTING": "42"}) as running:
         running.wait_phase(READY)
         yield running
 
@@ -105,8 +108,8 @@ def test_an_upgrade_is_tunnelled_to_the_predict_endpoint(replica: CustomReplica)
         assert reader.read(10) == b"echo:hello"
 
 
-def test_a_custom_server_that_stops_listening_gives_502_naming_its_port(tmp_path: Path) -> None:
-    port = app_port()
+def test_a_custom_server_that_stops_listening_gives_502_naming_its_port(tmp_path: Path, reserve_port) -> None:
+    port = reserve_port()
     with CustomReplica(tmp_path, app_options(port), env=READY_NOW) as replica:
         replica.wait_phase(READY)
         httpx.post(replica.app_url + "/stop-listening")
@@ -115,8 +118,8 @@ def test_a_custom_server_that_stops_listening_gives_502_naming_its_port(tmp_path
         assert response.json()["error"].startswith(f"the custom server is not answering on port {port}: ")
 
 
-def test_requests_before_ready_get_503_and_the_status_says_loading(tmp_path: Path) -> None:
-    with CustomReplica(tmp_path, app_options(app_port())) as replica:
+def test_requests_before_ready_get_503_and_the_status_says_loading(tmp_path: Path, reserve_port) -> None:
+    with CustomReplica(tmp_path, app_options(reserve_port())) as replica:
         replica.wait_status(lambda status: status.phase == LOADING and status.port, "loading")
         # Listening, but its readiness endpoint answers 503: still loading.
         wait_until_ready(replica.app_url + "/alive", is_alive=lambda: replica.process.poll() is None)
@@ -129,8 +132,8 @@ def test_requests_before_ready_get_503_and_the_status_says_loading(tmp_path: Pat
         assert replica.client.post(protocol.PREDICT_PATH, json={}).status_code == 200
 
 
-def test_an_exit_fails_the_replica_with_the_code_and_last_log_line(tmp_path: Path) -> None:
-    with CustomReplica(tmp_path, app_options(app_port()), env=READY_NOW) as replica:
+def test_an_exit_fails_the_replica_with_the_code_and_last_log_line(tmp_path: Path, reserve_port) -> None:
+    with CustomReplica(tmp_path, app_options(reserve_port()), env=READY_NOW) as replica:
         replica.wait_phase(READY)
         with pytest.raises(httpx.HTTPError):
             httpx.get(replica.app_url + "/exit")
@@ -141,16 +144,16 @@ def test_an_exit_fails_the_replica_with_the_code_and_last_log_line(tmp_path: Pat
         assert "app: listening on" in status.traceback  # its last lines, for the supervisor to show
 
 
-def test_a_start_command_that_fails_at_once_is_explained(tmp_path: Path) -> None:
-    options = app_options(app_port(), command="echo 'cannot find weights' >&2; exit 7")
+def test_a_start_command_that_fails_at_once_is_explained(tmp_path: Path, reserve_port) -> None:
+    options = app_options(reserve_port(), command="echo 'cannot find weights' >&2; exit 7")
     with CustomReplica(tmp_path, options) as replica:
         assert replica.wait_exit() == protocol.EXIT_LOAD_FAILED
         assert replica.status().summary == "the custom server exited with code 7: cannot find weights"
         assert "cannot find weights" in replica.log()  # its output reaches the replica's log
 
 
-def test_staying_up_after_an_exit_reports_it_with_503(tmp_path: Path) -> None:
-    options = app_options(app_port(), command="echo broken; exit 4")
+def test_staying_up_after_an_exit_reports_it_with_503(tmp_path: Path, reserve_port) -> None:
+    options = app_options(reserve_port(), command="echo broken; exit 4")
     env = {protocol.STAY_UP_ON_LOAD_FAILURE_ENV: "1"}
     with CustomReplica(tmp_path, options, env=env) as replica:
         replica.wait_phase(FAILED)
@@ -161,8 +164,8 @@ def test_staying_up_after_an_exit_reports_it_with_503(tmp_path: Path) -> None:
         assert replica.stop() == 0
 
 
-def test_a_port_already_taken_is_refused_before_starting(tmp_path: Path) -> None:
-    port = app_port()
+def test_a_port_already_taken_is_refused_before_starting(tmp_path: Path, reserve_port) -> None:
+    port = reserve_port()
     with CustomReplica(tmp_path, app_options(port), env=READY_NOW) as first:
         first.wait_phase(READY)
         with CustomReplica(tmp_path, app_options(port)) as second:
@@ -170,8 +173,8 @@ def test_a_port_already_taken_is_refused_before_starting(tmp_path: Path) -> None
             assert second.status().summary == f"port {port} is already in use on this machine, before the custom server started"
 
 
-def test_sigterm_drains_an_in_flight_request_then_stops_the_custom_server(tmp_path: Path) -> None:
-    with CustomReplica(tmp_path, app_options(app_port()), env=READY_NOW) as replica:
+def test_sigterm_drains_an_in_flight_request_then_stops_the_custom_server(tmp_path: Path, reserve_port) -> None:
+    with CustomReplica(tmp_path, app_options(reserve_port()), env=READY_NOW) as replica:
         replica.wait_phase(READY)
         app = httpx.Client(base_url=replica.app_url, timeout=30)
         answers: list = []
@@ -188,6 +191,21 @@ def test_sigterm_drains_an_in_flight_request_then_stops_the_custom_server(tmp_pa
         assert replica.wait_exit() == 0
         with pytest.raises(httpx.ConnectError):
             app.get("/alive")  # the custom server was stopped too
+
+
+def test_a_reserved_port_is_kept_from_others_but_the_custom_server_binds_it(reserve_port) -> None:
+    # What the tests' port choice relies on (custom_server_support.reserve_port).
+    port = reserve_port()
+    with socket.socket() as other:
+        with pytest.raises(OSError, match="Address already in use"):
+            other.bind(("127.0.0.1", port))  # a server without SO_REUSEADDR
+    with socket.socket() as server, socket.socket() as late:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        late.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError, match="Address already in use"):
+            late.bind(("127.0.0.1", port))  # once the custom server listens, the port is its own
 
 
 def test_invalid_options_exit_2_naming_the_option(tmp_path: Path) -> None:
@@ -219,3 +237,18 @@ def test_route_map(target: bytes, expected: bytes) -> None:
 def test_a_predict_endpoint_with_a_query_keeps_both_queries() -> None:
     routes = RouteMap(CustomServerOptions("x", 8000, "/run?mode=fast", "/ready", "/alive"))
     assert routes.upstream_target(b"/v1/models/model:predict?x=1") == b"/run?mode=fast&x=1"
+
+
+def test_the_replica_needs_only_the_standard_library_and_its_bundle(tmp_path: Path) -> None:
+    # A no_build image runs it on the base image's own python3, where nothing is installed:
+    # no site-packages (-S), nothing from the environment (-I), only the bundle on the path.
+    bundle = write_server_bundle(tmp_path / "bundle")
+    imports = (
+        f"import sys; sys.path.insert(0, {str(bundle)!r}); "
+        "import truss_cli.server.custom.__main__, truss_cli.server.custom.serve, truss_cli.server.custom.proxy, "
+        "truss_cli.server.custom.secret_files; "
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('truss_cli'))))"
+    )
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", imports], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "truss_cli.server.custom.proxy" in result.stdout.split()

@@ -48,6 +48,10 @@ def write_build_context(plan: ImagePlan, destination: Path | str, link: bool = F
 def _write_context(plan: ImagePlan, root: Path, link: bool) -> None:
     for name in ("code", "data", "downloads", "packages", "requirements"):
         (root / name).mkdir()
+    if plan.custom_server_secrets_path and plan.config.docker_server and plan.config.docker_server.no_build:
+        # Empty: COPY makes the custom server's secrets directory from it (a no_build image
+        # may have no shell to RUN mkdir); the replica fills it when the container starts.
+        (root / "secrets").mkdir()
     for item in plan.files:
         place = placement(item.relative_path, plan.config)
         if place is None or place[0] == "config":

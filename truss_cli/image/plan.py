@@ -36,6 +36,7 @@ from truss_cli.model_check import check_model_dir
 from truss_cli.requirements import resolve_requirements
 from truss_cli.resources import render_template, templates_dir
 from truss_cli.server.custom.options import CustomServerOptions
+from truss_cli.server.custom.secret_files import SECRETS_PATH_IN_IMAGE
 from truss_cli.server.protocol import DEFAULT_SERVER_PORT, REPLICA_CONFIG_ENV
 from truss_cli.server_bundle import bundle_hash
 from truss_cli.settings import BASE_IMAGE_ENV, Settings
@@ -104,6 +105,14 @@ class ImagePlan:
         # A development image holds the same files as the normal one but is a different image.
         suffix = "-dev" if self.development else ""
         return f"truss-{slug(self.model_name)}:{self.content_hash[:12]}{suffix}"
+
+    @property
+    def custom_server_secrets_path(self) -> Optional[str]:
+        """Where a custom server finds its secrets in the image (/secrets, as in Truss): made
+        empty by the build, filled by the replica when the container starts. None: no secrets."""
+        if self.custom_server is None or not self.custom_server.secrets:
+            return None
+        return SECRETS_PATH_IN_IMAGE
 
     @property
     def labels(self) -> dict[str, str]:
@@ -247,6 +256,7 @@ def _render_dockerfile(plan: ImagePlan) -> str:
         port=SERVER_PORT,
         labels=plan.labels,
         custom_server_command=_custom_server_command(plan, VENV_PYTHON),
+        secrets_path=plan.custom_server_secrets_path,
         run_as_user_id=config.docker_server.run_as_user_id if config.docker_server else None,
     )
 
@@ -255,8 +265,10 @@ def _custom_server_command(plan: ImagePlan, python: str) -> Optional[list[str]]:
     """The image's CMD for a custom server: the replica in front of it, on the replica's port."""
     if plan.custom_server is None:
         return None
+    secrets_path = plan.custom_server_secrets_path
     return [
         python, "-m", "truss_cli.server.custom", *plan.custom_server.to_arguments(),
+        *(["--secrets-path", secrets_path] if secrets_path else []),
         "--host", "0.0.0.0", "--port", str(SERVER_PORT),
     ]
 
@@ -278,6 +290,7 @@ def _render_no_build_dockerfile(plan: ImagePlan, has_data: bool) -> str:
         server_dir=SERVER_DIR,
         environment_variables=config.environment_variables,
         run_as_user_id=config.docker_server.run_as_user_id,
+        secrets_path=plan.custom_server_secrets_path,
         port=SERVER_PORT,
         labels=plan.labels,
         # PYTHONPATH for the replica alone: it takes its bundle off again for the custom server.

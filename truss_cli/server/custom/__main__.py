@@ -15,6 +15,7 @@ from typing import Mapping, Optional
 
 from truss_cli.server import protocol
 from truss_cli.server.custom.options import CustomServerOptions
+from truss_cli.server.custom.secret_files import SECRETS_PATH_IN_IMAGE
 
 
 def parse_arguments(argv: Optional[list], environ: Mapping[str, str]) -> argparse.Namespace:
@@ -27,6 +28,11 @@ def parse_arguments(argv: Optional[list], environ: Mapping[str, str]) -> argpars
     parser.add_argument(
         "--port", type=int, default=protocol.DEFAULT_SERVER_PORT,
         help=f"port to listen on; 0 picks a free one, reported in the status (default: {protocol.DEFAULT_SERVER_PORT})",
+    )
+    parser.add_argument(
+        "--secrets-path", type=Path, metavar="DIR", default=None,
+        help="write the custom server's secret files into DIR, created if missing (an image's CMD names "
+        f"{SECRETS_PATH_IN_IMAGE}, as Truss has them); default: a new private temporary directory",
     )
     parser.add_argument(
         "--status-file", type=Path, metavar="PATH", default=environ.get(protocol.STATUS_FILE_ENV) or None,
@@ -56,6 +62,7 @@ def main(argv: Optional[list] = None) -> int:
         args.host,
         args.port,
         environ=os.environ,
+        secrets_path=args.secrets_path,
         status_file=args.status_file,
         replica_id=args.replica_id,
         stay_up_on_load_failure=args.stay_up_on_load_failure,

@@ -23,6 +23,15 @@ class BadMessage(Exception):
     """A head or body that is not HTTP/1.1 we can pass through."""
 
 
+class BodyTooLarge(Exception):
+    """A chunked request body grew past the limit; `rest` bytes of the current chunk (its data
+    and CRLF) are still unread, then come the chunks after it."""
+
+    def __init__(self, rest: int) -> None:
+        super().__init__(rest)
+        self.rest = rest
+
+
 class Head:
     """A parsed request or response head: its first line's parts and the framing headers."""
 
@@ -103,13 +112,21 @@ async def read_head(reader: asyncio.StreamReader) -> Optional[Head]:
     return Head(raw)
 
 
-async def copy_body(head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, until_close: bool = False) -> None:
+async def copy_body(
+    head: Head,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    until_close: bool = False,
+    limit: Optional[int] = None,
+) -> None:
     """Copy the body framed by `head` from `reader` to `writer`, as it arrives.
 
     `until_close`: a response without length or chunking, which ends when its sender closes.
+    `limit`: the most bytes of chunk data to pass on; a chunk that would pass it is not sent
+    and raises BodyTooLarge (a body with a length is checked before it is copied).
     """
     if head.chunked:
-        await _copy_chunked(reader, writer)
+        await _copy_chunked(reader, writer, limit)
     elif head.content_length:
         await _copy_exactly(head.content_length, reader, writer)
     elif until_close:
@@ -131,13 +148,39 @@ async def _copy_exactly(remaining: int, reader: asyncio.StreamReader, writer: as
         await writer.drain()
 
 
-async def _copy_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def discard_body(head: Head, reader: asyncio.StreamReader) -> None:
+    """Read the body framed by `head` and drop it: the connection is ready for the next head."""
+    await copy_body(head, reader, _DISCARD)  # type: ignore[arg-type]
+
+
+async def discard_chunked_rest(rest: int, reader: asyncio.StreamReader) -> None:
+    """Drop what is left of a chunked body after BodyTooLarge: the chunk's `rest`, then the others."""
+    await _copy_exactly(rest, reader, _DISCARD)  # type: ignore[arg-type]
+    await _copy_chunked(reader, _DISCARD)  # type: ignore[arg-type]
+
+
+class _Discard:
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+
+_DISCARD = _Discard()
+
+
+async def _copy_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limit: Optional[int] = None) -> None:
+    total = 0
     while True:
         line = await reader.readuntil(CRLF)
         try:
             size = int(line.split(b";", 1)[0], 16)
         except ValueError:
             raise BadMessage(f"invalid chunk size line {line[:40]!r}") from None
+        total += size
+        if limit is not None and total > limit:
+            raise BodyTooLarge(size + 2)
         if size == 0:
             # Trailers, if any, then the empty line that ends the body.
             while line != CRLF:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -16,15 +16,21 @@ class CustomServerOptions:
     predict_endpoint: str
     readiness_endpoint: str
     liveness_endpoint: str
+    # The names declared under config.yaml's `secrets:` (names only: values reach the replica
+    # at run time). Each becomes a file the custom server reads, as in Truss (`secret_files.py`).
+    secrets: Sequence[str] = ()
 
     def to_arguments(self) -> List[str]:
-        return [
+        arguments = [
             "--start-command", self.start_command,
             "--server-port", str(self.server_port),
             "--predict-endpoint", self.predict_endpoint,
             "--readiness-endpoint", self.readiness_endpoint,
             "--liveness-endpoint", self.liveness_endpoint,
         ]
+        for name in self.secrets:
+            arguments.extend(["--secret", name])
+        return arguments
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -32,6 +38,11 @@ class CustomServerOptions:
         parser.add_argument("--server-port", required=True, type=int, metavar="PORT", help="the custom server's port")
         for name in ("predict", "readiness", "liveness"):
             parser.add_argument(f"--{name}-endpoint", required=True, metavar="PATH", help=f"its {name} path")
+        parser.add_argument(
+            "--secret", dest="secrets", action="append", default=[], metavar="NAME",
+            help="a secret the custom server gets as a file (repeat for each; values come from "
+            "TRUSS_SECRETS_DIR or TRUSS_SECRET_<NAME>)",
+        )
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> "CustomServerOptions":
@@ -41,6 +52,7 @@ class CustomServerOptions:
             predict_endpoint=args.predict_endpoint,
             readiness_endpoint=args.readiness_endpoint,
             liveness_endpoint=args.liveness_endpoint,
+            secrets=tuple(args.secrets),
         )
 
     def problem(self) -> Optional[str]:
@@ -50,4 +62,16 @@ class CustomServerOptions:
         for name in ("predict_endpoint", "readiness_endpoint", "liveness_endpoint"):
             if not getattr(self, name).startswith("/"):
                 return f"--{name.replace('_', '-')} must start with /, not {getattr(self, name)!r}"
+        for name in self.secrets:
+            problem = secret_name_problem(name)
+            if problem:
+                return f"--secret {name!r}: {problem}"
         return None
+
+
+def secret_name_problem(name: str) -> Optional[str]:
+    """Why `name` cannot be a secret's name (None if it can). Each secret is the file
+    `<secrets directory>/<name>`, so a name must stay a plain file name inside it."""
+    if not name or "/" in name or "\0" in name or name.startswith("."):
+        return "not usable as a file name (each secret is the file /secrets/<name>): no /, no NUL, no leading ."
+    return None

@@ -3,8 +3,9 @@ server (through `RouteMap`), streaming bodies both ways, keeping both sides' con
 alive between requests.
 
 Our own answers are few: the replica status, 503 before the custom server is ready, 502 when
-it does not answer. Its own answers, errors included, pass through untouched except for the
-replica id header.
+it does not answer, 413 for a body over TRUSS_MAX_REQUEST_BYTES (the model server's limit and
+body; the custom server never sees such a request whole). Its own answers, errors included,
+pass through untouched except for the replica id header.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Callable, List, Optional, Set, Tuple
 
 from truss_cli.server import protocol
 from truss_cli.server.custom import http1
-from truss_cli.server.custom.http1 import BadMessage, Head
+from truss_cli.server.custom.http1 import BadMessage, BodyTooLarge, Head
 from truss_cli.server.custom.routes import RouteMap
+from truss_cli.server.request_body import too_large
 from truss_cli.server.status import ReplicaStatus
 
 logger = logging.getLogger("truss.custom_server")
@@ -39,8 +41,10 @@ class Proxy:
         server_port: int,
         replica_id: Optional[str],
         current_status: Callable[[], ReplicaStatus],
+        max_request_bytes: int = protocol.DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.routes = routes
+        self.max_request_bytes = max_request_bytes
         self.server_port = server_port
         self.current_status = current_status
         self._replica_header: List[bytes] = [f"{protocol.REPLICA_ID_HEADER}: {replica_id}".encode()] if replica_id else []
@@ -84,13 +88,15 @@ class Proxy:
         """Answer one request; whether the client connection can take another."""
         target = head.first[1]
         if target == _STATUS_TARGET:
-            await self._skip_body(head, reader)
+            await http1.discard_body(head, reader)
             writer.write(self._status_response())
             return _client_keeps_alive(head)
         if not self.ready or self.refusal is not None:
             reason = self.refusal or "the custom server is not ready yet"
             writer.write(self._error_bytes(503, "Service Unavailable", reason, close=True))
             return False
+        if not head.chunked and (head.content_length or 0) > self.max_request_bytes:
+            return await self._refuse_too_large(head, reader, writer)
         upstream_head = head.with_target(self.routes.upstream_target(target), drop_expect=head.expect_continue)
         if head.expect_continue:
             # Answered here: the body is read before the custom server's answer is.
@@ -107,9 +113,18 @@ class Proxy:
             writer.write(self._error_bytes(502, "Bad Gateway", f"the custom server is not answering on port {self.server_port}: {exc}"))
             return _client_keeps_alive(head) and small
 
-    async def _skip_body(self, head: Head, reader: asyncio.StreamReader) -> None:
-        if head.has_body():
-            await http1.copy_body(head, reader, _Discard())  # type: ignore[arg-type]
+    async def _refuse_too_large(self, head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """413 for a body whose length is over the limit, before any of it is read."""
+        if head.expect_continue:
+            # The client waits for our word before sending the body: it never comes.
+            writer.write(self._too_large_bytes(close=True))
+            return False
+        keep_alive = _client_keeps_alive(head)
+        writer.write(self._too_large_bytes(close=not keep_alive))
+        # Read and dropped, not left unread: closing on unread bytes resets the connection,
+        # and the client may lose the 413 with it.
+        await http1.discard_body(head, reader)
+        return keep_alive
 
     # ------------------------------------------------------------------ upstream
 
@@ -126,12 +141,20 @@ class Proxy:
             try:
                 up_writer.write(request)
                 if body_reader is not None:
-                    await http1.copy_body(head, body_reader, up_writer)
+                    await http1.copy_body(head, body_reader, up_writer, limit=self.max_request_bytes)
                 response = await http1.read_head(up_reader)
                 while response is not None and 100 <= response.status < 200 and response.status != 101:
                     response = await http1.read_head(up_reader)  # interim answers: ours was sent
                 if response is None:
                     raise ConnectionResetError("closed the connection without answering")
+            except BodyTooLarge as exc:
+                # Part of the body went on already: the custom server loses the connection
+                # (an aborted request), the client gets the 413 once the rest is read.
+                up_writer.close()
+                keep_alive = _client_keeps_alive(head)
+                writer.write(self._too_large_bytes(close=not keep_alive))
+                await http1.discard_chunked_rest(exc.rest, body_reader)
+                return keep_alive
             except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
                 up_writer.close()
                 if reused and body_reader is None and attempt == 0:
@@ -205,6 +228,9 @@ class Proxy:
         lines = [b"HTTP/1.1 200 OK", b"content-type: application/json", b"content-length: " + str(len(payload)).encode()]
         return http1.CRLF.join(lines + self._replica_header) + http1.HEAD_END + payload
 
+    def _too_large_bytes(self, close: bool) -> bytes:
+        return self._error_bytes(413, "Content Too Large", too_large(self.max_request_bytes).message, close=close)
+
     def _error_bytes(self, status: int, reason: str, message: str, close: bool = False) -> bytes:
         return http1.json_response(status, reason, {"error": message}, self._replica_header, close=close)
 
@@ -231,14 +257,6 @@ class Proxy:
             return True
         except asyncio.TimeoutError:
             return False
-
-
-class _Discard:
-    def write(self, data: bytes) -> None:
-        pass
-
-    async def drain(self) -> None:
-        pass
 
 
 async def _pipe(source: asyncio.StreamReader, destination: asyncio.StreamWriter) -> None:

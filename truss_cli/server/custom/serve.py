@@ -4,6 +4,9 @@ endpoint answers, serve until SIGTERM, drain, stop it.
 Phases as the model server reports them: starting, loading (listening, the custom server
 starting up), ready (its readiness endpoint answered 2xx), failed (it exited: the summary
 names its exit code and last log line, the status keeps its last lines), stopping.
+
+Before the custom server starts, its declared secrets are written out as files
+(`secret_files.py`); its environment carries none of them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from truss_cli.server.custom.child import CustomServerProcess, exit_description
 from truss_cli.server.custom.options import CustomServerOptions
 from truss_cli.server.custom.proxy import UPSTREAM_HOST, Proxy
 from truss_cli.server.custom.routes import RouteMap
+from truss_cli.server.custom.secret_files import SecretFiles, SecretsUnavailable, write_secret_files
+from truss_cli.server.request_body import max_request_bytes
 from truss_cli.server.reporter import StatusReporter
 from truss_cli.server.status import FAILED, LOADING, READY, STOPPING
 
@@ -34,8 +39,11 @@ CHILD_GRACE_SECONDS = protocol.STOP_GRACE_SECONDS - protocol.DRAIN_SECONDS - 2
 # down to one a second, so a server loading for minutes does not log ten polls a second.
 _FIRST_POLL_SECONDS = 0.05
 _LAST_POLL_SECONDS = 1.0
-# Ours, not the custom server's: it gets the caller's environment without them.
-_REPLICA_ONLY = (protocol.STATUS_FILE_ENV, protocol.REPLICA_ID_ENV, protocol.STAY_UP_ON_LOAD_FAILURE_ENV)
+# Ours, not the custom server's: it gets the caller's environment without them. Secrets reach
+# it as files only (TRUSS_SECRETS_DIR then names the directory of those files).
+_REPLICA_ONLY = (
+    protocol.STATUS_FILE_ENV, protocol.REPLICA_ID_ENV, protocol.STAY_UP_ON_LOAD_FAILURE_ENV, protocol.SECRETS_DIR_ENV,
+)
 
 
 def serve(
@@ -44,11 +52,16 @@ def serve(
     port: int,
     *,
     environ: Mapping[str, str],
+    secrets_path: Optional[Path] = None,
     status_file: Optional[Path] = None,
     replica_id: Optional[str] = None,
     stay_up_on_load_failure: bool = False,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; the process exit code."""
+    """Serve until SIGTERM/SIGINT; the process exit code.
+
+    `secrets_path`: where the custom server's secret files go (None: a private temporary
+    directory). `environ` holds the secrets' values (TRUSS_SECRETS_DIR, TRUSS_SECRET_<name>).
+    """
     _configure_logging()
     reporter = StatusReporter(status_file, replica_id)
     try:
@@ -57,18 +70,28 @@ def serve(
         print(f"error: cannot write the status file {status_file}: {exc.strerror or exc}", file=sys.stderr)
         return protocol.EXIT_BAD_CONFIG
     problem = options.problem()
+    try:
+        # The same limit, read the same way, as the model server's (413 with the same body).
+        limit = max_request_bytes(environ)
+    except ValueError as exc:
+        problem = problem or str(exc)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         reporter.enter(FAILED, summary=f"invalid options: {problem}")
         return protocol.EXIT_BAD_CONFIG
-    replica = _Replica(options, reporter, replica_id, stay_up_on_load_failure, child_environment(environ))
-    return asyncio.run(replica.run(host, port))
+    replica = _Replica(options, reporter, replica_id, stay_up_on_load_failure, environ, limit)
+    return asyncio.run(replica.run(host, port, secrets_path))
 
 
 def child_environment(environ: Mapping[str, str]) -> Dict[str, str]:
-    """The custom server's environment: ours, without the replica's own settings and without
-    this bundle on PYTHONPATH (the custom server's Python must not see our modules)."""
-    env = {key: value for key, value in environ.items() if key not in _REPLICA_ONLY}
+    """The custom server's environment: ours, without the replica's own settings, without any
+    secret (it gets them as files) and without this bundle on PYTHONPATH (the custom server's
+    Python must not see our modules)."""
+    env = {
+        key: value
+        for key, value in environ.items()
+        if key not in _REPLICA_ONLY and not key.startswith(protocol.SECRET_ENV_PREFIX)
+    }
     bundle = os.path.dirname(os.path.dirname(os.path.abspath(truss_cli.__file__)))
     if "PYTHONPATH" in env:
         kept = [entry for entry in env["PYTHONPATH"].split(os.pathsep) if entry and os.path.abspath(entry) != bundle]
@@ -86,15 +109,39 @@ class _Replica:
         reporter: StatusReporter,
         replica_id: Optional[str],
         stay_up: bool,
-        child_env: Dict[str, str],
+        environ: Mapping[str, str],
+        max_request_bytes: int,
     ) -> None:
         self.options = options
         self.reporter = reporter
         self.stay_up = stay_up
-        self.proxy = Proxy(RouteMap(options), options.server_port, replica_id, lambda: reporter.current)
-        self.child = CustomServerProcess(options.start_command, child_env)
+        self.environ = environ
+        self.proxy = Proxy(RouteMap(options), options.server_port, replica_id, lambda: reporter.current, max_request_bytes)
+        self.child = CustomServerProcess(options.start_command, child_environment(environ))
 
-    async def run(self, host: str, port: int) -> int:
+    async def run(self, host: str, port: int, secrets_path: Optional[Path] = None) -> int:
+        secrets: Optional[SecretFiles] = None
+        if self.options.secrets:
+            try:
+                secrets = self._write_secrets(secrets_path)
+            except SecretsUnavailable as exc:
+                return self._fail(str(exc))
+        try:
+            return await self._run(host, port)
+        finally:
+            if secrets is not None:
+                secrets.remove()
+
+    def _write_secrets(self, secrets_path: Optional[Path]) -> SecretFiles:
+        files = write_secret_files(self.options.secrets, self.environ, secrets_path)
+        self.child.environ[protocol.SECRETS_DIR_ENV] = str(files.directory)
+        given = sorted(files.written + files.found)
+        logger.info("Secrets for the custom server: %s in %s", ", ".join(given) or "none", files.directory)
+        for reason in files.missing.values():
+            logger.warning("The custom server gets no file for a declared secret: %s", reason)
+        return files
+
+    async def _run(self, host: str, port: int) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
