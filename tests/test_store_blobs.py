@@ -79,18 +79,16 @@ def _age(path: Path, seconds: float) -> None:
     os.utime(path, (past, past))
 
 
-def test_the_sweep_keeps_referenced_and_recent_blobs(store: Store):
-    model = store.models.create("hello")
+def test_the_sweep_keeps_the_blobs_it_is_told_to_and_recent_ones(store: Store):
     kept, dropped, fresh = (_digest(x) for x in (b"kept", b"dropped", b"fresh"))
     for data in (b"kept", b"dropped", b"fresh"):
         store.blobs.write([data], _digest(data))
-    store.deployments.create(model.id, config={}, archive_sha256=kept)
     _age(store.blobs.path(kept), 7200)
     _age(store.blobs.path(dropped), 7200)
     leftover = store.blobs.root / "tmp" / "abandoned.part"
     leftover.write_bytes(b"half")
     _age(leftover, 7200)
-    assert store.sweep_blobs(grace_seconds=3600) == [dropped]
+    assert store.blobs.sweep({kept}, grace_seconds=3600) == [dropped]
     assert store.blobs.has(kept) and store.blobs.has(fresh) and not store.blobs.has(dropped)
     assert not leftover.exists()
 
@@ -102,5 +100,5 @@ def test_a_blob_the_client_was_told_it_has_survives_the_next_sweep(store: Store)
     store.blobs.write([b"old archive"], old)
     _age(store.blobs.path(old), 7200)
     assert store.blobs.missing([old]) == []
-    assert store.sweep_blobs(grace_seconds=3600) == []
+    assert store.blobs.sweep(set(), grace_seconds=3600) == []
     assert store.blobs.has(old)
