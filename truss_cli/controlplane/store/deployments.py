@@ -65,8 +65,9 @@ class Deployments:
         status: str = states.BUILDING,
         version_bump: str = versions.MINOR,
     ) -> Deployment:
-        """A new deployment of `model_id`, named `name` or the next `deployment-N` (the
-        development deployment is always `development`), versioned as a `version_bump` of the
+        """A new deployment of `model_id`, named `name` or the next `deployment-N` (N never
+        repeats, deleted deployments included; the development deployment is always
+        `development`), versioned as a `version_bump` of the
         model's highest version so far (0.1.0 first; none for the development one).
 
         The first deployment of a model (other than a development one) becomes production.
@@ -89,7 +90,8 @@ class Deployments:
         try:
             with write_transaction(self._engine) as db:
                 model = db.execute(
-                    sa.select(models.c.id, models.c.last_version).where(models.c.id == model_id).with_for_update()
+                    sa.select(models.c.id, models.c.last_version, models.c.last_ordinal)
+                    .where(models.c.id == model_id).with_for_update()
                 ).first()
                 if model is None:
                     raise NotFound("model", model_id, db.execute(sa.select(models.c.id)).scalars())
@@ -101,7 +103,8 @@ class Deployments:
                         )
                     )
                 }
-                ordinal = max((row.ordinal for row in taken.values()), default=0) + 1
+                # Deleted deployments' numbers included: a name never means two deployments.
+                ordinal = max([model.last_ordinal or 0, *(row.ordinal for row in taken.values())]) + 1
                 if is_development and any(row.is_development for row in taken.values()):
                     raise Conflict(f"model {model_id} has a development deployment", hint="patch it instead")
                 if name is None:
@@ -112,6 +115,7 @@ class Deployments:
                 elif name in taken:
                     raise Conflict(f"model {model_id} has a deployment named {name!r}", hint="choose another name",
                                    code="NAME_TAKEN")
+                db.execute(models.update().where(models.c.id == model_id).values(last_ordinal=ordinal))
                 version = None
                 if not is_development:
                     version = versions.next_version(model.last_version, version_bump)
@@ -267,6 +271,9 @@ class Deployments:
         Returns it and whether anything changed (an active one is left as it is)."""
         with write_transaction(self._engine) as db:
             row = self._locked(db, deployment_id)
+            if row.status in _FAILED:
+                raise Conflict(f"deployment {row.name} ({row.id}) failed ({row.status})",
+                               hint="build it again: truss deployments retry", code="NOT_ACTIVATABLE")
             if row.desired_state == states.DESIRED_ACTIVE:
                 return to_record(Deployment, row), False
             if row.status != states.INACTIVE:

@@ -42,7 +42,8 @@ class Models:
         try:
             with write_transaction(self._engine) as db:
                 db.execute(t.insert().values(id=model.id, name=model.name, created_at=model.created_at,
-                                             description="", readme=readme, last_version=None))
+                                             description="", readme=readme, last_version=None,
+                                             last_ordinal=0))
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"a model named {name!r} exists", hint="push a new deployment of it instead") from exc
         return model

@@ -21,6 +21,7 @@ class Model:
     description: str = ""
     readme: str = ""
     last_version: str | None = None
+    last_ordinal: int = 0
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ models = sa.Table(
     # The highest version any of its deployments took, deleted ones included, so a version is
     # never handed out twice.
     sa.Column("last_version", sa.String(32), nullable=True),
+    # The highest deployment ordinal it handed out, so deployment-N names never repeat either.
+    sa.Column("last_ordinal", sa.Integer, nullable=False, server_default="0"),
 )
 
 deployments = sa.Table(

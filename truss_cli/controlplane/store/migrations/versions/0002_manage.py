@@ -20,6 +20,7 @@ def upgrade() -> None:
     op.add_column("models", sa.Column("description", sa.Text(), nullable=False, server_default=""))
     op.add_column("models", sa.Column("readme", sa.Text(), nullable=False, server_default=""))
     op.add_column("models", sa.Column("last_version", sa.String(32), nullable=True))
+    op.add_column("models", sa.Column("last_ordinal", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("deployments", sa.Column("version", sa.String(32), nullable=True))
     op.create_table(
         "usage",
@@ -39,9 +40,9 @@ def upgrade() -> None:
 
 def _number_existing_deployments() -> None:
     """Deployments published before versions existed get 0.1.0, 0.2.0, ... in push order,
-    so the next push continues from the highest."""
+    so the next push continues from the highest; each model remembers its highest ordinal."""
     db = op.get_bind()
-    models = sa.table("models", sa.column("id"), sa.column("last_version"))
+    models = sa.table("models", sa.column("id"), sa.column("last_version"), sa.column("last_ordinal"))
     deployments = sa.table(
         "deployments", sa.column("id"), sa.column("model_id"), sa.column("ordinal"),
         sa.column("is_development"), sa.column("version"),
@@ -58,6 +59,11 @@ def _number_existing_deployments() -> None:
         db.execute(deployments.update().where(deployments.c.id == row.id).values(version=version))
     for model_id, count in counts.items():
         db.execute(models.update().where(models.c.id == model_id).values(last_version=f"0.{count}.0"))
+    highest = db.execute(
+        sa.select(deployments.c.model_id, sa.func.max(deployments.c.ordinal)).group_by(deployments.c.model_id)
+    ).all()
+    for model_id, ordinal in highest:
+        db.execute(models.update().where(models.c.id == model_id).values(last_ordinal=ordinal))
 
 
 def downgrade() -> None:
@@ -66,6 +72,7 @@ def downgrade() -> None:
     with op.batch_alter_table("deployments") as batch:
         batch.drop_column("version")
     with op.batch_alter_table("models") as batch:
+        batch.drop_column("last_ordinal")
         batch.drop_column("last_version")
         batch.drop_column("readme")
         batch.drop_column("description")
