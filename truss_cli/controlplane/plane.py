@@ -12,16 +12,20 @@ from dataclasses import dataclass
 from truss_cli import __version__
 from truss_cli.controlplane.auth import GatewayAuthorizer
 from truss_cli.controlplane.builds import BuildWorkers
-from truss_cli.controlplane.gateway import Gateway, RoutingTable
+from truss_cli.controlplane.gateway import Gateway, GatewayMetrics, RoutingTable
 from truss_cli.controlplane.reconciler import Reconciler
+from truss_cli.controlplane.release import Release
 from truss_cli.controlplane.runtimes.base import Runtime
 from truss_cli.controlplane.store import Store, states
-from truss_cli.controlplane.trees import Trees
+from truss_cli.controlplane.trees import SWEEP_GRACE_SECONDS, Trees
 
 
 @dataclass
 class Options:
     build_workers: int = 2
+    # How old an unused tree or blob must be before the sweep deletes it (a push in progress
+    # has touched everything it uses moments ago).
+    sweep_grace_seconds: float = SWEEP_GRACE_SECONDS
 
 
 class ControlPlane:
@@ -33,10 +37,13 @@ class ControlPlane:
         self.trees = Trees(store)
         self.table = RoutingTable()
         self.gateway = Gateway(self.table, GatewayAuthorizer(store))
-        self.reconciler = Reconciler(store, runtime, self.table)
+        self.reconciler = Reconciler(store, runtime, self.table, lambda: served_requests(self.gateway.metrics))
         self.builds = BuildWorkers(store, runtime, self.trees, options.build_workers, self._built)
+        # Frees what a delete removed (replicas, artifacts, trees, blobs); an API worker thread runs it.
+        self.release = Release(store, runtime, self.trees, self.reconciler, options.sweep_grace_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sweep: asyncio.Task[None] | None = None
 
     def _built(self) -> None:  # a build worker's thread
         if self._loop is not None:
@@ -49,6 +56,8 @@ class ControlPlane:
         await asyncio.to_thread(self.reconciler.adopt)
         self.builds.start()
         self._task = asyncio.create_task(self.reconciler.run())
+        # What a crash in the middle of a delete left (the sweep derives it from the rows).
+        self._sweep = asyncio.create_task(asyncio.to_thread(self.release.sweep))
 
     def _queue_unbuilt(self) -> None:
         """A crash between creating a deployment and queueing its build left it BUILDING with
@@ -65,6 +74,8 @@ class ControlPlane:
         if self._task is not None:
             self._task.cancel()
         await asyncio.to_thread(self.builds.stop)
+        self.reconciler.count_requests()
+        await asyncio.to_thread(self.reconciler.flush_usage)
         await self.gateway.aclose()
         self.store.close()
 
@@ -78,3 +89,13 @@ class ControlPlane:
             lines.append(f'truss_controlplane_deployments{{status="{status}"}} {count}')
         lines += ["# TYPE truss_controlplane_replicas gauge", f"truss_controlplane_replicas {len(replicas)}"]
         return "\n".join(lines) + "\n"
+
+
+def served_requests(metrics: GatewayMetrics) -> dict[str, int]:
+    """The requests the gateway took to each deployment since it started, any status. Read on
+    the event loop's thread, which is the one that counts them."""
+    totals: dict[str, int] = {}
+    for (_model, deployment, _status_class), count in metrics.requests.items():
+        if deployment:  # "" is a request refused before a deployment was chosen
+            totals[deployment] = totals.get(deployment, 0) + count
+    return totals
