@@ -7,6 +7,7 @@ app's lifespan, in the order a crash-safe restart needs (requeue, adopt, then re
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from truss_cli import __version__
@@ -16,8 +17,10 @@ from truss_cli.controlplane.gateway import Gateway, GatewayMetrics, RoutingTable
 from truss_cli.controlplane.reconciler import Reconciler
 from truss_cli.controlplane.release import Release
 from truss_cli.controlplane.runtimes.base import Runtime
-from truss_cli.controlplane.store import Store, states
+from truss_cli.controlplane.store import Removed, Store, states
 from truss_cli.controlplane.trees import SWEEP_GRACE_SECONDS, Trees
+
+logger = logging.getLogger("truss.controlplane")
 
 
 @dataclass
@@ -68,6 +71,15 @@ class ControlPlane:
             latest = self.store.builds.latest(deployment.id)
             if latest is None or latest.state in (states.BUILD_SUCCEEDED, states.BUILD_FAILED_STATE):
                 self.store.builds.queue(deployment.id)
+
+    async def forget_and_release(self, removed: Removed) -> None:
+        """After a delete: the gateway forgets the deployments first (their paths answer 404
+        from now on rather than reach a replica that is stopping), then what they held is freed."""
+        try:
+            await self.reconciler.refresh()
+        except Exception:  # the loop's next tick forgets them too; never skip freeing
+            logger.exception("refreshing the routing after a delete failed")
+        await asyncio.to_thread(self.release, removed)
 
     async def stop(self) -> None:
         """Stop building and reconciling; replicas keep running (re-adopted next start)."""

@@ -85,6 +85,7 @@ class Reconciler:
         self._pending: dict[str, list[float]] = {}
         self._names: dict[str, tuple[str, str, str]] = {}  # id -> (model id, model name, name)
         self._requests_seen: dict[str, int] = {}
+        self._live: set[str] = set()  # the deployments the last tick saw
         self._last_tick: Optional[float] = None
         self._last_flush = time.monotonic()
 
@@ -155,6 +156,8 @@ class Reconciler:
                 routing.replicas[deployment.id] = (ready, deployment.status in NOT_YET_ACTIVE)
                 model = models.get(deployment.model_id)
                 self._count(deployment, model.name if model else "", replica_seconds=running * elapsed)
+            with self._usage_lock:
+                self._live = {deployment.id for deployment in deployments}
             for model in models.values():
                 targets: dict[str, list[tuple[str, float]]] = {}
                 for deployment in deployments:
@@ -336,6 +339,8 @@ class Reconciler:
         with self._usage_lock:
             pending, self._pending = self._pending, {}
             names = dict(self._names)
+            # Names of deleted deployments are needed only for their last counts (these).
+            self._names = {i: n for i, n in self._names.items() if i in self._live}
         self._last_flush = time.monotonic()
         accruals = [
             UsageAccrual(deployment_id, *names.get(deployment_id, ("", "", "")), replica_seconds=seconds,

@@ -163,8 +163,7 @@ async def prune_deployments(request: Request, model_ref: str, body: Prune) -> di
 
     removed, kept = await asyncio.to_thread(prune)
     if not body.dry_run:
-        await plane.reconciler.refresh()
-        await asyncio.to_thread(plane.release, removed)
+        await plane.forget_and_release(removed)
     return {"deleted": [{"id": d.id, "name": d.name} for d in removed.deployments],
             "kept": [{"id": d.id, "name": d.name} for d in kept], "dry_run": body.dry_run}
 
@@ -229,6 +228,6 @@ async def delete_deployment(request: Request, model_ref: str, deployment_ref: st
         return deployment.id, plane.reconciler.remove(lambda: plane.store.deployments.delete(deployment.id))
 
     deployment_id, removed = await asyncio.to_thread(delete)
-    await plane.reconciler.refresh()  # its paths answer 404 from now on, before replicas stop
-    await asyncio.to_thread(plane.release, removed)
+    await plane.forget_and_release(removed)
     return {"id": deployment_id, "deleted": True}
+

@@ -81,6 +81,5 @@ async def delete_model(request: Request, model_ref: str) -> dict[str, Any]:
         return model.id, plane.reconciler.remove(lambda: plane.store.models.delete(model.id))
 
     model_id, removed = await asyncio.to_thread(delete)
-    await plane.reconciler.refresh()  # its paths answer 404 from now on, before replicas stop
-    await asyncio.to_thread(plane.release, removed)
+    await plane.forget_and_release(removed)
     return {"id": model_id, "deleted": True}
