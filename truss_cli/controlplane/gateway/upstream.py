@@ -1,11 +1,12 @@
 """The way to a replica: a raw asyncio HTTP/1.1 client over pooled keep-alive connections.
 
-The upstream client decides the gateway's overhead. aiohttp's client cost ~300-450 µs per
-request here, most of it its own machinery (sessions, connectors, a response object with
-cookies and a stream reader) around a request that is one small write and one small read;
-httpx costs more still. This client writes the request head and body in one write, reads
-the head with http1.read_head (the custom server's parser: one HTTP/1.1 parser in the
-repo) and hands the body over whole or as it arrives. Pooling: pool.py.
+The upstream client is a large part of the gateway's overhead. With aiohttp's client the
+gateway spent 445-506 µs of CPU per predict, with this one 258-288 µs (docs/performance.md):
+aiohttp wraps what is one small write and one small read in sessions, connectors and a
+response object with its own stream; httpx costs more still. This client writes the request
+head and body in one write, reads the head with http1.read_head (the custom server's parser:
+one HTTP/1.1 parser in the repo) and hands the body over whole or as it arrives. Pooling:
+pool.py.
 
 Which failures move a request to another replica: only one that happened before the
 request was sent, a connection that could not be made (refused, unreachable, connect
