@@ -4,11 +4,15 @@
     python benchmarks/gateway_overhead.py [--model-dir examples/hello] [--requests 3000] [--seconds 5] [--rounds 3]
 
 One replica (the model server on MODEL_DIR, examples/hello by default) and one gateway in
-front of it (truss_cli.controlplane.gateway.Gateway with a RoutingTable naming that replica,
-run by uvicorn as the control plane will run it). Each round measures the same predicts
-direct to the replica and through the gateway (`/model-hello/production/predict`),
-alternating which goes first, with the raw-socket client of predict_overhead.py (an httpx
-client would cost more CPU than what is measured). Both answers must be the same.
+front of it, as the control plane runs it: truss_cli.controlplane.gateway.Gateway with a
+RoutingTable naming that replica and the control plane's GatewayAuthorizer over a real store
+(SQLite in a temporary directory, one admin key), served by uvicorn with its default HTTP
+implementation (httptools when installed, as it is with truss-cli's dependencies). Each
+round measures the same predicts direct to the replica and through the gateway
+(`/model-hello/production/predict`), alternating which goes first, with the raw-socket client
+of predict_overhead.py (an httpx client would cost more CPU than what is measured). Every
+request carries the `Authorization: Api-Key` header (the replica ignores it; the gateway
+checks it and strips it). Both answers must be the same.
 
 Pinning: the replica on CPU 0 and the client on CPU 1 (with 2+ CPUs); the gateway is not
 pinned (on a 2-CPU machine it shares a CPU with one of them, as it would share a machine).
@@ -34,22 +38,46 @@ GATEWAY_PATH = "/model-hello/production/predict"
 
 GATEWAY_SCRIPT = '''
 import sys
+from pathlib import Path
 
 import uvicorn
 
+from truss_cli.controlplane.auth import GatewayAuthorizer
 from truss_cli.controlplane.gateway import Gateway, Replica, RoutingTable
+from truss_cli.controlplane.store import Store
 
+store = Store.open(Path(sys.argv[4]))
 table = RoutingTable()
 table.set_model("hello", {"production": [("d1", 1.0)]})
 table.set_replicas("d1", [Replica("r1", sys.argv[3])])
-uvicorn.run(Gateway(table), host=sys.argv[1], port=int(sys.argv[2]), loop="asyncio", lifespan="on",
-            access_log=False, log_level="warning")
+uvicorn.run(Gateway(table, GatewayAuthorizer(store)), host=sys.argv[1], port=int(sys.argv[2]), loop="asyncio",
+            lifespan="on", access_log=False, log_level="warning")
 '''
 
 
 def with_path(path: str):
     """predict_overhead's client, sending to `path` (the module reads its PATH global)."""
     po.PATH = path
+
+
+def admin_key(data_dir: Path) -> str:
+    """A new admin key in the control plane store at `data_dir` (created), for the gateway to check."""
+    from truss_cli.controlplane.store import Store  # this checkout's (po put REPO_ROOT on sys.path)
+
+    with Store.open(data_dir) as store:
+        return store.api_keys.create("admin").plaintext
+
+
+def with_api_key(key: str) -> None:
+    """predict_overhead's requests, with an Authorization header (the same bytes to both targets)."""
+    plain = po.request_bytes
+
+    def request_bytes(port: int) -> bytes:
+        request = plain(port)
+        end = request.index(b"\r\n") + 2
+        return request[:end] + b"Authorization: Api-Key " + key.encode() + b"\r\n" + request[end:]
+
+    po.request_bytes = request_bytes
 
 
 def main() -> None:
@@ -84,8 +112,10 @@ def main() -> None:
             env, replica_port, work / "replica.log", {0} if pin else None,
         )
         with_path(GATEWAY_PATH)
+        with_api_key(admin_key(work / "controlplane"))
         gateway = po.start(
-            [sys.executable, str(work / "gateway.py"), po.HOST, str(gateway_port), f"http://{po.HOST}:{replica_port}"],
+            [sys.executable, str(work / "gateway.py"), po.HOST, str(gateway_port), f"http://{po.HOST}:{replica_port}",
+             str(work / "controlplane")],
             env, gateway_port, work / "gateway.log", None,
         )
         targets = {"direct": (replica_port, DIRECT_PATH), "gateway": (gateway_port, GATEWAY_PATH)}

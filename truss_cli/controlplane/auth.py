@@ -8,6 +8,8 @@ also scopes an invoke key to the models it names.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import time
 from typing import Optional
 
 from fastapi import Request
@@ -53,18 +55,70 @@ async def require_admin(request: Request) -> ApiKey:
 
 
 class GatewayAuthorizer:
-    """Admin keys may call any model; invoke keys only the models they name (all if none)."""
+    """Admin keys may call any model; invoke keys only the models they name (all if none).
+
+    Runs on every prediction, so a key that authenticated is remembered for CACHE_SECONDS
+    (keyed by its sha256, never the token) with the models it was found allowed or refused:
+    a cached request costs a hash and a dict lookup instead of a thread hop and a database
+    read. A revocation through the store clears the cache at once (`api_keys.revocations`);
+    the time limit covers changes the store object does not see (another process writing
+    the same database). Unknown keys are not cached: they could fill the memory.
+    """
+
+    CACHE_SECONDS = 10.0
+    _MAX_ENTRIES = 10_000
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._cache: dict[bytes, _Known] = {}
+        self._revocations = store.api_keys.revocations
 
     async def __call__(self, authorization: Optional[str], model_id: str) -> Optional[Denial]:
-        key = await asyncio.to_thread(authenticate, self.store, authorization)
-        if key is None:
+        token = token_of(authorization)
+        if token is None:
             return Denial(401, "missing or unknown API key")
+        api_keys = self.store.api_keys
+        if api_keys.revocations != self._revocations:
+            self._cache.clear()
+            self._revocations = api_keys.revocations
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        now = time.monotonic()
+        known = self._cache.get(digest)
+        if known is None or known.expires < now:
+            revocations = self._revocations
+            key = await asyncio.to_thread(api_keys.authenticate, token)
+            if key is None:
+                self._cache.pop(digest, None)
+                return Denial(401, "missing or unknown API key")
+            known = _Known(key, now + self.CACHE_SECONDS)
+            if api_keys.revocations == revocations:  # no revocation raced the lookup
+                self._remember(digest, known, now)
+        key = known.key
         if key.is_admin or not key.models:
             return None
-        model = await asyncio.to_thread(self.store.models.find, model_id)
-        if model is None or not key.may_invoke(model.name):
-            return Denial(403, "this API key may not call this model")
-        return None
+        allowed = known.models.get(model_id)
+        if allowed is None:
+            model = await asyncio.to_thread(self.store.models.find, model_id)
+            allowed = model is not None and key.may_invoke(model.name)
+            if len(known.models) < self._MAX_ENTRIES:  # ids come from URLs: bound what a caller can make us keep
+                known.models[model_id] = allowed
+        return None if allowed else Denial(403, "this API key may not call this model")
+
+    def _remember(self, digest: bytes, known: "_Known", now: float) -> None:
+        if len(self._cache) >= self._MAX_ENTRIES:
+            for stale in [d for d, k in self._cache.items() if k.expires < now]:
+                del self._cache[stale]
+            if len(self._cache) >= self._MAX_ENTRIES:
+                self._cache.clear()
+        self._cache[digest] = known
+
+
+class _Known:
+    """A key that authenticated, until `expires`, with what was decided per model id."""
+
+    __slots__ = ("key", "expires", "models")
+
+    def __init__(self, key: ApiKey, expires: float) -> None:
+        self.key = key
+        self.expires = expires
+        self.models: dict[str, bool] = {}

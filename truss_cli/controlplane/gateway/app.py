@@ -13,8 +13,6 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, MutableMapping, Optional, Union
 
-import aiohttp
-
 from truss_cli.controlplane.gateway import body as request_body
 from truss_cli.controlplane.gateway import paths
 from truss_cli.controlplane.gateway.balancer import Balancer
@@ -30,8 +28,9 @@ from truss_cli.controlplane.gateway.routes import (
     Route,
     UnknownTarget,
 )
+from truss_cli.controlplane.gateway.headers import request_headers
+from truss_cli.controlplane.gateway.upstream import ConnectFailed, Upstream, UpstreamBroken, UpstreamResponse, request_target
 from truss_cli.controlplane.gateway.websocket import relay_websocket
-from truss_cli.controlplane.gateway.upstream import ConnectFailed, Upstream, UpstreamBroken, request_headers, response_headers
 from truss_cli.server.protocol import DEFAULT_MAX_REQUEST_BYTES, REPLICA_ID_HEADER
 
 Scope = MutableMapping[str, Any]
@@ -189,10 +188,9 @@ class _Exchange:
             self.status = 499
             return
         headers = request_headers(self.scope["headers"], self.scope.get("client"))
-        query = self.scope.get("query_string", b"")
-        suffix = parsed.upstream_path + ("?" + query.decode("latin-1") if query else "")
+        target = request_target(parsed.upstream_path, self.scope.get("query_string", b""))
         failed: set[str] = set()
-        balancer, metrics = gateway.balancer, gateway.metrics
+        balancer, metrics, upstream = gateway.balancer, gateway.metrics, gateway.upstream
         while True:
             picked = balancer.pick(self.route.deployments, failed)
             if picked is None:
@@ -207,7 +205,7 @@ class _Exchange:
             try:
                 body = whole if streamed is None else streamed.chunks()
                 try:
-                    response = await gateway.upstream.send(replica.url + suffix, method, headers, body)
+                    response = await upstream.send(replica.url, target, method, headers, body, self.length)
                 except ConnectFailed as exc:
                     metrics.error(key, "connect")
                     if streamed is not None and streamed.started:
@@ -217,11 +215,14 @@ class _Exchange:
                     failed.add(replica.url)
                     continue
                 except UpstreamBroken as exc:
-                    if streamed is not None and streamed.too_large:
-                        self.status = await send_error(self.send, 413, "PAYLOAD_TOO_LARGE", _too_large(limit))
-                        return
                     metrics.error(key, "upstream")
                     self.status = await send_error(self.send, 502, "REPLICA_FAILED", f"replica {replica.id}: {exc}")
+                    return
+                except request_body.TooLarge:
+                    self.status = await send_error(self.send, 413, "PAYLOAD_TOO_LARGE", _too_large(limit))
+                    return
+                except request_body.ClientGone:
+                    self.status = 499
                     return
                 try:
                     await self._relay(response, replica, key, request_done=streamed is None or streamed.finished)
@@ -232,9 +233,12 @@ class _Exchange:
                 metrics.in_flight[key] -= 1
                 balancer.finished(replica)
 
-    async def _relay(self, response: aiohttp.ClientResponse, replica: Replica, key: tuple[str, str], request_done: bool) -> None:
-        headers = response_headers(response.raw_headers)
-        if not any(name == _REPLICA_ID for name, _ in headers):
+    async def _relay(self, response: UpstreamResponse, replica: Replica, key: tuple[str, str], request_done: bool) -> None:
+        headers = response.headers
+        for name, _ in headers:
+            if name == _REPLICA_ID:
+                break
+        else:
             headers.append((_REPLICA_ID, replica.id.encode()))
         self.status = status = response.status
         send = self.send
@@ -242,7 +246,7 @@ class _Exchange:
         if length is not None and length <= request_body.BUFFER_BYTES:
             try:
                 data = await response.read()
-            except (aiohttp.ClientError, OSError) as exc:
+            except UpstreamBroken as exc:
                 self.gateway.metrics.error(key, "upstream")
                 self.status = await send_error(send, 502, "REPLICA_FAILED", f"replica {replica.id}: {exc}")
                 return
@@ -252,22 +256,31 @@ class _Exchange:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         # uvicorn drops sends to a client that left without telling; watch for the disconnect
         # so a stream nobody reads stops at the replica too (an LLM stops generating).
-        gone = asyncio.ensure_future(self.receive()) if request_done else None
+        gone = asyncio.ensure_future(_disconnected(self.receive)) if request_done else None
+        chunks = response.chunks()
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if gone is not None and gone.done():
                     self.status = 499
                     return
-        except (aiohttp.ClientError, OSError) as exc:
+        except UpstreamBroken as exc:
             # The status line is out: cut the response off so the client sees a broken stream.
             self.gateway.metrics.error(key, "upstream_mid_response")
             logger.warning("Replica %s broke off its response: %s", replica.id, exc)
             return
         finally:
+            await chunks.aclose()
             if gone is not None and not gone.done():
                 gone.cancel()
         await send({"type": "http.response.body", "body": b""})
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone. A request without a body (a GET) was never read, so
+    its empty `http.request` comes first."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _header(headers: list, name: bytes) -> Optional[bytes]:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, MutableMapping
 
-import aiohttp
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from truss_cli.controlplane.gateway.upstream import request_target
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -19,6 +22,11 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _GOING_AWAY = 1001
 _INTERNAL_ERROR = 1011
 _TRY_AGAIN_LATER = 1013
+# Codes that say no close frame was sent (RFC 6455 7.4.1): never sent in one.
+_NOT_SENDABLE = frozenset({1005, 1006, 1015})
+# The replica is trusted; this only bounds the gateway's memory per message (uvicorn's
+# default for what a client may send it).
+_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 async def relay_websocket(gateway: Any, scope: Scope, receive: Receive, send: Send) -> None:
@@ -42,47 +50,57 @@ async def relay_websocket(gateway: Any, scope: Scope, receive: Receive, send: Se
         await send({"type": "websocket.close", "code": _TRY_AGAIN_LATER})
         return
     _, replica = picked
-    session = gateway.upstream.session()
-    url = replica.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + parsed.upstream_path
+    url = replica.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + request_target(parsed.upstream_path, b"")
     try:
-        upstream = await session.ws_connect(url, protocols=scope.get("subprotocols", ()), autoclose=False, autoping=True)
-    except (aiohttp.ClientError, OSError):
+        upstream = await connect(
+            url,
+            subprotocols=scope.get("subprotocols") or None,
+            compression=None,  # messages are relayed decoded: deflate here would cost CPU per message, twice
+            proxy=None,  # replica URLs are the runtime's own, never reached through the environment's proxy
+            open_timeout=gateway.upstream.connect_timeout,
+            ping_interval=None,  # no keepalive of the gateway's own: a client that wants one pings through
+            max_size=_MAX_MESSAGE_BYTES,
+        )
+    except (OSError, InvalidHandshake, asyncio.TimeoutError):
         await send({"type": "websocket.close", "code": _TRY_AGAIN_LATER})
         return
     gateway.balancer.started(replica)
     try:
-        await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
+        await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
         await _pump(upstream, receive, send)
     finally:
         gateway.balancer.finished(replica)
         await upstream.close()
 
 
-async def _pump(upstream: aiohttp.ClientWebSocketResponse, receive: Receive, send: Send) -> None:
+async def _pump(upstream: ClientConnection, receive: Receive, send: Send) -> None:
     async def client_to_replica() -> None:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                await upstream.close(code=message.get("code", 1000))
+                code = message.get("code", 1000)
+                await upstream.close(code=_GOING_AWAY if code in _NOT_SENDABLE else code)
                 return
             if message.get("text") is not None:
-                await upstream.send_str(message["text"])
+                await upstream.send(message["text"])
             elif message.get("bytes") is not None:
-                await upstream.send_bytes(message["bytes"])
+                await upstream.send(message["bytes"])
 
     async def replica_to_client() -> None:
-        async for message in upstream:
-            if message.type == aiohttp.WSMsgType.TEXT:
-                await send({"type": "websocket.send", "text": message.data})
-            elif message.type == aiohttp.WSMsgType.BINARY:
-                await send({"type": "websocket.send", "bytes": message.data})
-            elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
-                break
-            elif message.type == aiohttp.WSMsgType.ERROR:
-                await send({"type": "websocket.close", "code": _INTERNAL_ERROR})
-                return
-        code = upstream.close_code or 1000
-        await send({"type": "websocket.close", "code": code, "reason": ""})
+        try:
+            async for message in upstream:
+                if isinstance(message, str):
+                    await send({"type": "websocket.send", "text": message})
+                else:
+                    await send({"type": "websocket.send", "bytes": message})
+        except ConnectionClosed:
+            pass  # closed with an error code, or the connection dropped: its code is below
+        code = upstream.close_code
+        if code is None or code == 1005:
+            code = 1000  # closed without a code
+        elif code in _NOT_SENDABLE:
+            code = _INTERNAL_ERROR  # the replica's connection dropped without a close
+        await send({"type": "websocket.close", "code": code, "reason": upstream.close_reason or ""})
 
     tasks = [asyncio.ensure_future(client_to_replica()), asyncio.ensure_future(replica_to_client())]
     try:

@@ -1,15 +1,18 @@
 """`.../deployments/{ref}/logs`: the build log and the replicas' logs as NDJSON lines.
 
 `follow=true` keeps the stream open: build logs end when the deployment reaches a final
-state, replica logs never (the client closes).
+state (waiting first for a build that has not started), replica logs never (the client
+closes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import datetime, timedelta, timezone
-from typing import AsyncIterator, Optional
+from pathlib import Path
+from typing import AsyncIterator, Callable, Iterator, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -18,7 +21,7 @@ from truss_cli.controlplane.auth import require_admin
 from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.plane import ControlPlane
-from truss_cli.controlplane.runtimes.base import Handle
+from truss_cli.controlplane.runtimes.base import Handle, LogLine
 from truss_cli.controlplane.runtimes.logfile import read_lines
 from truss_cli.controlplane.routes.views import plane_of
 from truss_cli.controlplane.store import states
@@ -27,6 +30,7 @@ router = APIRouter(dependencies=[Depends(require_admin)])
 
 _FINAL = frozenset({states.ACTIVE, states.BUILD_FAILED, states.DEPLOY_FAILED, states.UNHEALTHY, states.INACTIVE})
 _KINDS = ("build", "replica", "all")
+_BUILD_LOG_POLL_SECONDS = 0.2
 
 
 def _since(text: Optional[str]) -> Optional[datetime]:
@@ -61,6 +65,17 @@ async def deployment_logs(
     return StreamingResponse(_stream(plane, deployment.id, start, follow, kind), media_type="application/x-ndjson")
 
 
+def _build_lines(path: Path, since: Optional[datetime], follow: bool, still_building: Callable[[], bool]) -> Iterator[LogLine]:
+    """The build log's lines. Following, a log not written yet is waited for: a deployment
+    queued behind other builds has none until a build worker takes it (`truss push --tail`
+    asks right after creating it); the lines are followed until the deployment is final."""
+    if follow:
+        while not path.exists() and still_building():
+            time.sleep(_BUILD_LOG_POLL_SECONDS)
+    # A build that ended between the two looks above is read to its end all the same.
+    yield from read_lines(path, since, follow, is_alive=still_building)
+
+
 async def _stream(plane: ControlPlane, deployment_id: str, since: Optional[datetime], follow: bool,
                   kind: str) -> AsyncIterator[bytes]:
     queue: asyncio.Queue[Optional[bytes]] = asyncio.Queue(maxsize=1000)
@@ -77,6 +92,8 @@ async def _stream(plane: ControlPlane, deployment_id: str, since: Optional[datet
             asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
 
     def still_building() -> bool:
+        if stop:
+            return False  # nobody reads any more
         try:
             return plane.store.deployments.get_by_id(deployment_id).status not in _FINAL
         except Exception:
@@ -85,8 +102,7 @@ async def _stream(plane: ControlPlane, deployment_id: str, since: Optional[datet
     readers = []
     if kind in ("build", "all"):
         path = build_log_path(plane.store, deployment_id)
-        readers.append(("build", read_lines(path, since, follow, is_alive=still_building) if (path.exists() or follow)
-                        else iter(())))
+        readers.append(("build", _build_lines(path, since, follow, still_building)))
     if kind in ("replica", "all"):
         for row in await asyncio.to_thread(plane.store.replicas.list, deployment_id):
             handle = Handle.from_dict(dict(row.handle))

@@ -40,6 +40,9 @@ def _digest(token: str) -> str:
 class ApiKeys:
     def __init__(self, engine: sa.Engine):
         self._engine = engine
+        # Counts revocations through this object: what an in-memory cache of authenticated
+        # keys (the gateway's, controlplane/auth.py) watches to forget them at once.
+        self.revocations = 0
 
     def create(self, scope: str = states.SCOPE_ADMIN, models: Iterable[str] = (), name: str | None = None) -> NewApiKey:
         """A new key; its plaintext is in the result and nowhere else, ever."""
@@ -91,6 +94,7 @@ class ApiKeys:
             ).first()
         if row is None:
             raise NotFound("API key", prefix, (k.prefix for k in self.list()))
+        self.revocations += 1
         return _record(row)
 
 

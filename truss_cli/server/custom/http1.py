@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import List, Optional, Tuple
+from typing import AsyncIterator, List, Optional, Tuple
 
 HEAD_END = b"\r\n\r\n"
 CRLF = b"\r\n"
@@ -174,10 +174,7 @@ async def _copy_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     total = 0
     while True:
         line = await reader.readuntil(CRLF)
-        try:
-            size = int(line.split(b";", 1)[0], 16)
-        except ValueError:
-            raise BadMessage(f"invalid chunk size line {line[:40]!r}") from None
+        size = chunk_size(line)
         total += size
         if limit is not None and total > limit:
             raise BodyTooLarge(size + 2)
@@ -191,6 +188,37 @@ async def _copy_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
             return
         writer.write(line)
         await _copy_exactly(size + 2, reader, writer)  # the chunk and its CRLF, flushed as one
+
+
+def chunk_size(line: bytes) -> int:
+    """The size a chunk-size line (`1a;name=value CRLF`) announces."""
+    try:
+        size = int(line.split(b";", 1)[0], 16)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise BadMessage(f"invalid chunk size line {line[:40]!r}")
+    return size
+
+
+async def read_chunked(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """The data of a chunked body, piece by piece as it arrives (for a reader that wants the
+    data, not the framing: the gateway hands it to an ASGI server, which frames it again).
+    Trailers are read and dropped."""
+    while True:
+        size = chunk_size(await reader.readuntil(CRLF))
+        if size == 0:
+            while await reader.readuntil(CRLF) != CRLF:
+                pass
+            return
+        while size:
+            data = await reader.read(min(size, _COPY_SIZE))
+            if not data:
+                raise asyncio.IncompleteReadError(b"", size)
+            size -= len(data)
+            yield data
+        if await reader.readexactly(2) != CRLF:
+            raise BadMessage("a chunk does not end in CRLF")
 
 
 def json_response(status: int, reason: str, body: object, extra_headers: List[bytes], close: bool = False) -> bytes:
