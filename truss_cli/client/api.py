@@ -302,7 +302,7 @@ class Api:
             message, code, detail, hint = f"{status} {response.reason_phrase}: {text}".rstrip(": "), None, None, None
         if status == 404 and detail:
             known = describe_detail(detail)
-            if known:
+            if known and known not in message:  # a string detail is in the message already
                 message = f"{message} ({known})"
         if status == 401 and hint is None:
             hint = "the remote does not know this API key: `truss remote add NAME URL --api-key KEY --replace`"
