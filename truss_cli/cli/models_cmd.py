@@ -90,20 +90,22 @@ def _print_summary(model: dict[str, Any]) -> None:
 def _print_invocation(model: dict[str, Any]) -> None:
     """Code to paste: printed unwrapped and unindented, so a copied snippet runs as it is."""
     invocation = model.get("invocation") or {}
+    if invocation:
+        console.out.print()
     production = invocation.get("production")
     if production:
-        _heading(f"Call the production deployment ({production.get('url')})")
+        _heading("Call the production deployment")
+        _code("URL:", production.get("url"))
         _code("Python:", production.get("python"))
         _code("cURL:", production.get("curl"))
     others = invocation.get("deployments") or []
     if others:
-        _heading("Call a specific deployment (the Python snippet differs only in the URL)")
+        _heading("Call one deployment (the Python snippet differs only in the URL)")
         for item in others:
             _code(f"{describe(item)}:", item.get("curl"))
 
 
 def _heading(text: str) -> None:
-    console.out.print()
     console.out.print(Text(text, style="bold"), soft_wrap=True)
 
 
@@ -112,6 +114,7 @@ def _code(label: str, code: Optional[str]) -> None:
         return
     console.out.print(Text(label, style="dim"), soft_wrap=True)
     console.out.print(str(code).rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+    console.out.print()
 
 
 @app.command("describe", cls=Command)
