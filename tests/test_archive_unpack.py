@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from truss_cli.archive.blobs import BlobDirectory
 from truss_cli.archive.format import ArchiveError, Limits
 from truss_cli.archive.pack import plan_pack, write_archive
 from truss_cli.archive.unpack import unpack_archive
+from truss_cli.controlplane.store import BlobStore, StoreError
 from truss_cli.sync.manifest import FILE_MODE, Entry, Manifest, link_entry
 
 
@@ -59,16 +59,27 @@ def test_a_packed_tree_unpacks_to_the_same_files_modes_and_links(tmp_path: Path)
     assert os.listdir(tmp_path / "out") == ["tree"]  # no staging directory left behind
 
 
+def keep_contents(blobs: BlobStore, root: Path, manifest) -> int:
+    """Store the contents of an unpacked tree not stored yet (as the control plane does)."""
+    added = 0
+    for path, entry in sorted(manifest.items()):
+        if not blobs.has(entry.sha256):
+            with open(root / path, "rb") as content:
+                blobs.write(content, entry.sha256)
+            added += 1
+    return added
+
+
 def test_a_partial_archive_is_completed_from_stored_blobs(tmp_path: Path) -> None:
     source = write(tmp_path / "src", {"config.yaml": "v1", "data/big.txt": "big", "data/copy.txt": "big"})
-    blobs = BlobDirectory(tmp_path / "blobs")
+    blobs = BlobStore(tmp_path / "blobs")
     plan = plan_pack(source)
-    assert blobs.lacking(plan.digests()) == plan.digests()
-    first = unpack_archive(packed(source, blobs.lacking(plan.digests())), tmp_path / "t1", blobs=blobs.find)
-    assert blobs.add_tree(tmp_path / "t1", first) == 2  # two contents, three files
-    assert blobs.lacking(plan.digests()) == []
+    assert blobs.missing(plan.digests()) == plan.digests()
+    first = unpack_archive(packed(source, blobs.missing(plan.digests())), tmp_path / "t1", blobs=blobs.find)
+    assert keep_contents(blobs, tmp_path / "t1", first) == 2  # two contents, three files
+    assert blobs.missing(plan.digests()) == []
     write(source, {"config.yaml": "v2"})
-    lacking = blobs.lacking(plan_pack(source).digests())
+    lacking = blobs.missing(plan_pack(source).digests())
     assert lacking == [hashlib.sha256(b"v2").hexdigest()]
     second = unpack_archive(packed(source, lacking), tmp_path / "t2", blobs=blobs.find)
     assert tree(tmp_path / "t2") == {"config.yaml": "v2", "data/big.txt": "big", "data/copy.txt": "big"}
@@ -79,7 +90,7 @@ def test_a_partial_archive_without_the_blobs_is_refused_naming_what_is_missing(t
     source = write(tmp_path / "src", {"config.yaml": "v1", "data/big.txt": "big"})
     big = hashlib.sha256(b"v1").hexdigest()
     with pytest.raises(ArchiveError, match="1 files of the manifest are neither in it nor stored: data/big.txt"):
-        unpack_archive(packed(source, [big]), tmp_path / "out", blobs=BlobDirectory(tmp_path / "blobs").find)
+        unpack_archive(packed(source, [big]), tmp_path / "out", blobs=BlobStore(tmp_path / "blobs").find)
     assert sorted(os.listdir(tmp_path)) == ["src"]
 
 
@@ -214,5 +225,5 @@ def test_bytes_that_are_not_an_archive_are_named_as_such(tmp_path: Path) -> None
 
 
 def test_blob_digests_from_the_network_are_checked(tmp_path: Path) -> None:
-    with pytest.raises(ArchiveError, match="'../../etc': not a sha256 digest"):
-        BlobDirectory(tmp_path).lacking(["../../etc"])
+    with pytest.raises(StoreError, match="not a sha256 digest .*'../../etc'"):
+        BlobStore(tmp_path).missing(["../../etc"])

@@ -1,4 +1,5 @@
-"""Content-addressed archives: verified while streaming in, published whole, swept when unused."""
+"""Content-addressed blobs: verified while streaming in, published whole, swept when no kept
+tree needs them (and only after a grace period)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from store_support import backend, database_url, store  # noqa: F401 (fixtures)
+from truss_cli.archive.pack import plan_pack, write_archive
 from truss_cli.controlplane.store import BlobStore, DigestMismatch, NotFound, Store, StoreError, TooLarge
+from truss_cli.controlplane.trees import Trees
 
 
 def _digest(data: bytes) -> str:
@@ -79,18 +82,16 @@ def _age(path: Path, seconds: float) -> None:
     os.utime(path, (past, past))
 
 
-def test_the_sweep_keeps_referenced_and_recent_blobs(store: Store):
-    model = store.models.create("hello")
+def test_the_sweep_keeps_the_blobs_it_is_told_to_and_recent_ones(store: Store):
     kept, dropped, fresh = (_digest(x) for x in (b"kept", b"dropped", b"fresh"))
     for data in (b"kept", b"dropped", b"fresh"):
         store.blobs.write([data], _digest(data))
-    store.deployments.create(model.id, config={}, archive_sha256=kept)
     _age(store.blobs.path(kept), 7200)
     _age(store.blobs.path(dropped), 7200)
     leftover = store.blobs.root / "tmp" / "abandoned.part"
     leftover.write_bytes(b"half")
     _age(leftover, 7200)
-    assert store.sweep_blobs(grace_seconds=3600) == [dropped]
+    assert store.blobs.sweep({kept}, grace_seconds=3600) == [dropped]
     assert store.blobs.has(kept) and store.blobs.has(fresh) and not store.blobs.has(dropped)
     assert not leftover.exists()
 
@@ -102,5 +103,75 @@ def test_a_blob_the_client_was_told_it_has_survives_the_next_sweep(store: Store)
     store.blobs.write([b"old archive"], old)
     _age(store.blobs.path(old), 7200)
     assert store.blobs.missing([old]) == []
-    assert store.sweep_blobs(grace_seconds=3600) == []
+    assert store.blobs.sweep(set(), grace_seconds=3600) == []
     assert store.blobs.has(old)
+
+
+# -- the one sweep: trees and blobs nothing uses (controlplane/trees.py) ---------------------
+
+def _received(trees: Trees, source: Path, tmp_path: Path) -> str:
+    """Pack `source` whole and receive it as the control plane does; its tree hash."""
+    archive = tmp_path / f"{source.name}.tar.gz"
+    with open(archive, "wb") as f:
+        write_archive(plan_pack(source), f)
+    return trees.receive(archive).tree_hash
+
+
+def _model(root: Path, files: dict[str, str]) -> Path:
+    for relative, content in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(content)
+    return root
+
+
+def _age_all(*roots: Path) -> None:
+    for root in roots:
+        for path in root.rglob("*"):
+            _age(path, 7200)
+
+
+def _tree_digests(trees: Trees, tree_hash: str) -> set[str]:
+    manifest = trees.manifest(tree_hash)
+    assert manifest is not None
+    index = trees.index / f"{tree_hash}.json"
+    return {index.read_text().strip(), *(entry.sha256 for entry in manifest.values())}
+
+
+def test_the_sweep_keeps_every_blob_a_deployed_tree_needs_and_frees_the_rest(store: Store, tmp_path: Path):
+    trees = Trees(store)
+    used = _received(trees, _model(tmp_path / "used", {"config.yaml": "a: 1\n", "shared.txt": "both"}), tmp_path)
+    unused = _received(trees, _model(tmp_path / "unused", {"config.yaml": "b: 2\n", "shared.txt": "both"}), tmp_path)
+    model = store.models.create("hello")
+    store.deployments.create(model.id, config={}, archive_sha256=used)
+    _age_all(store.blobs.root, trees.index)
+
+    removed = set(trees.sweep(grace_seconds=3600))
+
+    needed = _tree_digests(trees, used)
+    assert all(store.blobs.has(digest) for digest in needed)  # the shared content too
+    assert removed and removed.isdisjoint(needed)
+    assert set(store.blobs.digests()) == needed
+    assert trees.manifest(unused) is None and not (trees.root / unused).exists()
+    assert (trees.root / used).is_dir()
+
+
+def test_a_tree_being_pushed_or_deployed_survives_the_sweep(store: Store, tmp_path: Path):
+    trees = Trees(store)
+    source = _model(tmp_path / "m", {"config.yaml": "a: 1\n", "model.py": "x = 1\n"})
+    tree_hash = _received(trees, source, tmp_path)
+    everything = set(store.blobs.digests())
+    assert trees.sweep(grace_seconds=3600) == []  # uploaded moments ago, not deployed yet
+
+    # An hour later the same directory is pushed again: the client asks which contents the
+    # remote lacks (none) and sends the archive; then creates the deployment.
+    _age_all(store.blobs.root, trees.index)
+    plan = plan_pack(source)
+    assert store.blobs.missing([*plan.digests(), *everything]) == []
+    assert _received(trees, source, tmp_path) == tree_hash
+    assert trees.sweep(grace_seconds=3600) == []
+
+    # A deployment being created from an old upload touches its tree as it reads it.
+    _age_all(store.blobs.root, trees.index)
+    trees.tree(tree_hash)
+    assert trees.sweep(grace_seconds=3600) == []
+    assert set(store.blobs.digests()) == everything

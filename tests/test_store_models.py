@@ -99,6 +99,10 @@ def test_desired_state_and_promotion(store: Store):
     second = store.deployments.create(model.id, config={})
     scaled = store.deployments.set_desired(second.id, replicas=3, state="inactive")
     assert (scaled.desired_replicas, scaled.desired_state) == (3, "inactive")
+    with pytest.raises(Conflict) as refused:  # production traffic would only get 404s
+        store.deployments.promote(second.id)
+    assert refused.value.code == "NOT_PROMOTABLE" and "activate it first" in refused.value.hint
+    store.deployments.set_desired(second.id, state="active")
     store.deployments.promote(second.id)
     assert store.deployments.get(model.id, "production").id == second.id
     assert not store.deployments.get_by_id(first.id).is_production

@@ -33,13 +33,20 @@ def authenticate(store: Store, authorization: Optional[str]) -> Optional[ApiKey]
     return store.api_keys.authenticate(token) if token else None
 
 
-async def require_admin(request: Request) -> ApiKey:
-    """The dependency of every management route: 401 without a known key, 403 for an invoke key."""
+async def require_key(request: Request) -> ApiKey:
+    """Any known key, admin or invoke (401 otherwise): for the few routes an invoke key may
+    read, which then decide by its scope."""
     store: Store = request.app.state.plane.store
     key = await asyncio.to_thread(authenticate, store, request.headers.get("authorization"))
     if key is None:
         raise ApiError(401, "UNAUTHENTICATED", "missing or unknown API key",
                        "send 'Authorization: Api-Key <key>' (truss api-keys create)")
+    return key
+
+
+async def require_admin(request: Request) -> ApiKey:
+    """The dependency of every management route: 401 without a known key, 403 for an invoke key."""
+    key = await require_key(request)
     if not key.is_admin:
         raise ApiError(403, "FORBIDDEN", "this API key may only call predict routes", {"scope": key.scope})
     return key

@@ -14,7 +14,7 @@ from pathlib import Path
 from truss_cli.config import ConfigError, load_config
 from truss_cli.controlplane.runtimes.base import BuildError, BuildRequest, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
-from truss_cli.controlplane.store import Store
+from truss_cli.controlplane.store import Store, StoreError
 from truss_cli.controlplane.trees import Trees
 
 logger = logging.getLogger("truss.controlplane.builds")
@@ -61,7 +61,15 @@ class BuildWorkers:
                 self._wake.wait(_IDLE_SECONDS)
                 self._wake.clear()
                 continue
-            self._build(build.id, build.deployment_id)
+            self._run_one(build.id, build.deployment_id)
+
+    def _run_one(self, build_id: str, deployment_id: str) -> None:
+        try:
+            self._build(build_id, deployment_id)
+        except StoreError as exc:  # the deployment was deleted meanwhile: nothing to record
+            logger.info("build %s of deployment %s: %s", build_id, deployment_id, exc)
+        except Exception:  # never lose a worker thread
+            logger.exception("build %s of deployment %s failed", build_id, deployment_id)
 
     def _build(self, build_id: str, deployment_id: str) -> None:
         log_path = build_log_path(self.store, deployment_id)
@@ -80,5 +88,10 @@ class BuildWorkers:
                 log(f"build failed: {type(exc).__name__}: {exc}")
             self.store.builds.finish(build_id, succeeded=False, cause=f"{type(exc).__name__}: {exc}")
         else:
-            self.store.builds.finish(build_id, succeeded=True, artifact=artifact.to_dict())
+            try:
+                self.store.builds.finish(build_id, succeeded=True, artifact=artifact.to_dict())
+            except StoreError:
+                # The deployment was deleted while it built: what the build made is nobody's.
+                if artifact.reference not in self.store.deployments.artifact_references():
+                    self.runtime.remove_artifact(artifact)
         self.on_built()

@@ -39,15 +39,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         # detail lists what exists, so a typo is fixed in one step.
-        return error_response(404, "NOT_FOUND", exc.message, {"existing": exc.existing, "hint": exc.hint})
+        return error_response(404, exc.code or "NOT_FOUND", exc.message, {"existing": exc.existing, "hint": exc.hint})
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return error_response(409, "CONFLICT", exc.message, exc.hint)
+        # A named refusal (NAME_TAKEN, PRODUCTION_NOT_DELETABLE, ...) keeps its name.
+        return error_response(409, exc.code or "CONFLICT", exc.message, exc.hint)
 
     @app.exception_handler(StoreError)
     async def _store(_: Request, exc: StoreError) -> JSONResponse:
-        return error_response(400, "BAD_REQUEST", exc.message, exc.hint)
+        return error_response(400, exc.code or "BAD_REQUEST", exc.message, exc.hint)
 
     @app.exception_handler(ConfigError)
     async def _config(_: Request, exc: ConfigError) -> JSONResponse:

@@ -7,21 +7,28 @@ app's lifespan, in the order a crash-safe restart needs (requeue, adopt, then re
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from truss_cli import __version__
 from truss_cli.controlplane.auth import GatewayAuthorizer
 from truss_cli.controlplane.builds import BuildWorkers
-from truss_cli.controlplane.gateway import Gateway, RoutingTable
+from truss_cli.controlplane.gateway import Gateway, GatewayMetrics, RoutingTable
 from truss_cli.controlplane.reconciler import Reconciler
+from truss_cli.controlplane.release import Release
 from truss_cli.controlplane.runtimes.base import Runtime
-from truss_cli.controlplane.store import Store, states
-from truss_cli.controlplane.trees import Trees
+from truss_cli.controlplane.store import Removed, Store, states
+from truss_cli.controlplane.trees import SWEEP_GRACE_SECONDS, Trees
+
+logger = logging.getLogger("truss.controlplane")
 
 
 @dataclass
 class Options:
     build_workers: int = 2
+    # How old an unused tree or blob must be before the sweep deletes it (a push in progress
+    # has touched everything it uses moments ago).
+    sweep_grace_seconds: float = SWEEP_GRACE_SECONDS
 
 
 class ControlPlane:
@@ -33,10 +40,13 @@ class ControlPlane:
         self.trees = Trees(store)
         self.table = RoutingTable()
         self.gateway = Gateway(self.table, GatewayAuthorizer(store))
-        self.reconciler = Reconciler(store, runtime, self.table)
+        self.reconciler = Reconciler(store, runtime, self.table, lambda: served_requests(self.gateway.metrics))
         self.builds = BuildWorkers(store, runtime, self.trees, options.build_workers, self._built)
+        # Frees what a delete removed (replicas, artifacts, trees, blobs); an API worker thread runs it.
+        self.release = Release(store, runtime, self.trees, self.reconciler, options.sweep_grace_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sweep: asyncio.Task[None] | None = None
 
     def _built(self) -> None:  # a build worker's thread
         if self._loop is not None:
@@ -49,6 +59,8 @@ class ControlPlane:
         await asyncio.to_thread(self.reconciler.adopt)
         self.builds.start()
         self._task = asyncio.create_task(self.reconciler.run())
+        # What a crash in the middle of a delete left (the sweep derives it from the rows).
+        self._sweep = asyncio.create_task(asyncio.to_thread(self.release.sweep))
 
     def _queue_unbuilt(self) -> None:
         """A crash between creating a deployment and queueing its build left it BUILDING with
@@ -60,11 +72,22 @@ class ControlPlane:
             if latest is None or latest.state in (states.BUILD_SUCCEEDED, states.BUILD_FAILED_STATE):
                 self.store.builds.queue(deployment.id)
 
+    async def forget_and_release(self, removed: Removed) -> None:
+        """After a delete: the gateway forgets the deployments first (their paths answer 404
+        from now on rather than reach a replica that is stopping), then what they held is freed."""
+        try:
+            await self.reconciler.refresh()
+        except Exception:  # the loop's next tick forgets them too; never skip freeing
+            logger.exception("refreshing the routing after a delete failed")
+        await asyncio.to_thread(self.release, removed)
+
     async def stop(self) -> None:
         """Stop building and reconciling; replicas keep running (re-adopted next start)."""
         if self._task is not None:
             self._task.cancel()
         await asyncio.to_thread(self.builds.stop)
+        self.reconciler.count_requests()
+        await asyncio.to_thread(self.reconciler.flush_usage)
         await self.gateway.aclose()
         self.store.close()
 
@@ -78,3 +101,13 @@ class ControlPlane:
             lines.append(f'truss_controlplane_deployments{{status="{status}"}} {count}')
         lines += ["# TYPE truss_controlplane_replicas gauge", f"truss_controlplane_replicas {len(replicas)}"]
         return "\n".join(lines) + "\n"
+
+
+def served_requests(metrics: GatewayMetrics) -> dict[str, int]:
+    """The requests the gateway took to each deployment since it started, any status. Read on
+    the event loop's thread, which is the one that counts them."""
+    totals: dict[str, int] = {}
+    for (_model, deployment, _status_class), count in metrics.requests.items():
+        if deployment:  # "" is a request refused before a deployment was chosen
+            totals[deployment] = totals.get(deployment, 0) + count
+    return totals

@@ -1,62 +1,101 @@
 """The reconciler: derives actions from (desired, observed) and nothing else.
 
-Every tick it reads the deployments that should run from the store, asks the runtime what
-each recorded replica is doing, and acts: start missing replicas, restart dead ones (with
-exponential backoff, 1 s -> 60 s), mark DEPLOY_FAILED when a deployment never came up,
-UNHEALTHY when an active one has no ready replica, and feeds the gateway's routing table.
-It keeps no state that matters across a crash (only backoff timers), so a control plane
-killed between two steps repairs the rest on its next tick.
+Every tick it reads the deployments from the store, asks the runtime what each recorded
+replica is doing, and acts: start missing replicas, restart dead ones (with exponential
+backoff, 1 s -> 60 s), mark DEPLOY_FAILED when a deployment never came up, UNHEALTHY when an
+active one has no ready replica, stop the replicas of a deployment meant to be inactive
+(DEACTIVATING -> INACTIVE), and feeds the gateway's routing table. It keeps no state that
+matters across a crash (backoff timers, usage not yet flushed), so a control plane killed
+between two steps repairs the rest on its next tick: a deployment left DEACTIVATING is
+stopped again and becomes INACTIVE.
+
+It also counts usage: the replica-seconds of the replicas it sees running, and the requests
+the gateway served per deployment, flushed to the store every few seconds and at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Optional
 
 from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.gateway import Replica as Upstream
 from truss_cli.controlplane.gateway import RoutingTable
 from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
-from truss_cli.controlplane.store import Deployment, Replica, Store
+from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store, UsageAccrual
 from truss_cli.controlplane.store import states
 
 logger = logging.getLogger("truss.controlplane.reconciler")
 
 RUNNING_STATUSES = frozenset({states.DEPLOYING, states.LOADING_MODEL, states.ACTIVE, states.UNHEALTHY})
 NOT_YET_ACTIVE = frozenset({states.DEPLOYING, states.LOADING_MODEL})
-STOPPED = "stopped"  # a replica row kept for its logs (its deployment failed)
+STOPPED = "stopped"  # a replica row kept for its logs (its deployment failed or was deactivated)
 _TICK_SECONDS = 0.5
 _BACKOFF_FIRST, _BACKOFF_MAX = 1.0, 60.0
+USAGE_FLUSH_SECONDS = 10.0
 
 
 @dataclass
 class Routing:
-    """What one tick found: each model's targets and each deployment's ready replicas."""
+    """What one tick found: each model's targets, each deployment's ready replicas, and why the
+    inactive ones answer 404. `seq` orders ticks, so an older one never overwrites a newer."""
 
+    seq: int = 0
     models: dict[str, dict[str, list[tuple[str, float]]]] = field(default_factory=dict)
     replicas: dict[str, tuple[list[Upstream], bool]] = field(default_factory=dict)  # id -> (ready, starting)
+    inactive: dict[str, str] = field(default_factory=dict)  # id -> the 404's detail
 
 
 class Reconciler:
-    def __init__(self, store: Store, runtime: Runtime, table: RoutingTable) -> None:
+    def __init__(
+        self,
+        store: Store,
+        runtime: Runtime,
+        table: RoutingTable,
+        served_requests: Optional[Callable[[], Mapping[str, int]]] = None,
+    ) -> None:
+        """`served_requests`: the gateway's requests per deployment id since it started (read
+        on the event loop's thread, which is the one that updates them)."""
         self.store = store
         self.runtime = runtime
         self.table = table
+        self._served_requests = served_requests
         self._next_restart: dict[str, float] = {}  # replica row id -> monotonic time
         self._wake = asyncio.Event()
-        self._lock = threading.Lock()  # one tick at a time (the API's delete also stops replicas)
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._lock = threading.Lock()  # one tick at a time (deletes take it too)
         # Set by stop_all: the control plane is going down with its replicas, so no later tick
         # may start them again (the next start brings active deployments back).
         self._halted = False
+        self._seq = 0
+        self._published = 0
+        # Deployments whose replicas a worker thread is stopping now (a graceful stop takes up
+        # to STOP_GRACE_SECONDS; the ticks of other deployments must not wait for it).
+        self._deactivating: set[str] = set()
+        self._deactivating_lock = threading.Lock()
+        # Usage not yet in the store: id -> [replica_seconds, requests], and the names seen.
+        self._usage_lock = threading.Lock()
+        self._pending: dict[str, list[float]] = {}
+        self._names: dict[str, tuple[str, str, str]] = {}  # id -> (model id, model name, name)
+        self._requests_seen: dict[str, int] = {}
+        self._live: set[str] = set()  # the deployments the last tick saw
+        self._last_tick: Optional[float] = None
+        self._last_flush = time.monotonic()
 
     def wake(self) -> None:
         """Something changed (a build finished, a deployment was deleted): tick now."""
         self._wake.set()
+
+    def _wake_from_thread(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     # -- start ----------------------------------------------------------------------------
 
@@ -70,10 +109,13 @@ class Reconciler:
                 self.runtime.stop(handle)
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         while True:
             try:
-                routing = await asyncio.to_thread(self.tick)
-                self._publish(routing)
+                await self.refresh()
+                self.count_requests()
+                if time.monotonic() - self._last_flush >= USAGE_FLUSH_SECONDS:
+                    await asyncio.to_thread(self.flush_usage)
             except Exception:
                 logger.exception("reconciler tick failed; trying again")
             try:
@@ -82,25 +124,41 @@ class Reconciler:
                 pass
             self._wake.clear()
 
+    async def refresh(self) -> None:
+        """Tick now and publish the routing it found (the API calls this after a change, so
+        the gateway answers by the new state when the response is sent)."""
+        self._loop = asyncio.get_running_loop()
+        self._publish(await asyncio.to_thread(self.tick))
+
     # -- one tick (a worker thread) -------------------------------------------------------
 
     def tick(self) -> Routing:
         with self._lock:
-            routing = Routing()
+            self._seq += 1
+            routing = Routing(seq=self._seq)
+            now = time.monotonic()
+            elapsed = 0.0 if self._last_tick is None else now - self._last_tick
+            self._last_tick = now
+            models = {model.id: model for model in self.store.models.list()}
             deployments = self.store.deployments.list()
             for deployment in deployments:
                 ready: list[Upstream] = []
-                if (
-                    not self._halted
-                    and deployment.status in RUNNING_STATUSES
-                    and deployment.desired_state == states.DESIRED_ACTIVE
-                ):
+                running = 0
+                if deployment.desired_state == states.DESIRED_INACTIVE:
+                    routing.inactive[deployment.id] = _inactive_detail(deployment, models.get(deployment.model_id))
+                    if not self._halted and deployment.status != states.INACTIVE:
+                        self._begin_deactivation(deployment.id)
+                elif not self._halted and deployment.status in RUNNING_STATUSES:
                     try:
-                        deployment, ready = self._reconcile(deployment)
+                        deployment, ready, running = self._reconcile(deployment)
                     except Exception:
                         logger.exception("reconciling deployment %s failed", deployment.id)
                 routing.replicas[deployment.id] = (ready, deployment.status in NOT_YET_ACTIVE)
-            for model in self.store.models.list():
+                model = models.get(deployment.model_id)
+                self._count(deployment, model.name if model else "", replica_seconds=running * elapsed)
+            with self._usage_lock:
+                self._live = {deployment.id for deployment in deployments}
+            for model in models.values():
                 targets: dict[str, list[tuple[str, float]]] = {}
                 for deployment in deployments:
                     if deployment.model_id != model.id:
@@ -113,24 +171,28 @@ class Reconciler:
                 routing.models[model.id] = targets
             return routing
 
-    def _reconcile(self, deployment: Deployment) -> tuple[Deployment, list[Upstream]]:
+    def _reconcile(self, deployment: Deployment) -> tuple[Deployment, list[Upstream], int]:
+        """One active deployment: its ready replicas, and how many run (ready or coming up)."""
         rows = [r for r in self.store.replicas.list(deployment.id) if r.phase != STOPPED]
         ready: list[Upstream] = []
+        running = 0
         loading = False
         for row in rows:
             handle = Handle.from_dict(dict(row.handle))
             observed = self.runtime.status(handle)
             if observed.is_ready and handle.url:
                 ready.append(Upstream(handle.replica_id, handle.url))
+                running += 1
             elif observed.phase in (FAILED, GONE):
                 cause = observed.summary or _exit_cause(observed.exit_code)
                 if deployment.status in NOT_YET_ACTIVE:
                     # It never came up: restarting would fail the same way. Stop, keep logs, say why.
-                    return self._fail(deployment, rows, cause), []
+                    return self._fail(deployment, rows, cause), [], 0
                 self._restart(deployment, row, handle, cause)
                 continue
             else:
                 loading = True
+                running += 1
             if row.phase != observed.phase and observed.phase in states.REPLICA_PHASES:
                 self.store.replicas.set_phase(row.id, observed.phase)
         for _ in range(deployment.desired_replicas - len(rows)):
@@ -141,7 +203,7 @@ class Reconciler:
             deployment = self.store.deployments.set_status(deployment.id, status)
             if status == states.ACTIVE and deployment.config.get("promote_when_active") and not deployment.is_production:
                 deployment = self.store.deployments.promote(deployment.id)
-        return deployment, ready
+        return deployment, ready, running
 
     def _spec(self, deployment: Deployment) -> ReplicaSpec:
         artifact = Artifact.from_dict(dict(deployment.build_artifact or {}))
@@ -182,16 +244,66 @@ class Reconciler:
             log(f"deploy failed: {cause}")
         return self.store.deployments.set_status(deployment.id, states.DEPLOY_FAILED, cause)
 
-    def delete_deployments(self, deployment_ids: list[str], forget: "Callable[[], object]") -> None:
-        """Stop the deployments' replicas, then `forget` their rows (API thread). Under the
-        tick's lock: a tick between the two would see a deployment without replicas and
-        start one for it."""
+    # -- deactivation (a thread per deployment) -------------------------------------------
+
+    def _begin_deactivation(self, deployment_id: str) -> None:
+        with self._deactivating_lock:
+            if deployment_id in self._deactivating:
+                return
+            self._deactivating.add(deployment_id)
+        threading.Thread(target=self._deactivate, args=(deployment_id,), name=f"deactivate-{deployment_id}",
+                         daemon=True).start()
+
+    def _deactivate(self, deployment_id: str) -> None:
+        """Stop every replica of the deployment gracefully (each server drains its in-flight
+        requests), keep their rows for the logs, then mark the deployment INACTIVE."""
+        try:
+            rows = [r for r in self.store.replicas.list(deployment_id) if r.phase != STOPPED]
+            self.stop_replicas(rows)
+            for row in rows:
+                self._next_restart.pop(row.id, None)
+                try:
+                    self.store.replicas.set_phase(row.id, STOPPED)
+                except NotFound:
+                    pass  # deleted meanwhile
+            if self.store.deployments.finish_deactivation(deployment_id):
+                with LogFile(build_log_path(self.store, deployment_id)) as log:
+                    log(f"deactivated: {len(rows)} replica(s) stopped")
+        except Exception:
+            logger.exception("deactivating deployment %s failed; the next tick tries again", deployment_id)
+        finally:
+            with self._deactivating_lock:
+                self._deactivating.discard(deployment_id)
+            self._wake_from_thread()
+
+    def stop_replicas(self, rows: Iterable[Replica]) -> None:
+        """Stop replicas with the runtime's default grace (SIGTERM: in-flight requests finish),
+        all at once, so the whole stop takes one grace period at most."""
+        threads = [
+            threading.Thread(target=self._stop_quietly, args=(Handle.from_dict(dict(row.handle)),), daemon=True)
+            for row in rows
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _stop_quietly(self, handle: Handle) -> None:
+        try:
+            self.runtime.stop(handle)
+        except Exception:
+            logger.exception("stopping replica %s failed", handle.replica_id)
+
+    # -- deletes and shutdown (API threads) -----------------------------------------------
+
+    def remove(self, delete: Callable[[], Removed]) -> Removed:
+        """Run a store delete under the tick's lock (a tick between reading the deployments and
+        their deletion could start a replica no row knows), then stop what it removed."""
         with self._lock:
-            for deployment_id in deployment_ids:
-                for row in self.store.replicas.list(deployment_id):
-                    self.runtime.stop(Handle.from_dict(dict(row.handle)))
-                    self.store.replicas.remove(row.id)
-            forget()
+            removed = delete()
+        for row in removed.replicas:
+            self._next_restart.pop(row.id, None)
+        return removed
 
     def stop_all(self) -> None:
         """`POST /v1/server/stop {"stop_replicas": true}`."""
@@ -201,15 +313,72 @@ class Reconciler:
                 self.runtime.stop(Handle.from_dict(dict(row.handle)))
                 self.store.replicas.set_phase(row.id, STOPPED)
 
+    # -- usage ------------------------------------------------------------------------------
+
+    def _count(self, deployment: Deployment, model_name: str, *, replica_seconds: float = 0.0) -> None:
+        with self._usage_lock:
+            self._names[deployment.id] = (deployment.model_id, model_name, deployment.name)
+            if replica_seconds:
+                self._pending.setdefault(deployment.id, [0.0, 0])[0] += replica_seconds
+
+    def count_requests(self) -> None:
+        """Take the gateway's request counts since the last look (the event loop's thread)."""
+        if self._served_requests is None:
+            return
+        totals = dict(self._served_requests())
+        with self._usage_lock:
+            for deployment_id, total in totals.items():
+                served = total - self._requests_seen.get(deployment_id, 0)
+                if served > 0:
+                    self._pending.setdefault(deployment_id, [0.0, 0])[1] += served
+                self._requests_seen[deployment_id] = total
+
+    def flush_usage(self) -> None:
+        """Add what was counted since the last flush to the store (kept for the next one if
+        the store refuses now)."""
+        with self._usage_lock:
+            pending, self._pending = self._pending, {}
+            names = dict(self._names)
+            # Names of deleted deployments are needed only for their last counts (these).
+            self._names = {i: n for i, n in self._names.items() if i in self._live}
+        self._last_flush = time.monotonic()
+        accruals = [
+            UsageAccrual(deployment_id, *names.get(deployment_id, ("", "", "")), replica_seconds=seconds,
+                         requests=int(requests))
+            for deployment_id, (seconds, requests) in pending.items()
+        ]
+        try:
+            self.store.usage.accrue(accruals)
+        except Exception:
+            logger.exception("recording usage failed; keeping it for the next flush")
+            with self._usage_lock:
+                for accrual in accruals:
+                    counts = self._pending.setdefault(accrual.deployment_id, [0.0, 0])
+                    counts[0] += accrual.replica_seconds
+                    counts[1] += accrual.requests
+
     # -- the loop's thread ----------------------------------------------------------------
 
     def _publish(self, routing: Routing) -> None:
+        if routing.seq < self._published:
+            return  # a newer tick was published already (a refresh overtook the loop's tick)
+        self._published = routing.seq
         for model_id, targets in routing.models.items():
             self.table.set_model(model_id, targets)
-        for model_id in set(self.table._targets) - set(routing.models):  # noqa: SLF001 (deleted models)
+        for model_id in self.table.model_ids() - set(routing.models):  # deleted models
             self.table.remove_model(model_id)
         for deployment_id, (ready, starting) in routing.replicas.items():
+            # Inactive first: the requests a replica change wakes resolve against it.
+            self.table.set_inactive(deployment_id, routing.inactive.get(deployment_id))
             self.table.set_replicas(deployment_id, ready, starting)
+        self.table.keep_only(routing.replicas)
+
+
+def _inactive_detail(deployment: Deployment, model: Optional[Model]) -> str:
+    model_name = model.name if model else deployment.model_id
+    command = " ".join(shlex.quote(w) for w in ("truss", "deployments", "activate", "--model", model_name, deployment.name))
+    return (f"deployment {deployment.name} ({deployment.id}) of model {model_name} is inactive; "
+            f"activate it with: {command}")
 
 
 def _status(deployment: Deployment, any_ready: bool, loading: bool) -> str:

@@ -6,22 +6,33 @@
 
 The tree hash is not the sha256 of the manifest JSON, so the small index file in
 manifests/ maps one to the other; the manifest itself is also a blob, like any file.
+
+What is unused goes in `sweep`: a tree no deployment points at whose index was not touched
+for the grace period (an upload or a deployment's creation touches it), and the blobs no
+kept tree's manifest names, also after their grace period (a push in progress has uploaded
+or been told about its blobs moments ago, so they are young).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from truss_cli.archive.format import Limits
 from truss_cli.archive.unpack import unpack_archive
 from truss_cli.controlplane.errors import ApiError
-from truss_cli.controlplane.store import Store
+from truss_cli.controlplane.store import Store, StoreError
 from truss_cli.sync.manifest import LINK_MODE, Manifest
+
+logger = logging.getLogger("truss.controlplane.trees")
+SWEEP_GRACE_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -37,16 +48,12 @@ class Trees:
         self.root = store.data_dir / "trees"
         self.index = store.data_dir / "manifests"
 
-    def _find_blob(self, digest: str) -> Path | None:
-        path = self.store.blobs.path(digest)
-        return path if path.is_file() else None
-
     def receive(self, archive: Path) -> Received:
         """Unpack a verified archive (ArchiveError when hostile: nothing is kept) and keep its contents."""
         staging = Path(tempfile.mkdtemp(prefix="receive-", dir=self._tmp()))
         try:
             tree = staging / "tree"
-            manifest = unpack_archive(archive, tree, Limits(), blobs=self._find_blob)
+            manifest = unpack_archive(archive, tree, Limits(), blobs=self.store.blobs.find)
             stored = 0
             for path, entry in manifest.items():
                 if self.store.blobs.has(entry.sha256):
@@ -74,10 +81,12 @@ class Trees:
         digest = hashlib.sha256(text).hexdigest()
         if not self.store.blobs.has(digest):
             self.store.blobs.write([text], digest)
+        else:
+            _touch(self.store.blobs.path(digest))
         self.index.mkdir(parents=True, exist_ok=True)
         index = self.index / f"{manifest.tree_hash()}.json"
-        if not index.is_file():
-            temporary = index.with_suffix(".tmp")
+        if not _touch(index):  # touched: a new grace period, as for a new one
+            temporary = index.with_suffix(f".{os.getpid()}.{time.monotonic_ns()}.tmp")
             temporary.write_text(digest)
             os.replace(temporary, index)
 
@@ -89,7 +98,10 @@ class Trees:
             return Manifest.from_json(f.read())
 
     def tree(self, tree_hash: str) -> Path:
-        """The unpacked tree, re-materialised from blobs when its directory is gone."""
+        """The unpacked tree, re-materialised from blobs when its directory is gone. Touches
+        its index: a deployment about to point at it keeps it from the sweep."""
+        if len(tree_hash) == 64:
+            _touch(self.index / f"{tree_hash}.json")
         target = self.root / tree_hash
         if target.is_dir():
             return target
@@ -112,8 +124,80 @@ class Trees:
             shutil.rmtree(staging.parent, ignore_errors=True)
         return target
 
+    def release(self, tree_hashes: Iterable[str]) -> None:
+        """Remove the unpacked directories of these trees when no deployment points at them
+        (a deleted deployment's): they are rebuilt from blobs if a later push needs them."""
+        referenced = self.store.deployments.referenced_trees()
+        for tree_hash in set(tree_hashes) - referenced:
+            if tree_hash and len(tree_hash) == 64:
+                _remove_tree(self.root / tree_hash)
+
+    def sweep(self, grace_seconds: float = SWEEP_GRACE_SECONDS) -> list[str]:
+        """Delete the trees and blobs nothing uses (see the module's docstring); returns the
+        blob digests deleted. Safe while pushes and deletes go on (everything they touch is
+        young) and after a crash (derived from the rows and the files, nothing counted)."""
+        cutoff = time.time() - grace_seconds
+        indexes = sorted(self.index.glob("*.json")) if self.index.is_dir() else []
+        young = {index.stem for index in indexes if _mtime(index) >= cutoff}
+        # Read after the index times: a deployment created meanwhile touched its index first.
+        referenced = self.store.deployments.referenced_trees()
+        keep: set[str] = set()
+        for index in indexes:
+            tree_hash = index.stem
+            if tree_hash in referenced or tree_hash in young:
+                keep |= self._digests(index)
+            else:
+                index.unlink(missing_ok=True)
+                _remove_tree(self.root / tree_hash)
+        if self.root.is_dir():
+            for leftover in self.root.iterdir():  # a tree whose index is gone
+                if leftover.name not in referenced and leftover.name not in young and _mtime(leftover) < cutoff:
+                    _remove_tree(leftover)
+        removed = self.store.blobs.sweep(keep, grace_seconds)
+        if removed:
+            logger.info("swept %d unused blobs", len(removed))
+        return removed
+
+    def _digests(self, index: Path) -> set[str]:
+        """The blobs a tree needs: its manifest's and every file's."""
+        try:
+            manifest_digest = index.read_text().strip()
+            with self.store.blobs.open(manifest_digest) as f:
+                manifest = Manifest.from_json(f.read())
+        except (OSError, ValueError, StoreError):
+            return set()  # being written, or its manifest is gone: nothing it names can be rebuilt
+        return {manifest_digest, *(entry.sha256 for entry in manifest.values())}
+
     def _tmp(self) -> Path:
         path = self.store.data_dir / "tmp"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+
+
+def _touch(path: Path) -> bool:
+    """Set `path`'s mtime to now; False when it does not exist."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
+def _remove_tree(path: Path) -> None:
+    """Rename first, so a reader never sees half a tree under its name, then delete."""
+    if not path.exists():
+        return
+    doomed = path.with_name(f".removing-{path.name}-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.rename(path, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)

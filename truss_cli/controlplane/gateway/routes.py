@@ -8,7 +8,9 @@ or `environments/<name>`.
 One of four answers:
 - `Route`: the target's deployments, each with a weight (a canary or a promotion in
   progress splits traffic) and the URLs of its replicas that pass readiness now.
-- `UnknownTarget`: 404; `detail` says what exists (the resolver knows, the gateway does not).
+- `UnknownTarget`: 404; `detail` says what exists (the resolver knows, the gateway does not),
+  or, with `error_code` DEPLOYMENT_INACTIVE, that the target's deployment is inactive and how
+  to activate it.
 - `NotReady`: 503 with `Retry-After`; nothing will be ready soon enough to wait for.
 - `Parked`: the target is waking up or scaling up; the gateway waits on `ready` (at most
   `timeout` seconds), then resolves again.

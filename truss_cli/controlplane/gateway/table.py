@@ -4,13 +4,15 @@ The gateway resolves every request, so the answer comes from dicts, not the stor
 control plane writes the table when a deployment is created, promoted or deleted
 (`set_model`) and whenever the set of ready replicas changes (`set_replicas`); the
 reconciler marks a deployment `starting` while it wakes or scales up from zero, and requests
-for it park until a replica is ready (or the park timeout passes).
+for it park until a replica is ready (or the park timeout passes). A deployment meant to be
+inactive (`set_inactive`) answers 404 DEPLOYMENT_INACTIVE with the reason the control plane
+gave (which deployment, how to activate it); a deleted one is simply not in the table.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 from truss_cli.controlplane.gateway.routes import DeploymentRoute, NotReady, Parked, Replica, Resolution, Route, UnknownTarget
 
@@ -22,6 +24,10 @@ class RoutingTable:
         self._targets: dict[str, dict[str, tuple[tuple[str, float], ...]]] = {}
         self._replicas: dict[str, tuple[Replica, ...]] = {}
         self._starting: dict[str, asyncio.Event] = {}
+        self._inactive: dict[str, str] = {}  # deployment id -> the 404's detail
+
+    def model_ids(self) -> set[str]:
+        return set(self._targets)
 
     def set_model(self, model_id: str, targets: Mapping[str, Sequence[tuple[str, float]]]) -> None:
         """`targets`: "production", "deployment/<id>", ... -> [(deployment_id, weight), ...]."""
@@ -41,6 +47,24 @@ class RoutingTable:
         elif event is None:
             self._starting[deployment_id] = asyncio.Event()
 
+    def set_inactive(self, deployment_id: str, detail: Optional[str]) -> None:
+        """`detail` (why and how to activate it): the deployment is inactive; None: it is not."""
+        if detail is None:
+            self._inactive.pop(deployment_id, None)
+        else:
+            self._inactive[deployment_id] = detail
+
+    def keep_only(self, deployment_ids: Iterable[str]) -> None:
+        """Forget every deployment not in `deployment_ids` (deleted ones); requests parked on
+        one wake and resolve again, to a 404."""
+        keep = set(deployment_ids)
+        for deployment_id in set(self._replicas) - keep:
+            del self._replicas[deployment_id]
+        for deployment_id in set(self._inactive) - keep:
+            del self._inactive[deployment_id]
+        for deployment_id in set(self._starting) - keep:
+            self._starting.pop(deployment_id).set()
+
     async def resolve(self, model_id: str, target: str) -> Resolution:
         targets = self._targets.get(model_id)
         if targets is None:
@@ -49,6 +73,11 @@ class RoutingTable:
         split = targets.get(target)
         if split is None:
             return UnknownTarget(f"model {model_id!r} has no {target!r}; it has: {', '.join(sorted(targets)) or 'nothing'}")
+        if self._inactive:
+            live = tuple((d, w) for d, w in split if d not in self._inactive)
+            if not live and split:
+                return UnknownTarget(self._inactive[split[0][0]], "DEPLOYMENT_INACTIVE")
+            split = live
         deployments = [DeploymentRoute(d, self._replicas.get(d, ()), w) for d, w in split]
         if any(d.replicas and d.weight > 0 for d in deployments):
             return Route(deployments)

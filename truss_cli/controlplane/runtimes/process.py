@@ -43,6 +43,7 @@ from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
 from truss_cli.custom_server import custom_server_options
 from truss_cli.errors import TrussError
 from truss_cli.local import replica as local_replica
+from truss_cli.local.environments import environments_root
 from truss_cli.local.child_env import scrubbed
 from truss_cli.local.prepare import prepare_model
 from truss_cli.net import local_url
@@ -95,8 +96,23 @@ class ProcessRuntime:
         )
 
     def remove_artifact(self, artifact: Artifact) -> None:
-        """Nothing to do: environments and bundles are a cache shared by every model with the
-        same requirements (`truss_cli.local.environments`), not owned by one deployment."""
+        """Remove the deployment's environment. Environments are a cache keyed by what goes
+        into them (`truss_cli.local.environments`), shared by every deployment with the same
+        requirements and by `truss run` on this machine: the control plane calls this only
+        when none of its deployments uses it any more, and one a process still runs from (a
+        `truss run`) is kept. The server bundle and replica configs are small shared files
+        and stay."""
+        environment = Path(artifact.reference)
+        if environment.parent != environments_root(self.settings.cache_dir) or not environment.is_dir():
+            return  # not an environment of this cache (or gone already)
+        if _runs_from(environment):
+            return
+        doomed = environment.with_name(f".removing-{environment.name}-{os.getpid()}")
+        try:
+            os.rename(environment, doomed)  # never half an environment under its name
+        except OSError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
 
     # -- replicas -------------------------------------------------------------------------
 
@@ -239,6 +255,19 @@ def _exit_code(home: Path) -> Optional[int]:
         return int((home / "exit").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # killed together with logshim (SIGKILL of the group)
+
+
+def _runs_from(environment: Path) -> bool:
+    """Whether a process on this machine runs a program of `environment` (its command line's
+    first word is under it, as a replica's or `truss run`'s `<env>/bin/python` is)."""
+    prefix = str(environment).encode() + b"/"
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes().startswith(prefix):
+                return True
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+    return False
 
 
 def _signal_group(pid: int, signum: int) -> None:

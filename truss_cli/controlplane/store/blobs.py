@@ -5,9 +5,9 @@ file in `<root>/tmp/` while being hashed, and only a matching digest is fsynced 
 into place (then the directory is fsynced, so the name survives a power cut too). A killed
 writer leaves at most a temporary file, which no read looks at and `sweep` removes.
 
-Unreferenced blobs are swept (not reference-counted): counts kept in the database could not
-change in the same transaction as a file on disk, whereas "referenced" is derived from the
-rows at sweep time, so a crash anywhere leaves nothing to repair.
+Unused blobs are swept (not reference-counted): counts kept in the database could not change
+in the same transaction as a file on disk, whereas "used" is derived from the rows and the
+trees' manifests at sweep time (`Trees.sweep`), so a crash anywhere leaves nothing to repair.
 """
 
 from __future__ import annotations
@@ -109,6 +109,11 @@ class BlobStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
+    def find(self, digest: str) -> Path | None:
+        """The stored content `digest`, or None (what `unpack_archive` takes as its blob source)."""
+        path = self.path(digest)
+        return path if path.is_file() else None
+
     def missing(self, digests: Iterable[str]) -> list[str]:
         """Of `digests`, those not stored (sorted, once each): what a client must upload.
 
@@ -155,15 +160,18 @@ class BlobStore:
                 if _DIGEST.match(entry.name):
                     yield entry.name
 
-    def sweep(self, referenced: set[str], grace_seconds: float = 3600.0) -> list[str]:
-        """Delete blobs no row references and abandoned temporary files, both only when older
+    def sweep(self, keep: set[str], grace_seconds: float = 3600.0) -> list[str]:
+        """Delete the blobs not in `keep` and abandoned temporary files, both only when older
         than `grace_seconds`: a client uploads before it creates the deployment that points at
-        its blob, and an upload may be in progress. Returns the digests deleted."""
+        its blobs, and an upload may be in progress. Returns the digests deleted.
+
+        The caller derives `keep` from every tree still in use (controlplane/trees.py: each
+        manifest's file digests and the manifest's own), never from tree hashes alone."""
         cutoff = time.time() - grace_seconds
         removed = []
         for digest in list(self.digests()):
             path = self.path(digest)
-            if digest not in referenced and _mtime(path) < cutoff:
+            if digest not in keep and _mtime(path) < cutoff:
                 path.unlink(missing_ok=True)
                 removed.append(digest)
         if self._tmp.is_dir():

@@ -28,20 +28,21 @@ class Builds:
 
     def queue(self, deployment_id: str, log_path: str | None = None) -> Build:
         """Queue a build of the deployment and mark it BUILDING."""
-        stamp = now()
-        values = dict(
-            id=new_id(), deployment_id=deployment_id, state=states.BUILD_QUEUED, log_path=log_path, cause=None,
-            attempts=0, queued_at=stamp, started_at=None, finished_at=None,
-        )
         with write_transaction(self._engine) as db:
-            updated = db.execute(
-                d.update().where(d.c.id == deployment_id)
-                .values(status=states.BUILDING, status_detail=None, updated_at=stamp)
-            )
-            if updated.rowcount != 1:
+            return _queue(db, deployment_id, log_path)
+
+    def retry(self, deployment_id: str) -> Build:
+        """Build a failed deployment again from its stored tree (BUILD_FAILED, or DEPLOY_FAILED:
+        rebuilt too, so a cause in the environment or image is not started again as it was)."""
+        with write_transaction(self._engine) as db:
+            row = db.execute(sa.select(d.c.name, d.c.status).where(d.c.id == deployment_id).with_for_update()).first()
+            if row is None:
                 raise NotFound("deployment", deployment_id)
-            db.execute(t.insert().values(**values))
-        return Build(**values)  # type: ignore[arg-type]
+            if row.status not in (states.BUILD_FAILED, states.DEPLOY_FAILED):
+                raise Conflict(f"deployment {row.name} ({deployment_id}) is {row.status}, not failed",
+                               hint="only a BUILD_FAILED or DEPLOY_FAILED deployment is retried", code="NOT_RETRYABLE")
+            db.execute(d.update().where(d.c.id == deployment_id).values(desired_state=states.DESIRED_ACTIVE))
+            return _queue(db, deployment_id, None)
 
     def claim(self) -> Build | None:
         """Take the oldest queued build for this worker, or None when the queue is empty.
@@ -138,3 +139,18 @@ class Builds:
     def latest(self, deployment_id: str) -> Build | None:
         builds = self.list(deployment_id)
         return builds[-1] if builds else None
+
+
+def _queue(db: sa.Connection, deployment_id: str, log_path: str | None) -> Build:
+    stamp = now()
+    values = dict(
+        id=new_id(), deployment_id=deployment_id, state=states.BUILD_QUEUED, log_path=log_path, cause=None,
+        attempts=0, queued_at=stamp, started_at=None, finished_at=None,
+    )
+    updated = db.execute(
+        d.update().where(d.c.id == deployment_id).values(status=states.BUILDING, status_detail=None, updated_at=stamp)
+    )
+    if updated.rowcount != 1:
+        raise NotFound("deployment", deployment_id)
+    db.execute(t.insert().values(**values))
+    return Build(**values)  # type: ignore[arg-type]

@@ -1,27 +1,50 @@
 """Deployments: one pushed version of a model, what it should be (desired) and what it is
-(status)."""
+(status), and the changes users make to them (rename, deactivate, activate, promote, delete,
+prune), each one transaction that checks its rule against the rows it changes."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
-from truss_cli.controlplane.store import schema, states
+from truss_cli.controlplane.store import schema, states, versions
 from truss_cli.controlplane.store._rows import now, one_line, to_record
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
 from truss_cli.controlplane.store.errors import Conflict, NotFound, StoreError
 from truss_cli.controlplane.store.ids import new_id
-from truss_cli.controlplane.store.records import Deployment
+from truss_cli.controlplane.store.records import Deployment, Removed, Replica
+from truss_cli.controlplane.store.usage import mark_deleted
+from truss_cli.controlplane.store.usage import rename as rename_usage
 
 t = schema.deployments
 PRODUCTION = "production"
 DEVELOPMENT = "development"
 # Truss's rule for --deployment-name.
 NAME_PATTERN = re.compile(r"^[0-9a-zA-Z_\-\.]+$")
+# Words a deployment reference already means: a deployment named so could never be named back.
+RESERVED_NAMES = frozenset({PRODUCTION, DEVELOPMENT})
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+# A deployment that never built has nothing to run: deactivating it would mean nothing.
+_UNBUILT = frozenset({states.BUILDING, states.BUILD_FAILED})
+_FAILED = frozenset({states.BUILD_FAILED, states.DEPLOY_FAILED})
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > 255:
+        raise StoreError(f"invalid deployment name {name!r}", hint="use letters, digits, '_', '-' and '.'",
+                         code="INVALID_NAME")
+    if name in RESERVED_NAMES:
+        raise StoreError(f"{name!r} cannot name a deployment: it already means the model's {name} deployment",
+                         hint="choose another name", code="INVALID_NAME")
+    return name
+
+
+def _command(*words: str) -> str:
+    return " ".join(shlex.quote(word) for word in words)
 
 
 class Deployments:
@@ -40,29 +63,38 @@ class Deployments:
         is_development: bool = False,
         environment: str | None = None,
         status: str = states.BUILDING,
+        version_bump: str = versions.MINOR,
     ) -> Deployment:
-        """A new deployment of `model_id`, named `name` or the next `deployment-N`.
+        """A new deployment of `model_id`, named `name` or the next `deployment-N` (N never
+        repeats, deleted deployments included; the development deployment is always
+        `development`), versioned as a `version_bump` of the
+        model's highest version so far (0.1.0 first; none for the development one).
 
         The first deployment of a model (other than a development one) becomes production.
-        Two concurrent pushes get different N: the model's row is locked for the transaction on
-        PostgreSQL, and SQLite runs one writer at a time; (model, ordinal) and (model, name)
-        are unique besides, so a race could only fail, never share a name.
+        Two concurrent pushes get different N and versions: the model's row is locked for the
+        transaction on PostgreSQL, and SQLite runs one writer at a time; (model, ordinal) and
+        (model, name) are unique besides, so a race could only fail, never share a name.
         """
-        if name is not None and not NAME_PATTERN.match(name):
-            raise StoreError(f"invalid deployment name {name!r}", hint="use letters, digits, '_', '-' and '.'")
+        if is_development:
+            name = DEVELOPMENT
+        elif name is not None:
+            check_name(name)
+        versions.check_bump(version_bump)
         if archive_sha256 is not None and not _DIGEST.match(archive_sha256):
             raise StoreError(f"not a sha256 digest: {archive_sha256!r}")
         _check_status(status)
         if desired_replicas < 0:
-            raise StoreError("desired_replicas cannot be negative")
+            raise StoreError("desired replicas cannot be negative")
         created = now()
+        models = schema.models
         try:
             with write_transaction(self._engine) as db:
                 model = db.execute(
-                    sa.select(schema.models.c.id).where(schema.models.c.id == model_id).with_for_update()
+                    sa.select(models.c.id, models.c.last_version, models.c.last_ordinal)
+                    .where(models.c.id == model_id).with_for_update()
                 ).first()
                 if model is None:
-                    raise NotFound("model", model_id, db.execute(sa.select(schema.models.c.id)).scalars())
+                    raise NotFound("model", model_id, db.execute(sa.select(models.c.id)).scalars())
                 taken = {
                     row.name: row
                     for row in db.execute(
@@ -71,22 +103,30 @@ class Deployments:
                         )
                     )
                 }
-                ordinal = max((row.ordinal for row in taken.values()), default=0) + 1
+                # Deleted deployments' numbers included: a name never means two deployments.
+                ordinal = max([model.last_ordinal or 0, *(row.ordinal for row in taken.values())]) + 1
+                if is_development and any(row.is_development for row in taken.values()):
+                    raise Conflict(f"model {model_id} has a development deployment", hint="patch it instead")
                 if name is None:
                     # A user may have named an earlier deployment "deployment-7" by hand.
                     while f"deployment-{ordinal}" in taken:
                         ordinal += 1
                     name = f"deployment-{ordinal}"
                 elif name in taken:
-                    raise Conflict(f"model {model_id} has a deployment named {name!r}", hint="choose another name")
-                if is_development and any(row.is_development for row in taken.values()):
-                    raise Conflict(f"model {model_id} has a development deployment", hint="patch it instead")
+                    raise Conflict(f"model {model_id} has a deployment named {name!r}", hint="choose another name",
+                                   code="NAME_TAKEN")
+                db.execute(models.update().where(models.c.id == model_id).values(last_ordinal=ordinal))
+                version = None
+                if not is_development:
+                    version = versions.next_version(model.last_version, version_bump)
+                    db.execute(models.update().where(models.c.id == model_id).values(last_version=version))
                 is_production = not is_development and not any(row.is_production for row in taken.values())
                 values = dict(
                     id=new_id(),
                     model_id=model_id,
                     name=name,
                     ordinal=ordinal,
+                    version=version,
                     is_production=is_production,
                     is_development=is_development,
                     environment=environment,
@@ -125,7 +165,7 @@ class Deployments:
         found = self.find(model_id, ref)
         if found is None:
             existing = [f"{d.name} ({d.id})" for d in self.list(model_id)]
-            raise NotFound("deployment", ref if ref in (PRODUCTION, DEVELOPMENT) else ref, existing)
+            raise NotFound("deployment", ref, existing)
         return found
 
     def get_by_id(self, deployment_id: str) -> Deployment:
@@ -141,6 +181,8 @@ class Deployments:
             query = query.where(t.c.model_id == model_id)
         with read_transaction(self._engine) as db:
             return [to_record(Deployment, row) for row in db.execute(query)]
+
+    # -- what the control plane records ---------------------------------------------------
 
     def set_status(self, deployment_id: str, status: str, detail: str | None = None) -> Deployment:
         """Record what the deployment is now; `detail` is the cause, cut to one line."""
@@ -167,12 +209,104 @@ class Deployments:
     def set_labels(self, deployment_id: str, labels: Mapping[str, Any]) -> Deployment:
         return self._update(deployment_id, labels=dict(labels))
 
-    def promote(self, deployment_id: str) -> Deployment:
-        """Make this deployment its model's production one, in one transaction."""
+    def finish_deactivation(self, deployment_id: str) -> bool:
+        """-> INACTIVE once every replica stopped; False (nothing changed) when the deployment
+        is gone or is no longer meant to be inactive."""
         with write_transaction(self._engine) as db:
-            row = db.execute(sa.select(t.c.model_id).where(t.c.id == deployment_id).with_for_update()).first()
-            if row is None:
-                raise NotFound("deployment", deployment_id)
+            changed = db.execute(
+                t.update()
+                .where(t.c.id == deployment_id, t.c.status != states.INACTIVE,
+                       t.c.desired_state == states.DESIRED_INACTIVE)
+                .values(status=states.INACTIVE, status_detail=None, updated_at=now())
+            ).rowcount
+        return changed == 1
+
+    # -- what users change ----------------------------------------------------------------
+
+    def rename(self, deployment_id: str, name: str) -> Deployment:
+        """Give the deployment another name, unique within its model (its usage follows)."""
+        check_name(name)
+        try:
+            with write_transaction(self._engine) as db:
+                row = self._locked(db, deployment_id)
+                if row.is_development:
+                    raise StoreError("the development deployment is always named 'development'",
+                                     hint="rename a published deployment instead", code="DEVELOPMENT_NOT_RENAMABLE")
+                if row.name == name:
+                    return to_record(Deployment, row)
+                other = db.execute(sa.select(t.c.id).where(t.c.model_id == row.model_id, t.c.name == name)).first()
+                if other is not None:
+                    raise Conflict(f"deployment {other.id} of this model is named {name!r}",
+                                   hint="choose another name", code="NAME_TAKEN")
+                updated = db.execute(
+                    t.update().where(t.c.id == deployment_id).values(name=name, updated_at=now()).returning(*t.c)
+                ).first()
+                rename_usage(db, deployment_id, name)
+        except sa.exc.IntegrityError as exc:
+            raise Conflict(f"another deployment was named {name!r} at the same time", code="NAME_TAKEN") from exc
+        return to_record(Deployment, updated)
+
+    def deactivate(self, deployment_id: str) -> Deployment:
+        """Ask for the deployment to stop serving (DEACTIVATING; the reconciler stops every
+        replica, then INACTIVE). Unchanged when it already is or is going inactive."""
+        with write_transaction(self._engine) as db:
+            row = self._locked(db, deployment_id)
+            if row.desired_state == states.DESIRED_INACTIVE:
+                return to_record(Deployment, row)
+            if row.status in _UNBUILT:
+                word = "is still building" if row.status == states.BUILDING else "never built"
+                raise Conflict(f"deployment {row.name} ({row.id}) {word}: nothing runs to deactivate",
+                               hint="delete it instead" if row.status == states.BUILD_FAILED else "wait for the build",
+                               code="NOT_DEACTIVATABLE")
+            updated = db.execute(
+                t.update().where(t.c.id == deployment_id)
+                .values(desired_state=states.DESIRED_INACTIVE, status=states.DEACTIVATING, status_detail=None,
+                        updated_at=now())
+                .returning(*t.c)
+            ).first()
+        return to_record(Deployment, updated)
+
+    def activate(self, deployment_id: str) -> tuple[Deployment, bool]:
+        """Ask for an inactive deployment to serve again from its stored build (DEPLOYING).
+        Returns it and whether anything changed (an active one is left as it is)."""
+        with write_transaction(self._engine) as db:
+            row = self._locked(db, deployment_id)
+            if row.status in _FAILED:
+                raise Conflict(f"deployment {row.name} ({row.id}) failed ({row.status})",
+                               hint="build it again: truss deployments retry", code="NOT_ACTIVATABLE")
+            if row.desired_state == states.DESIRED_ACTIVE:
+                return to_record(Deployment, row), False
+            if row.status != states.INACTIVE:
+                raise Conflict(f"deployment {row.name} ({row.id}) is still deactivating",
+                               hint="activate it once it is INACTIVE", code="NOT_ACTIVATABLE")
+            if not row.build_artifact:
+                raise Conflict(f"deployment {row.name} ({row.id}) has no build to start from",
+                               hint="rebuild it: truss deployments retry", code="NOT_ACTIVATABLE")
+            updated = db.execute(
+                t.update().where(t.c.id == deployment_id)
+                .values(desired_state=states.DESIRED_ACTIVE, status=states.DEPLOYING, status_detail=None,
+                        updated_at=now())
+                .returning(*t.c)
+            ).first()
+        return to_record(Deployment, updated), True
+
+    def promote(self, deployment_id: str) -> Deployment:
+        """Make this deployment its model's production one, in one transaction (a plain swap:
+        the previous production deployment keeps running)."""
+        with write_transaction(self._engine) as db:
+            row = self._locked(db, deployment_id)
+            label = f"deployment {row.name} ({row.id})"
+            if row.is_development:
+                raise Conflict("the development deployment cannot serve production",
+                               hint="push a published deployment: truss push", code="NOT_PROMOTABLE")
+            if row.desired_state == states.DESIRED_INACTIVE:
+                raise Conflict(f"{label} is inactive", hint="activate it first: truss deployments activate",
+                               code="NOT_PROMOTABLE")
+            if row.status in _FAILED:
+                raise Conflict(f"{label} failed ({row.status})", hint="retry it first: truss deployments retry",
+                               code="NOT_PROMOTABLE")
+            if row.is_production:
+                return to_record(Deployment, row)
             stamp = now()
             # Demote first: the one-production index is checked row by row.
             db.execute(
@@ -180,19 +314,86 @@ class Deployments:
                 .where(t.c.model_id == row.model_id, t.c.is_production, t.c.id != deployment_id)
                 .values(is_production=False, updated_at=stamp)
             )
-            db.execute(t.update().where(t.c.id == deployment_id).values(is_production=True, updated_at=stamp))
-        return self.get_by_id(deployment_id)
+            updated = db.execute(
+                t.update().where(t.c.id == deployment_id).values(is_production=True, updated_at=stamp).returning(*t.c)
+            ).first()
+        return to_record(Deployment, updated)
 
-    def delete(self, deployment_id: str) -> Deployment:
-        deployment = self.get_by_id(deployment_id)
+    def delete(self, deployment_id: str) -> Removed:
+        """Delete a deployment that does not serve production, marking its usage deleted.
+        Rows only: stopping the replicas it returns is the caller's job."""
         with write_transaction(self._engine) as db:
-            db.execute(t.delete().where(t.c.id == deployment_id))
-        return deployment
+            row = self._locked(db, deployment_id)
+            if row.is_production:
+                model_name = db.execute(
+                    sa.select(schema.models.c.name).where(schema.models.c.id == row.model_id)
+                ).scalar_one()
+                others = db.execute(
+                    sa.select(t.c.name, t.c.status).where(t.c.model_id == row.model_id, t.c.id != row.id,
+                                                          sa.not_(t.c.is_development))
+                    .order_by(t.c.ordinal.desc())
+                ).all()
+                label = f"deployment {row.name} ({row.id}) serves production of model {model_name}"
+                if not others:
+                    raise Conflict(f"{label}, and is its only published deployment",
+                                   hint=f"delete the model instead: {_command('truss', 'models', 'delete', model_name)}",
+                                   code="PRODUCTION_NOT_DELETABLE")
+                candidate = next((o.name for o in others if o.status == states.ACTIVE), others[0].name)
+                raise Conflict(label, hint="promote another deployment first: "
+                               + _command("truss", "deployments", "promote", "--model", model_name, candidate),
+                               code="PRODUCTION_NOT_DELETABLE")
+            return self._delete(db, [to_record(Deployment, row)])
 
-    def referenced_archives(self) -> set[str]:
-        """The archive digests some deployment still points at (the blob sweep keeps these)."""
+    def prune(self, model_id: str, keep: int, *, dry_run: bool = False) -> tuple[Removed, list[Deployment]]:
+        """Delete all but the newest `keep` deployments that are neither production nor
+        development (newest by push order). Returns what was (or, dry, would be) deleted and
+        the deployments kept."""
+        if not isinstance(keep, int) or keep < 0:
+            raise StoreError(f"keep must be a whole number of deployments, 0 or more, not {keep!r}")
+        with write_transaction(self._engine) as db:
+            if db.execute(sa.select(schema.models.c.id).where(schema.models.c.id == model_id)
+                          .with_for_update()).first() is None:
+                raise NotFound("model", model_id)
+            rows = [to_record(Deployment, row) for row in
+                    db.execute(sa.select(t).where(t.c.model_id == model_id).order_by(t.c.ordinal.desc()))]
+            candidates = [d for d in rows if not d.is_production and not d.is_development]
+            doomed = candidates[keep:]
+            doomed_ids = {d.id for d in doomed}
+            kept = [d for d in reversed(rows) if d.id not in doomed_ids]
+            if dry_run:
+                return Removed(tuple(reversed(doomed))), kept
+            return self._delete(db, list(reversed(doomed))), kept
+
+    # -- what the resource sweep asks ----------------------------------------------------
+
+    def referenced_trees(self) -> set[str]:
+        """The tree hashes some deployment still points at."""
         with read_transaction(self._engine) as db:
             return set(db.execute(sa.select(t.c.archive_sha256).where(t.c.archive_sha256.is_not(None))).scalars())
+
+    def artifact_references(self) -> set[str]:
+        """The runtime artifacts (environment paths, image tags) some deployment still uses."""
+        with read_transaction(self._engine) as db:
+            artifacts = db.execute(sa.select(t.c.build_artifact).where(t.c.build_artifact.is_not(None))).scalars()
+            return {a["reference"] for a in artifacts if a and a.get("reference")}
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _delete(self, db: sa.Connection, deployments: list[Deployment]) -> Removed:
+        ids = [d.id for d in deployments]
+        if not ids:
+            return Removed()
+        r = schema.replicas
+        replicas = [to_record(Replica, row) for row in db.execute(sa.select(r).where(r.c.deployment_id.in_(ids)))]
+        mark_deleted(db, ids, now())
+        db.execute(t.delete().where(t.c.id.in_(ids)))
+        return Removed(tuple(deployments), tuple(replicas))
+
+    def _locked(self, db: sa.Connection, deployment_id: str) -> Any:
+        row = db.execute(sa.select(t).where(t.c.id == deployment_id).with_for_update()).first()
+        if row is None:
+            raise NotFound("deployment", deployment_id)
+        return row
 
     def _update(self, deployment_id: str, **values: Any) -> Deployment:
         with write_transaction(self._engine) as db:

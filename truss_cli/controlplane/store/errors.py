@@ -8,7 +8,12 @@ from truss_cli.errors import TrussError
 
 
 class StoreError(TrussError):
-    """Base of the store's refusals."""
+    """Base of the store's refusals. `code` is the API's `error_code` when the refusal has a
+    name of its own (NAME_TAKEN, PRODUCTION_NOT_DELETABLE, ...); None means the generic one."""
+
+    def __init__(self, message: str, hint: str | None = None, *, code: str | None = None):
+        super().__init__(message, hint)
+        self.code = code
 
 
 class NotFound(StoreError):

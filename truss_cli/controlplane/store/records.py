@@ -18,6 +18,10 @@ class Model:
     id: str
     name: str
     created_at: datetime
+    description: str = ""
+    readme: str = ""
+    last_version: str | None = None
+    last_ordinal: int = 0
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Deployment:
     model_id: str
     name: str
     ordinal: int
+    version: str | None
     is_production: bool
     is_development: bool
     environment: str | None
@@ -39,6 +44,15 @@ class Deployment:
     labels: Mapping[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What a delete took out of the database in its one transaction: the deployments and
+    the replicas they had (whose processes or containers the caller still has to stop)."""
+
+    deployments: tuple[Deployment, ...] = ()
+    replicas: tuple["Replica", ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,3 +120,33 @@ class NewApiKey:
 
     key: ApiKey
     plaintext: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class UsageTotal:
+    """One deployment's usage summed over the hours asked for; the names are the last it had."""
+
+    model_id: str
+    model_name: str
+    deployment_id: str
+    deployment_name: str
+    replica_seconds: float
+    requests: int
+    deleted_at: datetime | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+@dataclass(frozen=True)
+class UsageAccrual:
+    """Usage the reconciler counted since its last flush; the names are the ones it saw, used
+    only when the deployment no longer exists to say its own."""
+
+    deployment_id: str
+    model_id: str
+    model_name: str
+    deployment_name: str
+    replica_seconds: float = 0.0
+    requests: int = 0

@@ -55,6 +55,14 @@ models = sa.Table(
     _id(),
     sa.Column("name", sa.String(255), nullable=False, unique=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # What `truss models show` prints: a line of text and a markdown README, both editable.
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("readme", sa.Text, nullable=False, server_default=""),
+    # The highest version any of its deployments took, deleted ones included, so a version is
+    # never handed out twice.
+    sa.Column("last_version", sa.String(32), nullable=True),
+    # The highest deployment ordinal it handed out, so deployment-N names never repeat either.
+    sa.Column("last_ordinal", sa.Integer, nullable=False, server_default="0"),
 )
 
 deployments = sa.Table(
@@ -65,6 +73,8 @@ deployments = sa.Table(
     sa.Column("name", sa.String(255), nullable=False),
     # deployment-N's N; every deployment takes one, so default names never repeat.
     sa.Column("ordinal", sa.Integer, nullable=False),
+    # Semantic version of a published deployment ("0.1.0"); null for the development one.
+    sa.Column("version", sa.String(32), nullable=True),
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
     sa.Column("is_development", sa.Boolean, nullable=False, default=False),
     sa.Column("environment", sa.String(255), nullable=True),
@@ -156,4 +166,19 @@ secrets = sa.Table(
     sa.Column("ciphertext", sa.LargeBinary, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# Usage per deployment per hour. No foreign keys: the rows outlive the deployment (and the
+# model) they count, carrying the names they had; `deleted_at` marks the deleted ones.
+usage = sa.Table(
+    "usage",
+    metadata,
+    sa.Column("deployment_id", sa.String(16), primary_key=True),
+    sa.Column("hour", UtcDateTime(), primary_key=True),  # the bucket's start, on the hour
+    sa.Column("model_id", sa.String(16), nullable=False, index=True),
+    sa.Column("model_name", sa.String(255), nullable=False),
+    sa.Column("deployment_name", sa.String(255), nullable=False),
+    sa.Column("replica_seconds", sa.Float, nullable=False, default=0.0),
+    sa.Column("requests", sa.BigInteger, nullable=False, default=0),
+    sa.Column("deleted_at", UtcDateTime(), nullable=True),
 )

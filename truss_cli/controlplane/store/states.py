@@ -24,6 +24,13 @@ DEPLOYMENT_STATUSES = frozenset(
      DEACTIVATING, INACTIVE, SCALED_TO_ZERO, WAKING_UP}
 )
 
+# The word a model page shows for each status (Baseten's); listings show the precise status too.
+STATUS_LABELS = {
+    BUILDING: "Deploying", DEPLOYING: "Deploying", LOADING_MODEL: "Deploying", WAKING_UP: "Deploying",
+    UPDATING: "Deploying", ACTIVE: "Active", BUILD_FAILED: "Deployment Failed", DEPLOY_FAILED: "Deployment Failed",
+    UNHEALTHY: "Unhealthy", DEACTIVATING: "Deactivating", INACTIVE: "Inactive", SCALED_TO_ZERO: "Scaled to zero",
+}
+
 # What the API asks a deployment to be; the reconciler makes it so.
 DESIRED_ACTIVE = "active"
 DESIRED_INACTIVE = "inactive"

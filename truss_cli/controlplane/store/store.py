@@ -21,6 +21,7 @@ from truss_cli.controlplane.store.deployments import Deployments
 from truss_cli.controlplane.store.models import Models
 from truss_cli.controlplane.store.replicas import Replicas
 from truss_cli.controlplane.store.secret_store import KEY_FILE_NAME, Secrets, load_or_create_key
+from truss_cli.controlplane.store.usage import Usage
 
 BLOBS_DIR_NAME = "blobs"
 
@@ -35,6 +36,7 @@ class Store:
         self.builds = Builds(engine)
         self.api_keys = ApiKeys(engine)
         self.secrets = Secrets(engine, secrets_key)
+        self.usage = Usage(engine)
         self.blobs = BlobStore(data_dir / BLOBS_DIR_NAME)
 
     @classmethod
@@ -59,10 +61,6 @@ class Store:
     def database(self) -> str:
         """Where the rows live, safe to print (`truss server status`): the password is masked."""
         return self.engine.url.render_as_string(hide_password=True)
-
-    def sweep_blobs(self, grace_seconds: float = 3600.0) -> list[str]:
-        """Delete archives no deployment references any more (older than the grace period)."""
-        return self.blobs.sweep(self.deployments.referenced_archives(), grace_seconds)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,54 @@
+"""Invocation code a user pastes: the predict URL of a model's production deployment and of
+each deployment, a Python snippet and a cURL line for each, with a placeholder key read from
+the environment (`TRUSS_API_KEY`). Pure functions of ids and a base URL, shared by the API's
+model view and the dashboard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+KEY_VARIABLE = "TRUSS_API_KEY"
+
+
+def production_url(base_url: str, model_id: str) -> str:
+    return f"{base_url.rstrip('/')}/model-{model_id}/production/predict"
+
+
+def deployment_url(base_url: str, model_id: str, deployment_id: str) -> str:
+    return f"{base_url.rstrip('/')}/model-{model_id}/deployment/{deployment_id}/predict"
+
+
+def python_snippet(url: str) -> str:
+    return (
+        "import os\n"
+        "\n"
+        "import requests\n"
+        "\n"
+        "response = requests.post(\n"
+        f"    {json.dumps(url)},\n"
+        f'    headers={{"Authorization": "Api-Key " + os.environ["{KEY_VARIABLE}"]}},\n'
+        "    json={},  # the model's input\n"
+        ")\n"
+        "print(response.json())\n"
+    )
+
+
+def curl_line(url: str) -> str:
+    return f"curl -X POST {url} -H \"Authorization: Api-Key ${KEY_VARIABLE}\" -d '{{}}'"
+
+
+def snippets(url: str) -> dict[str, str]:
+    return {"url": url, "python": python_snippet(url), "curl": curl_line(url)}
+
+
+def invocation(base_url: str, model_id: str, deployments: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """`deployments`: (id, name) of each deployment, in the order to show them."""
+    return {
+        "production": snippets(production_url(base_url, model_id)),
+        "deployments": [
+            {"id": deployment_id, "name": name, **snippets(deployment_url(base_url, model_id, deployment_id))}
+            for deployment_id, name in deployments
+        ],
+    }
