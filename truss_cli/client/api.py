@@ -345,7 +345,10 @@ def describe_detail(detail: Any) -> str:
         for key, value in detail.items():
             if isinstance(value, list):
                 parts.append(f"{key}: " + (", ".join(_name_of(item) for item in value) or "none"))
-            elif isinstance(value, (str, int, float)):
+        # The control plane's `{"existing": [...], "hint": "existing deployments: ..."}` says the
+        # list twice: a hint is shown only when no list was.
+        for key, value in detail.items():
+            if isinstance(value, (str, int, float)) and not (key == "hint" and parts):
                 parts.append(f"{key}: {value}")
         return "; ".join(parts)
     if isinstance(detail, str):
