@@ -245,22 +245,29 @@ def prune(
 ) -> None:
     """Delete all but the newest N deployments of a model (production and development stay).
 
-    Lists what would be deleted and asks first; for CI pipelines that push on every commit.
+    Lists what would be deleted and asks first (with --yes it deletes at once, then lists what it deleted); for CI pipelines that push on every commit.
     """
     with connect.api(remote) as api:
-        plan = api.prune_deployments(model, keep, dry_run=True)
-        going = plan.get("deleted") or []
-        if not going:
-            console.result(output, f"Nothing to prune: model {model} has no more than {keep} deployments besides production and development", plan)
-            return
-        console.err.print(f"{_count(len(going))} of model {model} would be deleted (keeping the newest {keep}, production and development):", markup=False)
-        for item in going:
-            console.err.print(f"  {describe(item)}", markup=False)
-        confirm(f"Delete these {_count(len(going))}? This cannot be undone.", yes=yes, action=f"delete {_count(len(going))} of model {model}")
+        if not yes:  # show what would go before asking (or before refusing to, off a terminal)
+            plan = api.prune_deployments(model, keep, dry_run=True)
+            going = plan.get("deleted") or []
+            if not going:
+                console.result(output, _nothing_to_prune(model, keep), plan)
+                return
+            console.err.print(f"{_count(len(going))} of model {model} would be deleted (keeping the newest {keep}, production and development):", markup=False)
+            for item in going:
+                console.err.print(f"  {describe(item)}", markup=False)
+            confirm(f"Delete these {_count(len(going))}? This cannot be undone.", yes=yes, action=f"delete {_count(len(going))} of model {model}")
         done = api.prune_deployments(model, keep)
     deleted = done.get("deleted") or []
-    text = f"Deleted {_count(len(deleted))} of model {model}" + (": " + ", ".join(describe(item) for item in deleted) if deleted else "")
-    console.result(output, text, done)
+    if not deleted:
+        console.result(output, _nothing_to_prune(model, keep), done)
+        return
+    console.result(output, f"Deleted {_count(len(deleted))} of model {model}: " + ", ".join(describe(item) for item in deleted), done)
+
+
+def _nothing_to_prune(model: str, keep: int) -> str:
+    return f"Nothing to prune: model {model} has no more than {keep} deployments besides production and development"
 
 
 def _count(number: int) -> str:

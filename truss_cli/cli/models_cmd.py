@@ -72,7 +72,7 @@ def _print_summary(model: dict[str, Any]) -> None:
     console.out.print(Text.assemble((str(model.get("name")), "bold"), f" ({model.get('id')})"))
     readme = model.get("readme") or ""
     facts = [
-        ("Description", model.get("description") or "(none: truss models describe MODEL \"text\")"),
+        ("Description", model.get("description") or f"(none: truss models describe {model.get('name')} \"text\")"),
         ("Type", model.get("type") or "Custom"),
         ("Framework", model.get("framework") or "Custom"),
         ("Production", _production(model)),
@@ -95,7 +95,8 @@ def _print_invocation(model: dict[str, Any]) -> None:
     production = invocation.get("production")
     if production:
         _heading("Call the production deployment")
-        _code("URL:", production.get("url"))
+        console.out.print(Text.assemble(("URL: ", "dim"), str(production.get("url"))), soft_wrap=True)
+        console.out.print()
         _code("Python:", production.get("python"))
         _code("cURL:", production.get("curl"))
     others = invocation.get("deployments") or []
