@@ -8,8 +8,12 @@ Standard input is never a terminal here (CliRunner), which is what scripts and C
 from __future__ import annotations
 
 import json
+import os
+import pty
 import shutil
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +23,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO_ROOT
 from tests.controlplane_support import ControlPlaneProcess, running_controlplane
 from truss_cli.cli.app import app
 from truss_cli.client.remotes import add_remote, trussrc_path
@@ -152,6 +156,23 @@ def test_delete_asks_first_and_refuses_without_a_terminal(remote: Remote) -> Non
     assert model_refused.exit_code == 1 and "pass --yes" in model_refused.stderr
     remote.ok("models", "delete", "deletions", "--yes")
     assert "deletions" not in [m["name"] for m in remote.json("models", "list")["models"]]
+
+
+def test_on_a_terminal_delete_asks_and_a_yes_deletes(remote: Remote) -> None:
+    remote.push("asked")
+    second = remote.push("asked")
+    leader, follower = pty.openpty()
+    try:
+        os.write(leader, b"y\n")  # typed ahead: read when the question is asked
+        env = {**os.environ, "HOME": str(remote.home), "COLUMNS": "80", "PYTHONPATH": str(REPO_ROOT)}
+        done = subprocess.run([sys.executable, "-m", "truss_cli", "deployments", "delete", "--model", "asked", "deployment-2"],
+                              stdin=follower, capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 0, done.stderr
+    assert f"Delete deployment deployment-2 ({second['id']}) of model asked? This cannot be undone. [y/N]" in done.stderr
+    assert set(remote.deployments("asked")) == {"deployment-1"}
 
 
 def test_prune_lists_what_it_deletes_and_keeps_the_newest(remote: Remote) -> None:
