@@ -252,10 +252,14 @@ def test_usage_lists_deployments_with_deleted_ones_marked(remote: Remote) -> Non
 
 def test_predict_by_name_with_an_invoke_key(remote: Remote) -> None:
     remote.push("invoked")
+    second = remote.push("invoked")
     key = remote.json("api-keys", "create", "--scope", "invoke", "--model", "invoked")["key"]
     remote.ok("remote", "add", "invoker", remote.cp.url, "--api-key", key)
     answer = remote.ok("predict", "--model", "invoked", "--remote", "invoker", "-d", '{"name": "key"}')
     assert json.loads(answer.stdout) == {"greeting": "Hello, key!"}
+    # The key may not read deployments: the model's name is resolved, the deployment id used as given.
+    one = remote.ok("predict", "--model", "invoked", "--deployment", second["id"], "--remote", "invoker", "-d", '{"name": "two"}')
+    assert json.loads(one.stdout) == {"greeting": "Hello, two!"}
     refused = remote.truss("deployments", "list", "--model", "invoked", "--remote", "invoker")
     assert refused.exit_code == 1 and "admin key" in refused.stderr
 
