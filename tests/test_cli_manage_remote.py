@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import EXAMPLES, REPO_ROOT
+from tests.conftest import EXAMPLES, REPO_ROOT, write_model_dir
 from tests.controlplane_support import ControlPlaneProcess, running_controlplane
 from truss_cli.cli.app import app
 from truss_cli.client.remotes import add_remote, trussrc_path
@@ -272,3 +272,21 @@ def test_push_tail_streams_the_build_then_the_replica_log(remote: Remote) -> Non
     assert "[replica:" in done.stderr and "Model loaded" in done.stderr
     assert done.stderr.index("[build] ") < done.stderr.index("[replica:")
     assert "is ACTIVE" in done.stdout
+
+
+FAILING_LOAD = """
+class Model:
+    def load(self):
+        raise RuntimeError("the weights are missing")
+
+    def predict(self, request):
+        return request
+"""
+
+
+def test_push_tail_of_a_model_that_fails_to_load_ends_with_the_cause(remote: Remote) -> None:
+    directory = write_model_dir(remote.home / "models" / "broken-tail", FAILING_LOAD, "model_name: broken-tail\n")
+    done = remote.truss("push", str(directory), "--tail")
+    assert done.exit_code == 1, done.output
+    assert "DEPLOY_FAILED" in done.stderr and "weights are missing" in done.stderr
+    assert "[build] " in done.stderr and "[replica:" in done.stderr  # the replica's own lines, not only the cause

@@ -33,6 +33,7 @@ class _Channel:
         self.api, self.model, self.deployment, self.kind = api, model, deployment, kind
         self.on_line, self.reopen = on_line, reopen
         self.finishing = threading.Event()  # no more reopening: read what is there, then end
+        self.read_once_more = False  # when told to finish between two streams (after a failure)
         self.errors: list[TrussError] = []
         self._lock = threading.Lock()
         self._open: LogLines | None = None
@@ -44,18 +45,21 @@ class _Channel:
 
     def _run(self) -> None:
         pauses = poll_intervals()
-        while True:
-            try:
+        try:
+            while True:
                 printed = self._read_once()
-            except TrussError as exc:
-                self.errors.append(exc)
-                return
-            if not self.reopen or self.finishing.is_set():
-                return
-            if printed:
-                pauses = poll_intervals()
-            if self.finishing.wait(next(pauses)):
-                return
+                if not self.reopen or self.finishing.is_set():
+                    return  # told to finish while reading: that stream was read to its end
+                if printed:
+                    pauses = poll_intervals()
+                if self.finishing.wait(next(pauses)):
+                    if self.read_once_more:  # a replica that failed meanwhile has its last words
+                        self._read_once()
+                    return
+        except TrussError as exc:
+            self.errors.append(exc)
+        except ValueError as exc:  # a line that is not JSON: not a control plane's log stream
+            self.errors.append(TrussError(f"unreadable log line ({exc})"))
 
     def _read_once(self) -> int:
         printed = 0
@@ -136,6 +140,7 @@ class LogFollower:
         (the cause is usually in them): they end by themselves once the deployment failed."""
         channels = [channel for channel in (self._build, self._replicas) if channel is not None]
         for channel in channels:
+            channel.read_once_more = failed
             channel.finishing.set()
             if failed and channel.thread.is_alive():
                 channel.thread.join(_DRAIN_SECONDS)
