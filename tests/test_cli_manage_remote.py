@@ -290,3 +290,20 @@ def test_push_tail_of_a_model_that_fails_to_load_ends_with_the_cause(remote: Rem
     assert done.exit_code == 1, done.output
     assert "DEPLOY_FAILED" in done.stderr and "weights are missing" in done.stderr
     assert "[build] " in done.stderr and "[replica:" in done.stderr  # the replica's own lines, not only the cause
+
+
+def test_a_failed_build_is_listed_with_its_cause_and_retry_builds_it_again(remote: Remote) -> None:
+    directory = write_model_dir(
+        remote.home / "models" / "unbuildable", FAILING_LOAD,
+        "model_name: unbuildable\nrequirements:\n  - this-package-does-not-exist-truss-cli==1.0\n",
+    )
+    pushed = remote.truss("push", str(directory), "--wait")
+    assert pushed.exit_code == 1 and "BUILD_FAILED" in pushed.stderr
+    listed = remote.ok("deployments", "list", "--model", "unbuildable")
+    assert_fits_80_columns(listed.stdout)
+    assert "Deployment" in listed.stdout and "BUILD_FAILED" in listed.stdout
+    assert "deployment-1: " in listed.stdout and "this-package-does-not-exist-truss-cli" in listed.stdout  # the cause
+    retried = remote.truss("deployments", "retry", "--model", "unbuildable", "deployment-1", "--wait")
+    assert retried.exit_code == 1 and "BUILD_FAILED" in retried.stderr  # built again, failed again
+    log = remote.ok("logs", "--model", "unbuildable", "--deployment", "deployment-1", "--kind", "build").stdout
+    assert "retrying" in log
