@@ -13,7 +13,10 @@ runner = CliRunner()
 COMMANDS = [[], ["image"], ["init"], ["run"], ["predict"], ["image", "build-context"], ["image", "build"], ["image", "run"],
     ["remote"], ["remote", "add"], ["remote", "list"], ["remote", "use"], ["remote", "remove"],
     ["push"], ["server"], ["server", "start"], ["server", "stop"], ["server", "status"], ["server", "logs"], ["logs"],
-    ["models", "list"], ["deployments", "list"], ["api-keys", "create"], ["api-keys", "list"], ["api-keys", "revoke"],
+    ["models", "list"], ["models", "show"], ["models", "describe"], ["models", "readme"], ["models", "delete"],
+    ["deployments", "list"], ["deployments", "rename"], ["deployments", "deactivate"], ["deployments", "activate"],
+    ["deployments", "delete"], ["deployments", "prune"], ["deployments", "promote"], ["deployments", "retry"], ["usage"],
+    ["api-keys", "create"], ["api-keys", "list"], ["api-keys", "revoke"],
     ["secrets", "set"], ["secrets", "list"], ["secrets", "delete"]]
 
 
@@ -79,3 +82,26 @@ def test_predict_help_explains_every_flag() -> None:
 @pytest.mark.parametrize("command", [["run"], ["image", "run"]])
 def test_port_zero_is_documented(command: list[str]) -> None:
     assert "0 picks a free" in help_text(command)
+
+
+MANAGEMENT = [["models", name] for name in ("list", "show", "describe", "readme", "delete")] + [
+    ["deployments", name] for name in ("list", "rename", "deactivate", "activate", "delete", "prune", "promote", "retry")
+] + [["usage"], ["push"]]
+
+
+@pytest.mark.parametrize("command", MANAGEMENT, ids=" ".join)
+def test_every_flag_and_argument_of_the_management_commands_is_explained(command: list[str]) -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    context = group.make_context("truss", list(command) + ["--help"], resilient_parsing=True)
+    found = group
+    for name in command:
+        found = found.get_command(context, name)  # type: ignore[attr-defined]
+    unexplained = [param.name for param in found.params if not (getattr(param, "help", None) or "").strip()]
+    assert unexplained == [], f"{' '.join(command)}: no help for {unexplained}"
+
+
+@pytest.mark.parametrize("command", [c for c in MANAGEMENT if c[-1] in ("list", "show", "readme") or c == ["usage"]], ids=" ".join)
+def test_every_list_and_show_offers_json(command: list[str]) -> None:
+    assert re.search(r"--output\s+-o\s+text\|json", option_row(help_text(command), "--output"))

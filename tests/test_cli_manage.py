@@ -37,7 +37,7 @@ def test_api_keys_models_deployments_and_logs(tmp_path: Path) -> None:
         model = tmp_path / "hello"
         shutil.copytree(EXAMPLES / "hello", model)
         assert truss(tmp_path, "push", str(model), "--wait").exit_code == 0
-        assert truss(tmp_path, "models", "list").stdout.startswith("hello ")
+        assert truss(tmp_path, "models", "list").stdout.splitlines()[1].startswith("hello ")  # under the heading
         deployments = truss(tmp_path, "deployments", "list", "--model", "hello")
         assert "ACTIVE" in deployments.stdout and "production" in deployments.stdout
         missing = truss(tmp_path, "deployments", "list", "--model", "nope")

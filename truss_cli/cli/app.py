@@ -14,7 +14,10 @@ except ImportError:  # pragma: no cover
 
 from truss_cli import __version__
 from truss_cli.cli import console
-from truss_cli.cli import image_cmd, init_cmd, keys_cmd, logs_cmd, models_cmd, predict_cmd, push_cmd, remote_cmd, run_cmd, secrets_cmd, server_cmd
+from truss_cli.cli import (
+    deployments_cmd, image_cmd, init_cmd, keys_cmd, logs_cmd, models_cmd, predict_cmd, push_cmd, remote_cmd, run_cmd,
+    secrets_cmd, server_cmd, usage_cmd,
+)
 from truss_cli.cli.help import Command, Group
 from truss_cli.config import ConfigError
 from truss_cli.errors import TrussError
@@ -90,8 +93,9 @@ app.add_typer(image_cmd.app, name="image")
 app.add_typer(remote_cmd.app, name="remote")
 app.add_typer(server_cmd.app, name="server")
 app.command("logs", cls=Command)(logs_cmd.logs)
-app.add_typer(models_cmd.models_app, name="models")
-app.add_typer(models_cmd.deployments_app, name="deployments")
+app.add_typer(models_cmd.app, name="models")
+app.add_typer(deployments_cmd.app, name="deployments")
+app.command("usage", cls=Command)(usage_cmd.usage)
 app.add_typer(keys_cmd.app, name="api-keys")
 app.add_typer(secrets_cmd.app, name="secrets")
 

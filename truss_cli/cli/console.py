@@ -84,8 +84,10 @@ def output_option() -> Any:
 
 
 def result(fmt: OutputFormat, text: str, data: dict[str, Any]) -> None:
-    """Print a command's result on stdout: `text` for people, `data` as JSON for scripts."""
+    """Print a command's result on stdout: `text` for people, `data` as JSON for scripts.
+
+    `text` carries user text (names, descriptions): printed as typed, never as rich markup."""
     if fmt is OutputFormat.json:
         out.print_json(json.dumps(data), indent=None)
     else:
-        out.print(text)
+        out.print(text, markup=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,22 +13,34 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from truss_cli.archive.format import format_size
 from truss_cli.cli import connect, console, edge
 from truss_cli.client.api import Api
-from truss_cli.client.push import DeploymentFailed, PreparedPush, Upload, lacking, prepare_push, upload, wait_for_deployment
+from truss_cli.client.log_follow import LogFollower
+from truss_cli.client.push import PreparedPush, Upload, lacking, prepare_push, upload
+from truss_cli.client.waiting import DeploymentFailed, wait_for_status
 from truss_cli.errors import UsageError
 
 _VERBOSE_SHOWN = 50
+
+
+class VersionBump(str, Enum):
+    MAJOR = "MAJOR"
+    MINOR = "MINOR"
+    PATCH = "PATCH"
 
 
 def push(
     model_dir: Path = typer.Argument(Path("."), metavar="DIRECTORY", help="The model directory (with config.yaml); default: the current directory.", show_default=False),
     remote: Optional[str] = connect.remote_option(),
     model_name: Optional[str] = typer.Option(None, "--model-name", metavar="NAME", help="The model to deploy to (created if new); default: config.yaml's model_name, else the directory's name."),
-    deployment_name: Optional[str] = typer.Option(None, "--deployment-name", metavar="NAME", help="A name for this deployment (default: its id)."),
+    deployment_name: Optional[str] = typer.Option(None, "--deployment-name", metavar="NAME", help="A name for this deployment, unique within the model (default: deployment-1, deployment-2, … in order)."),
     wait: bool = typer.Option(False, "--wait/--no-wait", help="Wait until the deployment is ACTIVE (exit 0) or failed (exit 1, with the cause)."),
     tail: bool = typer.Option(False, "--tail", help="While waiting, stream the deployment's build and replica logs (implies --wait)."),
     timeout_seconds: Optional[float] = typer.Option(None, "--timeout-seconds", metavar="SECONDS", min=0, help="Give up waiting after this long (the deployment keeps going)."),
     promote: bool = typer.Option(False, "--promote", help="Make this deployment production once it is ACTIVE."),
     labels: Optional[str] = typer.Option(None, "--labels", metavar="JSON", help="Labels for the deployment, a JSON object, e.g. '{\"team\": \"nlp\"}'."),
+    version_bump: Optional[VersionBump] = typer.Option(
+        None, "--version-bump", metavar="MAJOR|MINOR|PATCH", case_sensitive=False,
+        help="The part of the model's highest version this deployment bumps: MAJOR (0.2.0 → 1.0.0), MINOR (the default: 0.3.0) or PATCH (0.2.1). A model's first deployment is 0.1.0.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="List the files sent, largest first."),
     output: console.OutputFormat = console.output_option(),
 ) -> None:
@@ -42,11 +55,14 @@ def push(
         console.warning(warning)
     with Api.for_remote(connect.resolve(settings, remote, start_local=True)) as api:
         sent = _send(api, prepared, settings.cache_dir / "push", verbose)
-        deployment = api.create_deployment(prepared.model_name, prepared.tree_hash, deployment_name, parsed_labels, promote)
+        deployment = api.create_deployment(
+            prepared.model_name, prepared.tree_hash, deployment_name, parsed_labels, promote,
+            version_bump=None if version_bump is None else version_bump.value,
+        )
         for warning in deployment.get("warnings") or []:
             console.warning(str(warning))
         model_id, deployment_id = deployment["model_id"], deployment["id"]
-        console.err.print(f"Deployment {deployment.get('name') or deployment_id} of model {prepared.model_name} created ({deployment.get('status')})")
+        console.err.print(f"Deployment {_named(deployment)} of model {prepared.model_name} created ({deployment.get('status')})", markup=False)
         if wait or tail:
             deployment = _wait(api, model_id, deployment_id, timeout_seconds, tail, output)
         result = _result(api, prepared, deployment, sent)
@@ -54,11 +70,21 @@ def push(
         console.result(output, "", result)
         return
     if deployment.get("status") == "ACTIVE":
-        console.out.print(f"Deployment {result['deployment']['name']} is ACTIVE")
-        console.out.print(f"Predict URL: {result['predict_url']}")
-        console.out.print(f"Try: truss predict --model {prepared.model_name} -d '<json>'")
+        console.out.print(f"Deployment {_named(deployment)} is ACTIVE", markup=False)
+        console.out.print(f"Predict URL: {result['predict_url']}", markup=False)
+        console.out.print(f"Try: truss predict --model {prepared.model_name} -d '<json>'", markup=False)
     else:
-        console.out.print(f"Deployment {deployment_id} is {deployment.get('status')}; follow it with: truss logs --model {prepared.model_name} --deployment {deployment_id} --tail")
+        console.out.print(
+            f"Deployment {_named(deployment)} is {deployment.get('status')}; follow it with: truss logs --model {prepared.model_name} --deployment {deployment_id} --tail",
+            markup=False,
+        )
+
+
+def _named(deployment: dict[str, Any]) -> str:
+    """`deployment-2 (version 0.2.0)`: the name people use, and the version when it has one."""
+    name = deployment.get("name") or deployment.get("id")
+    version = deployment.get("version")
+    return f"{name} (version {version})" if version else str(name)
 
 
 def _labels(text: Optional[str]) -> dict[str, Any]:
@@ -109,22 +135,38 @@ def _wait(api: Api, model_id: str, deployment_id: str, timeout: Optional[float],
     def on_status(deployment: dict[str, Any]) -> None:
         console.err.print(f"  {deployment.get('status')}" + (f": {deployment['status_detail']}" if deployment.get("status_detail") else ""), markup=False)
 
-    if tail:
-        _stream_build_log(api, model_id, deployment_id)
     try:
+        if tail:
+            return _wait_tailing(api, model_id, deployment_id, timeout, on_status)
         with console.err.status("Waiting for the deployment…"):
-            return wait_for_deployment(api, model_id, deployment_id, timeout, on_status)
+            return wait_for_status(api, model_id, deployment_id, timeout_seconds=timeout, on_status=on_status)
     except DeploymentFailed as failed:
         if output is console.OutputFormat.json:
             console.result(output, "", {"deployment": failed.deployment, "error": failed.message})
         raise
 
 
-def _stream_build_log(api: Api, model_id: str, deployment_id: str) -> None:
-    """The build log, followed until the build ends (the server closes the stream then)."""
-    with api.logs(model_id, deployment_id, follow=True, kind="build") as lines:
-        for line in lines:
-            console.err.print(f"[{line.get('source')}] {line.get('text', '')}", markup=False, highlight=False)
+def _wait_tailing(api: Api, model_id: str, deployment_id: str, timeout: Optional[float], on_status: Any) -> dict[str, Any]:
+    """Wait while printing the build log, then the replicas' logs, until ACTIVE or failed
+    (the log lines are the progress: no spinner)."""
+
+    def print_line(line: dict[str, Any]) -> None:
+        console.err.print(f"[{line.get('source')}] {line.get('text', '')}", markup=False, highlight=False)
+
+    def saw(deployment: dict[str, Any]) -> None:
+        on_status(deployment)
+        follower.saw(deployment)
+
+    with LogFollower(api, model_id, deployment_id, print_line) as follower:
+        try:
+            deployment = wait_for_status(api, model_id, deployment_id, timeout_seconds=timeout, on_status=saw)
+        except DeploymentFailed:
+            follower.finish(failed=True)
+            raise
+        follower.finish(failed=False)
+    for error in follower.errors:
+        console.warning(f"the log stream: {error.message}")
+    return deployment
 
 
 def _result(api: Api, prepared: PreparedPush, deployment: dict[str, Any], sent: Upload | None) -> dict[str, Any]:

@@ -114,7 +114,13 @@ class Api:
         return self.request("GET", f"/v1/models/{_part(model_ref)}")
 
     def delete_model(self, model_ref: str) -> dict[str, Any]:
+        """Deletes the model and every deployment of it (replicas, builds, stored files)."""
         return self.request("DELETE", f"/v1/models/{_part(model_ref)}")
+
+    def update_model(self, model_ref: str, description: str | None = None, readme: str | None = None) -> dict[str, Any]:
+        """Sets the description and/or the README (markdown); the model's name is not editable."""
+        body = {key: value for key, value in (("description", description), ("readme", readme)) if value is not None}
+        return self.request("PATCH", f"/v1/models/{_part(model_ref)}", json=body)
 
     def create_deployment(
         self,
@@ -124,40 +130,88 @@ class Api:
         labels: dict[str, Any] | None = None,
         promote: bool = False,
         preserve_previous_production_deployment: bool = False,
+        version_bump: str | None = None,
     ) -> dict[str, Any]:
-        body = {
+        """`version_bump` (MAJOR, MINOR, PATCH) bumps the model's highest version; the server's
+        default is MINOR."""
+        body: dict[str, Any] = {
             "tree_hash": tree_hash,
             "deployment_name": deployment_name,
             "labels": labels or {},
             "promote": promote,
             "preserve_previous_production_deployment": preserve_previous_production_deployment,
         }
+        if version_bump is not None:
+            body["version_bump"] = version_bump
         return self.request("POST", f"/v1/models/{_part(model_ref)}/deployments", json=body)
 
     def deployments(self, model_ref: str) -> list[dict[str, Any]]:
         return list(self.request("GET", f"/v1/models/{_part(model_ref)}/deployments")["deployments"])
 
     def deployment(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
-        return self.request("GET", f"/v1/models/{_part(model_ref)}/deployments/{_part(deployment_ref)}")
+        return self.request("GET", self._deployment_path(model_ref, deployment_ref))
 
     def delete_deployment(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
-        return self.request("DELETE", f"/v1/models/{_part(model_ref)}/deployments/{_part(deployment_ref)}")
+        return self.request("DELETE", self._deployment_path(model_ref, deployment_ref))
+
+    def update_deployment(
+        self, model_ref: str, deployment_ref: str, name: str | None = None, labels: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Renames the deployment and/or replaces its labels."""
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if labels is not None:
+            body["labels"] = labels
+        return self.request("PATCH", self._deployment_path(model_ref, deployment_ref), json=body)
+
+    def deactivate_deployment(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
+        """Stops every replica (in-flight requests finish); DEACTIVATING, then INACTIVE."""
+        return self.request("POST", self._deployment_path(model_ref, deployment_ref) + "/deactivate")
+
+    def activate_deployment(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
+        """Starts an inactive deployment again from its stored build (no rebuild)."""
+        return self.request("POST", self._deployment_path(model_ref, deployment_ref) + "/activate")
+
+    def retry_deployment(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
+        """Rebuilds a failed deployment from its stored files."""
+        return self.request("POST", self._deployment_path(model_ref, deployment_ref) + "/retry")
+
+    def promote_deployment(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
+        """Makes the deployment the model's production (primary) one; the previous keeps running."""
+        return self.request("POST", self._deployment_path(model_ref, deployment_ref) + "/promote")
+
+    def prune_deployments(self, model_ref: str, keep: int, dry_run: bool = False) -> dict[str, Any]:
+        """Deletes all but the newest `keep` deployments that are neither production nor
+        development: `{"deleted": [{"id", "name"}], "kept": [...]}`; `dry_run` deletes nothing."""
+        body = {"keep": keep, "dry_run": dry_run}
+        return self.request("POST", f"/v1/models/{_part(model_ref)}/deployments/prune", json=body)
+
+    def _deployment_path(self, model_ref: str, deployment_ref: str) -> str:
+        return f"/v1/models/{_part(model_ref)}/deployments/{_part(deployment_ref)}"
+
+    # -- usage ------------------------------------------------------------------------------
+    def usage(self, model_ref: str | None = None, since: str | None = None) -> dict[str, Any]:
+        """Replica-seconds and requests per deployment (deleted ones marked):
+        `{"usage": [...], "since": ISO | None}`."""
+        params = {key: value for key, value in (("model", model_ref), ("since", since)) if value is not None}
+        return self.request("GET", "/v1/usage", params=params)
 
     @contextmanager
     def logs(
         self, model_ref: str, deployment_ref: str, since: str | None = None, follow: bool = False, kind: str = "all"
-    ) -> Iterator[Iterator[dict[str, Any]]]:
+    ) -> Iterator["LogLines"]:
         """The deployment's log lines (`{"at", "source", "text"}`) as they arrive."""
         params: dict[str, str] = {"kind": kind, "follow": "true" if follow else "false"}
         if since is not None:
             params["since"] = since
-        path = f"/v1/models/{_part(model_ref)}/deployments/{_part(deployment_ref)}/logs"
+        path = self._deployment_path(model_ref, deployment_ref) + "/logs"
         with self._calling(path):
             with self._client.stream("GET", path, params=params, timeout=_LONG_TIMEOUT) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise self._error(response)
-                yield _ndjson(response)
+                yield LogLines(response)
 
     # -- API keys and secrets ----------------------------------------------------------
     def create_api_key(self, scope: str, models: list[str] | None = None, name: str | None = None) -> dict[str, Any]:
@@ -180,7 +234,10 @@ class Api:
 
     # -- the gateway -----------------------------------------------------------------------
     def predict_url(self, model_id: str, deployment_id: str | None = None) -> str:
-        target = "production" if deployment_id is None else f"deployment/{_part(deployment_id)}"
+        if deployment_id is None or deployment_id in ("production", "development"):
+            target = deployment_id or "production"
+        else:
+            target = f"deployment/{_part(deployment_id)}"
         return f"{self.url}/model-{_part(model_id)}/{target}/predict"
 
     @contextmanager
@@ -245,7 +302,7 @@ class Api:
             message, code, detail, hint = f"{status} {response.reason_phrase}: {text}".rstrip(": "), None, None, None
         if status == 404 and detail:
             known = describe_detail(detail)
-            if known:
+            if known and known not in message:  # a string detail is in the message already
                 message = f"{message} ({known})"
         if status == 401 and hint is None:
             hint = "the remote does not know this API key: `truss remote add NAME URL --api-key KEY --replace`"
@@ -259,17 +316,24 @@ class Api:
 def gateway_target(api: Api, model_ref: str, deployment_ref: str | None) -> tuple[str, str | None]:
     """The ids the gateway's paths take, for a model and deployment given by name or id.
 
-    An invoke key may not read the management API (403): the references are then used as given.
+    An invoke key may read the models it may invoke (their id and name), so names resolve,
+    but not their deployments: a deployment is then used as given (an id, or `development`).
+    An older control plane answers 403 for the model too; its reference is then used as given.
     """
     try:
         model_id = str(api.model(model_ref)["id"])
-        if deployment_ref is None or deployment_ref == "production":
-            return model_id, None
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        model_id = model_ref
+    if deployment_ref is None or deployment_ref == "production":
+        return model_id, None
+    try:
         return model_id, str(api.deployment(model_id, deployment_ref)["id"])
     except ApiError as exc:
         if exc.status != 403:
             raise
-        return model_ref, None if deployment_ref in (None, "production") else deployment_ref
+        return model_id, deployment_ref
 
 
 def describe_detail(detail: Any) -> str:
@@ -281,7 +345,10 @@ def describe_detail(detail: Any) -> str:
         for key, value in detail.items():
             if isinstance(value, list):
                 parts.append(f"{key}: " + (", ".join(_name_of(item) for item in value) or "none"))
-            elif isinstance(value, (str, int, float)):
+        # The control plane's `{"existing": [...], "hint": "existing deployments: ..."}` says the
+        # list twice: a hint is shown only when no list was.
+        for key, value in detail.items():
+            if isinstance(value, (str, int, float)) and not (key == "hint" and parts):
                 parts.append(f"{key}: {value}")
         return "; ".join(parts)
     if isinstance(detail, str):
@@ -298,13 +365,37 @@ def _name_of(item: Any) -> str:
     return str(item)
 
 
-def _ndjson(response: httpx.Response) -> Iterator[dict[str, Any]]:
-    try:
-        for line in response.iter_lines():
-            if line.strip():
-                yield json.loads(line)
-    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        raise TrussError(f"the log stream broke ({exc})") from None
+class LogLines:
+    """An open log stream: iterate for its lines; `interrupt()` (from another thread) ends it.
+
+    A followed replica log never ends by itself, and a thread blocked reading it cannot be
+    woken by closing the socket, only by shutting it down.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._interrupted = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            for line in self._response.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            if self._interrupted:
+                return
+            raise TrussError(f"the log stream broke ({exc})") from None
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed: the stream has ended anyway
+            pass
 
 
 def _part(value: str) -> str:

@@ -1,5 +1,5 @@
 """`truss push` without the printing: check a model directory, send what the remote lacks,
-create the deployment and wait for it.
+create the deployment (client/waiting.py waits for it).
 
 Local validation comes first (config.yaml, model.py, keys truss-cli cannot honour), so a
 typo fails in a second instead of after an upload and a build. The remote is asked which
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from truss_cli.archive.pack import PackedFile, PackPlan, ProgressCallback, plan_pack, write_archive
 from truss_cli.client.api import Api
@@ -25,16 +23,7 @@ from truss_cli.model_check import check_model_dir
 from truss_cli.settings import Settings
 from truss_cli.unsupported_keys import refuse_unsupported_keys
 
-FINAL_FAILURES = ("BUILD_FAILED", "DEPLOY_FAILED")
-_POLL_SECONDS = 1.0
-
-
-class DeploymentFailed(TrussError):
-    """The deployment reached BUILD_FAILED or DEPLOY_FAILED (its cause is the message)."""
-
-    def __init__(self, message: str, hint: str | None, deployment: dict[str, Any]):
-        super().__init__(message, hint)
-        self.deployment = deployment
+VERSION_BUMPS = ("MAJOR", "MINOR", "PATCH")
 
 
 @dataclass(frozen=True)
@@ -105,36 +94,3 @@ def upload(
     if answer.get("tree_hash") not in (None, prepared.tree_hash):
         raise TrussError(f"the remote stored tree {answer.get('tree_hash')}, expected {prepared.tree_hash}")
     return Upload(prepared.plan.largest_first(missing), info.size, info.content_bytes)
-
-
-def wait_for_deployment(
-    api: Api,
-    model_id: str,
-    deployment_id: str,
-    timeout_seconds: float | None = None,
-    on_status: Callable[[dict[str, Any]], None] | None = None,
-    poll_seconds: float = _POLL_SECONDS,
-) -> dict[str, Any]:
-    """Poll until the deployment is ACTIVE (returned) or failed (DeploymentFailed)."""
-    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-    last = None
-    while True:
-        deployment = api.deployment(model_id, deployment_id)
-        if on_status is not None and deployment.get("status") != last:
-            on_status(deployment)
-        last = deployment.get("status")
-        if last == "ACTIVE":
-            return deployment
-        if last in FINAL_FAILURES:
-            cause = deployment.get("status_detail") or "no cause given"
-            raise DeploymentFailed(
-                f"deployment {deployment.get('name') or deployment_id} {last}: {cause}",
-                f"see its log: truss logs --model {model_id} --deployment {deployment_id}",
-                deployment,
-            )
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TrussError(
-                f"deployment {deployment_id} is still {last} after {timeout_seconds:g}s",
-                hint=f"it keeps going on the remote; follow it with `truss logs --model {model_id} --deployment {deployment_id} --tail`",
-            )
-        time.sleep(poll_seconds)
