@@ -93,6 +93,8 @@ def test_versions_go_up_by_minor_unless_told_and_push_says_which(remote: Remote)
     major = remote.truss("push", str(remote.home / "models" / "versions"), "--model-name", "versions", "--wait", "--version-bump", "MAJOR")
     assert major.exit_code == 0, major.output
     assert "deployment-3 (version 1.0.0)" in major.stdout
+    # Not production (the first push is): the hint calls this deployment, not production.
+    assert "Try: truss predict --model versions --deployment deployment-3 -d" in major.stdout
     assert remote.push("versions", "--version-bump", "patch")["version"] == "1.0.1"  # any case
 
 

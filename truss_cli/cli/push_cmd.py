@@ -72,7 +72,8 @@ def push(
     if deployment.get("status") == "ACTIVE":
         console.out.print(f"Deployment {_named(deployment)} is ACTIVE", markup=False)
         console.out.print(f"Predict URL: {result['predict_url']}", markup=False)
-        console.out.print(f"Try: truss predict --model {prepared.model_name} -d '<json>'", markup=False)
+        target = "" if deployment.get("is_production") else f" --deployment {deployment.get('name')}"
+        console.out.print(f"Try: truss predict --model {prepared.model_name}{target} -d '<json>'", markup=False)
     else:
         console.out.print(
             f"Deployment {_named(deployment)} is {deployment.get('status')}; follow it with: truss logs --model {prepared.model_name} --deployment {deployment_id} --tail",
