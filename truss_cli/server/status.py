@@ -33,6 +33,11 @@ class ReplicaStatus:
     # (model/model.py, line 7)`, and the traceback trimmed to the user's code.
     summary: Optional[str] = None
     traceback: Optional[str] = None
+    # A development replica (`python -m truss_cli.server.control`) only: the tree hash of the
+    # code it serves, which worker generation serves it, and the port of its control API.
+    tree_hash: Optional[str] = None
+    generation: Optional[int] = None
+    control_port: Optional[int] = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
