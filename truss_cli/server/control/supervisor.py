@@ -356,8 +356,9 @@ class Supervisor:
             config_path.write_text(json.dumps(new_config), encoding="utf-8")
         if not planned.puts and not planned.deletes and not config_changed and not environ_changed:
             return 200, self._answer("none", "nothing changed", started, time.perf_counter(), time.perf_counter())
-        changed = {}
+        changed: dict = {}  # path -> new source (None when not a module: never hot swapped)
         for path, entry in planned.puts:
+            changed[path] = None
             if path.endswith(".py"):
                 source = planned.sources[entry.sha256].read_bytes()
                 try:

@@ -1,0 +1,268 @@
+"""The development replica (`python -m truss_cli.server.control`) as a real process: patches
+sent as envelopes to its control port, predictions over real sockets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import EXAMPLES, REPO_ROOT
+from dev_replica_support import TOKEN, DevReplica
+from truss_cli.server.control.apply import scan_tree
+from truss_cli.server.protocol import CONTROL_TOKEN_ENV, PREDICT_PATH, STATUS_PATH
+
+VERSIONED = """
+import os
+
+
+class Model:
+    def __init__(self, **kwargs):
+        self.loaded_by = None
+
+    def load(self):
+        # What a real load() builds once (weights): a hot swap must keep it.
+        self.loaded_by = os.getpid()
+
+    def predict(self, model_input):
+        return {"version": 1, "loaded_by": self.loaded_by}
+"""
+
+
+def model_dir(tmp_path: Path, source: str = VERSIONED, files: dict | None = None) -> Path:
+    root = tmp_path / "model_dir"
+    (root / "model").mkdir(parents=True)
+    (root / "config.yaml").write_text("model_name: dev\n")
+    (root / "model" / "__init__.py").write_text("")
+    (root / "model" / "model.py").write_text(textwrap.dedent(source))
+    for relative, text in (files or {}).items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    return root
+
+
+def model_source(root: Path) -> str:
+    return (root / "model" / "model.py").read_text()
+
+
+def test_a_code_change_that_needs_a_restart_is_served_by_the_next_generation(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    with DevReplica(root) as replica:
+        first = replica.predict().json()
+        before = replica.state()
+        changed = model_source(root).replace("self.loaded_by = os.getpid()", "self.loaded_by = -os.getpid()")
+        changed = changed.replace('"version": 1', '"version": 2')
+        answer = replica.patch({"model/model.py": changed})
+        assert answer.status_code == 200, answer.text
+        verdict = answer.json()
+        assert verdict["action"] == "restart"
+        assert verdict["reason"] == "model/model.py: load() changed"
+        assert verdict["generation"] == before["generation"] + 1
+        served = replica.predict().json()
+        assert served["version"] == 2 and served["loaded_by"] < 0
+        assert served["loaded_by"] != -first["loaded_by"]  # a new worker process loaded it
+        # The tree hash moved to the new tree, in the control state, the status file and the worker's status route.
+        assert verdict["tree_hash"] == scan_tree(root).tree_hash() != before["tree_hash"]
+        assert replica.state()["tree_hash"] == verdict["tree_hash"]
+        assert replica.status().tree_hash == verdict["tree_hash"]
+        route = httpx.get(replica.url + STATUS_PATH).json()
+        assert (route["tree_hash"], route["generation"]) == (verdict["tree_hash"], verdict["generation"])
+
+
+def test_a_hot_swap_keeps_what_load_built_and_serves_the_new_code(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    with DevReplica(root) as replica:
+        first = replica.predict().json()
+        generation = replica.state()["generation"]
+        answer = replica.patch({"model/model.py": model_source(root).replace('"version": 1', '"version": 2')})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["action"] == "hot_swap"
+        served = replica.predict().json()
+        assert served == {"version": 2, "loaded_by": first["loaded_by"]}
+        assert replica.state()["generation"] == generation  # the same worker, no new load
+        assert replica.state()["tree_hash"] == scan_tree(root).tree_hash()
+
+
+def test_a_syntax_error_is_refused_with_its_traceback_and_a_fixed_file_recovers(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    old_source = model_source(root)
+    with DevReplica(root) as replica:
+        before = replica.state()
+        broken = old_source.replace('"version": 1', '"version": 2').replace("def predict(self, model_input):", "def predict(self, model_input:")
+        answer = replica.patch({"model/model.py": broken})
+        assert answer.status_code == 422, answer.text
+        detail = answer.json()["detail"]
+        assert answer.json()["error_code"] == "PATCH_FAILED"
+        assert detail["phase"] == "syntax"
+        assert "model/model.py" in detail["traceback"] and "SyntaxError" in detail["traceback"]
+        assert replica.predict().json()["version"] == 1
+        assert replica.state()["tree_hash"] == before["tree_hash"]
+        assert model_source(root) == old_source  # nothing was written
+        fixed = replica.patch({"model/model.py": old_source.replace('"version": 1', '"version": 3')}, from_hash=before["tree_hash"])
+        assert fixed.status_code == 200, fixed.text
+        assert replica.predict().json()["version"] == 3
+
+
+def test_load_raising_on_new_code_is_refused_the_old_code_serves_and_the_files_roll_back(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    old_source = model_source(root)
+    with DevReplica(root) as replica:
+        before = replica.state()
+        failing = old_source.replace("self.loaded_by = os.getpid()", "raise RuntimeError('weights missing')")
+        answer = replica.patch({"model/model.py": failing, "model/extra.py": "VALUE = 1\n"})
+        assert answer.status_code == 422, answer.text
+        detail = answer.json()["detail"]
+        assert detail["phase"] == "load"
+        assert "RuntimeError: weights missing" in detail["summary"]
+        assert "raise RuntimeError('weights missing')" in detail["traceback"]
+        assert replica.predict().json()["version"] == 1
+        assert replica.state()["tree_hash"] == before["tree_hash"] == scan_tree(root).tree_hash()
+        assert model_source(root) == old_source and not (root / "model" / "extra.py").exists()
+
+
+def test_an_import_error_during_a_hot_swap_keeps_the_old_modules(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    old_source = model_source(root)
+    with DevReplica(root) as replica:
+        before = replica.state()
+        bad_import = "from os import no_such_name\n" + old_source.replace('"version": 1', '"version": 2')
+        answer = replica.patch({"model/model.py": bad_import})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"]["phase"] == "import"
+        assert "no_such_name" in answer.json()["detail"]["summary"]
+        assert replica.predict().json()["version"] == 1
+        assert replica.state()["tree_hash"] == before["tree_hash"]
+        # The restored modules still swap: the next good patch is served.
+        good = replica.patch({"model/model.py": old_source.replace('"version": 1', '"version": 4')})
+        assert good.status_code == 200 and good.json()["action"] == "hot_swap", good.text
+        assert replica.predict().json()["version"] == 4
+
+
+def test_a_patch_from_a_stale_base_is_refused_naming_the_current_hash(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    with DevReplica(root) as replica:
+        current = replica.state()["tree_hash"]
+        answer = replica.patch({"model/model.py": "x = 1\n"}, from_hash="f" * 64)
+        assert answer.status_code == 409
+        assert answer.json() == {"error_code": "STALE_PATCH_BASE", "detail": {"tree_hash": current}}
+        assert replica.predict().json()["version"] == 1
+
+
+def test_the_control_api_wants_the_token(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    with DevReplica(root) as replica:
+        assert httpx.get(replica.control_url + "/control/state").status_code == 401
+        wrong = httpx.post(replica.control_url + "/control/restart", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert "Authorization: Bearer" in wrong.json()["detail"]
+        assert replica.state()["generation"] == 1  # the refused restart did nothing
+
+
+def test_without_a_token_the_replica_does_not_start_and_says_how_to_give_one(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != CONTROL_TOKEN_ENV}
+    out = subprocess.run(
+        [sys.executable, "-m", "truss_cli.server.control", str(model_dir(tmp_path)), "--replica-config", "r.json"],
+        env={**env, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    assert f"no control token: set {CONTROL_TOKEN_ENV}" in out.stderr
+
+
+def test_a_path_outside_the_tree_is_refused_with_nothing_written(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    with DevReplica(root) as replica:
+        before = replica.state()
+        for path in ("../escape.py", "/tmp/escape.py", "model/../../escape.py", "linked/escape.py"):
+            answer = replica.patch({path: "print('escaped')\n"})
+            assert answer.status_code == 400, (path, answer.text)
+            assert answer.json()["error_code"] in ("BAD_PATCH", "TREE_HASH_MISMATCH"), answer.text
+        assert not (tmp_path / "escape.py").exists() and list(outside.iterdir()) == []
+        assert replica.state()["tree_hash"] == before["tree_hash"]
+
+
+def test_a_keep_alive_client_sees_no_failure_through_twenty_restarts(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    source = model_source(root)
+    with DevReplica(root) as replica:
+        failures: list = []
+        versions: list = []
+        stop = threading.Event()
+
+        def predict_in_a_loop() -> None:
+            with httpx.Client(base_url=replica.url, timeout=30) as client:  # one keep-alive pool
+                while not stop.is_set():
+                    try:
+                        response = client.post(PREDICT_PATH, json={})
+                        if response.status_code != 200:
+                            failures.append(f"HTTP {response.status_code}: {response.text}")
+                        else:
+                            versions.append(response.json()["version"])
+                    except httpx.HTTPError as exc:
+                        failures.append(repr(exc))
+
+        client = threading.Thread(target=predict_in_a_loop)
+        client.start()
+        try:
+            for version in range(2, 22):
+                answer = replica.patch({"model/model.py": source.replace('"version": 1', f'"version": {version}')}, hot_reload="off")
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["action"] == "restart"
+            final_count = len(versions)
+            while len(versions) < final_count + 3 and client.is_alive():
+                pass
+        finally:
+            stop.set()
+            client.join(timeout=60)
+        assert failures == []
+        assert replica.state()["generation"] == 21
+        assert versions[-1] == 21 and len(set(versions)) > 2
+
+
+def test_a_first_load_that_fails_is_served_as_a_failure_until_a_fix_arrives(tmp_path: Path) -> None:
+    root = model_dir(tmp_path, VERSIONED.replace("self.loaded_by = os.getpid()", "raise ValueError('not yet')"))
+    with DevReplica(root) as replica:
+        assert replica.status().phase == "failed"
+        answer = replica.predict()
+        assert answer.status_code == 503 and "not yet" in answer.text
+        fixed = replica.patch({"model/model.py": textwrap.dedent(VERSIONED)})
+        assert fixed.status_code == 200, fixed.text
+        assert fixed.json()["action"] == "restart"
+        assert replica.predict().json()["version"] == 1
+        assert replica.status().phase == "ready"
+
+
+def test_the_hello_example_patched_in_data_and_config_restarts(tmp_path: Path) -> None:
+    root = tmp_path / "hello"
+    shutil.copytree(EXAMPLES / "hello", root)
+    with DevReplica(root) as replica:
+        assert replica.predict({"name": "Ada"}).json() == {"greeting": "Hello, Ada!"}
+        answer = replica.patch({"data/note.txt": "a data file\n"})
+        assert answer.status_code == 200 and answer.json()["action"] == "restart"
+        assert answer.json()["reason"] == "data/note.txt is not a Python module of the model code or packages"
+        assert (root / "data" / "note.txt").read_text() == "a data file\n"
+        removed = replica.patch({}, deletes=("data/note.txt",))
+        assert removed.status_code == 200, removed.text
+        assert not (root / "data").exists()  # the emptied directory went with its file
+        assert replica.predict({"name": "Ada"}).json() == {"greeting": "Hello, Ada!"}
+
+
+def test_a_new_environment_reaches_the_next_generation(tmp_path: Path) -> None:
+    root = model_dir(tmp_path, VERSIONED.replace('{"version": 1, "loaded_by": self.loaded_by}', '{"version": 1, "env": os.environ.get("GREETING")}'))
+    with DevReplica(root) as replica:
+        assert replica.predict().json()["env"] is None
+        answer = replica.patch({}, environment={"GREETING": "hi"})
+        assert answer.status_code == 200 and answer.json()["action"] == "restart", answer.text
+        assert answer.json()["reason"] == "the environment changed"
+        assert replica.predict().json()["env"] == "hi"
+        # The control token is the supervisor's, never the model's.
+        assert TOKEN not in httpx.get(replica.url + STATUS_PATH).text
