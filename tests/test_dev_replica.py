@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -266,3 +267,15 @@ def test_a_new_environment_reaches_the_next_generation(tmp_path: Path) -> None:
         assert replica.predict().json()["env"] == "hi"
         # The control token is the supervisor's, never the model's.
         assert TOKEN not in httpx.get(replica.url + STATUS_PATH).text
+
+
+def test_a_worker_that_dies_is_replaced_by_a_new_generation_of_the_same_tree(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    with DevReplica(root) as replica:
+        tree_hash = replica.state()["tree_hash"]
+        worker_pid = httpx.get(replica.url + STATUS_PATH).json()["pid"]
+        assert worker_pid != replica.process.pid  # the predict path is the worker's own
+        os.kill(worker_pid, signal.SIGKILL)
+        replica.wait_status(lambda s: s.generation == 2 and s.phase == "ready", "generation 2")
+        assert replica.predict().json()["version"] == 1
+        assert replica.state()["tree_hash"] == tree_hash

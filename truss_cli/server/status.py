@@ -20,6 +20,7 @@ READY = "ready"  # load() finished; predictions are served
 FAILED = "failed"  # the model's import or load() failed (summary, traceback)
 STOPPING = "stopping"  # SIGTERM received: draining in-flight requests
 PHASES = (STARTING, LOADING, READY, FAILED, STOPPING)
+_DEVELOPMENT_FIELDS = ("tree_hash", "generation", "control_port")
 
 
 @dataclass
@@ -40,7 +41,11 @@ class ReplicaStatus:
     control_port: Optional[int] = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        for name in _DEVELOPMENT_FIELDS:  # a plain replica's status stays as it was
+            if fields[name] is None:
+                del fields[name]
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ReplicaStatus":
