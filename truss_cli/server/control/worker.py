@@ -44,6 +44,16 @@ DRAIN_GRACE_SECONDS = 5.0
 logger = logging.getLogger("truss.server")
 
 
+def warm_imports() -> None:
+    """Import what uvicorn loads only when it starts serving (its HTTP and websocket
+    protocol modules): the zygote calls this once so no worker pays for it."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    uvicorn.Config(app, loop="asyncio", lifespan="off", log_config=None).load()
+
+
 def run(spec: dict) -> int:
     """The worker's whole life, in a freshly forked child of the zygote; its exit code."""
     os.environ.clear()
@@ -184,7 +194,7 @@ class _Worker:
             log_config=None,
             timeout_graceful_shutdown=DRAIN_SECONDS,
         )
-        config.load()
+        config.load()  # its imports were done in the zygote (warm_imports)
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         await server.startup(sockets=[self.listener])

@@ -32,6 +32,7 @@ def thread_count() -> int:
 
 def main() -> int:
     configure_logging()
+    worker.warm_imports()
     # Ctrl-C reaches the whole process group: the supervisor decides how workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Workers are reaped by the kernel: the supervisor learns of their end on their socket.
