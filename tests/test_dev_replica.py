@@ -279,3 +279,20 @@ def test_a_worker_that_dies_is_replaced_by_a_new_generation_of_the_same_tree(tmp
         replica.wait_status(lambda s: s.generation == 2 and s.phase == "ready", "generation 2")
         assert replica.predict().json()["version"] == 1
         assert replica.state()["tree_hash"] == tree_hash
+
+
+def test_the_zygote_refuses_to_fork_once_a_thread_runs(tmp_path: Path) -> None:
+    # A fork copies only the forking thread: a lock another thread held stays held forever
+    # in the worker. The zygote checks before every fork instead of hoping.
+    script = (
+        "import sys, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "from truss_cli.server.control import zygote\n"
+        "sys.exit(zygote.main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], input='{"generation": 1}\n', env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 3
+    assert "the zygote has 2 threads; it forks only when single-threaded" in out.stderr

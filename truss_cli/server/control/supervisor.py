@@ -165,8 +165,8 @@ class Supervisor:
         self.control_port = control.sockets[0].getsockname()[1]
         workers = await asyncio.start_unix_server(self._worker_connected, str(self.state_dir / "workers.sock"), limit=messages.LIMIT)
         self.phase = LOADING
-        self.tree_hash = (await loop.run_in_executor(None, apply.scan_tree, self.root)).tree_hash()
         self.manifest = await loop.run_in_executor(None, apply.scan_tree, self.root)
+        self.tree_hash = self.manifest.tree_hash()
         self.write_status()
         logger.info(
             "Development replica for %s on http://%s:%d, control API on 127.0.0.1:%d, tree %s",
@@ -234,6 +234,9 @@ class Supervisor:
             "tree_hash": tree_hash,
             "control_port": self.control_port,
         }
+        if self.zygote.returncode is not None:
+            logger.error("The zygote exited (code %s); starting a new one", self.zygote.returncode)
+            self.zygote = await self._start_zygote()
         self.zygote.stdin.write(json.dumps(spec).encode() + b"\n")
         await self.zygote.stdin.drain()
         zygote_exit = asyncio.ensure_future(self.zygote.wait())
