@@ -296,3 +296,27 @@ def test_the_zygote_refuses_to_fork_once_a_thread_runs(tmp_path: Path) -> None:
     )
     assert out.returncode == 3
     assert "the zygote has 2 threads; it forks only when single-threaded" in out.stderr
+
+
+def test_a_taken_port_fails_naming_it_in_the_log_and_the_status(tmp_path: Path) -> None:
+    import socket
+
+    from test_server_harness import write_replica_config
+    from truss_cli.server.status import read_status
+
+    root = model_dir(tmp_path)
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    status_file = tmp_path / "status.json"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "truss_cli.server.control", str(root), "--port", str(port),
+             "--replica-config", str(write_replica_config(root, tmp_path / "replica.json")), "--status-file", str(status_file)],
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), CONTROL_TOKEN_ENV: TOKEN}, capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        taken.close()
+    assert out.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr
+    status = read_status(status_file)
+    assert status is not None and status.phase == "failed" and "Address already in use" in status.summary

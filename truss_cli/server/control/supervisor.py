@@ -129,7 +129,7 @@ class Supervisor:
         status = ReplicaStatus(
             phase=self.phase,
             replica_id=self.replica_id,
-            port=self.bound_port if self.phase != STARTING else None,
+            port=getattr(self, "bound_port", None) if self.phase != STARTING else None,
             summary=failure.get("summary"),
             traceback=failure.get("traceback"),
             tree_hash=self.tree_hash,
@@ -172,12 +172,13 @@ class Supervisor:
             "Development replica for %s on http://%s:%d, control API on 127.0.0.1:%d, tree %s",
             self.root, self.host, self.bound_port, self.control_port, self.tree_hash[:12],
         )
-        self.zygote = await self._start_zygote()
-        handle, outcome = await self._start_generation(self.replica_config_path, self._worker_environ(self.model_environ), self.tree_hash)
-        # The first generation serves even a failed load (readiness 503 with the reason): a
-        # development replica stays up so that a fixed file can recover it.
-        await self._switch_to(handle, outcome)
-        watcher = asyncio.ensure_future(self._watch_current())
+        async with self._lock:  # a patch arriving now waits for the first generation
+            self.zygote = await self._start_zygote()
+            handle, outcome = await self._start_generation(self.replica_config_path, self._worker_environ(self.model_environ), self.tree_hash)
+            # The first generation serves even a failed load (readiness 503 with the reason): a
+            # development replica stays up so that a fixed file can recover it.
+            await self._switch_to(handle, outcome)
+        watcher = asyncio.ensure_future(self._watch_current(stop))
         await stop.wait()
         watcher.cancel()
         self.phase = STOPPING
@@ -266,7 +267,7 @@ class Supervisor:
             await old.next("closed", timeout=30)
         self.write_status()
 
-    async def _watch_current(self) -> None:
+    async def _watch_current(self, stopping: asyncio.Event) -> None:
         """A worker that dies on its own (a crash in native code, the OOM killer) is replaced
         by a new generation of the same tree."""
         while True:
@@ -276,8 +277,8 @@ class Supervisor:
             if self.current is not current:
                 continue  # switched out on purpose
             async with self._lock:
-                if self.current is not current:
-                    continue
+                if self.current is not current or stopping.is_set():
+                    continue  # or a SIGTERM sent to the whole process group: not a crash
                 logger.error("Generation %d exited; starting generation %d", current.generation, self.generation + 1)
                 handle, outcome = await self._start_generation(self._config_path(), self._worker_environ(self.model_environ), self.tree_hash)
                 self.current = None
@@ -466,7 +467,10 @@ def run(args: Any, token: str) -> int:
     try:
         return asyncio.run(supervisor.run())
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        summary = f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        print(f"error: {summary}", file=sys.stderr)
+        supervisor.phase, supervisor.current_failure, supervisor.bound_port = FAILED, {"summary": summary}, None
+        supervisor.write_status()
         return 1
     finally:
         shutil.rmtree(supervisor.state_dir, ignore_errors=True)
