@@ -320,3 +320,22 @@ def test_a_taken_port_fails_naming_it_in_the_log_and_the_status(tmp_path: Path) 
     assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr
     status = read_status(status_file)
     assert status is not None and status.phase == "failed" and "Address already in use" in status.summary
+
+
+def test_a_new_interpreter_is_served_by_a_generation_forked_from_a_new_zygote(tmp_path: Path) -> None:
+    # A second interpreter with the same packages (what the control plane's environment
+    # builder hands over when requirements change).
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(tmp_path / "venv")], check=True)
+    other = str(tmp_path / "venv" / "bin" / "python")
+    root = model_dir(tmp_path, VERSIONED.replace('{"version": 1, "loaded_by": self.loaded_by}', '{"version": 1, "python": __import__("sys").executable}'))
+    with DevReplica(root) as replica:
+        assert replica.predict().json()["python"] == sys.executable
+        missing = replica.patch({}, python=str(tmp_path / "nope" / "python"))
+        assert missing.status_code == 400 and "is not an executable file on the replica" in missing.text
+        answer = replica.patch({}, python=other)
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["action"], answer.json()["reason"]) == ("restart", "the interpreter changed")
+        assert replica.predict().json()["python"] == other
+        # Later restarts keep forking from the new interpreter's zygote.
+        assert replica.control.post("/control/restart").status_code == 200
+        assert replica.predict().json()["python"] == other

@@ -196,9 +196,9 @@ class Supervisor:
         shutil.rmtree(self.state_dir, ignore_errors=True)
         return 0
 
-    async def _start_zygote(self) -> asyncio.subprocess.Process:
+    async def _start_zygote(self, python: Optional[str] = None) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            self.python, "-m", "truss_cli.server.control.zygote",
+            python or self.python, "-m", "truss_cli.server.control.zygote",
             stdin=asyncio.subprocess.PIPE,
             pass_fds=[self.listener.fileno()],
             env=self.base_environ,
@@ -284,6 +284,12 @@ class Supervisor:
                 self.current = None
                 await self._switch_to(handle, outcome)
 
+    def _keep_zygote(self, zygote: asyncio.subprocess.Process) -> None:
+        """Go back to `zygote`, closing a newer one started for a patch that failed."""
+        if self.zygote is not zygote:
+            self.zygote.stdin.close()
+            self.zygote = zygote
+
     def _config_path(self) -> Path:
         return self.replica_config_path
 
@@ -346,8 +352,10 @@ class Supervisor:
         new_environ = document.get("environment")
         config_changed = new_config is not None and new_config != self.replica_config_json
         environ_changed = new_environ is not None and new_environ != self.model_environ
-        if document.get("python") not in (None, self.python):
-            return error(400, "UNSUPPORTED", "changing the interpreter (`python`) is not supported by this replica yet; rebuild the deployment")
+        new_python = document.get("python")
+        python_changed = new_python is not None and new_python != self.python
+        if python_changed and not (os.path.isfile(new_python) and os.access(new_python, os.X_OK)):
+            return error(400, "BAD_PATCH", f"python: {new_python} is not an executable file on the replica")
         config_path = self._config_path()
         config = self.config
         if config_changed:
@@ -358,7 +366,7 @@ class Supervisor:
             self.config_number += 1
             config_path = self.state_dir / f"replica-config-{self.config_number}.json"
             config_path.write_text(json.dumps(new_config), encoding="utf-8")
-        if not planned.puts and not planned.deletes and not config_changed and not environ_changed:
+        if not planned.puts and not planned.deletes and not config_changed and not environ_changed and not python_changed:
             return 200, self._answer("none", "nothing changed", started, time.perf_counter(), time.perf_counter())
         changed: dict = {}  # path -> new source (None when not a module: never hot swapped)
         for path, entry in planned.puts:
@@ -371,7 +379,12 @@ class Supervisor:
                     return _failed({"phase": "syntax", "summary": f"syntax error: {exc.msg} ({path}, line {exc.lineno})",
                                     "traceback": "".join(traceback.format_exception_only(type(exc), exc))})
                 changed[path] = source
-        other = "the replica config changed" if config_changed else "the environment changed" if environ_changed else None
+        other = (
+            "the interpreter changed" if python_changed
+            else "the replica config changed" if config_changed
+            else "the environment changed" if environ_changed
+            else None
+        )
         if document.get("hot_reload") == "off":
             safe, reason = False, "hot reload is off"
         elif self.phase != READY:
@@ -397,13 +410,24 @@ class Supervisor:
             loaded = time.perf_counter()
             if action is None:
                 environ = self._worker_environ(new_environ if environ_changed else self.model_environ)
-                handle, outcome = await self._start_generation(config_path, environ, to_hash)
+                old_zygote = self.zygote
+                if python_changed:  # a new zygote on the new interpreter; the old one until it works
+                    self.zygote = await self._start_zygote(new_python)
+                try:
+                    handle, outcome = await self._start_generation(config_path, environ, to_hash)
+                except BaseException:
+                    self._keep_zygote(old_zygote)
+                    raise
                 loaded = time.perf_counter()
                 if outcome["event"] != "ready":
                     handle.send({"command": "stop"})
+                    self._keep_zygote(old_zygote)
                     applied.rollback()
                     return _failed(outcome)
                 await self._switch_to(handle, outcome)
+                if python_changed:
+                    old_zygote.stdin.close()  # it exits; the old generation drains on its own
+                    self.python = new_python
                 action = "restart"
         except BaseException:
             applied.rollback()
