@@ -140,6 +140,7 @@ def test_an_import_error_during_a_hot_swap_keeps_the_old_modules(tmp_path: Path)
         assert "no_such_name" in answer.json()["detail"]["summary"]
         assert replica.predict().json()["version"] == 1
         assert replica.state()["tree_hash"] == before["tree_hash"]
+        assert model_source(root) == old_source
         # The restored modules still swap: the next good patch is served.
         good = replica.patch({"model/model.py": old_source.replace('"version": 1', '"version": 4')})
         assert good.status_code == 200 and good.json()["action"] == "hot_swap", good.text
@@ -339,3 +340,32 @@ def test_a_new_interpreter_is_served_by_a_generation_forked_from_a_new_zygote(tm
         # Later restarts keep forking from the new interpreter's zygote.
         assert replica.control.post("/control/restart").status_code == 200
         assert replica.predict().json()["python"] == other
+
+
+USES_A_PACKAGE = """
+from helper import greeting
+
+LIMIT = 3
+
+
+class Model:
+    def load(self):
+        self.loads = getattr(self, "loads", 0) + 1
+
+    def predict(self, model_input):
+        return {"greeting": greeting(), "limit": LIMIT}
+"""
+
+
+def test_a_package_module_is_hot_swapped_and_a_top_level_change_restarts(tmp_path: Path) -> None:
+    root = model_dir(tmp_path, USES_A_PACKAGE, files={"packages/helper.py": "def greeting():\n    return 'hi'\n"})
+    with DevReplica(root) as replica:
+        assert replica.predict().json() == {"greeting": "hi", "limit": 3}
+        swapped = replica.patch({"packages/helper.py": "def greeting():\n    return 'hello'\n"})
+        assert swapped.status_code == 200 and swapped.json()["action"] == "hot_swap", swapped.text
+        assert replica.predict().json() == {"greeting": "hello", "limit": 3}
+        restarted = replica.patch({"model/model.py": textwrap.dedent(USES_A_PACKAGE).replace("LIMIT = 3", "LIMIT = 4")})
+        assert restarted.status_code == 200, restarted.text
+        assert restarted.json()["action"] == "restart"
+        assert restarted.json()["reason"] == "model/model.py: a top-level statement changed (it runs at import)"
+        assert replica.predict().json() == {"greeting": "hello", "limit": 4}
