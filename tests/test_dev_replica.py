@@ -192,7 +192,8 @@ def test_a_path_outside_the_tree_is_refused_with_nothing_written(tmp_path: Path)
         assert replica.state()["tree_hash"] == before["tree_hash"]
 
 
-def test_a_keep_alive_client_sees_no_failure_through_twenty_restarts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hot_reload,action", [("off", "restart"), ("auto", "hot_swap")])
+def test_a_keep_alive_client_sees_no_failure_through_twenty_switches(tmp_path: Path, hot_reload: str, action: str) -> None:
     root = model_dir(tmp_path)
     source = model_source(root)
     with DevReplica(root) as replica:
@@ -216,9 +217,9 @@ def test_a_keep_alive_client_sees_no_failure_through_twenty_restarts(tmp_path: P
         client.start()
         try:
             for version in range(2, 22):
-                answer = replica.patch({"model/model.py": source.replace('"version": 1', f'"version": {version}')}, hot_reload="off")
+                answer = replica.patch({"model/model.py": source.replace('"version": 1', f'"version": {version}')}, hot_reload=hot_reload)
                 assert answer.status_code == 200, answer.text
-                assert answer.json()["action"] == "restart"
+                assert answer.json()["action"] == action
             final_count = len(versions)
             while len(versions) < final_count + 3 and client.is_alive():
                 pass
@@ -226,7 +227,7 @@ def test_a_keep_alive_client_sees_no_failure_through_twenty_restarts(tmp_path: P
             stop.set()
             client.join(timeout=60)
         assert failures == []
-        assert replica.state()["generation"] == 21
+        assert replica.state()["generation"] == (21 if action == "restart" else 1)
         assert versions[-1] == 21 and len(set(versions)) > 2
 
 
@@ -369,3 +370,48 @@ def test_a_package_module_is_hot_swapped_and_a_top_level_change_restarts(tmp_pat
         assert restarted.json()["action"] == "restart"
         assert restarted.json()["reason"] == "model/model.py: a top-level statement changed (it runs at import)"
         assert replica.predict().json() == {"greeting": "hello", "limit": 4}
+
+
+SLOW = """
+import time
+
+
+class Model:
+    def predict(self, model_input):
+        time.sleep(model_input.get("sleep", 0))
+        return {"version": 1}
+"""
+
+
+def test_a_request_in_flight_during_a_restart_is_answered_by_the_old_code(tmp_path: Path) -> None:
+    root = model_dir(tmp_path, SLOW)
+    with DevReplica(root) as replica:
+        slow: list = []
+
+        def predict_slowly() -> None:
+            try:
+                slow.append(replica.predict({"sleep": 1.5}))
+            except httpx.HTTPError as exc:
+                slow.append(exc)
+
+        in_flight = threading.Thread(target=predict_slowly)
+        in_flight.start()
+        while httpx.get(replica.url + "/metrics").text.count('in_flight{route="predict"} 1') == 0 and in_flight.is_alive():
+            pass
+        answer = replica.patch({"model/model.py": textwrap.dedent(SLOW).replace('"version": 1', '"version": 2')}, hot_reload="off")
+        assert answer.status_code == 200 and answer.json()["action"] == "restart", answer.text
+        assert replica.predict().json() == {"version": 2}  # served while the old one drains
+        in_flight.join(timeout=30)
+        assert isinstance(slow[0], httpx.Response), slow[0]
+        assert slow[0].status_code == 200 and slow[0].json() == {"version": 1}
+
+
+def test_sigterm_stops_the_replica_its_workers_and_its_zygote(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    replica = DevReplica(root)
+    worker_pid = httpx.get(replica.url + STATUS_PATH).json()["pid"]
+    children = Path(f"/proc/{replica.process.pid}/task/{replica.process.pid}/children").read_text().split()
+    assert replica.stop() == 0
+    for pid in [worker_pid, *map(int, children)]:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], pid
+    assert "Traceback" not in replica.log()
