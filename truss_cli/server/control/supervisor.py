@@ -32,6 +32,7 @@ from typing import Any, Optional
 
 from truss_cli.server.control import apply, hotswap, messages
 from truss_cli.server.control.control_api import ControlAPI, error
+from truss_cli.server.control.workers import WorkerGone, WorkerHandle, WorkerRegistry
 from truss_cli.server.protocol import (
     CONTROL_PATCH_PATH,
     CONTROL_RESTART_PATH,
@@ -40,7 +41,7 @@ from truss_cli.server.protocol import (
     DRAIN_SECONDS,
     EXIT_BAD_CONFIG,
 )
-from truss_cli.server.replica_config import ReplicaConfig, ReplicaConfigError, parse_replica_config, read_replica_config
+from truss_cli.server.replica_config import ReplicaConfigError, parse_replica_config, read_replica_config
 from truss_cli.server.serve import configure_logging
 from truss_cli.server.status import FAILED, LOADING, READY, STARTING, STOPPING, ReplicaStatus, write_status
 from truss_cli.sync.envelope import EnvelopeError, read_envelope
@@ -51,47 +52,6 @@ logger = logging.getLogger("truss.server")
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024 * 1024
 BACKLOG = 2048
 HELLO_TIMEOUT = 60.0
-
-
-class WorkerGone(Exception):
-    pass
-
-
-class WorkerHandle:
-    """The supervisor's end of one worker's message socket."""
-
-    def __init__(self, generation: int, pid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.generation = generation
-        self.pid = pid
-        self.writer = writer
-        self.events: asyncio.Queue = asyncio.Queue()
-        self.gone = asyncio.get_running_loop().create_future()
-        self._reading = asyncio.ensure_future(self._read(reader))
-
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            message = await messages.receive(reader)
-            if message is None:
-                self.events.put_nowait({"event": "exited"})
-                if not self.gone.done():
-                    self.gone.set_result(None)
-                return
-            self.events.put_nowait(message)
-
-    def send(self, message: dict) -> None:
-        try:
-            self.writer.write(messages.encode(message))
-        except (ConnectionError, RuntimeError):
-            pass
-
-    async def next(self, *events: str, timeout: Optional[float] = None) -> dict:
-        """The next message among `events`, or `{"event": "exited"}` when the worker is gone."""
-        async def wait() -> dict:
-            while True:
-                message = await self.events.get()
-                if message.get("event") in events or message.get("event") == "exited":
-                    return message
-        return await asyncio.wait_for(wait(), timeout)
 
 
 class Supervisor:
@@ -115,7 +75,7 @@ class Supervisor:
         self.phase = STARTING
         self.tree_hash: Optional[str] = None
         self.last_patch: Optional[dict] = None
-        self._hellos: dict = {}
+        self.workers = WorkerRegistry()
         self._lock = asyncio.Lock()
         self.state_dir = Path(tempfile.mkdtemp(prefix="truss-control-"))
         self.config_number = 0
@@ -163,7 +123,7 @@ class Supervisor:
         api = ControlAPI(self.token, self.route, MAX_ENVELOPE_BYTES)
         control = await asyncio.start_server(api.handle, "127.0.0.1", self.control_port_wanted)
         self.control_port = control.sockets[0].getsockname()[1]
-        workers = await asyncio.start_unix_server(self._worker_connected, str(self.state_dir / "workers.sock"), limit=messages.LIMIT)
+        workers = await asyncio.start_unix_server(self.workers.connected, str(self.state_dir / "workers.sock"), limit=messages.LIMIT)
         self.phase = LOADING
         self.manifest = await loop.run_in_executor(None, apply.scan_tree, self.root)
         self.tree_hash = self.manifest.tree_hash()
@@ -207,23 +167,11 @@ class Supervisor:
     def _worker_environ(self, model_environ: dict) -> dict:
         return {**self.base_environ, **model_environ}
 
-    async def _worker_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        hello = await messages.receive(reader)
-        if not hello or hello.get("event") != "hello":
-            writer.close()
-            return
-        future = self._hellos.pop(hello.get("generation"), None)
-        if future is None or future.done():
-            writer.close()
-            return
-        future.set_result(WorkerHandle(hello["generation"], hello.get("pid", 0), reader, writer))
-
     async def _start_generation(self, config_path: Path, environ: dict, tree_hash: str) -> tuple:
         """Fork the next generation; (its handle, its `ready` or `failed` message)."""
         self.generation += 1
         generation = self.generation
-        hello = asyncio.get_running_loop().create_future()
-        self._hellos[generation] = hello
+        hello = self.workers.expect(generation)
         spec = {
             "generation": generation,
             "model_dir": str(self.root),
@@ -244,7 +192,7 @@ class Supervisor:
         done, _ = await asyncio.wait({hello, zygote_exit}, timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
         if hello not in done:
             zygote_exit.cancel()
-            self._hellos.pop(generation, None)
+            self.workers.forget(generation)
             raise WorkerGone(f"generation {generation} never started (the zygote {'exited' if zygote_exit in done else 'did not answer'}; see the replica log)")
         zygote_exit.cancel()
         handle = hello.result()
