@@ -415,3 +415,14 @@ def test_sigterm_stops_the_replica_its_workers_and_its_zygote(tmp_path: Path) ->
     for pid in [worker_pid, *map(int, children)]:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], pid
     assert "Traceback" not in replica.log()
+
+
+def test_the_temporary_file_of_an_unfinished_patch_is_removed_at_start(tmp_path: Path) -> None:
+    root = model_dir(tmp_path)
+    clean_hash = scan_tree(root).tree_hash()
+    leftover = root / "model" / ".model.py.k3j2h1.truss-new"
+    leftover.write_text("half of a file")
+    with DevReplica(root) as replica:
+        assert not leftover.exists()
+        assert replica.state()["tree_hash"] == clean_hash
+        assert "Removed model/.model.py.k3j2h1.truss-new, left by a patch this replica did not finish" in replica.log()

@@ -31,6 +31,25 @@ class PatchRefused(ValueError):
     tree hash that does not match); the message says which entry and why."""
 
 
+_TEMPORARY_SUFFIX = ".truss-new"
+
+
+def remove_leftovers(root: Path) -> list:
+    """Delete the temporary files of a patch the replica died in the middle of (only ours,
+    named `.<name>.<random>.truss-new`); the paths removed. A file already renamed into place
+    is part of the tree the start-up scan hashes: the control plane sees a tree hash it does not
+    know and syncs the replica again."""
+    removed = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = [name for name in subdirs if name not in _SKIPPED_DIRS and not os.path.islink(os.path.join(directory, name))]
+        for name in files:
+            if name.startswith(".") and name.endswith(_TEMPORARY_SUFFIX):
+                path = Path(directory) / name
+                _unlink(path)
+                removed.append(path)
+    return removed
+
+
 def scan_tree(root: Path) -> Manifest:
     """The manifest of the files under `root` (a materialised tree: nothing ignored in it
     but the interpreter's bytecode caches)."""
@@ -205,7 +224,7 @@ def _target(root: Path, path: str, applied: Applied, create: bool) -> Path:
 
 
 def _write_temporary(target: Path, entry: Entry, source: Optional[Path]) -> Path:
-    descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".truss-new", dir=target.parent)
+    descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TEMPORARY_SUFFIX, dir=target.parent)
     temporary = Path(name)
     try:
         if entry.mode == LINK_MODE:

@@ -125,6 +125,8 @@ class Supervisor:
         self.control_port = control.sockets[0].getsockname()[1]
         workers = await asyncio.start_unix_server(self.workers.connected, str(self.state_dir / "workers.sock"), limit=messages.LIMIT)
         self.phase = LOADING
+        for leftover in await loop.run_in_executor(None, apply.remove_leftovers, self.root):
+            logger.warning("Removed %s, left by a patch this replica did not finish", leftover.relative_to(self.root))
         self.manifest = await loop.run_in_executor(None, apply.scan_tree, self.root)
         self.tree_hash = self.manifest.tree_hash()
         self.write_status()
