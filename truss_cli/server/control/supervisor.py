@@ -254,7 +254,12 @@ class Supervisor:
             if method != "POST":
                 return error(405, "METHOD_NOT_ALLOWED", f"{path} takes POST with an envelope")
             async with self._lock:
-                return await self._patch(body)
+                # The envelope's blobs are needed until the patch is applied or refused only.
+                blob_dir = Path(tempfile.mkdtemp(prefix="blobs-", dir=self.state_dir))
+                try:
+                    return await self._patch(body, blob_dir)
+                finally:
+                    shutil.rmtree(blob_dir, ignore_errors=True)
         if path == CONTROL_RESTART_PATH:
             if method != "POST":
                 return error(405, "METHOD_NOT_ALLOWED", f"{path} takes POST")
@@ -280,11 +285,11 @@ class Supervisor:
         await self._switch_to(handle, outcome)
         return 200, self._answer("restart", "restart asked for", started, started, loaded)
 
-    async def _patch(self, body: Any) -> tuple:
+    async def _patch(self, body: Any, blob_dir: Path) -> tuple:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            document = await loop.run_in_executor(None, read_envelope, body, self.state_dir / "blobs", MAX_ENVELOPE_BYTES)
+            document = await loop.run_in_executor(None, read_envelope, body, blob_dir, MAX_ENVELOPE_BYTES)
         except EnvelopeError as exc:
             return error(400, "BAD_ENVELOPE", str(exc))
         problem = _document_problem(document)
@@ -293,7 +298,7 @@ class Supervisor:
         if document["from_hash"] != self.tree_hash:
             return error(409, "STALE_PATCH_BASE", {"tree_hash": self.tree_hash})
         try:
-            planned = apply.plan(self.manifest, document, self.state_dir / "blobs", self.root)
+            planned = apply.plan(self.manifest, document, blob_dir, self.root)
         except apply.PatchRefused as exc:
             return error(400, "BAD_PATCH", str(exc))
         if planned.manifest.tree_hash() != document["to_hash"]:
