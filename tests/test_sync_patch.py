@@ -177,3 +177,12 @@ def test_deltas_compose_and_undone_changes_drop_out() -> None:
     combined = first.then(second, base)
     assert combined == Delta({"edit": Entry(B, FILE_MODE), "keep": None})
     assert base.with_changes(combined) == base.with_changes(first).with_changes(second)
+
+
+@pytest.mark.parametrize("size", [0, 1, (64 << 10) - 1, 64 << 10, (64 << 10) + 1, (1 << 20) + 7, 3 << 20])
+def test_file_digests_are_the_sha256_of_the_bytes_at_every_size(tmp_path: Path, size: int) -> None:
+    from truss_cli.sync.manifest import sha256_file
+
+    content = os.urandom(size)
+    (tmp_path / "f").write_bytes(content)
+    assert sha256_file(tmp_path / "f").hex() == digest(content)

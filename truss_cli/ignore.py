@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 IGNORE_FILENAME = ".truss_ignore"
 
@@ -110,19 +110,34 @@ class IgnoreTree:
 
     def ignores(self, relative_path: str, is_dir: bool) -> bool:
         """Whether the entry `relative_path` is left out, its ancestors taken as included."""
-        decided = self._extra.decide(relative_path, is_dir)
-        if decided is not None:
-            return decided
-        parts = relative_path.split("/")
+        return self.judge(relative_path.rpartition("/")[0])(relative_path, is_dir)
+
+    def judge(self, directory: str) -> Callable[[str, bool], bool]:
+        """`ignores` for the entries of `directory` ("" = the root), with the rule files that
+        apply found once: a walk asks this per directory, not per file."""
+        chain: list[tuple[int, IgnoreRules]] = []  # (where the path below it starts, its rules)
+        parts = directory.split("/") if directory else []
         # Deepest .truss_ignore first: the nearest file's rules override the ones above it.
-        for depth in range(len(parts) - 1, -1, -1):
-            directory = "/".join(parts[:depth])
-            rules = self.rules_file_of(directory)
+        for depth in range(len(parts), -1, -1):
+            above = "/".join(parts[:depth])
+            rules = self.rules_file_of(above)
             if rules:
-                decided = rules.decide("/".join(parts[depth:]), is_dir)
+                chain.append((len(above) + 1 if above else 0, rules))
+        extra = self._extra if self._extra else None
+        defaults = self._defaults
+
+        def ignores(relative_path: str, is_dir: bool) -> bool:
+            if extra is not None:
+                decided = extra.decide(relative_path, is_dir)
                 if decided is not None:
                     return decided
-        return bool(self._defaults.decide(relative_path, is_dir))
+            for start, rules in chain:
+                decided = rules.decide(relative_path[start:], is_dir)
+                if decided is not None:
+                    return decided
+            return bool(defaults.decide(relative_path, is_dir))
+
+        return ignores
 
     def excluded(self, relative_path: str, is_dir: bool) -> bool:
         """Whether `relative_path` or any directory above it is left out."""

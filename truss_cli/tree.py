@@ -106,6 +106,7 @@ class TreeLister:
                     children = sorted(entries, key=lambda entry: entry.name)
             except (FileNotFoundError, NotADirectoryError):
                 return  # gone since the caller looked: a watcher hears about it next
+            ignores = self.rules.judge(prefix[:-1])
             for entry in children:
                 relative = prefix + entry.name
                 try:
@@ -113,7 +114,7 @@ class TreeLister:
                     is_link = entry.is_symlink()
                 except OSError:
                     continue
-                if self.rules.ignores(relative, is_dir):
+                if ignores(relative, is_dir):
                     continue
                 if not is_link and is_dir:
                     if os.path.exists(os.path.join(entry.path, _VENV_MARKER)):
@@ -121,7 +122,7 @@ class TreeLister:
                     if descend is None or descend(relative):
                         walk(Path(entry.path), relative + "/")
                     continue
-                item = self._file(Path(entry.path), relative, is_dir, is_link)
+                item = self._file(entry.path, relative, is_dir, is_link)
                 if item is not None:
                     found.append(item)
 
@@ -150,22 +151,23 @@ class TreeLister:
             return None
         if is_dir and not is_link:
             return None if (path / _VENV_MARKER).exists() else DIRECTORY
-        return self._file(path, relative, is_dir, is_link)
+        return self._file(str(path), relative, is_dir, is_link)
 
-    def _file(self, path: Path, relative: str, is_dir: bool, is_link: bool) -> TreeFile | None:
+    def _file(self, path: str, relative: str, is_dir: bool, is_link: bool) -> TreeFile | None:
+        # `path` is a string: a Path per entry is the largest cost of listing a big tree.
         if is_link:
-            target = _link_target_inside(str(path), relative, self.real_root)
+            target = _link_target_inside(path, relative, self.real_root)
             if is_dir:
-                link_target = os.path.relpath(target, os.path.realpath(path.parent))
-                st = path.lstat()
-                return TreeFile(relative, path, 0, st.st_mtime_ns, False, link_target)
+                link_target = os.path.relpath(target, os.path.realpath(os.path.dirname(path)))
+                st = os.lstat(path)
+                return TreeFile(relative, Path(path), 0, st.st_mtime_ns, False, link_target)
         try:
-            st = path.stat()
+            st = os.stat(path)
         except OSError:
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        return TreeFile(relative, path, st.st_size, st.st_mtime_ns, bool(st.st_mode & 0o111))
+        return TreeFile(relative, Path(path), st.st_size, st.st_mtime_ns, bool(st.st_mode & 0o111))
 
 
 def _link_target_inside(link: str, relative: str, real_root: Path) -> Path:

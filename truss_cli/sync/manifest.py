@@ -43,6 +43,7 @@ LINK_MODE = 0o120000
 MODES = frozenset({FILE_MODE, EXECUTABLE_MODE, LINK_MODE})
 
 _READ_CHUNK = 1 << 20
+_SMALL_FILE = 64 << 10
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 
@@ -192,9 +193,19 @@ class Manifest(Mapping[str, Entry]):
 def sha256_file(path: Path | str) -> bytes:
     """The sha256 digest of one file's content, read in 1 MiB chunks."""
     digest = hashlib.sha256()
-    buffer = bytearray(_READ_CHUNK)
-    view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
+        # Most model files are small (code, configs): read them whole rather than allocate
+        # (and zero) a 1 MiB buffer per file, which cost more than the hashing.
+        # (A short read is EOF for a local file, but only an empty one is sure to be.)
+        head = handle.read(_SMALL_FILE)
+        digest.update(head)
+        if len(head) < _SMALL_FILE:
+            rest = handle.read(_SMALL_FILE)
+            if not rest:
+                return digest.digest()
+            digest.update(rest)
+        buffer = bytearray(_READ_CHUNK)
+        view = memoryview(buffer)
         while True:
             count = handle.readinto(buffer)
             if not count:
