@@ -10,6 +10,7 @@ per directory). Each rep rewrites model/model.py and times, on the same tree:
 - ours, from events: `IncrementalTree.update([model.py])` (lstat, ignore rules, hash the one
   file, splice the manifest), the next tree hash, and `Patch(...).to_json()`: everything the
   client computes per save before sending;
+- the tree hash alone, from scratch vs spliced into cached lines (`Manifest.with_changes`);
 - ours, full rehash: `list_files` + hashing every file with a fresh hasher + the tree hash:
   what a client without events would do per save (the shape of Truss's approach);
 - ours, self-healing rescan: `IncrementalTree.full_rescan()` (a full walk, but the identity
@@ -27,6 +28,7 @@ identity cache holds; model.py is always freshly written. Prints one JSON object
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -40,8 +42,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from truss_cli.client.watch import watch_tree  # noqa: E402
+from truss_cli.client.watch import STEP_MS, watch_tree  # noqa: E402
 from truss_cli.incremental_tree import IncrementalTree  # noqa: E402
+from truss_cli.sync.manifest import Entry, Manifest  # noqa: E402
 from truss_cli.sync.patch import Patch  # noqa: E402
 from truss_cli.tree import TreeHasher, list_files  # noqa: E402
 
@@ -138,22 +141,39 @@ def bench_ours(root: Path, reps: int) -> dict:
         start = time.perf_counter()
         assert not tree.full_rescan()
         rescan.append((time.perf_counter() - start) * 1000)
+    # The tree hash alone: from scratch (encode, sort, format 5,000 lines) and spliced
+    # (`with_changes` on a manifest whose lines are cached), for one changed entry.
+    fresh, spliced = [], []
+    manifest = tree.manifest
+    path = "model/model.py"
+    for rep in range(reps):
+        entry = Entry(hashlib.sha256(str(rep).encode()).hexdigest(), manifest[path].mode)
+        start = time.perf_counter()
+        Manifest(dict(manifest)).tree_hash()
+        fresh.append((time.perf_counter() - start) * 1000)
+        manifest.tree_hash()
+        start = time.perf_counter()
+        manifest = manifest.with_changes({path: entry})
+        manifest.tree_hash()
+        spliced.append((time.perf_counter() - start) * 1000)
     return {
         "paths": len(tree.manifest),
+        "tree_hash_from_scratch": summary(fresh),
+        "tree_hash_spliced": summary(spliced),
         "ours_from_events": summary(from_events),
         "ours_full_rehash": summary(full_rehash),
         "ours_full_rescan_cached": summary(rescan),
     }
 
 
-def bench_events(root: Path, reps: int) -> dict:
+def bench_events(root: Path, reps: int, step_ms: int) -> dict:
     tree = IncrementalTree(root)
     stop = threading.Event()
     batches: list = []
     arrived = threading.Condition()
 
     def run() -> None:
-        for batch in watch_tree(tree, stop_event=stop, yield_idle=True):
+        for batch in watch_tree(tree, stop_event=stop, yield_idle=True, step_ms=step_ms):
             with arrived:
                 batches.append(batch)
                 arrived.notify_all()
@@ -203,16 +223,20 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=21)
     parser.add_argument("--truss-python", help="python of a venv with truss (default: the anchor venv, if built)")
     parser.add_argument("--no-events", action="store_true", help="skip the real-event (watchfiles) measurement")
+    parser.add_argument("--step-ms", type=int, default=STEP_MS, help="watchfiles' step for the real-event run")
+    parser.add_argument("--events-only", action="store_true", help="only the real-event measurement")
     args = parser.parse_args()
     truss_python = args.truss_python or next((path for path in TRUSS_PYTHONS if os.path.exists(path)), None)
     with tempfile.TemporaryDirectory(prefix="patch-compute-") as work:
         root = Path(work) / "truss"
         write_tree(root, args.files)
         result: dict = {"files": args.files, "reps": args.reps, "python": sys.version.split()[0]}
-        result.update(bench_ours(root, args.reps))
+        if not args.events_only:
+            result.update(bench_ours(root, args.reps))
         if not args.no_events:
-            result.update(bench_events(root, args.reps))
-        if truss_python:
+            result["step_ms"] = args.step_ms
+            result.update(bench_events(root, args.reps, args.step_ms))
+        if truss_python and not args.events_only:
             result["truss_python"] = truss_python
             result.update(bench_truss(truss_python, root, min(args.reps, 5)))
     print(json.dumps(result, indent=2))
