@@ -255,3 +255,16 @@ def test_a_link_to_outside_is_refused_and_the_tree_heals_once_it_is_gone(model: 
 def test_a_missing_root_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="nothing to watch"):
         IncrementalTree(tmp_path / "absent")
+
+
+def test_a_name_a_patch_cannot_carry_is_refused_by_name_and_the_watch_heals(model: Path) -> None:
+    tree = IncrementalTree(model)
+    odd = model / "model" / "win\\style.py"
+    odd.write_text("")
+    with pytest.raises(UsageError, match=r"win\\style.py: a file name a patch cannot carry") as raised:
+        tree.update([odd])
+    assert raised.value.hint == "rename it, or list it in .truss_ignore"
+    (model / ".truss_ignore").write_text("*\\\\*\n")  # gitignore: "\\" matches a backslash
+    delta = tree.update([model / ".truss_ignore"])
+    assert list(delta) == [".truss_ignore"]
+    assert tree.manifest == listed(model)

@@ -34,7 +34,7 @@ from pathlib import Path
 from truss_cli.errors import UsageError
 from truss_cli.ignore import IGNORE_FILENAME
 from truss_cli.sync.manifest import Entry, Manifest, file_mode, link_entry
-from truss_cli.sync.patch import Delta, diff
+from truss_cli.sync.patch import Delta, PatchError, check_relative_path, diff
 from truss_cli.tree import DIRECTORY, DigestFunction, TreeFile, TreeHasher, TreeLister
 
 __all__ = ["EXTERNAL_PREFIX", "IncrementalTree", "external_prefix"]
@@ -263,6 +263,7 @@ class IncrementalTree:
         del source.paths[start:end]
 
     def _entry(self, item: TreeFile) -> Entry | None:
+        _check_name(item)
         if item.link_target is not None:
             return link_entry(item.link_target)
         try:
@@ -270,3 +271,17 @@ class IncrementalTree:
         except (FileNotFoundError, NotADirectoryError):
             return None  # gone between the look and the read: its deletion event follows
         return Entry(digest.hex(), file_mode(item.executable))
+
+
+def _check_name(item: TreeFile) -> None:
+    """Refuse a name a patch cannot carry, as `truss push` refuses what an archive cannot."""
+    try:
+        check_relative_path(item.relative_path)
+        item.relative_path.encode("utf-8")
+    except (PatchError, UnicodeEncodeError):
+        shown = item.relative_path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise UsageError(
+            f"{item.path.parent / shown.rpartition('/')[2]}: a file name a patch cannot carry (not valid UTF-8, or "
+            "containing a backslash)",
+            hint="rename it, or list it in .truss_ignore",
+        ) from None

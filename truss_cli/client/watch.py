@@ -8,8 +8,8 @@ the caller handles a batch, and watchfiles buffers events meanwhile, so nothing 
 
 Timing. watchfiles groups raw events in Rust: it returns a batch once `step` ms pass with no
 new event, or after `debounce` ms at most while events keep coming. Its defaults (step 50,
-debounce 1600) spend 50 ms of quiet before a lone save is even reported, the whole budget of
-a hot swap. We use step = 15 ms: an editor's save (write temp, fsync, rename; or vim's
+debounce 1600) report a lone save after one to two steps (measured: 100 ms median,
+docs/performance.md), twice the whole budget of a hot swap. We use step = 15 ms (21-24 ms): an editor's save (write temp, fsync, rename; or vim's
 probe/backup/write/delete) lands within a few ms, so 15 ms of quiet still sees a save as one
 batch, and a save split across two batches costs only a second, usually empty, update (the
 tree re-`lstat`s paths at batch time, so a half-written file is corrected by its next event).
