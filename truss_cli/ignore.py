@@ -55,16 +55,6 @@ class IgnoreRules:
     def __init__(self, patterns: Iterable[str] = ()):
         self._rules = [rule for rule in (_compile(line) for line in patterns) if rule is not None]
 
-    @classmethod
-    def for_directory(cls, root: Path, extra: Sequence[str] = ()) -> "IgnoreRules":
-        """The default list, then `root/.truss_ignore`, then `extra`."""
-        patterns = list(DEFAULT_IGNORE_PATTERNS)
-        ignore_file = root / IGNORE_FILENAME
-        if ignore_file.is_file():
-            patterns.extend(ignore_file.read_text(encoding="utf-8").splitlines())
-        patterns.extend(extra)
-        return cls(patterns)
-
     def ignores(self, relative_path: str, is_dir: bool) -> bool:
         """Whether `relative_path` (posix, relative to the root) is left out."""
         return bool(self.decide(relative_path, is_dir))
@@ -105,7 +95,7 @@ class IgnoreTree:
 
     def rules_file_of(self, directory: str) -> IgnoreRules | None:
         if directory not in self._files:
-            self._files[directory] = _read_rules(self.root / directory / IGNORE_FILENAME if directory else self.root / IGNORE_FILENAME)
+            self._files[directory] = _read_rules(self.root / directory / IGNORE_FILENAME)
         return self._files[directory]
 
     def ignores(self, relative_path: str, is_dir: bool) -> bool:

@@ -9,16 +9,21 @@ the caller handles a batch, and watchfiles buffers events meanwhile, so nothing 
 Timing. watchfiles groups raw events in Rust: it returns a batch once `step` ms pass with no
 new event, or after `debounce` ms at most while events keep coming. Its defaults (step 50,
 debounce 1600) report a lone save after one to two steps (measured: 100 ms median,
-docs/performance.md), twice the whole budget of a hot swap. We use step = 15 ms (21-24 ms): an editor's save (write temp, fsync, rename; or vim's
-probe/backup/write/delete) lands within a few ms, so 15 ms of quiet still sees a save as one
-batch, and a save split across two batches costs only a second, usually empty, update (the
-tree re-`lstat`s paths at batch time, so a half-written file is corrected by its next event).
+docs/performance.md), twice the whole budget of a hot swap. We use step = 15 ms (21-24 ms
+measured): an editor's save (write temp, fsync, rename; or vim's probe/backup/write/delete)
+lands within a few ms, so 15 ms of quiet still sees a save as one batch, and a save split
+across two batches costs only a second, usually empty, update (the tree re-`lstat`s paths
+at batch time, so a half-written file is corrected by its next event).
 debounce = 200 ms bounds the wait during a burst (a `git checkout`, a formatter run on many
 files): the first part ships within 200 ms and the rest follows, instead of 1.6 s of silence.
 
 Self-healing: the tree is fully rescanned (hashing only files whose identity changed) when
-the watcher fails and is restarted, and when the machine was suspended (the boot clock ran
-ahead of the monotonic clock), since events can be lost in both cases.
+the watcher fails and is restarted (watchfiles raises once per failure and stays failed, so
+a fresh watcher is started), and when the machine was suspended (the boot clock ran ahead of
+the monotonic clock), since events can be lost in both cases. One loss this cannot see:
+watchfiles 1.3 drops notify's path-less "rescan" event, which is how an inotify queue
+overflow (more than `fs.inotify.max_queued_events`, 16,384 by default, events between two
+reads) is reported; the caller's `full_rescan()` at start and on a 409 covers that case.
 
 No Typer or rich here: the CLI drives this and decides what to print.
 """
