@@ -268,3 +268,14 @@ def test_a_name_a_patch_cannot_carry_is_refused_by_name_and_the_watch_heals(mode
     delta = tree.update([model / ".truss_ignore"])
     assert list(delta) == [".truss_ignore"]
     assert tree.manifest == listed(model)
+
+
+def test_a_directory_moved_in_with_its_own_truss_ignore_follows_it(model: Path, tmp_path: Path) -> None:
+    tree = IncrementalTree(model)
+    # The watcher's filter asks about a path in "model/pkg" before it exists...
+    assert tree.wants(model / "model" / "pkg" / "early.py")
+    outside = write(tmp_path / "elsewhere", {"pkg/.truss_ignore": "*.bin\n", "pkg/a.py": "A", "pkg/big.bin": "B"})
+    os.rename(outside / "pkg", model / "model" / "pkg")
+    # ...then the directory arrives whole, with a rule file no event named.
+    assert sorted(tree.update([model / "model" / "pkg"])) == ["model/pkg/.truss_ignore", "model/pkg/a.py"]
+    assert tree.manifest == listed(model)

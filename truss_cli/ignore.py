@@ -93,6 +93,16 @@ class IgnoreTree:
         """Forget what `directory`'s `.truss_ignore` said; the next question reads it again."""
         self._files.pop(directory, None)
 
+    def forget_under(self, directory: str) -> None:
+        """Forget the rule files of `directory` and everything below it: a directory moved in
+        brings its `.truss_ignore` files without an event for them."""
+        if not directory:
+            self._files.clear()
+            return
+        below = directory + "/"
+        for known in [known for known in self._files if known == directory or known.startswith(below)]:
+            del self._files[known]
+
     def rules_file_of(self, directory: str) -> IgnoreRules | None:
         if directory not in self._files:
             self._files[directory] = _read_rules(self.root / directory / IGNORE_FILENAME)

@@ -107,8 +107,8 @@ class IncrementalTree:
         return self._manifest.tree_hash()
 
     def wants(self, path: str | Path) -> bool:
-        """False when `path` certainly cannot change the tree (cheap; no system call): a
-        watcher's filter. A `.truss_ignore` is always wanted (it can re-include files)."""
+        """False when `path` certainly cannot change the tree (cheap: no stat, rule files read
+        once): a watcher's filter. A `.truss_ignore` is always wanted (it can re-include files)."""
         for source, relative in self._locate(path):
             if relative.rsplit("/", 1)[-1] == IGNORE_FILENAME:
                 return True
@@ -194,6 +194,10 @@ class IncrementalTree:
             self._drop_under(source, relative, changes)
         elif found == DIRECTORY:
             self._drop(source, relative, changes)  # a file replaced by a directory
+            if not source.has_under(relative):
+                # New to this tree (created, or moved in whole): any .truss_ignore inside
+                # came without an event, so what was remembered for these paths is stale.
+                source.lister.rules.forget_under(relative)
             self._rescan(source, relative, recursive=False, changes=changes)
         else:
             assert isinstance(found, TreeFile)
