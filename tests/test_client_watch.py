@@ -156,3 +156,17 @@ def test_a_binary_file_and_a_mode_change_arrive(model: Path, watcher: Watcher) -
 def test_the_stop_event_ends_the_loop(model: Path) -> None:
     running = Watcher(IncrementalTree(model))
     running.close()  # joins the thread: the generator returned
+
+
+def test_a_watcher_failure_restarts_it_rescans_and_the_watch_goes_on(model: Path, watcher: Watcher) -> None:
+    # watchfiles fails on a file name that is not UTF-8 (it cannot report it); the loop starts
+    # a new watcher and rescans, and the rescan names the file a patch could not carry.
+    odd = os.path.join(os.fsencode(model / "model"), b"caf\xe9.py")
+    with open(odd, "wb") as handle:
+        handle.write(b"x")
+    failed = watcher.next(lambda batch: batch.error is not None)
+    assert failed.rescanned and "a file name a patch cannot carry" in str(failed.error)
+    os.unlink(odd)
+    (model / "model" / "model.py").write_text("class Model:\n    fixed = True\n")
+    delta, _ = watcher.changes_until(listed(model))
+    assert list(delta) == ["model/model.py"]
