@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping, Union
 
+from truss_cli.sync import patch
+
 DOCUMENT_NAME = "patch.json"
 BLOB_PREFIX = "blobs/"
 CONTENT_TYPE = "application/x-tar"
@@ -41,25 +43,12 @@ class EnvelopeError(ValueError):
 
 
 def check_relative_path(path: Any) -> str:
-    """`path` if it is a relative, "/"-separated path inside a tree; EnvelopeError otherwise.
-
-    A minimal copy of `sync.patch.check_relative_path` (docs/live-reload.md, "Hashes and
-    trees"), here until that module lands; the two are to be merged into one.
-    """
-    if not isinstance(path, str) or not path:
-        raise EnvelopeError(f"{path!r}: expected a non-empty relative path")
-    problem = None
-    if path.startswith("/"):
-        problem = "it is absolute"
-    elif "\0" in path:
-        problem = "it contains NUL"
-    elif "\\" in path:
-        problem = "it contains a backslash (use / between parts)"
-    elif any(part in ("", ".", "..") for part in path.split("/")):
-        problem = "it has an empty, \".\" or \"..\" part"
-    if problem:
-        raise EnvelopeError(f"{path!r}: not a path inside the tree: {problem}")
-    return path
+    """`path` if it is a relative, "/"-separated path inside a tree; EnvelopeError otherwise
+    (the one rule of `sync.patch.check_relative_path`, raised as this module's error)."""
+    try:
+        return patch.check_relative_path(path)
+    except patch.PatchError as exc:
+        raise EnvelopeError(f"not a path inside the tree: {exc}") from None
 
 
 def write_envelope(out: BinaryIO, document: Mapping[str, Any], blobs: Mapping[str, Blob]) -> None:
