@@ -50,8 +50,9 @@ RUNNING_STATUSES = frozenset({states.DEPLOYING, states.LOADING_MODEL, states.ACT
 NOT_YET_ACTIVE = frozenset({states.DEPLOYING, states.LOADING_MODEL})
 # Requests for these park until a replica is ready (or the park timeout) instead of failing.
 PARKING = NOT_YET_ACTIVE | {states.WAKING_UP}
-# Meant to be active, yet no replica should run: a replica row left over (a development
-# rebuild, a crash in the middle of a scale-down) is stopped.
+# A development deployment meant to be active, yet with no replica to run: a replica row left
+# over (a rebuild, a crash in the middle of a scale-down) is stopped. (Published deployments
+# never have one in these statuses: not looked up every tick.)
 NOTHING_RUNS = frozenset({states.BUILDING, states.BUILD_FAILED, states.SCALED_TO_ZERO})
 # What a development deployment may be scaled to zero from.
 IDLE_CANDIDATES = frozenset({states.ACTIVE, states.UNHEALTHY})
@@ -206,7 +207,7 @@ class Reconciler:
                                 deployment = self._scale_to_zero(deployment, routing)
                             else:
                                 deployment, ready, running = self._reconcile(deployment)
-                        elif deployment.status in NOTHING_RUNS:
+                        elif deployment.is_development and deployment.status in NOTHING_RUNS:
                             routing.retire += self._leftovers(deployment)
                     except Exception:
                         logger.exception("reconciling deployment %s failed", deployment.id)
