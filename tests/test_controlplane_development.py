@@ -178,13 +178,13 @@ def test_a_development_push_creates_the_development_deployment_and_refuses_optio
 
 def test_a_development_push_with_another_tree_rebuilds_it_in_place(cp: ControlPlaneProcess, tmp_path: Path) -> None:
     first = push_development(cp, model_dir(tmp_path, "devrebuild", marker="one"), "devrebuild")
-    cp.wait_for_status(first["model_id"], first["id"], *READY)
+    cp.wait_for_status(first["model_id"], first["id"], *READY, timeout=300)
     assert predict(cp.client, first["model_id"], {"n": 1}) == {"marker": "one", "echo": {"n": 1}}
     old_sessions = replica_sessions(cp, first["id"])
 
     rebuilt = push_development(cp, model_dir(tmp_path, "devrebuild", marker="two"), "devrebuild", status=200)
     assert (rebuilt["id"], rebuilt["action"], rebuilt["status"]) == (first["id"], "rebuilding", "BUILDING")
-    cp.wait_for_status(first["model_id"], first["id"], *READY)
+    cp.wait_for_status(first["model_id"], first["id"], *READY, timeout=300)
     assert predict(cp.client, first["model_id"], {"n": 2}) == {"marker": "two", "echo": {"n": 2}}
     eventually(lambda: not live_processes_in(old_sessions))  # the old tree's replica is gone
     assert "rebuilding from the pushed tree" in build_log(cp, first)
@@ -213,7 +213,8 @@ def test_an_idle_development_deployment_scales_to_zero_and_a_request_parks_throu
     client = cp.client_for(cp.admin_key)
     caller = threading.Thread(target=lambda: answer.update(predict(client, model_id, {"woke": True})))
     caller.start()
-    waking = cp.wait_for_status(model_id, created["id"], "WAKING_UP", "ACTIVE", "UNHEALTHY", "DEPLOY_FAILED")
+    waking = cp.wait_for_status(model_id, created["id"], "WAKING_UP", "ACTIVE", "UNHEALTHY", "DEPLOY_FAILED",
+                                 timeout=300)
     assert (waking["status"], waking["status_label"]) == ("WAKING_UP", "Waking up")
     assert caller.is_alive() and not answer  # parked, not failed
     gate.touch()
@@ -238,7 +239,7 @@ def test_the_wake_route_answers_202_wakes_it_and_keeps_it_awake_while_called(cp:
     refused(invoker.get(url), 405, "METHOD_NOT_ALLOWED")
     woke = ok(invoker.post(url), 202)
     assert woke["waking_up"] and woke["deployments"] == [{"deployment_id": created["id"], "waking_up": True}]
-    cp.wait_for_status(model_id, created["id"], "ACTIVE")
+    cp.wait_for_status(model_id, created["id"], "ACTIVE", timeout=300)
     assert ok(invoker.post(url), 202)["waking_up"] is False  # awake already: only the idle clock restarts
     sessions = replica_sessions(cp, created["id"])
 
@@ -254,7 +255,7 @@ def test_the_wake_route_answers_202_wakes_it_and_keeps_it_awake_while_called(cp:
     # No development deployment, or no such model: 404 saying what exists.
     published = ok(cp.client.post("/v1/models/devwake-published/deployments",
                                   json={"tree_hash": cp.upload(model_dir(tmp_path, "devwake-published"))}), 201)
-    cp.wait_for_status(published["model_id"], published["id"], "ACTIVE")
+    cp.wait_for_status(published["model_id"], published["id"], "ACTIVE", timeout=300)
     missing = refused(cp.client.post(f"/model-{published['model_id']}/development/wake"), 404, "NOT_FOUND")
     assert "production" in missing["detail"]
     refused(cp.client.post("/model-nosuchmodel/development/wake"), 404, "MODEL_NOT_FOUND")

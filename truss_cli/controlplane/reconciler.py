@@ -73,7 +73,6 @@ class Routing:
     replicas: dict[str, tuple[list[Upstream], bool]] = field(default_factory=dict)  # id -> (ready, starting)
     inactive: dict[str, str] = field(default_factory=dict)  # id -> the 404's detail
     asleep: set[str] = field(default_factory=set)  # scaled to zero: a request wakes them
-    retire: list[Replica] = field(default_factory=list)  # to stop once the gateway no longer routes to them
 
 
 class Reconciler:
@@ -100,9 +99,12 @@ class Reconciler:
         # Written on the loop's thread and by the tick; single-key reads and writes only.
         self._last_used: dict[str, float] = {}
         self._wake_requests: set[str] = set()  # ids a request or the wake route asked to wake
-        # Replica rows a worker thread is stopping now (scale-down, leftovers): not routed to,
-        # not counted as the deployment's replicas.
+        # Replica rows being retired (scale-down, leftovers): from the tick that decides it on,
+        # no tick counts them as the deployment's or routes to them. They wait in
+        # `_retire_queue` for the next publish (so the gateway no longer routes to them), then
+        # a worker thread stops them.
         self._retiring: set[str] = set()
+        self._retire_queue: list[tuple[int, Replica]] = []  # (seq of the tick that queued it, row)
         self._next_restart: dict[str, float] = {}  # replica row id -> monotonic time
         self._wake = asyncio.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -208,7 +210,7 @@ class Reconciler:
                             else:
                                 deployment, ready, running = self._reconcile(deployment)
                         elif deployment.is_development and deployment.status in NOTHING_RUNS:
-                            routing.retire += self._leftovers(deployment)
+                            self._queue_retirement(routing.seq, self._leftovers(deployment))
                     except Exception:
                         logger.exception("reconciling deployment %s failed", deployment.id)
                 routing.replicas[deployment.id] = (ready, deployment.status in PARKING)
@@ -249,7 +251,7 @@ class Reconciler:
             return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile; the next tick sees it
         with LogFile(build_log_path(self.store, deployment.id)) as log:
             log(f"scaled to zero: no request for {self.dev_idle_seconds:g} s; the next request wakes it")
-        routing.retire += self._leftovers(deployment)
+        self._queue_retirement(routing.seq, self._leftovers(deployment))
         return dataclasses.replace(deployment, status=states.SCALED_TO_ZERO, status_detail=None)
 
     def _wake_up(self, deployment: Deployment) -> Deployment:
@@ -264,12 +266,19 @@ class Reconciler:
         """Its replica rows still running (not stopped, not being stopped)."""
         return [r for r in self.store.replicas.list(deployment.id) if r.phase != STOPPED and r.id not in self._retiring]
 
-    def _begin_retiring(self, rows: list[Replica]) -> None:
-        """Stop `rows` in a worker thread (graceful: in-flight requests finish), then mark them
-        stopped; meanwhile no tick counts or routes to them."""
+    def _queue_retirement(self, seq: int, rows: list[Replica]) -> None:
+        """The tick's thread: from now on `rows` are no replicas of their deployment."""
         with self._deactivating_lock:
             rows = [r for r in rows if r.id not in self._retiring]
             self._retiring.update(r.id for r in rows)
+            self._retire_queue += [(seq, r) for r in rows]
+
+    def _begin_retiring(self) -> None:
+        """After a publish: stop the rows queued by the published tick or an older one in a
+        worker thread (graceful: in-flight requests finish), then mark them stopped."""
+        with self._deactivating_lock:
+            rows = [r for seq, r in self._retire_queue if seq <= self._published]
+            self._retire_queue = [(seq, r) for seq, r in self._retire_queue if seq > self._published]
         if rows:
             threading.Thread(target=self._retire, args=(rows,), name="retire-replicas", daemon=True).start()
 
@@ -494,7 +503,10 @@ class Reconciler:
 
     def _publish(self, routing: Routing) -> None:
         if routing.seq < self._published:
-            return  # a newer tick was published already (a refresh overtook the loop's tick)
+            # A newer tick was published already (a refresh overtook the loop's tick); what
+            # this one queued for retirement the gateway no longer routes to either.
+            self._begin_retiring()
+            return
         self._published = routing.seq
         for model_id, targets in routing.models.items():
             self.table.set_model(model_id, targets)
@@ -506,8 +518,7 @@ class Reconciler:
             self.table.set_replicas(deployment_id, ready, starting, deployment_id in routing.asleep)
         self.table.keep_only(routing.replicas)
         # Only now that the gateway no longer routes to them.
-        if routing.retire:
-            self._begin_retiring(routing.retire)
+        self._begin_retiring()
 
 
 def _inactive_detail(deployment: Deployment, model: Optional[Model]) -> str:
