@@ -220,6 +220,9 @@ class Reconciler:
                 self._count(deployment, model.name if model else "", replica_seconds=running * elapsed)
             with self._usage_lock:
                 self._live = {deployment.id for deployment in deployments}
+            for deployment_id in list(self._last_used):  # deleted deployments' idle clocks
+                if deployment_id not in self._live:
+                    self._last_used.pop(deployment_id, None)
             for model in models.values():
                 targets: dict[str, list[tuple[str, float]]] = {}
                 for deployment in deployments:
