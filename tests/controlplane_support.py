@@ -103,7 +103,9 @@ class ControlPlaneProcess:
 
 
 def start_controlplane(data_dir: Path, *, runtime: str = "process", database_url: str | None = None,
-                       admin_key: str | None = None, timeout: float = 60) -> ControlPlaneProcess:
+                       admin_key: str | None = None, timeout: float = 60,
+                       extra_args: tuple[str, ...] = ()) -> ControlPlaneProcess:
+    """`extra_args`: more `serve` options (`--dev-idle-seconds 2`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     key = admin_key or create_admin_key(data_dir, database_url)
     state_file = data_dir / STATE_FILE
@@ -112,6 +114,7 @@ def start_controlplane(data_dir: Path, *, runtime: str = "process", database_url
                "--port", "0", "--runtime", runtime]
     if database_url:
         command += ["--database-url", database_url]
+    command += list(extra_args)
     log_path = data_dir / f"controlplane-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))

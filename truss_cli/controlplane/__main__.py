@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from truss_cli.controlplane.reconciler import DEV_IDLE_SECONDS
 from truss_cli.controlplane.runtimes.select import CHOICES
 from truss_cli.controlplane.store import Store
 from truss_cli.errors import TrussError
@@ -27,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--runtime", choices=CHOICES, default="auto")
     serve.add_argument("--database-url", default=None)
     serve.add_argument("--build-workers", type=int, default=2)
+    serve.add_argument("--dev-idle-seconds", type=float, default=DEV_IDLE_SECONDS,
+                       help="scale a development deployment to zero after this long without a request or wake")
     key = commands.add_parser("create-admin-key", help="print a new admin API key (once)")
     key.add_argument("--data-dir", type=Path, required=True)
     key.add_argument("--database-url", default=None)
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         from truss_cli.controlplane.serve import serve
 
         settings = dataclasses.replace(Settings.from_environment(os.environ, Path.home()), data_dir=data_dir)
-        serve(settings, args.host, args.port, args.runtime, args.database_url, args.build_workers)
+        serve(settings, args.host, args.port, args.runtime, args.database_url, args.build_workers,
+              dev_idle_seconds=args.dev_idle_seconds)
         return 0
     except TrussError as exc:
         print(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), file=sys.stderr)

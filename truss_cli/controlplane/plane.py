@@ -14,7 +14,7 @@ from truss_cli import __version__
 from truss_cli.controlplane.auth import GatewayAuthorizer
 from truss_cli.controlplane.builds import BuildWorkers
 from truss_cli.controlplane.gateway import Gateway, GatewayMetrics, RoutingTable
-from truss_cli.controlplane.reconciler import Reconciler
+from truss_cli.controlplane.reconciler import DEV_IDLE_SECONDS, Reconciler
 from truss_cli.controlplane.release import Release
 from truss_cli.controlplane.runtimes.base import Runtime
 from truss_cli.controlplane.store import Removed, Store, states
@@ -29,6 +29,8 @@ class Options:
     # How old an unused tree or blob must be before the sweep deletes it (a push in progress
     # has touched everything it uses moments ago).
     sweep_grace_seconds: float = SWEEP_GRACE_SECONDS
+    # How long a development deployment may go without a request or wake before it scales to zero.
+    dev_idle_seconds: float = DEV_IDLE_SECONDS
 
 
 class ControlPlane:
@@ -40,13 +42,23 @@ class ControlPlane:
         self.trees = Trees(store)
         self.table = RoutingTable()
         self.gateway = Gateway(self.table, GatewayAuthorizer(store))
-        self.reconciler = Reconciler(store, runtime, self.table, lambda: served_requests(self.gateway.metrics))
+        self.reconciler = Reconciler(store, runtime, self.table, lambda: served_requests(self.gateway.metrics),
+                                     lambda: busy_deployments(self.gateway.metrics), options.dev_idle_seconds)
+        self.table.on_wake = self._on_wake
         self.builds = BuildWorkers(store, runtime, self.trees, options.build_workers, self._built)
         # Frees what a delete removed (replicas, artifacts, trees, blobs); an API worker thread runs it.
         self.release = Release(store, runtime, self.trees, self.reconciler, options.sweep_grace_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._sweep: asyncio.Task[None] | None = None
+
+    def _on_wake(self, deployment_id: str, asleep: bool) -> None:
+        """The gateway found a deployment scaled to zero (`asleep`: wake it), or the wake route
+        was called for one that is awake (reset its idle clock). The loop's thread: no I/O."""
+        if asleep:
+            self.reconciler.request_wake(deployment_id)
+        else:
+            self.reconciler.touch(deployment_id)
 
     def _built(self) -> None:  # a build worker's thread
         if self._loop is not None:
@@ -111,3 +123,8 @@ def served_requests(metrics: GatewayMetrics) -> dict[str, int]:
         if deployment:  # "" is a request refused before a deployment was chosen
             totals[deployment] = totals.get(deployment, 0) + count
     return totals
+
+
+def busy_deployments(metrics: GatewayMetrics) -> list[str]:
+    """The deployments with a request in flight through the gateway now (the loop's thread)."""
+    return [deployment for (_model, deployment), count in metrics.in_flight.items() if count > 0 and deployment]

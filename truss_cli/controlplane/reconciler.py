@@ -11,11 +11,23 @@ stopped again and becomes INACTIVE.
 
 It also counts usage: the replica-seconds of the replicas it sees running, and the requests
 the gateway served per deployment, flushed to the store every few seconds and at shutdown.
+
+Development deployments scale to zero: one that is ACTIVE (or UNHEALTHY) and had no request
+and no wake for `dev_idle_seconds` becomes SCALED_TO_ZERO (its desired state stays active)
+and its replica is stopped once the gateway routes by that (so no request is sent to a replica
+being stopped). The idle clock lives in memory and costs the gateway nothing: it is reset when
+the gateway's request counter or in-flight gauge for the deployment moved since the last look,
+and by the wake route; a control plane restart resets it, which only delays a scale-down. A
+request to a deployment scaled to zero asks for a wake (`request_wake`): the next tick moves it
+to WAKING_UP and starts its replica while the request parks, then ACTIVE. The status is in the
+store, so a deployment scaled to zero stays so across a crash and wakes on the next request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import shlex
 import threading
@@ -34,8 +46,17 @@ from truss_cli.controlplane.store import states
 
 logger = logging.getLogger("truss.controlplane.reconciler")
 
-RUNNING_STATUSES = frozenset({states.DEPLOYING, states.LOADING_MODEL, states.ACTIVE, states.UNHEALTHY})
+RUNNING_STATUSES = frozenset({states.DEPLOYING, states.LOADING_MODEL, states.ACTIVE, states.UNHEALTHY, states.WAKING_UP})
 NOT_YET_ACTIVE = frozenset({states.DEPLOYING, states.LOADING_MODEL})
+# Requests for these park until a replica is ready (or the park timeout) instead of failing.
+PARKING = NOT_YET_ACTIVE | {states.WAKING_UP}
+# A development deployment meant to be active, yet with no replica to run: a replica row left
+# over (a rebuild, a crash in the middle of a scale-down) is stopped. (Published deployments
+# never have one in these statuses: not looked up every tick.)
+NOTHING_RUNS = frozenset({states.BUILDING, states.BUILD_FAILED, states.SCALED_TO_ZERO})
+# What a development deployment may be scaled to zero from.
+IDLE_CANDIDATES = frozenset({states.ACTIVE, states.UNHEALTHY})
+DEV_IDLE_SECONDS = 900.0  # Baseten's default scale-down delay
 STOPPED = "stopped"  # a replica row kept for its logs (its deployment failed or was deactivated)
 _TICK_SECONDS = 0.5
 _BACKOFF_FIRST, _BACKOFF_MAX = 1.0, 60.0
@@ -51,6 +72,7 @@ class Routing:
     models: dict[str, dict[str, list[tuple[str, float]]]] = field(default_factory=dict)
     replicas: dict[str, tuple[list[Upstream], bool]] = field(default_factory=dict)  # id -> (ready, starting)
     inactive: dict[str, str] = field(default_factory=dict)  # id -> the 404's detail
+    asleep: set[str] = field(default_factory=set)  # scaled to zero: a request wakes them
 
 
 class Reconciler:
@@ -60,13 +82,29 @@ class Reconciler:
         runtime: Runtime,
         table: RoutingTable,
         served_requests: Optional[Callable[[], Mapping[str, int]]] = None,
+        busy_deployments: Optional[Callable[[], Iterable[str]]] = None,
+        dev_idle_seconds: float = DEV_IDLE_SECONDS,
     ) -> None:
-        """`served_requests`: the gateway's requests per deployment id since it started (read
-        on the event loop's thread, which is the one that updates them)."""
+        """`served_requests`: the gateway's requests per deployment id since it started, and
+        `busy_deployments`: the ids with a request in flight now (both read on the event
+        loop's thread, which is the one that updates them). `dev_idle_seconds`: how long a
+        development deployment may go without a request or wake before it scales to zero."""
         self.store = store
         self.runtime = runtime
         self.table = table
         self._served_requests = served_requests
+        self._busy_deployments = busy_deployments
+        self.dev_idle_seconds = dev_idle_seconds
+        # The idle clock: deployment id -> monotonic time of its last request, wake or start.
+        # Written on the loop's thread and by the tick; single-key reads and writes only.
+        self._last_used: dict[str, float] = {}
+        self._wake_requests: set[str] = set()  # ids a request or the wake route asked to wake
+        # Replica rows being retired (scale-down, leftovers): from the tick that decides it on,
+        # no tick counts them as the deployment's or routes to them. They wait in
+        # `_retire_queue` for the next publish (so the gateway no longer routes to them), then
+        # a worker thread stops them.
+        self._retiring: set[str] = set()
+        self._retire_queue: list[tuple[int, Replica]] = []  # (seq of the tick that queued it, row)
         self._next_restart: dict[str, float] = {}  # replica row id -> monotonic time
         self._wake = asyncio.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -91,6 +129,18 @@ class Reconciler:
 
     def wake(self) -> None:
         """Something changed (a build finished, a deployment was deleted): tick now."""
+        self._wake.set()
+
+    def touch(self, deployment_id: str) -> None:
+        """Reset the deployment's idle clock (the wake route; the loop's thread)."""
+        self._last_used[deployment_id] = time.monotonic()
+
+    def request_wake(self, deployment_id: str) -> None:
+        """A request or the wake route found the deployment scaled to zero: wake it on the
+        next tick, which is now (the loop's thread)."""
+        self.touch(deployment_id)
+        with self._usage_lock:
+            self._wake_requests.add(deployment_id)
         self._wake.set()
 
     def _wake_from_thread(self) -> None:
@@ -139,6 +189,8 @@ class Reconciler:
             now = time.monotonic()
             elapsed = 0.0 if self._last_tick is None else now - self._last_tick
             self._last_tick = now
+            with self._usage_lock:
+                wake_requests, self._wake_requests = self._wake_requests, set()
             models = {model.id: model for model in self.store.models.list()}
             deployments = self.store.deployments.list()
             for deployment in deployments:
@@ -148,16 +200,29 @@ class Reconciler:
                     routing.inactive[deployment.id] = _inactive_detail(deployment, models.get(deployment.model_id))
                     if not self._halted and deployment.status != states.INACTIVE:
                         self._begin_deactivation(deployment.id)
-                elif not self._halted and deployment.status in RUNNING_STATUSES:
+                elif not self._halted:
                     try:
-                        deployment, ready, running = self._reconcile(deployment)
+                        if deployment.status == states.SCALED_TO_ZERO and deployment.id in wake_requests:
+                            deployment = self._wake_up(deployment)
+                        if deployment.status in RUNNING_STATUSES:
+                            if self._idle(deployment, now):
+                                deployment = self._scale_to_zero(deployment, routing)
+                            else:
+                                deployment, ready, running = self._reconcile(deployment)
+                        elif deployment.is_development and deployment.status in NOTHING_RUNS:
+                            self._queue_retirement(routing.seq, self._leftovers(deployment))
                     except Exception:
                         logger.exception("reconciling deployment %s failed", deployment.id)
-                routing.replicas[deployment.id] = (ready, deployment.status in NOT_YET_ACTIVE)
+                routing.replicas[deployment.id] = (ready, deployment.status in PARKING)
+                if deployment.status == states.SCALED_TO_ZERO:
+                    routing.asleep.add(deployment.id)
                 model = models.get(deployment.model_id)
                 self._count(deployment, model.name if model else "", replica_seconds=running * elapsed)
             with self._usage_lock:
                 self._live = {deployment.id for deployment in deployments}
+            for deployment_id in list(self._last_used):  # deleted deployments' idle clocks
+                if deployment_id not in self._live:
+                    self._last_used.pop(deployment_id, None)
             for model in models.values():
                 targets: dict[str, list[tuple[str, float]]] = {}
                 for deployment in deployments:
@@ -171,12 +236,83 @@ class Reconciler:
                 routing.models[model.id] = targets
             return routing
 
+    # -- development deployments: scale to zero and wake --------------------------------
+
+    def _idle(self, deployment: Deployment, now: float) -> bool:
+        """A development deployment serving with no request or wake for dev_idle_seconds. The
+        clock starts when it starts serving, not when it was pushed (a long build is no idleness)."""
+        if not deployment.is_development:
+            return False
+        if deployment.status not in IDLE_CANDIDATES:
+            self._last_used[deployment.id] = now
+            return False
+        last = self._last_used.setdefault(deployment.id, now)
+        return now - last >= self.dev_idle_seconds
+
+    def _scale_to_zero(self, deployment: Deployment, routing: Routing) -> Deployment:
+        if not self.store.deployments.scale_to_zero(deployment.id):
+            return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile; the next tick sees it
+        with LogFile(build_log_path(self.store, deployment.id)) as log:
+            log(f"scaled to zero: no request for {self.dev_idle_seconds:g} s; the next request wakes it")
+        self._queue_retirement(routing.seq, self._leftovers(deployment))
+        return dataclasses.replace(deployment, status=states.SCALED_TO_ZERO, status_detail=None)
+
+    def _wake_up(self, deployment: Deployment) -> Deployment:
+        if not self.store.deployments.wake(deployment.id):
+            return deployment
+        self._last_used[deployment.id] = time.monotonic()
+        with LogFile(build_log_path(self.store, deployment.id)) as log:
+            log("waking up: a request arrived")
+        return dataclasses.replace(deployment, status=states.WAKING_UP, status_detail=None)
+
+    def _leftovers(self, deployment: Deployment) -> list[Replica]:
+        """Its replica rows still running (not stopped, not being stopped)."""
+        return [r for r in self.store.replicas.list(deployment.id) if r.phase != STOPPED and r.id not in self._retiring]
+
+    def _queue_retirement(self, seq: int, rows: list[Replica]) -> None:
+        """The tick's thread: from now on `rows` are no replicas of their deployment."""
+        with self._deactivating_lock:
+            rows = [r for r in rows if r.id not in self._retiring]
+            self._retiring.update(r.id for r in rows)
+            self._retire_queue += [(seq, r) for r in rows]
+
+    def _begin_retiring(self) -> None:
+        """After a publish: stop the rows queued by the published tick or an older one in a
+        worker thread (graceful: in-flight requests finish), then mark them stopped."""
+        with self._deactivating_lock:
+            rows = [r for seq, r in self._retire_queue if seq <= self._published]
+            self._retire_queue = [(seq, r) for seq, r in self._retire_queue if seq > self._published]
+        if rows:
+            threading.Thread(target=self._retire, args=(rows,), name="retire-replicas", daemon=True).start()
+
+    def _retire(self, rows: list[Replica]) -> None:
+        try:
+            for row in rows:  # listings count it no more
+                with contextlib.suppress(NotFound):
+                    self.store.replicas.set_phase(row.id, "stopping")
+            self.stop_replicas(rows)
+            for row in rows:
+                self._next_restart.pop(row.id, None)
+                try:
+                    self.store.replicas.set_phase(row.id, STOPPED)
+                except NotFound:
+                    pass  # deleted meanwhile
+        except Exception:
+            logger.exception("stopping replicas %s failed; the next tick tries again", [r.id for r in rows])
+        finally:
+            with self._deactivating_lock:
+                self._retiring.difference_update(r.id for r in rows)
+            self._wake_from_thread()
+
+    # -- one active deployment ------------------------------------------------------------
+
     def _reconcile(self, deployment: Deployment) -> tuple[Deployment, list[Upstream], int]:
         """One active deployment: its ready replicas, and how many run (ready or coming up)."""
-        rows = [r for r in self.store.replicas.list(deployment.id) if r.phase != STOPPED]
+        rows = [r for r in self.store.replicas.list(deployment.id) if r.phase != STOPPED and r.id not in self._retiring]
         ready: list[Upstream] = []
         running = 0
         loading = False
+        wake_failed: Optional[str] = None
         for row in rows:
             handle = Handle.from_dict(dict(row.handle))
             observed = self.runtime.status(handle)
@@ -188,6 +324,8 @@ class Reconciler:
                 if deployment.status in NOT_YET_ACTIVE:
                     # It never came up: restarting would fail the same way. Stop, keep logs, say why.
                     return self._fail(deployment, rows, cause), [], 0
+                if deployment.status == states.WAKING_UP:
+                    wake_failed = cause  # it served before: restart with backoff, say UNHEALTHY meanwhile
                 self._restart(deployment, row, handle, cause)
                 continue
             else:
@@ -199,8 +337,10 @@ class Reconciler:
             self._start(deployment)
             loading = True
         status = _status(deployment, bool(ready), loading)
+        if wake_failed is not None and not ready:
+            status = states.UNHEALTHY
         if status != deployment.status:
-            deployment = self.store.deployments.set_status(deployment.id, status)
+            deployment = self.store.deployments.set_status(deployment.id, status, wake_failed if not ready else None)
             if status == states.ACTIVE and deployment.config.get("promote_when_active") and not deployment.is_production:
                 deployment = self.store.deployments.promote(deployment.id)
         return deployment, ready, running
@@ -326,12 +466,17 @@ class Reconciler:
         if self._served_requests is None:
             return
         totals = dict(self._served_requests())
+        now = time.monotonic()
         with self._usage_lock:
             for deployment_id, total in totals.items():
                 served = total - self._requests_seen.get(deployment_id, 0)
                 if served > 0:
                     self._pending.setdefault(deployment_id, [0.0, 0])[1] += served
+                    self._last_used[deployment_id] = now  # the idle clock: a request ended since the last look
                 self._requests_seen[deployment_id] = total
+        if self._busy_deployments is not None:
+            for deployment_id in self._busy_deployments():
+                self._last_used[deployment_id] = now  # one in flight (a long stream is no idleness)
 
     def flush_usage(self) -> None:
         """Add what was counted since the last flush to the store (kept for the next one if
@@ -361,7 +506,10 @@ class Reconciler:
 
     def _publish(self, routing: Routing) -> None:
         if routing.seq < self._published:
-            return  # a newer tick was published already (a refresh overtook the loop's tick)
+            # A newer tick was published already (a refresh overtook the loop's tick); what
+            # this one queued for retirement the gateway no longer routes to either.
+            self._begin_retiring()
+            return
         self._published = routing.seq
         for model_id, targets in routing.models.items():
             self.table.set_model(model_id, targets)
@@ -370,8 +518,10 @@ class Reconciler:
         for deployment_id, (ready, starting) in routing.replicas.items():
             # Inactive first: the requests a replica change wakes resolve against it.
             self.table.set_inactive(deployment_id, routing.inactive.get(deployment_id))
-            self.table.set_replicas(deployment_id, ready, starting)
+            self.table.set_replicas(deployment_id, ready, starting, deployment_id in routing.asleep)
         self.table.keep_only(routing.replicas)
+        # Only now that the gateway no longer routes to them.
+        self._begin_retiring()
 
 
 def _inactive_detail(deployment: Deployment, model: Optional[Model]) -> str:
@@ -384,6 +534,8 @@ def _inactive_detail(deployment: Deployment, model: Optional[Model]) -> str:
 def _status(deployment: Deployment, any_ready: bool, loading: bool) -> str:
     if any_ready:
         return states.ACTIVE
+    if deployment.status == states.WAKING_UP:
+        return states.WAKING_UP
     if deployment.status in (states.ACTIVE, states.UNHEALTHY):
         return states.UNHEALTHY
     return states.LOADING_MODEL if loading else states.DEPLOYING

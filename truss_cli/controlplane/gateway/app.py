@@ -9,6 +9,7 @@ model or target exists, and the body is not read before the caller is known.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, Awaitable, Callable, MutableMapping, Optional, Union
@@ -101,6 +102,8 @@ class Gateway:
             denial = await self.authorizer(None if authorization is None else authorization.decode("latin-1"), model_id)
             if denial is not None:
                 return model_id, await send_error(send, denial.status, denial.code(), denial.detail)
+        if isinstance(parsed, paths.WakePath):
+            return model_id, await self._wake(parsed, scope, send)
         resolution = await self._resolve(parsed)
         if isinstance(resolution, Route):
             return parsed, resolution
@@ -112,6 +115,27 @@ class Gateway:
         # Parked past its timeout
         detail = f"{resolution.detail}; no replica became ready within {resolution.timeout_seconds:g} s"
         return model_id, await send_error(send, 503, "NO_REPLICA_READY", detail, resolution.retry_after_seconds)
+
+    async def _wake(self, parsed: paths.WakePath, scope: Scope, send: Send) -> int:
+        """`POST .../wake` -> 202 at once: the target's deployments scaled to zero start
+        waking, and every one's idle clock starts again (`truss watch` calls it to keep a
+        development deployment awake). Answered here: nothing reaches a replica."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await send_error(send, 405, "METHOD_NOT_ALLOWED", f"{scope['path']}: wake with POST")
+        wake = getattr(self.resolver, "wake", None)
+        if wake is None:
+            return await send_error(send, 404, "NOT_FOUND", "this gateway has no wake route")
+        woken = wake(parsed.model_id, parsed.target)
+        if isinstance(woken, UnknownTarget):
+            return await send_error(send, 404, woken.error_code, woken.detail)
+        body = json.dumps({
+            "model_id": parsed.model_id, "target": parsed.target, "waking_up": any(w for _, w in woken),
+            "deployments": [{"deployment_id": d, "waking_up": w} for d, w in woken],
+        }).encode()
+        await send({"type": "http.response.start", "status": 202,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        return 202
 
     async def _resolve(self, parsed: paths.GatewayPath) -> Resolution:
         resolution = await self.resolver.resolve(parsed.model_id, parsed.target)

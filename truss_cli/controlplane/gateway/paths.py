@@ -5,6 +5,7 @@
     /model-{id}/deployment/{dep}/predict      -> deployment/{dep},  ...
     /model-{id}/environments/{name}/predict   -> environments/{name}, ...
     /model-{id}/{target}/sync/{path}          -> {target},          /{path}  (any route of the replica)
+    /model-{id}/{target}/wake                 -> WakePath: the gateway answers 202 itself (scale to zero)
 
 The same paths without `/model-{id}` when the Host header is `model-{id}.<anything>`, as
 Baseten's per-model hostnames are. Parsed with string methods: this runs on every request.
@@ -24,7 +25,7 @@ _TARGETS_ALONE = ("production", "development")
 PATH_FORMS = (
     "/model-{model_id}/production/predict, /model-{model_id}/development/predict, "
     "/model-{model_id}/deployment/{deployment_id}/predict, /model-{model_id}/environments/{name}/predict, "
-    "or /model-{model_id}/{target}/sync/{path}"
+    "/model-{model_id}/{target}/sync/{path}, or POST /model-{model_id}/{target}/wake"
 )
 
 
@@ -36,11 +37,19 @@ class GatewayPath:
 
 
 @dataclass(frozen=True)
+class WakePath:
+    """`POST .../wake`: wake the target if it is scaled to zero and reset its idle clock."""
+
+    model_id: str
+    target: str
+
+
+@dataclass(frozen=True)
 class BadPath:
     detail: str
 
 
-def parse(path: str, host: Optional[bytes]) -> Union[GatewayPath, BadPath]:
+def parse(path: str, host: Optional[bytes]) -> Union[GatewayPath, WakePath, BadPath]:
     """`host` is the Host header (None when absent); only read when the path has no model prefix."""
     if path.startswith(_MODEL_PREFIX):
         end = path.find("/", len(_MODEL_PREFIX))
@@ -64,7 +73,7 @@ def _model_from_host(host: Optional[bytes]) -> Optional[str]:
     return label[len(b"model-") :].decode("latin-1")
 
 
-def _parse_target(model_id: str, rest: str, path: str) -> Union[GatewayPath, BadPath]:
+def _parse_target(model_id: str, rest: str, path: str) -> Union[GatewayPath, WakePath, BadPath]:
     # rest: "/production/predict", "/deployment/abc/sync/v1/chat/completions", ...
     parts = rest.split("/", 3)  # ["", kind, name-or-action, tail]
     kind = parts[1] if len(parts) > 1 else ""
@@ -81,4 +90,6 @@ def _parse_target(model_id: str, rest: str, path: str) -> Union[GatewayPath, Bad
         return GatewayPath(model_id, target, after[len("/sync") :])
     if after == "/sync":
         return GatewayPath(model_id, target, "/")
+    if after == "/wake":
+        return WakePath(model_id, target)
     return BadPath(f"{path}: no such action for target {target!r}; use {PATH_FORMS}")

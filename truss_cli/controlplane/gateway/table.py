@@ -7,12 +7,20 @@ reconciler marks a deployment `starting` while it wakes or scales up from zero, 
 for it park until a replica is ready (or the park timeout passes). A deployment meant to be
 inactive (`set_inactive`) answers 404 DEPLOYMENT_INACTIVE with the reason the control plane
 gave (which deployment, how to activate it); a deleted one is simply not in the table.
+
+A deployment scaled to zero (`set_replicas(..., asleep=True)`) is woken by the first request
+that finds it so: the table calls `on_wake(deployment_id)` once, marks it starting at once
+(so that request and the next ones park, not fail) and keeps it starting until the
+reconciler publishes it awake (WAKING_UP, then ready) - even if a tick that began before the
+wake still says asleep. `wake(model, target)` does the same for the wake route, and also
+resets the idle clock of a target that is awake. All of this is off the hot path: a target
+with a ready replica never looks at it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from truss_cli.controlplane.gateway.routes import DeploymentRoute, NotReady, Parked, Replica, Resolution, Route, UnknownTarget
 
@@ -25,6 +33,9 @@ class RoutingTable:
         self._replicas: dict[str, tuple[Replica, ...]] = {}
         self._starting: dict[str, asyncio.Event] = {}
         self._inactive: dict[str, str] = {}  # deployment id -> the 404's detail
+        self._asleep: set[str] = set()  # scaled to zero, no wake asked yet
+        # deployment id -> asked to wake (True) or only to reset its idle clock (False).
+        self.on_wake: Optional[Callable[[str, bool], None]] = None
 
     def model_ids(self) -> set[str]:
         return set(self._targets)
@@ -36,9 +47,16 @@ class RoutingTable:
     def remove_model(self, model_id: str) -> None:
         self._targets.pop(model_id, None)
 
-    def set_replicas(self, deployment_id: str, replicas: Sequence[Replica], starting: bool = False) -> None:
-        """The deployment's ready replicas now; `starting`: more are on their way, so park rather than refuse."""
+    def set_replicas(self, deployment_id: str, replicas: Sequence[Replica], starting: bool = False,
+                     asleep: bool = False) -> None:
+        """The deployment's ready replicas now; `starting`: more are on their way, so park rather than refuse;
+        `asleep`: scaled to zero, the next request wakes it."""
         self._replicas[deployment_id] = tuple(replicas)
+        if asleep:
+            if deployment_id not in self._starting:  # else a wake is on its way: keep its requests parked
+                self._asleep.add(deployment_id)
+            return
+        self._asleep.discard(deployment_id)
         event = self._starting.get(deployment_id)
         if replicas or not starting:
             if event is not None:
@@ -62,6 +80,7 @@ class RoutingTable:
             del self._replicas[deployment_id]
         for deployment_id in set(self._inactive) - keep:
             del self._inactive[deployment_id]
+        self._asleep &= keep
         for deployment_id in set(self._starting) - keep:
             self._starting.pop(deployment_id).set()
 
@@ -81,11 +100,45 @@ class RoutingTable:
         deployments = [DeploymentRoute(d, self._replicas.get(d, ()), w) for d, w in split]
         if any(d.replicas and d.weight > 0 for d in deployments):
             return Route(deployments)
+        if self._asleep:
+            for deployment_id, _ in split:
+                if deployment_id in self._asleep:
+                    self._wake(deployment_id)
         waiting = [self._starting[d] for d, _ in split if d in self._starting]
         if waiting:
             return Parked(lambda: _first_of(waiting), self.park_timeout_seconds, f"{target} of model {model_id!r} is starting",
                           self.retry_after_seconds)
         return NotReady(f"no replica of {target} of model {model_id!r} is ready", self.retry_after_seconds)
+
+
+    def wake(self, model_id: str, target: str) -> Union[UnknownTarget, list[tuple[str, bool]]]:
+        """The wake route: wake the target's deployments that are scaled to zero and reset the
+        idle clock of all. -> [(deployment id, woken now)], or why the target is unknown."""
+        targets = self._targets.get(model_id)
+        if targets is None:
+            return UnknownTarget(f"no model {model_id!r}", "MODEL_NOT_FOUND")
+        split = targets.get(target)
+        if split is None:
+            return UnknownTarget(f"model {model_id!r} has no {target!r}; it has: {', '.join(sorted(targets)) or 'nothing'}")
+        live = [d for d, _ in split if d not in self._inactive]
+        if not live and split:
+            return UnknownTarget(self._inactive[split[0][0]], "DEPLOYMENT_INACTIVE")
+        woken = []
+        for deployment_id in live:
+            asleep = deployment_id in self._asleep
+            if asleep:
+                self._wake(deployment_id)
+            elif self.on_wake is not None:
+                self.on_wake(deployment_id, False)
+            woken.append((deployment_id, asleep))
+        return woken
+
+    def _wake(self, deployment_id: str) -> None:
+        self._asleep.discard(deployment_id)
+        if deployment_id not in self._starting:
+            self._starting[deployment_id] = asyncio.Event()
+        if self.on_wake is not None:
+            self.on_wake(deployment_id, True)
 
 
 async def _first_of(events: list[asyncio.Event]) -> None:

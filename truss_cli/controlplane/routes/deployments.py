@@ -1,6 +1,12 @@
 """`/v1/models/{model}/deployments`: create (queues a build), list, get, rename, deactivate,
 activate, retry, promote, delete, prune.
 
+`"development": true` creates the model's development deployment (named `development`, no
+version, never production, one replica, scaled to zero when idle) or answers the one that
+exists (200): unchanged when it already runs - or is on its way to run - the pushed tree;
+otherwise (another tree, a failed build, deactivated) rebuilt in place from the pushed tree,
+same id, its replica stopped. Development deployments have no zero-downtime updates.
+
 A deployment's `config` column holds what the control plane needs later, not config.yaml:
 the secret names its replicas receive, whether it becomes production once ACTIVE, and the
 config's `model_metadata` (the model page's type and framework).
@@ -23,7 +29,9 @@ from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.plane import ControlPlane
 from truss_cli.controlplane.routes.views import deployment_view, plane_of
 from truss_cli.controlplane.runtimes.logfile import LogFile
-from truss_cli.controlplane.store import Deployment, Removed, versions
+from truss_cli.controlplane.errors import ApiError
+from truss_cli.controlplane.store import Conflict, Deployment, Removed, states, versions
+from truss_cli.controlplane.store.deployments import DEVELOPMENT
 from truss_cli.controlplane.store.models import MAX_README_CHARS
 
 router = APIRouter(dependencies=[Depends(require_admin)])
@@ -38,7 +46,9 @@ class CreateDeployment(BaseModel):
     labels: dict[str, Any] = Field(default_factory=dict)
     promote: bool = False
     preserve_previous_production_deployment: bool = False
-    version_bump: str = versions.MINOR
+    version_bump: Optional[str] = None  # MINOR when not given
+    development: bool = False
+    environment: Optional[str] = None
 
 
 class EditDeployment(BaseModel):
@@ -69,24 +79,83 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _create(plane: ControlPlane, model_ref: str, body: CreateDeployment) -> dict[str, Any]:
+def _development_conflicts(body: CreateDeployment) -> list[str]:
+    """The options a development push cannot take (Truss refuses them with --watch too)."""
+    conflicts = []
+    if body.deployment_name is not None:
+        conflicts.append("deployment_name (--deployment-name): it is always named 'development'")
+    if body.promote:
+        conflicts.append("promote (--promote): it never serves production")
+    if body.environment is not None:
+        conflicts.append("environment (--environment): it belongs to no environment")
+    if body.version_bump is not None:
+        conflicts.append("version_bump: it has no version")
+    if body.preserve_previous_production_deployment:
+        conflicts.append("preserve_previous_production_deployment: it never serves production")
+    return conflicts
+
+
+def _create(plane: ControlPlane, model_ref: str, body: CreateDeployment) -> tuple[dict[str, Any], int]:
+    """-> (the deployment's view, 201 created | 200 an existing development deployment)."""
     store = plane.store
-    versions.check_bump(body.version_bump)
+    if body.development:
+        conflicts = _development_conflicts(body)
+        if conflicts:
+            raise ApiError(400, "DEVELOPMENT_OPTION_CONFLICT",
+                           "a development deployment cannot take " + "; ".join(conflicts),
+                           "drop these options, or push a published deployment (without development)")
+    version_bump = body.version_bump or versions.MINOR
+    versions.check_bump(version_bump)
     tree = plane.trees.tree(body.tree_hash)  # 404 when never uploaded
     config = load_config(tree).config  # a bad config -> 400 naming the key
     secret_names = sorted(config.secrets)
     model = store.models.get_or_create(model_ref, readme=_readme(tree))[0]
-    deployment = store.deployments.create(
-        model.id, archive_sha256=body.tree_hash, name=body.deployment_name, labels=body.labels,
-        config={"secret_names": secret_names, "promote_when_active": body.promote,
-                "model_metadata": _json_safe(dict(config.model_metadata or {}))},
-        version_bump=body.version_bump,
-    )
-    store.builds.queue(deployment.id)
+    row_config = {"secret_names": secret_names, "promote_when_active": body.promote,
+                  "model_metadata": _json_safe(dict(config.model_metadata or {}))}
+    status, action = 201, "created"
+    if body.development:
+        deployment, action = _development(plane, model.id, body, row_config)
+        status = 201 if action == "created" else 200
+    else:
+        deployment = store.deployments.create(
+            model.id, archive_sha256=body.tree_hash, name=body.deployment_name, labels=body.labels,
+            config=row_config, version_bump=version_bump,
+        )
+        store.builds.queue(deployment.id)
     _, missing = store.secrets.resolve(secret_names)
-    view = deployment_view(plane, deployment)
+    view = deployment_view(plane, store.deployments.get_by_id(deployment.id))
     view["warnings"] = [f"secret {name} is not set on this remote: truss secrets set {name}" for name in missing]
-    return view
+    if body.development:
+        view["action"] = action
+    return view, status
+
+
+_UNCHANGED_WHEN = frozenset({states.BUILDING, states.DEPLOYING, states.LOADING_MODEL, states.ACTIVE, states.UNHEALTHY,
+                             states.SCALED_TO_ZERO, states.WAKING_UP})
+
+
+def _development(plane: ControlPlane, model_id: str, body: CreateDeployment,
+                 row_config: dict[str, Any]) -> tuple[Deployment, str]:
+    """Create, keep or rebuild the model's development deployment -> (it, created | unchanged | rebuilding)."""
+    store = plane.store
+    existing = store.deployments.find(model_id, DEVELOPMENT)
+    if existing is None:
+        try:
+            created = store.deployments.create(model_id, archive_sha256=body.tree_hash, labels=body.labels,
+                                               config=row_config, is_development=True, desired_replicas=1)
+        except Conflict:  # another development push created it at the same time: answer that one
+            existing = store.deployments.get(model_id, DEVELOPMENT)
+        else:
+            store.builds.queue(created.id)
+            return created, "created"
+    if (existing.archive_sha256 == body.tree_hash and existing.desired_state == states.DESIRED_ACTIVE
+            and existing.status in _UNCHANGED_WHEN):
+        return existing, "unchanged"
+    rebuilt = store.deployments.rebuild_development(existing.id, archive_sha256=body.tree_hash, config=row_config,
+                                                    labels=body.labels)
+    _log(plane, existing.id, f"rebuilding from the pushed tree {body.tree_hash[:12]} (was {(existing.archive_sha256 or '')[:12]},"
+                             f" {existing.status})")
+    return rebuilt, "rebuilding"
 
 
 def _deployment(plane: ControlPlane, model_ref: str, deployment_ref: str) -> Deployment:
@@ -105,9 +174,11 @@ def _log(plane: ControlPlane, deployment_id: str, text: str) -> None:
 @router.post("/v1/models/{model_ref}/deployments", status_code=201)
 async def create_deployment(request: Request, model_ref: str, body: CreateDeployment) -> JSONResponse:
     plane = plane_of(request)
-    view = await asyncio.to_thread(_create, plane, model_ref, body)
+    view, status = await asyncio.to_thread(_create, plane, model_ref, body)
     plane.builds.wake()
-    return JSONResponse(view, status_code=201)
+    if body.development:
+        await plane.reconciler.refresh()  # a rebuilt one stops routing to its old replica now
+    return JSONResponse(view, status_code=status)
 
 
 @router.get("/v1/models/{model_ref}/deployments")

@@ -28,7 +28,8 @@ from truss_cli.controlplane.store import states
 
 router = APIRouter(dependencies=[Depends(require_admin)])
 
-_FINAL = frozenset({states.ACTIVE, states.BUILD_FAILED, states.DEPLOY_FAILED, states.UNHEALTHY, states.INACTIVE})
+_FINAL = frozenset({states.ACTIVE, states.BUILD_FAILED, states.DEPLOY_FAILED, states.UNHEALTHY, states.INACTIVE,
+                    states.SCALED_TO_ZERO})
 _KINDS = ("build", "replica", "all")
 _BUILD_LOG_POLL_SECONDS = 0.2
 

@@ -29,7 +29,7 @@ class Builds:
     def queue(self, deployment_id: str, log_path: str | None = None) -> Build:
         """Queue a build of the deployment and mark it BUILDING."""
         with write_transaction(self._engine) as db:
-            return _queue(db, deployment_id, log_path)
+            return queue_build(db, deployment_id, log_path)
 
     def retry(self, deployment_id: str) -> Build:
         """Build a failed deployment again from its stored tree (BUILD_FAILED, or DEPLOY_FAILED:
@@ -42,7 +42,7 @@ class Builds:
                 raise Conflict(f"deployment {row.name} ({deployment_id}) is {row.status}, not failed",
                                hint="only a BUILD_FAILED or DEPLOY_FAILED deployment is retried", code="NOT_RETRYABLE")
             db.execute(d.update().where(d.c.id == deployment_id).values(desired_state=states.DESIRED_ACTIVE))
-            return _queue(db, deployment_id, None)
+            return queue_build(db, deployment_id, None)
 
     def claim(self) -> Build | None:
         """Take the oldest queued build for this worker, or None when the queue is empty.
@@ -99,6 +99,10 @@ class Builds:
             ).first()
             if row is None:
                 raise Conflict(f"build {build_id} is not running (unknown, not claimed, or finished)")
+            if _superseded(db, row):
+                # The deployment was given another tree meanwhile (a development push): this
+                # build's artifact is for the old one and must not start; the newer build decides.
+                return to_record(Build, row)
             deployment: dict[str, Any] = {"updated_at": stamp}
             if succeeded:
                 deployment.update(status=states.DEPLOYING, status_detail=None, build_artifact=dict(artifact or {}))
@@ -141,7 +145,7 @@ class Builds:
         return builds[-1] if builds else None
 
 
-def _queue(db: sa.Connection, deployment_id: str, log_path: str | None) -> Build:
+def queue_build(db: sa.Connection, deployment_id: str, log_path: str | None) -> Build:
     stamp = now()
     values = dict(
         id=new_id(), deployment_id=deployment_id, state=states.BUILD_QUEUED, log_path=log_path, cause=None,
@@ -154,3 +158,14 @@ def _queue(db: sa.Connection, deployment_id: str, log_path: str | None) -> Build
         raise NotFound("deployment", deployment_id)
     db.execute(t.insert().values(**values))
     return Build(**values)  # type: ignore[arg-type]
+
+
+def _superseded(db: sa.Connection, build: Any) -> bool:
+    """A build of the same deployment was queued after this one (claim's order: queued_at, id)."""
+    newer = db.execute(
+        sa.select(t.c.id).where(
+            t.c.deployment_id == build.deployment_id,
+            sa.or_(t.c.queued_at > build.queued_at, sa.and_(t.c.queued_at == build.queued_at, t.c.id > build.id)),
+        ).limit(1)
+    ).first()
+    return newer is not None

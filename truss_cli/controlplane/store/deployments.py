@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from truss_cli.controlplane.store import schema, states, versions
 from truss_cli.controlplane.store._rows import now, one_line, to_record
+from truss_cli.controlplane.store.builds import queue_build
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
 from truss_cli.controlplane.store.errors import Conflict, NotFound, StoreError
 from truss_cli.controlplane.store.ids import new_id
@@ -220,6 +221,54 @@ class Deployments:
                 .values(status=states.INACTIVE, status_detail=None, updated_at=now())
             ).rowcount
         return changed == 1
+
+    # -- development deployments: scale to zero, wake, rebuild ---------------------------
+
+    def scale_to_zero(self, deployment_id: str) -> bool:
+        """ACTIVE or UNHEALTHY development deployment -> SCALED_TO_ZERO (its desired state
+        stays active: a request wakes it). A compare-and-set: False, nothing changed, when it
+        was deactivated, rebuilt or is no longer serving meanwhile."""
+        with write_transaction(self._engine) as db:
+            changed = db.execute(
+                t.update()
+                .where(t.c.id == deployment_id, t.c.is_development, t.c.desired_state == states.DESIRED_ACTIVE,
+                       t.c.status.in_((states.ACTIVE, states.UNHEALTHY)))
+                .values(status=states.SCALED_TO_ZERO, status_detail=None, updated_at=now())
+            ).rowcount
+        return changed == 1
+
+    def wake(self, deployment_id: str) -> bool:
+        """SCALED_TO_ZERO -> WAKING_UP (the reconciler starts its replica). False, nothing
+        changed, when it was not scaled to zero."""
+        with write_transaction(self._engine) as db:
+            changed = db.execute(
+                t.update()
+                .where(t.c.id == deployment_id, t.c.status == states.SCALED_TO_ZERO,
+                       t.c.desired_state == states.DESIRED_ACTIVE)
+                .values(status=states.WAKING_UP, status_detail=None, updated_at=now())
+            ).rowcount
+        return changed == 1
+
+    def rebuild_development(
+        self, deployment_id: str, *, archive_sha256: str, config: Mapping[str, Any], labels: Mapping[str, Any]
+    ) -> Deployment:
+        """Give the development deployment another tree and queue its build (BUILDING, meant
+        to be active): what a development push with a new tree does. Its replicas are the
+        reconciler's to stop (a BUILDING deployment runs none)."""
+        if not _DIGEST.match(archive_sha256):
+            raise StoreError(f"not a sha256 digest: {archive_sha256!r}")
+        with write_transaction(self._engine) as db:
+            row = self._locked(db, deployment_id)
+            if not row.is_development:
+                raise StoreError(f"deployment {row.name} ({row.id}) is not the development deployment")
+            db.execute(
+                t.update().where(t.c.id == deployment_id)
+                .values(archive_sha256=archive_sha256, config=dict(config), labels=dict(labels),
+                        desired_state=states.DESIRED_ACTIVE, updated_at=now())
+            )
+            queue_build(db, deployment_id, None)  # one transaction with the new tree
+            updated = db.execute(sa.select(t).where(t.c.id == deployment_id)).first()
+        return to_record(Deployment, updated)
 
     # -- what users change ----------------------------------------------------------------
 

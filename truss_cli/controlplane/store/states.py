@@ -26,7 +26,7 @@ DEPLOYMENT_STATUSES = frozenset(
 
 # The word a model page shows for each status (Baseten's); listings show the precise status too.
 STATUS_LABELS = {
-    BUILDING: "Deploying", DEPLOYING: "Deploying", LOADING_MODEL: "Deploying", WAKING_UP: "Deploying",
+    BUILDING: "Deploying", DEPLOYING: "Deploying", LOADING_MODEL: "Deploying", WAKING_UP: "Waking up",
     UPDATING: "Deploying", ACTIVE: "Active", BUILD_FAILED: "Deployment Failed", DEPLOY_FAILED: "Deployment Failed",
     UNHEALTHY: "Unhealthy", DEACTIVATING: "Deactivating", INACTIVE: "Inactive", SCALED_TO_ZERO: "Scaled to zero",
 }
