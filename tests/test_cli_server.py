@@ -62,8 +62,10 @@ def user(tmp_path: Path):
 
 
 def test_start_push_predict_status_and_stop_with_its_replicas(user: User) -> None:
-    started = user.truss("server", "start", "--port", "0", "--runtime", "process", "--output", "json")
+    started = user.truss("server", "start", "--port", "0", "--runtime", "process", "--dev-idle-seconds", "120",
+                         "--output", "json")
     server = json.loads(started.stdout)
+    assert server["dev_idle_seconds"] == 120
     assert server["url"].startswith("http://127.0.0.1:")
     trussrc = (user.home / ".trussrc").read_text()
     assert "[local]" in trussrc and server["url"] in trussrc

@@ -27,6 +27,7 @@ def _describe(running: local_server.Running) -> dict[str, Any]:
         "runtime_reason": server.get("runtime_reason"), "database": server.get("database"),
         "data_dir": server.get("data_dir"), "models": server.get("models"), "deployments": server.get("deployments"),
         "replicas": server.get("replicas"), "started": running.started, "remote": running.remote.name,
+        "dev_idle_seconds": server.get("dev_idle_seconds"),
     }
 
 
@@ -34,7 +35,8 @@ def _text(data: dict[str, Any]) -> str:
     reason = f" ({data['runtime_reason']})" if data.get("runtime_reason") else ""
     return (f"Control plane at {data['url']} (pid {data['pid']})\n  runtime:  {data['runtime']}{reason}\n"
             f"  database: {data['database']}\n  data dir: {data['data_dir']}\n"
-            f"  {data['models']} models, {data['deployments']} deployments, {data['replicas']} replicas")
+            f"  {data['models']} models, {data['deployments']} deployments, {data['replicas']} replicas\n"
+            f"  development deployments scale to zero after {data.get('dev_idle_seconds') or 900:g} s idle")
 
 
 @app.command("start", cls=Command)
@@ -44,6 +46,10 @@ def start(
     data_dir: Optional[Path] = DataDirOption,
     runtime: str = typer.Option("auto", "--runtime", metavar="auto|process|docker", help="How replicas run: docker when an engine answers (auto), else local processes."),
     database_url: Optional[str] = typer.Option(None, "--database-url", metavar="URL", help="A PostgreSQL URL (postgresql://...) instead of SQLite under the data dir."),
+    dev_idle_seconds: Optional[float] = typer.Option(
+        None, "--dev-idle-seconds", metavar="SECONDS", min=1,
+        help="How long a development deployment may go without a request before it scales to zero (default 900: 15 minutes).",
+    ),
     foreground: bool = typer.Option(False, "--foreground", help="Run in this terminal instead of in the background (Ctrl-C stops it)."),
     output: console.OutputFormat = console.output_option(),
 ) -> None:
@@ -57,11 +63,11 @@ def start(
     if foreground:
         directory = (data_dir or local_server.default_data_dir(settings)).resolve()
         directory.mkdir(parents=True, exist_ok=True)
-        command = local_server.serve_command(directory, host, port, runtime, database_url)
+        command = local_server.serve_command(directory, host, port, runtime, database_url, dev_idle_seconds)
         sys.stdout.flush()
         os.execve(command[0], command, dict(settings.environ))
     with console.err.status("Starting the control plane…"):
-        running = local_server.start(settings, data_dir, host, port, runtime, database_url)
+        running = local_server.start(settings, data_dir, host, port, runtime, database_url, dev_idle_seconds)
     data = _describe(running)
     if running.key_created:
         console.err.print("Created an admin API key; it is in ~/.trussrc as remote `local`.")

@@ -62,11 +62,14 @@ def read_state(data_dir: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) and _alive(int(state.get("pid", 0))) else None
 
 
-def serve_command(data_dir: Path, host: str, port: int, runtime: str, database_url: str | None) -> list[str]:
+def serve_command(data_dir: Path, host: str, port: int, runtime: str, database_url: str | None,
+                  dev_idle_seconds: float | None = None) -> list[str]:
     command = [sys.executable, "-m", "truss_cli.controlplane", "serve", "--data-dir", str(data_dir),
                "--host", host, "--port", str(port), "--runtime", runtime]
     if database_url:
         command += ["--database-url", database_url]
+    if dev_idle_seconds is not None:
+        command += ["--dev-idle-seconds", f"{dev_idle_seconds:g}"]
     return command
 
 
@@ -77,6 +80,7 @@ def start(
     port: int | None = None,
     runtime: str = "auto",
     database_url: str | None = None,
+    dev_idle_seconds: float | None = None,
 ) -> Running:
     """Start the control plane in the background (or find it running) and record remote `local`.
 
@@ -90,7 +94,7 @@ def start(
     started = state is None
     if state is None:
         chosen = _free_port(host, DEFAULT_PORT) if port is None else _check_port(host, port)
-        state = _spawn(settings, data_dir, serve_command(data_dir, host, chosen, runtime, database_url))
+        state = _spawn(settings, data_dir, serve_command(data_dir, host, chosen, runtime, database_url, dev_idle_seconds))
     remote, created = _ensure_key(settings, data_dir, state["url"])
     with Api.for_remote(remote) as api:
         server = api.server()

@@ -39,6 +39,7 @@ class ControlPlane:
         self.store = store
         self.runtime = runtime
         self.runtime_reason = runtime_reason
+        self.options = options
         self.trees = Trees(store)
         self.table = RoutingTable()
         self.gateway = Gateway(self.table, GatewayAuthorizer(store))

@@ -27,6 +27,7 @@ async def server_info(request: Request) -> dict[str, Any]:
         "version": plane.version, "runtime": plane.runtime.kind, "runtime_reason": plane.runtime_reason,
         "database": store.database, "data_dir": str(store.data_dir), "models": len(models),
         "deployments": len(deployments), "replicas": sum(1 for r in replicas if r.phase != "stopped"),
+        "dev_idle_seconds": plane.options.dev_idle_seconds,
     }
 
 
