@@ -11,7 +11,6 @@ a request still wakes it.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from pathlib import Path
@@ -21,8 +20,8 @@ import httpx
 import pytest
 
 from conftest import write_model_dir
+from controlplane_checks import eventually, live_processes_in, ok, opened_store, refused, replica_sessions
 from controlplane_support import ControlPlaneProcess, running_controlplane, start_controlplane, stop_replicas
-from truss_cli.controlplane.store import Store
 
 IDLE_SECONDS = 2
 IDLE_ARGS = ("--dev-idle-seconds", str(IDLE_SECONDS))
@@ -68,57 +67,8 @@ def push_development(cp: ControlPlaneProcess, source: Path, model: str, status: 
     return response.json()
 
 
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()
-
-
-def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error_code"] == code, body
-    return body
-
-
 def status_of(cp: ControlPlaneProcess, deployment: dict[str, Any]) -> dict[str, Any]:
     return ok(cp.client.get(f"/v1/models/{deployment['model_id']}/deployments/{deployment['id']}"))
-
-
-@contextlib.contextmanager
-def opened_store(cp: ControlPlaneProcess) -> Iterator[Store]:
-    with Store.open(cp.data_dir) as store:
-        yield store
-
-
-def replica_sessions(cp: ControlPlaneProcess, deployment_id: str) -> list[int]:
-    """Every replica the deployment ever had: the process runtime starts each as the leader
-    of a session of its own, so the session holds all its processes."""
-    with opened_store(cp) as store:
-        return [int(r.handle["data"]["pid"]) for r in store.replicas.list(deployment_id)]
-
-
-def live_processes_in(sessions: list[int]) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2 :].split()
-        if fields[0] not in ("Z", "X") and int(fields[3]) in sessions:  # state, ..., session
-            found.append(int(stat.parent.name))
-    return found
-
-
-def eventually(check: Any, timeout: float = 120.0) -> Any:
-    """Poll `check()` until it returns something truthy (the timeout only stops a hang)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"still {result!r} after {timeout} s"
-        time.sleep(0.1)
 
 
 def scaled_to_zero(cp: ControlPlaneProcess, deployment: dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from conftest import write_model_dir
+from controlplane_checks import eventually, live_processes_in, ok, opened_store, refused, replica_sessions
 from controlplane_support import ControlPlaneProcess, running_controlplane, start_controlplane, stop_replicas
-from truss_cli.controlplane.store import Store
 from truss_cli.controlplane.trees import Trees
 
 FINAL = ("ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED")
@@ -61,25 +61,6 @@ def model_dir(root: Path, name: str, config: str = "", files: dict[str, str] | N
     return write_model_dir(root / name, HOLD_MODEL, f"model_name: {name}\npython_version: py311\n{config}", files)
 
 
-@contextlib.contextmanager
-def opened_store(cp: ControlPlaneProcess) -> Iterator[Store]:
-    """The control plane's own rows, read from the test (SQLite in WAL mode: a second reader is fine)."""
-    with Store.open(cp.data_dir) as store:
-        yield store
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()
-
-
-def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error_code"] == code, body
-    return body
-
-
 def deployments_of(cp: ControlPlaneProcess, model: str) -> list[dict[str, Any]]:
     return ok(cp.client.get(f"/v1/models/{model}/deployments"))["deployments"]
 
@@ -88,26 +69,6 @@ def active(cp: ControlPlaneProcess, created: dict[str, Any]) -> dict[str, Any]:
     deployment = cp.wait_for_status(created["model_id"], created["id"], *FINAL)
     assert deployment["status"] == "ACTIVE", deployment
     return deployment
-
-
-def replica_sessions(cp: ControlPlaneProcess, deployment_id: str) -> list[int]:
-    """The session ids of the deployment's replicas: the process runtime starts each replica
-    as the leader of a session of its own, so the session holds all its processes."""
-    with opened_store(cp) as store:
-        return [int(r.handle["data"]["pid"]) for r in store.replicas.list(deployment_id)]
-
-
-def live_processes_in(sessions: list[int]) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2 :].split()
-        if fields[0] not in ("Z", "X") and int(fields[3]) in sessions:  # state, ..., session
-            found.append(int(stat.parent.name))
-    return found
 
 
 def builds_of(cp: ControlPlaneProcess, deployment_id: str) -> int:
@@ -128,17 +89,6 @@ def ok_text(response: httpx.Response) -> str:
 def usage_of(cp: ControlPlaneProcess, model: str, **params: str) -> dict[str, dict[str, Any]]:
     rows = ok(cp.client.get("/v1/usage", params={"model": model, **params}))["usage"]
     return {row["deployment_id"]: row for row in rows}
-
-
-def eventually(check: Any, timeout: float = 120.0) -> Any:
-    """Poll `check()` until it returns something truthy (the timeout only stops a hang)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"still {result!r} after {timeout} s"
-        time.sleep(0.2)
 
 
 # -- names and versions ---------------------------------------------------------------------
