@@ -248,6 +248,25 @@ def test_promoting_development_builds_a_published_deployment_from_the_patched_co
     assert predict(cp.client, deployment["model_id"], "production")["marker"] == "promoted"
 
 
+def test_a_change_a_replica_cannot_take_is_synced_by_a_rebuild(cp: ControlPlaneProcess, dev: Any) -> None:
+    deployment, watcher = dev
+    staged, envelope = watcher.set_marker("rebuilt")
+    ok(send(cp, deployment, envelope, sync=False), 201)
+    patch, envelope = watcher.edit("config.yaml", CONFIG.format(name="live") + "resources:\n  cpu: 500m\n")
+    answer = ok(send(cp, deployment, envelope))
+    assert answer["action"] == "rebuild", answer
+    assert "resources" in answer["needs_full_deploy_reason"], answer
+    found = cp.wait_for_status(deployment["model_id"], deployment["id"], "ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED",
+                               timeout=600)
+    assert found["status"] == "ACTIVE", found
+    assert predict(cp.client, deployment["model_id"])["marker"] == "rebuilt"
+    assert state(cp, deployment) == {"running_patch_point": {"hash": patch.next_hash}, "pending_patch_point": None}
+    # Patches go on from the rebuilt tree.
+    _, envelope = watcher.set_marker("after-rebuild")
+    assert ok(send(cp, deployment, envelope))["action"] == "hot_swap"
+    assert predict(cp.client, deployment["model_id"])["marker"] == "after-rebuild"
+
+
 def test_a_published_deployment_takes_no_patch(cp: ControlPlaneProcess, dev: Any, tmp_path: Path) -> None:
     deployment, _ = dev
     published = [d for d in ok(cp.client.get(f"/v1/models/{deployment['model_id']}/deployments"))["deployments"]

@@ -109,6 +109,7 @@ class Syncer:
     store: Store
     trees: Trees
     forget_connections: Any  # (replica url) -> None, on the event loop: the gateway's pooled connections
+    development_replicas: bool = True  # the runtime's: False makes every sync a rebuild
     hot_reload: dict[str, str] = field(default_factory=dict)  # deployment id -> the last patch's choice
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
@@ -124,10 +125,13 @@ class Syncer:
         running, pending = deployment.running_tree or "", deployment.pending_tree_hash
         if pending is None:
             return 200, _answer("none", "nothing staged", running, started), {}
-        if deployment.status in _NOT_RUNNING or deployment.desired_state != states.DESIRED_ACTIVE:
+        if not self.development_replicas:
+            reason: Optional[str] = "this runtime does not start development replicas (patches are rebuilds)"
+        elif deployment.status in _NOT_RUNNING or deployment.desired_state != states.DESIRED_ACTIVE:
             return 200, _answer("deferred", f"the deployment is {deployment.status}: its next replica starts at this tree",
                                 pending, started), {}
-        reason = await asyncio.to_thread(self._rebuild_reason, running, pending)
+        else:
+            reason = await asyncio.to_thread(self._rebuild_reason, running, pending)
         if reason is None:
             replica = await asyncio.to_thread(self._ready_replica, deployment)
             if replica is None:

@@ -46,7 +46,8 @@ class ControlPlane:
         self.reconciler = Reconciler(store, runtime, self.table, lambda: served_requests(self.gateway.metrics),
                                      lambda: busy_deployments(self.gateway.metrics), options.dev_idle_seconds,
                                      trees=self.trees)
-        self.syncer = Syncer(store, self.trees, self.gateway.upstream.forget)
+        self.syncer = Syncer(store, self.trees, self.gateway.upstream.forget,
+                             getattr(runtime, "development_replicas", False))
         self.table.on_wake = self._on_wake
         self.builds = BuildWorkers(store, runtime, self.trees, options.build_workers, self._built)
         # Frees what a delete removed (replicas, artifacts, trees, blobs); an API worker thread runs it.

@@ -373,7 +373,8 @@ class Reconciler:
                     log(f"warning: secret {name} is not set on this remote: truss secrets set {name}")
         secrets = {n: v.reveal() for n, v in values.items()}
         tree_hash = deployment.start_tree
-        if deployment.is_development and self.trees is not None and tree_hash:
+        if (deployment.is_development and self.trees is not None and tree_hash
+                and getattr(self.runtime, "development_replicas", False)):
             tree_dir = self.trees.tree(tree_hash)
             return ReplicaSpec(deployment.id, artifact, secrets=secrets, development=True,
                                tree_dir=str(tree_dir), tree_hash=tree_hash)

@@ -170,6 +170,10 @@ class LogLine:
 
 class Runtime(Protocol):
     kind: str
+    # Whether `start` honours ReplicaSpec.development (a private copy of `tree_dir`, the
+    # control API in the Handle's data). Without it every patch of a development deployment
+    # is synced by a rebuild.
+    development_replicas: bool
 
     def prepare(self, request: BuildRequest) -> Artifact:
         """Build what replicas of this deployment run from; the log goes to `request.build_log`.

@@ -8,6 +8,12 @@ Each replica owns `<data_dir>/replicas/<replica_id>/`:
   exit         its exit code, written by `logshim` when it ends
   secrets/     0700, one 0600 file per secret, named by TRUSS_SECRETS_DIR; removed on stop.
                A custom server reads these very files (never TRUSS_SECRET_* variables).
+  model/       a development replica's private copy of its tree (it patches it in place)
+  control_token  a development replica's control token (0600; Handle data names the file)
+
+A development replica (ReplicaSpec.development) runs `python -m truss_cli.server.control`
+with a fresh random token in $TRUSS_CONTROL_TOKEN and control port 0; `start` returns once
+the status file names both ports, with the control URL in the Handle's data.
 
 The replica runs under `logshim` in a session of its own, without a parent-death signal,
 so it outlives the control plane. The handle records the session leader's pid and start
@@ -63,6 +69,7 @@ _POLL_SECONDS = 0.05
 
 class ProcessRuntime:
     kind = KIND
+    development_replicas = True
 
     def __init__(self, settings: Settings):
         self.settings = settings
