@@ -197,6 +197,38 @@ def test_a_path_outside_the_tree_is_refused_with_nothing_stored(cp: ControlPlane
     assert not list(cp.data_dir.rglob("escaped.py"))
 
 
+def test_hot_reload_off_restarts_and_load_runs_again(cp: ControlPlaneProcess, dev: Any) -> None:
+    deployment, watcher = dev
+    before = predict(cp.client, deployment["model_id"])
+    _, envelope = watcher.edit("model/model.py", MODEL.format(marker="cold"), hot_reload="off")
+    answer = ok(send(cp, deployment, envelope))
+    assert answer["action"] == "restart", answer
+    after = predict(cp.client, deployment["model_id"])
+    assert after["marker"] == "cold" and after["token"] != before["token"]
+
+
+def test_a_content_neither_sent_nor_stored_is_refused_and_a_stored_one_need_not_be_sent(
+    cp: ControlPlaneProcess, dev: Any
+) -> None:
+    deployment, watcher = dev
+    before = state(cp, deployment)
+    patch, _ = watcher.edit("notes.txt", "never sent " + watcher.tree.tree_hash())
+    body = refused(send(cp, deployment, envelope_bytes(patch.to_dict(), {})), 400, "MISSING_BLOB")
+    assert body["detail"] == {"paths": ["notes.txt"]}
+    assert state(cp, deployment) == before
+    (watcher.root / "notes.txt").unlink()
+    watcher.tree.update([watcher.root / "notes.txt"])
+
+    # Back to a content the remote has (a revert): the envelope need not carry it.
+    served = predict(cp.client, deployment["model_id"])["marker"]
+    old_text = (watcher.root / "model" / "model.py").read_text()
+    _, envelope = watcher.set_marker("other")
+    ok(send(cp, deployment, envelope))
+    revert, _ = watcher.edit("model/model.py", old_text)
+    ok(send(cp, deployment, envelope_bytes(revert.to_dict(), {})))
+    assert predict(cp.client, deployment["model_id"])["marker"] == served
+
+
 def test_a_client_predicting_in_a_loop_sees_no_failure_through_20_syncs(cp: ControlPlaneProcess, dev: Any) -> None:
     deployment, watcher = dev
     failures: list[str] = []
