@@ -7,8 +7,9 @@ A code change is served; a hot swap keeps what load() set; a syntax error answer
 the traceback while the old code serves, and a fixed file recovers; a stale base answers 409
 with the state; a path outside the tree is refused with nothing stored; a client predicting
 in a loop through 20 syncs sees no failure; promoting development builds from the patched
-code; a patch while scaled to zero is served after the wake, and a kill -9 of the control
-plane (its replica gone too) keeps the patched code.
+code; a patch while scaled to zero is served after the wake; after a kill -9 of the control
+plane the next one patches the replica that ran on, and with the replica gone too a new one
+starts at the patched code.
 """
 
 from __future__ import annotations
@@ -328,20 +329,35 @@ def test_a_patch_while_scaled_to_zero_is_served_after_the_wake_and_survives_a_ki
             time.sleep(0.1)
         assert state(cp, deployment)["running_patch_point"] == {"hash": patch.next_hash}
 
+        # A kill -9 of the control plane; its replica runs on, and the next control plane
+        # patches it (the token file outlived the control plane). From now on it stays awake.
+        awake = ("--dev-idle-seconds", "600")
+        cp.kill()
+        cp.close()
+        cp = start_controlplane(data_dir, admin_key=cp.admin_key, extra_args=awake)
+        assert first_answer(cp, deployment)["marker"] == "while-asleep"
+        patch, envelope = watcher.set_marker("after-kill")
+        assert ok(send(cp, deployment, envelope))["action"] == "hot_swap"
+        assert predict(cp.client, deployment["model_id"])["marker"] == "after-kill"
+
         cp.kill()
         cp.close()
         stop_replicas(data_dir)  # its replica gone too: the next one must start at the patched tree
-        cp = start_controlplane(data_dir, admin_key=cp.admin_key, extra_args=args)
-        deadline = time.monotonic() + 120
-        while True:
-            response = cp.client.post(f"/model-{deployment['model_id']}/development/predict", json={}, timeout=120)
-            if response.status_code == 200:
-                break
-            assert time.monotonic() < deadline, response.text
-            time.sleep(0.2)
-        assert response.json()["marker"] == "while-asleep"
+        cp = start_controlplane(data_dir, admin_key=cp.admin_key, extra_args=awake)
+        assert first_answer(cp, deployment)["marker"] == "after-kill"
     finally:
         cp.close()
         if cp.process.poll() is None:
             cp.terminate()
         stop_replicas(data_dir)
+
+
+def first_answer(cp: ControlPlaneProcess, deployment: dict[str, Any]) -> dict[str, Any]:
+    """The first 200 of a freshly started control plane (its first tick publishes the routes)."""
+    deadline = time.monotonic() + 120
+    while True:
+        response = cp.client.post(f"/model-{deployment['model_id']}/development/predict", json={}, timeout=120)
+        if response.status_code == 200:
+            return response.json()
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.2)
