@@ -8,8 +8,9 @@ the traceback while the old code serves, and a fixed file recovers; a stale base
 with the state; a path outside the tree is refused with nothing stored; a client predicting
 in a loop through 20 syncs sees no failure; promoting development builds from the patched
 code; a patch while scaled to zero is served after the wake; after a kill -9 of the control
-plane the next one patches the replica that ran on, and with the replica gone too a new one
-starts at the patched code.
+plane the next one patches the replica that ran on; a sync cut short by a kill -9 (the
+replica switched, the control plane never heard) is finished by the next control plane; and
+with the replica gone too a new one starts at the patched code.
 """
 
 from __future__ import annotations
@@ -340,11 +341,25 @@ def test_a_patch_while_scaled_to_zero_is_served_after_the_wake_and_survives_a_ki
         assert ok(send(cp, deployment, envelope))["action"] == "hot_swap"
         assert predict(cp.client, deployment["model_id"])["marker"] == "after-kill"
 
+        # A sync cut short: the replica took the staged tree, the control plane died before
+        # it heard. The next one sees the replica at the staged tree: it runs.
+        staged, envelope = watcher.set_marker("mid-sync")
+        ok(send(cp, deployment, envelope, sync=False), 201)
+        cp.kill()
+        cp.close()
+        send_to_replica_directly(data_dir, deployment["id"], patch.next_hash, staged, watcher.root)
+        cp = start_controlplane(data_dir, admin_key=cp.admin_key, extra_args=awake)
+        assert first_answer(cp, deployment)["marker"] == "mid-sync"
+        deadline = time.monotonic() + 60
+        while state(cp, deployment) != {"running_patch_point": {"hash": staged.next_hash}, "pending_patch_point": None}:
+            assert time.monotonic() < deadline, state(cp, deployment)
+            time.sleep(0.1)
+
         cp.kill()
         cp.close()
         stop_replicas(data_dir)  # its replica gone too: the next one must start at the patched tree
         cp = start_controlplane(data_dir, admin_key=cp.admin_key, extra_args=awake)
-        assert first_answer(cp, deployment)["marker"] == "after-kill"
+        assert first_answer(cp, deployment)["marker"] == "mid-sync"
     finally:
         cp.close()
         if cp.process.poll() is None:
@@ -361,3 +376,22 @@ def first_answer(cp: ControlPlaneProcess, deployment: dict[str, Any]) -> dict[st
             return response.json()
         assert time.monotonic() < deadline, response.text
         time.sleep(0.2)
+
+
+def send_to_replica_directly(data_dir: Path, deployment_id: str, from_hash: str, patch: Patch, root: Path) -> None:
+    """What a sync sends the replica (docs/live-reload.md, the replica envelope), sent by
+    the test through the control URL and token file of the replica's Handle."""
+    from truss_cli.controlplane.store import Store
+
+    with Store.open(data_dir) as store:
+        handle = next(r.handle for r in store.replicas.list(deployment_id) if r.phase == "ready")
+    token = Path(handle["data"]["control_token_file"]).read_text()
+    puts = patch.changes.puts()
+    document = {"format": 1, "from_hash": from_hash, "to_hash": patch.next_hash,
+                "puts": [{"path": p, "sha256": e.sha256, "mode": e.mode} for p, e in puts.items()],
+                "deletes": patch.changes.deletes(), "replica_config": None, "environment": None, "python": None,
+                "hot_reload": "auto"}
+    response = httpx.post(handle["data"]["control_url"] + "/control/patch", timeout=120,
+                          content=envelope_bytes(document, {e.sha256: root / p for p, e in puts.items()}),
+                          headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
