@@ -31,7 +31,6 @@ from truss_cli.controlplane.trees import Trees
 from truss_cli.server import protocol
 from truss_cli.server.status import READY
 from truss_cli.sync.envelope import EnvelopeError, read_envelope, write_envelope
-from truss_cli.sync.manifest import Manifest
 from truss_cli.sync.patch import Patch, PatchError
 
 MAX_ENVELOPE_BYTES = 4 << 30  # as the replica's limit
