@@ -78,6 +78,9 @@ class _LogListener(BuildListener):
 
 class DockerRuntime:
     kind = KIND
+    # Not yet: the control API listens on the container's loopback only (server/control),
+    # and the image holds the built tree. A development deployment's patches are rebuilds.
+    development_replicas = False
 
     def __init__(self, settings: Settings, client: Optional[docker.APIClient] = None):
         self.settings = settings
