@@ -4,7 +4,9 @@ test app reading its files."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import textwrap
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from custom_server_support import APP, CustomReplica, app_options, reserve_port  # noqa: F401 (fixture)
 from runtime_support import build_request, runtime_settings, wait_for_phase
-from truss_cli.controlplane.runtimes.base import ReplicaSpec
+from truss_cli.controlplane.runtimes.base import GONE, ReplicaSpec
 from truss_cli.controlplane.runtimes.process import ProcessRuntime
 from truss_cli.server import protocol
 from truss_cli.server.custom.secret_files import SecretsUnavailable, write_secret_files
@@ -139,12 +141,8 @@ def test_a_link_planted_at_a_secrets_name_is_not_followed(tmp_path: Path) -> Non
     assert not elsewhere.exists()
 
 
-def test_the_control_planes_process_runtime_hands_a_custom_server_its_secrets_as_files(
-    tmp_path: Path, reserve_port
-) -> None:
-    # The runtime passes a custom server's secrets to its replica in the environment; the
-    # replica turns them into files, so the deployment path gives them as Truss does too.
-    port = reserve_port()
+def custom_model_dir(tmp_path: Path, port: int) -> Path:
+    """A deployable custom server: the test app, declaring the secret api_key."""
     model_dir = tmp_path / "custom"
     (model_dir / "model").mkdir(parents=True)
     shutil.copy(APP, model_dir / "model" / "app.py")
@@ -165,16 +163,72 @@ def test_the_control_planes_process_runtime_hands_a_custom_server_its_secrets_as
             """
         )
     )
+    return model_dir
+
+
+def session_processes(leader: int) -> dict[int, bytes]:
+    """The processes of the replica's session (its logshim, the replica, the custom server),
+    by pid, with their command lines."""
+    found = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rpartition(")")[2].split()
+            if int(fields[3]) == leader:  # fields after the command: state, ppid, pgrp, session
+                found[int(stat_file.parent.name)] = (stat_file.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+    return found
+
+
+def test_the_control_planes_process_runtime_hands_a_custom_server_its_secrets_as_files(
+    tmp_path: Path, reserve_port
+) -> None:
+    # The runtime writes the secrets into the replica's own 0700 directory and names it by
+    # TRUSS_SECRETS_DIR; the replica hands those very files on. No process of the replica's
+    # session has a value, or any TRUSS_SECRET_ variable, in its environment.
     runtime = ProcessRuntime(runtime_settings(tmp_path / "data"))
-    spec = ReplicaSpec("dep-1", runtime.prepare(build_request(model_dir)), secrets={"api_key": API_KEY})
+    spec = ReplicaSpec(
+        "dep-1", runtime.prepare(build_request(custom_model_dir(tmp_path, reserve_port()))), secrets={"api_key": API_KEY}
+    )
     handle = runtime.start(spec)
     try:
         assert wait_for_phase(runtime, handle, READY, FAILED).phase == READY
         seen = httpx.get(handle.url + "/secrets", trust_env=False).json()
         assert seen["files"] == {"api_key": {"value": API_KEY, "mode": "0o600"}}
+        assert seen["directory_mode"] == "0o700"
         assert seen["secret_variables"] == []
+        # The runtime's directory, removed by its stop; no copy of the value anywhere else.
+        assert seen["directory"] == str(Path(handle.data["dir"]) / "secrets")
+        processes = session_processes(handle.data["pid"])
+        assert any(b"truss_cli.server.custom" in line for line in processes.values())  # the replica
+        assert any(b"model/app.py" in line for line in processes.values())  # the custom server
+        for pid, command_line in processes.items():
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert b"TRUSS_SECRET_" not in environ, command_line
+            assert API_KEY.encode() not in environ + command_line, command_line
         runtime.stop(handle)
         assert not Path(seen["directory"]).exists()
         assert API_KEY not in (Path(handle.data["dir"]) / "replica.log").read_text()
     finally:
         runtime.stop(handle)
+
+
+def test_a_sigkilled_custom_server_replica_leaves_no_secret_file_once_stopped(tmp_path: Path, reserve_port) -> None:
+    # A SIGKILL runs nothing of the replica's own cleanup: the runtime's stop (which the
+    # control plane calls for a replica it finds gone) removes the files.
+    runtime = ProcessRuntime(runtime_settings(tmp_path / "data"))
+    spec = ReplicaSpec(
+        "dep-1", runtime.prepare(build_request(custom_model_dir(tmp_path, reserve_port()))), secrets={"api_key": API_KEY}
+    )
+    handle = runtime.start(spec)
+    try:
+        assert wait_for_phase(runtime, handle, READY, FAILED).phase == READY
+        directory = Path(httpx.get(handle.url + "/secrets", trust_env=False).json()["directory"])
+        assert (directory / "api_key").read_text() == API_KEY
+        os.killpg(handle.data["pid"], signal.SIGKILL)  # the whole session: nothing of it runs on
+        assert wait_for_phase(runtime, handle, GONE).phase == GONE
+        assert (directory / "api_key").exists()  # nothing ran after the kill
+        runtime.stop(handle, 0)
+        assert not directory.exists()
+    finally:
+        runtime.stop(handle, 0)

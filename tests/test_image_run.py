@@ -87,7 +87,7 @@ def test_run_text_classifier_predict_then_ctrl_c_removes_the_container(
         )
     try:
         url = wait_for_url(log, process)  # the engine picked the port
-        ours = [c for c in containers_of(client, "text-classifier") if c["Id"] not in before]
+        ours = [c for c in containers_of(client, "text-classifier") if c["Id"] not in before and c["Image"] == tag]
         assert len(ours) == 1 and ours[0]["State"] == "running"
 
         result = runner.invoke(app, ["predict", "--url", url, "-d", json.dumps({"text": "I loved it, wonderful service"})])
@@ -102,13 +102,15 @@ def test_run_text_classifier_predict_then_ctrl_c_removes_the_container(
         if process.poll() is None:
             process.kill()
             process.wait()
+        # Only this run's container (its image tag): another suite on the same engine may be
+        # running the same example right now.
         for container in containers_of(client, "text-classifier"):
-            if container["Id"] not in before:
+            if container["Id"] not in before and container["Image"] == tag:
                 client.remove_container(container["Id"], force=True)
     output = log.read_text(errors="replace")
     assert process.returncode == 130, output  # as a shell reports a command ended by Ctrl-C
     assert "Removed" in output
-    assert [c for c in containers_of(client, "text-classifier") if c["Id"] not in before] == []
+    assert [c for c in containers_of(client, "text-classifier") if c["Id"] not in before and c["Image"] == tag] == []
 
 
 def test_a_port_in_use_is_reported_before_building(client: docker.APIClient, tmp_path: Path) -> None:

@@ -33,6 +33,10 @@ IMPORT_AND_REPORT = """
 import json, sys, sysconfig
 import truss_cli.server.__main__, truss_cli.server.serve, truss_cli.server.app, truss_cli.server.status
 import truss_cli.sync.manifest, truss_cli.server.replica_config
+# The development replica's modules (docs/live-reload.md) and the patch envelope.
+import truss_cli.server.control.__main__, truss_cli.server.control.supervisor, truss_cli.server.control.zygote
+import truss_cli.server.control.worker, truss_cli.server.control.apply, truss_cli.server.control.hotswap
+import truss_cli.sync.envelope
 from truss_cli.server._uvicorn import uvicorn
 
 async def app(scope, receive, send):
@@ -58,7 +62,9 @@ def test_the_bundle_holds_the_replica_side_modules(tmp_path: Path) -> None:
     assert {
         "truss_cli/__init__.py", "truss_cli/server/replica_config.py",
         "truss_cli/server/serve.py", "truss_cli/server/protocol.py", "truss_cli/server/requirements.txt",
-        "truss_cli/sync/manifest.py",
+        "truss_cli/sync/manifest.py", "truss_cli/sync/envelope.py",
+        "truss_cli/server/control/__main__.py", "truss_cli/server/control/supervisor.py",
+        "truss_cli/server/control/zygote.py", "truss_cli/server/control/worker.py",
     } <= names
     # The config schema (pydantic 2) stays on the CLI side: the server reads the replica config.
     assert not names & {"truss_cli/config.py", "truss_cli/quantities.py"}

@@ -3,8 +3,9 @@
 Everything that ships a model directory somewhere (the image build context, and later
 `truss push` and the file watcher) asks this module which files belong to the model and
 whether they changed, so all of them agree. What is left out is `truss_cli.ignore`'s call:
-a default list (version control, caches, virtual environments) plus the directory's own
-`.truss_ignore`, as in Truss.
+a default list (version control, caches, virtual environments) plus the directory's
+`.truss_ignore` files (as in Truss, and also nested ones, applied below their directory as
+`.gitignore` files are).
 
 The manifest format and the tree hash over it are defined once, in `truss_cli.sync.manifest`
 (replicas have it too); this module builds manifests from the files it lists and remembers
@@ -25,12 +26,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from truss_cli.errors import UsageError
-from truss_cli.ignore import IgnoreRules
+from truss_cli.ignore import IgnoreTree
 from truss_cli.sync.manifest import Entry, Manifest, file_mode, link_entry, sha256_file
 
 __all__ = [
-    "DigestFunction", "TreeFile", "TreeHasher", "cached_content_hash", "cached_manifest", "content_hash",
-    "list_files", "sha256_file",
+    "DIRECTORY", "DigestFunction", "TreeFile", "TreeHasher", "TreeLister", "cached_content_hash", "cached_manifest",
+    "content_hash", "list_files", "sha256_file",
 ]
 
 # A directory holding this file is a virtual environment whatever its name (`env/`, `.py311/`).
@@ -62,59 +63,111 @@ def list_files(root: Path | str, extra_ignore: Sequence[str] = ()) -> list[TreeF
     - to a file inside: followed, the file's content is listed under the link's name;
     - to a directory inside: listed as a link (`link_target`, relative) and not descended, so
       the image gets the same link and nothing is listed twice (or forever, for a loop).
-    Ignore rules are applied first, so an ignored link is never looked at.
+    Ignore rules (`truss_cli.ignore.IgnoreTree`: defaults, `extra_ignore`, and every
+    `.truss_ignore` of the tree) are applied first, so an ignored link is never looked at.
     """
-    root = Path(root)
-    real_root = Path(os.path.realpath(root))
-    rules = IgnoreRules.for_directory(root, extra_ignore)
-    found: list[TreeFile] = []
-    seen_dirs: set[tuple[int, int]] = set()
+    return TreeLister(root, extra_ignore).list()
 
-    def walk(directory: Path, prefix: str) -> None:
+
+# What `TreeLister.lookup` answers for a directory that belongs to the tree (to be walked).
+DIRECTORY = "directory"
+
+
+class TreeLister:
+    """The rules of `list_files` for one tree, for a whole walk or for single paths.
+
+    A watcher keeps one lister (and so one `IgnoreTree`, whose `.truss_ignore` files are read
+    once) and asks about the paths that changed, with the same answers a full listing gives.
+    """
+
+    def __init__(self, root: Path | str, extra_ignore: Sequence[str] = (), rules: IgnoreTree | None = None) -> None:
+        self.root = Path(root)
+        self.real_root = Path(os.path.realpath(self.root))
+        self.rules = rules if rules is not None else IgnoreTree(self.root, extra_ignore)
+
+    def list(self, directory: str = "", descend: Callable[[str], bool] | None = None) -> list[TreeFile]:
+        """The files below `directory` (relative; "" = the root, which must itself belong to
+        the tree), sorted. `descend(subdirectory)` can stop the walk from entering a
+        subdirectory (default: enter all)."""
+        found: list[TreeFile] = []
+        seen_dirs: set[tuple[int, int]] = set()
+
+        def walk(path: Path, prefix: str) -> None:
+            try:
+                info = path.stat()
+            except OSError:
+                return
+            key = (info.st_dev, info.st_ino)
+            if key in seen_dirs:  # a bind mount of a parent: real directories can loop too
+                return
+            seen_dirs.add(key)
+            try:
+                with os.scandir(path) as entries:
+                    children = sorted(entries, key=lambda entry: entry.name)
+            except (FileNotFoundError, NotADirectoryError):
+                return  # gone since the caller looked: a watcher hears about it next
+            ignores = self.rules.judge(prefix[:-1])
+            for entry in children:
+                relative = prefix + entry.name
+                try:
+                    is_dir = entry.is_dir()  # follows a link: ignore rules see what it points to
+                    is_link = entry.is_symlink()
+                except OSError:
+                    continue
+                if ignores(relative, is_dir):
+                    continue
+                if not is_link and is_dir:
+                    if os.path.exists(os.path.join(entry.path, _VENV_MARKER)):
+                        continue
+                    if descend is None or descend(relative):
+                        walk(Path(entry.path), relative + "/")
+                    continue
+                item = self._file(entry.path, relative, is_dir, is_link)
+                if item is not None:
+                    found.append(item)
+
+        walk(self.root / directory if directory else self.root, directory + "/" if directory else "")
+        found.sort(key=lambda item: item.relative_path)
+        return found
+
+    def lookup(self, relative: str) -> TreeFile | str | None:
+        """What `relative` is now: a TreeFile, DIRECTORY (a directory of the tree), or None
+        (absent, ignored, below an ignored directory, a virtual environment or a directory
+        link, or not a regular file)."""
+        parts = relative.split("/")
+        for depth in range(1, len(parts)):
+            ancestor = "/".join(parts[:depth])
+            path = self.root / ancestor
+            if self.rules.ignores(ancestor, True) or path.is_symlink() or (path / _VENV_MARKER).exists():
+                return None
+        path = self.root / relative
         try:
-            info = directory.stat()
-        except OSError:
-            return
-        key = (info.st_dev, info.st_ino)
-        if key in seen_dirs:  # a bind mount of a parent: real directories can loop too
-            return
-        seen_dirs.add(key)
-        with os.scandir(directory) as entries:
-            children = sorted(entries, key=lambda entry: entry.name)
-        for entry in children:
-            relative = prefix + entry.name
-            try:
-                is_dir = entry.is_dir()  # follows a link: ignore rules see what it points to
-                is_link = entry.is_symlink()
-            except OSError:
-                continue
-            if rules.ignores(relative, is_dir):
-                continue
-            if is_link:
-                target = _link_target_inside(entry.path, relative, real_root)
-                if is_dir:
-                    link_target = os.path.relpath(target, os.path.realpath(directory))
-                    st = entry.stat(follow_symlinks=False)
-                    found.append(TreeFile(relative, Path(entry.path), 0, st.st_mtime_ns, False, link_target))
-                    continue
-            elif is_dir:
-                if os.path.exists(os.path.join(entry.path, _VENV_MARKER)):
-                    continue
-                walk(Path(entry.path), relative + "/")
-                continue
-            try:
-                st = entry.stat()
-            except OSError:
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            found.append(
-                TreeFile(relative, Path(entry.path), st.st_size, st.st_mtime_ns, bool(st.st_mode & 0o111))
-            )
+            link_info = path.lstat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        is_link = stat.S_ISLNK(link_info.st_mode)
+        is_dir = path.is_dir()
+        if self.rules.ignores(relative, is_dir):
+            return None
+        if is_dir and not is_link:
+            return None if (path / _VENV_MARKER).exists() else DIRECTORY
+        return self._file(str(path), relative, is_dir, is_link)
 
-    walk(root, "")
-    found.sort(key=lambda item: item.relative_path)
-    return found
+    def _file(self, path: str, relative: str, is_dir: bool, is_link: bool) -> TreeFile | None:
+        # `path` is a string: a Path per entry is the largest cost of listing a big tree.
+        if is_link:
+            target = _link_target_inside(path, relative, self.real_root)
+            if is_dir:
+                link_target = os.path.relpath(target, os.path.realpath(os.path.dirname(path)))
+                st = os.lstat(path)
+                return TreeFile(relative, Path(path), 0, st.st_mtime_ns, False, link_target)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return TreeFile(relative, Path(path), st.st_size, st.st_mtime_ns, bool(st.st_mode & 0o111))
 
 
 def _link_target_inside(link: str, relative: str, real_root: Path) -> Path:

@@ -17,10 +17,17 @@ from truss_cli.server import protocol
 
 
 def parse_arguments(argv: Optional[list], environ: Mapping[str, str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m truss_cli.server",
-        description="Serve the model in MODEL_DIR over HTTP (Truss-compatible routes).",
-    )
+    parser = build_parser(environ)
+    return check_arguments(parser, parser.parse_args(argv))
+
+
+def build_parser(
+    environ: Mapping[str, str],
+    prog: str = "python -m truss_cli.server",
+    description: str = "Serve the model in MODEL_DIR over HTTP (Truss-compatible routes).",
+) -> argparse.ArgumentParser:
+    """The server's arguments; the development replica (server/control) adds its own to them."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="the model directory (the working directory of model code)")
     parser.add_argument(
         "--replica-config",
@@ -58,7 +65,10 @@ def parse_arguments(argv: Optional[list], environ: Mapping[str, str]) -> argpars
         help="when the model fails to load, keep serving and report the failure instead of exiting "
         f"(env: {protocol.STAY_UP_ON_LOAD_FAILURE_ENV}=1)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be between 0 and 65535, not {args.port}")
     if args.replica_config is None:

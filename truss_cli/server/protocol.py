@@ -65,3 +65,11 @@ STOP_GRACE_SECONDS = DRAIN_SECONDS + 5
 
 EXIT_LOAD_FAILED = 1
 EXIT_BAD_CONFIG = 2
+
+# A development replica (`python -m truss_cli.server.control`, docs/live-reload.md): the
+# bearer token of its control API comes from this variable, never from the command line
+# (where every local user can read it); workers do not inherit it.
+CONTROL_TOKEN_ENV = "TRUSS_CONTROL_TOKEN"
+CONTROL_STATE_PATH = "/control/state"
+CONTROL_PATCH_PATH = "/control/patch"
+CONTROL_RESTART_PATH = "/control/restart"

@@ -20,6 +20,7 @@ READY = "ready"  # load() finished; predictions are served
 FAILED = "failed"  # the model's import or load() failed (summary, traceback)
 STOPPING = "stopping"  # SIGTERM received: draining in-flight requests
 PHASES = (STARTING, LOADING, READY, FAILED, STOPPING)
+_DEVELOPMENT_FIELDS = ("tree_hash", "generation", "control_port")
 
 
 @dataclass
@@ -33,9 +34,18 @@ class ReplicaStatus:
     # (model/model.py, line 7)`, and the traceback trimmed to the user's code.
     summary: Optional[str] = None
     traceback: Optional[str] = None
+    # A development replica (`python -m truss_cli.server.control`) only: the tree hash of the
+    # code it serves, which worker generation serves it, and the port of its control API.
+    tree_hash: Optional[str] = None
+    generation: Optional[int] = None
+    control_port: Optional[int] = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        for name in _DEVELOPMENT_FIELDS:  # a plain replica's status stays as it was
+            if fields[name] is None:
+                del fields[name]
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ReplicaStatus":

@@ -26,6 +26,7 @@ Standard library only: this module ships in every replica's server bundle.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -42,6 +43,7 @@ LINK_MODE = 0o120000
 MODES = frozenset({FILE_MODE, EXECUTABLE_MODE, LINK_MODE})
 
 _READ_CHUNK = 1 << 20
+_SMALL_FILE = 64 << 10
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 
@@ -75,6 +77,11 @@ class Manifest(Mapping[str, Entry]):
             checked[path] = entry
         self._entries = checked
         self._hash: str | None = None
+        # The hashed bytes, cached once computed: the entries' encoded paths in ascending
+        # order and, in the same order, their lines. `with_changes` splices a few lines
+        # into copies of these instead of encoding, sorting and formatting every entry again.
+        self._order: list[bytes] | None = None
+        self._lines: list[bytes] | None = None
 
     def __getitem__(self, path: str) -> Entry:
         return self._entries[path]
@@ -99,12 +106,56 @@ class Manifest(Mapping[str, Entry]):
     def tree_hash(self) -> str:
         """The sha256 of the manifest's canonical bytes (see the module docstring)."""
         if self._hash is None:
-            digest = hashlib.sha256(_HASH_HEADER)
-            for encoded, path in sorted((_encode(path), path) for path in self._entries):
-                entry = self._entries[path]
-                digest.update(b"%06o %s %s\0" % (entry.mode, entry.sha256.encode("ascii"), encoded))
-            self._hash = digest.hexdigest()
+            _, lines = self._sorted_lines()
+            self._hash = hashlib.sha256(_HASH_HEADER + b"".join(lines)).hexdigest()
         return self._hash
+
+    def with_changes(self, changes: Mapping[str, "Entry | None"]) -> "Manifest":
+        """The manifest after `changes` (path -> new Entry, or None for a deleted path).
+
+        Cost is proportional to the number of changes plus a copy of this manifest's cached
+        lines (a memory copy, not a re-encoding), so a watcher can advance its tree hash per
+        save without redoing the whole tree. Deleting a path that is not here is an error:
+        the two sides of a patch disagree about the tree, and saying so early beats a hash
+        mismatch later.
+        """
+        if not changes:
+            return self
+        entries = dict(self._entries)
+        order, lines = self._sorted_lines()
+        order, lines = list(order), list(lines)
+        for path, entry in changes.items():
+            _check_path(path)
+            encoded = _encode(path)
+            index = bisect.bisect_left(order, encoded)
+            present = index < len(order) and order[index] == encoded
+            if entry is None:
+                if not present:
+                    raise ManifestError(f"manifest: {path}: deleted, but it is not in the tree")
+                del entries[path]
+                del order[index]
+                del lines[index]
+                continue
+            _check_entry(path, entry)
+            entries[path] = entry
+            if present:
+                lines[index] = _line(entry, encoded)
+            else:
+                order.insert(index, encoded)
+                lines.insert(index, _line(entry, encoded))
+        result = Manifest.__new__(Manifest)
+        result._entries = entries
+        result._hash = None
+        result._order = order
+        result._lines = lines
+        return result
+
+    def _sorted_lines(self) -> tuple[list[bytes], list[bytes]]:
+        if self._order is None or self._lines is None:
+            pairs = sorted((_encode(path), entry) for path, entry in self._entries.items())
+            self._order = [encoded for encoded, _ in pairs]
+            self._lines = [_line(entry, encoded) for encoded, entry in pairs]
+        return self._order, self._lines
 
     def to_json(self) -> str:
         """`{"format": 1, "files": {path: {"sha256": ..., "mode": ...}}}`, paths sorted.
@@ -142,9 +193,19 @@ class Manifest(Mapping[str, Entry]):
 def sha256_file(path: Path | str) -> bytes:
     """The sha256 digest of one file's content, read in 1 MiB chunks."""
     digest = hashlib.sha256()
-    buffer = bytearray(_READ_CHUNK)
-    view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
+        # Most model files are small (code, configs): read them whole rather than allocate
+        # (and zero) a 1 MiB buffer per file, which cost more than the hashing.
+        # (A short read is EOF for a local file, but only an empty one is sure to be.)
+        head = handle.read(_SMALL_FILE)
+        digest.update(head)
+        if len(head) < _SMALL_FILE:
+            rest = handle.read(_SMALL_FILE)
+            if not rest:
+                return digest.digest()
+            digest.update(rest)
+        buffer = bytearray(_READ_CHUNK)
+        view = memoryview(buffer)
         while True:
             count = handle.readinto(buffer)
             if not count:
@@ -155,6 +216,10 @@ def sha256_file(path: Path | str) -> bytes:
 
 def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
+
+
+def _line(entry: Entry, encoded_path: bytes) -> bytes:
+    return b"%06o %s %s\0" % (entry.mode, entry.sha256.encode("ascii"), encoded_path)
 
 
 def _check_path(path: Any) -> None:

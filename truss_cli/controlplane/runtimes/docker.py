@@ -3,10 +3,13 @@
 The image is tagged per deployment (`truss-<model>:<deployment>`), something a registry
 could hold and a cluster pull. Containers carry labels naming the deployment, the replica
 and this runtime's data dir, so `list()` finds them again after a control-plane restart;
-the engine picks the host port. Secret values never enter the image: a model server gets
-them as files copied into the created container before it starts (`/run/truss/secrets`,
-owned by the server's user, mode 0400; gone with the container, never visible in `docker
-inspect`); a custom server, which reads only its environment, as TRUSS_SECRET_* variables.
+the engine picks the host port. Secret values never enter the image, the container's
+environment (`docker inspect` shows it) or a log: they are files copied into the created
+container before it starts, gone with the container, named by TRUSS_SECRETS_DIR. A model
+server finds them in `/run/truss/secrets` (its user's, files 0400); a custom server in
+`/secrets`, where Truss puts them and its replica hands them on as they are (owned by the
+user the image runs as: `docker_server.run_as_user_id`, the server's user, or a `no_build`
+base image's own; files 0600, directory 0700, as the replica itself would write them).
 On stop the container's log is kept under `<data_dir>/replicas/<replica_id>/replica.log`.
 """
 
@@ -15,8 +18,9 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+import time
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Optional
 
 import docker
@@ -34,6 +38,7 @@ from truss_cli.controlplane.runtimes.base import (
     ObservedStatus,
     ReplicaSpec,
 )
+from truss_cli.controlplane.runtimes.container_user import container_user
 from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
 from truss_cli.controlplane.runtimes.logshim import format_line
 from truss_cli.errors import TrussError
@@ -45,6 +50,8 @@ from truss_cli.image.limits import ContainerLimits, container_limits
 from truss_cli.image.plan import SERVER_PORT, USER_ID, plan_image, slug
 from truss_cli.net import local_url
 from truss_cli.server import protocol
+from truss_cli.server.custom.options import secret_name_problem
+from truss_cli.server.custom.secret_files import SECRETS_PATH_IN_IMAGE
 from truss_cli.server.status import STARTING
 from truss_cli.settings import Settings
 
@@ -122,10 +129,9 @@ class DockerRuntime:
     def start(self, spec: ReplicaSpec) -> Handle:
         data = spec.artifact.data
         environment = dict(spec.environment)
-        if data["custom_server"]:
-            environment.update({protocol.SECRET_ENV_PREFIX + name: value for name, value in spec.secrets.items()})
-        elif spec.secrets:
-            environment[protocol.SECRETS_DIR_ENV] = SECRETS_MOUNT
+        directory = SECRETS_PATH_IN_IMAGE if data["custom_server"] else SECRETS_MOUNT
+        if spec.secrets:
+            environment[protocol.SECRETS_DIR_ENV] = directory  # a path; the values are files
         container = start_container(
             self.client,
             data["image_id"],
@@ -136,7 +142,7 @@ class DockerRuntime:
             expose_errors=spec.expose_errors,
             replica_id=spec.replica_id,
             labels={LABEL_DEPLOYMENT: spec.deployment_id, LABEL_REPLICA: spec.replica_id, LABEL_DATA_DIR: self._scope()},
-            before_start=None if data["custom_server"] or not spec.secrets else lambda id_: self._copy_secrets(id_, spec.secrets),
+            before_start=(lambda id_: self._copy_secrets(id_, spec.secrets, directory)) if spec.secrets else None,
         )
         return Handle(KIND, spec.deployment_id, spec.replica_id, container.url, {"container_id": container.id})
 
@@ -196,22 +202,43 @@ class DockerRuntime:
             for line in self.logs(handle):
                 output.write(format_line(line.at, line.text))
 
-    def _copy_secrets(self, container_id: str, secrets: dict[str, str]) -> None:
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            for directory in ("run/truss", SECRETS_MOUNT.lstrip("/")):
-                entry = tarfile.TarInfo(directory)
-                entry.type, entry.mode = tarfile.DIRTYPE, 0o755 if directory == "run/truss" else 0o500
-                entry.uid = 0 if directory == "run/truss" else USER_ID
-                tar.addfile(entry)
-            for name, value in secrets.items():
-                if not name or "/" in name or name.startswith("."):
-                    raise TrussError(f"secret name {name!r}: not a file name")
-                body = value.encode("utf-8")
-                entry = tarfile.TarInfo(f"{SECRETS_MOUNT.lstrip('/')}/{name}")
-                entry.size, entry.mode, entry.uid = len(body), 0o400, USER_ID
-                tar.addfile(entry, io.BytesIO(body))
-        self.client.put_archive(container_id, "/", archive.getvalue())
+    def _copy_secrets(self, container_id: str, secrets: dict[str, str], directory: str) -> None:
+        """Put `secrets` into the created container as files of `directory`, readable by the
+        user it runs as alone (no one else in the container can read them)."""
+        if directory == SECRETS_MOUNT:
+            uid = gid = USER_ID  # a model server's image always runs as the server's user
+            modes = (0o500, 0o400)
+        else:
+            uid, gid = container_user(self.client, container_id)
+            modes = (0o700, 0o600)  # what the custom server's replica writes, wherever it runs
+        self.client.put_archive(container_id, "/", _secrets_archive(directory, secrets, uid, gid, *modes))
+
+
+def _secrets_archive(directory: str, secrets: dict[str, str], uid: int, gid: int, directory_mode: int, file_mode: int) -> bytes:
+    """A tar of `directory` (absolute) holding one file per secret, owned by uid:gid. Its
+    parents below the top level are root's, 0755 (a top-level directory such as /run keeps
+    the image's owner and mode)."""
+    path = PurePosixPath(directory.lstrip("/"))
+    archive = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for parent in reversed(path.parents[:-2]):
+            tar.addfile(_entry(str(parent), tarfile.DIRTYPE, 0o755, 0, 0, now))
+        tar.addfile(_entry(str(path), tarfile.DIRTYPE, directory_mode, uid, gid, now))
+        for name, value in secrets.items():
+            if secret_name_problem(name):
+                raise TrussError(f"secret name {name!r}: not a file name")
+            body = value.encode("utf-8")
+            entry = _entry(f"{path}/{name}", tarfile.REGTYPE, file_mode, uid, gid, now)
+            entry.size = len(body)
+            tar.addfile(entry, io.BytesIO(body))
+    return archive.getvalue()
+
+
+def _entry(name: str, kind: bytes, mode: int, uid: int, gid: int, mtime: float) -> tarfile.TarInfo:
+    entry = tarfile.TarInfo(name)
+    entry.type, entry.mode, entry.uid, entry.gid, entry.mtime = kind, mode, uid, gid, mtime
+    return entry
 
 
 def _tag_text(text: str) -> str:

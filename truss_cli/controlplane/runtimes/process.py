@@ -6,7 +6,8 @@ Each replica owns `<data_dir>/replicas/<replica_id>/`:
   status.json  the server's structured status (protocol.STATUS_FILE_ENV)
   replica.log  its output, timestamped by `logshim`, kept after stop
   exit         its exit code, written by `logshim` when it ends
-  secrets/     0700, one 0600 file per secret; removed on stop
+  secrets/     0700, one 0600 file per secret, named by TRUSS_SECRETS_DIR; removed on stop.
+               A custom server reads these very files (never TRUSS_SECRET_* variables).
 
 The replica runs under `logshim` in a session of its own, without a parent-death signal,
 so it outlives the control plane. The handle records the session leader's pid and start
@@ -122,7 +123,8 @@ class ProcessRuntime:
         local = self._local_spec(spec, home)
         command = [
             sys.executable, "-I", logshim.__file__,
-            "--log", str(home / "replica.log"), "--exit-file", str(home / "exit"), "--", *local.command(),
+            "--log", str(home / "replica.log"), "--exit-file", str(home / "exit"), "--",
+            *local.command(), *_secrets_arguments(local),
         ]  # fmt: skip
         shim = subprocess.Popen(
             command,
@@ -204,11 +206,9 @@ class ProcessRuntime:
         data = spec.artifact.data
         custom = CustomServerOptions(**data["custom_server"]) if data.get("custom_server") else None
         variables = {**data.get("environment_variables", {}), **spec.environment}
-        if custom is not None:
-            # A custom server reads secrets from its environment only.
-            variables.update({protocol.SECRET_ENV_PREFIX + name: value for name, value in spec.secrets.items()})
-        else:
-            variables[protocol.SECRETS_DIR_ENV] = str(_write_secrets(home / "secrets", spec.secrets))
+        # Files, never variables (a process's environment is readable in /proc by its user);
+        # a custom server's replica hands this same directory on (see `_secrets_arguments`).
+        variables[protocol.SECRETS_DIR_ENV] = str(_write_secrets(home / "secrets", spec.secrets))
         # Secrets come from the spec alone, never from the control plane's own environment.
         inherited = {
             key: value
@@ -242,6 +242,16 @@ def _write_secrets(directory: Path, secrets: dict[str, str]) -> Path:
         with os.fdopen(descriptor, "w", encoding="utf-8") as output:
             output.write(value)
     return directory
+
+
+def _secrets_arguments(local: local_replica.ReplicaSpec) -> list[str]:
+    """A custom server replica's `--secrets-path`: the replica's own secrets directory, which
+    it then uses as it is (it names the directory TRUSS_SECRETS_DIR names) instead of copying
+    the values into a temporary directory of its own. So the only copy is under the replica's
+    home, and `stop` removes it even after a SIGKILL, when the replica itself cleans up nothing."""
+    if local.custom_server is None or not local.custom_server.secrets:
+        return []
+    return ["--secrets-path", local.config_variables[protocol.SECRETS_DIR_ENV]]
 
 
 def _write_handle(home: Path, handle: Handle) -> None:

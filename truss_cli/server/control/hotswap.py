@@ -1,0 +1,170 @@
+"""Hot swap: new code in the running worker, keeping the model instance `load()` built.
+
+`is_safe` is the static check (the supervisor holds the running and the new source): a hot
+swap re-imports the changed modules and gives the live instance the new class, so it is
+only right when nothing that ran at import or in `__init__`/`load()` changed; otherwise the
+answer is a restart, with the reason. `swap` runs in the worker, on its event loop (no await
+between evicting the modules and swapping the class, so no request sees a half-swapped
+model); on any failure it puts the old modules back, and the old code keeps serving.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from truss_cli.server import load_errors
+from truss_cli.server.contract import ModelDefinitionError, read_contract
+from truss_cli.server.loader import ModelHost, import_model_class
+from truss_cli.server.replica_config import ReplicaConfig
+
+_IMPORT_NODES = (ast.Import, ast.ImportFrom)
+_DEF_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def code_areas(config: ReplicaConfig) -> tuple[str, ...]:
+    """The tree's directories (with a trailing "/") whose modules a hot swap may replace."""
+    return tuple(f"{area.strip('/')}/" for area in (config.model_module_dir, config.bundled_packages_dir) if area.strip("/"))
+
+
+def is_safe(
+    root: Path, config: ReplicaConfig, changed: dict, deleted: list, other_changes: Optional[str]
+) -> tuple[bool, str]:
+    """(safe?, why) for a patch changing the files `changed` (path -> new source bytes) and
+    deleting `deleted`, given the model directory `root` as it is before the patch.
+
+    `other_changes` names a change that always needs a restart (replica config, environment).
+    """
+    if other_changes:
+        return False, other_changes
+    if deleted:
+        return False, f"{deleted[0]} was deleted"
+    areas = code_areas(config)
+    model_path = f"{config.model_module_dir.strip('/')}/{config.model_class_filename}"
+    for path, new_source in sorted(changed.items()):
+        if not path.endswith(".py") or not path.startswith(areas):
+            return False, f"{path} is not a Python module of the model code or packages"
+        old_file = root / path
+        if not old_file.is_file():
+            continue  # a new module: nothing imported it yet
+        old_tree = ast.parse(old_file.read_bytes(), filename=path)
+        new_tree = ast.parse(new_source, filename=path)
+        if _module_statements(old_tree) != _module_statements(new_tree):
+            return False, f"{path}: a top-level statement changed (it runs at import)"
+        if any(isinstance(node, ast.Global) for node in ast.walk(new_tree)):
+            return False, f"{path}: a function uses `global` (module state would be reset)"
+        if path == model_path:
+            reason = _model_class_change(old_tree, new_tree, config.model_class_name)
+            if reason:
+                return False, f"{path}: {reason}"
+    return True, "only function bodies of model code changed"
+
+
+def _dump(node: ast.AST) -> str:
+    return ast.dump(node, include_attributes=False)
+
+
+def _module_statements(tree: ast.Module) -> list:
+    """The statements that run at import besides imports, definitions and the docstring."""
+    kept = []
+    for number, node in enumerate(tree.body):
+        if isinstance(node, _IMPORT_NODES + _DEF_NODES):
+            if isinstance(node, _DEF_NODES):  # decorators run at import
+                kept.extend(_dump(decorator) for decorator in node.decorator_list)
+            continue
+        if number == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        kept.append(_dump(node))
+    return kept
+
+
+def _model_class_change(old_tree: ast.Module, new_tree: ast.Module, name: str) -> Optional[str]:
+    old, new = _find_class(old_tree, name), _find_class(new_tree, name)
+    if old is None or new is None:
+        return f"class {name} is not defined at the top level"
+    if [_dump(b) for b in old.bases + old.keywords] != [_dump(b) for b in new.bases + new.keywords]:
+        return f"the bases of {name} changed"
+    for method in ("__init__", "load"):
+        if _method(old, method) != _method(new, method):
+            return f"{method}() changed"
+    old_body = [_dump(node) for node in old.body if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    new_body = [_dump(node) for node in new.body if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if old_body != new_body:
+        return f"a class-level statement of {name} changed"
+    return None
+
+
+def _find_class(tree: ast.Module, name: str) -> Optional[ast.ClassDef]:
+    found = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name]
+    return found[-1] if found else None
+
+
+def _method(cls: ast.ClassDef, name: str) -> Optional[str]:
+    for node in cls.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return _dump(node)
+    return None
+
+
+def swap(host: ModelHost, code_dirs: list, install_pipeline: Callable[[], None]) -> dict:
+    """Re-import the model's modules and give the live instance the new class.
+
+    The answer: `{"event": "swapped"}`, `{"event": "swap_failed", "phase", "summary",
+    "traceback"}` (old modules back, old class kept) or `{"event": "swap_refused", "reason"}`
+    (the class cannot be swapped in place: the supervisor restarts instead).
+    """
+    model = host.model
+    old_class = type(model)
+    prefixes = tuple(os.path.join(str(directory), "") for directory in code_dirs)
+    snapshot = {name: module for name, module in list(sys.modules.items()) if _is_under(module, prefixes)}
+    for name in snapshot:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+    try:
+        new_class = import_model_class(host.model_dir, host.config)
+    except ModelDefinitionError as exc:
+        _restore(snapshot, prefixes)
+        return {"event": "swap_failed", "phase": "import", "summary": f"import failed: {exc}", "traceback": None}
+    except BaseException as exc:  # the model's own import error, whatever it is
+        _restore(snapshot, prefixes)
+        return {
+            "event": "swap_failed",
+            "phase": "import",
+            "summary": load_errors.summary(exc, host.model_dir).replace("load failed", "import failed", 1),
+            "traceback": load_errors.user_traceback(exc),
+        }
+    try:
+        model.__class__ = new_class
+    except TypeError as exc:
+        _restore(snapshot, prefixes)
+        return {"event": "swap_refused", "reason": f"the model class cannot be swapped in place ({exc})"}
+    try:
+        host.contract = read_contract(model)
+    except ModelDefinitionError as exc:
+        model.__class__ = old_class
+        _restore(snapshot, prefixes)
+        return {"event": "swap_failed", "phase": "import", "summary": f"import failed: {exc}", "traceback": None}
+    install_pipeline()
+    return {"event": "swapped"}
+
+
+def _is_under(module: Any, prefixes: tuple) -> bool:
+    file = getattr(module, "__file__", None)
+    if isinstance(file, str) and file.startswith(prefixes):
+        return True
+    paths = getattr(module, "__path__", None)
+    try:
+        return any(isinstance(p, str) and os.path.join(p, "").startswith(prefixes) for p in paths or ())
+    except TypeError:
+        return False
+
+
+def _restore(snapshot: dict, prefixes: tuple) -> None:
+    for name, module in list(sys.modules.items()):
+        if _is_under(module, prefixes):
+            del sys.modules[name]
+    sys.modules.update(snapshot)
