@@ -122,18 +122,23 @@ class WatchSession:
         # supersedes the batches computed before it (they hold older states of their paths).
         self._batches: queue.Queue[tuple[int, Batch] | BaseException] = queue.Queue()
         self._stop = threading.Event()
+        self._watching = threading.Event()  # the watcher has handed over its first batch
         self._threads: list[threading.Thread] = []
 
     def run(self) -> None:
         """Sync until `stop()` (or KeyboardInterrupt in the calling thread); raises what the
         watcher or the control plane raise that a retry cannot fix."""
         try:
+            if self._keep_awake:
+                self._start_thread(self._keep_awake_loop, "truss-keep-awake")
+            # Watch first, rescan second: a save between the two is then seen by one or the
+            # other (the batches computed before the rescan are dropped as folded into it).
+            watcher = self._start_thread(self._watch, "truss-watch")
+            while not self._watching.wait(_POLL_SECONDS) and watcher.is_alive() and not self._stop.is_set():
+                pass
             first = self._sender.refresh()
             if first:
                 self._on_result(self._sender.send(first, since=None))
-            self._start_thread(self._watch, "truss-watch")
-            if self._keep_awake:
-                self._start_thread(self._keep_awake_loop, "truss-keep-awake")
             while not self._stop.is_set():
                 pending = self._next_pending()
                 if pending is None:
@@ -182,10 +187,11 @@ class WatchSession:
 
     # -- the other threads --------------------------------------------------------------------
 
-    def _start_thread(self, target: Callable[[], None], name: str) -> None:
+    def _start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
+        return thread
 
     def _watch(self) -> None:
         try:
@@ -194,6 +200,7 @@ class WatchSession:
                 with self._tree_lock:
                     batch = next(batches, None)
                     refreshes = self._sender.refreshes
+                self._watching.set()  # its events are registered: nothing is missed from now on
                 if batch is None:
                     return
                 if batch.delta or batch.error:
