@@ -14,6 +14,7 @@ from truss_cli import __version__
 from truss_cli.controlplane.auth import GatewayAuthorizer
 from truss_cli.controlplane.builds import BuildWorkers
 from truss_cli.controlplane.gateway import Gateway, GatewayMetrics, RoutingTable
+from truss_cli.controlplane.patches import Syncer
 from truss_cli.controlplane.reconciler import DEV_IDLE_SECONDS, Reconciler
 from truss_cli.controlplane.release import Release
 from truss_cli.controlplane.runtimes.base import Runtime
@@ -43,7 +44,9 @@ class ControlPlane:
         self.table = RoutingTable()
         self.gateway = Gateway(self.table, GatewayAuthorizer(store))
         self.reconciler = Reconciler(store, runtime, self.table, lambda: served_requests(self.gateway.metrics),
-                                     lambda: busy_deployments(self.gateway.metrics), options.dev_idle_seconds)
+                                     lambda: busy_deployments(self.gateway.metrics), options.dev_idle_seconds,
+                                     trees=self.trees)
+        self.syncer = Syncer(store, self.trees, self.gateway.upstream.forget)
         self.table.on_wake = self._on_wake
         self.builds = BuildWorkers(store, runtime, self.trees, options.build_workers, self._built)
         # Frees what a delete removed (replicas, artifacts, trees, blobs); an API worker thread runs it.

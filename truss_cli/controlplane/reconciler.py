@@ -39,10 +39,11 @@ from typing import Optional
 from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.gateway import Replica as Upstream
 from truss_cli.controlplane.gateway import RoutingTable
-from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
+from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ObservedStatus, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store, UsageAccrual
 from truss_cli.controlplane.store import states
+from truss_cli.controlplane.trees import Trees
 
 logger = logging.getLogger("truss.controlplane.reconciler")
 
@@ -84,6 +85,7 @@ class Reconciler:
         served_requests: Optional[Callable[[], Mapping[str, int]]] = None,
         busy_deployments: Optional[Callable[[], Iterable[str]]] = None,
         dev_idle_seconds: float = DEV_IDLE_SECONDS,
+        trees: Optional[Trees] = None,
     ) -> None:
         """`served_requests`: the gateway's requests per deployment id since it started, and
         `busy_deployments`: the ids with a request in flight now (both read on the event
@@ -95,6 +97,7 @@ class Reconciler:
         self._served_requests = served_requests
         self._busy_deployments = busy_deployments
         self.dev_idle_seconds = dev_idle_seconds
+        self.trees = trees  # development replicas start at a stored tree (their patch point)
         # The idle clock: deployment id -> monotonic time of its last request, wake or start.
         # Written on the loop's thread and by the tick; single-key reads and writes only.
         self._last_used: dict[str, float] = {}
@@ -316,6 +319,8 @@ class Reconciler:
         for row in rows:
             handle = Handle.from_dict(dict(row.handle))
             observed = self.runtime.status(handle)
+            if deployment.is_development and observed.tree_hash and observed.tree_hash == deployment.pending_tree_hash:
+                deployment = self._at_staged_tree(deployment, observed)
             if observed.is_ready and handle.url:
                 ready.append(Upstream(handle.replica_id, handle.url))
                 running += 1
@@ -345,6 +350,19 @@ class Reconciler:
                 deployment = self.store.deployments.promote(deployment.id)
         return deployment, ready, running
 
+    def _at_staged_tree(self, deployment: Deployment, observed: ObservedStatus) -> Deployment:
+        """A replica reports the staged tree: it started there (a wake after a deferred
+        sync), or a sync finished while the control plane was down. Serving it, the staged
+        tree runs; failing on it, new replicas start at the running tree until the next patch."""
+        tree_hash = observed.tree_hash or ""
+        if observed.is_ready:
+            self.store.patch_points.advance(deployment.id, tree_hash)
+        elif observed.phase == FAILED:
+            self.store.patch_points.refused(deployment.id, tree_hash)
+        else:
+            return deployment
+        return self.store.deployments.get_by_id(deployment.id)
+
     def _spec(self, deployment: Deployment) -> ReplicaSpec:
         artifact = Artifact.from_dict(dict(deployment.build_artifact or {}))
         names = list(deployment.config.get("secret_names") or [])
@@ -353,7 +371,13 @@ class Reconciler:
             with LogFile(build_log_path(self.store, deployment.id)) as log:
                 for name in missing:
                     log(f"warning: secret {name} is not set on this remote: truss secrets set {name}")
-        return ReplicaSpec(deployment.id, artifact, secrets={n: v.reveal() for n, v in values.items()})
+        secrets = {n: v.reveal() for n, v in values.items()}
+        tree_hash = deployment.start_tree
+        if deployment.is_development and self.trees is not None and tree_hash:
+            tree_dir = self.trees.tree(tree_hash)
+            return ReplicaSpec(deployment.id, artifact, secrets=secrets, development=True,
+                               tree_dir=str(tree_dir), tree_hash=tree_hash)
+        return ReplicaSpec(deployment.id, artifact, secrets=secrets)
 
     def _start(self, deployment: Deployment) -> None:
         handle = self.runtime.start(self._spec(deployment))

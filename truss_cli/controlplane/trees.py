@@ -76,6 +76,12 @@ class Trees:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def keep(self, manifest: Manifest) -> str:
+        """Store `manifest` as a tree whose file contents are all in the blob store already
+        (a patch point): any later replica or build materialises it with `tree`. -> its hash."""
+        self._keep_manifest(manifest)
+        return manifest.tree_hash()
+
     def _keep_manifest(self, manifest: Manifest) -> None:
         text = manifest.to_json().encode()
         digest = hashlib.sha256(text).hexdigest()

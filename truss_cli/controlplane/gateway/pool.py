@@ -89,6 +89,12 @@ class ConnectionPool:
             else:
                 del self._idle[origin]
 
+    def drop(self, origin: str) -> None:
+        """Close the idle connections to `origin` (a development replica switched its code:
+        a connection opened before would be answered by the old code once more)."""
+        for connection in self._idle.pop(origin, []):
+            connection.close()
+
     def close_all(self) -> None:
         for idle in self._idle.values():
             for connection in idle:

@@ -79,6 +79,10 @@ class Upstream:
     async def aclose(self) -> None:
         self._pool.close_all()
 
+    def forget(self, origin_url: str) -> None:
+        """Drop the pooled connections to `origin_url`; later requests open new ones."""
+        self._pool.drop(origin_url)
+
     async def send(
         self, origin_url: str, target: str, method: str, headers: bytes, body: Optional[Body], length: Optional[int] = None
     ) -> "UpstreamResponse":

@@ -148,7 +148,7 @@ def _development(plane: ControlPlane, model_id: str, body: CreateDeployment,
         else:
             store.builds.queue(created.id)
             return created, "created"
-    if (existing.archive_sha256 == body.tree_hash and existing.desired_state == states.DESIRED_ACTIVE
+    if (body.tree_hash == existing.current_tree and existing.desired_state == states.DESIRED_ACTIVE
             and existing.status in _UNCHANGED_WHEN):
         return existing, "unchanged"
     rebuilt = store.deployments.rebuild_development(existing.id, archive_sha256=body.tree_hash, config=row_config,
@@ -281,13 +281,37 @@ async def retry_deployment(request: Request, model_ref: str, deployment_ref: str
 
 
 @router.post("/v1/models/{model_ref}/deployments/{deployment_ref}/promote")
-async def promote_deployment(request: Request, model_ref: str, deployment_ref: str) -> dict[str, Any]:
+async def promote_deployment(request: Request, model_ref: str, deployment_ref: str) -> JSONResponse:
     plane = plane_of(request)
-    deployment = await asyncio.to_thread(
-        lambda: plane.store.deployments.promote(_deployment(plane, model_ref, deployment_ref).id)
-    )
+
+    def promote() -> tuple[Deployment, int]:
+        deployment = _deployment(plane, model_ref, deployment_ref)
+        if deployment.is_development:
+            return _publish_development(plane, deployment), 201
+        return plane.store.deployments.promote(deployment.id), 200
+
+    deployment, status = await asyncio.to_thread(promote)
+    if status == 201:
+        plane.builds.wake()
     await plane.reconciler.refresh()  # production traffic goes to it from now on
-    return await asyncio.to_thread(deployment_view, plane, deployment)
+    return JSONResponse(await asyncio.to_thread(deployment_view, plane, deployment), status_code=status)
+
+
+def _publish_development(plane: ControlPlane, development: Deployment) -> Deployment:
+    """Promoting the development deployment: a new published deployment built from the tree
+    its replica runs (patches included), which becomes production once ACTIVE."""
+    tree_hash = development.running_tree
+    if not tree_hash:
+        raise ApiError(409, "NOT_PROMOTABLE", "the development deployment has no tree yet", None)
+    config = load_config(plane.trees.tree(tree_hash)).config
+    row_config = {"secret_names": sorted(config.secrets), "promote_when_active": True,
+                  "model_metadata": _json_safe(dict(config.model_metadata or {}))}
+    created = plane.store.deployments.create(development.model_id, archive_sha256=tree_hash,
+                                             labels=dict(development.labels), config=row_config,
+                                             version_bump=versions.MINOR)
+    plane.store.builds.queue(created.id)
+    _log(plane, created.id, f"built from the development deployment's tree {tree_hash[:12]} (promote development)")
+    return created
 
 
 @router.delete("/v1/models/{model_ref}/deployments/{deployment_ref}")

@@ -9,6 +9,7 @@ whose replicas run elsewhere (Kubernetes, later) fits the same shape.
 
 from __future__ import annotations
 
+import os
 import secrets as _random
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -85,6 +86,14 @@ class ReplicaSpec:
     # reads the cause from its status instead of guessing from an exit code.
     stay_up_on_load_failure: bool = True
     expose_errors: bool = False
+    # A development replica (docs/live-reload.md): it serves a private copy of `tree_dir`
+    # (a materialised tree whose hash is `tree_hash`; the replica patches its files in place)
+    # and runs the control API. The runtime puts the control API's URL and a file holding its
+    # token in the Handle's data (CONTROL_URL, CONTROL_TOKEN_FILE), so the control plane can
+    # call it after its own restart without knowing the runtime's kind.
+    development: bool = False
+    tree_dir: Optional[str] = None
+    tree_hash: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -111,12 +120,39 @@ class Handle:
         return cls(data["kind"], data["deployment_id"], data["replica_id"], data.get("url"), dict(data.get("data") or {}))
 
 
+# Handle.data keys every runtime that starts development replicas fills in.
+CONTROL_URL = "control_url"  # http://host:port of the replica's control API, reachable from the control plane
+CONTROL_TOKEN_FILE = "control_token_file"  # a 0600 file on the control plane's machine holding its token
+
+
+def control_token(handle: "Handle") -> Optional[str]:
+    """The development replica's control token (None: not a development replica, or gone)."""
+    path = handle.data.get(CONTROL_TOKEN_FILE)
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def write_control_token(directory: Path) -> tuple[str, Path]:
+    """A fresh random token in `directory`/control_token (0600) -> (token, path)."""
+    token = _random.token_urlsafe(32)
+    path = directory / "control_token"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as output:
+        output.write(token)
+    return token, path
+
+
 @dataclass(frozen=True)
 class ObservedStatus:
     phase: str  # one of OBSERVED_PHASES
     summary: Optional[str] = None  # on FAILED: the server's one line
     traceback: Optional[str] = None
     exit_code: Optional[int] = None  # on GONE, when known
+    tree_hash: Optional[str] = None  # a development replica's: the tree it serves now
 
     @property
     def is_ready(self) -> bool:

@@ -30,6 +30,8 @@ from typing import Iterator, Optional
 
 from truss_cli.controlplane.runtimes import logshim, pids
 from truss_cli.controlplane.runtimes.base import (
+    CONTROL_TOKEN_FILE,
+    CONTROL_URL,
     GONE,
     Artifact,
     BuildError,
@@ -39,6 +41,7 @@ from truss_cli.controlplane.runtimes.base import (
     LogLine,
     ObservedStatus,
     ReplicaSpec,
+    write_control_token,
 )
 from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
 from truss_cli.custom_server import custom_server_options
@@ -121,14 +124,27 @@ class ProcessRuntime:
         home = self._home(spec.replica_id)
         home.mkdir(parents=True, mode=0o700)
         local = self._local_spec(spec, home)
+        server_command = local.command()
+        environment = local.child_environment()
+        development = spec.development and local.custom_server is None and spec.tree_dir is not None
+        token_file: Optional[Path] = None
+        if development:
+            # A private copy: the replica patches its model directory in place.
+            model_dir = home / "model"
+            shutil.copytree(spec.tree_dir, model_dir, symlinks=True)  # type: ignore[arg-type]
+            local = dataclasses.replace(local, model_dir=model_dir)
+            server_command = _development_command(local.command())
+            environment = local.child_environment()
+            token, token_file = write_control_token(home)
+            environment[protocol.CONTROL_TOKEN_ENV] = token  # never on the command line
         command = [
             sys.executable, "-I", logshim.__file__,
             "--log", str(home / "replica.log"), "--exit-file", str(home / "exit"), "--",
-            *local.command(), *_secrets_arguments(local),
+            *server_command, *_secrets_arguments(local),
         ]  # fmt: skip
         shim = subprocess.Popen(
             command,
-            env=local.child_environment(),
+            env=environment,
             cwd=local.model_dir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -145,7 +161,14 @@ class ProcessRuntime:
         while self._alive(handle):
             status = read_status(home / "status.json")
             if status is not None and status.replica_id == spec.replica_id and status.port:
-                handle = dataclasses.replace(handle, url=local_url(HOST, status.port))
+                if development and not status.control_port:
+                    time.sleep(_POLL_SECONDS)
+                    continue
+                data = dict(handle.data)
+                if development:
+                    data[CONTROL_URL] = local_url(HOST, status.control_port)  # type: ignore[arg-type]
+                    data[CONTROL_TOKEN_FILE] = str(token_file)
+                handle = dataclasses.replace(handle, url=local_url(HOST, status.port), data=data)
                 _write_handle(home, handle)
                 break
             time.sleep(_POLL_SECONDS)
@@ -158,7 +181,7 @@ class ProcessRuntime:
         status = read_status(home / "status.json")
         if status is None or status.replica_id != handle.replica_id:
             return ObservedStatus(STARTING)
-        return ObservedStatus(status.phase, status.summary, status.traceback)
+        return ObservedStatus(status.phase, status.summary, status.traceback, tree_hash=status.tree_hash)
 
     def stop(self, handle: Handle, grace: float = protocol.STOP_GRACE_SECONDS) -> None:
         pid = int(handle.data["pid"])
@@ -174,7 +197,8 @@ class ProcessRuntime:
                     time.sleep(_POLL_SECONDS)
         home = Path(handle.data["dir"])
         shutil.rmtree(home / "secrets", ignore_errors=True)
-        for name in ("handle.json", "status.json"):
+        shutil.rmtree(home / "model", ignore_errors=True)  # a development replica's copy of its tree
+        for name in ("handle.json", "status.json", "control_token"):
             (home / name).unlink(missing_ok=True)
 
     def list(self) -> list[Handle]:
@@ -252,6 +276,14 @@ def _secrets_arguments(local: local_replica.ReplicaSpec) -> list[str]:
     if local.custom_server is None or not local.custom_server.secrets:
         return []
     return ["--secrets-path", local.config_variables[protocol.SECRETS_DIR_ENV]]
+
+
+def _development_command(server_command: list[str]) -> list[str]:
+    """The model server's command as a development replica's: the control layer's module
+    takes the same arguments, plus its control port (0: any, reported in the status)."""
+    command = list(server_command)
+    command[command.index("truss_cli.server")] = "truss_cli.server.control"
+    return [*command, "--control-port", "0"]
 
 
 def _write_handle(home: Path, handle: Handle) -> None:

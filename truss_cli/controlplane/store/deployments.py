@@ -264,7 +264,8 @@ class Deployments:
             db.execute(
                 t.update().where(t.c.id == deployment_id)
                 .values(archive_sha256=archive_sha256, config=dict(config), labels=dict(labels),
-                        desired_state=states.DESIRED_ACTIVE, updated_at=now())
+                        desired_state=states.DESIRED_ACTIVE, running_tree_hash=None, pending_tree_hash=None,
+                        pending_failed=False, updated_at=now())
             )
             queue_build(db, deployment_id, None)  # one transaction with the new tree
             updated = db.execute(sa.select(t).where(t.c.id == deployment_id)).first()
@@ -418,7 +419,8 @@ class Deployments:
     def referenced_trees(self) -> set[str]:
         """The tree hashes some deployment still points at."""
         with read_transaction(self._engine) as db:
-            return set(db.execute(sa.select(t.c.archive_sha256).where(t.c.archive_sha256.is_not(None))).scalars())
+            rows = db.execute(sa.select(t.c.archive_sha256, t.c.running_tree_hash, t.c.pending_tree_hash))
+            return {tree for row in rows for tree in row if tree}
 
     def artifact_references(self) -> set[str]:
         """The runtime artifacts (environment paths, image tags) some deployment still uses."""

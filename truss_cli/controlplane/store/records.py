@@ -44,6 +44,27 @@ class Deployment:
     labels: Mapping[str, Any]
     created_at: datetime
     updated_at: datetime
+    running_tree_hash: str | None = None
+    pending_tree_hash: str | None = None
+    pending_failed: bool = False
+    patch_seq: int = 0
+
+    @property
+    def running_tree(self) -> str | None:
+        """The tree its replica runs: the last patch point synced, else the built tree."""
+        return self.running_tree_hash or self.archive_sha256
+
+    @property
+    def current_tree(self) -> str | None:
+        """The tree the next patch builds on: the staged one, else the running one."""
+        return self.pending_tree_hash or self.running_tree
+
+    @property
+    def start_tree(self) -> str | None:
+        """The tree a new replica starts at: the staged one unless a replica refused it."""
+        if self.pending_tree_hash and not self.pending_failed:
+            return self.pending_tree_hash
+        return self.running_tree
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,14 @@ deployments = sa.Table(
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    # Development deployments' patch points (stored trees): the tree its replica runs (null:
+    # the built one, archive_sha256), the tree staged for it and not yet running (null: none),
+    # whether a replica refused the staged one (a new replica then starts at the running
+    # one), and how many patches it took.
+    sa.Column("running_tree_hash", sa.String(64), nullable=True),
+    sa.Column("pending_tree_hash", sa.String(64), nullable=True),
+    sa.Column("pending_failed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("patch_seq", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("model_id", "name"),
     sa.UniqueConstraint("model_id", "ordinal"),
 )

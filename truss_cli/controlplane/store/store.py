@@ -19,6 +19,7 @@ from truss_cli.controlplane.store.builds import Builds
 from truss_cli.controlplane.store.database import create_engine, database_url, migrate
 from truss_cli.controlplane.store.deployments import Deployments
 from truss_cli.controlplane.store.models import Models
+from truss_cli.controlplane.store.patch_points import PatchPoints
 from truss_cli.controlplane.store.replicas import Replicas
 from truss_cli.controlplane.store.secret_store import KEY_FILE_NAME, Secrets, load_or_create_key
 from truss_cli.controlplane.store.usage import Usage
@@ -32,6 +33,7 @@ class Store:
         self.data_dir = data_dir
         self.models = Models(engine)
         self.deployments = Deployments(engine)
+        self.patch_points = PatchPoints(engine)
         self.replicas = Replicas(engine)
         self.builds = Builds(engine)
         self.api_keys = ApiKeys(engine)

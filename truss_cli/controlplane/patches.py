@@ -1,0 +1,271 @@
+"""Patch points of development deployments: stage a client's patch as a stored tree, say
+where a deployment stands, and sync the staged tree into its running replica
+(docs/live-reload.md, "Control plane: patch points").
+
+Staging needs only the store; a sync talks to the replica's control API, whose URL and
+token file the runtime put in the replica's Handle data (runtimes.base.CONTROL_URL,
+CONTROL_TOKEN_FILE), so nothing here knows which runtime runs the replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import httpx
+
+from truss_cli.config import ConfigError, load_config
+from truss_cli.config_to_replica import replica_config_for
+from truss_cli.controlplane.errors import ApiError
+from truss_cli.controlplane.patch_classify import config_loader, rebuild_reason
+from truss_cli.controlplane.runtimes.base import CONTROL_URL, Handle, control_token
+from truss_cli.controlplane.store import Deployment, Store, states
+from truss_cli.controlplane.store.patch_points import StaleBase
+from truss_cli.controlplane.trees import Trees
+from truss_cli.server import protocol
+from truss_cli.server.status import READY
+from truss_cli.sync.envelope import EnvelopeError, read_envelope, write_envelope
+from truss_cli.sync.manifest import Manifest
+from truss_cli.sync.patch import Patch, PatchError
+
+MAX_ENVELOPE_BYTES = 4 << 30  # as the replica's limit
+RETRY_AFTER_SECONDS = 1
+# A restart loads the model anew; load() may take long (weights), and the old code serves meanwhile.
+REPLICA_TIMEOUT = httpx.Timeout(connect=5.0, read=900.0, write=60.0, pool=5.0)
+# Deployments whose replica cannot run the staged tree now: the next replica starts at it.
+_NOT_RUNNING = frozenset({states.SCALED_TO_ZERO, states.INACTIVE, states.DEACTIVATING})
+
+
+def state_of(deployment: Deployment) -> dict[str, Any]:
+    pending = deployment.pending_tree_hash
+    return {"running_patch_point": {"hash": deployment.running_tree},
+            "pending_patch_point": {"hash": pending} if pending else None}
+
+
+def stale(deployment: Deployment) -> ApiError:
+    return ApiError(409, "STALE_PATCH_BASE",
+                    f"the patch is not based on the development deployment's current tree {deployment.current_tree}: "
+                    "re-read the state (GET .../patches/state?manifest=1), diff and resend", state_of(deployment))
+
+
+def stage(store: Store, trees: Trees, deployment: Deployment, envelope: Path) -> tuple[Deployment, Patch]:
+    """Check the envelope's patch against the deployment's current tree, keep its blobs and
+    the new tree, and stage it. Nothing is stored for a refused patch (blobs aside, which are
+    content-addressed and swept when unused)."""
+    work = Path(tempfile.mkdtemp(prefix="patch-", dir=_tmp(store)))
+    try:
+        try:
+            with open(envelope, "rb") as stream:
+                document = read_envelope(stream, work, MAX_ENVELOPE_BYTES)
+        except EnvelopeError as exc:
+            raise ApiError(400, "BAD_ENVELOPE", str(exc)) from None
+        try:
+            patch = Patch.from_dict(document)
+        except PatchError as exc:
+            raise ApiError(400, "BAD_PATCH", str(exc)) from None
+        base_hash = deployment.current_tree
+        if patch.prev_patch_hash != base_hash:
+            raise stale(deployment)
+        base = trees.manifest(base_hash or "")
+        if base is None:
+            raise ApiError(500, "TREE_NOT_FOUND", f"the deployment's tree {base_hash} is not stored")
+        try:
+            new = patch.apply_to(base)
+        except PatchError as exc:
+            code = "TREE_HASH_MISMATCH" if str(exc).startswith("next_hash") else "BAD_PATCH"
+            raise ApiError(400, code, str(exc)) from None
+        missing = []
+        for path, entry in patch.changes.puts().items():
+            if store.blobs.has(entry.sha256):
+                continue
+            blob = work / entry.sha256
+            if blob.is_file():
+                with open(blob, "rb") as content:
+                    store.blobs.write(content, entry.sha256)
+            else:
+                missing.append(path)
+        if missing:
+            raise ApiError(400, "MISSING_BLOB", f"no content for {', '.join(sorted(missing))}: send it in the envelope",
+                           {"paths": sorted(missing)})
+        tree_hash = trees.keep(new)
+        try:
+            return store.patch_points.stage(deployment.id, patch.prev_patch_hash, tree_hash), patch
+        except StaleBase as exc:  # another patch landed between the check and now
+            raise stale(exc.deployment) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class Syncer:
+    """Syncs staged trees into replicas, one sync per deployment at a time."""
+
+    store: Store
+    trees: Trees
+    forget_connections: Any  # (replica url) -> None, on the event loop: the gateway's pooled connections
+    hot_reload: dict[str, str] = field(default_factory=dict)  # deployment id -> the last patch's choice
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def sync(self, deployment_id: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """-> (status, body, headers): the contract's answers (200 / 422 / 503)."""
+        lock = self._locks.setdefault(deployment_id, asyncio.Lock())
+        async with lock:
+            return await self._sync(deployment_id)
+
+    async def _sync(self, deployment_id: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+        started = time.perf_counter()
+        deployment = await asyncio.to_thread(self.store.deployments.get_by_id, deployment_id)
+        running, pending = deployment.running_tree or "", deployment.pending_tree_hash
+        if pending is None:
+            return 200, _answer("none", "nothing staged", running, started), {}
+        if deployment.status in _NOT_RUNNING or deployment.desired_state != states.DESIRED_ACTIVE:
+            return 200, _answer("deferred", f"the deployment is {deployment.status}: its next replica starts at this tree",
+                                pending, started), {}
+        reason = await asyncio.to_thread(self._rebuild_reason, running, pending)
+        if reason is None:
+            replica = await asyncio.to_thread(self._ready_replica, deployment)
+            if replica is None:
+                if deployment.status in (states.BUILDING, states.DEPLOYING, states.LOADING_MODEL, states.WAKING_UP,
+                                         states.UNHEALTHY, states.ACTIVE):
+                    return _unavailable(f"the development replica is not ready ({deployment.status}); retry")
+            elif CONTROL_URL not in replica.data:
+                reason = "the replica has no control API (a custom server replica)"
+            else:
+                return await self._send(deployment, replica, running, pending, started)
+        if reason is None:
+            reason = f"the deployment is {deployment.status}"
+        await asyncio.to_thread(self._rebuild, deployment, pending, reason)
+        answer = _answer("rebuild", reason, pending, started)
+        answer["needs_full_deploy_reason"] = reason
+        return 200, answer, {}
+
+    def _rebuild_reason(self, running: str, pending: str) -> Optional[str]:
+        old, new = self.trees.manifest(running), self.trees.manifest(pending)
+        if old is None or new is None:
+            return "the running tree is not stored"
+        try:
+            return rebuild_reason(old, new, config_loader(self.trees.tree))
+        except ConfigError as exc:
+            return f"config.yaml: {str(exc).splitlines()[0]}"
+
+    def _ready_replica(self, deployment: Deployment) -> Optional[Handle]:
+        for row in self.store.replicas.list(deployment.id):
+            if row.phase == READY:
+                return Handle.from_dict(dict(row.handle))
+        return None
+
+    def _rebuild(self, deployment: Deployment, tree_hash: str, reason: str) -> None:
+        config = load_config(self.trees.tree(tree_hash)).config
+        row_config = {**deployment.config, "secret_names": sorted(config.secrets),
+                      "model_metadata": json.loads(json.dumps(dict(config.model_metadata or {}), default=str))}
+        self.store.deployments.rebuild_development(deployment.id, archive_sha256=tree_hash, config=row_config,
+                                                   labels=deployment.labels)
+
+    async def _send(self, deployment: Deployment, replica: Handle, running: str, pending: str,
+                    started: float) -> tuple[int, dict[str, Any], dict[str, str]]:
+        token = control_token(replica)
+        if token is None:
+            return _unavailable("the development replica's control token is gone (it is being replaced); retry")
+        url = replica.data[CONTROL_URL] + protocol.CONTROL_PATCH_PATH
+        hot_reload = self.hot_reload.get(deployment.id, "auto")
+        base = running
+        for _ in range(2):  # a second time from the replica's own tree when it is not at `running`
+            envelope = await asyncio.to_thread(self._replica_envelope, base, pending, hot_reload)
+            if envelope is None:
+                return _unavailable("the replica's tree is not stored; retry")
+            try:
+                response = await asyncio.to_thread(_post, url, token, envelope)
+            except httpx.HTTPError as exc:
+                return _unavailable(f"the development replica cannot be reached ({type(exc).__name__}); retry")
+            finally:
+                envelope.unlink(missing_ok=True)
+            body = _json(response)
+            if response.status_code == 409 and isinstance(body.get("detail"), dict):
+                at = body["detail"].get("tree_hash")
+                if at == pending:  # it runs the staged tree already (a sync cut short)
+                    await self._advanced(deployment.id, pending, replica)
+                    return 200, _answer("none", "the replica runs this tree already", pending, started), {}
+                if at and at != base and self.trees.manifest(at) is not None:
+                    base = at
+                    continue
+            break
+        if response.status_code == 200:
+            await self._advanced(deployment.id, pending, replica)
+            answer = _answer(body.get("action", "none"), body.get("reason", ""), pending, started)
+            answer["ms"] = {**body.get("ms", {}), "total": answer["ms"]["total"]}
+            return 200, answer, {}
+        if response.status_code == 422:
+            await asyncio.to_thread(self.store.patch_points.refused, deployment.id, pending)
+            detail = body.get("detail") or {}
+            summary = detail.get("summary") if isinstance(detail, dict) else None
+            return 422, {"error": summary or "the patched model failed to load; the previous code serves",
+                         "error_code": "PATCH_FAILED", "detail": detail}, {}
+        if response.status_code in (401, 503):
+            return _unavailable(f"the development replica answered {response.status_code}; retry")
+        return 502, {"error": f"the development replica refused the patch: {body.get('detail') or response.text[:300]}",
+                     "error_code": body.get("error_code", "REPLICA_ERROR"), "detail": body.get("detail")}, {}
+
+    async def _advanced(self, deployment_id: str, pending: str, replica: Handle) -> None:
+        await asyncio.to_thread(self.store.patch_points.advance, deployment_id, pending)
+        if replica.url:
+            # Pooled keep-alive connections were opened to the old generation: the next
+            # request on one would be answered by the old code once more.
+            self.forget_connections(replica.url)
+
+    def _replica_envelope(self, base_hash: str, pending: str, hot_reload: str) -> Optional[Path]:
+        """The replica's envelope base -> pending in a temporary file (blobs streamed from the store)."""
+        old, new = self.trees.manifest(base_hash), self.trees.manifest(pending)
+        if old is None or new is None:
+            return None
+        puts = {path: entry for path, entry in new.items() if old.get(path) != entry}
+        deletes = sorted(path for path in old if path not in new)
+        document: dict[str, Any] = {
+            "format": 1, "from_hash": base_hash, "to_hash": pending,
+            "puts": [{"path": path, "sha256": entry.sha256, "mode": entry.mode} for path, entry in sorted(puts.items())],
+            "deletes": deletes, "replica_config": None, "environment": None, "python": None, "hot_reload": hot_reload,
+        }  # fmt: skip
+        if old.get("config.yaml") != new.get("config.yaml"):
+            config = load_config(self.trees.tree(pending)).config
+            document["replica_config"] = json.loads(replica_config_for(config, secret_values=True).to_json())
+            document["environment"] = {k: str(v) for k, v in config.environment_variables.items()}
+        blobs = {entry.sha256: self.store.blobs.path(entry.sha256) for entry in puts.values()}
+        handle, name = tempfile.mkstemp(prefix="replica-patch-", suffix=".tar", dir=_tmp(self.store))
+        with open(handle, "wb") as out:
+            write_envelope(out, document, blobs)
+        return Path(name)
+
+
+def _post(url: str, token: str, envelope: Path) -> httpx.Response:
+    with open(envelope, "rb") as body:
+        return httpx.post(url, content=body, timeout=REPLICA_TIMEOUT,
+                          headers={"authorization": f"Bearer {token}", "content-type": "application/x-tar"})
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _answer(action: str, reason: str, tree_hash: str, started: float) -> dict[str, Any]:
+    return {"action": action, "reason": reason, "tree_hash": tree_hash,
+            "ms": {"total": round((time.perf_counter() - started) * 1000, 1)}, "needs_full_deploy_reason": None}
+
+
+def _unavailable(message: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    return (503, {"error": message, "error_code": "REPLICA_UNAVAILABLE", "detail": None},
+            {"retry-after": str(RETRY_AFTER_SECONDS)})
+
+
+def _tmp(store: Store) -> Path:
+    path = store.data_dir / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
