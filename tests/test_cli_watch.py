@@ -3,9 +3,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import queue
 import shutil
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -86,3 +95,109 @@ def test_watch_names_the_model_from_config_yaml(remote: Remote) -> None:
     done = remote.truss("watch", str(directory))
     assert done.exit_code == 1, done.output
     assert "model named-in-config has no development deployment" in done.stderr
+
+
+class WatchProcess:
+    """`truss push --watch` (or `truss watch`) as a subprocess; its stdout lines queued as they come."""
+
+    def __init__(self, remote: Remote, *args: str) -> None:
+        environment = {**os.environ, "HOME": str(remote.home), "TRUSS_CACHE_DIR": str(remote.home / "cache"), "COLUMNS": "200"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "truss_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, args=(self.process.stdout, self.lines.put), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.process.stderr, self.stderr.append), daemon=True).start()
+
+    @staticmethod
+    def _read(stream: Any, put: Callable[[str], None]) -> None:
+        for raw in stream:
+            put(raw.decode("utf-8", "replace"))
+
+    def next_line(self, timeout: float = 600) -> str:
+        """The next line on stdout (the timeout only stops a hang)."""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no line after {timeout} s; stderr:\n{''.join(self.stderr)[-3000:]}") from None
+
+    def next_lines_until(self, text: str) -> list[str]:
+        seen = []
+        while True:
+            seen.append(self.next_line())
+            if text in seen[-1]:
+                return seen
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def predict(remote: Remote, model: str) -> str:
+    done = remote.truss("predict", "--model", model, "--deployment", "development", "-d", '{"name": "watch"}')
+    assert done.exit_code == 0, done.output
+    return json.loads(done.stdout)["greeting"]
+
+
+def wait_for_watching(watch: WatchProcess, timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while not any("Watching" in line for line in watch.stderr):
+        assert watch.process.poll() is None, "".join(watch.stderr)[-3000:]
+        assert time.monotonic() < deadline, "".join(watch.stderr)[-3000:]
+        time.sleep(0.2)
+
+
+def test_push_watch_syncs_a_save_shows_a_syntax_error_and_recovers(remote: Remote) -> None:
+    directory = remote.model_dir("watched")
+    model = directory / "model" / "model.py"
+    watch = WatchProcess(remote, "push", str(directory), "--model-name", "watched", "--watch")
+    try:
+        wait_for_watching(watch)
+        assert "Development deployment of model watched created" in "".join(watch.stderr)
+        assert predict(remote, "watched") == "Hello, watch!"
+        model.write_text(model.read_text().replace('f"{self._greeting}, {name}!"', 'f"{self._greeting} again, {name}!"'))
+        line = watch.next_line()
+        assert "model/model.py" in line and "hot_swap" in line and " ms" in line, line
+        assert predict(remote, "watched") == "Hello again, watch!"
+        model.write_text(model.read_text().replace("def predict(self, model_input):", "def predict(self, model_input)"))
+        failed = watch.next_lines_until("SyntaxError")
+        assert "failed" in failed[0] and "model/model.py" in failed[0], failed
+        assert predict(remote, "watched") == "Hello again, watch!"  # the old code keeps serving
+        model.write_text(model.read_text().replace("def predict(self, model_input)", "def predict(self, model_input):").replace(" again", " once more"))
+        recovered = watch.next_lines_until("model/model.py")
+        assert "failed" not in recovered[-1], recovered
+        assert predict(remote, "watched") == "Hello once more, watch!"
+        assert watch.interrupt() == 130
+        assert "Stopped watching" in "".join(watch.stderr)
+    finally:
+        watch.kill()
+
+
+def test_watch_attaches_sends_offline_changes_first_and_prints_json_lines(remote: Remote) -> None:
+    directory = remote.model_dir("attached")
+    first = WatchProcess(remote, "push", str(directory), "--model-name", "attached", "--watch")
+    try:
+        wait_for_watching(first)
+        assert first.interrupt() == 130
+    finally:
+        first.kill()
+    model = directory / "model" / "model.py"
+    model.write_text(model.read_text().replace('"Hello"', '"Hi"'))  # load() changed: a restart
+    watch = WatchProcess(remote, "watch", str(directory), "--model-name", "attached", "--output", "json")
+    try:
+        offline = json.loads(watch.next_line())
+        assert offline["files"] == ["model/model.py"] and offline["error"] is None
+        assert offline["action"] == "restart", offline
+        assert predict(remote, "attached") == "Hi, watch!"
+        (directory / "model" / "helper.py").write_text("X = 1\n")
+        saved = json.loads(watch.next_line())
+        assert saved["files"] == ["model/helper.py"] and saved["error"] is None and saved["ms"] is not None
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()

@@ -79,13 +79,13 @@ def _watch(
         with console.err.status("Waiting for the development deployment…"):
             deployment = wait_serving(api, deployment, keep_awake, on_status)
     predict = f"truss predict --model {model_name} --deployment development -d '<json>'"
-    console.err.print(f"Watching {model_dir} for changes (Ctrl-C stops). Try: {predict}", markup=False)
     session = WatchSession(
         api, deployment, model_dir,
         on_result=lambda result: _print_result(result, output),
         hot_reload=hot_reload,
         keep_awake=keep_awake,
         on_tree_error=lambda error: console.warning(f"{error.message}" + (f" ({error.hint})" if error.hint else "")),
+        on_ready=lambda: console.err.print(f"Watching {model_dir} for changes (Ctrl-C stops). Try: {predict}", markup=False),
     )
     session.run()
 

@@ -102,8 +102,10 @@ class WatchSession:
         keep_awake: bool = True,
         on_tree_error: Callable[[TrussError], None] | None = None,
         keep_awake_seconds: float = KEEP_AWAKE_SECONDS,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self._api = api
+        self._on_ready = on_ready or (lambda: None)
         self.model_id = str(deployment["model_id"])
         self.deployment_id = str(deployment["id"])
         self._tree = IncrementalTree(model_dir, external_dirs_of(model_dir))
@@ -139,6 +141,7 @@ class WatchSession:
             first = self._sender.refresh()
             if first:
                 self._on_result(self._sender.send(first, since=None))
+            self._on_ready()  # from here on, every save is a sync of its own
             while not self._stop.is_set():
                 pending = self._next_pending()
                 if pending is None:
