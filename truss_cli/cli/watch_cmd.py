@@ -19,6 +19,11 @@ from truss_cli.client.patches import SyncResult
 # As a shell reports a command ended by SIGINT (`truss run` does the same).
 _INTERRUPTED = 130
 _FILES_SHOWN = 3
+# Actions whose code serves later, not when the answer comes.
+_LATER = {
+    "rebuild": "the development deployment is rebuilt from this tree; the previous code serves until it is ready",
+    "deferred": "the deployment is asleep; its next start runs this tree",
+}
 
 
 def keep_awake_option() -> Any:
@@ -113,8 +118,11 @@ def _line(result: SyncResult) -> Text:
             ("; the previous code keeps serving", "red"),
         )
     reason = f" ({result.reason})" if result.reason else ""
+    if result.action in _LATER:
+        # Not served yet: a time "from the save to served" would be a lie.
+        return Text.assemble(f"{stamp} {files or '(no files)'} → ", (result.action, "yellow"), reason, f": {_LATER[result.action]}")
     style = "green" if result.action in ("hot_swap", "restart") else "yellow"
     text = Text.assemble(f"{stamp} {files or '(no files)'} → ", (result.action, style), f"{took}{reason}")
-    if result.needs_full_deploy_reason:
+    if result.needs_full_deploy_reason and result.needs_full_deploy_reason != result.reason:
         text.append(f"; {result.needs_full_deploy_reason}", style="yellow")
     return text

@@ -46,6 +46,8 @@ MAX_STALE_RETRIES = 3
 # revert, a file the first push sent already, are then not sent again).
 ASK_MISSING_ABOVE_BYTES = 1 << 20
 
+# The new code is not serving when these answers come (a rebuild, a sleeping deployment).
+SERVED_LATER = ("rebuild", "deferred")
 _RESYNC_CODES = ("STALE_PATCH_BASE", "TREE_HASH_MISMATCH", "MISSING_BLOB")
 
 
@@ -56,7 +58,7 @@ class SyncResult:
     files: list[str]  # the paths the patch changed (deleted ones included)
     action: str  # hot_swap | restart | none | deferred | rebuild | failed | error
     reason: str = ""
-    ms: float | None = None  # from the (first) save to the answer: the new code serves
+    ms: float | None = None  # from the (first) save to the answer, when the new code serves then
     tree_hash: str | None = None
     error: str | None = None
     phase: str | None = None  # of a 422: syntax | import | load | config
@@ -158,11 +160,12 @@ class PatchSender:
             files = sorted(set(files) | set(delta))
             if not delta:
                 return SyncResult(files, "none", "the remote already has this tree", _ms(since), self.remote.tree_hash())
+        action = str(answer.get("action") or "none")
         return SyncResult(
             files=files,
-            action=str(answer.get("action") or "none"),
+            action=action,
             reason=str(answer.get("reason") or ""),
-            ms=_ms(since),
+            ms=None if action in SERVED_LATER else _ms(since),
             tree_hash=answer.get("tree_hash") or self.remote.tree_hash(),
             server_ms=answer.get("ms") if isinstance(answer.get("ms"), dict) else {},
             needs_full_deploy_reason=answer.get("needs_full_deploy_reason"),
