@@ -144,3 +144,18 @@ def test_a_session_syncs_each_save_and_keeps_the_deployment_awake(served: tuple[
         thread.join(timeout=30)
     assert not thread.is_alive() and failures == []
     assert server.state.wakes > 0
+
+
+def test_a_new_session_syncs_a_patch_left_pending_and_shows_its_failure_again(served: tuple[PatchSpecServer, Path, Api]) -> None:
+    server, directory, api = served
+    sender, tree = sender_for(api, directory)
+    sender.refresh()
+    model = directory / "model" / "model.py"
+    model.write_bytes(MODEL.replace(b"return 'hello'", b"return 'hello"))
+    assert sender.send(tree.update([str(model)])).action == "failed"
+    # The user stopped watching there; a new session finds the failed patch pending.
+    again, _tree = sender_for(api, directory)
+    assert not again.refresh() and again.unsynced
+    shown = again.sync_pending()
+    assert shown.action == "failed" and shown.traceback is not None and "SyntaxError" in shown.traceback
+    assert server.state.files()["model/model.py"] == MODEL

@@ -141,6 +141,8 @@ class WatchSession:
             first = self._sender.refresh()
             if first:
                 self._on_result(self._sender.send(first, since=None))
+            elif self._sender.unsynced:
+                self._on_result(self._sender.sync_pending())
             self._on_ready()  # from here on, every save is a sync of its own
             while not self._stop.is_set():
                 pending = self._next_pending()

@@ -113,6 +113,8 @@ class PatchSender:
         # Held while rescanning: a watcher thread advancing the same tree holds it too.
         self._tree_lock = tree_lock or nullcontext()
         self.remote = Manifest({})
+        # The last state read had a pending patch point the replica does not run yet.
+        self.unsynced = False
         self.refreshes = 0  # deltas computed before the last refresh are superseded by it
 
     def refresh(self) -> Delta:
@@ -124,7 +126,27 @@ class PatchSender:
             local = self._tree.manifest
         state = self._api.patch_state(self._model, self._deployment, manifest=True)
         self.remote = _manifest_of(state.get("manifest"))
+        pending = state.get("pending_patch_point") or {}
+        running = state.get("running_patch_point") or {}
+        self.unsynced = bool(pending.get("hash")) and pending.get("hash") != running.get("hash")
         return diff(self.remote, local)
+
+    def sync_pending(self) -> SyncResult:
+        """Sync what is staged already (a session that ended before its sync, or a patch that
+        failed: then the model's traceback shows again, which is where the user left off)."""
+        try:
+            try:
+                answer = self._api.sync_patches(self._model, self._deployment)
+            except ApiError as exc:
+                if exc.status != 503:
+                    raise
+                answer = self._sync_until_available(exc)
+        except ApiError as exc:
+            if exc.error_code == "PATCH_FAILED":
+                return _failed([], exc, None)
+            raise
+        self.unsynced = False
+        return _succeeded([], answer, None, self.remote)
 
     def send(self, delta: Delta, since: float | None = None) -> SyncResult:
         """Stage and sync `delta` (from `self.remote`), recovering from a stale base; `since`
@@ -160,16 +182,7 @@ class PatchSender:
             files = sorted(set(files) | set(delta))
             if not delta:
                 return SyncResult(files, "none", "the remote already has this tree", _ms(since), self.remote.tree_hash())
-        action = str(answer.get("action") or "none")
-        return SyncResult(
-            files=files,
-            action=action,
-            reason=str(answer.get("reason") or ""),
-            ms=None if action in SERVED_LATER else _ms(since),
-            tree_hash=answer.get("tree_hash") or self.remote.tree_hash(),
-            server_ms=answer.get("ms") if isinstance(answer.get("ms"), dict) else {},
-            needs_full_deploy_reason=answer.get("needs_full_deploy_reason"),
-        )
+        return _succeeded(files, answer, since, self.remote)
 
     # -- one attempt --------------------------------------------------------------------------
 
@@ -261,6 +274,19 @@ def _manifest_of(files: Any) -> Manifest:
     if not isinstance(files, dict):
         raise TrussError("the control plane's patch state carries no manifest (is it older than `truss watch`?)")
     return Manifest({path: Entry(item["sha256"], item["mode"]) for path, item in files.items()})
+
+
+def _succeeded(files: list[str], answer: dict[str, Any], since: float | None, remote: Manifest) -> SyncResult:
+    action = str(answer.get("action") or "none")
+    return SyncResult(
+        files=files,
+        action=action,
+        reason=str(answer.get("reason") or ""),
+        ms=None if action in SERVED_LATER else _ms(since),
+        tree_hash=answer.get("tree_hash") or remote.tree_hash(),
+        server_ms=answer.get("ms") if isinstance(answer.get("ms"), dict) else {},
+        needs_full_deploy_reason=answer.get("needs_full_deploy_reason"),
+    )
 
 
 def _failed(files: list[str], exc: ApiError, since: float | None) -> SyncResult:
