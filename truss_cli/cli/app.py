@@ -16,7 +16,7 @@ from truss_cli import __version__
 from truss_cli.cli import console
 from truss_cli.cli import (
     deployments_cmd, image_cmd, init_cmd, keys_cmd, logs_cmd, models_cmd, predict_cmd, push_cmd, remote_cmd, run_cmd,
-    secrets_cmd, server_cmd, usage_cmd,
+    secrets_cmd, server_cmd, usage_cmd, watch_cmd,
 )
 from truss_cli.cli.help import Command, Group
 from truss_cli.config import ConfigError
@@ -89,6 +89,7 @@ app.command("init", cls=Command)(init_cmd.init)
 app.command("run", cls=Command)(run_cmd.run)
 app.command("predict", cls=Command)(predict_cmd.predict)
 app.command("push", cls=Command)(push_cmd.push)
+app.command("watch", cls=Command)(watch_cmd.watch)
 app.add_typer(image_cmd.app, name="image")
 app.add_typer(remote_cmd.app, name="remote")
 app.add_typer(server_cmd.app, name="server")

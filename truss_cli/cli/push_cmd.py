@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from truss_cli.archive.format import format_size
-from truss_cli.cli import connect, console, edge
+from truss_cli.cli import connect, console, edge, watch_cmd
 from truss_cli.client.api import Api
 from truss_cli.client.log_follow import LogFollower
 from truss_cli.client.push import PreparedPush, Upload, lacking, prepare_push, upload
@@ -43,14 +43,22 @@ def push(
     ),
     verbose: bool = typer.Option(False, "--verbose", help="List the files sent, largest first."),
     output: console.OutputFormat = console.output_option(),
+    watch: bool = typer.Option(False, "--watch", help="Push to the model's development deployment (created, or reused), wait until it serves, then sync every change of the directory into it until Ctrl-C (as `truss watch`)."),
+    keep_awake: bool = watch_cmd.keep_awake_option(),
+    no_hot_reload: bool = watch_cmd.hot_reload_option(),
 ) -> None:
     """Push a model directory to a remote control plane, which builds, runs and serves it.
 
     Validates the directory locally first, then uploads only the files the remote lacks (nothing when unchanged) and creates a deployment. With no remote configured, starts the local control plane first (see `truss server start`).
     """
     settings = edge.settings()
+    if watch:
+        _refuse_with_watch(promote=promote, deployment_name=deployment_name, version_bump=version_bump)
     parsed_labels = _labels(labels)
     prepared = prepare_push(model_dir, settings, model_name)
+    if watch:
+        _push_and_watch(prepared, remote, parsed_labels, verbose, keep_awake, not no_hot_reload, output)
+        return
     for warning in prepared.loaded.warnings:
         console.warning(warning)
     with Api.for_remote(connect.resolve(settings, remote, start_local=True)) as api:
@@ -79,6 +87,34 @@ def push(
             f"Deployment {_named(deployment)} is {deployment.get('status')}; follow it with: truss logs --model {prepared.model_name} --deployment {deployment_id} --tail",
             markup=False,
         )
+
+
+def _refuse_with_watch(**given: Any) -> None:
+    """`--watch` pushes to the development deployment, which has no name, version or promotion."""
+    conflicts = [f"--{name.replace('_', '-')}" for name, value in given.items() if value not in (None, False)]
+    if conflicts:
+        raise UsageError(
+            f"--watch pushes to the model's development deployment; it cannot be combined with {', '.join(conflicts)}",
+            hint="drop them, or push without --watch to create a published deployment",
+        )
+
+
+def _push_and_watch(
+    prepared: PreparedPush, remote: Optional[str], labels: dict[str, Any], verbose: bool, keep_awake: bool,
+    hot_reload: bool, output: console.OutputFormat,
+) -> None:
+    settings = edge.settings()
+    with Api.for_remote(connect.resolve(settings, remote, start_local=True)) as api:
+        _send(api, prepared, settings.cache_dir / "push", verbose)
+        deployment = api.push_development(prepared.model_name, prepared.tree_hash, labels)
+        for warning in deployment.get("warnings") or []:
+            console.warning(str(warning))
+        action = {"created": "created", "unchanged": "reused (it runs this tree)", "rebuilding": "rebuilding from this tree"}
+        console.err.print(
+            f"Development deployment of model {prepared.model_name} {action.get(deployment.get('action'), deployment.get('action'))} ({deployment.get('status')})",
+            markup=False,
+        )
+        watch_cmd.watch_deployment(api, deployment, prepared.model_name, prepared.model_dir, keep_awake, hot_reload, output)
 
 
 def _named(deployment: dict[str, Any]) -> str:

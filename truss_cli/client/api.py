@@ -21,6 +21,7 @@ import httpx
 from truss_cli.client.remotes import LOCAL_REMOTE, Remote
 from truss_cli.errors import TrussError
 from truss_cli.net import is_loopback
+from truss_cli.sync.envelope import CONTENT_TYPE as ENVELOPE_CONTENT_TYPE
 
 # Management calls are quick; uploads and predictions may take long (only connecting is bounded).
 _TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=60.0, pool=5.0)
@@ -35,11 +36,15 @@ ProgressCallback = Callable[[int], None]
 class ApiError(TrussError):
     """The control plane answered with an error: its status, code and detail are kept."""
 
-    def __init__(self, message: str, status: int, error_code: str | None, detail: Any = None, hint: str | None = None):
+    def __init__(
+        self, message: str, status: int, error_code: str | None, detail: Any = None, hint: str | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message, hint=hint)
         self.status = status
         self.error_code = error_code
         self.detail = detail
+        self.retry_after = retry_after  # seconds, from a 503's Retry-After
 
 
 class RemoteUnreachable(TrussError):
@@ -145,6 +150,12 @@ class Api:
             body["version_bump"] = version_bump
         return self.request("POST", f"/v1/models/{_part(model_ref)}/deployments", json=body)
 
+    def push_development(self, model_ref: str, tree_hash: str, labels: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create the model's development deployment, or reuse it: Deployment plus `"action"`
+        (`created`, `unchanged`, or `rebuilding` when it runs another tree)."""
+        body: dict[str, Any] = {"development": True, "tree_hash": tree_hash, "labels": labels or {}}
+        return self.request("POST", f"/v1/models/{_part(model_ref)}/deployments", json=body)
+
     def deployments(self, model_ref: str) -> list[dict[str, Any]]:
         return list(self.request("GET", f"/v1/models/{_part(model_ref)}/deployments")["deployments"])
 
@@ -186,6 +197,30 @@ class Api:
         development: `{"deleted": [{"id", "name"}], "kept": [...]}`; `dry_run` deletes nothing."""
         body = {"keep": keep, "dry_run": dry_run}
         return self.request("POST", f"/v1/models/{_part(model_ref)}/deployments/prune", json=body)
+
+    # -- patches of the development deployment (docs/live-reload.md) ----------------------
+    def stage_patch(self, model_ref: str, deployment_ref: str, envelope: bytes, sync: bool = True) -> dict[str, Any]:
+        """Send an envelope (sync/envelope.py); with `sync`, the answer is the sync's plus
+        `patch_point`, else `{"patch_point": {"hash", "seq"}}`."""
+        path = self._deployment_path(model_ref, deployment_ref) + "/patches"
+        headers = {"Content-Type": ENVELOPE_CONTENT_TYPE}
+        params = {"sync": "true"} if sync else None
+        return self.request("POST", path, content=envelope, headers=headers, params=params, timeout=_LONG_TIMEOUT)
+
+    def patch_state(self, model_ref: str, deployment_ref: str, manifest: bool = False) -> dict[str, Any]:
+        """`{"running_patch_point": {"hash"}, "pending_patch_point": {"hash"} | None}`, plus
+        `"manifest"` (path -> {sha256, mode}) of pending-else-running when asked."""
+        path = self._deployment_path(model_ref, deployment_ref) + "/patches/state"
+        return self.request("GET", path, params={"manifest": "1"} if manifest else None)
+
+    def sync_patches(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
+        """Bring the running tree to the pending one: `{"action", "reason", "tree_hash", "ms", ...}`."""
+        path = self._deployment_path(model_ref, deployment_ref) + "/patches/sync"
+        return self.request("POST", path, timeout=_LONG_TIMEOUT)
+
+    def wake(self, model_id: str, target: str = "development") -> dict[str, Any]:
+        """Wake the target if it sleeps, and restart its idle clock (the keep-awake call)."""
+        return self.request("POST", f"/model-{_part(model_id)}/{_part(target)}/wake")
 
     def _deployment_path(self, model_ref: str, deployment_ref: str) -> str:
         return f"/v1/models/{_part(model_ref)}/deployments/{_part(deployment_ref)}"
@@ -310,7 +345,7 @@ class Api:
             hint = "this API key lacks the scope; management commands need an admin key"
         elif status >= 500 and hint is None:
             hint = "the control plane's log has the details (`truss server logs` for the local one)"
-        return ApiError(message, status, code, detail, hint)
+        return ApiError(message, status, code, detail, hint, _retry_after(response))
 
 
 def gateway_target(api: Api, model_ref: str, deployment_ref: str | None) -> tuple[str, str | None]:
@@ -396,6 +431,13 @@ class LogLines:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:  # already closed: the stream has ended anyway
             pass
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:  # absent, or an HTTP date (not sent by our control plane)
+        return None
 
 
 def _part(value: str) -> str:

@@ -1,0 +1,203 @@
+"""`truss push --watch` and `truss watch` as a user types them, against a real control plane
+(a subprocess with the process runtime, real replicas)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import EXAMPLES
+from tests.controlplane_support import ControlPlaneProcess, running_controlplane
+from truss_cli.cli.app import app
+from truss_cli.client.remotes import add_remote, trussrc_path
+
+runner = CliRunner()
+
+
+class Remote:
+    def __init__(self, cp: ControlPlaneProcess, home: Path) -> None:
+        self.cp = cp
+        self.home = home
+
+    def truss(self, *args: str):  # type: ignore[no-untyped-def]
+        environment = {"HOME": str(self.home), "COLUMNS": "200", "TRUSS_CACHE_DIR": str(self.home / "cache")}
+        return runner.invoke(app, list(args), env=environment)
+
+    def model_dir(self, name: str) -> Path:
+        directory = self.home / "models" / name
+        if not directory.exists():
+            shutil.copytree(EXAMPLES / "hello", directory)
+        return directory
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    base = tmp_path_factory.mktemp("watch")
+    with running_controlplane(base / "cp") as cp:
+        home = base / "home"
+        home.mkdir()
+        add_remote(trussrc_path(home), "local", cp.url, cp.admin_key, use=True)
+        yield Remote(cp, home)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--promote"], ["--deployment-name", "candidate"], ["--version-bump", "MAJOR"]],
+    ids=["promote", "deployment-name", "version-bump"],
+)
+def test_watch_with_a_published_deployment_option_is_a_usage_error_and_sends_nothing(remote: Remote, option: list[str]) -> None:
+    directory = remote.model_dir("conflicts")
+    done = remote.truss("push", str(directory), "--model-name", "conflicts", "--watch", *option)
+    assert done.exit_code == 2, done.output
+    assert f"--watch pushes to the model's development deployment; it cannot be combined with {option[0]}" in done.stderr
+    models = remote.cp.client.get("/v1/models").json()["models"]
+    assert "conflicts" not in [model["name"] for model in models]  # nothing was created
+
+
+def test_environment_is_not_an_option_of_push(remote: Remote) -> None:
+    done = remote.truss("push", str(remote.model_dir("conflicts")), "--watch", "--environment", "staging")
+    assert done.exit_code == 2
+    assert "--environment" in done.stderr
+
+
+def test_watch_without_a_development_deployment_says_to_push_with_watch_first(remote: Remote) -> None:
+    directory = remote.model_dir("published-only")
+    pushed = remote.truss("push", str(directory), "--model-name", "published-only")
+    assert pushed.exit_code == 0, pushed.output
+    done = remote.truss("watch", str(directory), "--model-name", "published-only")
+    assert done.exit_code == 1, done.output
+    assert "model published-only has no development deployment" in done.stderr
+    assert "run `truss push --watch` first" in done.stderr
+
+
+def test_watch_of_an_unknown_model_says_to_push_with_watch_first(remote: Remote) -> None:
+    done = remote.truss("watch", str(remote.model_dir("never-pushed")), "--model-name", "never-pushed")
+    assert done.exit_code == 1, done.output
+    assert "run `truss push --watch` first" in done.stderr
+
+
+def test_watch_names_the_model_from_config_yaml(remote: Remote) -> None:
+    directory = remote.model_dir("config-named")
+    (directory / "config.yaml").write_text((directory / "config.yaml").read_text().replace("model_name: hello", "model_name: named-in-config"))
+    done = remote.truss("watch", str(directory))
+    assert done.exit_code == 1, done.output
+    assert "model named-in-config has no development deployment" in done.stderr
+
+
+class WatchProcess:
+    """`truss push --watch` (or `truss watch`) as a subprocess; its stdout lines queued as they come."""
+
+    def __init__(self, remote: Remote, *args: str) -> None:
+        environment = {**os.environ, "HOME": str(remote.home), "TRUSS_CACHE_DIR": str(remote.home / "cache"), "COLUMNS": "200"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "truss_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, args=(self.process.stdout, self.lines.put), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.process.stderr, self.stderr.append), daemon=True).start()
+
+    @staticmethod
+    def _read(stream: Any, put: Callable[[str], None]) -> None:
+        for raw in stream:
+            put(raw.decode("utf-8", "replace"))
+
+    def next_line(self, timeout: float = 600) -> str:
+        """The next line on stdout (the timeout only stops a hang)."""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no line after {timeout} s; stderr:\n{''.join(self.stderr)[-3000:]}") from None
+
+    def next_lines_until(self, text: str) -> list[str]:
+        seen = []
+        while True:
+            seen.append(self.next_line())
+            if text in seen[-1]:
+                return seen
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def predict(remote: Remote, model: str) -> str:
+    done = remote.truss("predict", "--model", model, "--deployment", "development", "-d", '{"name": "watch"}')
+    assert done.exit_code == 0, done.output
+    return json.loads(done.stdout)["greeting"]
+
+
+def wait_for_watching(watch: WatchProcess, timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while not any("Watching" in line for line in watch.stderr):
+        assert watch.process.poll() is None, "".join(watch.stderr)[-3000:]
+        assert time.monotonic() < deadline, "".join(watch.stderr)[-3000:]
+        time.sleep(0.2)
+
+
+def test_push_watch_syncs_a_save_shows_a_syntax_error_and_recovers(remote: Remote) -> None:
+    directory = remote.model_dir("watched")
+    model = directory / "model" / "model.py"
+    watch = WatchProcess(remote, "push", str(directory), "--model-name", "watched", "--watch")
+    try:
+        wait_for_watching(watch)
+        assert "Development deployment of model watched created" in "".join(watch.stderr)
+        assert predict(remote, "watched") == "Hello, watch!"
+        model.write_text(model.read_text().replace('f"{self._greeting}, {name}!"', 'f"{self._greeting} again, {name}!"'))
+        line = watch.next_line()
+        assert "model/model.py" in line and "hot_swap" in line and " ms" in line, line
+        assert predict(remote, "watched") == "Hello again, watch!"
+        model.write_text(model.read_text().replace("def predict(self, model_input):", "def predict(self, model_input)"))
+        failed = watch.next_lines_until("SyntaxError")
+        assert "failed" in failed[0] and "model/model.py" in failed[0], failed
+        assert predict(remote, "watched") == "Hello again, watch!"  # the old code keeps serving
+        model.write_text(model.read_text().replace("def predict(self, model_input)", "def predict(self, model_input):").replace(" again", " once more"))
+        recovered = watch.next_lines_until("model/model.py")
+        assert "failed" not in recovered[-1], recovered
+        assert predict(remote, "watched") == "Hello once more, watch!"
+        assert watch.interrupt() == 130
+        assert "Stopped watching" in "".join(watch.stderr)
+    finally:
+        watch.kill()
+
+
+def test_watch_attaches_sends_offline_changes_first_and_prints_json_lines(remote: Remote) -> None:
+    directory = remote.model_dir("attached")
+    first = WatchProcess(remote, "push", str(directory), "--model-name", "attached", "--watch")
+    try:
+        wait_for_watching(first)
+        assert first.interrupt() == 130
+    finally:
+        first.kill()
+    model = directory / "model" / "model.py"
+    model.write_text(model.read_text().replace('"Hello"', '"Hi"'))  # load() changed: a restart
+    watch = WatchProcess(remote, "watch", str(directory), "--model-name", "attached", "--output", "json")
+    try:
+        offline = json.loads(watch.next_line())
+        assert offline["files"] == ["model/model.py"] and offline["error"] is None
+        assert offline["action"] == "restart", offline
+        assert predict(remote, "attached") == "Hi, watch!"
+        (directory / "model" / "helper.py").write_text("X = 1\n")
+        saved = json.loads(watch.next_line())
+        assert saved["files"] == ["model/helper.py"] and saved["error"] is None and saved["ms"] is not None
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()
