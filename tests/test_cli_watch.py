@@ -163,7 +163,7 @@ def test_push_watch_syncs_a_save_shows_a_syntax_error_and_recovers(remote: Remot
         assert predict(remote, "watched") == "Hello, watch!"
         model.write_text(model.read_text().replace('f"{self._greeting}, {name}!"', 'f"{self._greeting} again, {name}!"'))
         line = watch.next_line()
-        assert "model/model.py" in line and "hot_swap" in line and " ms" in line, line
+        assert "model/model.py" in line and "hot swap in" in line and " ms" in line, line
         assert predict(remote, "watched") == "Hello again, watch!"
         model.write_text(model.read_text().replace("def predict(self, model_input):", "def predict(self, model_input)"))
         failed = watch.next_lines_until("SyntaxError")

@@ -105,7 +105,7 @@ def _print_result(result: SyncResult, output: console.OutputFormat) -> None:
 
 
 def _line(result: SyncResult) -> Text:
-    """`12:04:05 model/model.py → hot_swap in 41 ms (model/model.py: predict changed)`."""
+    """`12:04:05 model/model.py → hot swap in 41 ms (model/model.py: predict changed)`."""
     files = ", ".join(result.files[:_FILES_SHOWN])
     if len(result.files) > _FILES_SHOWN:
         files += f" and {len(result.files) - _FILES_SHOWN} more"
@@ -122,7 +122,11 @@ def _line(result: SyncResult) -> Text:
         # Not served yet: a time "from the save to served" would be a lie.
         return Text.assemble(f"{stamp} {files or '(no files)'} → ", (result.action, "yellow"), reason, f": {_LATER[result.action]}")
     style = "green" if result.action in ("hot_swap", "restart") else "yellow"
-    text = Text.assemble(f"{stamp} {files or '(no files)'} → ", (result.action, style), f"{took}{reason}")
+    if result.action == "none":
+        # The saved files are what already serves (an edit undone, a failed patch reverted).
+        return Text.assemble(f"{stamp} {files or '(no files)'} → ", ("no change", style), ": the code that serves is up to date")
+    action = "hot swap" if result.action == "hot_swap" else result.action
+    text = Text.assemble(f"{stamp} {files or '(no files)'} → ", (action, style), f"{took}{reason}")
     if result.needs_full_deploy_reason and result.needs_full_deploy_reason != result.reason:
         text.append(f"; {result.needs_full_deploy_reason}", style="yellow")
     return text
