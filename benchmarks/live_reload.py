@@ -2,14 +2,15 @@
 """Save to served: from writing model/model.py to the first predict through the gateway that
 returns the new behaviour, with `truss push --watch` running as a user runs it.
 
-    python benchmarks/live_reload.py [--model-dir examples/hello] [--saves 10]
+    python benchmarks/live_reload.py [--model-dir examples/hello] [--saves 10] [--new-connection-per-poll]
 
 One control plane (`serve --port 0 --runtime process`, cp_support.py) and one user (own HOME,
 ~/.trussrc written by `truss remote add`). A copy of the model directory is pushed with
 `python -m truss_cli push DIR --watch --output json` as a subprocess; once it prints
 "Watching ...", each save rewrites model/model.py (a plain open/write, as an editor saving in
 place) and polls `POST /model-{id}/development/predict` on the control plane (the gateway,
-one keep-alive connection, every 2 ms) until the answer carries that save's marker. The clock
+every 2 ms; one keep-alive connection, or with --new-connection-per-poll a new connection per
+predict as `truss predict` or curl open one) until the answer carries that save's marker. The clock
 starts just before the write and stops at that answer, so it holds the watcher's detection
 (watchfiles step 15 ms), the patch upload, the control plane's staging and sync, the replica's
 apply + hot swap or restart, and the gateway hop: what a user who saves and then calls predict
