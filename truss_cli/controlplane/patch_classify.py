@@ -4,10 +4,10 @@ never by trusting what the client says it changed."""
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, Callable, Optional
 
-from truss_cli.config import CONFIG_FILENAME, TrussConfig, load_config
+from truss_cli.config import CONFIG_FILENAME, ConfigError, TrussConfig, parse_config
 from truss_cli.sync.manifest import Manifest
 
 # config.yaml keys whose change the replica cannot take in place: they shape the
@@ -40,9 +40,25 @@ def rebuild_reason(
     return None
 
 
-def config_loader(tree_dir: Callable[[str], Path]) -> Callable[[Manifest], TrussConfig]:
-    """`config_of` for `rebuild_reason`: the config of a stored tree, by its hash."""
-    return lambda manifest: load_config(tree_dir(manifest.tree_hash())).config
+def config_loader(read_blob: Callable[[str], bytes], cache: dict[str, TrussConfig]) -> Callable[[Manifest], TrussConfig]:
+    """`config_of` for `rebuild_reason`: a tree's config, parsed from its config.yaml blob.
+
+    A config depends on config.yaml's text alone (`load_config` reads nothing else), so it is
+    parsed once per distinct content (`cache`, by digest) and never needs the tree
+    materialised: a save that leaves config.yaml alone costs a dict lookup here.
+    """
+
+    def config_of(manifest: Manifest) -> TrussConfig:
+        entry = manifest.get(CONFIG_FILENAME)
+        if entry is None:
+            raise ConfigError(f"{CONFIG_FILENAME}: not in the tree; a model directory needs one")
+        config = cache.get(entry.sha256)
+        if config is None:
+            config = parse_config(read_blob(entry.sha256).decode("utf-8"), CONFIG_FILENAME).config
+            cache[entry.sha256] = config
+        return config
+
+    return config_of
 
 
 def _dump(config: TrussConfig) -> dict[str, Any]:

@@ -111,6 +111,7 @@ class Syncer:
     development_replicas: bool = True  # the runtime's: False makes every sync a rebuild
     hot_reload: dict[str, str] = field(default_factory=dict)  # deployment id -> the last patch's choice
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _configs: dict[str, Any] = field(default_factory=dict)  # config.yaml digest -> its parsed TrussConfig
 
     async def sync(self, deployment_id: str) -> tuple[int, dict[str, Any], dict[str, str]]:
         """-> (status, body, headers): the contract's answers (200 / 422 / 503)."""
@@ -153,9 +154,13 @@ class Syncer:
         if old is None or new is None:
             return "the running tree is not stored"
         try:
-            return rebuild_reason(old, new, config_loader(self.trees.tree))
+            return rebuild_reason(old, new, config_loader(self._read_blob, self._configs))
         except ConfigError as exc:
             return f"config.yaml: {str(exc).splitlines()[0]}"
+
+    def _read_blob(self, digest: str) -> bytes:
+        with self.store.blobs.open(digest) as blob:
+            return blob.read()
 
     def _ready_replica(self, deployment: Deployment) -> Optional[Handle]:
         for row in self.store.replicas.list(deployment.id):
