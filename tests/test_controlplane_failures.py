@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from openai import OpenAI
 
 from conftest import REPO_ROOT, write_model_dir
+from test_gateway_passthrough import CHAT_MODEL  # the OpenAI-style echo model, written once
 from controlplane_support import running_controlplane, start_controlplane, stop_replicas
 
 FINAL = ("ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED")
@@ -56,33 +57,6 @@ def test_a_requirement_that_does_not_exist_is_build_failed_with_the_installers_m
         log = build_log_text(cp, "missing-dep")
         # The installer's own words reach the user through the build log route.
         assert "this-package-does-not-exist-truss-cli" in log, log
-
-
-CHAT_MODEL = """
-import json
-
-
-class Model:
-    def predict(self, model_input):
-        return model_input
-
-    def chat_completions(self, model_input):
-        words = ["echo:"] + model_input["messages"][-1]["content"].split()
-        if model_input.get("stream"):
-            return self._stream(words)
-        return {
-            "id": "c1", "object": "chat.completion", "created": 0, "model": model_input["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": " ".join(words)}}],
-        }
-
-    def _stream(self, words):
-        for word in words:
-            chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                     "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
-            yield f"data: {json.dumps(chunk)}\\n\\n"
-        yield "data: [DONE]\\n\\n"
-"""
 
 
 def test_openai_sdk_through_the_control_plane_with_the_admin_key(tmp_path: Path) -> None:
