@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 from pathlib import Path
 
 from conftest import write_model_dir
+from controlplane_checks import eventually, replica_sessions
 from controlplane_support import running_controlplane
 from test_controlplane_failures import HELD_MODEL, HeldWheelServer
 
@@ -55,3 +59,45 @@ def test_following_a_build_that_has_not_started_waits_for_it_and_ends_with_it(tm
     finally:
         for held in blockers:
             held.close()
+
+
+LOUD = """
+import os
+
+
+class Model:
+    def load(self):
+        print(f"loaded in {os.getpid()}", flush=True)
+
+    def predict(self, request):
+        return {"pid": os.getpid()}
+"""
+
+
+def test_following_replica_logs_goes_on_with_the_replica_that_replaces_a_dead_one(tmp_path: Path) -> None:
+    model_dir = write_model_dir(tmp_path / "loud", LOUD, "model_name: loud\n")
+    with running_controlplane(tmp_path / "cp") as cp:
+        created = cp.push(model_dir)
+        model_id, deployment_id = created["model_id"], created["id"]
+        cp.wait_for_status(model_id, deployment_id, "ACTIVE")
+        logs = f"/v1/models/{model_id}/deployments/{deployment_id}/logs"
+        followed: list[dict] = []
+
+        def follow() -> None:
+            with cp.client.stream("GET", logs, params={"follow": "true", "kind": "all"}, timeout=600) as stream:
+                for line in stream.iter_lines():
+                    if line:
+                        followed.append(json.loads(line))
+                        if len({item["source"] for item in followed if "loaded in" in item["text"]}) == 2:
+                            return
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        eventually(lambda: any("loaded in" in item["text"] for item in followed))
+        first = replica_sessions(cp, deployment_id)
+        os.killpg(first[0], signal.SIGKILL)
+        # The stream opened before the loss shows the replacement loading, with its own source.
+        reader.join(timeout=300)
+        assert not reader.is_alive(), [item["text"] for item in followed]
+        sources = [item["source"] for item in followed if "loaded in" in item["text"]]
+        assert len(set(sources)) == 2 and all(source.startswith("replica:") for source in sources), sources

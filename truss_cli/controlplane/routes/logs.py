@@ -12,7 +12,7 @@ import json
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator, Optional
+from typing import Any, AsyncIterator, Callable, Iterator, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -32,6 +32,8 @@ _FINAL = frozenset({states.ACTIVE, states.BUILD_FAILED, states.DEPLOY_FAILED, st
                     states.SCALED_TO_ZERO})
 _KINDS = ("build", "replica", "all")
 _BUILD_LOG_POLL_SECONDS = 0.2
+_REPLICA_POLL_SECONDS = 1.0
+_ADDED = object()  # a queue marker: one more reader
 
 
 def _since(text: Optional[str]) -> Optional[datetime]:
@@ -79,7 +81,7 @@ def _build_lines(path: Path, since: Optional[datetime], follow: bool, still_buil
 
 async def _stream(plane: ControlPlane, deployment_id: str, since: Optional[datetime], follow: bool,
                   kind: str) -> AsyncIterator[bytes]:
-    queue: asyncio.Queue[Optional[bytes]] = asyncio.Queue(maxsize=1000)
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)  # bytes, _ADDED, or None (a reader ended)
     loop = asyncio.get_running_loop()
     stop = False
 
@@ -104,17 +106,44 @@ async def _stream(plane: ControlPlane, deployment_id: str, since: Optional[datet
     if kind in ("build", "all"):
         path = build_log_path(plane.store, deployment_id)
         readers.append(("build", _build_lines(path, since, follow, still_building)))
-    if kind in ("replica", "all"):
+    seen: set[str] = set()
+
+    async def replica_readers() -> list[tuple[str, object]]:
+        found = []
         for row in await asyncio.to_thread(plane.store.replicas.list, deployment_id):
             handle = Handle.from_dict(dict(row.handle))
-            readers.append((f"replica:{handle.replica_id}", plane.runtime.logs(handle, since, follow)))
+            if handle.replica_id not in seen:
+                seen.add(handle.replica_id)
+                found.append((f"replica:{handle.replica_id}", plane.runtime.logs(handle, since, follow)))
+        return found
+
+    if kind in ("replica", "all"):
+        readers.extend(await replica_readers())
     tasks = [asyncio.create_task(asyncio.to_thread(pump, source, lines)) for source, lines in readers]
+
+    async def discover() -> None:
+        # Following, replicas started later (a restart, a wake, a development rebuild) are
+        # followed too: the stream is what `truss logs --follow` shows for the deployment.
+        try:
+            while not stop:
+                await asyncio.sleep(_REPLICA_POLL_SECONDS)
+                for source, lines in await replica_readers():
+                    await queue.put(_ADDED)
+                    tasks.append(asyncio.create_task(asyncio.to_thread(pump, source, lines)))
+        finally:
+            await queue.put(None)
+
+    if follow and kind in ("replica", "all"):
+        tasks.append(asyncio.create_task(discover()))
     try:
         remaining = len(tasks)
         while remaining:
             item = await queue.get()
             if item is None:
                 remaining -= 1
+                continue
+            if item is _ADDED:
+                remaining += 1
                 continue
             yield item
     finally:
