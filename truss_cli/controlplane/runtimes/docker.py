@@ -52,7 +52,7 @@ from truss_cli.controlplane.runtimes.container_user import container_user
 from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
 from truss_cli.controlplane.runtimes.logshim import format_line
 from truss_cli.errors import TrussError
-from truss_cli.config import ConfigError
+from truss_cli.config import ConfigError, TrussConfig
 from truss_cli.image.build import BuildListener, BuildStep, build_image
 from truss_cli.image.container import HOST, SECRETS_MOUNT, RunningContainer, published_port, start_container
 from truss_cli.image.engine import connect
@@ -143,21 +143,21 @@ class DockerRuntime:
         directory = SECRETS_PATH_IN_IMAGE if data["custom_server"] else SECRETS_MOUNT
         if spec.secrets:
             environment[protocol.SECRETS_DIR_ENV] = directory  # a path; the values are files
-        development = spec.development and docker_development.refusal(
-            docker_development.check_tree(spec.tree_dir), bool(data["custom_server"])) is None
+        tree_config = docker_development.tree_config(spec.tree_dir, bool(data["custom_server"])) if spec.development else None
+        development = tree_config is not None
         token_file: Optional[Path] = None
         token = ""
-        if development:
+        if tree_config is not None:
             home = self.root / spec.replica_id
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
             token, token_file = write_control_token(home)
-            environment = {**docker_development.environment(Path(spec.tree_dir)), **environment}  # type: ignore[arg-type]
+            environment = {**docker_development.environment(tree_config), **environment}
 
         def before_start(container_id: str) -> None:
             if spec.secrets:
                 self._copy_secrets(container_id, spec.secrets, directory)
-            if development:
-                self._copy_development_tree(container_id, Path(spec.tree_dir), token)  # type: ignore[arg-type]
+            if tree_config is not None:
+                self._copy_development_tree(container_id, Path(spec.tree_dir), tree_config, token)  # type: ignore[arg-type]
 
         container = start_container(
             self.client,
@@ -242,10 +242,10 @@ class DockerRuntime:
             for line in self.logs(handle):
                 output.write(format_line(line.at, line.text))
 
-    def _copy_development_tree(self, container_id: str, tree_dir: Path, token: str) -> None:
+    def _copy_development_tree(self, container_id: str, tree_dir: Path, config: TrussConfig, token: str) -> None:
         # Spooled: a tree with a large data/ goes through a temporary file, not memory.
         with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as archive:
-            docker_development.write_archive(archive, tree_dir, token)
+            docker_development.write_archive(archive, tree_dir, config, token)
             archive.seek(0)
             self.client.put_archive(container_id, docker_development.PARENT_DIR, archive)
 

@@ -29,9 +29,8 @@ import time
 from pathlib import Path
 from typing import IO, Optional
 
-from truss_cli.config import ConfigError, load_config
+from truss_cli.config import ConfigError, TrussConfig, load_config
 from truss_cli.config_to_replica import replica_config_for
-from truss_cli.errors import TrussError
 from truss_cli.image.plan import SERVER_PORT, USER_ID, VENV_PYTHON
 
 # Under /opt/truss, which every image of a model server has (the server, the venv).
@@ -43,19 +42,18 @@ TOKEN_PATH = f"{DEVELOPMENT_DIR}/control_token"
 CONTROL_PORT = SERVER_PORT + 1  # inside the container; published on the host's loopback
 
 
-def refusal(tree_dir: Path, custom_server: bool) -> Optional[str]:
-    """Why this tree cannot run as a development replica here (None: it can). Such a replica
+def tree_config(tree_dir: Optional[str], custom_server: bool) -> Optional[TrussConfig]:
+    """The start tree's config when it can run as a development replica here; None when not
+    (a custom server has no control API; external_data's downloads are in the image's
+    /app/data, not in the tree's data_dir; a config.yaml that does not load). Such a replica
     runs as a published one does, and every patch is synced by a rebuild."""
-    if custom_server:
-        return "a custom server (docker_server) has no control API"
+    if custom_server or not tree_dir or not Path(tree_dir).is_dir():
+        return None
     try:
-        config = load_config(tree_dir).config
-    except ConfigError as exc:
-        return f"config.yaml: {str(exc).splitlines()[0]}"
-    if config.external_data:
-        # Its downloads are in the image's /app/data, not in the tree's data_dir.
-        return "external_data is served from the image's /app/data"
-    return None
+        config = load_config(Path(tree_dir)).config
+    except ConfigError:
+        return None
+    return None if config.external_data else config
 
 
 def command() -> list[str]:
@@ -68,16 +66,15 @@ def command() -> list[str]:
     ]  # fmt: skip
 
 
-def environment(tree_dir: Path) -> dict[str, str]:
+def environment(config: TrussConfig) -> dict[str, str]:
     """config.yaml's environment_variables of the tree the replica starts at."""
-    return {key: str(value) for key, value in load_config(tree_dir).config.environment_variables.items()}
+    return {key: str(value) for key, value in config.environment_variables.items()}
 
 
-def write_archive(out: IO[bytes], tree_dir: Path, token: str) -> None:
+def write_archive(out: IO[bytes], tree_dir: Path, config: TrussConfig, token: str) -> None:
     """A tar, extracted at PARENT_DIR, of DEVELOPMENT_DIR: the tree (modes kept), its replica
     config (it may hold secret values written in config.yaml: 0600) and the token (0400),
     all the server's user's; the directory 0700, so no other user of the container reads them."""
-    config = load_config(tree_dir).config
     replica = replica_config_for(config, secret_values=True).to_json().encode("utf-8")
     now = time.time()
     base = Path(DEVELOPMENT_DIR).name
@@ -95,12 +92,6 @@ def write_archive(out: IO[bytes], tree_dir: Path, token: str) -> None:
             entry = _entry(f"{base}/{name}", tarfile.REGTYPE, mode, now)
             entry.size = len(body)
             tar.addfile(entry, io.BytesIO(body))
-
-
-def check_tree(tree_dir: Optional[str]) -> Path:
-    if not tree_dir or not Path(tree_dir).is_dir():
-        raise TrussError(f"a development replica needs its start tree; {tree_dir!r} is not a directory")
-    return Path(tree_dir)
 
 
 def _entry(name: str, kind: bytes, mode: int, mtime: float) -> tarfile.TarInfo:
