@@ -7,7 +7,8 @@ A code save is hot-swapped (what load() set is kept); a config.yaml environment 
 change restarts the model with the new value; a syntax error answers 422 with its traceback
 while the old code serves, and the fixed file recovers; the control API is published on the
 host's loopback only and its token is in nothing `docker inspect` or the log shows; a
-container killed is replaced by one that serves the patched tree.
+container killed is replaced by one that serves the patched tree; after a kill -9 of the control
+plane the next one patches the container that ran on.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from conftest import write_model_dir
-from controlplane_support import ControlPlaneProcess, running_controlplane
+from controlplane_support import ControlPlaneProcess, running_controlplane, start_controlplane
 from docker_support import Cleanup, engine, unique_name
 from truss_cli.controlplane.runtimes import docker_development
 from truss_cli.incremental_tree import IncrementalTree
@@ -86,12 +87,19 @@ def cp(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[ControlP
 
 @pytest.fixture(scope="module")
 def dev(cp: ControlPlaneProcess, name: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Watcher]:
-    root = write_model_dir(tmp_path_factory.mktemp("tree") / name, MODEL.format(marker="a"),
-                           CONFIG.format(name=name, greeting="hello"))
+    root = model_root(tmp_path_factory.mktemp("tree"), name)
+    return push_development(cp, root, name), Watcher(root)
+
+
+def model_root(parent: Path, name: str) -> Path:
+    return write_model_dir(parent / name, MODEL.format(marker="a"), CONFIG.format(name=name, greeting="hello"))
+
+
+def push_development(cp: ControlPlaneProcess, root: Path, name: str) -> dict[str, Any]:
     created = ok(cp.client.post(f"/v1/models/{name}/deployments", json={"tree_hash": cp.upload(root), "development": True}), 201)
     found = cp.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED", timeout=600)
     assert found["status"] == "ACTIVE", found
-    return created, Watcher(root)
+    return created
 
 
 def ok(response: httpx.Response, status: int = 200) -> Any:
@@ -191,3 +199,31 @@ def test_a_container_killed_is_replaced_by_one_serving_the_patched_tree(
     answer = ok(send(cp, deployment, watcher.edit("model/model.py", MODEL.format(marker="e"))[1]))
     assert answer["action"] == "hot_swap", answer
     assert predict(cp, deployment)["marker"] == "e"
+
+
+def test_after_a_kill_9_of_the_control_plane_the_next_one_patches_the_container_that_ran_on(
+    client: docker.APIClient, tmp_path: Path
+) -> None:
+    cleanup = Cleanup(client)
+    name = cleanup.model(unique_name("dev-docker-restart"))
+    first = start_controlplane(tmp_path / "cp", runtime="docker")
+    second = None
+    try:
+        root = model_root(tmp_path, name)
+        deployment, watcher = push_development(first, root, name), Watcher(root)
+        before = predict(first, deployment)
+        (container,) = containers(client, deployment)
+        first.kill()
+        # The handle the store kept names the control API's published port and token file.
+        second = start_controlplane(tmp_path / "cp", runtime="docker", admin_key=first.admin_key)
+        answer = ok(send(second, deployment, watcher.edit("model/model.py", MODEL.format(marker="b"))[1]))
+        assert answer["action"] == "hot_swap", answer
+        assert predict(second, deployment) == {**before, "marker": "b"}
+        assert [c["Id"] for c in containers(client, deployment)] == [container["Id"]]  # not replaced
+    finally:
+        first.close()
+        if second is not None:
+            second.client.delete(f"/v1/models/{name}")
+            second.close()
+            second.terminate()
+        cleanup.run()
