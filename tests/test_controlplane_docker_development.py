@@ -7,8 +7,9 @@ A code save is hot-swapped (what load() set is kept); a config.yaml environment 
 change restarts the model with the new value; a syntax error answers 422 with its traceback
 while the old code serves, and the fixed file recovers; the control API is published on the
 host's loopback only and its token is in nothing `docker inspect` or the log shows; a
-container killed is replaced by one that serves the patched tree; after a kill -9 of the control
-plane the next one patches the container that ran on.
+container killed is replaced by one that serves the patched tree; a patch while scaled to zero is
+served by the container the wake starts; after a kill -9 of the control plane the next one
+patches the container that ran on.
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ def send(cp: ControlPlaneProcess, deployment: dict[str, Any], envelope: bytes) -
                           content=envelope, headers={"Content-Type": "application/x-tar"}, timeout=300)
 
 
+def state(cp: ControlPlaneProcess, deployment: dict[str, Any]) -> dict[str, Any]:
+    return ok(cp.client.get(f"/v1/models/{deployment['model_id']}/deployments/development/patches/state"))
+
+
 def predict(cp: ControlPlaneProcess, deployment: dict[str, Any]) -> dict[str, Any]:
     return ok(cp.client.post(f"/model-{deployment['model_id']}/development/predict", json={}, timeout=120))
 
@@ -193,32 +198,47 @@ def test_a_container_killed_is_replaced_by_one_serving_the_patched_tree(
         time.sleep(0.5)
     served = answer.json()
     assert served["marker"] == "d" and served["greeting"] == "bonjour"  # the patched code and config.yaml
-    state = ok(cp.client.get(f"/v1/models/{deployment['model_id']}/deployments/development/patches/state"))
-    assert state == {"running_patch_point": {"hash": watcher.tree.tree_hash()}, "pending_patch_point": None}
+    assert state(cp, deployment) == {"running_patch_point": {"hash": watcher.tree.tree_hash()}, "pending_patch_point": None}
     # And it takes patches as the first one did.
     answer = ok(send(cp, deployment, watcher.edit("model/model.py", MODEL.format(marker="e"))[1]))
     assert answer["action"] == "hot_swap", answer
     assert predict(cp, deployment)["marker"] == "e"
 
 
-def test_after_a_kill_9_of_the_control_plane_the_next_one_patches_the_container_that_ran_on(
+def test_a_patch_while_scaled_to_zero_is_served_by_the_woken_container_which_a_restarted_control_plane_patches(
     client: docker.APIClient, tmp_path: Path
 ) -> None:
     cleanup = Cleanup(client)
-    name = cleanup.model(unique_name("dev-docker-restart"))
-    first = start_controlplane(tmp_path / "cp", runtime="docker")
+    name = cleanup.model(unique_name("dev-docker-sleepy"))
+    first = start_controlplane(tmp_path / "cp", runtime="docker", extra_args=("--dev-idle-seconds", "2"))
     second = None
     try:
         root = model_root(tmp_path, name)
         deployment, watcher = push_development(first, root, name), Watcher(root)
-        before = predict(first, deployment)
+        first.wait_for_status(deployment["model_id"], deployment["id"], "SCALED_TO_ZERO", timeout=300)
+        deadline = time.monotonic() + 120
+        while containers(client, deployment):  # stopped gracefully once routing says asleep
+            assert time.monotonic() < deadline, "the scaled-down container still runs"
+            time.sleep(0.2)
+        patch, envelope = watcher.edit("model/model.py", MODEL.format(marker="while-asleep"))
+        assert ok(send(first, deployment, envelope))["action"] == "deferred"
+        before = predict(first, deployment)  # the wake starts a container at the staged tree
+        assert before["marker"] == "while-asleep"
+        # The container reports the staged tree (its status carries the tree hash): it runs now.
+        deadline = time.monotonic() + 60
+        while (found := state(first, deployment)) != {"running_patch_point": {"hash": patch.next_hash},
+                                                     "pending_patch_point": None}:
+            assert time.monotonic() < deadline, found
+            time.sleep(0.1)
+
         (container,) = containers(client, deployment)
         first.kill()
         # The handle the store kept names the control API's published port and token file.
-        second = start_controlplane(tmp_path / "cp", runtime="docker", admin_key=first.admin_key)
-        answer = ok(send(second, deployment, watcher.edit("model/model.py", MODEL.format(marker="b"))[1]))
+        second = start_controlplane(tmp_path / "cp", runtime="docker", admin_key=first.admin_key,
+                                    extra_args=("--dev-idle-seconds", "600"))
+        answer = ok(send(second, deployment, watcher.edit("model/model.py", MODEL.format(marker="after-kill"))[1]))
         assert answer["action"] == "hot_swap", answer
-        assert predict(second, deployment) == {**before, "marker": "b"}
+        assert predict(second, deployment) == {**before, "marker": "after-kill"}
         assert [c["Id"] for c in containers(client, deployment)] == [container["Id"]]  # not replaced
     finally:
         first.close()
