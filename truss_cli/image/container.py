@@ -18,7 +18,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import docker
 import docker.errors
@@ -161,6 +161,9 @@ def start_container(
     replica_id: str | None = None,
     labels: Mapping[str, str] | None = None,
     before_start: Callable[[str], None] | None = None,
+    command: Sequence[str] | None = None,
+    working_dir: str | None = None,
+    also_publish: Sequence[int] = (),
 ) -> RunningContainer:
     """Start `image` with the server published on 127.0.0.1:`port` (0: a free port the engine picks).
 
@@ -168,7 +171,9 @@ def start_container(
     build; a port taken since is still reported clearly when the engine cannot bind it.
     `expose_errors`: error responses carry the exception's type and message. `labels` are
     added to the container's; `before_start` gets the created container's id (to copy files
-    into it before anything runs).
+    into it before anything runs). `command` / `working_dir` replace the image's CMD and
+    WORKDIR; `also_publish` are more container ports, each published on 127.0.0.1 at a port
+    the engine picks (`published_port` finds it), so only this machine reaches them.
     """
     replica_id = replica_id or _random.token_hex(8)
     environment = {
@@ -187,7 +192,7 @@ def start_container(
         environment[SECRETS_DIR_ENV] = SECRETS_MOUNT
     name = f"truss-{slug(model_name)}-{_random.token_hex(3)}"
     host_config = client.create_host_config(
-        port_bindings={SERVER_PORT: (HOST, port or None)},
+        port_bindings={SERVER_PORT: (HOST, port or None), **{extra: (HOST, None) for extra in also_publish}},
         binds=binds or None,
         # A tiny init as PID 1 forwards SIGTERM to the server and reaps its children.
         init=True,
@@ -199,8 +204,10 @@ def start_container(
             image,
             name=name,
             environment=environment,
-            ports=[SERVER_PORT],
+            ports=[SERVER_PORT, *also_publish],
             host_config=host_config,
+            command=list(command) if command is not None else None,
+            working_dir=working_dir,
             labels={**(labels or {}), LABEL_MODEL_NAME: model_name},
         )
     except docker.errors.APIError as exc:
@@ -211,7 +218,7 @@ def start_container(
             before_start(created["Id"])
         client.start(created["Id"])
         if port == 0:
-            container.url = local_url(HOST, _published_port(client, created["Id"]))
+            container.url = local_url(HOST, published_port(client, created["Id"], SERVER_PORT))
     except BaseException as exc:
         # Also on Ctrl-C or SIGTERM here: the caller has no handle to clean up with yet.
         container.remove()
@@ -224,8 +231,9 @@ def start_container(
     return container
 
 
-def _published_port(client: docker.APIClient, container_id: str) -> int:
-    (binding, *_) = client.port(container_id, SERVER_PORT)
+def published_port(client: docker.APIClient, container_id: str, container_port: int) -> int:
+    """The host port the engine published `container_port` of a started container on."""
+    (binding, *_) = client.port(container_id, container_port)
     return int(binding["HostPort"])
 
 

@@ -11,6 +11,11 @@ server finds them in `/run/truss/secrets` (its user's, files 0400); a custom ser
 user the image runs as: `docker_server.run_as_user_id`, the server's user, or a `no_build`
 base image's own; files 0600, directory 0700, as the replica itself would write them).
 On stop the container's log is kept under `<data_dir>/replicas/<replica_id>/replica.log`.
+
+A development replica (ReplicaSpec.development) is a container of the same image running
+`python -m truss_cli.server.control` on a copy of its start tree, its control API published
+on the host's loopback: `docker_development` says how. Patches that change what the image
+holds (requirements, system_packages, python_version, ...) are still rebuilds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -27,7 +33,10 @@ import docker
 import docker.errors
 import httpx
 
+from truss_cli.controlplane.runtimes import docker_development
 from truss_cli.controlplane.runtimes.base import (
+    CONTROL_TOKEN_FILE,
+    CONTROL_URL,
     GONE,
     Artifact,
     BuildError,
@@ -37,14 +46,15 @@ from truss_cli.controlplane.runtimes.base import (
     LogLine,
     ObservedStatus,
     ReplicaSpec,
+    write_control_token,
 )
 from truss_cli.controlplane.runtimes.container_user import container_user
 from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
 from truss_cli.controlplane.runtimes.logshim import format_line
 from truss_cli.errors import TrussError
-from truss_cli.config import ConfigError
+from truss_cli.config import ConfigError, TrussConfig
 from truss_cli.image.build import BuildListener, BuildStep, build_image
-from truss_cli.image.container import HOST, SECRETS_MOUNT, RunningContainer, start_container
+from truss_cli.image.container import HOST, SECRETS_MOUNT, RunningContainer, published_port, start_container
 from truss_cli.image.engine import connect
 from truss_cli.image.limits import ContainerLimits, container_limits
 from truss_cli.image.plan import SERVER_PORT, USER_ID, plan_image, slug
@@ -78,9 +88,7 @@ class _LogListener(BuildListener):
 
 class DockerRuntime:
     kind = KIND
-    # Not yet: the control API listens on the container's loopback only (server/control),
-    # and the image holds the built tree. A development deployment's patches are rebuilds.
-    development_replicas = False
+    development_replicas = True  # see docker_development
 
     def __init__(self, settings: Settings, client: Optional[docker.APIClient] = None):
         self.settings = settings
@@ -135,6 +143,22 @@ class DockerRuntime:
         directory = SECRETS_PATH_IN_IMAGE if data["custom_server"] else SECRETS_MOUNT
         if spec.secrets:
             environment[protocol.SECRETS_DIR_ENV] = directory  # a path; the values are files
+        tree_config = docker_development.tree_config(spec.tree_dir, bool(data["custom_server"])) if spec.development else None
+        development = tree_config is not None
+        token_file: Optional[Path] = None
+        token = ""
+        if tree_config is not None:
+            home = self.root / spec.replica_id
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            token, token_file = write_control_token(home)
+            environment = {**docker_development.environment(tree_config), **environment}
+
+        def before_start(container_id: str) -> None:
+            if spec.secrets:
+                self._copy_secrets(container_id, spec.secrets, directory)
+            if tree_config is not None:
+                self._copy_development_tree(container_id, Path(spec.tree_dir), tree_config, token)  # type: ignore[arg-type]
+
         container = start_container(
             self.client,
             data["image_id"],
@@ -145,9 +169,17 @@ class DockerRuntime:
             expose_errors=spec.expose_errors,
             replica_id=spec.replica_id,
             labels={LABEL_DEPLOYMENT: spec.deployment_id, LABEL_REPLICA: spec.replica_id, LABEL_DATA_DIR: self._scope()},
-            before_start=(lambda id_: self._copy_secrets(id_, spec.secrets, directory)) if spec.secrets else None,
+            before_start=before_start if spec.secrets or development else None,
+            command=docker_development.command() if development else None,
+            working_dir=docker_development.TREE_DIR if development else None,  # as the process runtime's cwd
+            also_publish=(docker_development.CONTROL_PORT,) if development else (),
         )
-        return Handle(KIND, spec.deployment_id, spec.replica_id, container.url, {"container_id": container.id})
+        handle_data: dict = {"container_id": container.id}
+        if development:
+            control_port = published_port(self.client, container.id, docker_development.CONTROL_PORT)
+            handle_data[CONTROL_URL] = local_url(HOST, control_port)
+            handle_data[CONTROL_TOKEN_FILE] = str(token_file)
+        return Handle(KIND, spec.deployment_id, spec.replica_id, container.url, handle_data)
 
     def status(self, handle: Handle) -> ObservedStatus:
         try:
@@ -161,7 +193,7 @@ class DockerRuntime:
             status = container.status(client)  # None unless the server answering carries the replica id
         if status is None:
             return ObservedStatus(STARTING)
-        return ObservedStatus(status.phase, status.summary, status.traceback)
+        return ObservedStatus(status.phase, status.summary, status.traceback, tree_hash=status.tree_hash)
 
     def stop(self, handle: Handle, grace: float = protocol.STOP_GRACE_SECONDS) -> None:
         container_id = handle.data["container_id"]
@@ -171,16 +203,21 @@ class DockerRuntime:
             self.client.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
+        (self.root / handle.replica_id / "control_token").unlink(missing_ok=True)  # a development replica's
 
     def list(self) -> list[Handle]:
         found = []
         for summary in self.client.containers(all=True, filters={"label": f"{LABEL_DATA_DIR}={self._scope()}"}):
             labels = summary["Labels"]
             url = None
+            data: dict = {"container_id": summary["Id"]}
             for port in summary.get("Ports") or []:
                 if port.get("PrivatePort") == int(SERVER_PORT) and port.get("PublicPort"):
                     url = local_url(HOST, int(port["PublicPort"]))
-            found.append(Handle(KIND, labels[LABEL_DEPLOYMENT], labels[LABEL_REPLICA], url, {"container_id": summary["Id"]}))
+                if port.get("PrivatePort") == docker_development.CONTROL_PORT and port.get("PublicPort"):
+                    data[CONTROL_URL] = local_url(HOST, int(port["PublicPort"]))
+                    data[CONTROL_TOKEN_FILE] = str(self.root / labels[LABEL_REPLICA] / "control_token")
+            found.append(Handle(KIND, labels[LABEL_DEPLOYMENT], labels[LABEL_REPLICA], url, data))
         return found
 
     def logs(self, handle: Handle, since: Optional[datetime] = None, follow: bool = False) -> Iterator[LogLine]:
@@ -204,6 +241,13 @@ class DockerRuntime:
         with open(path, "ab") as output:
             for line in self.logs(handle):
                 output.write(format_line(line.at, line.text))
+
+    def _copy_development_tree(self, container_id: str, tree_dir: Path, config: TrussConfig, token: str) -> None:
+        # Spooled: a tree with a large data/ goes through a temporary file, not memory.
+        with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as archive:
+            docker_development.write_archive(archive, tree_dir, config, token)
+            archive.seek(0)
+            self.client.put_archive(container_id, docker_development.PARENT_DIR, archive)
 
     def _copy_secrets(self, container_id: str, secrets: dict[str, str], directory: str) -> None:
         """Put `secrets` into the created container as files of `directory`, readable by the

@@ -59,6 +59,7 @@ class Supervisor:
         self.root = Path(args.model_dir).resolve()
         self.host = args.host
         self.port = args.port
+        self.control_host = args.control_host
         self.control_port_wanted = args.control_port
         self.status_file: Optional[Path] = args.status_file
         self.replica_id: Optional[str] = args.replica_id
@@ -121,7 +122,7 @@ class Supervisor:
         self.listener.set_inheritable(True)
         self.bound_port = self.listener.getsockname()[1]
         api = ControlAPI(self.token, self.route, MAX_ENVELOPE_BYTES)
-        control = await asyncio.start_server(api.handle, "127.0.0.1", self.control_port_wanted)
+        control = await asyncio.start_server(api.handle, self.control_host, self.control_port_wanted)
         self.control_port = control.sockets[0].getsockname()[1]
         workers = await asyncio.start_unix_server(self.workers.connected, str(self.state_dir / "workers.sock"), limit=messages.LIMIT)
         self.phase = LOADING
@@ -131,8 +132,8 @@ class Supervisor:
         self.tree_hash = self.manifest.tree_hash()
         self.write_status()
         logger.info(
-            "Development replica for %s on http://%s:%d, control API on 127.0.0.1:%d, tree %s",
-            self.root, self.host, self.bound_port, self.control_port, self.tree_hash[:12],
+            "Development replica for %s on http://%s:%d, control API on %s:%d, tree %s",
+            self.root, self.host, self.bound_port, self.control_host, self.control_port, self.tree_hash[:12],
         )
         async with self._lock:  # a patch arriving now waits for the first generation
             self.zygote = await self._start_zygote()
