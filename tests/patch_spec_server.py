@@ -3,10 +3,22 @@
 Real HTTP on a real socket (stdlib ThreadingHTTPServer on port 0), in-memory state, one model
 `m1` with one development deployment `dev1`. It reads each envelope with sync/envelope.py and
 applies the Patch with `Patch.apply_to`, as the control plane does; the "replica" is a parse of
-every `.py` file put: a syntax error answers 422 PATCH_FAILED with a traceback (pending
-stays, running does not move), anything else a hot swap. Tests steer it: `unavailable` (how
+every `.py` file put: a syntax error (or a top-level line starting `raise `: an import error)
+answers 422 PATCH_FAILED with a traceback (pending stays, running does not move), anything
+else a hot swap. Tests steer it: `unavailable` (how
 many syncs answer 503 before one goes through), `foreign_change(path, bytes)` (someone else
 patches the deployment), and read what it received (`patches`, `wakes`, `files`).
+
+config.yaml is read as the control plane reads it (docs/live-reload.md C2, C3):
+- a change of a key in `REBUILD_KEYS` answers `action: "rebuild"` and starts a rebuild the
+  test drives: `rebuild_moves_to("deploying")`, `rebuild_serves()`, `rebuild_fails(error,
+  tail)`; meanwhile the running tree (the old code) does not move and the state carries
+  `rebuild`. A patch synced during a rebuild that still needs one rebuilds its tree instead
+  (the new rebuild replaces the old); a patch staged after a failed rebuild clears `rebuild`;
+- a change of `requirements` alone answers `action: "requirements"` with what was added,
+  removed and changed; a requirement whose name starts with `does-not-exist` fails to install:
+  422 PATCH_FAILED phase `requirements`, uv's output as the traceback.
+A 422 of the model (a syntax error) names the file relative to the tree (C1).
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import ast
 import hashlib
 import io
 import json
+import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -23,12 +36,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import yaml
+
 from truss_cli.sync.envelope import EnvelopeError, read_envelope
 from truss_cli.sync.manifest import FILE_MODE, Entry, Manifest
 from truss_cli.sync.patch import Patch, PatchError
 
 MODEL_ID = "m1"
 DEPLOYMENT_ID = "dev1"
+# A subset of controlplane/patch_classify.py's: what the tests change.
+REBUILD_KEYS = ("python_version", "system_packages", "base_image", "resources")
+UNINSTALLABLE = "does-not-exist"
 
 
 @dataclass
@@ -40,6 +58,7 @@ class State:
     patches: list[dict[str, Any]] = field(default_factory=list)  # each patch.json received
     answers: list[int] = field(default_factory=list)  # the status of each patch POST
     wakes: int = 0
+    rebuild: dict[str, Any] | None = None  # the state's `rebuild` (C2)
 
     @property
     def base(self) -> Manifest:
@@ -70,6 +89,25 @@ class PatchSpecServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def rebuild_moves_to(self, phase: str) -> None:
+        with self.lock:
+            assert self.state.rebuild is not None, "no rebuild under way"
+            self.state.rebuild["phase"] = phase
+
+    def rebuild_serves(self) -> None:
+        """The rebuilt tree is ready: it becomes the running one, the old replica stops."""
+        with self.lock:
+            state = self.state
+            assert state.rebuild is not None and state.pending is not None, "no rebuild under way"
+            assert state.pending.tree_hash() == state.rebuild["tree_hash"]
+            state.running, state.pending, state.rebuild = state.pending, None, None
+
+    def rebuild_fails(self, error: str, build_log_tail: list[str]) -> None:
+        """The build failed: the old code serves on, the staged tree stays (the next patch builds on it)."""
+        with self.lock:
+            assert self.state.rebuild is not None, "no rebuild under way"
+            self.state.rebuild.update(phase="failed", error=error, build_log_tail=build_log_tail)
 
     def foreign_change(self, path: str, data: bytes) -> None:
         """Another client patched the deployment: this client's base is now stale."""
@@ -133,7 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _state(self) -> dict[str, Any]:
         state = self.spec.state
         pending = None if state.pending is None else {"hash": state.pending.tree_hash()}
-        return {"running_patch_point": {"hash": state.running.tree_hash()}, "pending_patch_point": pending}
+        rebuild = None if state.rebuild is None else dict(state.rebuild)
+        return {"running_patch_point": {"hash": state.running.tree_hash()}, "pending_patch_point": pending, "rebuild": rebuild}
 
     def _patch(self, body: bytes, sync: bool) -> None:
         state = self.spec.state
@@ -160,6 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
             state.answers.append(400)
             return self._fail(400, "MISSING_BLOB", lacking)
         state.pending = new
+        if state.rebuild is not None and state.rebuild["phase"] == "failed":
+            state.rebuild = None  # C2: a failed rebuild is shown until the next patch is staged
         if not sync:
             state.answers.append(201)
             return self._send(201, {"patch_point": {"hash": new.tree_hash(), "seq": len(state.patches)}})
@@ -174,6 +215,43 @@ class _Handler(BaseHTTPRequestHandler):
         if state.pending is None:
             state.answers.append(200)
             return self._send(200, {"action": "none", "reason": "nothing pending", "tree_hash": state.running.tree_hash(), "ms": {}})
+        old, new = _config(state.files()), _config(state.files(state.pending))
+        changed = [key for key in REBUILD_KEYS if old.get(key) != new.get(key)]
+        if changed:
+            return self._rebuild(f"config.yaml: {changed[0]} changed")
+        if state.rebuild is not None:
+            state.rebuild = None  # the tree no longer needs it: patched into the old replica
+        if old.get("requirements") != new.get("requirements"):
+            return self._requirements(old.get("requirements") or [], new.get("requirements") or [])
+        self._check_code_and_serve("hot_swap", "model/model.py: predict changed")
+
+    def _rebuild(self, reason: str) -> None:
+        state = self.spec.state
+        assert state.pending is not None
+        tree_hash = state.pending.tree_hash()
+        state.rebuild = {"tree_hash": tree_hash, "reason": reason, "phase": "building", "error": None, "build_log_tail": None}
+        state.answers.append(200)
+        self._send(200, {"action": "rebuild", "reason": reason, "tree_hash": tree_hash, "ms": {}, "needs_full_deploy_reason": reason})
+
+    def _requirements(self, old: list[str], new: list[str]) -> None:
+        state = self.spec.state
+        before, after = {_name(r): r for r in old}, {_name(r): r for r in new}
+        changes = {
+            "added": [after[name] for name in after if name not in before],
+            "removed": [name for name in before if name not in after],
+            "changed": [after[name] for name in after if name in before and before[name] != after[name]],
+        }
+        failing = [name for name in after if name.startswith(UNINSTALLABLE)]
+        if failing:
+            state.answers.append(422)
+            output = f"  x No solution found when resolving dependencies:\n  ╰─▶ Because {failing[0]} was not found in the package registry and you require {failing[0]}, we can conclude that your requirements are unsatisfiable."
+            return self._fail(422, "PATCH_FAILED", {"phase": "requirements", "summary": f"the requirements did not install: {failing[0]} was not found", "traceback": output})
+        reason = "requirements changed: " + ", ".join([f"+{r}" for r in changes["added"]] + [f"-{n}" for n in changes["removed"]] + [f"~{r}" for r in changes["changed"]])
+        self._check_code_and_serve("requirements", reason, {"requirements": changes})
+
+    def _check_code_and_serve(self, action: str, reason: str, extra: dict[str, Any] | None = None) -> None:
+        state = self.spec.state
+        assert state.pending is not None
         for path, data in state.files(state.pending).items():
             if path.endswith(".py"):
                 try:
@@ -182,6 +260,25 @@ class _Handler(BaseHTTPRequestHandler):
                     state.answers.append(422)
                     trace = f'  File "{path}", line {exc.lineno}\n{exc.text or ""}SyntaxError: {exc.msg}'
                     return self._fail(422, "PATCH_FAILED", {"phase": "syntax", "summary": f"SyntaxError: {exc.msg} ({path}, line {exc.lineno})", "traceback": trace})
+                raising = [number for number, line in enumerate(data.decode().splitlines(), 1) if line.startswith("raise ")]
+                if raising:  # the module raises when imported: the replica's import traceback
+                    state.answers.append(422)
+                    trace = (
+                        "Traceback (most recent call last):\n"
+                        '  File "/usr/lib/python3.11/importlib/__init__.py", line 126, in import_module\n'
+                        f'  File "{path}", line {raising[0]}, in <module>\n'
+                        "RuntimeError: raised at import\n"
+                    )
+                    return self._fail(422, "PATCH_FAILED", {"phase": "import", "summary": f"RuntimeError: raised at import ({path})", "traceback": trace})
         state.running, state.pending = state.pending, None
         state.answers.append(200)
-        self._send(200, {"action": "hot_swap", "reason": "model/model.py: predict changed", "tree_hash": state.running.tree_hash(), "ms": {"total": 1.0}, "needs_full_deploy_reason": None})
+        self._send(200, {"action": action, "reason": reason, "tree_hash": state.running.tree_hash(), "ms": {"total": 1.0}, "needs_full_deploy_reason": None, **(extra or {})})
+
+
+def _config(files: dict[str, bytes]) -> dict[str, Any]:
+    data = yaml.safe_load(files.get("config.yaml", b"")) or {}
+    return data if isinstance(data, dict) else {}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower()

@@ -10,10 +10,15 @@ kept in step with a model directory while the user edits it.
   file events into Deltas (client/watch.py) and queues them; this thread sends one patch at a
   time, and batches that arrive while a patch is in flight are folded (`Delta.then`) into
   the next one, so a burst of saves costs one sync, not one per save.
+- A sync answered `rebuild` serves later: a follower thread (client/rebuilds.py) reads the
+  rebuild's progress meanwhile (`on_rebuild_phase`) and hands its end to `on_result` as one
+  more `SyncResult` (`rebuilt` / `failed` / `superseded`); saves go on being sent meanwhile
+  (they stage on top of the tree being rebuilt).
 - A keep-awake thread POSTs the wake route every 60 s (unless the user lets it sleep), so the
   idle timer of the control plane does not scale the deployment to zero while someone edits.
 
-Each sync ends in one `SyncResult` handed to `on_result`. No Typer or rich here.
+Each sync ends in one `SyncResult` handed to `on_result` (from the sending thread; a
+rebuild's end from the follower's). No Typer or rich here.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 from truss_cli.client.api import Api, ApiError
 from truss_cli.client.patches import PatchSender, SyncResult
+from truss_cli.client.rebuilds import POLL_SECONDS, RebuildFollower, RebuildPhase
 from truss_cli.client.waiting import wait_for_status
 from truss_cli.client.watch import Batch, watch_tree
 from truss_cli.config import load_config
@@ -103,6 +109,8 @@ class WatchSession:
         on_tree_error: Callable[[TrussError], None] | None = None,
         keep_awake_seconds: float = KEEP_AWAKE_SECONDS,
         on_ready: Callable[[], None] | None = None,
+        on_rebuild_phase: Callable[[RebuildPhase], None] | None = None,
+        rebuild_poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self._api = api
         self._on_ready = on_ready or (lambda: None)
@@ -120,6 +128,10 @@ class WatchSession:
             api, self.model_id, self.deployment_id, self._tree, "auto" if hot_reload else "off",
             tree_lock=self._tree_lock,
         )
+        self._rebuilds = RebuildFollower(
+            api, self.model_id, self.deployment_id, on_phase=on_rebuild_phase or (lambda phase: None),
+            on_end=on_result, poll_seconds=rebuild_poll_seconds,
+        )
         # Each batch is tagged with the sender's refresh count when it was computed: a rescan
         # supersedes the batches computed before it (they hold older states of their paths).
         self._batches: queue.Queue[tuple[int, Batch] | BaseException] = queue.Queue()
@@ -135,14 +147,16 @@ class WatchSession:
                 self._start_thread(self._keep_awake_loop, "truss-keep-awake")
             # Watch first, rescan second: a save between the two is then seen by one or the
             # other (the batches computed before the rescan are dropped as folded into it).
+            self._start_thread(lambda: self._rebuilds.run(self._stop), "truss-rebuild")
             watcher = self._start_thread(self._watch, "truss-watch")
             while not self._watching.wait(_POLL_SECONDS) and watcher.is_alive() and not self._stop.is_set():
                 pass
             first = self._sender.refresh()
+            self._follow_rebuild_under_way()
             if first:
-                self._on_result(self._sender.send(first, since=None))
+                self._emit(self._sender.send(first, since=None), since=None)
             elif self._sender.unsynced:
-                self._on_result(self._sender.sync_pending())
+                self._emit(self._sender.sync_pending(), since=None)
             self._on_ready()  # from here on, every save is a sync of its own
             while not self._stop.is_set():
                 pending = self._next_pending()
@@ -151,7 +165,7 @@ class WatchSession:
                 for error in pending.errors:
                     self._on_tree_error(error)
                 if pending.delta:
-                    self._on_result(self._send(pending))
+                    self._emit(self._send(pending), since=pending.since)
         finally:
             self.stop()
 
@@ -189,6 +203,17 @@ class WatchSession:
 
     def _send(self, pending: _Pending) -> SyncResult:
         return self._sender.send(pending.delta, since=pending.since)
+
+    def _emit(self, result: SyncResult, since: float | None) -> None:
+        self._on_result(result)
+        if result.action == "rebuild" and result.tree_hash:
+            self._rebuilds.follow(result.tree_hash, result.reason, result.files, since)
+
+    def _follow_rebuild_under_way(self) -> None:
+        """A session started while a rebuild runs (the last one's) reports its end too."""
+        rebuild = self._sender.rebuild
+        if rebuild and rebuild.get("phase") != "failed" and rebuild.get("tree_hash"):
+            self._rebuilds.follow(str(rebuild["tree_hash"]), str(rebuild.get("reason") or ""), [], None, str(rebuild.get("phase") or "building"))
 
     # -- the other threads --------------------------------------------------------------------
 
