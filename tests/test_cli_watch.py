@@ -1,5 +1,7 @@
 """`truss push --watch` and `truss watch` as a user types them, against a real control plane
-(a subprocess with the process runtime, real replicas)."""
+(a subprocess with the process runtime, real replicas); and how every kind of sync looks
+(requirements, rebuild, a traceback's paths) against tests/patch_spec_server.py, which
+answers per the contract the control plane builds to."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLES
 from tests.controlplane_support import ControlPlaneProcess, running_controlplane
+from tests.patch_spec_server import PatchSpecServer
 from truss_cli.cli.app import app
 from truss_cli.client.remotes import add_remote, trussrc_path
 
@@ -198,6 +201,93 @@ def test_watch_attaches_sends_offline_changes_first_and_prints_json_lines(remote
         (directory / "model" / "helper.py").write_text("X = 1\n")
         saved = json.loads(watch.next_line())
         assert saved["files"] == ["model/helper.py"] and saved["error"] is None and saved["ms"] is not None
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()
+
+
+# -- the CLI's lines for every kind of sync, against tests/patch_spec_server.py (C2, C3, C1) --
+
+SPEC_CONFIG = b"model_name: m1\n"
+SPEC_MODEL = b"class Model:\n    def predict(self, model_input):\n        return 'hello'\n"
+
+
+class SpecHome:
+    """A HOME whose ~/.trussrc names a patch spec server as the remote in use."""
+
+    def __init__(self, server: PatchSpecServer, home: Path) -> None:
+        home.mkdir()
+        add_remote(trussrc_path(home), "spec", server.url, "key", use=True)
+        self.home = home
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Iterator[tuple[PatchSpecServer, Path, SpecHome]]:
+    files = {"config.yaml": SPEC_CONFIG, "model/model.py": SPEC_MODEL}
+    directory = tmp_path / "m1"
+    for path, data in files.items():
+        (directory / path).parent.mkdir(parents=True, exist_ok=True)
+        (directory / path).write_bytes(data)
+    with PatchSpecServer(files) as server:
+        yield server, directory, SpecHome(server, tmp_path / "home")
+
+
+def wait_for_stderr(watch: WatchProcess, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in watch.stderr):
+        assert watch.process.poll() is None and time.monotonic() < deadline, "".join(watch.stderr)[-3000:]
+        time.sleep(0.05)
+
+
+def test_watch_says_what_requirements_changed_follows_a_rebuild_and_shows_local_paths(
+    spec: tuple[PatchSpecServer, Path, SpecHome],
+) -> None:
+    server, directory, home = spec
+    config, model = directory / "config.yaml", directory / "model" / "model.py"
+    watch = WatchProcess(home, "watch", str(directory), "--model-name", "m1")  # type: ignore[arg-type]
+    try:
+        wait_for_watching(watch, timeout=120)
+        config.write_bytes(SPEC_CONFIG + b"requirements:\n  - six==1.16.0\n")
+        line = watch.next_line(timeout=120)
+        assert "config.yaml → requirements in" in line and ": +six==1.16.0" in line, line
+        config.write_bytes(SPEC_CONFIG + b"requirements:\n  - six==1.16.0\npython_version: py312\n")
+        line = watch.next_line(timeout=120)
+        assert "config.yaml → rebuild (config.yaml: python_version changed)" in line, line
+        assert "the previous code serves until it is ready" in line
+        tree_hash = server.state.rebuild["tree_hash"]  # type: ignore[index]
+        wait_for_stderr(watch, f"rebuild {tree_hash[:12]}: building")
+        server.rebuild_moves_to("deploying")
+        wait_for_stderr(watch, f"rebuild {tree_hash[:12]}: deploying")
+        server.rebuild_serves()
+        line = watch.next_line(timeout=120)
+        assert "config.yaml → rebuilt in" in line and "the new code serves" in line, line
+        model.write_bytes(SPEC_MODEL + b"raise RuntimeError('at import')\n")
+        failed = watch.next_lines_until("in <module>")
+        assert "model/model.py → failed (import)" in failed[0], failed
+        # The replica named the file relative to its tree; the user sees the file on this machine.
+        assert any(f'File "{model}", line 4, in <module>' in line for line in failed), failed
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()
+
+
+def test_watch_json_prints_one_object_per_sync_and_one_when_a_rebuild_fails(spec: tuple[PatchSpecServer, Path, SpecHome]) -> None:
+    server, directory, home = spec
+    config = directory / "config.yaml"
+    watch = WatchProcess(home, "watch", str(directory), "--model-name", "m1", "--output", "json")  # type: ignore[arg-type]
+    try:
+        wait_for_watching(watch, timeout=120)
+        config.write_bytes(SPEC_CONFIG + b"system_packages:\n  - no-such-package\n")
+        asked = json.loads(watch.next_line(timeout=120))
+        assert asked["action"] == "rebuild" and asked["files"] == ["config.yaml"] and asked["ms"] is None
+        server.rebuild_fails("the build failed (exit code 100)", ["E: Unable to locate package no-such-package"])
+        ended = json.loads(watch.next_line(timeout=120))
+        assert ended["action"] == "failed" and ended["phase"] == "rebuild" and ended["tree_hash"] == asked["tree_hash"]
+        assert ended["error"] == "the build failed (exit code 100)"
+        assert ended["build_log_tail"] == ["E: Unable to locate package no-such-package"]
+        config.write_bytes(SPEC_CONFIG)  # the fix: back to the tree that serves
+        fixed = json.loads(watch.next_line(timeout=120))
+        assert fixed["action"] == "hot_swap" and fixed["error"] is None
         assert watch.interrupt() == 130
     finally:
         watch.kill()

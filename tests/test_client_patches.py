@@ -163,7 +163,7 @@ def test_a_new_session_syncs_a_patch_left_pending_and_shows_its_failure_again(se
 
 
 def test_an_import_error_names_the_users_file_and_leaves_other_paths_alone(served: tuple[PatchSpecServer, Path, Api]) -> None:
-    server, directory, api = served
+    _server, directory, api = served
     sender, tree = sender_for(api, directory)
     sender.refresh()
     model = directory / "model" / "model.py"
@@ -177,7 +177,7 @@ def test_an_import_error_names_the_users_file_and_leaves_other_paths_alone(serve
 
 
 def test_a_requirement_change_says_what_was_added_removed_and_changed(served: tuple[PatchSpecServer, Path, Api]) -> None:
-    server, directory, api = served
+    _server, directory, api = served
     config = directory / "config.yaml"
     config.write_bytes(CONFIG + b"requirements:\n  - idna\n  - attrs==23.1.0\n")
     sender, tree = sender_for(api, directory)
