@@ -1,6 +1,6 @@
 """How `truss watch` shows its syncs: one line per sync on stdout (or one JSON object with
-`--output json`), and while a rebuild runs, its phase on stderr (a status line on a
-terminal, a line per phase elsewhere).
+`--output json`), and while a rebuild runs, its phase on stderr (a status line when both
+streams are a terminal, a line per phase otherwise).
 
 Called from two threads (the session's sending thread, and its rebuild follower), hence
 the lock: a rebuild's status line is stopped before the line that ends it is printed.
@@ -56,7 +56,9 @@ class SyncPrinter:
         with self._lock:
             what = _PHASES.get(phase.phase, phase.phase)
             message = f"Rebuilding ({phase.phase}: {what}); the previous code serves meanwhile…"
-            if not console.err.is_terminal:
+            # A live status line redraws itself: it is drawn only when stdout shares its
+            # terminal (rich then prints stdout's lines above it); a pipe gets a line per phase.
+            if not (console.err.is_terminal and console.out.is_terminal):
                 console.err.print(f"  rebuild {phase.tree_hash[:12]}: {phase.phase}", markup=False)
             elif self._status is None:
                 self._status = console.err.status(message)
