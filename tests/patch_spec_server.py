@@ -13,11 +13,13 @@ config.yaml is read as the control plane reads it (docs/live-reload.md C2, C3):
 - a change of a key in `REBUILD_KEYS` answers `action: "rebuild"` and starts a rebuild the
   test drives: `rebuild_moves_to("deploying")`, `rebuild_serves()`, `rebuild_fails(error,
   tail)`; meanwhile the running tree (the old code) does not move and the state carries
-  `rebuild`. A patch synced during a rebuild that still needs one rebuilds its tree instead
-  (the new rebuild replaces the old); a patch staged after a failed rebuild clears `rebuild`;
+  `rebuild`. As the control plane (controlplane/dev_rebuild.py): a sync of the tree being
+  rebuilt answers `rebuild` again (nothing starts over); a patch staged on top during a
+  rebuild answers `deferred` and is synced by the server itself when the rebuild ends (served
+  or failed); a patch staged after a failed rebuild clears `rebuild`;
 - a change of `requirements` alone answers `action: "requirements"` with what was added,
-  removed and changed; a requirement whose name starts with `does-not-exist` fails to install:
-  422 PATCH_FAILED phase `requirements`, uv's output as the traceback.
+  removed and changed (`"old -> new"`); a requirement whose name starts with `does-not-exist`
+  fails to install: 422 PATCH_FAILED phase `requirements`, uv's output as the traceback.
 A 422 of the model (a syntax error) names the file relative to the tree (C1).
 """
 
@@ -75,6 +77,7 @@ class PatchSpecServer:
         contents = {hashlib.sha256(data).hexdigest(): data for data in files.values()}
         manifest = Manifest({path: Entry(hashlib.sha256(data).hexdigest(), FILE_MODE) for path, data in files.items()})
         self.state = State(running=manifest, contents=contents)
+        self.trees: dict[str, Manifest] = {manifest.tree_hash(): manifest}  # every tree staged, by hash
         self.lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"spec": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -95,19 +98,27 @@ class PatchSpecServer:
             assert self.state.rebuild is not None, "no rebuild under way"
             self.state.rebuild["phase"] = phase
 
-    def rebuild_serves(self) -> None:
-        """The rebuilt tree is ready: it becomes the running one, the old replica stops."""
+    def rebuild_serves(self) -> Answer | None:
+        """The rebuilt tree is ready: it becomes the running one (the old replica stops); a
+        tree staged on top meanwhile is synced now, as the control plane does (its answer
+        returned, None when there was none)."""
         with self.lock:
             state = self.state
-            assert state.rebuild is not None and state.pending is not None, "no rebuild under way"
-            assert state.pending.tree_hash() == state.rebuild["tree_hash"]
-            state.running, state.pending, state.rebuild = state.pending, None, None
+            assert state.rebuild is not None and state.rebuild["phase"] != "failed", "no rebuild under way"
+            rebuilt = self.trees[state.rebuild["tree_hash"]]
+            later = state.pending if state.pending is not None and state.pending != rebuilt else None
+            state.running, state.pending, state.rebuild = rebuilt, later, None
+            return sync(state) if later is not None else None
 
-    def rebuild_fails(self, error: str, build_log_tail: list[str]) -> None:
-        """The build failed: the old code serves on, the staged tree stays (the next patch builds on it)."""
+    def rebuild_fails(self, error: str, build_log_tail: list[str]) -> Answer | None:
+        """The build failed: the old code serves on, the staged tree stays (the next patch
+        builds on it); a tree staged on top meanwhile is synced now (its answer returned)."""
         with self.lock:
-            assert self.state.rebuild is not None, "no rebuild under way"
-            self.state.rebuild.update(phase="failed", error=error, build_log_tail=build_log_tail)
+            state = self.state
+            assert state.rebuild is not None, "no rebuild under way"
+            state.rebuild.update(phase="failed", error=error, build_log_tail=build_log_tail)
+            later = state.pending is not None and state.pending.tree_hash() != state.rebuild["tree_hash"]
+            return sync(state) if later else None
 
     def foreign_change(self, path: str, data: bytes) -> None:
         """Another client patched the deployment: this client's base is now stale."""
@@ -116,6 +127,7 @@ class PatchSpecServer:
             self.state.contents[digest] = data
             self.state.running = self.state.base.with_changes({path: Entry(digest, FILE_MODE)})
             self.state.pending = None
+            self.trees[self.state.running.tree_hash()] = self.state.running
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -199,6 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
             state.answers.append(400)
             return self._fail(400, "MISSING_BLOB", lacking)
         state.pending = new
+        self.spec.trees[new.tree_hash()] = new
         if state.rebuild is not None and state.rebuild["phase"] == "failed":
             state.rebuild = None  # C2: a failed rebuild is shown until the next patch is staged
         if not sync:
@@ -207,72 +220,87 @@ class _Handler(BaseHTTPRequestHandler):
         self._sync()
 
     def _sync(self) -> None:
-        state = self.spec.state
-        if state.unavailable > 0:
-            state.unavailable -= 1
-            state.answers.append(503)
-            return self._fail(503, "REPLICA_UNAVAILABLE", "the replica is restarting", {"Retry-After": "0"})
-        if state.pending is None:
-            state.answers.append(200)
-            return self._send(200, {"action": "none", "reason": "nothing pending", "tree_hash": state.running.tree_hash(), "ms": {}})
-        old, new = _config(state.files()), _config(state.files(state.pending))
-        changed = [key for key in REBUILD_KEYS if old.get(key) != new.get(key)]
-        if changed:
-            return self._rebuild(f"config.yaml: {changed[0]} changed")
-        if state.rebuild is not None:
-            state.rebuild = None  # the tree no longer needs it: patched into the old replica
-        if old.get("requirements") != new.get("requirements"):
-            return self._requirements(old.get("requirements") or [], new.get("requirements") or [])
-        self._check_code_and_serve("hot_swap", "model/model.py: predict changed")
+        status, body, headers = sync(self.spec.state)
+        self._send(status, body, headers)
 
-    def _rebuild(self, reason: str) -> None:
-        state = self.spec.state
-        assert state.pending is not None
-        tree_hash = state.pending.tree_hash()
-        state.rebuild = {"tree_hash": tree_hash, "reason": reason, "phase": "building", "error": None, "build_log_tail": None}
-        state.answers.append(200)
-        self._send(200, {"action": "rebuild", "reason": reason, "tree_hash": tree_hash, "ms": {}, "needs_full_deploy_reason": reason})
 
-    def _requirements(self, old: list[str], new: list[str]) -> None:
-        state = self.spec.state
-        before, after = {_name(r): r for r in old}, {_name(r): r for r in new}
-        changes = {
-            "added": [after[name] for name in after if name not in before],
-            "removed": [name for name in before if name not in after],
-            "changed": [after[name] for name in after if name in before and before[name] != after[name]],
-        }
-        failing = [name for name in after if name.startswith(UNINSTALLABLE)]
-        if failing:
-            state.answers.append(422)
-            output = f"  x No solution found when resolving dependencies:\n  ╰─▶ Because {failing[0]} was not found in the package registry and you require {failing[0]}, we can conclude that your requirements are unsatisfiable."
-            return self._fail(422, "PATCH_FAILED", {"phase": "requirements", "summary": f"the requirements did not install: {failing[0]} was not found", "traceback": output})
-        reason = "requirements changed: " + ", ".join([f"+{r}" for r in changes["added"]] + [f"-{n}" for n in changes["removed"]] + [f"~{r}" for r in changes["changed"]])
-        self._check_code_and_serve("requirements", reason, {"requirements": changes})
+Answer = tuple[int, dict[str, Any], dict[str, str]]
 
-    def _check_code_and_serve(self, action: str, reason: str, extra: dict[str, Any] | None = None) -> None:
-        state = self.spec.state
-        assert state.pending is not None
-        for path, data in state.files(state.pending).items():
-            if path.endswith(".py"):
-                try:
-                    ast.parse(data, filename=path)
-                except SyntaxError as exc:
-                    state.answers.append(422)
-                    trace = f'  File "{path}", line {exc.lineno}\n{exc.text or ""}SyntaxError: {exc.msg}'
-                    return self._fail(422, "PATCH_FAILED", {"phase": "syntax", "summary": f"SyntaxError: {exc.msg} ({path}, line {exc.lineno})", "traceback": trace})
-                raising = [number for number, line in enumerate(data.decode().splitlines(), 1) if line.startswith("raise ")]
-                if raising:  # the module raises when imported: the replica's import traceback
-                    state.answers.append(422)
-                    trace = (
-                        "Traceback (most recent call last):\n"
-                        '  File "/usr/lib/python3.11/importlib/__init__.py", line 126, in import_module\n'
-                        f'  File "{path}", line {raising[0]}, in <module>\n'
-                        "RuntimeError: raised at import\n"
-                    )
-                    return self._fail(422, "PATCH_FAILED", {"phase": "import", "summary": f"RuntimeError: raised at import ({path})", "traceback": trace})
-        state.running, state.pending = state.pending, None
-        state.answers.append(200)
-        self._send(200, {"action": action, "reason": reason, "tree_hash": state.running.tree_hash(), "ms": {"total": 1.0}, "needs_full_deploy_reason": None, **(extra or {})})
+
+def _failure(status: int, code: str, detail: Any = None, headers: dict[str, str] | None = None) -> Answer:
+    return status, {"error": code.lower().replace("_", " "), "error_code": code, "detail": detail}, headers or {}
+
+
+def sync(state: State) -> Answer:
+    """`POST .../patches/sync` on `state` (the caller holds the lock); its status is recorded."""
+    answer = _sync(state)
+    state.answers.append(answer[0])
+    return answer
+
+
+def _sync(state: State) -> Answer:
+    if state.unavailable > 0:
+        state.unavailable -= 1
+        return _failure(503, "REPLICA_UNAVAILABLE", "the replica is restarting", {"Retry-After": "0"})
+    if state.pending is None:
+        return 200, {"action": "none", "reason": "nothing staged", "tree_hash": state.running.tree_hash(), "ms": {}}, {}
+    pending = state.pending.tree_hash()
+    if state.rebuild is not None and state.rebuild["phase"] != "failed":
+        if state.rebuild["tree_hash"] == pending:
+            return _answer("rebuild", state.rebuild["reason"], pending, needs_full_deploy_reason=state.rebuild["reason"])
+        return _answer("deferred", f"a rebuild is {state.rebuild['phase']} (the previous tree serves): this tree is synced once it ends", pending)
+    old, new = _config(state.files()), _config(state.files(state.pending))
+    changed = [key for key in REBUILD_KEYS if old.get(key) != new.get(key)]
+    if changed:
+        reason = f"config.yaml: {changed[0]} changed"
+        state.rebuild = {"tree_hash": pending, "reason": reason, "phase": "building", "error": None, "build_log_tail": None}
+        return _answer("rebuild", reason, pending, needs_full_deploy_reason=reason)
+    if old.get("requirements") != new.get("requirements"):
+        return _requirements(state, old.get("requirements") or [], new.get("requirements") or [])
+    return _check_code_and_serve(state, "hot_swap", "model/model.py: predict changed")
+
+
+def _answer(action: str, reason: str, tree_hash: str, **extra: Any) -> Answer:
+    return 200, {"action": action, "reason": reason, "tree_hash": tree_hash, "ms": {"total": 1.0}, "needs_full_deploy_reason": None, **extra}, {}
+
+
+def _requirements(state: State, old: list[str], new: list[str]) -> Answer:
+    """As the control plane's `requirements_delta`: lines matched by project name."""
+    before, after = {_name(r): r for r in old}, {_name(r): r for r in new}
+    changes = {
+        "added": [after[name] for name in after if name not in before],
+        "removed": [before[name] for name in before if name not in after],
+        "changed": [f"{before[name]} -> {after[name]}" for name in after if name in before and before[name] != after[name]],
+    }
+    failing = [name for name in after if name.startswith(UNINSTALLABLE)]
+    if failing:
+        output = f"  x No solution found when resolving dependencies:\n  ╰─▶ Because {failing[0]} was not found in the package registry and you require {failing[0]}, we can conclude that your requirements are unsatisfiable."
+        return _failure(422, "PATCH_FAILED", {"phase": "requirements", "summary": f"installing the requirements failed: {failing[0]} was not found", "traceback": output})
+    reason = "requirements changed: " + ", ".join([f"+{r}" for r in changes["added"]] + [f"-{r}" for r in changes["removed"]] + changes["changed"])
+    return _check_code_and_serve(state, "requirements", reason, {"requirements": changes})
+
+
+def _check_code_and_serve(state: State, action: str, reason: str, extra: dict[str, Any] | None = None) -> Answer:
+    assert state.pending is not None
+    for path, data in state.files(state.pending).items():
+        if not path.endswith(".py"):
+            continue
+        try:
+            ast.parse(data, filename=path)
+        except SyntaxError as exc:
+            trace = f'  File "{path}", line {exc.lineno}\n{exc.text or ""}SyntaxError: {exc.msg}'
+            return _failure(422, "PATCH_FAILED", {"phase": "syntax", "summary": f"SyntaxError: {exc.msg} ({path}, line {exc.lineno})", "traceback": trace})
+        raising = [number for number, line in enumerate(data.decode().splitlines(), 1) if line.startswith("raise ")]
+        if raising:  # the module raises when imported: the replica's import traceback
+            trace = (
+                "Traceback (most recent call last):\n"
+                '  File "/usr/lib/python3.11/importlib/__init__.py", line 126, in import_module\n'
+                f'  File "{path}", line {raising[0]}, in <module>\n'
+                "RuntimeError: raised at import\n"
+            )
+            return _failure(422, "PATCH_FAILED", {"phase": "import", "summary": f"RuntimeError: raised at import ({path})", "traceback": trace})
+    state.running, state.pending = state.pending, None
+    return _answer(action, reason, state.running.tree_hash(), **(extra or {}))
 
 
 def _config(files: dict[str, bytes]) -> dict[str, Any]:

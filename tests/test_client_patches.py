@@ -185,7 +185,7 @@ def test_a_requirement_change_says_what_was_added_removed_and_changed(served: tu
     config.write_bytes(CONFIG + b"requirements:\n  - six==1.16.0\n  - attrs==23.2.0\n")
     result = sender.send(tree.update([str(config)]))
     assert result.ok and result.action == "requirements", result
-    assert result.requirements == {"added": ["six==1.16.0"], "removed": ["idna"], "changed": ["attrs==23.2.0"]}
+    assert result.requirements == {"added": ["six==1.16.0"], "removed": ["idna"], "changed": ["attrs==23.1.0 -> attrs==23.2.0"]}
     assert result.to_dict()["requirements"] == result.requirements
     assert "+six==1.16.0" in result.reason
 
@@ -268,7 +268,7 @@ def test_a_rebuild_is_followed_until_the_rebuilt_code_serves(served: tuple[Patch
         assert session.result().action == "hot_swap"
 
 
-def test_saves_during_a_rebuild_are_sent_and_the_last_rebuild_is_the_one_followed(served: tuple[PatchSpecServer, Path, Api]) -> None:
+def test_saves_during_a_rebuild_are_deferred_and_reported_once_they_serve(served: tuple[PatchSpecServer, Path, Api]) -> None:
     server, directory, api = served
     config = directory / "config.yaml"
     model = directory / "model" / "model.py"
@@ -278,18 +278,40 @@ def test_saves_during_a_rebuild_are_sent_and_the_last_rebuild_is_the_one_followe
         first = session.result()
         assert first.action == "rebuild" and session.phase().phase == "building"
         model.write_bytes(MODEL.replace(b"hello", b"during the build"))
-        seen = [session.result(), session.result()]
-        # The save is staged on top of the tree being rebuilt, which still needs a rebuild:
-        # that rebuild replaces the first one (reported as superseded, once).
-        by_action = {result.action: result for result in seen}
-        assert set(by_action) == {"rebuild", "superseded"}, seen
-        assert by_action["superseded"].tree_hash == first.tree_hash
-        assert by_action["rebuild"].files == ["model/model.py"] and by_action["rebuild"].tree_hash != first.tree_hash
-        assert len(server.state.patches) == 2 and 409 not in server.state.answers
-        server.rebuild_serves()
+        deferred = session.result()
+        # Staged on top of the tree being rebuilt; the rebuild goes on (nothing starts over).
+        assert deferred.action == "deferred" and deferred.files == ["model/model.py"] and deferred.ms is None
+        assert server.state.rebuild is not None and server.state.rebuild["tree_hash"] == first.tree_hash
+        assert server.state.files()["model/model.py"] == MODEL  # the old code serves meanwhile
+        # The rebuilt tree serves and the control plane syncs the save at once, usually
+        # before the client looks again: still reported as rebuilt, then the save as served.
+        assert server.rebuild_serves() is not None
         ended = session.result()
-        assert ended.action == "rebuilt" and ended.tree_hash == by_action["rebuild"].tree_hash
+        assert ended.action == "rebuilt" and ended.tree_hash == first.tree_hash and ended.files == ["config.yaml"]
+        synced = session.result()
+        assert synced.action == "synced" and synced.ok and synced.files == ["model/model.py"]
+        assert synced.ms is not None and synced.ms > 0  # from the save made during the build
         assert server.state.files()["model/model.py"] == MODEL.replace(b"hello", b"during the build")
+        assert len(server.state.patches) == 2 and 409 not in server.state.answers
+
+
+def test_a_failed_rebuild_is_reported_even_when_a_save_made_meanwhile_serves_since(served: tuple[PatchSpecServer, Path, Api]) -> None:
+    server, directory, api = served
+    config = directory / "config.yaml"
+    with Session(server, directory, api) as session:
+        session.ready()
+        config.write_bytes(CONFIG + b"system_packages:\n  - no-such-package\n")
+        assert session.result().action == "rebuild"
+        session.phase()
+        config.write_bytes(CONFIG)  # changed their mind while it builds
+        assert session.result().action == "deferred"
+        answer = server.rebuild_fails("the build failed (exit code 100)", ["E: Unable to locate package no-such-package"])
+        assert answer is not None and answer[1]["action"] == "hot_swap"  # the server synced the save itself
+        failed = session.result()
+        assert failed.action == "failed" and failed.phase == "rebuild" and failed.build_log_tail
+        synced = session.result()
+        assert synced.action == "synced" and synced.files == ["config.yaml"], synced
+        assert server.state.files()["config.yaml"] == CONFIG
 
 
 def test_a_failed_rebuild_carries_the_build_log_and_the_next_save_builds_on_it(served: tuple[PatchSpecServer, Path, Api]) -> None:

@@ -23,7 +23,7 @@ _FILES_SHOWN = 3
 # Actions whose code serves later, not when the answer comes.
 _LATER = {
     "rebuild": "the development deployment is rebuilt from this tree; the previous code serves until it is ready",
-    "deferred": "the deployment is asleep; its next start runs this tree",
+    "deferred": "staged; it serves once the deployment is up (a rebuild ends, or its next start)",
 }
 _PHASES = {
     "building": "building the new environment",
@@ -101,6 +101,8 @@ def line(result: SyncResult) -> Text:
     if result.action == "none":
         # The saved files are what already serves (an edit undone, a failed patch reverted).
         return Text.assemble(head, ("no change", "yellow"), ": the code that serves is up to date")
+    if result.action == "synced":
+        return Text.assemble(head, ("synced", "green"), took, f" ({result.reason})")
     if result.action == "requirements":
         return Text.assemble(head, ("requirements", "green"), took, f": {requirements_text(result)}")
     style = "green" if result.action in ("hot_swap", "restart") else "yellow"
@@ -112,11 +114,12 @@ def line(result: SyncResult) -> Text:
 
 
 def requirements_text(result: SyncResult) -> str:
-    """`+six==1.16.0, -idna, ~attrs==23.2.0` (added, removed, changed), else the reason."""
+    """`+six==1.16.0, -idna, attrs==23.1.0 -> attrs==23.2.0` (added, removed, changed as the
+    control plane writes them), else the reason."""
     changes = result.requirements or {}
     parts = [f"+{item}" for item in changes.get("added", [])]
     parts += [f"-{item}" for item in changes.get("removed", [])]
-    parts += [f"~{item}" for item in changes.get("changed", [])]
+    parts += list(changes.get("changed", []))
     return ", ".join(parts) or result.reason or "requirements changed"
 
 

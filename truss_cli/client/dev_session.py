@@ -12,8 +12,11 @@ kept in step with a model directory while the user edits it.
   the next one, so a burst of saves costs one sync, not one per save.
 - A sync answered `rebuild` serves later: a follower thread (client/rebuilds.py) reads the
   rebuild's progress meanwhile (`on_rebuild_phase`) and hands its end to `on_result` as one
-  more `SyncResult` (`rebuilt` / `failed` / `superseded`); saves go on being sent meanwhile
-  (they stage on top of the tree being rebuilt).
+  more `SyncResult` (`rebuilt` / `failed` / `superseded`); saves go on being sent meanwhile:
+  they stage on top of the tree being rebuilt and their sync answers `deferred`; when the
+  rebuild ends the session syncs them (the control plane does too: whichever comes second
+  answers with what it finds, `none` when the other synced it), so they get a line of their
+  own with the time from their save.
 - A keep-awake thread POSTs the wake route every 60 s (unless the user lets it sleep), so the
   idle timer of the control plane does not scale the deployment to zero while someone edits.
 
@@ -93,6 +96,19 @@ class _Pending:
     delta: Delta
     since: float | None  # when the first of them was saved (handed over by the watcher)
     errors: list[TrussError]
+    sync_deferred: bool = False  # a rebuild ended: sync what was deferred behind it
+
+
+@dataclass
+class _Deferred:
+    """Saves whose sync answered `deferred` behind a rebuild, not synced since."""
+
+    files: list[str]
+    since: float | None
+
+
+# Queued by the rebuild follower when a rebuild ends with saves deferred behind it.
+_SYNC_DEFERRED = "sync-deferred"
 
 
 class WatchSession:
@@ -130,11 +146,14 @@ class WatchSession:
         )
         self._rebuilds = RebuildFollower(
             api, self.model_id, self.deployment_id, on_phase=on_rebuild_phase or (lambda phase: None),
-            on_end=on_result, poll_seconds=rebuild_poll_seconds,
+            on_end=self._rebuild_ended, poll_seconds=rebuild_poll_seconds,
         )
+        self._deferred: _Deferred | None = None
+        # The last sync that was not deferred answered `rebuild`: a `deferred` now waits for it.
+        self._after_rebuild = False
         # Each batch is tagged with the sender's refresh count when it was computed: a rescan
         # supersedes the batches computed before it (they hold older states of their paths).
-        self._batches: queue.Queue[tuple[int, Batch] | BaseException] = queue.Queue()
+        self._batches: queue.Queue[tuple[int, Batch] | BaseException | str] = queue.Queue()
         self._stop = threading.Event()
         self._watching = threading.Event()  # the watcher has handed over its first batch
         self._threads: list[threading.Thread] = []
@@ -166,6 +185,8 @@ class WatchSession:
                     self._on_tree_error(error)
                 if pending.delta:
                     self._emit(self._send(pending), since=pending.since)
+                elif pending.sync_deferred and self._deferred is not None:
+                    self._emit(self._sync_deferred(self._deferred), since=self._deferred.since)
         finally:
             self.stop()
 
@@ -187,6 +208,13 @@ class WatchSession:
         while True:
             if isinstance(item, BaseException):
                 raise item
+            if item == _SYNC_DEFERRED:
+                pending.sync_deferred = True
+                item = self._next_queued()
+                if item is None:
+                    return pending
+                continue
+            assert not isinstance(item, str)
             refreshes, item = item
             if refreshes != self._sender.refreshes:
                 item = replace(item, delta=Delta())  # folded into the rescan already
@@ -196,23 +224,56 @@ class WatchSession:
                 base = self._sender.remote
                 pending.delta = pending.delta.then(item.delta, base)
                 pending.since = item.received if pending.since is None else pending.since
-            try:
-                item = self._batches.get_nowait()
-            except queue.Empty:
+            item = self._next_queued()
+            if item is None:
                 return pending
+
+    def _next_queued(self) -> tuple[int, Batch] | BaseException | str | None:
+        try:
+            return self._batches.get_nowait()
+        except queue.Empty:
+            return None
 
     def _send(self, pending: _Pending) -> SyncResult:
         return self._sender.send(pending.delta, since=pending.since)
 
     def _emit(self, result: SyncResult, since: float | None) -> None:
+        """Hand a sync's result over, and note what it leaves to come later."""
+        if result.action == "deferred" and self._after_rebuild:
+            # Deferred behind a rebuild (not a sleeping deployment's start): synced at its end.
+            before = self._deferred
+            files = sorted(set(result.files) | set(before.files if before else []))
+            self._deferred = _Deferred(files, before.since if before is not None else since)
+            if result.tree_hash:
+                self._rebuilds.later(result.tree_hash)
+            if self._rebuilds.following is None:  # it ended while this sync was answered
+                self._batches.put(_SYNC_DEFERRED)
+        elif result.action != "deferred":
+            self._deferred = None  # synced (or refused) with the rest: nothing waits any more
         self._on_result(result)
         if result.action == "rebuild" and result.tree_hash:
+            self._after_rebuild = True
             self._rebuilds.follow(result.tree_hash, result.reason, result.files, since)
+        elif result.action != "deferred":
+            self._after_rebuild = False
+
+    def _sync_deferred(self, deferred: _Deferred) -> SyncResult:
+        result = self._sender.sync_pending(deferred.files, deferred.since)
+        if result.action == "none":  # the control plane synced them first: they serve
+            result.action, result.reason = "synced", "synced by the control plane when the rebuild ended"
+        return result
+
+    def _rebuild_ended(self, result: SyncResult) -> None:
+        """The follower's thread: the rebuild's end, then the saves deferred behind it."""
+        self._on_result(result)
+        if self._deferred is not None:
+            self._batches.put(_SYNC_DEFERRED)
 
     def _follow_rebuild_under_way(self) -> None:
         """A session started while a rebuild runs (the last one's) reports its end too."""
         rebuild = self._sender.rebuild
         if rebuild and rebuild.get("phase") != "failed" and rebuild.get("tree_hash"):
+            self._after_rebuild = True
             self._rebuilds.follow(str(rebuild["tree_hash"]), str(rebuild.get("reason") or ""), [], None, str(rebuild.get("phase") or "building"))
 
     # -- the other threads --------------------------------------------------------------------

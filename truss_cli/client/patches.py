@@ -60,7 +60,8 @@ class SyncResult:
     """One sync as a user sees it: which files, what the replica did, how long from the save."""
 
     files: list[str]  # the paths the patch changed (deleted ones included)
-    # A sync: hot_swap | restart | requirements | none | deferred | rebuild | failed.
+    # A sync: hot_swap | restart | requirements | none | deferred | rebuild | failed; and
+    # `synced` for saves deferred behind a rebuild that the control plane synced itself.
     # The end of a rebuild (client/rebuilds.py): rebuilt | superseded | failed (phase "rebuild").
     action: str
     reason: str = ""
@@ -147,9 +148,11 @@ class PatchSender:
         self.unsynced = bool(pending.get("hash")) and pending.get("hash") != running.get("hash") and not rebuilding
         return diff(self.remote, local)
 
-    def sync_pending(self) -> SyncResult:
+    def sync_pending(self, files: list[str] | None = None, since: float | None = None) -> SyncResult:
         """Sync what is staged already (a session that ended before its sync, or a patch that
-        failed: then the model's traceback shows again, which is where the user left off)."""
+        failed: then the model's traceback shows again, which is where the user left off; or
+        saves deferred behind a rebuild: `files` and `since` are theirs)."""
+        files = files or []
         try:
             try:
                 answer = self._api.sync_patches(self._model, self._deployment)
@@ -159,10 +162,10 @@ class PatchSender:
                 answer = self._sync_until_available(exc)
         except ApiError as exc:
             if exc.error_code == "PATCH_FAILED":
-                return _failed([], exc, None, self.local_path)
+                return _failed(files, exc, since, self.local_path)
             raise
         self.unsynced = False
-        return _succeeded([], answer, None, self.remote)
+        return _succeeded(files, answer, since, self.remote)
 
     def send(self, delta: Delta, since: float | None = None) -> SyncResult:
         """Stage and sync `delta` (from `self.remote`), recovering from a stale base; `since`

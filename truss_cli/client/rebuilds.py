@@ -12,9 +12,14 @@ once per rebuild, how it ended (`on_end`, a `SyncResult`):
 - `rebuilt`: the rebuilt tree serves; `ms` from the save that asked for it;
 - `failed` (phase `rebuild`): the build or the new replica failed, `error` and
   `build_log_tail` say why; the old code keeps serving;
-- `superseded`: the deployment moved on to another tree first (a later save asked for a new
-  rebuild, or was patched in). A rebuilt tree replaced by a later patch between two polls
-  also ends so: the poll never saw it serve.
+- `superseded`: the deployment moved on to another tree first (another client, or a rebuild
+  of the saves deferred behind this one replaced its failed record before a poll saw it).
+
+Saves made during a rebuild stage on top of it and their syncs answer `deferred`; the
+control plane syncs them itself when the rebuild ends, often before the next poll. So the
+trees they staged are `later(tree_hash)`: the running tree being one of them also means
+this rebuild served (a failed one keeps its record, phase failed, until a new patch or
+rebuild replaces it).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from truss_cli.client.api import Api
@@ -49,6 +54,7 @@ class _Followed:
     files: list[str]
     since: float | None  # time.monotonic() of the save that asked for it
     phase: str | None = None  # the last phase reported
+    later: set[str] = field(default_factory=set)  # trees staged on top of it (deferred syncs)
 
 
 class RebuildFollower:
@@ -90,6 +96,12 @@ class RebuildFollower:
         self._report(current, phase or "building")
         self._wake.set()
 
+    def later(self, tree_hash: str) -> None:
+        """A tree staged on top of the rebuild followed (its sync was deferred behind it)."""
+        with self._lock:
+            if self._followed is not None:
+                self._followed.later.add(tree_hash)
+
     def run(self, stop: threading.Event) -> None:
         """Poll until `stop`; a failed poll is retried (a blip), never raised."""
         while not stop.is_set():
@@ -115,14 +127,15 @@ class RebuildFollower:
             if self._followed is not followed:
                 return
             ended: SyncResult | None = None
-            if running == followed.tree_hash:
-                ended = _ended(followed, "rebuilt", "")
-            elif rebuild is None or rebuild.get("tree_hash") != followed.tree_hash:
-                ended = _ended(followed, "superseded", "the deployment moved on to another tree before this rebuild served")
-            elif rebuild.get("phase") == "failed":
+            ours = rebuild is not None and rebuild.get("tree_hash") == followed.tree_hash
+            if ours and rebuild is not None and rebuild.get("phase") == "failed":
                 ended = _ended(followed, "failed", str(rebuild.get("error") or "the rebuild failed"))
                 tail = rebuild.get("build_log_tail")
                 ended.build_log_tail = [str(line) for line in tail] if isinstance(tail, list) else None
+            elif running == followed.tree_hash or running in followed.later:
+                ended = _ended(followed, "rebuilt", "")
+            elif not ours:
+                ended = _ended(followed, "superseded", "the deployment moved on to another tree before this rebuild was seen serving")
             if ended is not None:
                 self._followed = None
         if ended is not None:
