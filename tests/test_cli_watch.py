@@ -5,6 +5,7 @@ answers per the contract the control plane builds to."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -355,3 +356,74 @@ def test_on_a_terminal_a_rebuild_shows_a_status_line_until_the_new_code_serves(s
         assert watch.process.wait(timeout=60) == 130
     finally:
         watch.close()
+
+
+# -- end to end on the real control plane (needs s4-rebuild: C2, C3) ---------------------------
+
+SIX_MODEL = '''
+class Model:
+    def predict(self, model_input):
+        try:
+            import six
+        except ImportError:
+            return {"six": None, "marker": "a"}
+        return {"six": six.__version__, "marker": "a"}
+'''
+
+
+def predict_raw(remote: Remote, model: str) -> dict[str, Any]:
+    done = remote.truss("predict", "--model", model, "--deployment", "development", "-d", "{}")
+    assert done.exit_code == 0, done.output
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("truss_cli.controlplane.dev_rebuild") is None,
+    reason="needs the zero-downtime development rebuild and requirements patches (branch s4-rebuild)",
+)
+def test_push_watch_reports_a_requirements_patch_and_a_rebuild_to_its_end_on_the_real_control_plane(remote: Remote) -> None:
+    directory = remote.model_dir("rebuilt-watch")
+    config = directory / "config.yaml"
+    hello = config.read_text()
+    (directory / "model" / "model.py").write_text(SIX_MODEL)
+    watch = WatchProcess(remote, "push", str(directory), "--model-name", "rebuilt-watch", "--watch", "--output", "json")
+    try:
+        wait_for_watching(watch)
+        assert predict_raw(remote, "rebuilt-watch") == {"six": None, "marker": "a"}
+        config.write_text(hello.replace("requirements: []", "requirements:\n  - six==1.16.0"))
+        added = json.loads(watch.next_line())
+        assert added["action"] == "requirements" and added["error"] is None, added
+        assert added["requirements"] == {"added": ["six==1.16.0"], "removed": [], "changed": []}
+        assert added["files"] == ["config.yaml"] and added["ms"] is not None
+        assert predict_raw(remote, "rebuilt-watch") == {"six": "1.16.0", "marker": "a"}
+
+        config.write_text(config.read_text().replace('cpu: "1"', "cpu: 500m"))  # the process runtime rebuilds
+        asked = json.loads(watch.next_line())
+        assert asked["action"] == "rebuild" and "resources" in asked["reason"] and asked["ms"] is None, asked
+        assert predict_raw(remote, "rebuilt-watch") == {"six": "1.16.0", "marker": "a"}  # the old replica serves meanwhile
+        # A save while it rebuilds: deferred behind it when the rebuild still runs (else patched
+        # after it); either way reported once its code serves, with the time from the save.
+        model = directory / "model" / "model.py"
+        model.write_text(SIX_MODEL.replace('"a"', '"b"'))
+        seen: list[dict[str, Any]] = []
+        while not (any(item["action"] == "rebuilt" for item in seen) and any(item["action"] in ("hot_swap", "restart", "synced") for item in seen)):
+            seen.append(json.loads(watch.next_line()))
+            assert seen[-1]["error"] is None and seen[-1]["action"] in ("deferred", "rebuilt", "hot_swap", "restart", "synced"), seen
+        ended = next(item for item in seen if item["action"] == "rebuilt")
+        assert ended["tree_hash"] == asked["tree_hash"] and ended["ms"] is not None and ended["ms"] > 0, ended
+        saved = next(item for item in seen if item["action"] in ("hot_swap", "restart", "synced"))
+        assert saved["files"] == ["model/model.py"] and saved["ms"] is not None, seen
+        assert any(f"rebuild {asked['tree_hash'][:12]}: building" in line for line in watch.stderr), watch.stderr
+        assert predict_raw(remote, "rebuilt-watch") == {"six": "1.16.0", "marker": "b"}
+
+        # A build that fails: a download nothing answers. The old code serves on; the build log says why.
+        config.write_text(config.read_text() + "external_data:\n  - url: http://127.0.0.1:9/weights.bin\n    local_data_path: weights.bin\n")
+        asked = json.loads(watch.next_line())
+        assert asked["action"] == "rebuild", asked
+        failed = json.loads(watch.next_line())
+        assert failed["action"] == "failed" and failed["phase"] == "rebuild" and failed["tree_hash"] == asked["tree_hash"], failed
+        assert failed["error"] and failed["build_log_tail"], failed
+        assert predict_raw(remote, "rebuilt-watch") == {"six": "1.16.0", "marker": "b"}
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()
