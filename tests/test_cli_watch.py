@@ -427,3 +427,30 @@ def test_push_watch_reports_a_requirements_patch_and_a_rebuild_to_its_end_on_the
         assert watch.interrupt() == 130
     finally:
         watch.kill()
+
+
+def _replica_names_files_relative() -> bool:
+    from truss_cli.server import load_errors
+
+    return hasattr(load_errors, "name_files_relative_to")
+
+
+@pytest.mark.skipif(not _replica_names_files_relative(), reason="needs tree-relative tracebacks in the replica (C1, branch s4-perf)")
+def test_push_watch_shows_a_load_failure_with_the_users_own_file_paths(remote: Remote) -> None:
+    directory = remote.model_dir("traced")
+    model = directory / "model" / "model.py"
+    watch = WatchProcess(remote, "push", str(directory), "--model-name", "traced", "--watch")
+    try:
+        wait_for_watching(watch)
+        model.write_text(model.read_text().replace('self._greeting = "Hello"', 'raise RuntimeError("no weights")'))
+        failed = [watch.next_line()]
+        while not failed[-1].startswith("RuntimeError: no weights"):  # the traceback's last line
+            failed.append(watch.next_line())
+        assert "model/model.py → failed (load)" in failed[0], failed
+        # The replica runs a private copy of the tree; the user sees the file on this machine.
+        assert any(f'File "{model}", line ' in line and "in load" in line for line in failed), failed
+        assert not any("replicas/" in line for line in failed), failed
+        assert predict(remote, "traced") == "Hello, watch!"  # the old code keeps serving
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()
