@@ -164,9 +164,9 @@ class WatchSession:
         try:
             if self._keep_awake:
                 self._start_thread(self._keep_awake_loop, "truss-keep-awake")
+            self._start_thread(lambda: self._rebuilds.run(self._stop), "truss-rebuild")
             # Watch first, rescan second: a save between the two is then seen by one or the
             # other (the batches computed before the rescan are dropped as folded into it).
-            self._start_thread(lambda: self._rebuilds.run(self._stop), "truss-rebuild")
             watcher = self._start_thread(self._watch, "truss-watch")
             while not self._watching.wait(_POLL_SECONDS) and watcher.is_alive() and not self._stop.is_set():
                 pass
@@ -248,8 +248,10 @@ class WatchSession:
                 self._rebuilds.later(result.tree_hash)
             if self._rebuilds.following is None:  # it ended while this sync was answered
                 self._batches.put(_SYNC_DEFERRED)
-        elif result.action != "deferred":
-            self._deferred = None  # synced (or refused) with the rest: nothing waits any more
+        elif self._deferred is not None:
+            # Synced (or refused) with this sync's files: they are part of what it reports.
+            result.files = sorted(set(result.files) | set(self._deferred.files))
+            self._deferred = None
         self._on_result(result)
         if result.action == "rebuild" and result.tree_hash:
             self._after_rebuild = True
