@@ -1,11 +1,15 @@
 """`truss push --watch` and `truss watch` as a user types them, against a real control plane
-(a subprocess with the process runtime, real replicas)."""
+(a subprocess with the process runtime, real replicas); and how every kind of sync looks
+(requirements, rebuild, a traceback's paths) against tests/patch_spec_server.py, which
+answers per the contract the control plane builds to."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +25,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLES
 from tests.controlplane_support import ControlPlaneProcess, running_controlplane
+from tests.patch_spec_server import PatchSpecServer
 from truss_cli.cli.app import app
 from truss_cli.client.remotes import add_remote, trussrc_path
 
@@ -198,6 +203,254 @@ def test_watch_attaches_sends_offline_changes_first_and_prints_json_lines(remote
         (directory / "model" / "helper.py").write_text("X = 1\n")
         saved = json.loads(watch.next_line())
         assert saved["files"] == ["model/helper.py"] and saved["error"] is None and saved["ms"] is not None
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()
+
+
+# -- the CLI's lines for every kind of sync, against tests/patch_spec_server.py (C2, C3, C1) --
+
+SPEC_CONFIG = b"model_name: m1\n"
+SPEC_MODEL = b"class Model:\n    def predict(self, model_input):\n        return 'hello'\n"
+
+
+class SpecHome:
+    """A HOME whose ~/.trussrc names a patch spec server as the remote in use."""
+
+    def __init__(self, server: PatchSpecServer, home: Path) -> None:
+        home.mkdir()
+        add_remote(trussrc_path(home), "spec", server.url, "key", use=True)
+        self.home = home
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Iterator[tuple[PatchSpecServer, Path, SpecHome]]:
+    files = {"config.yaml": SPEC_CONFIG, "model/model.py": SPEC_MODEL}
+    directory = tmp_path / "m1"
+    for path, data in files.items():
+        (directory / path).parent.mkdir(parents=True, exist_ok=True)
+        (directory / path).write_bytes(data)
+    with PatchSpecServer(files) as server:
+        yield server, directory, SpecHome(server, tmp_path / "home")
+
+
+def wait_for_stderr(watch: WatchProcess, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in watch.stderr):
+        assert watch.process.poll() is None and time.monotonic() < deadline, "".join(watch.stderr)[-3000:]
+        time.sleep(0.05)
+
+
+def test_watch_says_what_requirements_changed_follows_a_rebuild_and_shows_local_paths(
+    spec: tuple[PatchSpecServer, Path, SpecHome],
+) -> None:
+    server, directory, home = spec
+    config, model = directory / "config.yaml", directory / "model" / "model.py"
+    watch = WatchProcess(home, "watch", str(directory), "--model-name", "m1")  # type: ignore[arg-type]
+    try:
+        wait_for_watching(watch, timeout=120)
+        config.write_bytes(SPEC_CONFIG + b"requirements:\n  - six==1.16.0\n")
+        line = watch.next_line(timeout=120)
+        assert "config.yaml → requirements in" in line and ": +six==1.16.0" in line, line
+        config.write_bytes(SPEC_CONFIG + b"requirements:\n  - six==1.16.0\npython_version: py312\n")
+        line = watch.next_line(timeout=120)
+        assert "config.yaml → rebuild (config.yaml: python_version changed)" in line, line
+        assert "the previous code serves until it is ready" in line
+        tree_hash = server.state.rebuild["tree_hash"]  # type: ignore[index]
+        wait_for_stderr(watch, f"rebuild {tree_hash[:12]}: building")
+        server.rebuild_moves_to("deploying")
+        wait_for_stderr(watch, f"rebuild {tree_hash[:12]}: deploying")
+        server.rebuild_serves()
+        line = watch.next_line(timeout=120)
+        assert "config.yaml → rebuilt in" in line and "the new code serves" in line, line
+        model.write_bytes(SPEC_MODEL + b"raise RuntimeError('at import')\n")
+        failed = watch.next_lines_until("in <module>")
+        assert "model/model.py → failed (import)" in failed[0], failed
+        # The replica named the file relative to its tree; the user sees the file on this machine.
+        assert any(f'File "{model}", line 4, in <module>' in line for line in failed), failed
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()
+
+
+def test_watch_json_prints_one_object_per_sync_and_one_when_a_rebuild_fails(spec: tuple[PatchSpecServer, Path, SpecHome]) -> None:
+    server, directory, home = spec
+    config = directory / "config.yaml"
+    watch = WatchProcess(home, "watch", str(directory), "--model-name", "m1", "--output", "json")  # type: ignore[arg-type]
+    try:
+        wait_for_watching(watch, timeout=120)
+        config.write_bytes(SPEC_CONFIG + b"system_packages:\n  - no-such-package\n")
+        asked = json.loads(watch.next_line(timeout=120))
+        assert asked["action"] == "rebuild" and asked["files"] == ["config.yaml"] and asked["ms"] is None
+        server.rebuild_fails("the build failed (exit code 100)", ["E: Unable to locate package no-such-package"])
+        ended = json.loads(watch.next_line(timeout=120))
+        assert ended["action"] == "failed" and ended["phase"] == "rebuild" and ended["tree_hash"] == asked["tree_hash"]
+        assert ended["error"] == "the build failed (exit code 100)"
+        assert ended["build_log_tail"] == ["E: Unable to locate package no-such-package"]
+        config.write_bytes(SPEC_CONFIG)  # the fix: back to the tree that serves
+        fixed = json.loads(watch.next_line(timeout=120))
+        assert fixed["action"] == "hot_swap" and fixed["error"] is None
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()
+
+
+class TerminalWatch:
+    """`truss watch` with stdout and stderr on a pseudo-terminal, as in a user's shell."""
+
+    def __init__(self, home: SpecHome, *args: str) -> None:
+        import pty
+
+        master, slave = pty.openpty()
+        environment = {**os.environ, "HOME": str(home.home), "TRUSS_CACHE_DIR": str(home.home / "cache"), "COLUMNS": "200", "TERM": "xterm"}
+        self.process = subprocess.Popen([sys.executable, "-m", "truss_cli", *args], stdin=slave, stdout=slave, stderr=slave, env=environment)
+        os.close(slave)
+        self._master = master
+        self._chunks: list[bytes] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                return
+            if not chunk:
+                return
+            self._chunks.append(chunk)
+
+    @property
+    def screen(self) -> str:
+        """What was written, without the terminal's control sequences (colours, cursor moves)."""
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(self._chunks).decode("utf-8", "replace"))
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            assert self.process.poll() is None and time.monotonic() < deadline, self.screen[-3000:]
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self._master)
+
+
+def test_on_a_terminal_a_rebuild_shows_a_status_line_until_the_new_code_serves(spec: tuple[PatchSpecServer, Path, SpecHome]) -> None:
+    server, directory, home = spec
+    watch = TerminalWatch(home, "watch", str(directory), "--model-name", "m1")
+    try:
+        watch.wait_for("Watching")
+        (directory / "config.yaml").write_bytes(SPEC_CONFIG + b"python_version: py312\n")
+        watch.wait_for("Rebuilding (building")
+        assert "the previous code serves meanwhile" in watch.screen
+        tree_hash = server.state.rebuild["tree_hash"]  # type: ignore[index]
+        assert f"rebuild {tree_hash[:12]}: building" not in watch.screen  # the status line, not a line per phase
+        server.rebuild_moves_to("deploying")
+        watch.wait_for("Rebuilding (deploying")
+        server.rebuild_serves()
+        watch.wait_for("the new code serves")
+        assert "rebuilt in" in watch.screen
+        watch.process.send_signal(signal.SIGINT)
+        assert watch.process.wait(timeout=60) == 130
+    finally:
+        watch.close()
+
+
+# -- end to end on the real control plane (needs s4-rebuild: C2, C3) ---------------------------
+
+SIX_MODEL = '''
+class Model:
+    def predict(self, model_input):
+        try:
+            import six
+        except ImportError:
+            return {"six": None, "marker": "a"}
+        return {"six": six.__version__, "marker": "a"}
+'''
+
+
+def predict_raw(remote: Remote, model: str) -> dict[str, Any]:
+    done = remote.truss("predict", "--model", model, "--deployment", "development", "-d", "{}")
+    assert done.exit_code == 0, done.output
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("truss_cli.controlplane.dev_rebuild") is None,
+    reason="needs the zero-downtime development rebuild and requirements patches (branch s4-rebuild)",
+)
+def test_push_watch_reports_a_requirements_patch_and_a_rebuild_to_its_end_on_the_real_control_plane(remote: Remote) -> None:
+    directory = remote.model_dir("rebuilt-watch")
+    config = directory / "config.yaml"
+    hello = config.read_text()
+    (directory / "model" / "model.py").write_text(SIX_MODEL)
+    watch = WatchProcess(remote, "push", str(directory), "--model-name", "rebuilt-watch", "--watch", "--output", "json")
+    try:
+        wait_for_watching(watch)
+        assert predict_raw(remote, "rebuilt-watch") == {"six": None, "marker": "a"}
+        config.write_text(hello.replace("requirements: []", "requirements:\n  - six==1.16.0"))
+        added = json.loads(watch.next_line())
+        assert added["action"] == "requirements" and added["error"] is None, added
+        assert added["requirements"] == {"added": ["six==1.16.0"], "removed": [], "changed": []}
+        assert added["files"] == ["config.yaml"] and added["ms"] is not None
+        assert predict_raw(remote, "rebuilt-watch") == {"six": "1.16.0", "marker": "a"}
+
+        config.write_text(config.read_text().replace('cpu: "1"', "cpu: 500m"))  # the process runtime rebuilds
+        asked = json.loads(watch.next_line())
+        assert asked["action"] == "rebuild" and "resources" in asked["reason"] and asked["ms"] is None, asked
+        assert predict_raw(remote, "rebuilt-watch") == {"six": "1.16.0", "marker": "a"}  # the old replica serves meanwhile
+        # A save while it rebuilds: deferred behind it when the rebuild still runs (else patched
+        # after it); either way reported once its code serves, with the time from the save.
+        model = directory / "model" / "model.py"
+        model.write_text(SIX_MODEL.replace('"a"', '"b"'))
+        seen: list[dict[str, Any]] = []
+        while not (any(item["action"] == "rebuilt" for item in seen) and any(item["action"] in ("hot_swap", "restart", "synced") for item in seen)):
+            seen.append(json.loads(watch.next_line()))
+            assert seen[-1]["error"] is None and seen[-1]["action"] in ("deferred", "rebuilt", "hot_swap", "restart", "synced"), seen
+        ended = next(item for item in seen if item["action"] == "rebuilt")
+        assert ended["tree_hash"] == asked["tree_hash"] and ended["ms"] is not None and ended["ms"] > 0, ended
+        saved = next(item for item in seen if item["action"] in ("hot_swap", "restart", "synced"))
+        assert saved["files"] == ["model/model.py"] and saved["ms"] is not None, seen
+        assert any(f"rebuild {asked['tree_hash'][:12]}: building" in line for line in watch.stderr), watch.stderr
+        assert predict_raw(remote, "rebuilt-watch") == {"six": "1.16.0", "marker": "b"}
+
+        # A build that fails: a download nothing answers. The old code serves on; the build log says why.
+        config.write_text(config.read_text() + "external_data:\n  - url: http://127.0.0.1:9/weights.bin\n    local_data_path: weights.bin\n")
+        asked = json.loads(watch.next_line())
+        assert asked["action"] == "rebuild", asked
+        failed = json.loads(watch.next_line())
+        assert failed["action"] == "failed" and failed["phase"] == "rebuild" and failed["tree_hash"] == asked["tree_hash"], failed
+        assert failed["error"] and failed["build_log_tail"], failed
+        assert predict_raw(remote, "rebuilt-watch") == {"six": "1.16.0", "marker": "b"}
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()
+
+
+def _replica_names_files_relative() -> bool:
+    from truss_cli.server import load_errors
+
+    return hasattr(load_errors, "name_files_relative_to")
+
+
+@pytest.mark.skipif(not _replica_names_files_relative(), reason="needs tree-relative tracebacks in the replica (C1, branch s4-perf)")
+def test_push_watch_shows_a_load_failure_with_the_users_own_file_paths(remote: Remote) -> None:
+    directory = remote.model_dir("traced")
+    model = directory / "model" / "model.py"
+    watch = WatchProcess(remote, "push", str(directory), "--model-name", "traced", "--watch")
+    try:
+        wait_for_watching(watch)
+        model.write_text(model.read_text().replace('self._greeting = "Hello"', 'raise RuntimeError("no weights")'))
+        failed = [watch.next_line()]
+        while not failed[-1].startswith("RuntimeError: no weights"):  # the traceback's last line
+            failed.append(watch.next_line())
+        assert "model/model.py → failed (load)" in failed[0], failed
+        # The replica runs a private copy of the tree; the user sees the file on this machine.
+        assert any(f'File "{model}", line ' in line and "in load" in line for line in failed), failed
+        assert not any("replicas/" in line for line in failed), failed
+        assert predict(remote, "traced") == "Hello, watch!"  # the old code keeps serving
         assert watch.interrupt() == 130
     finally:
         watch.kill()

@@ -1,29 +1,20 @@
 """`truss watch` (and the watching half of `truss push --watch`): keep the model's development
-deployment in step with the directory, one line per sync."""
+deployment in step with the directory, one line per sync (cli/watch_output.py)."""
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.text import Text
 
 from truss_cli.cli import connect, console, signals
+from truss_cli.cli.watch_output import SyncPrinter
 from truss_cli.client.api import Api
 from truss_cli.client.dev_session import WatchSession, find_development, model_name_of, wait_serving
-from truss_cli.client.patches import SyncResult
 
 # As a shell reports a command ended by SIGINT (`truss run` does the same).
 _INTERRUPTED = 130
-_FILES_SHOWN = 3
-# Actions whose code serves later, not when the answer comes.
-_LATER = {
-    "rebuild": "the development deployment is rebuilt from this tree; the previous code serves until it is ready",
-    "deferred": "the deployment is asleep; its next start runs this tree",
-}
 
 
 def keep_awake_option() -> Any:
@@ -84,49 +75,18 @@ def _watch(
         with console.err.status("Waiting for the development deployment…"):
             deployment = wait_serving(api, deployment, keep_awake, on_status)
     predict = f"truss predict --model {model_name} --deployment development -d '<json>'"
+    printer = SyncPrinter(output)
     session = WatchSession(
         api, deployment, model_dir,
-        on_result=lambda result: _print_result(result, output),
+        on_result=printer.result,
+        on_rebuild_phase=printer.rebuild_phase,
         hot_reload=hot_reload,
         keep_awake=keep_awake,
         on_tree_error=lambda error: console.warning(f"{error.message}" + (f" ({error.hint})" if error.hint else "")),
         on_ready=lambda: console.err.print(f"Watching {model_dir} for changes (Ctrl-C stops). Try: {predict}", markup=False),
     )
-    session.run()
+    try:
+        session.run()
+    finally:
+        printer.close()
 
-
-def _print_result(result: SyncResult, output: console.OutputFormat) -> None:
-    if output is console.OutputFormat.json:
-        console.out.print(json.dumps(result.to_dict()), markup=False, highlight=False, soft_wrap=True)
-        return
-    console.out.print(_line(result), soft_wrap=True)
-    if result.traceback:
-        console.out.print(Text(result.traceback.rstrip(), style="red"), soft_wrap=True)
-
-
-def _line(result: SyncResult) -> Text:
-    """`12:04:05 model/model.py → hot swap in 41 ms (model/model.py: predict changed)`."""
-    files = ", ".join(result.files[:_FILES_SHOWN])
-    if len(result.files) > _FILES_SHOWN:
-        files += f" and {len(result.files) - _FILES_SHOWN} more"
-    stamp = time.strftime("%H:%M:%S")
-    took = "" if result.ms is None else f" in {result.ms:.0f} ms"
-    if not result.ok:
-        phase = f" ({result.phase})" if result.phase else ""
-        return Text.assemble(
-            f"{stamp} {files or '(no files)'} → ", (f"failed{phase}{took}: {result.error}", "bold red"),
-            ("; the previous code keeps serving", "red"),
-        )
-    reason = f" ({result.reason})" if result.reason else ""
-    if result.action in _LATER:
-        # Not served yet: a time "from the save to served" would be a lie.
-        return Text.assemble(f"{stamp} {files or '(no files)'} → ", (result.action, "yellow"), reason, f": {_LATER[result.action]}")
-    style = "green" if result.action in ("hot_swap", "restart") else "yellow"
-    if result.action == "none":
-        # The saved files are what already serves (an edit undone, a failed patch reverted).
-        return Text.assemble(f"{stamp} {files or '(no files)'} → ", ("no change", style), ": the code that serves is up to date")
-    action = "hot swap" if result.action == "hot_swap" else result.action
-    text = Text.assemble(f"{stamp} {files or '(no files)'} → ", (action, style), f"{took}{reason}")
-    if result.needs_full_deploy_reason and result.needs_full_deploy_reason != result.reason:
-        text.append(f"; {result.needs_full_deploy_reason}", style="yellow")
-    return text

@@ -10,10 +10,18 @@ kept in step with a model directory while the user edits it.
   file events into Deltas (client/watch.py) and queues them; this thread sends one patch at a
   time, and batches that arrive while a patch is in flight are folded (`Delta.then`) into
   the next one, so a burst of saves costs one sync, not one per save.
+- A sync answered `rebuild` serves later: a follower thread (client/rebuilds.py) reads the
+  rebuild's progress meanwhile (`on_rebuild_phase`) and hands its end to `on_result` as one
+  more `SyncResult` (`rebuilt` / `failed` / `superseded`); saves go on being sent meanwhile:
+  they stage on top of the tree being rebuilt and their sync answers `deferred`; when the
+  rebuild ends the session syncs them (the control plane does too: whichever comes second
+  answers with what it finds, `none` when the other synced it), so they get a line of their
+  own with the time from their save.
 - A keep-awake thread POSTs the wake route every 60 s (unless the user lets it sleep), so the
   idle timer of the control plane does not scale the deployment to zero while someone edits.
 
-Each sync ends in one `SyncResult` handed to `on_result`. No Typer or rich here.
+Each sync ends in one `SyncResult` handed to `on_result` (from the sending thread; a
+rebuild's end from the follower's). No Typer or rich here.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 
 from truss_cli.client.api import Api, ApiError
 from truss_cli.client.patches import PatchSender, SyncResult
+from truss_cli.client.rebuilds import POLL_SECONDS, RebuildFollower, RebuildPhase
 from truss_cli.client.waiting import wait_for_status
 from truss_cli.client.watch import Batch, watch_tree
 from truss_cli.config import load_config
@@ -87,6 +96,19 @@ class _Pending:
     delta: Delta
     since: float | None  # when the first of them was saved (handed over by the watcher)
     errors: list[TrussError]
+    sync_deferred: bool = False  # a rebuild ended: sync what was deferred behind it
+
+
+@dataclass
+class _Deferred:
+    """Saves whose sync answered `deferred` behind a rebuild, not synced since."""
+
+    files: list[str]
+    since: float | None
+
+
+# Queued by the rebuild follower when a rebuild ends with saves deferred behind it.
+_SYNC_DEFERRED = "sync-deferred"
 
 
 class WatchSession:
@@ -103,6 +125,8 @@ class WatchSession:
         on_tree_error: Callable[[TrussError], None] | None = None,
         keep_awake_seconds: float = KEEP_AWAKE_SECONDS,
         on_ready: Callable[[], None] | None = None,
+        on_rebuild_phase: Callable[[RebuildPhase], None] | None = None,
+        rebuild_poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self._api = api
         self._on_ready = on_ready or (lambda: None)
@@ -120,9 +144,16 @@ class WatchSession:
             api, self.model_id, self.deployment_id, self._tree, "auto" if hot_reload else "off",
             tree_lock=self._tree_lock,
         )
+        self._rebuilds = RebuildFollower(
+            api, self.model_id, self.deployment_id, on_phase=on_rebuild_phase or (lambda phase: None),
+            on_end=self._rebuild_ended, poll_seconds=rebuild_poll_seconds,
+        )
+        self._deferred: _Deferred | None = None
+        # The last sync that was not deferred answered `rebuild`: a `deferred` now waits for it.
+        self._after_rebuild = False
         # Each batch is tagged with the sender's refresh count when it was computed: a rescan
         # supersedes the batches computed before it (they hold older states of their paths).
-        self._batches: queue.Queue[tuple[int, Batch] | BaseException] = queue.Queue()
+        self._batches: queue.Queue[tuple[int, Batch] | BaseException | str] = queue.Queue()
         self._stop = threading.Event()
         self._watching = threading.Event()  # the watcher has handed over its first batch
         self._threads: list[threading.Thread] = []
@@ -133,16 +164,18 @@ class WatchSession:
         try:
             if self._keep_awake:
                 self._start_thread(self._keep_awake_loop, "truss-keep-awake")
+            self._start_thread(lambda: self._rebuilds.run(self._stop), "truss-rebuild")
             # Watch first, rescan second: a save between the two is then seen by one or the
             # other (the batches computed before the rescan are dropped as folded into it).
             watcher = self._start_thread(self._watch, "truss-watch")
             while not self._watching.wait(_POLL_SECONDS) and watcher.is_alive() and not self._stop.is_set():
                 pass
             first = self._sender.refresh()
+            self._follow_rebuild_under_way()
             if first:
-                self._on_result(self._sender.send(first, since=None))
+                self._emit(self._sender.send(first, since=None), since=None)
             elif self._sender.unsynced:
-                self._on_result(self._sender.sync_pending())
+                self._emit(self._sender.sync_pending(), since=None)
             self._on_ready()  # from here on, every save is a sync of its own
             while not self._stop.is_set():
                 pending = self._next_pending()
@@ -151,7 +184,9 @@ class WatchSession:
                 for error in pending.errors:
                     self._on_tree_error(error)
                 if pending.delta:
-                    self._on_result(self._send(pending))
+                    self._emit(self._send(pending), since=pending.since)
+                elif pending.sync_deferred and self._deferred is not None:
+                    self._emit(self._sync_deferred(self._deferred), since=self._deferred.since)
         finally:
             self.stop()
 
@@ -173,6 +208,13 @@ class WatchSession:
         while True:
             if isinstance(item, BaseException):
                 raise item
+            if item == _SYNC_DEFERRED:
+                pending.sync_deferred = True
+                item = self._next_queued()
+                if item is None:
+                    return pending
+                continue
+            assert not isinstance(item, str)
             refreshes, item = item
             if refreshes != self._sender.refreshes:
                 item = replace(item, delta=Delta())  # folded into the rescan already
@@ -182,13 +224,59 @@ class WatchSession:
                 base = self._sender.remote
                 pending.delta = pending.delta.then(item.delta, base)
                 pending.since = item.received if pending.since is None else pending.since
-            try:
-                item = self._batches.get_nowait()
-            except queue.Empty:
+            item = self._next_queued()
+            if item is None:
                 return pending
+
+    def _next_queued(self) -> tuple[int, Batch] | BaseException | str | None:
+        try:
+            return self._batches.get_nowait()
+        except queue.Empty:
+            return None
 
     def _send(self, pending: _Pending) -> SyncResult:
         return self._sender.send(pending.delta, since=pending.since)
+
+    def _emit(self, result: SyncResult, since: float | None) -> None:
+        """Hand a sync's result over, and note what it leaves to come later."""
+        if result.action == "deferred" and self._after_rebuild:
+            # Deferred behind a rebuild (not a sleeping deployment's start): synced at its end.
+            before = self._deferred
+            files = sorted(set(result.files) | set(before.files if before else []))
+            self._deferred = _Deferred(files, before.since if before is not None else since)
+            if result.tree_hash:
+                self._rebuilds.later(result.tree_hash)
+            if self._rebuilds.following is None:  # it ended while this sync was answered
+                self._batches.put(_SYNC_DEFERRED)
+        elif self._deferred is not None:
+            # Synced (or refused) with this sync's files: they are part of what it reports.
+            result.files = sorted(set(result.files) | set(self._deferred.files))
+            self._deferred = None
+        self._on_result(result)
+        if result.action == "rebuild" and result.tree_hash:
+            self._after_rebuild = True
+            self._rebuilds.follow(result.tree_hash, result.reason, result.files, since)
+        elif result.action != "deferred":
+            self._after_rebuild = False
+
+    def _sync_deferred(self, deferred: _Deferred) -> SyncResult:
+        result = self._sender.sync_pending(deferred.files, deferred.since)
+        if result.action == "none":  # the control plane synced them first: they serve
+            result.action, result.reason = "synced", "synced by the control plane when the rebuild ended"
+        return result
+
+    def _rebuild_ended(self, result: SyncResult) -> None:
+        """The follower's thread: the rebuild's end, then the saves deferred behind it."""
+        self._on_result(result)
+        if self._deferred is not None:
+            self._batches.put(_SYNC_DEFERRED)
+
+    def _follow_rebuild_under_way(self) -> None:
+        """A session started while a rebuild runs (the last one's) reports its end too."""
+        rebuild = self._sender.rebuild
+        if rebuild and rebuild.get("phase") != "failed" and rebuild.get("tree_hash"):
+            self._after_rebuild = True
+            self._rebuilds.follow(str(rebuild["tree_hash"]), str(rebuild.get("reason") or ""), [], None, str(rebuild.get("phase") or "building"))
 
     # -- the other threads --------------------------------------------------------------------
 

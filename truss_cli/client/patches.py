@@ -11,9 +11,12 @@ Patch and the contents of the files it puts. The answers it handles (docs/live-r
   again from both, and sent again;
 - 503 `REPLICA_UNAVAILABLE` (a replica starting): wait (Retry-After, else a backoff) and ask
   for the sync again; the patch is staged already when the pending hash says so;
-- 422 `PATCH_FAILED`: the model's code failed (syntax, import, load); the old code keeps
+- 422 `PATCH_FAILED`: the model's code failed (syntax, import, load) or its requirements
+  did not install (phase `requirements`, uv's output as the traceback); the old code keeps
   serving, the patch stays pending, so the next save builds on it. The result carries the
-  model's traceback.
+  model's traceback, its tree-relative file names turned into local paths (client/tracebacks.py);
+- 200 `action: "requirements"` carries what changed (`{"added", "removed", "changed"}`);
+  `action: "rebuild"` means the new code serves later: client/rebuilds.py follows it.
 
 No Typer or rich: the session (client/dev_session.py) decides what to print.
 """
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from truss_cli.client.api import Api, ApiError
+from truss_cli.client.tracebacks import localize
 from truss_cli.errors import TrussError
 from truss_cli.incremental_tree import EXTERNAL_PREFIX, IncrementalTree
 from truss_cli.sync.envelope import envelope_bytes
@@ -56,15 +60,20 @@ class SyncResult:
     """One sync as a user sees it: which files, what the replica did, how long from the save."""
 
     files: list[str]  # the paths the patch changed (deleted ones included)
-    action: str  # hot_swap | restart | none | deferred | rebuild | failed | error
+    # A sync: hot_swap | restart | requirements | none | deferred | rebuild | failed; and
+    # `synced` for saves deferred behind a rebuild that the control plane synced itself.
+    # The end of a rebuild (client/rebuilds.py): rebuilt | superseded | failed (phase "rebuild").
+    action: str
     reason: str = ""
     ms: float | None = None  # from the (first) save to the answer, when the new code serves then
     tree_hash: str | None = None
     error: str | None = None
-    phase: str | None = None  # of a 422: syntax | import | load | config
+    phase: str | None = None  # of a 422: syntax | import | load | config | requirements; "rebuild"
     traceback: str | None = None
     server_ms: dict[str, Any] = field(default_factory=dict)
     needs_full_deploy_reason: str | None = None
+    requirements: dict[str, list[str]] | None = None  # {"added", "removed", "changed"}
+    build_log_tail: list[str] | None = None  # of a failed rebuild
 
     @property
     def ok(self) -> bool:
@@ -76,6 +85,7 @@ class SyncResult:
             "ms": None if self.ms is None else round(self.ms, 1), "tree_hash": self.tree_hash,
             "error": self.error, "phase": self.phase, "traceback": self.traceback,
             "server_ms": self.server_ms, "needs_full_deploy_reason": self.needs_full_deploy_reason,
+            "requirements": self.requirements, "build_log_tail": self.build_log_tail,
         }
 
 
@@ -113,8 +123,11 @@ class PatchSender:
         # Held while rescanning: a watcher thread advancing the same tree holds it too.
         self._tree_lock = tree_lock or nullcontext()
         self.remote = Manifest({})
-        # The last state read had a pending patch point the replica does not run yet.
+        # The last state read had a pending patch point the replica does not run yet (and
+        # that no rebuild in progress is bringing to it).
         self.unsynced = False
+        # The last state read's `rebuild` (docs/live-reload.md C2), None when none runs.
+        self.rebuild: dict[str, Any] | None = None
         self.refreshes = 0  # deltas computed before the last refresh are superseded by it
 
     def refresh(self) -> Delta:
@@ -128,12 +141,18 @@ class PatchSender:
         self.remote = _manifest_of(state.get("manifest"))
         pending = state.get("pending_patch_point") or {}
         running = state.get("running_patch_point") or {}
-        self.unsynced = bool(pending.get("hash")) and pending.get("hash") != running.get("hash")
+        rebuild = state.get("rebuild")
+        self.rebuild = rebuild if isinstance(rebuild, dict) else None
+        # A rebuild under way to the pending tree needs no sync (a sync could start it over).
+        rebuilding = self.rebuild is not None and self.rebuild.get("phase") != "failed" and self.rebuild.get("tree_hash") == pending.get("hash")
+        self.unsynced = bool(pending.get("hash")) and pending.get("hash") != running.get("hash") and not rebuilding
         return diff(self.remote, local)
 
-    def sync_pending(self) -> SyncResult:
+    def sync_pending(self, files: list[str] | None = None, since: float | None = None) -> SyncResult:
         """Sync what is staged already (a session that ended before its sync, or a patch that
-        failed: then the model's traceback shows again, which is where the user left off)."""
+        failed: then the model's traceback shows again, which is where the user left off; or
+        saves deferred behind a rebuild: `files` and `since` are theirs)."""
+        files = files or []
         try:
             try:
                 answer = self._api.sync_patches(self._model, self._deployment)
@@ -143,10 +162,10 @@ class PatchSender:
                 answer = self._sync_until_available(exc)
         except ApiError as exc:
             if exc.error_code == "PATCH_FAILED":
-                return _failed([], exc, None)
+                return _failed(files, exc, since, self.local_path)
             raise
         self.unsynced = False
-        return _succeeded([], answer, None, self.remote)
+        return _succeeded(files, answer, since, self.remote)
 
     def send(self, delta: Delta, since: float | None = None) -> SyncResult:
         """Stage and sync `delta` (from `self.remote`), recovering from a stale base; `since`
@@ -169,7 +188,7 @@ class PatchSender:
                 continue
             except ApiError as exc:
                 if exc.error_code == "PATCH_FAILED":
-                    return _failed(files, exc, since)
+                    return _failed(files, exc, since, self.local_path)
                 if exc.error_code not in _RESYNC_CODES:
                     raise
                 stale += 1
@@ -233,7 +252,8 @@ class PatchSender:
             wanted = {digest: item for digest, item in wanted.items() if digest in missing}
         return {digest: self._content(path, entry) for digest, (path, entry) in wanted.items()}
 
-    def _local_path(self, path: str) -> Path:
+    def local_path(self, path: str) -> Path:
+        """Where a path of the tree (as patches name it) is on this machine."""
         roots = self._tree.roots
         if len(roots) > 1 and path.startswith(EXTERNAL_PREFIX + "/"):
             index, _, rest = path[len(EXTERNAL_PREFIX) + 1 :].partition("/")
@@ -244,12 +264,12 @@ class PatchSender:
         if entry.mode == LINK_MODE:
             return 0
         try:
-            return self._local_path(path).stat().st_size
+            return self.local_path(path).stat().st_size
         except OSError:
             raise _ContentChanged(path) from None
 
     def _content(self, path: str, entry: Entry) -> bytes | Path:
-        local = self._local_path(path)
+        local = self.local_path(path)
         try:
             if entry.mode == LINK_MODE:
                 target = os.readlink(local)
@@ -286,19 +306,27 @@ def _succeeded(files: list[str], answer: dict[str, Any], since: float | None, re
         tree_hash=answer.get("tree_hash") or remote.tree_hash(),
         server_ms=answer.get("ms") if isinstance(answer.get("ms"), dict) else {},
         needs_full_deploy_reason=answer.get("needs_full_deploy_reason"),
+        requirements=_requirements_of(answer.get("requirements")),
     )
 
 
-def _failed(files: list[str], exc: ApiError, since: float | None) -> SyncResult:
+def _requirements_of(value: Any) -> dict[str, list[str]] | None:
+    if not isinstance(value, dict):
+        return None
+    return {key: [str(item) for item in value.get(key) or []] for key in ("added", "removed", "changed")}
+
+
+def _failed(files: list[str], exc: ApiError, since: float | None, local_path: Callable[[str], Path]) -> SyncResult:
     detail = exc.detail if isinstance(exc.detail, dict) else {}
+    summary = localize(str(detail.get("summary") or exc.message), local_path) or exc.message
     return SyncResult(
         files=files,
         action="failed",
-        reason=str(detail.get("summary") or exc.message),
+        reason=summary,
         ms=_ms(since),
-        error=str(detail.get("summary") or exc.message),
+        error=summary,
         phase=detail.get("phase"),
-        traceback=detail.get("traceback"),
+        traceback=localize(detail.get("traceback"), local_path),
     )
 
 
