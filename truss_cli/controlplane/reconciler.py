@@ -312,6 +312,16 @@ class Reconciler:
                 deployment = self.store.deployments.promote(deployment.id)
         return deployment, ready, running
 
+    def retire(self, rows: list[Replica]) -> None:
+        """Stop these replica rows once the gateway no longer routes to them: from the next
+        tick on they are no replicas of their deployment (a replacement took over)."""
+        with self._lock:
+            self._queue_retirement(self._seq + 1, rows)
+
+    def replica_spec(self, deployment: Deployment) -> ReplicaSpec:
+        """What a replica of `deployment` starts from (its artifact, secrets, start tree)."""
+        return self._spec(deployment)
+
     def _spec(self, deployment: Deployment) -> ReplicaSpec:
         artifact = Artifact.from_dict(dict(deployment.build_artifact or {}))
         names = list(deployment.config.get("secret_names") or [])
