@@ -8,7 +8,8 @@ the code that no longer needs it serves; a requirement that does not exist answe
 a requirements patch comes back on the new environment. A change the process runtime rebuilds
 (`resources`) keeps a client predicting in a loop at zero failures until the rebuilt replica
 serves the new code; a rebuild whose build fails (a download that cannot be fetched) leaves the
-old code serving with `rebuild.phase: failed`, cleared by the next patch.
+old code serving with `rebuild.phase: failed`, cleared by the next patch. A staged patch's
+`hot_reload: "off"` is honoured by a sync after a control-plane restart.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import httpx
 import pytest
 
 from conftest import write_model_dir
-from controlplane_support import ControlPlaneProcess, running_controlplane
-from test_controlplane_patches import Watcher, ok, predict, push_development, refused, send, state
+from controlplane_support import ControlPlaneProcess, running_controlplane, start_controlplane, stop_replicas
+from test_controlplane_patches import Watcher, ok, patches_url, predict, push_development, refused, send, state
 
 # predict says which code runs and whether `six` can be imported in the replica's environment.
 MODEL = """
@@ -210,6 +211,30 @@ def test_a_rebuild_whose_build_fails_leaves_the_old_code_serving(cp: ControlPlan
     _, envelope = set_marker(watcher, "recovered")
     assert ok(send(cp, deployment, envelope))["action"] in ("hot_swap", "restart")
     assert predict(cp.client, deployment["model_id"])["marker"] == "recovered"
+
+
+def test_a_staged_patch_hot_reload_choice_survives_a_control_plane_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "cp"
+    cp = start_controlplane(data_dir)
+    try:
+        deployment, watcher = development(cp, tmp_path, "choice")
+        _, envelope = watcher.edit("model/model.py", MODEL.format(marker="cold"), hot_reload="off")
+        ok(send(cp, deployment, envelope, sync=False), 201)
+        cp.terminate()
+        cp.close()
+        cp = start_controlplane(data_dir, admin_key=cp.admin_key)
+        deadline = time.monotonic() + 120
+        while (response := cp.client.post(patches_url(deployment) + "/sync", timeout=300)).status_code == 503:
+            assert time.monotonic() < deadline, response.text  # until the first tick finds the replica
+            time.sleep(0.2)
+        answer = ok(response)
+        assert answer["action"] == "restart" and "hot reload is off" in answer["reason"], answer
+        assert predict(cp.client, deployment["model_id"])["marker"] == "cold"
+    finally:
+        cp.close()
+        if cp.process.poll() is None:
+            cp.terminate()
+        stop_replicas(data_dir)
 
 
 def replica_handles(data_dir: Path, deployment_id: str) -> list[dict[str, Any]]:

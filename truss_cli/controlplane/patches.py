@@ -124,6 +124,9 @@ class Syncer:
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _configs: dict[str, Any] = field(default_factory=dict)  # config.yaml digest -> its parsed TrussConfig
 
+    def __post_init__(self) -> None:
+        self.hot_reload = HotReloadChoices(self.store.patch_points.set_hot_reload)
+
     async def sync(self, deployment_id: str) -> tuple[int, dict[str, Any], dict[str, str]]:
         """-> (status, body, headers): the contract's answers (200 / 422 / 503)."""
         lock = self._locks.setdefault(deployment_id, asyncio.Lock())
@@ -237,7 +240,7 @@ class Syncer:
         if token is None:
             return _unavailable("the development replica's control token is gone (it is being replaced); retry")
         url = replica.data[CONTROL_URL] + protocol.CONTROL_PATCH_PATH
-        hot_reload = self.hot_reload.get(deployment.id, "auto")
+        hot_reload = self.hot_reload.get(deployment.id, deployment.hot_reload)  # the store's after a restart
         base = running
         for _ in range(2):  # a second time from the replica's own tree when it is not at `running`
             envelope = await asyncio.to_thread(self._replica_envelope, base, pending, hot_reload, python)
@@ -304,6 +307,28 @@ class Syncer:
         with open(handle, "wb") as out:
             write_envelope(out, document, blobs)
         return Path(name)
+
+
+class HotReloadChoices(dict[str, str]):
+    """Deployment id -> the staged patch's hot-reload choice. Read from memory by the sync; a
+    choice other than the one last stored is also written to the store (`save`, in a worker
+    thread: off the patch's path), so a sync after a control-plane restart honours it. A
+    watcher's patches all say the same: one write per deployment and control-plane run."""
+
+    def __init__(self, save: Callable[[str, str], None]) -> None:
+        super().__init__()
+        self._save = save
+        self._stored: dict[str, str] = {}
+
+    def __setitem__(self, deployment_id: str, choice: str) -> None:
+        super().__setitem__(deployment_id, choice)
+        if self._stored.get(deployment_id) == choice:
+            return  # (the first choice of each deployment is written: the store may hold another)
+        self._stored[deployment_id] = choice
+        try:
+            asyncio.get_running_loop().run_in_executor(None, self._save, deployment_id, choice)
+        except RuntimeError:  # no loop (a caller off the event loop): write now
+            self._save(deployment_id, choice)
 
 
 def _post(url: str, token: str, envelope: Path) -> httpx.Response:
