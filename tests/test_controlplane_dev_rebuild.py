@@ -9,7 +9,8 @@ a requirements patch comes back on the new environment. A change the process run
 (`resources`) keeps a client predicting in a loop at zero failures until the rebuilt replica
 serves the new code; a rebuild whose build fails (a download that cannot be fetched) leaves the
 old code serving with `rebuild.phase: failed`, cleared by the next patch. A staged patch's
-`hot_reload: "off"` is honoured by a sync after a control-plane restart.
+`hot_reload: "off"` is honoured by a sync after a control-plane restart; a rebuild cut short
+by a kill -9 of the control plane is started over by the next one, the old code serving.
 """
 
 from __future__ import annotations
@@ -27,7 +28,17 @@ import pytest
 
 from conftest import write_model_dir
 from controlplane_support import ControlPlaneProcess, running_controlplane, start_controlplane, stop_replicas
-from test_controlplane_patches import Watcher, ok, patches_url, predict, push_development, refused, send, state
+from test_controlplane_patches import (
+    Watcher,
+    first_answer,
+    ok,
+    patches_url,
+    predict,
+    push_development,
+    refused,
+    send,
+    state,
+)
 
 # predict says which code runs and whether `six` can be imported in the replica's environment.
 MODEL = """
@@ -42,6 +53,20 @@ class Model:
         return {{"marker": {marker!r}, "six": version}}
 """
 CONFIG = "model_name: {name}\npython_version: py311\n"
+# load() waits for a file the test creates: a rebuilt replica stays "deploying" until then.
+GATED = """
+import os
+import time
+
+
+class Model:
+    def load(self):
+        while not os.path.exists({gate!r}):
+            time.sleep(0.05)
+
+    def predict(self, request):
+        return {{"marker": {marker!r}}}
+"""
 SIX = "six==1.16.0"
 
 
@@ -231,6 +256,48 @@ def test_a_staged_patch_hot_reload_choice_survives_a_control_plane_restart(tmp_p
         assert answer["action"] == "restart" and "hot reload is off" in answer["reason"], answer
         assert predict(cp.client, deployment["model_id"])["marker"] == "cold"
     finally:
+        cp.close()
+        if cp.process.poll() is None:
+            cp.terminate()
+        stop_replicas(data_dir)
+
+
+def test_a_rebuild_cut_short_by_a_control_plane_kill_is_started_over_while_the_old_code_serves(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "cp"
+    gate = tmp_path / "gate"
+    gate.write_text("open")
+    cp = start_controlplane(data_dir)
+    try:
+        root = write_model_dir(tmp_path / "resumed", GATED.format(gate=str(gate), marker="a"),
+                               CONFIG.format(name="resumed"))
+        deployment, watcher = push_development(cp, root, "resumed"), Watcher(root)
+        gate.unlink()  # the rebuilt replica's load() waits from now on
+        staged, envelope = watcher.edit("model/model.py", GATED.format(gate=str(gate), marker="b"))
+        ok(send(cp, deployment, envelope, sync=False), 201)
+        patch, envelope = watcher.edit("config.yaml", CONFIG.format(name="resumed") + "resources:\n  cpu: 500m\n")
+        assert ok(send(cp, deployment, envelope))["action"] == "rebuild"
+        wait_for_state(cp, deployment, lambda s: (s["rebuild"] or {}).get("phase") == "deploying")
+
+        cp.kill()
+        cp.close()
+        cp = start_controlplane(data_dir, admin_key=cp.admin_key)
+        assert first_answer(cp, deployment)["marker"] == "a"  # the old replica serves on
+        deploying = wait_for_state(cp, deployment, lambda s: (s["rebuild"] or {}).get("phase") == "deploying")
+        assert deploying["rebuild"]["tree_hash"] == patch.next_hash
+        assert predict(cp.client, deployment["model_id"])["marker"] == "a"
+        gate.write_text("open")
+        done = wait_for_state(cp, deployment, lambda s: s["rebuild"] is None or s["rebuild"]["phase"] == "failed")
+        assert done == {"running_patch_point": {"hash": patch.next_hash}, "pending_patch_point": None,
+                        "rebuild": None}, done
+        assert predict(cp.client, deployment["model_id"])["marker"] == "b"
+        deadline = time.monotonic() + 60
+        while len(replica_handles(data_dir, deployment["id"])) != 1:  # the first run's new replica was stopped
+            assert time.monotonic() < deadline, replica_handles(data_dir, deployment["id"])
+            time.sleep(0.1)
+    finally:
+        gate.write_text("open")
         cp.close()
         if cp.process.poll() is None:
             cp.terminate()
