@@ -209,7 +209,8 @@ class Syncer:
             delta = await asyncio.to_thread(self._requirements_delta, running, pending)
             with LogFile(log_path) as log:
                 log(f"installing the requirements of tree {pending[:12]}: {delta.reason()}")
-                python = await asyncio.to_thread(self.environment_for, self.trees.tree(pending), log)
+                # The tree is materialised in the worker thread too (never on the event loop).
+                python = await asyncio.to_thread(lambda: self.environment_for(self.trees.tree(pending), log))
         except (BuildError, TrussError, ConfigError) as exc:
             output = getattr(exc, "output", None) or getattr(exc, "message", None) or str(exc)
             await asyncio.to_thread(self.store.patch_points.refused, deployment.id, pending)
