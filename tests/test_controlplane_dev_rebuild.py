@@ -10,7 +10,8 @@ a requirements patch comes back on the new environment. A change the process run
 serves the new code; a rebuild whose build fails (a download that cannot be fetched) leaves the
 old code serving with `rebuild.phase: failed`, cleared by the next patch. A staged patch's
 `hot_reload: "off"` is honoured by a sync after a control-plane restart; a rebuild cut short
-by a kill -9 of the control plane is started over by the next one, the old code serving.
+by a kill -9 of the control plane is started over by the next one, the old code serving; a
+save during a rebuild is staged on top (`deferred`) and served once the rebuild ends.
 """
 
 from __future__ import annotations
@@ -236,6 +237,31 @@ def test_a_rebuild_whose_build_fails_leaves_the_old_code_serving(cp: ControlPlan
     _, envelope = set_marker(watcher, "recovered")
     assert ok(send(cp, deployment, envelope))["action"] in ("hot_swap", "restart")
     assert predict(cp.client, deployment["model_id"])["marker"] == "recovered"
+
+
+def test_a_save_during_a_rebuild_is_staged_on_top_and_served_when_the_rebuild_ends(
+    cp: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    gate.write_text("open")
+    try:
+        root = write_model_dir(tmp_path / "ontop", GATED.format(gate=str(gate), marker="a"), CONFIG.format(name="ontop"))
+        deployment, watcher = push_development(cp, root, "ontop"), Watcher(root)
+        gate.unlink()
+        rebuilt, envelope = watcher.edit("config.yaml", CONFIG.format(name="ontop") + "resources:\n  cpu: 500m\n")
+        assert ok(send(cp, deployment, envelope))["action"] == "rebuild"
+        wait_for_state(cp, deployment, lambda s: (s["rebuild"] or {}).get("phase") == "deploying")
+        on_top, envelope = watcher.edit("model/model.py", GATED.format(gate=str(gate), marker="on-top"))
+        answer = ok(send(cp, deployment, envelope))
+        assert answer["action"] == "deferred", answer
+        assert predict(cp.client, deployment["model_id"])["marker"] == "a"
+        gate.write_text("open")
+        done = wait_for_state(cp, deployment, lambda s: s["pending_patch_point"] is None)
+        assert done == {"running_patch_point": {"hash": on_top.next_hash}, "pending_patch_point": None,
+                        "rebuild": None}, done
+        assert predict(cp.client, deployment["model_id"])["marker"] == "on-top"
+    finally:
+        gate.write_text("open")
 
 
 def test_a_staged_patch_hot_reload_choice_survives_a_control_plane_restart(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ here do not queue behind the build workers (one rebuild per development deployme
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -39,7 +40,7 @@ from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.reconciler import STOPPED, Reconciler
 from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, BuildError, BuildRequest, Handle, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
-from truss_cli.controlplane.store import Deployment, Store, states
+from truss_cli.controlplane.store import Deployment, NotFound, Store, states
 from truss_cli.controlplane.trees import Trees
 
 logger = logging.getLogger("truss.controlplane.dev_rebuild")
@@ -48,11 +49,12 @@ BUILDING, DEPLOYING, FAILED_PHASE = "building", "deploying", "failed"
 LOG_TAIL_LINES = 20
 READY_TIMEOUT_SECONDS = 900.0  # load() may fetch weights; the old replica serves meanwhile
 _POLL_SECONDS = 0.1
+SYNC_ATTEMPTS = 30  # a second apart: the rebuilt replica is ready, so a 503 is brief
 
 
 class DevelopmentRebuilds:
     def __init__(self, store: Store, runtime: Runtime, trees: Trees, reconciler: Reconciler,
-                 sync: Callable[[str], Awaitable[Any]]) -> None:
+                 sync: Callable[[str], Awaitable[tuple[int, dict[str, Any], dict[str, str]]]]) -> None:
         """`sync`: the Syncer's, called when a rebuild ends with a newer tree staged on top."""
         self.store = store
         self.runtime = runtime
@@ -114,9 +116,21 @@ class DevelopmentRebuilds:
         finally:
             if handle is not None:
                 await asyncio.to_thread(self.runtime.stop, handle, 0)
-        current = await asyncio.to_thread(self.store.deployments.get_by_id, deployment_id)
-        if current.pending_tree_hash:  # staged during the rebuild: send it now
-            await self.sync(deployment_id)
+        await self._sync_staged(deployment_id)
+
+    async def _sync_staged(self, deployment_id: str) -> None:
+        """A tree staged during the rebuild is sent now (retried while the replica is not
+        ready); its answer is the deployment's log, as the client's own sync would not see it."""
+        for _ in range(SYNC_ATTEMPTS):
+            current = await asyncio.to_thread(self.store.deployments.get_by_id, deployment_id)
+            if not current.pending_tree_hash or current.pending_failed:
+                return
+            status, body, _ = await self.sync(deployment_id)
+            if status != 503:
+                with LogFile(build_log_path(self.store, deployment_id)) as log:
+                    log(f"synced the tree staged during the rebuild: {status} {body.get('action') or body.get('error')}")
+                return
+            await asyncio.sleep(1.0)
 
     def _build(self, deployment_id: str, tree_hash: str, log_path: Path) -> tuple[Artifact, dict[str, Any]]:
         deployment = self.store.deployments.get_by_id(deployment_id)
@@ -170,6 +184,9 @@ class DevelopmentRebuilds:
         await asyncio.to_thread(self.store.replicas.record, deployment.id, self.runtime.kind, handle.to_dict(), "ready")
         await self.reconciler.refresh()  # both are routed for a moment
         await asyncio.to_thread(self.reconciler.retire, old)
+        for row in old:  # at once: a sync must not pick an old one as the deployment's ready replica
+            with contextlib.suppress(NotFound):
+                await asyncio.to_thread(self.store.replicas.set_phase, row.id, "stopping")
         await self.reconciler.refresh()  # the old ones no more: now they are stopped
 
 

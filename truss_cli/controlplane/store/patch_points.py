@@ -116,7 +116,8 @@ class PatchPoints:
                 config: Mapping[str, Any]) -> Optional[Deployment]:
         """A replica built for `tree_hash` serves: it becomes the running tree, `artifact` what
         replicas start from and `config` the row's (secret names, metadata of the new
-        config.yaml); a tree staged on top stays staged (the next sync sends it).
+        config.yaml); the deployment's current tree stays staged when it is another one (the
+        next sync sends it).
         None when no rebuild of that tree is recorded any more."""
         with write_transaction(self._engine) as db:
             try:
@@ -125,7 +126,10 @@ class PatchPoints:
                 return None
             if not deployment.rebuild or deployment.rebuild.get("tree_hash") != tree_hash:
                 return None
-            pending = None if deployment.pending_tree_hash == tree_hash else deployment.pending_tree_hash
+            # What the client last staged stays to be synced: a newer tree, or the old running
+            # tree when a patch went back to it during the rebuild.
+            current = deployment.current_tree
+            pending = None if current == tree_hash else current
             values: dict[str, Any] = {}
             if deployment.desired_state == states.DESIRED_ACTIVE:
                 # Its new replica is ready: it serves (a deployment that had failed, or slept
