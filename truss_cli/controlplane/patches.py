@@ -21,17 +21,17 @@ from typing import Any, Callable, Optional
 import httpx
 
 from truss_cli.config import ConfigError, load_config
-from truss_cli.errors import TrussError
-from truss_cli.requirements import resolve_requirements
 from truss_cli.config_to_replica import replica_config_for
-from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.builds import build_log_path
+from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.patch_classify import Change, RequirementsDelta, classify, config_loader, requirements_delta
 from truss_cli.controlplane.runtimes.base import CONTROL_URL, BuildError, Handle, control_token, one_line_cause
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Store, states
 from truss_cli.controlplane.store.patch_points import StaleBase
 from truss_cli.controlplane.trees import Trees
+from truss_cli.errors import TrussError
+from truss_cli.requirements import resolve_requirements
 from truss_cli.server import protocol
 from truss_cli.server.status import READY
 from truss_cli.sync.envelope import EnvelopeError, read_envelope, write_envelope

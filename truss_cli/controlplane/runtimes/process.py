@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Optional
 
+from truss_cli.config import ConfigError, load_config
 from truss_cli.controlplane.runtimes import logshim, pids
 from truss_cli.controlplane.runtimes.base import (
     CONTROL_TOKEN_FILE,
@@ -51,7 +52,6 @@ from truss_cli.controlplane.runtimes.base import (
 )
 from truss_cli.controlplane.runtimes.environments import EnvironmentBuildFailed, ProgressCallback
 from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
-from truss_cli.config import ConfigError, load_config
 from truss_cli.custom_server import custom_server_options
 from truss_cli.errors import TrussError
 from truss_cli.local import replica as local_replica
