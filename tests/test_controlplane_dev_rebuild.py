@@ -8,7 +8,8 @@ the code that no longer needs it serves; a requirement that does not exist answe
 a requirements patch comes back on the new environment. A change the process runtime rebuilds
 (`resources`) keeps a client predicting in a loop at zero failures until the rebuilt replica
 serves the new code; a rebuild whose build fails (a download that cannot be fetched) leaves the
-old code serving with `rebuild.phase: failed`, cleared by the next patch. A staged patch's
+old code serving with `rebuild.phase: failed`, cleared by the next patch, and so does a
+rebuilt replica whose load() raises. A staged patch's
 `hot_reload: "off"` is honoured by a sync after a control-plane restart; a rebuild cut short
 by a kill -9 of the control plane is started over by the next one, the old code serving; a
 save during a rebuild is staged on top (`deferred`) and served once the rebuild ends.
@@ -237,6 +238,23 @@ def test_a_rebuild_whose_build_fails_leaves_the_old_code_serving(cp: ControlPlan
     _, envelope = set_marker(watcher, "recovered")
     assert ok(send(cp, deployment, envelope))["action"] in ("hot_swap", "restart")
     assert predict(cp.client, deployment["model_id"])["marker"] == "recovered"
+
+
+def test_a_rebuilt_replica_that_fails_to_load_leaves_the_old_code_serving(cp: ControlPlaneProcess, tmp_path: Path) -> None:
+    deployment, watcher = development(cp, tmp_path, "badload")
+    failing = MODEL.format(marker="never") + "\n    def load(self):\n        raise RuntimeError('no weights here')\n"
+    _, envelope = watcher.edit("model/model.py", failing)
+    ok(send(cp, deployment, envelope, sync=False), 201)
+    broken, envelope = watcher.edit("config.yaml", CONFIG.format(name="badload") + "resources:\n  cpu: 500m\n")
+    assert ok(send(cp, deployment, envelope))["action"] == "rebuild"
+    failed = wait_for_state(cp, deployment, lambda s: s["rebuild"] is None or s["rebuild"]["phase"] == "failed")
+    assert failed["rebuild"] is not None and "no weights here" in failed["rebuild"]["error"], failed
+    assert failed["pending_patch_point"] == {"hash": broken.next_hash}
+    assert predict(cp.client, deployment["model_id"]) == {"marker": "a", "six": None}
+    deadline = time.monotonic() + 60
+    while len(replica_handles(cp.data_dir, deployment["id"])) != 1:  # the failed one was stopped
+        assert time.monotonic() < deadline, replica_handles(cp.data_dir, deployment["id"])
+        time.sleep(0.1)
 
 
 def test_a_save_during_a_rebuild_is_staged_on_top_and_served_when_the_rebuild_ends(
