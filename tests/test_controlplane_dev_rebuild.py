@@ -282,6 +282,28 @@ def test_a_save_during_a_rebuild_is_staged_on_top_and_served_when_the_rebuild_en
         gate.write_text("open")
 
 
+def test_a_save_during_a_rebuild_that_needs_another_rebuild_gets_it(cp: ControlPlaneProcess, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.write_text("open")
+    try:
+        root = write_model_dir(tmp_path / "twice", GATED.format(gate=str(gate), marker="a"), CONFIG.format(name="twice"))
+        deployment, watcher = push_development(cp, root, "twice"), Watcher(root)
+        gate.unlink()
+        _, envelope = watcher.edit("config.yaml", CONFIG.format(name="twice") + "resources:\n  cpu: 500m\n")
+        assert ok(send(cp, deployment, envelope))["action"] == "rebuild"
+        wait_for_state(cp, deployment, lambda s: (s["rebuild"] or {}).get("phase") == "deploying")
+        _, envelope = watcher.edit("model/model.py", GATED.format(gate=str(gate), marker="second"))
+        ok(send(cp, deployment, envelope, sync=False), 201)
+        latest, envelope = watcher.edit("config.yaml", CONFIG.format(name="twice") + "resources:\n  cpu: 1\n")
+        assert ok(send(cp, deployment, envelope))["action"] == "deferred"
+        gate.write_text("open")
+        done = wait_for_state(cp, deployment, lambda s: s["pending_patch_point"] is None and s["rebuild"] is None)
+        assert done["running_patch_point"] == {"hash": latest.next_hash}, done
+        assert predict(cp.client, deployment["model_id"])["marker"] == "second"
+    finally:
+        gate.write_text("open")
+
+
 def test_a_staged_patch_hot_reload_choice_survives_a_control_plane_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "cp"
     cp = start_controlplane(data_dir)

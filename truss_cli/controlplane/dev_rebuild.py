@@ -64,11 +64,17 @@ class DevelopmentRebuilds:
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def start(self, deployment_id: str, tree_hash: str) -> None:
-        """Run the recorded rebuild of `tree_hash` (the event loop's thread)."""
-        running = self._tasks.get(deployment_id)
-        if running is not None and not running.done():
-            return  # its end syncs whatever is staged then
-        self._tasks[deployment_id] = asyncio.get_running_loop().create_task(self._run(deployment_id, tree_hash))
+        """Run the recorded rebuild of `tree_hash` (the event loop's thread), after the one
+        of the same deployment still finishing, if any (its end may be what recorded this one)."""
+        previous = self._tasks.get(deployment_id)
+        self._tasks[deployment_id] = asyncio.get_running_loop().create_task(
+            self._after(previous, deployment_id, tree_hash))
+
+    async def _after(self, previous: Optional[asyncio.Task[None]], deployment_id: str, tree_hash: str) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        if await asyncio.to_thread(self._still_wanted, deployment_id, tree_hash):
+            await self._run(deployment_id, tree_hash)
 
     async def resume(self) -> None:
         """At start: rebuilds a previous control plane left building or deploying run again."""
