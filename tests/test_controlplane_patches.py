@@ -124,14 +124,15 @@ def test_a_code_change_is_served_and_a_hot_swap_keeps_what_load_set(cp: ControlP
     assert before["marker"] == "a"
     # The pushed tree hashes as the watcher's: its first patch builds on what the remote runs.
     assert state(cp, deployment) == {"running_patch_point": {"hash": watcher.tree.tree_hash()},
-                                     "pending_patch_point": None}
+                                     "pending_patch_point": None, "rebuild": None}
     patch, envelope = watcher.set_marker("b")
     answer = ok(send(cp, deployment, envelope))
     assert answer["action"] == "hot_swap", answer
     assert answer["tree_hash"] == patch.next_hash == answer["patch_point"]["hash"]
     after = predict(cp.client, deployment["model_id"])
     assert after == {"marker": "b", "token": before["token"]}  # the same instance, new code
-    assert state(cp, deployment) == {"running_patch_point": {"hash": patch.next_hash}, "pending_patch_point": None}
+    assert state(cp, deployment) == {"running_patch_point": {"hash": patch.next_hash}, "pending_patch_point": None,
+                                     "rebuild": None}
     listed = state(cp, deployment, manifest=True)["manifest"]
     assert listed == {path: {"sha256": e.sha256, "mode": e.mode} for path, e in watcher.tree.manifest.items()}
 
@@ -152,7 +153,8 @@ def test_a_syntax_error_answers_422_while_the_old_code_serves_and_a_fixed_file_r
     assert fixed.prev_patch_hash == broken.next_hash
     assert ok(send(cp, deployment, envelope))["action"] in ("hot_swap", "restart")
     assert predict(cp.client, deployment["model_id"])["marker"] == "fixed"
-    assert state(cp, deployment) == {"running_patch_point": {"hash": fixed.next_hash}, "pending_patch_point": None}
+    assert state(cp, deployment) == {"running_patch_point": {"hash": fixed.next_hash}, "pending_patch_point": None,
+                                     "rebuild": None}
 
 
 def test_a_patch_on_a_stale_base_answers_409_with_the_state_and_a_rediff_recovers(
@@ -167,7 +169,8 @@ def test_a_patch_on_a_stale_base_answers_409_with_the_state_and_a_rediff_recover
     (watcher.root / "model" / "model.py").write_text(MODEL.format(marker="d"))
     watcher.tree.update([watcher.root / "model" / "model.py"])
     body = refused(send(cp, deployment, envelope_between(stale_base, watcher)[1]), 409, "STALE_PATCH_BASE")
-    assert body["detail"] == {"running_patch_point": running, "pending_patch_point": {"hash": staged.next_hash}}
+    assert body["detail"] == {"running_patch_point": running, "pending_patch_point": {"hash": staged.next_hash},
+                              "rebuild": None}
 
     # The client's recovery: the remote's manifest, a diff, the patch again.
     remote = Manifest.from_dict({"format": 1, "files": state(cp, deployment, manifest=True)["manifest"]})
@@ -290,11 +293,12 @@ def test_a_change_a_replica_cannot_take_is_synced_by_a_rebuild(cp: ControlPlaneP
     answer = ok(send(cp, deployment, envelope))
     assert answer["action"] == "rebuild", answer
     assert "resources" in answer["needs_full_deploy_reason"], answer
-    found = cp.wait_for_status(deployment["model_id"], deployment["id"], "ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED",
-                               timeout=600)
-    assert found["status"] == "ACTIVE", found
+    deadline = time.monotonic() + 600  # the old replica serves until the rebuilt one does
+    while (found := state(cp, deployment))["rebuild"] is not None and found["rebuild"]["phase"] != "failed":
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)
+    assert found == {"running_patch_point": {"hash": patch.next_hash}, "pending_patch_point": None, "rebuild": None}
     assert predict(cp.client, deployment["model_id"])["marker"] == "rebuilt"
-    assert state(cp, deployment) == {"running_patch_point": {"hash": patch.next_hash}, "pending_patch_point": None}
     # Patches go on from the rebuilt tree.
     _, envelope = watcher.set_marker("after-rebuild")
     assert ok(send(cp, deployment, envelope))["action"] == "hot_swap"
@@ -351,7 +355,8 @@ def test_a_patch_while_scaled_to_zero_is_served_after_the_wake_and_survives_a_ki
         cp = start_controlplane(data_dir, admin_key=cp.admin_key, extra_args=awake)
         assert first_answer(cp, deployment)["marker"] == "mid-sync"
         deadline = time.monotonic() + 60
-        while state(cp, deployment) != {"running_patch_point": {"hash": staged.next_hash}, "pending_patch_point": None}:
+        while state(cp, deployment) != {"running_patch_point": {"hash": staged.next_hash}, "pending_patch_point": None,
+                                        "rebuild": None}:
             assert time.monotonic() < deadline, state(cp, deployment)
             time.sleep(0.1)
 

@@ -4,40 +4,101 @@ never by trusting what the client says it changed."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from truss_cli.config import CONFIG_FILENAME, ConfigError, TrussConfig, parse_config
 from truss_cli.sync.manifest import Manifest
 
-# config.yaml keys whose change the replica cannot take in place: they shape the
-# environment or image (requirements are installed at build time in this first cut).
+# config.yaml keys whose change the replica cannot take in place: they shape the image or
+# the interpreter.
 REBUILD_KEYS = (
     "python_version", "base_image", "resources", "system_packages", "docker_server", "build_commands",
-    "external_package_dirs", "requirements", "requirements_file", "external_data", "build",
+    "external_package_dirs", "external_data", "build",
 )  # fmt: skip
+# Keys (and the requirements file's content) that change only the packages installed: a
+# runtime that builds environments patches them (a new environment, the replica switches its
+# interpreter); any other rebuilds.
+REQUIREMENTS_KEYS = ("requirements", "requirements_file")
 
 
-def rebuild_reason(
-    old: Manifest, new: Manifest, config_of: Callable[[Manifest], TrussConfig]
-) -> Optional[str]:
-    """Why the change old -> new needs a rebuild (None: it can be patched). `config_of`
-    reads a tree's config.yaml (only called when config.yaml or a requirements file changed)."""
+@dataclass(frozen=True)
+class Change:
+    """What the change between two trees needs: `rebuild` says why a rebuild (None: none),
+    `requirements` that the packages changed (patchable by a runtime that builds environments)."""
+
+    rebuild: Optional[str] = None
+    requirements: Optional[str] = None  # why: "requirements.txt changed", "config.yaml: requirements changed"
+
+    def rebuild_reason(self, environments: bool) -> Optional[str]:
+        """Why a rebuild, for a runtime that can (`environments`) or cannot build environments."""
+        if self.rebuild or environments or not self.requirements:
+            return self.rebuild
+        return f"{self.requirements} (this runtime installs requirements by a build)"
+
+
+def classify(old: Manifest, new: Manifest, config_of: Callable[[Manifest], TrussConfig]) -> Change:
+    """What the change old -> new needs. `config_of` reads a tree's config.yaml (only called
+    when config.yaml or a requirements file changed)."""
     changed = {path for path in set(old) | set(new) if old.get(path) != new.get(path)}
     if not changed:
-        return None
+        return Change()
     old_config = config_of(old)
     requirements_file = old_config.requirements_file
+    requirements = None
     if requirements_file and _normal(requirements_file) in changed:
-        return f"{_normal(requirements_file)} changed (requirements are installed by a build)"
+        requirements = f"{_normal(requirements_file)} changed"
     if CONFIG_FILENAME not in changed:
-        return None
+        return Change(requirements=requirements)
     new_config = config_of(new)
     before, after = _dump(old_config), _dump(new_config)
     for key in REBUILD_KEYS:
         if before.get(key) != after.get(key):
-            return f"config.yaml: {key} changed"
-    return None
+            return Change(rebuild=f"config.yaml: {key} changed", requirements=requirements)
+    for key in REQUIREMENTS_KEYS:
+        if requirements is None and before.get(key) != after.get(key):
+            requirements = f"config.yaml: {key} changed"
+    new_file = new_config.requirements_file
+    if requirements is None and new_file and new_file != requirements_file and _normal(new_file) in changed:
+        requirements = f"{_normal(new_file)} changed"
+    return Change(requirements=requirements)
+
+
+def rebuild_reason(
+    old: Manifest, new: Manifest, config_of: Callable[[Manifest], TrussConfig], environments: bool = False
+) -> Optional[str]:
+    """Why the change old -> new needs a rebuild (None: it can be patched) on a runtime that
+    can (`environments`) or cannot build environments for a requirements change."""
+    return classify(old, new, config_of).rebuild_reason(environments)
+
+
+@dataclass(frozen=True)
+class RequirementsDelta:
+    """Requirement lines added, removed, and changed (the same project, another spec)."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # "old -> new"
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"added": self.added, "removed": self.removed, "changed": self.changed}
+
+    def reason(self) -> str:
+        parts = [f"+{line}" for line in self.added] + [f"-{line}" for line in self.removed] + self.changed
+        return "requirements changed: " + (", ".join(parts) if parts else "options or order only")
+
+
+def requirements_delta(old: Sequence[str], new: Sequence[str]) -> RequirementsDelta:
+    """The difference between two lists of requirement lines, matched by project name
+    (`six==1.16.0` -> `six==1.17.0` is a change, not a removal and an addition)."""
+    before = {_project(line): line for line in old}
+    after = {_project(line): line for line in new}
+    added = [after[name] for name in after if name not in before]
+    removed = [before[name] for name in before if name not in after]
+    changed = [f"{before[name]} -> {after[name]}" for name in after if name in before and before[name] != after[name]]
+    return RequirementsDelta(added, removed, changed)
 
 
 def config_loader(read_blob: Callable[[str], bytes], cache: dict[str, TrussConfig]) -> Callable[[Manifest], TrussConfig]:
@@ -67,3 +128,12 @@ def _dump(config: TrussConfig) -> dict[str, Any]:
 
 def _normal(path: str) -> str:
     return PurePosixPath(path).as_posix()  # "./requirements.txt" -> "requirements.txt"
+
+
+def _project(line: str) -> str:
+    """A requirement line's project name, normalised as PEP 503 does (the whole line when it
+    names none, as an option or a URL)."""
+    match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    if match is None or line.lstrip().startswith("-"):
+        return line
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower()

@@ -16,18 +16,22 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import httpx
 
 from truss_cli.config import ConfigError, load_config
 from truss_cli.config_to_replica import replica_config_for
+from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.errors import ApiError
-from truss_cli.controlplane.patch_classify import config_loader, rebuild_reason
-from truss_cli.controlplane.runtimes.base import CONTROL_URL, Handle, control_token
+from truss_cli.controlplane.patch_classify import Change, RequirementsDelta, classify, config_loader, requirements_delta
+from truss_cli.controlplane.runtimes.base import CONTROL_URL, BuildError, Handle, control_token, one_line_cause
+from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Store, states
 from truss_cli.controlplane.store.patch_points import StaleBase
 from truss_cli.controlplane.trees import Trees
+from truss_cli.errors import TrussError
+from truss_cli.requirements import resolve_requirements
 from truss_cli.server import protocol
 from truss_cli.server.status import READY
 from truss_cli.sync.envelope import EnvelopeError, read_envelope, write_envelope
@@ -43,8 +47,10 @@ _NOT_RUNNING = frozenset({states.SCALED_TO_ZERO, states.INACTIVE, states.DEACTIV
 
 def state_of(deployment: Deployment) -> dict[str, Any]:
     pending = deployment.pending_tree_hash
+    rebuild = dict(deployment.rebuild) if deployment.rebuild else None
     return {"running_patch_point": {"hash": deployment.running_tree},
-            "pending_patch_point": {"hash": pending} if pending else None}
+            "pending_patch_point": {"hash": pending} if pending else None,
+            "rebuild": rebuild}
 
 
 def stale(deployment: Deployment) -> ApiError:
@@ -110,8 +116,16 @@ class Syncer:
     forget_connections: Any  # (replica url) -> None, on the event loop: the gateway's pooled connections
     development_replicas: bool = True  # the runtime's: False makes every sync a rebuild
     hot_reload: dict[str, str] = field(default_factory=dict)  # deployment id -> the last patch's choice
+    # The runtime's `environment_for` (runtimes.environments), None when it builds no
+    # environments: a requirements change is then a rebuild.
+    environment_for: Optional[Callable[..., str]] = None
+    # (deployment id, staged tree) -> None, on the event loop: runs a recorded rebuild (dev_rebuild).
+    start_rebuild: Callable[[str, str], None] = lambda deployment_id, tree_hash: None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _configs: dict[str, Any] = field(default_factory=dict)  # config.yaml digest -> its parsed TrussConfig
+
+    def __post_init__(self) -> None:
+        self.hot_reload = HotReloadChoices(self.store.patch_points.set_hot_reload)
 
     async def sync(self, deployment_id: str) -> tuple[int, dict[str, Any], dict[str, str]]:
         """-> (status, body, headers): the contract's answers (200 / 422 / 503)."""
@@ -125,13 +139,27 @@ class Syncer:
         running, pending = deployment.running_tree or "", deployment.pending_tree_hash
         if pending is None:
             return 200, _answer("none", "nothing staged", running, started), {}
+        if deployment.rebuilding:
+            rebuild = dict(deployment.rebuild or {})
+            if rebuild.get("tree_hash") == pending:
+                answer = _answer("rebuild", rebuild.get("reason", ""), pending, started)
+                answer["needs_full_deploy_reason"] = answer["reason"]
+                return 200, answer, {}
+            return 200, _answer("deferred", f"a rebuild is {rebuild.get('phase')} (the previous tree serves): "
+                                "this tree is synced once it ends", pending, started), {}
+        change = Change()
         if not self.development_replicas:
             reason: Optional[str] = "this runtime does not start development replicas (patches are rebuilds)"
         elif deployment.status in _NOT_RUNNING or deployment.desired_state != states.DESIRED_ACTIVE:
             return 200, _answer("deferred", f"the deployment is {deployment.status}: its next replica starts at this tree",
                                 pending, started), {}
         else:
-            reason = await asyncio.to_thread(self._rebuild_reason, running, pending)
+            classified = await asyncio.to_thread(self._classify, running, pending)
+            if isinstance(classified, str):
+                reason = classified
+            else:
+                change = classified
+                reason = change.rebuild_reason(self.environment_for is not None)
         if reason is None:
             replica = await asyncio.to_thread(self._ready_replica, deployment)
             if replica is None:
@@ -140,23 +168,62 @@ class Syncer:
                     return _unavailable(f"the development replica is not ready ({deployment.status}); retry")
             elif CONTROL_URL not in replica.data:
                 reason = "the replica has no control API (a custom server replica)"
+            elif change.requirements:
+                environment = await self._environment(deployment, running, pending)
+                if len(environment) == 3:
+                    return environment  # the 422
+                python, delta = environment
+                answer = await self._send(deployment, replica, running, pending, started, python)
+                if answer[0] == 200:
+                    answer[1].update(action="requirements", reason=delta.reason(), requirements=delta.to_dict())
+                return answer
             else:
                 return await self._send(deployment, replica, running, pending, started)
         if reason is None:
             reason = f"the deployment is {deployment.status}"
-        await asyncio.to_thread(self._rebuild, deployment, pending, reason)
+        if not await asyncio.to_thread(self.store.patch_points.begin_rebuild, deployment.id, pending, reason):
+            return 200, _answer("deferred", "another tree was staged meanwhile, or a rebuild runs", pending, started), {}
+        self.start_rebuild(deployment.id, pending)
         answer = _answer("rebuild", reason, pending, started)
         answer["needs_full_deploy_reason"] = reason
         return 200, answer, {}
 
-    def _rebuild_reason(self, running: str, pending: str) -> Optional[str]:
+    def _classify(self, running: str, pending: str) -> Change | str:
+        """What the change running -> pending needs, or why a rebuild when it cannot be told."""
         old, new = self.trees.manifest(running), self.trees.manifest(pending)
         if old is None or new is None:
             return "the running tree is not stored"
         try:
-            return rebuild_reason(old, new, config_loader(self._read_blob, self._configs))
+            return classify(old, new, config_loader(self._read_blob, self._configs))
         except ConfigError as exc:
             return f"config.yaml: {str(exc).splitlines()[0]}"
+
+    async def _environment(self, deployment: Deployment, running: str,
+                           pending: str) -> tuple[str, RequirementsDelta] | tuple[int, dict[str, Any], dict[str, str]]:
+        """The staged tree's environment (made now when new: the old one keeps serving) and
+        what changed -> (python, delta); or the 422 answer when it cannot be made."""
+        log_path = build_log_path(self.store, deployment.id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        assert self.environment_for is not None
+        try:
+            delta = await asyncio.to_thread(self._requirements_delta, running, pending)
+            with LogFile(log_path) as log:
+                log(f"installing the requirements of tree {pending[:12]}: {delta.reason()}")
+                # The tree is materialised in the worker thread too (never on the event loop).
+                python = await asyncio.to_thread(lambda: self.environment_for(self.trees.tree(pending), log))
+        except (BuildError, TrussError, ConfigError) as exc:
+            output = getattr(exc, "output", None) or getattr(exc, "message", None) or str(exc)
+            await asyncio.to_thread(self.store.patch_points.refused, deployment.id, pending)
+            summary = f"installing the requirements failed: {one_line_cause(output)}"
+            return 422, {"error": f"{summary}; the previous code serves", "error_code": "PATCH_FAILED",
+                         "detail": {"phase": "requirements", "summary": summary, "traceback": output}}, {}
+        return python, delta
+
+    def _requirements_delta(self, running: str, pending: str) -> RequirementsDelta:
+        old_dir, new_dir = self.trees.tree(running), self.trees.tree(pending)
+        old = resolve_requirements(old_dir, load_config(old_dir).config).requirements
+        new = resolve_requirements(new_dir, load_config(new_dir).config).requirements
+        return requirements_delta(old, new)
 
     def _read_blob(self, digest: str) -> bytes:
         with self.store.blobs.open(digest) as blob:
@@ -168,23 +235,16 @@ class Syncer:
                 return Handle.from_dict(dict(row.handle))
         return None
 
-    def _rebuild(self, deployment: Deployment, tree_hash: str, reason: str) -> None:
-        config = load_config(self.trees.tree(tree_hash)).config
-        row_config = {**deployment.config, "secret_names": sorted(config.secrets),
-                      "model_metadata": json.loads(json.dumps(dict(config.model_metadata or {}), default=str))}
-        self.store.deployments.rebuild_development(deployment.id, archive_sha256=tree_hash, config=row_config,
-                                                   labels=deployment.labels)
-
     async def _send(self, deployment: Deployment, replica: Handle, running: str, pending: str,
-                    started: float) -> tuple[int, dict[str, Any], dict[str, str]]:
+                    started: float, python: Optional[str] = None) -> tuple[int, dict[str, Any], dict[str, str]]:
         token = control_token(replica)
         if token is None:
             return _unavailable("the development replica's control token is gone (it is being replaced); retry")
         url = replica.data[CONTROL_URL] + protocol.CONTROL_PATCH_PATH
-        hot_reload = self.hot_reload.get(deployment.id, "auto")
+        hot_reload = self.hot_reload.get(deployment.id, deployment.hot_reload)  # the store's after a restart
         base = running
         for _ in range(2):  # a second time from the replica's own tree when it is not at `running`
-            envelope = await asyncio.to_thread(self._replica_envelope, base, pending, hot_reload)
+            envelope = await asyncio.to_thread(self._replica_envelope, base, pending, hot_reload, python)
             if envelope is None:
                 return _unavailable("the replica's tree is not stored; retry")
             try:
@@ -226,7 +286,8 @@ class Syncer:
             # request on one would be answered by the old code once more.
             self.forget_connections(replica.url)
 
-    def _replica_envelope(self, base_hash: str, pending: str, hot_reload: str) -> Optional[Path]:
+    def _replica_envelope(self, base_hash: str, pending: str, hot_reload: str,
+                          python: Optional[str] = None) -> Optional[Path]:
         """The replica's envelope base -> pending in a temporary file (blobs streamed from the store)."""
         old, new = self.trees.manifest(base_hash), self.trees.manifest(pending)
         if old is None or new is None:
@@ -236,7 +297,7 @@ class Syncer:
         document: dict[str, Any] = {
             "format": 1, "from_hash": base_hash, "to_hash": pending,
             "puts": [{"path": path, "sha256": entry.sha256, "mode": entry.mode} for path, entry in sorted(puts.items())],
-            "deletes": deletes, "replica_config": None, "environment": None, "python": None, "hot_reload": hot_reload,
+            "deletes": deletes, "replica_config": None, "environment": None, "python": python, "hot_reload": hot_reload,
         }  # fmt: skip
         if old.get("config.yaml") != new.get("config.yaml"):
             config = load_config(self.trees.tree(pending)).config
@@ -247,6 +308,28 @@ class Syncer:
         with open(handle, "wb") as out:
             write_envelope(out, document, blobs)
         return Path(name)
+
+
+class HotReloadChoices(dict[str, str]):
+    """Deployment id -> the staged patch's hot-reload choice. Read from memory by the sync; a
+    choice other than the one last stored is also written to the store (`save`, in a worker
+    thread: off the patch's path), so a sync after a control-plane restart honours it. A
+    watcher's patches all say the same: one write per deployment and control-plane run."""
+
+    def __init__(self, save: Callable[[str, str], None]) -> None:
+        super().__init__()
+        self._save = save
+        self._stored: dict[str, str] = {}
+
+    def __setitem__(self, deployment_id: str, choice: str) -> None:
+        super().__setitem__(deployment_id, choice)
+        if self._stored.get(deployment_id) == choice:
+            return  # (the first choice of each deployment is written: the store may hold another)
+        self._stored[deployment_id] = choice
+        try:
+            asyncio.get_running_loop().run_in_executor(None, self._save, deployment_id, choice)
+        except RuntimeError:  # no loop (a caller off the event loop): write now
+            self._save(deployment_id, choice)
 
 
 def _post(url: str, token: str, envelope: Path) -> httpx.Response:

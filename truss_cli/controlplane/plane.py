@@ -14,10 +14,12 @@ from truss_cli import __version__
 from truss_cli.controlplane.auth import GatewayAuthorizer
 from truss_cli.controlplane.builds import BuildWorkers
 from truss_cli.controlplane.gateway import Gateway, GatewayMetrics, RoutingTable
+from truss_cli.controlplane.dev_rebuild import DevelopmentRebuilds
 from truss_cli.controlplane.patches import Syncer
 from truss_cli.controlplane.reconciler import DEV_IDLE_SECONDS, Reconciler
 from truss_cli.controlplane.release import Release
 from truss_cli.controlplane.runtimes.base import Runtime
+from truss_cli.controlplane.runtimes.environments import environment_builder
 from truss_cli.controlplane.store import Removed, Store, states
 from truss_cli.controlplane.trees import SWEEP_GRACE_SECONDS, Trees
 
@@ -48,7 +50,12 @@ class ControlPlane:
                                      lambda: busy_deployments(self.gateway.metrics), options.dev_idle_seconds,
                                      trees=self.trees)
         self.syncer = Syncer(store, self.trees, self.gateway.upstream.forget,
-                             getattr(runtime, "development_replicas", False))
+                             getattr(runtime, "development_replicas", False),
+                             environment_for=environment_builder(runtime))
+        # A development rebuild runs beside the serving replica (contract C2); at its end it
+        # syncs what was staged meanwhile.
+        self.rebuilds = DevelopmentRebuilds(store, runtime, self.trees, self.reconciler, self.syncer.sync)
+        self.syncer.start_rebuild = self.rebuilds.start
         self.table.on_wake = self._on_wake
         self.builds = BuildWorkers(store, runtime, self.trees, options.build_workers, self._built)
         # Frees what a delete removed (replicas, artifacts, trees, blobs); an API worker thread runs it.
@@ -76,6 +83,7 @@ class ControlPlane:
         await asyncio.to_thread(self.reconciler.adopt)
         self.builds.start()
         self._task = asyncio.create_task(self.reconciler.run())
+        await self.rebuilds.resume()  # after adopt: a replica a cut-short rebuild started is stopped
         # What a crash in the middle of a delete left (the sweep derives it from the rows).
         self._sweep = asyncio.create_task(asyncio.to_thread(self.release.sweep))
 
@@ -102,6 +110,7 @@ class ControlPlane:
         """Stop building and reconciling; replicas keep running (re-adopted next start)."""
         if self._task is not None:
             self._task.cancel()
+        await self.rebuilds.stop()
         await asyncio.to_thread(self.builds.stop)
         self.reconciler.count_requests()
         await asyncio.to_thread(self.reconciler.flush_usage)

@@ -12,22 +12,14 @@ stopped again and becomes INACTIVE.
 It also counts usage: the replica-seconds of the replicas it sees running, and the requests
 the gateway served per deployment, flushed to the store every few seconds and at shutdown.
 
-Development deployments scale to zero: one that is ACTIVE (or UNHEALTHY) and had no request
-and no wake for `dev_idle_seconds` becomes SCALED_TO_ZERO (its desired state stays active)
-and its replica is stopped once the gateway routes by that (so no request is sent to a replica
-being stopped). The idle clock lives in memory and costs the gateway nothing: it is reset when
-the gateway's request counter or in-flight gauge for the deployment moved since the last look,
-and by the wake route; a control plane restart resets it, which only delays a scale-down. A
-request to a deployment scaled to zero asks for a wake (`request_wake`): the next tick moves it
-to WAKING_UP and starts its replica while the request parks, then ACTIVE. The status is in the
-store, so a deployment scaled to zero stays so across a crash and wakes on the next request.
+Development deployments scale to zero, wake and start at their patch point: the tick calls
+`development.DevelopmentLifecycle` for those steps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import shlex
 import threading
@@ -37,9 +29,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from truss_cli.controlplane.builds import build_log_path
+from truss_cli.controlplane.development import DEV_IDLE_SECONDS, DevelopmentLifecycle
 from truss_cli.controlplane.gateway import Replica as Upstream
 from truss_cli.controlplane.gateway import RoutingTable
-from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ObservedStatus, ReplicaSpec, Runtime
+from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store, UsageAccrual
 from truss_cli.controlplane.store import states
@@ -55,9 +48,6 @@ PARKING = NOT_YET_ACTIVE | {states.WAKING_UP}
 # over (a rebuild, a crash in the middle of a scale-down) is stopped. (Published deployments
 # never have one in these statuses: not looked up every tick.)
 NOTHING_RUNS = frozenset({states.BUILDING, states.BUILD_FAILED, states.SCALED_TO_ZERO})
-# What a development deployment may be scaled to zero from.
-IDLE_CANDIDATES = frozenset({states.ACTIVE, states.UNHEALTHY})
-DEV_IDLE_SECONDS = 900.0  # Baseten's default scale-down delay
 STOPPED = "stopped"  # a replica row kept for its logs (its deployment failed or was deactivated)
 _TICK_SECONDS = 0.5
 _BACKOFF_FIRST, _BACKOFF_MAX = 1.0, 60.0
@@ -97,11 +87,8 @@ class Reconciler:
         self._served_requests = served_requests
         self._busy_deployments = busy_deployments
         self.dev_idle_seconds = dev_idle_seconds
-        self.trees = trees  # development replicas start at a stored tree (their patch point)
-        # The idle clock: deployment id -> monotonic time of its last request, wake or start.
-        # Written on the loop's thread and by the tick; single-key reads and writes only.
-        self._last_used: dict[str, float] = {}
-        self._wake_requests: set[str] = set()  # ids a request or the wake route asked to wake
+        self.trees = trees
+        self.development = DevelopmentLifecycle(store, runtime, trees, dev_idle_seconds)
         # Replica rows being retired (scale-down, leftovers): from the tick that decides it on,
         # no tick counts them as the deployment's or routes to them. They wait in
         # `_retire_queue` for the next publish (so the gateway no longer routes to them), then
@@ -136,14 +123,12 @@ class Reconciler:
 
     def touch(self, deployment_id: str) -> None:
         """Reset the deployment's idle clock (the wake route; the loop's thread)."""
-        self._last_used[deployment_id] = time.monotonic()
+        self.development.touch(deployment_id)
 
     def request_wake(self, deployment_id: str) -> None:
         """A request or the wake route found the deployment scaled to zero: wake it on the
         next tick, which is now (the loop's thread)."""
-        self.touch(deployment_id)
-        with self._usage_lock:
-            self._wake_requests.add(deployment_id)
+        self.development.request_wake(deployment_id)
         self._wake.set()
 
     def _wake_from_thread(self) -> None:
@@ -192,8 +177,7 @@ class Reconciler:
             now = time.monotonic()
             elapsed = 0.0 if self._last_tick is None else now - self._last_tick
             self._last_tick = now
-            with self._usage_lock:
-                wake_requests, self._wake_requests = self._wake_requests, set()
+            wake_requests = self.development.take_wake_requests()
             models = {model.id: model for model in self.store.models.list()}
             deployments = self.store.deployments.list()
             for deployment in deployments:
@@ -206,9 +190,9 @@ class Reconciler:
                 elif not self._halted:
                     try:
                         if deployment.status == states.SCALED_TO_ZERO and deployment.id in wake_requests:
-                            deployment = self._wake_up(deployment)
+                            deployment = self.development.wake_up(deployment)
                         if deployment.status in RUNNING_STATUSES:
-                            if self._idle(deployment, now):
+                            if self.development.idle(deployment, now):
                                 deployment = self._scale_to_zero(deployment, routing)
                             else:
                                 deployment, ready, running = self._reconcile(deployment)
@@ -223,9 +207,7 @@ class Reconciler:
                 self._count(deployment, model.name if model else "", replica_seconds=running * elapsed)
             with self._usage_lock:
                 self._live = {deployment.id for deployment in deployments}
-            for deployment_id in list(self._last_used):  # deleted deployments' idle clocks
-                if deployment_id not in self._live:
-                    self._last_used.pop(deployment_id, None)
+            self.development.forget_except(self._live)  # deleted deployments' idle clocks
             for model in models.values():
                 targets: dict[str, list[tuple[str, float]]] = {}
                 for deployment in deployments:
@@ -239,34 +221,14 @@ class Reconciler:
                 routing.models[model.id] = targets
             return routing
 
-    # -- development deployments: scale to zero and wake --------------------------------
-
-    def _idle(self, deployment: Deployment, now: float) -> bool:
-        """A development deployment serving with no request or wake for dev_idle_seconds. The
-        clock starts when it starts serving, not when it was pushed (a long build is no idleness)."""
-        if not deployment.is_development:
-            return False
-        if deployment.status not in IDLE_CANDIDATES:
-            self._last_used[deployment.id] = now
-            return False
-        last = self._last_used.setdefault(deployment.id, now)
-        return now - last >= self.dev_idle_seconds
+    # -- development deployments: scale to zero ------------------------------------------
 
     def _scale_to_zero(self, deployment: Deployment, routing: Routing) -> Deployment:
-        if not self.store.deployments.scale_to_zero(deployment.id):
+        asleep = self.development.scale_to_zero(deployment)
+        if asleep is None:
             return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile; the next tick sees it
-        with LogFile(build_log_path(self.store, deployment.id)) as log:
-            log(f"scaled to zero: no request for {self.dev_idle_seconds:g} s; the next request wakes it")
         self._queue_retirement(routing.seq, self._leftovers(deployment))
-        return dataclasses.replace(deployment, status=states.SCALED_TO_ZERO, status_detail=None)
-
-    def _wake_up(self, deployment: Deployment) -> Deployment:
-        if not self.store.deployments.wake(deployment.id):
-            return deployment
-        self._last_used[deployment.id] = time.monotonic()
-        with LogFile(build_log_path(self.store, deployment.id)) as log:
-            log("waking up: a request arrived")
-        return dataclasses.replace(deployment, status=states.WAKING_UP, status_detail=None)
+        return asleep
 
     def _leftovers(self, deployment: Deployment) -> list[Replica]:
         """Its replica rows still running (not stopped, not being stopped)."""
@@ -320,7 +282,7 @@ class Reconciler:
             handle = Handle.from_dict(dict(row.handle))
             observed = self.runtime.status(handle)
             if deployment.is_development and observed.tree_hash and observed.tree_hash == deployment.pending_tree_hash:
-                deployment = self._at_staged_tree(deployment, observed)
+                deployment = self.development.at_staged_tree(deployment, observed)
             if observed.is_ready and handle.url:
                 ready.append(Upstream(handle.replica_id, handle.url))
                 running += 1
@@ -350,18 +312,15 @@ class Reconciler:
                 deployment = self.store.deployments.promote(deployment.id)
         return deployment, ready, running
 
-    def _at_staged_tree(self, deployment: Deployment, observed: ObservedStatus) -> Deployment:
-        """A replica reports the staged tree: it started there (a wake after a deferred
-        sync), or a sync finished while the control plane was down. Serving it, the staged
-        tree runs; failing on it, new replicas start at the running tree until the next patch."""
-        tree_hash = observed.tree_hash or ""
-        if observed.is_ready:
-            self.store.patch_points.advance(deployment.id, tree_hash)
-        elif observed.phase == FAILED:
-            self.store.patch_points.refused(deployment.id, tree_hash)
-        else:
-            return deployment
-        return self.store.deployments.get_by_id(deployment.id)
+    def retire(self, rows: list[Replica]) -> None:
+        """Stop these replica rows once the gateway no longer routes to them: from the next
+        tick on they are no replicas of their deployment (a replacement took over)."""
+        with self._lock:
+            self._queue_retirement(self._seq + 1, rows)
+
+    def replica_spec(self, deployment: Deployment) -> ReplicaSpec:
+        """What a replica of `deployment` starts from (its artifact, secrets, start tree)."""
+        return self._spec(deployment)
 
     def _spec(self, deployment: Deployment) -> ReplicaSpec:
         artifact = Artifact.from_dict(dict(deployment.build_artifact or {}))
@@ -372,13 +331,8 @@ class Reconciler:
                 for name in missing:
                     log(f"warning: secret {name} is not set on this remote: truss secrets set {name}")
         secrets = {n: v.reveal() for n, v in values.items()}
-        tree_hash = deployment.start_tree
-        if (deployment.is_development and self.trees is not None and tree_hash
-                and getattr(self.runtime, "development_replicas", False)):
-            tree_dir = self.trees.tree(tree_hash)
-            return ReplicaSpec(deployment.id, artifact, secrets=secrets, development=True,
-                               tree_dir=str(tree_dir), tree_hash=tree_hash)
-        return ReplicaSpec(deployment.id, artifact, secrets=secrets)
+        return self.development.replica_spec(deployment, artifact, secrets) or ReplicaSpec(
+            deployment.id, artifact, secrets=secrets)
 
     def _start(self, deployment: Deployment) -> None:
         handle = self.runtime.start(self._spec(deployment))
@@ -497,11 +451,11 @@ class Reconciler:
                 served = total - self._requests_seen.get(deployment_id, 0)
                 if served > 0:
                     self._pending.setdefault(deployment_id, [0.0, 0])[1] += served
-                    self._last_used[deployment_id] = now  # the idle clock: a request ended since the last look
+                    self.development.touch(deployment_id, now)  # the idle clock: a request ended since the last look
                 self._requests_seen[deployment_id] = total
         if self._busy_deployments is not None:
             for deployment_id in self._busy_deployments():
-                self._last_used[deployment_id] = now  # one in flight (a long stream is no idleness)
+                self.development.touch(deployment_id, now)  # one in flight (a long stream is no idleness)
 
     def flush_usage(self) -> None:
         """Add what was counted since the last flush to the store (kept for the next one if

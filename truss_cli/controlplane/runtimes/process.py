@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Optional
 
+from truss_cli.config import ConfigError, load_config
 from truss_cli.controlplane.runtimes import logshim, pids
 from truss_cli.controlplane.runtimes.base import (
     CONTROL_TOKEN_FILE,
@@ -49,6 +50,7 @@ from truss_cli.controlplane.runtimes.base import (
     ReplicaSpec,
     write_control_token,
 )
+from truss_cli.controlplane.runtimes.environments import EnvironmentBuildFailed, ProgressCallback
 from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
 from truss_cli.custom_server import custom_server_options
 from truss_cli.errors import TrussError
@@ -106,6 +108,20 @@ class ProcessRuntime:
             },
         )
 
+    def environment_for(self, tree_dir: Path, on_progress: ProgressCallback = lambda line: None) -> str:
+        """The interpreter of the cached environment for this tree's requirements (contract C3):
+        `prepare_model`'s, so a later build of the same tree finds the very environment. uv
+        installs from its cache: only packages it never saw are downloaded."""
+        try:
+            config = load_config(tree_dir).config
+            prepared = prepare_model(tree_dir, config, self.settings, on_progress=on_progress, on_note=on_progress)
+        except (TrussError, ConfigError, OSError) as exc:
+            output = getattr(exc, "message", None) or str(exc)
+            if getattr(exc, "hint", None):
+                output += f"\nhint: {exc.hint}"  # type: ignore[attr-defined]
+            raise EnvironmentBuildFailed(one_line_cause(output) or type(exc).__name__, output) from None
+        return str(prepared.environment.python)
+
     def remove_artifact(self, artifact: Artifact) -> None:
         """Remove the deployment's environment. Environments are a cache keyed by what goes
         into them (`truss_cli.local.environments`), shared by every deployment with the same
@@ -139,7 +155,9 @@ class ProcessRuntime:
             # A private copy: the replica patches its model directory in place.
             model_dir = home / "model"
             shutil.copytree(spec.tree_dir, model_dir, symlinks=True)  # type: ignore[arg-type]
-            local = dataclasses.replace(local, model_dir=model_dir)
+            # On the environment of its start tree, which a requirements patch may have
+            # changed since the build (cached: a lookup unless it was never made).
+            local = dataclasses.replace(local, model_dir=model_dir, python=self._start_python(spec, home, local.python))
             server_command = _development_command(local.command())
             environment = local.child_environment()
             token, token_file = write_control_token(home)
@@ -222,6 +240,17 @@ class ProcessRuntime:
         return read_lines(path, since, follow, is_alive=lambda: self._alive(handle))
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _start_python(self, spec: ReplicaSpec, home: Path, built: Path) -> Path:
+        """A development replica's interpreter: its start tree's environment; the built one
+        when that cannot be made (the replica then fails on the missing package and says so,
+        and the control plane starts the next one at the running tree)."""
+        try:
+            return Path(self.environment_for(Path(spec.tree_dir or "")))
+        except BuildError as exc:
+            with LogFile(home / "replica.log") as log:
+                log(f"the start tree's environment could not be made ({exc}); starting on the built one")
+            return built
 
     def _home(self, replica_id: str) -> Path:
         return self.root / replica_id

@@ -265,7 +265,7 @@ class Deployments:
                 t.update().where(t.c.id == deployment_id)
                 .values(archive_sha256=archive_sha256, config=dict(config), labels=dict(labels),
                         desired_state=states.DESIRED_ACTIVE, running_tree_hash=None, pending_tree_hash=None,
-                        pending_failed=False, updated_at=now())
+                        pending_failed=False, rebuild=None, updated_at=now())  # a patch's rebuild is superseded
             )
             queue_build(db, deployment_id, None)  # one transaction with the new tree
             updated = db.execute(sa.select(t).where(t.c.id == deployment_id)).first()

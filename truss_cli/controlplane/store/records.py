@@ -48,6 +48,13 @@ class Deployment:
     pending_tree_hash: str | None = None
     pending_failed: bool = False
     patch_seq: int = 0
+    rebuild: Mapping[str, Any] | None = None  # patches/state's `rebuild`: tree_hash, reason, phase, error, ...
+    hot_reload: str = "auto"
+
+    @property
+    def rebuilding(self) -> bool:
+        """A rebuild builds or deploys (the old replica serves the running tree meanwhile)."""
+        return bool(self.rebuild) and self.rebuild.get("phase") in ("building", "deploying")
 
     @property
     def running_tree(self) -> str | None:
@@ -61,8 +68,9 @@ class Deployment:
 
     @property
     def start_tree(self) -> str | None:
-        """The tree a new replica starts at: the staged one unless a replica refused it."""
-        if self.pending_tree_hash and not self.pending_failed:
+        """The tree a new replica starts at: the staged one unless a replica refused it or a
+        rebuild is making the environment it needs (the built one cannot run it)."""
+        if self.pending_tree_hash and not self.pending_failed and not self.rebuilding:
             return self.pending_tree_hash
         return self.running_tree
 

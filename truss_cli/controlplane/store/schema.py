@@ -98,6 +98,10 @@ deployments = sa.Table(
     sa.Column("pending_tree_hash", sa.String(64), nullable=True),
     sa.Column("pending_failed", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("patch_seq", sa.Integer, nullable=False, server_default="0"),
+    # A development rebuild in progress or failed (patches/state's `rebuild` object; null:
+    # none), and the last staged patch's hot-reload choice ("auto" / "off").
+    sa.Column("rebuild", sa.JSON, nullable=True),
+    sa.Column("hot_reload", sa.String(8), nullable=False, server_default="auto"),
     sa.UniqueConstraint("model_id", "name"),
     sa.UniqueConstraint("model_id", "ordinal"),
 )
