@@ -5,7 +5,6 @@ answers per the contract the control plane builds to."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import queue
@@ -358,7 +357,7 @@ def test_on_a_terminal_a_rebuild_shows_a_status_line_until_the_new_code_serves(s
         watch.close()
 
 
-# -- end to end on the real control plane (needs s4-rebuild: C2, C3) ---------------------------
+# -- end to end on the real control plane (C2, C3) ---------------------------------------------
 
 SIX_MODEL = '''
 class Model:
@@ -377,10 +376,6 @@ def predict_raw(remote: Remote, model: str) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("truss_cli.controlplane.dev_rebuild") is None,
-    reason="needs the zero-downtime development rebuild and requirements patches (branch s4-rebuild)",
-)
 def test_push_watch_reports_a_requirements_patch_and_a_rebuild_to_its_end_on_the_real_control_plane(remote: Remote) -> None:
     directory = remote.model_dir("rebuilt-watch")
     config = directory / "config.yaml"
