@@ -4,6 +4,9 @@ processes of a deployment's replicas, and polling until something holds."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -63,3 +66,37 @@ def eventually(check: Any, timeout: float = 120.0) -> Any:
             return result
         assert time.monotonic() < deadline, f"still {result!r} after {timeout} s"
         time.sleep(0.2)
+
+
+def replica_handles(data_dir: Path, deployment_id: str) -> list[dict[str, Any]]:
+    handles = []
+    for path in (data_dir / "replicas").glob("*/handle.json"):
+        try:
+            handle = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if handle["deployment_id"] == deployment_id and handle.get("url"):
+            handles.append(handle)
+    return handles
+
+
+def current_replica_pid(data_dir: Path, deployment_id: str) -> int | None:
+    handles = replica_handles(data_dir, deployment_id)
+    return int(handles[0]["data"]["pid"]) if len(handles) == 1 else None
+
+
+def kill_replica(data_dir: Path, deployment_id: str) -> int:
+    pid = current_replica_pid(data_dir, deployment_id)
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    return pid
+
+
+def process_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"

@@ -17,9 +17,6 @@ save during a rebuild is staged on top (`deferred`) and served once the rebuild 
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -29,6 +26,7 @@ import httpx
 import pytest
 
 from conftest import write_model_dir
+from controlplane_checks import current_replica_pid, kill_replica, process_alive, replica_handles
 from controlplane_support import ControlPlaneProcess, running_controlplane, start_controlplane, stop_replicas
 from test_controlplane_patches import (
     Watcher,
@@ -370,35 +368,3 @@ def test_a_rebuild_cut_short_by_a_control_plane_kill_is_started_over_while_the_o
         stop_replicas(data_dir)
 
 
-def replica_handles(data_dir: Path, deployment_id: str) -> list[dict[str, Any]]:
-    handles = []
-    for path in (data_dir / "replicas").glob("*/handle.json"):
-        try:
-            handle = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if handle["deployment_id"] == deployment_id and handle.get("url"):
-            handles.append(handle)
-    return handles
-
-
-def current_replica_pid(data_dir: Path, deployment_id: str) -> int | None:
-    handles = replica_handles(data_dir, deployment_id)
-    return int(handles[0]["data"]["pid"]) if len(handles) == 1 else None
-
-
-def kill_replica(data_dir: Path, deployment_id: str) -> int:
-    pid = current_replica_pid(data_dir, deployment_id)
-    assert pid is not None
-    os.killpg(pid, signal.SIGKILL)
-    return pid
-
-
-def process_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from conftest import write_model_dir
+from controlplane_checks import current_replica_pid, eventually, kill_replica
 from controlplane_support import ControlPlaneProcess, running_controlplane, start_controlplane, stop_replicas
 from truss_cli.incremental_tree import IncrementalTree
 from truss_cli.sync.envelope import envelope_bytes
@@ -400,3 +401,30 @@ def send_to_replica_directly(data_dir: Path, deployment_id: str, from_hash: str,
                           content=envelope_bytes(document, {e.sha256: root / p for p, e in puts.items()}),
                           headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
+
+
+ENV_MODEL = """
+import os
+
+
+class Model:
+    def predict(self, request):
+        return {"greeting": os.environ.get("GREETING")}
+"""
+
+
+def test_an_environment_variable_patched_into_config_yaml_survives_the_replicas_loss(cp: ControlPlaneProcess,
+                                                                                       tmp_path: Path) -> None:
+    root = write_model_dir(tmp_path / "envvar", ENV_MODEL, CONFIG.format(name="envvar") + "environment_variables:\n  GREETING: built\n")
+    deployment = push_development(cp, root, "envvar")
+    assert predict(cp.client, deployment["model_id"]) == {"greeting": "built"}
+    watcher = Watcher(root)
+    _, envelope = watcher.edit("config.yaml", (root / "config.yaml").read_text().replace("built", "patched"))
+    assert ok(send(cp, deployment, envelope))["action"] == "restart"
+    assert predict(cp.client, deployment["model_id"]) == {"greeting": "patched"}
+
+    # A replica started later (here: after its loss) runs with the patched config.yaml, not the build's.
+    killed = kill_replica(cp.data_dir, deployment["id"])
+    eventually(lambda: (pid := current_replica_pid(cp.data_dir, deployment["id"])) is not None and pid != killed
+               and cp.client.get(f"/v1/models/{deployment['model_id']}/deployments/development").json()["status"] == "ACTIVE")
+    assert predict(cp.client, deployment["model_id"]) == {"greeting": "patched"}

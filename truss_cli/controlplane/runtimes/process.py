@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from truss_cli.config import ConfigError, load_config
+from truss_cli.config_to_replica import replica_config_for
 from truss_cli.controlplane.runtimes import logshim, pids
 from truss_cli.controlplane.runtimes.base import (
     CONTROL_TOKEN_FILE,
@@ -158,6 +159,7 @@ class ProcessRuntime:
             # On the environment of its start tree, which a requirements patch may have
             # changed since the build (cached: a lookup unless it was never made).
             local = dataclasses.replace(local, model_dir=model_dir, python=self._start_python(spec, home, local.python))
+            local = _with_tree_config(local, spec, home)
             server_command = _development_command(local.command())
             environment = local.child_environment()
             token, token_file = write_control_token(home)
@@ -291,6 +293,28 @@ class ProcessRuntime:
             stay_up_on_load_failure=spec.stay_up_on_load_failure,
             custom_server=custom,
         )
+
+
+def _with_tree_config(local: local_replica.ReplicaSpec, spec: ReplicaSpec, home: Path) -> local_replica.ReplicaSpec:
+    """A development replica runs with its start tree's config.yaml, not the build's: one
+    started after a patch of config.yaml (a wake, a crash, a control-plane restart) gets the
+    patched environment variables and runtime settings. A tree with external_data keeps the
+    build's replica config (its data_dir is the build's data view); a config.yaml that does not
+    load keeps the build's too (the replica then serves what was built, and says nothing new)."""
+    try:
+        config = load_config(local.model_dir).config
+    except ConfigError:
+        return local
+    if config.external_data:
+        return local
+    replica_config = home / "replica_config.json"
+    # It may hold secret values written in config.yaml (as `truss run` serves them): 0600.
+    descriptor = os.open(replica_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as output:
+        output.write(replica_config_for(config, secret_values=True).to_json())
+    variables = {**{key: str(value) for key, value in config.environment_variables.items()}, **spec.environment,
+                 protocol.SECRETS_DIR_ENV: local.config_variables[protocol.SECRETS_DIR_ENV]}
+    return dataclasses.replace(local, replica_config=replica_config, config_variables=variables)
 
 
 def _write_secrets(directory: Path, secrets: dict[str, str]) -> Path:
