@@ -126,17 +126,37 @@ def test_a_development_push_creates_the_development_deployment_and_refuses_optio
     ok(cp.client.delete("/v1/models/devcreate"))
 
 
-def test_a_development_push_with_another_tree_rebuilds_it_in_place(cp: ControlPlaneProcess, tmp_path: Path) -> None:
-    first = push_development(cp, model_dir(tmp_path, "devrebuild", marker="one"), "devrebuild")
+def test_a_development_push_of_another_tree_is_staged_as_a_patch_not_rebuilt(cp: ControlPlaneProcess, tmp_path: Path) -> None:
+    # What `truss push --watch` does after edits made while nothing watched: the serving
+    # replica takes them as a patch (no build, no replica stopped for one).
+    first = push_development(cp, model_dir(tmp_path, "devstage", marker="one"), "devstage")
     cp.wait_for_status(first["model_id"], first["id"], *READY, timeout=300)
     assert predict(cp.client, first["model_id"], {"n": 1}) == {"marker": "one", "echo": {"n": 1}}
+
+    staged = push_development(cp, model_dir(tmp_path, "devstage", marker="two"), "devstage", status=200)
+    assert (staged["id"], staged["action"]) == (first["id"], "staged"), staged
+    assert staged["status"] in (*READY, "WAKING_UP"), staged
+    synced = ok(cp.client.post(f"/v1/models/{first['model_id']}/deployments/development/patches/sync", timeout=300))
+    assert synced["action"] in ("hot_swap", "restart", "deferred"), synced  # deferred: it had scaled to zero
+    assert predict(cp.client, first["model_id"], {"n": 2}) == {"marker": "two", "echo": {"n": 2}}
+    log = build_log(cp, first)
+    assert "staged the pushed tree" in log and "rebuilding from the pushed tree" not in log, log
+    ok(cp.client.delete(f"/v1/models/{first['model_id']}"))
+
+
+def test_a_development_push_after_a_failed_build_rebuilds_it_in_place(cp: ControlPlaneProcess, tmp_path: Path) -> None:
+    broken = write_model_dir(tmp_path / "devfix-broken", MODEL.format(gate="", marker="one"),
+                             "model_name: devfix\npython_version: py311\nrequirements:\n  - truss-cli-test-no-such-package==0.0.1\n")
+    first = push_development(cp, broken, "devfix")
+    failed = cp.wait_for_status(first["model_id"], first["id"], "BUILD_FAILED", *READY, timeout=300)
+    assert failed["status"] == "BUILD_FAILED", failed
     old_sessions = replica_sessions(cp, first["id"])
 
-    rebuilt = push_development(cp, model_dir(tmp_path, "devrebuild", marker="two"), "devrebuild", status=200)
+    rebuilt = push_development(cp, model_dir(tmp_path, "devfix", marker="two"), "devfix", status=200)
     assert (rebuilt["id"], rebuilt["action"], rebuilt["status"]) == (first["id"], "rebuilding", "BUILDING")
     cp.wait_for_status(first["model_id"], first["id"], *READY, timeout=300)
     assert predict(cp.client, first["model_id"], {"n": 2}) == {"marker": "two", "echo": {"n": 2}}
-    eventually(lambda: not live_processes_in(old_sessions))  # the old tree's replica is gone
+    eventually(lambda: not live_processes_in(old_sessions))
     assert "rebuilding from the pushed tree" in build_log(cp, first)
     ok(cp.client.delete(f"/v1/models/{first['model_id']}"))
 

@@ -109,7 +109,9 @@ def _push_and_watch(
         deployment = api.push_development(prepared.model_name, prepared.tree_hash, labels)
         for warning in deployment.get("warnings") or []:
             console.warning(str(warning))
-        action = {"created": "created", "unchanged": "reused (it runs this tree)", "rebuilding": "rebuilding from this tree"}
+        action = {"created": "created", "unchanged": "reused (it runs this tree)",
+                  "staged": "reused; the changes made since it last synced are patched in",
+                  "rebuilding": "rebuilding from this tree"}
         console.err.print(
             f"Development deployment of model {prepared.model_name} {action.get(deployment.get('action'), deployment.get('action'))} ({deployment.get('status')})",
             markup=False,

@@ -4,8 +4,10 @@ activate, retry, promote, delete, prune.
 `"development": true` creates the model's development deployment (named `development`, no
 version, never production, one replica, scaled to zero when idle) or answers the one that
 exists (200): unchanged when it already runs - or is on its way to run - the pushed tree;
-otherwise (another tree, a failed build, deactivated) rebuilt in place from the pushed tree,
-same id, its replica stopped. Development deployments have no zero-downtime updates.
+staged when it serves or sleeps and the pushed tree is another (the tree becomes its pending
+patch point, synced by the next `.../patches/sync`: a patch, or a rebuild while the old code
+serves); otherwise (a failed build, deactivated, still building) rebuilt in place from the
+pushed tree, same id, its replica stopped.
 
 A deployment's `config` column holds what the control plane needs later, not config.yaml:
 the secret names its replicas receive, whether it becomes production once ACTIVE, and the
@@ -32,6 +34,7 @@ from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.store import Conflict, Deployment, Removed, states, versions
 from truss_cli.controlplane.store.deployments import DEVELOPMENT
+from truss_cli.controlplane.store.patch_points import StaleBase
 from truss_cli.controlplane.store.models import MAX_README_CHARS
 
 router = APIRouter(dependencies=[Depends(require_admin)])
@@ -130,13 +133,16 @@ def _create(plane: ControlPlane, model_ref: str, body: CreateDeployment) -> tupl
     return view, status
 
 
+# A development push of another tree is staged as a patch (not rebuilt in place) when the
+# deployment runs a replica that can take it, or will start one at the staged tree.
+_PATCHABLE_WHEN = frozenset({states.ACTIVE, states.UNHEALTHY, states.SCALED_TO_ZERO, states.WAKING_UP})
 _UNCHANGED_WHEN = frozenset({states.BUILDING, states.DEPLOYING, states.LOADING_MODEL, states.ACTIVE, states.UNHEALTHY,
                              states.SCALED_TO_ZERO, states.WAKING_UP})
 
 
 def _development(plane: ControlPlane, model_id: str, body: CreateDeployment,
                  row_config: dict[str, Any]) -> tuple[Deployment, str]:
-    """Create, keep or rebuild the model's development deployment -> (it, created | unchanged | rebuilding)."""
+    """Create, keep, stage or rebuild the model's development deployment -> (it, created | unchanged | staged | rebuilding)."""
     store = plane.store
     existing = store.deployments.find(model_id, DEVELOPMENT)
     if existing is None:
@@ -151,11 +157,33 @@ def _development(plane: ControlPlane, model_id: str, body: CreateDeployment,
     if (body.tree_hash == existing.current_tree and existing.desired_state == states.DESIRED_ACTIVE
             and existing.status in _UNCHANGED_WHEN):
         return existing, "unchanged"
+    staged = _stage_pushed_tree(plane, existing, body.tree_hash)
+    if staged is not None:
+        return staged, "staged"
     rebuilt = store.deployments.rebuild_development(existing.id, archive_sha256=body.tree_hash, config=row_config,
                                                     labels=body.labels)
     _log(plane, existing.id, f"rebuilding from the pushed tree {body.tree_hash[:12]} (was {(existing.archive_sha256 or '')[:12]},"
                              f" {existing.status})")
     return rebuilt, "rebuilding"
+
+
+def _stage_pushed_tree(plane: ControlPlane, existing: Deployment, tree_hash: str) -> Optional[Deployment]:
+    """A development deployment that serves (or sleeps) takes a pushed tree as a patch: it is
+    staged over its current tree, and the next sync (`truss push --watch` asks for it at once)
+    patches it in — a hot swap, a restart, new requirements, or a rebuild while the old code
+    serves — instead of stopping the replica for a rebuild in place. None: it cannot (it does
+    not serve, or the tree is not stored); the caller then rebuilds it in place."""
+    if existing.desired_state != states.DESIRED_ACTIVE or existing.status not in _PATCHABLE_WHEN:
+        return None
+    if existing.current_tree is None or plane.trees.manifest(tree_hash) is None:
+        return None
+    try:
+        staged = plane.store.patch_points.stage(existing.id, existing.current_tree, tree_hash)
+    except StaleBase:  # a patch landed meanwhile: the push then rebuilds, as without patches
+        return None
+    _log(plane, existing.id, f"staged the pushed tree {tree_hash[:12]} over {existing.current_tree[:12]}: "
+                             "the next sync patches it in")
+    return staged
 
 
 def _deployment(plane: ControlPlane, model_ref: str, deployment_ref: str) -> Deployment:
