@@ -111,6 +111,19 @@ def test_a_broken_requirement_fails_the_build_with_one_line(client, cleanup, mak
     assert "this-package-does-not-exist-truss-test" in request.build_log.read_text()
 
 
+def test_a_base_image_the_engine_cannot_get_fails_the_build_saying_how_to_give_the_control_plane_one(
+    client, make_model_dir, tmp_path: Path
+) -> None:
+    model_dir = make_model_dir("class Model:\n    def predict(self, model_input):\n        return model_input\n",
+                               f"model_name: {unique_name('runtime-docker-nobase')}\n")
+    settings = dataclasses.replace(runtime_settings(tmp_path / "data"), base_image="truss-test-no-such-base:never")
+    request = build_request(model_dir)
+    with pytest.raises(BuildError, match="Base image truss-test-no-such-base:never not found"):
+        DockerRuntime(settings, client).prepare(request)
+    log = request.build_log.read_text()
+    assert "TRUSS_BASE_IMAGE=IMAGE truss server start" in log and "--runtime process" in log, log
+
+
 API_KEY = "sk-test-4f1c9e"  # a stand-in value, distinctive enough to search for
 
 

@@ -108,6 +108,12 @@ class DockerRuntime:
             except (TrussError, ConfigError) as exc:
                 cause = str(getattr(exc, "message", None) or exc)
                 log(f"build failed: {cause}")
+                if getattr(exc, "hint", None):
+                    log(f"hint: {exc.hint}")  # type: ignore[union-attr]
+                if cause.startswith("Base image "):  # the control plane's own setting, given at its start
+                    log("hint: a control plane takes its base image from TRUSS_BASE_IMAGE when it starts "
+                        "(`TRUSS_BASE_IMAGE=IMAGE truss server start`), or runs models without images "
+                        "(`truss server start --runtime process`)")
                 raise BuildError(one_line_cause(cause) or type(exc).__name__) from None
             log(f"image {result.tag} ({result.image_id[7:19]}){' reused' if result.reused else ' built'}")
         limits = container_limits(request.config)
