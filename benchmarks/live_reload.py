@@ -125,6 +125,7 @@ def main() -> None:
     cli_ms: dict = {mode: [] for mode in MODES}
     actions: dict = {mode: [] for mode in MODES}
     printed: dict = {mode: [] for mode in MODES}  # when the CLI's line for the save reached us
+    server_ms: dict = {mode: [] for mode in MODES}  # the control plane's `ms` (stage, total, the replica's parts)
     ok = False
     try:
         subprocess.run([*truss, "remote", "add", "bench", url, "--api-key", key, "--use"],
@@ -182,8 +183,10 @@ def main() -> None:
                 times[mode].append(elapsed)
                 cli_ms[mode].append(result.get("ms"))
                 actions[mode].append(result.get("action"))
+                server_ms[mode].append(result.get("server_ms") or {})
                 print(f"{mode:8s} save {rep + 1}/{args.saves}: {elapsed * 1000:7.1f} ms  "
-                      f"(CLI: {result.get('action')} in {result.get('ms')} ms, line printed at {printed[mode][-1]:.1f} ms)", file=sys.stderr, flush=True)
+                      f"(CLI: {result.get('action')} in {result.get('ms')} ms, line printed at {printed[mode][-1]:.1f} ms; "
+                      f"server ms {result.get('server_ms')})", file=sys.stderr, flush=True)
                 time.sleep(0.3)  # let the old generation drain before the next save
         ok = True
     finally:
@@ -206,7 +209,20 @@ def main() -> None:
         print(f"{mode:22s}{min(row):8.1f}{statistics.median(row):8.1f}{max(row):8.1f}"
               f"{(statistics.median(shown) if shown else float('nan')):12.1f}{statistics.median(printed[mode]):14.1f}  "
               f"{', '.join(sorted(set(map(str, actions[mode]))))}")
+    print(f"\n{'server ms p50':22s}" + "".join(f"{part:>9s}" for part in SERVER_PARTS))
+    for mode in MODES:
+        print(f"{mode:22s}" + "".join(f"{_median_of(server_ms[mode], part):9.1f}" for part in SERVER_PARTS))
     print(f"\n{args.saves} saves per mode; push --watch to watching: {started:.2f} s")
+
+
+# The control plane's answer: `stage` (body read + stage), `total` (its sync, replica included),
+# and the replica's own `apply`, `load`, `switch` (its `total` is replaced by the control plane's).
+SERVER_PARTS = ("stage", "total", "apply", "load", "switch")
+
+
+def _median_of(answers: list, part: str) -> float:
+    values = [answer[part] for answer in answers if isinstance(answer.get(part), (int, float))]
+    return statistics.median(values) if values else float("nan")
 
 
 if __name__ == "__main__":
