@@ -175,3 +175,27 @@ def test_a_tree_being_pushed_or_deployed_survives_the_sweep(store: Store, tmp_pa
     trees.tree(tree_hash)
     assert trees.sweep(grace_seconds=3600) == []
     assert set(store.blobs.digests()) == everything
+
+
+def test_a_verified_file_is_adopted_whole_under_its_digest_and_a_batch_leaves_nothing_behind(tmp_path: Path):
+    # What a patch's staging does with the blobs read_envelope verified: moved in, not copied,
+    # fsynced together by the batch before anything names them.
+    from truss_cli.controlplane.store.blobs import SyncBatch
+
+    blobs = BlobStore(tmp_path / "blobs")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    contents = [b"first", b"second" * 1000]
+    batch = SyncBatch()
+    for data in contents:
+        (incoming / _digest(data)).write_bytes(data)
+        blobs.adopt(incoming / _digest(data), _digest(data), batch)
+    batch.flush()
+    for data in contents:
+        with blobs.open(_digest(data)) as f:
+            assert f.read() == data
+        assert blobs.verify(_digest(data))
+    assert list(incoming.iterdir()) == []
+    assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
+    with pytest.raises(StoreError, match="not a sha256"):
+        blobs.adopt(incoming / "x", "not-a-digest")

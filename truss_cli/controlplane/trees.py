@@ -7,6 +7,11 @@
 The tree hash is not the sha256 of the manifest JSON, so the small index file in
 manifests/ maps one to the other; the manifest itself is also a blob, like any file.
 
+Manifests are immutable (a tree hash names one), so the last ones read or kept are held in
+memory (`MANIFEST_CACHE` of them): a patch reads its base tree's manifest, then the sync reads
+it and the new one again. A cached manifest is only returned while the tree's index exists,
+so a swept tree is as gone from the cache as from disk.
+
 What is unused goes in `sweep`: a tree no deployment points at whose index was not touched
 for the grace period (an upload or a deployment's creation touches it), and the blobs no
 kept tree's manifest names, also after their grace period (a push in progress has uploaded
@@ -20,7 +25,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +36,14 @@ from truss_cli.archive.format import Limits
 from truss_cli.archive.unpack import unpack_archive
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.store import Store, StoreError
+from truss_cli.controlplane.store.blobs import SyncBatch
 from truss_cli.sync.manifest import LINK_MODE, Manifest
 
 logger = logging.getLogger("truss.controlplane.trees")
 SWEEP_GRACE_SECONDS = 3600.0
+# Manifests held in memory: a deployment's running and staged trees and the one being staged
+# (a 5,000-file manifest is ~2 MB of Python objects; the control plane's memory goal is 150 MB).
+MANIFEST_CACHE = 8
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,8 @@ class Trees:
         self.store = store
         self.root = store.data_dir / "trees"
         self.index = store.data_dir / "manifests"
+        self._manifests: OrderedDict[str, Manifest] = OrderedDict()  # tree hash -> manifest, least recent first
+        self._manifests_lock = threading.Lock()  # routes read trees from worker threads
 
     def receive(self, archive: Path) -> Received:
         """Unpack a verified archive (ArchiveError when hostile: nothing is kept) and keep its contents."""
@@ -76,32 +89,53 @@ class Trees:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def keep(self, manifest: Manifest) -> str:
+    def keep(self, manifest: Manifest, batch: SyncBatch | None = None) -> str:
         """Store `manifest` as a tree whose file contents are all in the blob store already
-        (a patch point): any later replica or build materialises it with `tree`. -> its hash."""
-        self._keep_manifest(manifest)
+        (a patch point): any later replica or build materialises it with `tree`. -> its hash.
+        With `batch`, nothing is fsynced here: the caller flushes the batch before it commits
+        anything naming the tree (the manifest blob and the index are in the batch)."""
+        self._keep_manifest(manifest, batch)
+        self._remember(manifest.tree_hash(), manifest)
         return manifest.tree_hash()
 
-    def _keep_manifest(self, manifest: Manifest) -> None:
+    def _keep_manifest(self, manifest: Manifest, batch: SyncBatch | None = None) -> None:
         text = manifest.to_json().encode()
         digest = hashlib.sha256(text).hexdigest()
         if not self.store.blobs.has(digest):
-            self.store.blobs.write([text], digest)
+            self.store.blobs.write([text], digest, batch=batch)
         else:
             _touch(self.store.blobs.path(digest))
+            if batch is not None:  # it may be a blob of an earlier batch not flushed (a failed patch)
+                batch.add(self.store.blobs.path(digest))
         self.index.mkdir(parents=True, exist_ok=True)
         index = self.index / f"{manifest.tree_hash()}.json"
         if not _touch(index):  # touched: a new grace period, as for a new one
             temporary = index.with_suffix(f".{os.getpid()}.{time.monotonic_ns()}.tmp")
             temporary.write_text(digest)
             os.replace(temporary, index)
+        if batch is not None:
+            batch.add(index)
 
     def manifest(self, tree_hash: str) -> Manifest | None:
         index = self.index / f"{tree_hash}.json"
         if len(tree_hash) != 64 or not index.is_file():
             return None
+        with self._manifests_lock:
+            cached = self._manifests.get(tree_hash)
+            if cached is not None:
+                self._manifests.move_to_end(tree_hash)
+                return cached
         with self.store.blobs.open(index.read_text().strip()) as f:
-            return Manifest.from_json(f.read())
+            manifest = Manifest.from_json(f.read())
+        self._remember(tree_hash, manifest)
+        return manifest
+
+    def _remember(self, tree_hash: str, manifest: Manifest) -> None:
+        with self._manifests_lock:
+            self._manifests[tree_hash] = manifest
+            self._manifests.move_to_end(tree_hash)
+            while len(self._manifests) > MANIFEST_CACHE:
+                self._manifests.popitem(last=False)
 
     def tree(self, tree_hash: str) -> Path:
         """The unpacked tree, re-materialised from blobs when its directory is gone. Touches
