@@ -120,7 +120,7 @@ def swap(host: ModelHost, code_dirs: list, install_pipeline: Callable[[], None])
     model = host.model
     old_class = type(model)
     prefixes = tuple(os.path.join(str(directory), "") for directory in code_dirs)
-    snapshot = {name: module for name, module in list(sys.modules.items()) if _is_under(module, prefixes)}
+    snapshot = _model_modules(prefixes)
     for name in snapshot:
         del sys.modules[name]
     importlib.invalidate_caches()
@@ -150,6 +150,27 @@ def swap(host: ModelHost, code_dirs: list, install_pipeline: Callable[[], None])
         return {"event": "swap_failed", "phase": "import", "summary": f"import failed: {exc}", "traceback": None}
     install_pipeline()
     return {"event": "swapped"}
+
+
+# Modules found outside the code directories by an earlier swap (name -> module, per prefixes):
+# a module object never moves, so only modules imported since are looked at again. Looking
+# at every module's file and path took ~1.4 ms of a ~3 ms swap with ~360 modules loaded.
+_outside: dict = {}
+_outside_prefixes: tuple = ()
+
+
+def _model_modules(prefixes: tuple) -> dict:
+    """The loaded modules under the code directories (name -> module)."""
+    global _outside, _outside_prefixes
+    known = _outside if prefixes == _outside_prefixes else {}
+    inside, outside = {}, {}  # rebuilt each time: a module gone from sys.modules is not kept alive
+    for name, module in list(sys.modules.items()):
+        if known.get(name) is module or not _is_under(module, prefixes):
+            outside[name] = module
+        else:
+            inside[name] = module
+    _outside, _outside_prefixes = outside, prefixes
+    return inside
 
 
 def _is_under(module: Any, prefixes: tuple) -> bool:
