@@ -98,7 +98,7 @@ def stage(store: Store, trees: Trees, deployment: Deployment, envelope: Path) ->
         if missing:
             raise ApiError(400, "MISSING_BLOB", f"no content for {', '.join(sorted(missing))}: send it in the envelope",
                            {"paths": sorted(missing)})
-        tree_hash = trees.keep(new, batch)
+        tree_hash = trees.keep(new, batch, base=base_hash, changes=patch.changes)
         batch.flush()
         try:
             return store.patch_points.stage(deployment.id, patch.prev_patch_hash, tree_hash), patch
