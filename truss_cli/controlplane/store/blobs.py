@@ -155,6 +155,7 @@ class BlobStore:
         except OSError:
             with open(verified, "rb") as content:
                 return self.write(content, digest, batch=batch)
+        os.chmod(moved, 0o644)  # as a written blob (a verified file may be a private temporary one)
         if batch is None:
             _fsync_file(moved)
         return self._publish(moved, digest, batch)
