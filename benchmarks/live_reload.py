@@ -58,10 +58,20 @@ MODES = ("hot swap", "restart")
 POLL_SECONDS = 0.002
 
 
-def source(mode: str, marker: str) -> str:
+def source(mode: str, marker: str, extra_methods: int = 0) -> str:
     if mode == "hot swap":
-        return MODEL_PY.format(load_marker="", predict_marker=f" {marker}")
-    return MODEL_PY.format(load_marker=f" {marker}", predict_marker="")
+        text = MODEL_PY.format(load_marker="", predict_marker=f" {marker}")
+    else:
+        text = MODEL_PY.format(load_marker=f" {marker}", predict_marker="")
+    # A model.py of a realistic size: the replica parses, checks and compiles the whole file.
+    return text + "".join(EXTRA_METHOD.format(n=n) for n in range(extra_methods))
+
+
+EXTRA_METHOD = '''
+    def helper_{n}(self, values):
+        total = sum(value * {n} for value in values if value is not None)
+        return {{"n": {n}, "total": total, "label": f"helper {n}"}}
+'''
 
 
 class Predictor:
@@ -106,6 +116,8 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=10, help="saves per mode")
     parser.add_argument("--new-connection-per-poll", action="store_true",
                         help="open a new connection to the gateway for every predict (default: one keep-alive connection)")
+    parser.add_argument("--extra-methods", type=int, default=0,
+                        help="add N four-line methods to model.py (150: a ~620-line file; default: examples/hello's size)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
 
@@ -130,7 +142,7 @@ def main() -> None:
     try:
         subprocess.run([*truss, "remote", "add", "bench", url, "--api-key", key, "--use"],
                        env=user_env, check=True, capture_output=True)
-        (model_dir / "model" / "model.py").write_text(source("hot swap", "#0#"))
+        (model_dir / "model" / "model.py").write_text(source("hot swap", "#0#", args.extra_methods))
         t0 = time.perf_counter()
         watcher = subprocess.Popen([*truss, "push", str(model_dir), "--watch", "--output", "json"],
                                    env=user_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -163,7 +175,7 @@ def main() -> None:
             for rep in range(args.saves):
                 n += 1
                 marker = f"#{n}#"  # delimited: #1# is not inside #10#
-                text = source(mode, marker)
+                text = source(mode, marker, args.extra_methods)
                 while not out_lines.empty():
                     out_lines.get()
                 begin = time.perf_counter()
