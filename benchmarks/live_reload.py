@@ -3,6 +3,7 @@
 returns the new behaviour, with `truss push --watch` running as a user runs it.
 
     python benchmarks/live_reload.py [--model-dir examples/hello] [--saves 10] [--new-connection-per-poll]
+                                     [--extra-methods N]   # N more methods in model.py (150: 610 lines)
 
 One control plane (`serve --port 0 --runtime process`, cp_support.py) and one user (own HOME,
 ~/.trussrc written by `truss remote add`). A copy of the model directory is pushed with
