@@ -3,6 +3,7 @@
 returns the new behaviour, with `truss push --watch` running as a user runs it.
 
     python benchmarks/live_reload.py [--model-dir examples/hello] [--saves 10] [--new-connection-per-poll]
+                                     [--extra-methods N]   # N more methods in model.py (150: 610 lines)
 
 One control plane (`serve --port 0 --runtime process`, cp_support.py) and one user (own HOME,
 ~/.trussrc written by `truss remote add`). A copy of the model directory is pushed with
@@ -58,10 +59,20 @@ MODES = ("hot swap", "restart")
 POLL_SECONDS = 0.002
 
 
-def source(mode: str, marker: str) -> str:
+def source(mode: str, marker: str, extra_methods: int = 0) -> str:
     if mode == "hot swap":
-        return MODEL_PY.format(load_marker="", predict_marker=f" {marker}")
-    return MODEL_PY.format(load_marker=f" {marker}", predict_marker="")
+        text = MODEL_PY.format(load_marker="", predict_marker=f" {marker}")
+    else:
+        text = MODEL_PY.format(load_marker=f" {marker}", predict_marker="")
+    # A model.py of a realistic size: the replica parses, checks and compiles the whole file.
+    return text + "".join(EXTRA_METHOD.format(n=n) for n in range(extra_methods))
+
+
+EXTRA_METHOD = '''
+    def helper_{n}(self, values):
+        total = sum(value * {n} for value in values if value is not None)
+        return {{"n": {n}, "total": total, "label": f"helper {n}"}}
+'''
 
 
 class Predictor:
@@ -106,6 +117,8 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=10, help="saves per mode")
     parser.add_argument("--new-connection-per-poll", action="store_true",
                         help="open a new connection to the gateway for every predict (default: one keep-alive connection)")
+    parser.add_argument("--extra-methods", type=int, default=0,
+                        help="add N four-line methods to model.py (150: a ~620-line file; default: examples/hello's size)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
 
@@ -125,11 +138,12 @@ def main() -> None:
     cli_ms: dict = {mode: [] for mode in MODES}
     actions: dict = {mode: [] for mode in MODES}
     printed: dict = {mode: [] for mode in MODES}  # when the CLI's line for the save reached us
+    server_ms: dict = {mode: [] for mode in MODES}  # the control plane's `ms` (stage, total, the replica's parts)
     ok = False
     try:
         subprocess.run([*truss, "remote", "add", "bench", url, "--api-key", key, "--use"],
                        env=user_env, check=True, capture_output=True)
-        (model_dir / "model" / "model.py").write_text(source("hot swap", "#0#"))
+        (model_dir / "model" / "model.py").write_text(source("hot swap", "#0#", args.extra_methods))
         t0 = time.perf_counter()
         watcher = subprocess.Popen([*truss, "push", str(model_dir), "--watch", "--output", "json"],
                                    env=user_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -162,7 +176,7 @@ def main() -> None:
             for rep in range(args.saves):
                 n += 1
                 marker = f"#{n}#"  # delimited: #1# is not inside #10#
-                text = source(mode, marker)
+                text = source(mode, marker, args.extra_methods)
                 while not out_lines.empty():
                     out_lines.get()
                 begin = time.perf_counter()
@@ -182,8 +196,10 @@ def main() -> None:
                 times[mode].append(elapsed)
                 cli_ms[mode].append(result.get("ms"))
                 actions[mode].append(result.get("action"))
+                server_ms[mode].append(result.get("server_ms") or {})
                 print(f"{mode:8s} save {rep + 1}/{args.saves}: {elapsed * 1000:7.1f} ms  "
-                      f"(CLI: {result.get('action')} in {result.get('ms')} ms, line printed at {printed[mode][-1]:.1f} ms)", file=sys.stderr, flush=True)
+                      f"(CLI: {result.get('action')} in {result.get('ms')} ms, line printed at {printed[mode][-1]:.1f} ms; "
+                      f"server ms {result.get('server_ms')})", file=sys.stderr, flush=True)
                 time.sleep(0.3)  # let the old generation drain before the next save
         ok = True
     finally:
@@ -206,7 +222,20 @@ def main() -> None:
         print(f"{mode:22s}{min(row):8.1f}{statistics.median(row):8.1f}{max(row):8.1f}"
               f"{(statistics.median(shown) if shown else float('nan')):12.1f}{statistics.median(printed[mode]):14.1f}  "
               f"{', '.join(sorted(set(map(str, actions[mode]))))}")
+    print(f"\n{'server ms p50':22s}" + "".join(f"{part:>9s}" for part in SERVER_PARTS))
+    for mode in MODES:
+        print(f"{mode:22s}" + "".join(f"{_median_of(server_ms[mode], part):9.1f}" for part in SERVER_PARTS))
     print(f"\n{args.saves} saves per mode; push --watch to watching: {started:.2f} s")
+
+
+# The control plane's answer: `stage` (body read + stage), `total` (its sync, replica included),
+# and the replica's own `apply`, `load`, `switch` (its `total` is replaced by the control plane's).
+SERVER_PARTS = ("stage", "total", "apply", "load", "switch")
+
+
+def _median_of(answers: list, part: str) -> float:
+    values = [answer[part] for answer in answers if isinstance(answer.get(part), (int, float))]
+    return statistics.median(values) if values else float("nan")
 
 
 if __name__ == "__main__":

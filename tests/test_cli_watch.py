@@ -424,13 +424,6 @@ def test_push_watch_reports_a_requirements_patch_and_a_rebuild_to_its_end_on_the
         watch.kill()
 
 
-def _replica_names_files_relative() -> bool:
-    from truss_cli.server import load_errors
-
-    return hasattr(load_errors, "name_files_relative_to")
-
-
-@pytest.mark.skipif(not _replica_names_files_relative(), reason="needs tree-relative tracebacks in the replica (C1, branch s4-perf)")
 def test_push_watch_shows_a_load_failure_with_the_users_own_file_paths(remote: Remote) -> None:
     directory = remote.model_dir("traced")
     model = directory / "model" / "model.py"

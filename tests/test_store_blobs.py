@@ -14,7 +14,9 @@ import pytest
 from store_support import backend, database_url, store  # noqa: F401 (fixtures)
 from truss_cli.archive.pack import plan_pack, write_archive
 from truss_cli.controlplane.store import BlobStore, DigestMismatch, NotFound, Store, StoreError, TooLarge
+from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.trees import Trees
+from truss_cli.sync.manifest import FILE_MODE, Entry
 
 
 def _digest(data: bytes) -> str:
@@ -175,3 +177,45 @@ def test_a_tree_being_pushed_or_deployed_survives_the_sweep(store: Store, tmp_pa
     trees.tree(tree_hash)
     assert trees.sweep(grace_seconds=3600) == []
     assert set(store.blobs.digests()) == everything
+
+
+def test_a_swept_tree_is_gone_even_though_its_manifest_was_just_read(store: Store, tmp_path: Path):
+    # Trees holds recently read manifests in memory; one whose tree the sweep deleted must not
+    # come back from there (a replica or build would then look for blobs that are gone).
+    trees = Trees(store)
+    kept = _received(trees, _model(tmp_path / "kept", {"config.yaml": "a: 1\n"}), tmp_path)
+    patched = trees.manifest(kept).with_changes({"model.py": Entry(_digest(b"x = 2\n"), FILE_MODE)})
+    store.blobs.write([b"x = 2\n"], _digest(b"x = 2\n"))
+    patch_point = trees.keep(patched)
+    assert trees.manifest(patch_point) == patched  # kept, and read back
+    _age_all(store.blobs.root, trees.index)
+
+    trees.sweep(grace_seconds=3600)
+
+    assert trees.manifest(patch_point) is None and trees.manifest(kept) is None
+    with pytest.raises(ApiError, match="no uploaded tree"):
+        trees.tree(patch_point)
+
+
+def test_a_verified_file_is_adopted_whole_under_its_digest_and_a_batch_leaves_nothing_behind(tmp_path: Path):
+    # What a patch's staging does with the blobs read_envelope verified: moved in, not copied,
+    # fsynced together by the batch before anything names them.
+    from truss_cli.controlplane.store.blobs import SyncBatch
+
+    blobs = BlobStore(tmp_path / "blobs")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    contents = [b"first", b"second" * 1000]
+    batch = SyncBatch()
+    for data in contents:
+        (incoming / _digest(data)).write_bytes(data)
+        blobs.adopt(incoming / _digest(data), _digest(data), batch)
+    batch.flush()
+    for data in contents:
+        with blobs.open(_digest(data)) as f:
+            assert f.read() == data
+        assert blobs.verify(_digest(data))
+    assert list(incoming.iterdir()) == []
+    assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
+    with pytest.raises(StoreError, match="not a sha256"):
+        blobs.adopt(incoming / "x", "not-a-digest")

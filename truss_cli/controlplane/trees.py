@@ -7,6 +7,12 @@
 The tree hash is not the sha256 of the manifest JSON, so the small index file in
 manifests/ maps one to the other; the manifest itself is also a blob, like any file.
 
+Manifests are immutable (a tree hash names one), so the last ones read or kept are held in
+memory (`MANIFEST_CACHE` of them): a patch reads its base tree's manifest, then the sync reads
+it and the new one again. A cached manifest is only returned while the tree's index exists,
+so a swept tree is as gone from the cache as from disk. The stored text of the last trees kept
+is held too: the next patch's text is spliced from its base's (manifest_text.py).
+
 What is unused goes in `sweep`: a tree no deployment points at whose index was not touched
 for the grace period (an upload or a deployment's creation touches it), and the blobs no
 kept tree's manifest names, also after their grace period (a push in progress has uploaded
@@ -20,19 +26,27 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from truss_cli.archive.format import Limits
 from truss_cli.archive.unpack import unpack_archive
 from truss_cli.controlplane.errors import ApiError
+from truss_cli.controlplane.manifest_text import ManifestText
 from truss_cli.controlplane.store import Store, StoreError
-from truss_cli.sync.manifest import LINK_MODE, Manifest
+from truss_cli.controlplane.store.blobs import SyncBatch
+from truss_cli.sync.manifest import LINK_MODE, Entry, Manifest
 
 logger = logging.getLogger("truss.controlplane.trees")
 SWEEP_GRACE_SECONDS = 3600.0
+# Manifests held in memory: a deployment's running and staged trees and the one being staged
+# (a 5,000-file manifest is ~2 MB of Python objects; the control plane's memory goal is 150 MB).
+MANIFEST_CACHE = 8
+TEXT_CACHE = 4  # stored texts of the last trees kept (a staged tree is the next patch's base)
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,9 @@ class Trees:
         self.store = store
         self.root = store.data_dir / "trees"
         self.index = store.data_dir / "manifests"
+        self._manifests: OrderedDict[str, Manifest] = OrderedDict()  # tree hash -> manifest, least recent first
+        self._texts: OrderedDict[str, ManifestText] = OrderedDict()  # the last trees kept: the next patch's base
+        self._manifests_lock = threading.Lock()  # routes read trees from worker threads
 
     def receive(self, archive: Path) -> Received:
         """Unpack a verified archive (ArchiveError when hostile: nothing is kept) and keep its contents."""
@@ -64,7 +81,9 @@ class Trees:
                     with open(tree / path, "rb") as content:
                         self.store.blobs.write(content, entry.sha256)
                 stored += 1
-            self._keep_manifest(manifest)
+            text = ManifestText.of(manifest)
+            self._keep_manifest(manifest, None, text)
+            self._remember_text(manifest.tree_hash(), text)  # a development deployment's first patch starts here
             target = self.root / manifest.tree_hash()
             if not target.is_dir():
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -76,32 +95,72 @@ class Trees:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def keep(self, manifest: Manifest) -> str:
+    def keep(self, manifest: Manifest, batch: SyncBatch | None = None, base: str | None = None,
+             changes: Mapping[str, Entry | None] | None = None) -> str:
         """Store `manifest` as a tree whose file contents are all in the blob store already
-        (a patch point): any later replica or build materialises it with `tree`. -> its hash."""
-        self._keep_manifest(manifest)
+        (a patch point): any later replica or build materialises it with `tree`. -> its hash.
+        With `batch`, nothing is fsynced here: the caller flushes the batch before it commits
+        anything naming the tree (the manifest blob and the index are in the batch).
+        `base` + `changes` (the tree `manifest` was made from, and how): its stored text is
+        spliced from the base's when that is at hand (manifest_text.py)."""
+        text = None
+        if base is not None and changes is not None:
+            with self._manifests_lock:
+                base_text = self._texts.get(base)
+            if base_text is not None:
+                text = base_text.with_changes(changes)
+        if text is None or len(text) != len(manifest):
+            text = ManifestText.of(manifest)
+        self._keep_manifest(manifest, batch, text)
+        self._remember(manifest.tree_hash(), manifest)
+        self._remember_text(manifest.tree_hash(), text)
         return manifest.tree_hash()
 
-    def _keep_manifest(self, manifest: Manifest) -> None:
-        text = manifest.to_json().encode()
-        digest = hashlib.sha256(text).hexdigest()
+    def _keep_manifest(self, manifest: Manifest, batch: SyncBatch | None = None, text: ManifestText | None = None) -> None:
+        encoded = (text if text is not None else ManifestText.of(manifest)).encode()  # = manifest.to_json()
+        digest = hashlib.sha256(encoded).hexdigest()
         if not self.store.blobs.has(digest):
-            self.store.blobs.write([text], digest)
+            self.store.blobs.write([encoded], digest, batch=batch)
         else:
             _touch(self.store.blobs.path(digest))
+            if batch is not None:  # it may be a blob of an earlier batch not flushed (a failed patch)
+                batch.add(self.store.blobs.path(digest))
         self.index.mkdir(parents=True, exist_ok=True)
         index = self.index / f"{manifest.tree_hash()}.json"
         if not _touch(index):  # touched: a new grace period, as for a new one
             temporary = index.with_suffix(f".{os.getpid()}.{time.monotonic_ns()}.tmp")
             temporary.write_text(digest)
             os.replace(temporary, index)
+        if batch is not None:
+            batch.add(index)
 
     def manifest(self, tree_hash: str) -> Manifest | None:
         index = self.index / f"{tree_hash}.json"
         if len(tree_hash) != 64 or not index.is_file():
             return None
+        with self._manifests_lock:
+            cached = self._manifests.get(tree_hash)
+            if cached is not None:
+                self._manifests.move_to_end(tree_hash)
+                return cached
         with self.store.blobs.open(index.read_text().strip()) as f:
-            return Manifest.from_json(f.read())
+            manifest = Manifest.from_json(f.read())
+        self._remember(tree_hash, manifest)
+        return manifest
+
+    def _remember_text(self, tree_hash: str, text: ManifestText) -> None:
+        with self._manifests_lock:
+            self._texts[tree_hash] = text
+            self._texts.move_to_end(tree_hash)
+            while len(self._texts) > TEXT_CACHE:
+                self._texts.popitem(last=False)
+
+    def _remember(self, tree_hash: str, manifest: Manifest) -> None:
+        with self._manifests_lock:
+            self._manifests[tree_hash] = manifest
+            self._manifests.move_to_end(tree_hash)
+            while len(self._manifests) > MANIFEST_CACHE:
+                self._manifests.popitem(last=False)
 
     def tree(self, tree_hash: str) -> Path:
         """The unpacked tree, re-materialised from blobs when its directory is gone. Touches

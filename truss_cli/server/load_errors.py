@@ -7,6 +7,12 @@ The traceback shown starts at the first frame of the model's code and leaves out
 machinery; a SyntaxError shows only its file, line and caret. The one-line description names
 the exception and the innermost place in the model directory where it happened, so a
 supervisor (`truss run`) or a client can repeat it.
+
+A development replica serves a private copy of the user's tree, whose absolute paths mean
+nothing on the user's machine: its worker calls `name_files_relative_to(tree root)`, and
+tracebacks then name a file of the tree relative to the root (`File "model/model.py"`), which
+the CLI maps back to the user's own file (docs/live-reload.md, C1). Other files (the standard
+library, site-packages) keep their absolute paths.
 """
 
 from __future__ import annotations
@@ -34,6 +40,15 @@ _PLUMBING = (
 )
 
 
+_relative_root: Optional[str] = None  # set in a development replica's worker (module docstring)
+
+
+def name_files_relative_to(root: Optional[Path]) -> None:
+    """From now on, tracebacks name the files under `root` relative to it (None: absolute)."""
+    global _relative_root
+    _relative_root = None if root is None else os.path.join(os.path.realpath(root), "")
+
+
 def user_traceback(exc: BaseException) -> str:
     """The traceback from the first frame of user code on, without import machinery frames."""
     formatted = traceback.TracebackException(type(exc), exc, exc.__traceback__)
@@ -43,7 +58,34 @@ def user_traceback(exc: BaseException) -> str:
         # A SyntaxError in model.py itself has no user frame: its file, line and caret say it all.
         _keep_frames(formatted, frames[first_user:] if first_user is not None else [])
     # else: nothing but server frames, a bug in the server: shown whole.
+    if _relative_root is not None:
+        _name_relative(formatted, _relative_root, set())
     return "".join(formatted.format()).rstrip("\n")
+
+
+def _name_relative(formatted: traceback.TracebackException, root: str, seen: set) -> None:
+    if id(formatted) in seen:  # an exception chain can loop
+        return
+    seen.add(id(formatted))
+    for frame in formatted.stack:
+        relative = _under(frame.filename, root)
+        if relative is not None:
+            frame.line  # the source line is looked up lazily by the file's name: read it first
+            frame.filename = relative
+    if getattr(formatted, "filename", None):  # a SyntaxError's own file
+        formatted.filename = _under(formatted.filename, root) or formatted.filename
+    for linked in (formatted.__cause__, formatted.__context__):
+        if linked is not None:
+            _name_relative(linked, root, seen)
+
+
+def _under(filename: str, root: str) -> Optional[str]:
+    """`filename` relative to `root` (which ends with a separator) when it is a file under it."""
+    if not filename.startswith(root):
+        filename = os.path.realpath(filename)
+        if not filename.startswith(root):
+            return None
+    return Path(filename[len(root):]).as_posix()
 
 
 def _keep_frames(formatted: traceback.TracebackException, frames: list) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ async def post_patch(request: Request, model_ref: str, deployment_ref: str, sync
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_ENVELOPE_BYTES:
         raise _too_large()
+    received = time.perf_counter()
     tmp_dir = plane.store.data_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix="envelope-", suffix=".tar", dir=tmp_dir)
@@ -63,7 +65,10 @@ async def post_patch(request: Request, model_ref: str, deployment_ref: str, sync
     patch_point = {"hash": staged.current_tree, "seq": staged.patch_seq}
     if not sync:
         return JSONResponse({"patch_point": patch_point}, status_code=201)
+    staged_ms = round((time.perf_counter() - received) * 1000, 1)
     status, body, headers = await _sync(plane, staged.id)
+    if isinstance(body.get("ms"), dict):
+        body["ms"]["stage"] = staged_ms  # the body read + stage, before the sync's own `total`
     return JSONResponse({**body, "patch_point": patch_point}, status_code=status, headers=headers)
 
 

@@ -5,6 +5,13 @@ file in `<root>/tmp/` while being hashed, and only a matching digest is fsynced 
 into place (then the directory is fsynced, so the name survives a power cut too). A killed
 writer leaves at most a temporary file, which no read looks at and `sweep` removes.
 
+A writer that stores several blobs before committing something that names them (a patch:
+its blobs, its manifest, then the database row) passes a `SyncBatch` instead: each blob is
+renamed into place unsynced, and `batch.flush()` fsyncs every file, then every directory,
+once, before the caller commits. What the row names is durable either way; a power cut
+before the flush can leave a blob file with lost content under its name, but then the row
+that would name it was never written (and `verify` / `sweep` see the blob for what it is).
+
 Unused blobs are swept (not reference-counted): counts kept in the database could not change
 in the same transaction as a file on disk, whereas "used" is derived from the rows and the
 trees' manifests at sweep time (`Trees.sweep`), so a crash anywhere leaves nothing to repair.
@@ -63,23 +70,20 @@ class BlobWriter:
         self._hash.update(chunk)
         self._file.write(chunk)
 
-    def commit(self) -> Path:
-        """Verify, then publish under the final name; a mismatch leaves nothing behind."""
+    def commit(self, batch: "SyncBatch | None" = None) -> Path:
+        """Verify, then publish under the final name; a mismatch leaves nothing behind.
+        With `batch`, the fsyncs are the batch's (module docstring)."""
         assert self._file is not None, "the upload is finished"
         actual = self._hash.hexdigest()
         if actual != self.digest:
             self.abort()
             raise DigestMismatch(f"the upload hashes to {actual}, not the claimed {self.digest}")
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if batch is None:
+            os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        final = self._store.path(self.digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        # Same digest, same bytes: replacing a blob someone else just finished is harmless.
-        os.replace(self._tmp_path, final)
-        _fsync_dir(final.parent)
-        return final
+        return self._store._publish(self._tmp_path, self.digest, batch)
 
     def abort(self) -> None:
         if self._file is not None:
@@ -130,13 +134,42 @@ class BlobStore:
     def writer(self, digest: str, max_bytes: int | None = None) -> BlobWriter:
         return BlobWriter(self, digest, max_bytes)
 
-    def write(self, source: BinaryIO | Iterable[bytes], digest: str, max_bytes: int | None = None) -> Path:
+    def write(self, source: BinaryIO | Iterable[bytes], digest: str, max_bytes: int | None = None,
+              batch: "SyncBatch | None" = None) -> Path:
         """Store the bytes of `source` (a binary file or chunks) as blob `digest`."""
         chunks: Iterable[bytes] = iter(lambda: source.read(_CHUNK), b"") if hasattr(source, "read") else source  # type: ignore[union-attr]
         with self.writer(digest, max_bytes) as writer:
             for chunk in chunks:
                 writer.write(chunk)
-            return writer.commit()
+            return writer.commit(batch)
+
+    def adopt(self, verified: Path, digest: str, batch: "SyncBatch | None" = None) -> Path:
+        """Move the file `verified` into the store as blob `digest`, without reading it again:
+        only for a file whose bytes were hashed to `digest` on the way in (`read_envelope`
+        checks every blob it writes). Another filesystem: copied and hashed as any write."""
+        check_digest(digest)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        moved = self._tmp / f"{digest[:16]}.{secrets.token_hex(8)}.part"
+        try:
+            os.rename(verified, moved)
+        except OSError:
+            with open(verified, "rb") as content:
+                return self.write(content, digest, batch=batch)
+        os.chmod(moved, 0o644)  # as a written blob (a verified file may be a private temporary one)
+        if batch is None:
+            _fsync_file(moved)
+        return self._publish(moved, digest, batch)
+
+    def _publish(self, temporary: Path, digest: str, batch: "SyncBatch | None") -> Path:
+        final = self.path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # Same digest, same bytes: replacing a blob someone else just finished is harmless.
+        os.replace(temporary, final)
+        if batch is None:
+            _fsync_dir(final.parent)
+        else:
+            batch.add(final)
+        return final
 
     def open(self, digest: str) -> BinaryIO:
         try:
@@ -188,9 +221,32 @@ def _mtime(path: Path) -> float:
         return float("inf")
 
 
-def _fsync_dir(path: Path) -> None:
+class SyncBatch:
+    """Files written unsynced that must be durable before something names them: `flush()`
+    fsyncs each file, then each of their directories (the names), once."""
+
+    def __init__(self) -> None:
+        self._files: dict[Path, None] = {}  # insertion-ordered, once each
+
+    def add(self, path: Path) -> None:
+        self._files[path] = None
+
+    def flush(self) -> None:
+        directories = dict.fromkeys(path.parent for path in self._files)
+        for path in self._files:
+            _fsync_file(path)
+        for directory in directories:
+            _fsync_dir(directory)
+        self._files.clear()
+
+
+def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    _fsync_file(path)  # a directory opened read-only fsyncs the same way

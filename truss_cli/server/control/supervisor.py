@@ -15,7 +15,6 @@ the current generation never stopped serving: 422 with the user's traceback.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import logging
@@ -330,7 +329,7 @@ class Supervisor:
             if path.endswith(".py"):
                 source = planned.sources[entry.sha256].read_bytes()
                 try:
-                    ast.parse(source, filename=path)
+                    hotswap.parse(source, path)  # ast.parse; the hot swap check reuses the tree
                 except SyntaxError as exc:
                     return _failed({"phase": "syntax", "summary": f"syntax error: {exc.msg} ({path}, line {exc.lineno})",
                                     "traceback": "".join(traceback.format_exception_only(type(exc), exc))})

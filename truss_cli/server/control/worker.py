@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
-from truss_cli.server import request_body
+from truss_cli.server import load_errors, request_body
 from truss_cli.server._uvicorn import uvicorn
 from truss_cli.server.app import ModelServerApp
 from truss_cli.server.control import hotswap, messages
@@ -62,6 +62,8 @@ def run(spec: dict) -> int:
     listener = socket.socket(fileno=spec["listen_fd"])
     root = Path(spec["model_dir"]).resolve()
     os.chdir(root)  # as the model server: relative paths in model code work
+    # The tree is the replica's private copy: a traceback names its files as the user's tree does.
+    load_errors.name_files_relative_to(root)
     try:
         return asyncio.run(_Worker(spec, listener, root).main())
     except KeyboardInterrupt:
