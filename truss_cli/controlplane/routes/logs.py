@@ -32,7 +32,7 @@ _FINAL = frozenset({states.ACTIVE, states.BUILD_FAILED, states.DEPLOY_FAILED, st
                     states.SCALED_TO_ZERO})
 _KINDS = ("build", "replica", "all")
 _BUILD_LOG_POLL_SECONDS = 0.2
-_REPLICA_POLL_SECONDS = 1.0
+_REPLICA_POLL_SECONDS = 0.2
 _ADDED = object()  # a queue marker: one more reader
 
 
