@@ -198,7 +198,8 @@ def test_a_container_killed_is_replaced_by_one_serving_the_patched_tree(
         time.sleep(0.5)
     served = answer.json()
     assert served["marker"] == "d" and served["greeting"] == "bonjour"  # the patched code and config.yaml
-    assert state(cp, deployment) == {"running_patch_point": {"hash": watcher.tree.tree_hash()}, "pending_patch_point": None}
+    assert state(cp, deployment) == {"running_patch_point": {"hash": watcher.tree.tree_hash()}, "pending_patch_point": None,
+                                     "rebuild": None}
     # And it takes patches as the first one did.
     answer = ok(send(cp, deployment, watcher.edit("model/model.py", MODEL.format(marker="e"))[1]))
     assert answer["action"] == "hot_swap", answer
@@ -227,7 +228,7 @@ def test_a_patch_while_scaled_to_zero_is_served_by_the_woken_container_which_a_r
         # The container reports the staged tree (its status carries the tree hash): it runs now.
         deadline = time.monotonic() + 60
         while (found := state(first, deployment)) != {"running_patch_point": {"hash": patch.next_hash},
-                                                     "pending_patch_point": None}:
+                                                     "pending_patch_point": None, "rebuild": None}:
             assert time.monotonic() < deadline, found
             time.sleep(0.1)
 
