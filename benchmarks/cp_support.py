@@ -15,7 +15,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_controlplane(data_dir: Path, env: dict, extra: tuple = ()) -> tuple[subprocess.Popen, str, str]:
+def start_controlplane(data_dir: Path, env: dict, extra: tuple = (), runtime: str = "process") -> tuple[subprocess.Popen, str, str]:
     """(process, url, admin key); the process is the control plane itself (no wrapper)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     key = subprocess.run(
@@ -26,7 +26,7 @@ def start_controlplane(data_dir: Path, env: dict, extra: tuple = ()) -> tuple[su
     log = open(data_dir / "controlplane.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "truss_cli.controlplane", "serve", "--data-dir", str(data_dir), "--port", "0",
-         "--runtime", "process", *extra],
+         "--runtime", runtime, *extra],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60

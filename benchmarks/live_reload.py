@@ -3,9 +3,11 @@
 returns the new behaviour, with `truss push --watch` running as a user runs it.
 
     python benchmarks/live_reload.py [--model-dir examples/hello] [--saves 10] [--new-connection-per-poll]
+                                     [--runtimes process,docker]
                                      [--extra-methods N]   # N more methods in model.py (150: 610 lines)
 
-One control plane (`serve --port 0 --runtime process`, cp_support.py) and one user (own HOME,
+One control plane per runtime named by `--runtimes` (default `process`; `process,docker` measures
+both in one run, one after the other: `serve --port 0 --runtime R`, cp_support.py) and one user (own HOME,
 ~/.trussrc written by `truss remote add`). A copy of the model directory is pushed with
 `python -m truss_cli push DIR --watch --output json` as a subprocess; once it prints
 "Watching ...", each save rewrites model/model.py (a plain open/write, as an editor saving in
@@ -120,8 +122,17 @@ def main() -> None:
     parser.add_argument("--extra-methods", type=int, default=0,
                         help="add N four-line methods to model.py (150: a ~620-line file; default: examples/hello's size)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--runtimes", default="process",
+                        help="comma-separated control-plane runtimes measured one after the other in this run "
+                             "(process, docker; docker needs an engine and TRUSS_BASE_IMAGE)")
     args = parser.parse_args()
+    results = {runtime: measure(args, runtime) for runtime in args.runtimes.split(",")}
+    for runtime, result in results.items():
+        report(runtime, result, args.saves)
 
+
+def measure(args: argparse.Namespace, runtime: str) -> dict:
+    print(f"== runtime {runtime}", file=sys.stderr, flush=True)
     work = Path(tempfile.mkdtemp(prefix="live-reload-"))
     model_dir = work / "model"
     shutil.copytree(args.model_dir, model_dir)
@@ -132,7 +143,7 @@ def main() -> None:
     user_env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HOME=str(home),
                     XDG_CACHE_HOME=str(home / "cache"), XDG_DATA_HOME=str(home / "data"))
     truss = [sys.executable, "-m", "truss_cli"]
-    cp, url, key = start_controlplane(work / "cp-data-dir", cp_env)
+    cp, url, key = start_controlplane(work / "cp-data-dir", cp_env, runtime=runtime)
     watcher: subprocess.Popen | None = None
     times: dict = {mode: [] for mode in MODES}
     cli_ms: dict = {mode: [] for mode in MODES}
@@ -215,7 +226,14 @@ def main() -> None:
         else:
             print(f"kept {work}", file=sys.stderr)
 
-    print(f"\n{'save to served (ms)':22s}{'min':>8s}{'p50':>8s}{'max':>8s}{'CLI ms p50':>12s}{'CLI line p50':>14s}  actions")
+    return {"times": times, "cli_ms": cli_ms, "printed": printed, "actions": actions, "server_ms": server_ms,
+            "started": started}
+
+
+def report(runtime: str, result: dict, saves: int) -> None:
+    times, cli_ms, printed, actions, server_ms = (result[k] for k in ("times", "cli_ms", "printed", "actions", "server_ms"))
+    print(f"\nruntime {runtime}")
+    print(f"{'save to served (ms)':22s}{'min':>8s}{'p50':>8s}{'max':>8s}{'CLI ms p50':>12s}{'CLI line p50':>14s}  actions")
     for mode in MODES:
         row = [t * 1000 for t in times[mode]]
         shown = [m for m in cli_ms[mode] if m is not None]
@@ -225,7 +243,7 @@ def main() -> None:
     print(f"\n{'server ms p50':22s}" + "".join(f"{part:>9s}" for part in SERVER_PARTS))
     for mode in MODES:
         print(f"{mode:22s}" + "".join(f"{_median_of(server_ms[mode], part):9.1f}" for part in SERVER_PARTS))
-    print(f"\n{args.saves} saves per mode; push --watch to watching: {started:.2f} s")
+    print(f"\n{saves} saves per mode; push --watch to watching: {result['started']:.2f} s")
 
 
 # The control plane's answer: `stage` (body read + stage), `total` (its sync, replica included),

@@ -2,6 +2,7 @@
 """Latency the model server adds over a bare FastAPI app doing the same work, side by side.
 
     python benchmarks/predict_overhead.py [--model-dir examples/hello] [--requests 3000] [--seconds 5] [--rounds 3]
+                                          [--development]   # also a development replica (live-reload control layer)
 
 The model server serves MODEL_DIR (examples/hello by default: `predict` returns
 {"greeting": "Hello, <name>!"}). The baseline is a bare FastAPI app whose route does hello's
@@ -259,6 +260,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
     parser.add_argument("--python", default=sys.executable, help="Python that runs both servers")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--development", action="store_true",
+                        help="also measure a development replica (python -m truss_cli.server.control: the live-reload "
+                             "control layer, issue 10) and report what it adds over the plain model server")
     args = parser.parse_args()
 
     pin = len(os.sched_getaffinity(0)) >= 2
@@ -279,6 +283,15 @@ def main() -> None:
         ],
         "bare_fastapi": lambda port: [args.python, str(work / "bare_fastapi.py"), HOST, str(port)],
     }
+    if args.development:
+        # The control layer patches its model directory in place: it gets a copy. Its token is
+        # an environment variable here (a benchmark's throwaway value).
+        shutil.copytree(model_dir, work / "development-model", ignore=shutil.ignore_patterns("__pycache__"))
+        env["TRUSS_CONTROL_TOKEN"] = "benchmark-token"
+        servers["truss-cli-dev"] = lambda port: [
+            args.python, "-m", "truss_cli.server.control", str(work / "development-model"),
+            "--replica-config", str(replica_config), "--host", HOST, "--port", str(port), "--control-port", "0",
+        ]
     results: dict = {name: [] for name in servers}
     answers: dict = {}
     ok = False
@@ -316,8 +329,17 @@ def main() -> None:
         "added_server_cpu_per_req_us": ours["server_cpu_per_req_us"] - bare["server_cpu_per_req_us"],
         "throughput_ratio": ours["rps"] / bare["rps"],
     }
+    development = None
+    if "truss-cli-dev" in summary:
+        dev = summary["truss-cli-dev"]
+        development = {
+            "added_p50_us": dev["p50_us"] - ours["p50_us"],
+            "added_p99_us": dev["p99_us"] - ours["p99_us"],
+            "throughput_ratio": dev["rps"] / ours["rps"],
+        }
     if args.json:
-        print(json.dumps({"servers": summary, "rounds": results, "truss_cli_vs_bare_fastapi": comparison}, indent=2))
+        print(json.dumps({"servers": summary, "rounds": results, "truss_cli_vs_bare_fastapi": comparison,
+                          "development_vs_truss_cli": development}, indent=2))
         return
     print(f"\n{'server':14s}{'p50 us':>10s}{'p99 us':>10s}{'CPU us/req':>12s}{'req/s (' + str(args.connections) + ' conns)':>22s}{'errors':>8s}")
     for name, row in summary.items():
@@ -328,6 +350,9 @@ def main() -> None:
           f"throughput ratio {comparison['throughput_ratio']:.3f} "
           f"(medians of {args.rounds} rounds; pinned: {'server CPU 0, client CPU 1' if pin else 'no'}; "
           f"model: {model_dir.relative_to(REPO_ROOT) if model_dir.is_relative_to(REPO_ROOT) else model_dir})")
+    if development is not None:
+        print(f"added by the development control layer (truss-cli-dev vs truss-cli): p50 {development['added_p50_us']:+.1f} us, "
+              f"p99 {development['added_p99_us']:+.1f} us; throughput ratio {development['throughput_ratio']:.3f}")
 
 
 if __name__ == "__main__":
