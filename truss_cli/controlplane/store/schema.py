@@ -102,6 +102,8 @@ deployments = sa.Table(
     # none), and the last staged patch's hot-reload choice ("auto" / "off").
     sa.Column("rebuild", sa.JSON, nullable=True),
     sa.Column("hot_reload", sa.String(8), nullable=False, server_default="auto"),
+    # Baseten's autoscaling_settings (min_replica, max_replica, ...); null: the defaults.
+    sa.Column("autoscaling_settings", sa.JSON, nullable=True),
     sa.UniqueConstraint("model_id", "name"),
     sa.UniqueConstraint("model_id", "ordinal"),
 )
@@ -120,6 +122,55 @@ sa.Index(
     unique=True,
     sqlite_where=deployments.c.is_development,
     postgresql_where=deployments.c.is_development,
+)
+
+# A model's environments (production for every model, others by users). The deployment an
+# environment serves is `current_deployment_id`; the store keeps deployments.is_production and
+# deployments.environment equal to it in the same transaction.
+environments = sa.Table(
+    "environments",
+    metadata,
+    _id(),
+    sa.Column("model_id", sa.String(16), sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("current_deployment_id", sa.String(16), sa.ForeignKey("deployments.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("autoscaling_settings", sa.JSON, nullable=True),  # null: each deployment's own
+    sa.Column("promotion_settings", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("model_id", "name", name="uq_environments_model_id_name"),
+)
+
+# Promotions of a deployment into an environment: instant, rolling or canary; at most one
+# unfinished per environment (the database says so, for two concurrent promote calls).
+promotions = sa.Table(
+    "promotions",
+    metadata,
+    _id(),
+    sa.Column("model_id", sa.String(16), sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("environment_id", sa.String(16), sa.ForeignKey("environments.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("candidate_deployment_id", sa.String(16), sa.ForeignKey("deployments.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("previous_deployment_id", sa.String(16), sa.ForeignKey("deployments.id", ondelete="SET NULL"),
+              nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # instant | rolling | canary
+    sa.Column("status", sa.String(32), nullable=False),  # RELEASING, RAMPING_UP, PAUSED, ... SUCCEEDED
+    sa.Column("percent_traffic_to_new_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("step", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("requested_action", sa.String(32), nullable=True),  # a control applied at the next step boundary
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+)
+sa.Index(
+    "uq_promotions_one_unfinished",
+    promotions.c.environment_id,
+    unique=True,
+    sqlite_where=promotions.c.finished_at.is_(None),
+    postgresql_where=promotions.c.finished_at.is_(None),
 )
 
 replicas = sa.Table(
