@@ -15,6 +15,7 @@ from truss_cli.controlplane.store import schema, states, versions
 from truss_cli.controlplane.store._rows import now, one_line, to_record
 from truss_cli.controlplane.store.builds import queue_build
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
+from truss_cli.controlplane.store.environments import set_current_in
 from truss_cli.controlplane.store.errors import Conflict, NotFound, StoreError
 from truss_cli.controlplane.store.ids import new_id
 from truss_cli.controlplane.store.records import Deployment, Removed, Replica
@@ -122,6 +123,8 @@ class Deployments:
                     version = versions.next_version(model.last_version, version_bump)
                     db.execute(models.update().where(models.c.id == model_id).values(last_version=version))
                 is_production = not is_development and not any(row.is_production for row in taken.values())
+                if is_production:
+                    environment = PRODUCTION
                 values = dict(
                     id=new_id(),
                     model_id=model_id,
@@ -143,6 +146,11 @@ class Deployments:
                     updated_at=created,
                 )
                 db.execute(t.insert().values(**values))
+                if is_production:
+                    # The production environment serves its model's first published deployment.
+                    env = schema.environments
+                    db.execute(env.update().where(env.c.model_id == model_id, env.c.name == PRODUCTION)
+                               .values(current_deployment_id=values["id"], updated_at=created))
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"a deployment of model {model_id} was created at the same time; retry") from exc
         return Deployment(**values)  # type: ignore[arg-type]
@@ -340,33 +348,19 @@ class Deployments:
             ).first()
         return to_record(Deployment, updated), True
 
-    def promote(self, deployment_id: str) -> Deployment:
-        """Make this deployment its model's production one, in one transaction (a plain swap:
-        the previous production deployment keeps running)."""
+    def promote(self, deployment_id: str, environment: str | None = None) -> Deployment:
+        """Make this deployment what `environment` serves (None: the environment it was pushed
+        into, `config["promote_environment"]`, else production), in one transaction, through
+        the environments' own `set_current_in` (a plain swap: the previous deployment keeps
+        running; what happens to it is the promotion's cleanup, the caller's job)."""
         with write_transaction(self._engine) as db:
             row = self._locked(db, deployment_id)
-            label = f"deployment {row.name} ({row.id})"
-            if row.is_development:
-                raise Conflict("the development deployment cannot serve production",
-                               hint="push a published deployment: truss push", code="NOT_PROMOTABLE")
-            if row.desired_state == states.DESIRED_INACTIVE:
-                raise Conflict(f"{label} is inactive", hint="activate it first: truss deployments activate",
-                               code="NOT_PROMOTABLE")
-            if row.status in _FAILED:
-                raise Conflict(f"{label} failed ({row.status})", hint="retry it first: truss deployments retry",
-                               code="NOT_PROMOTABLE")
-            if row.is_production:
+            environment = environment or (row.config or {}).get("promote_environment") or PRODUCTION
+            check_promotable(row)
+            if row.environment == environment and (environment != PRODUCTION or row.is_production):
                 return to_record(Deployment, row)
-            stamp = now()
-            # Demote first: the one-production index is checked row by row.
-            db.execute(
-                t.update()
-                .where(t.c.model_id == row.model_id, t.c.is_production, t.c.id != deployment_id)
-                .values(is_production=False, updated_at=stamp)
-            )
-            updated = db.execute(
-                t.update().where(t.c.id == deployment_id).values(is_production=True, updated_at=stamp).returning(*t.c)
-            ).first()
+            set_current_in(db, row.model_id, environment, deployment_id)
+            updated = db.execute(sa.select(t).where(t.c.id == deployment_id)).first()
         return to_record(Deployment, updated)
 
     def delete(self, deployment_id: str) -> Removed:
@@ -454,6 +448,22 @@ class Deployments:
         if row is None:
             raise NotFound("deployment", deployment_id)
         return to_record(Deployment, row)
+
+
+def check_promotable(row: Any) -> None:
+    """Refuse a deployment no environment can serve: the development one, an inactive one,
+    a failed one (each with the command that fixes it)."""
+    label = f"deployment {row.name} ({row.id})"
+    if row.is_development:
+        raise Conflict("the development deployment cannot serve an environment",
+                       hint="promote it with truss deployments promote (publishes it), or push a published deployment",
+                       code="NOT_PROMOTABLE")
+    if row.desired_state == states.DESIRED_INACTIVE:
+        raise Conflict(f"{label} is inactive", hint="activate it first: truss deployments activate",
+                       code="NOT_PROMOTABLE")
+    if row.status in _FAILED:
+        raise Conflict(f"{label} failed ({row.status})", hint="retry it first: truss deployments retry",
+                       code="NOT_PROMOTABLE")
 
 
 def _check_status(status: str) -> None:
