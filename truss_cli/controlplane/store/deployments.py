@@ -66,13 +66,15 @@ class Deployments:
         environment: str | None = None,
         status: str = states.BUILDING,
         version_bump: str = versions.MINOR,
+        first_becomes_production: bool = True,
     ) -> Deployment:
         """A new deployment of `model_id`, named `name` or the next `deployment-N` (N never
         repeats, deleted deployments included; the development deployment is always
         `development`), versioned as a `version_bump` of the
         model's highest version so far (0.1.0 first; none for the development one).
 
-        The first deployment of a model (other than a development one) becomes production.
+        The first deployment of a model (other than a development one) becomes production,
+        unless `first_becomes_production` is False (pushed into another environment).
         Two concurrent pushes get different N and versions: the model's row is locked for the
         transaction on PostgreSQL, and SQLite runs one writer at a time; (model, ordinal) and
         (model, name) are unique besides, so a race could only fail, never share a name.
@@ -122,7 +124,8 @@ class Deployments:
                 if not is_development:
                     version = versions.next_version(model.last_version, version_bump)
                     db.execute(models.update().where(models.c.id == model_id).values(last_version=version))
-                is_production = not is_development and not any(row.is_production for row in taken.values())
+                is_production = (first_becomes_production and not is_development
+                                 and not any(row.is_production for row in taken.values()))
                 if is_production:
                     environment = PRODUCTION
                 values = dict(
