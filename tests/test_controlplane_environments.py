@@ -103,6 +103,10 @@ def test_push_into_an_environment_and_promote_without_a_rebuild(cp: ControlPlane
     model_id = v1["model_id"]
     ok(cp.client.post("/v1/models/flow/environments", json={"name": "staging"}), 201)
     refused(cp.client.post(f"/model-{model_id}/environments/staging/predict", json={}), 404, "NOT_FOUND")
+    detail = ok(cp.client.get("/v1/models/flow"))
+    assert detail["environments"] == ["production", "staging"]
+    assert [(e["name"], e["url"]) for e in detail["invocation"]["environments"]] == [
+        ("staging", f"{cp.url}/model-{model_id}/environments/staging/predict")]
 
     # Pushed into staging: it serves there once ACTIVE; production keeps v1.
     v2 = push(cp, tmp_path, "flow", "v2", environment="staging")

@@ -65,11 +65,14 @@ def model_detail(plane: ControlPlane, model: Model, base_url: str) -> dict[str, 
     """GET /v1/models/{model}: the listing's fields, the README, the deployments and the code
     to call each."""
     deployments = plane.store.deployments.list(model.id)
+    environments = plane.store.environments.list(model.id)
     return {
         **model_view(plane, model, deployments),
         "readme": model.readme,
         "deployments": [deployment_view(plane, d) for d in deployments],
-        "invocation": invocation.invocation(base_url, model.id, [(d.id, d.name) for d in deployments]),
+        "environments": [e.name for e in environments],
+        "invocation": invocation.invocation(base_url, model.id, [(d.id, d.name) for d in deployments],
+                                            [e.name for e in environments]),
     }
 
 
