@@ -69,8 +69,11 @@ def test_environments_from_the_cli(remote: Remote) -> None:
     assert answer.status_code == 200, answer.text
     table = remote.ok("environments", "list", "--model", "envcli").stdout
     assert second["name"] in table and "rolling" in table
-    assert "no environment 'qa'" in failed(remote, "push", str(remote.home / "models" / "envcli"), "--model-name",
-                                           "envcli", "--environment", "qa")
+    directory = str(remote.home / "models" / "envcli")
+    assert "no environment 'qa'" in failed(remote, "push", directory, "--model-name", "envcli", "--environment", "qa")
+    assert "only means something with --promote or --environment" in failed(
+        remote, "push", directory, "--preserve-previous-production-deployment", code=2)
+    assert "--environment" in failed(remote, "push", directory, "--watch", "--environment", "staging", code=2)
 
     # promote --environment production takes it out of staging; staging's KEEP is not production's rule.
     done = remote.ok("deployments", "promote", "--model", "envcli", second["name"], "--environment", "production").stdout
