@@ -1,13 +1,16 @@
 """The store's environments, on SQLite and PostgreSQL: production with every model, the name
 and settings rules, and `set_current` keeping deployments.environment / is_production equal to
-what each environment serves (the production flip of `deployments.promote` included)."""
+what each environment serves (the production flip of `deployments.promote` included), the
+replaced deployment's cleanup in the same transaction, and one promotion at a time."""
 
 from __future__ import annotations
 
 import pytest
 
 from store_support import backend, database_url, store  # noqa: F401 (fixtures)
-from truss_cli.controlplane.store import Conflict, NotFound, Store, StoreError, states
+from truss_cli.controlplane.store import Conflict, NotFound, Store, StoreError, schema, states
+from truss_cli.controlplane.store._rows import now
+from truss_cli.controlplane.store.database import write_transaction
 
 
 def _serving(store: Store, model_id: str) -> dict[str, tuple[str | None, bool]]:
@@ -114,3 +117,49 @@ def test_a_deleted_deployment_leaves_its_environment_serving_nothing(store: Stor
     store.environments.set_current(model.id, "staging", second.id)
     store.deployments.delete(second.id)
     assert store.environments.get(model.id, "staging").current_deployment_id is None
+
+
+def test_a_promotion_cleans_up_the_deployment_it_replaces_in_the_same_transaction(store: Store):
+    model = store.models.create("hello")
+    one, two, three = (store.deployments.create(model.id, config={}) for _ in range(3))
+    for deployment in (one, two, three):
+        store.deployments.set_status(deployment.id, states.ACTIVE)
+
+    promoted, swap = store.deployments.promote_into(two.id)  # production's default: SCALE_TO_ZERO
+    assert (swap.previous_deployment_id, swap.cleanup.value) == (one.id, "SCALE_TO_ZERO")
+    assert store.deployments.get_by_id(one.id).desired_replicas == 0
+    _, swap = store.deployments.promote_into(one.id, scale_down_previous=False)
+    assert swap.cleanup.value == "KEEP" and store.deployments.get_by_id(one.id).desired_replicas == 1  # serves again
+    assert store.deployments.get_by_id(two.id).desired_replicas == 1
+    assert store.deployments.promote_into(one.id)[1] is None  # already serving: nothing to do
+
+    store.environments.update(model.id, "production", promotion_settings={"promotion_cleanup_strategy": "DEACTIVATE"})
+    _, swap = store.deployments.promote_into(three.id)
+    replaced = store.deployments.get_by_id(one.id)
+    assert swap.cleanup.value == "DEACTIVATE" and (replaced.desired_state, replaced.status) == ("inactive", "DEACTIVATING")
+
+    # Push's choice rides on the row: what the reconciler's promote(id) reads.
+    store.environments.create(model.id, "staging", promotion_settings={"promotion_cleanup_strategy": "SCALE_TO_ZERO"})
+    store.environments.set_current(model.id, "staging", two.id)
+    pushed = store.deployments.create(model.id, config={"promote_environment": "staging",
+                                                        "scale_down_previous_deployment": False})
+    assert store.deployments.promote(pushed.id).environment == "staging"
+    assert store.deployments.get_by_id(two.id).desired_replicas == 1  # preserved
+
+
+def test_one_promotion_at_a_time(store: Store):
+    model = store.models.create("hello")
+    one, two = (store.deployments.create(model.id, config={}) for _ in range(2))
+    production = store.environments.get(model.id, "production")
+    with write_transaction(store.engine) as db:
+        db.execute(schema.promotions.insert().values(
+            id="p1", model_id=model.id, environment_id=production.id, candidate_deployment_id=two.id,
+            previous_deployment_id=one.id, kind="rolling", status="PAUSED", settings={}, created_at=now(),
+            updated_at=now()))
+    with pytest.raises(Conflict) as caught:
+        store.deployments.promote(two.id)
+    assert caught.value.code == "PROMOTION_IN_PROGRESS" and "p1" in str(caught.value) and "PAUSED" in str(caught.value)
+    assert store.environments.unfinished_promotions(model.id)[production.id].status == "PAUSED"
+    with write_transaction(store.engine) as db:
+        db.execute(schema.promotions.update().values(finished_at=now(), status="CANCELED"))
+    assert store.deployments.promote(two.id).is_production

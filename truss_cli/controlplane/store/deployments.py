@@ -15,7 +15,7 @@ from truss_cli.controlplane.store import schema, states, versions
 from truss_cli.controlplane.store._rows import now, one_line, to_record
 from truss_cli.controlplane.store.builds import queue_build
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
-from truss_cli.controlplane.store.environments import set_current_in
+from truss_cli.controlplane.store.environments import Swap, promote_in
 from truss_cli.controlplane.store.errors import Conflict, NotFound, StoreError
 from truss_cli.controlplane.store.ids import new_id
 from truss_cli.controlplane.store.records import Deployment, Removed, Replica
@@ -33,6 +33,7 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 # A deployment that never built has nothing to run: deactivating it would mean nothing.
 _UNBUILT = frozenset({states.BUILDING, states.BUILD_FAILED})
 _FAILED = frozenset({states.BUILD_FAILED, states.DEPLOY_FAILED})
+_FROM_CONFIG: Any = object()  # promote's scale_down_previous when the caller leaves it to the row
 
 
 def check_name(name: str) -> str:
@@ -351,20 +352,30 @@ class Deployments:
             ).first()
         return to_record(Deployment, updated), True
 
-    def promote(self, deployment_id: str, environment: str | None = None) -> Deployment:
-        """Make this deployment what `environment` serves (None: the environment it was pushed
-        into, `config["promote_environment"]`, else production), in one transaction, through
-        the environments' own `set_current_in` (a plain swap: the previous deployment keeps
-        running; what happens to it is the promotion's cleanup, the caller's job)."""
+    def promote(self, deployment_id: str, environment: str | None = None, *,
+                scale_down_previous: Any = _FROM_CONFIG) -> Deployment:
+        """`promote_into`, answering the promoted deployment only (the reconciler's call)."""
+        return self.promote_into(deployment_id, environment, scale_down_previous=scale_down_previous)[0]
+
+    def promote_into(self, deployment_id: str, environment: str | None = None, *,
+                     scale_down_previous: Any = _FROM_CONFIG) -> tuple[Deployment, Swap | None]:
+        """Make this deployment what `environment` serves, in one transaction with the cleanup
+        of the one it replaces (environments.promote_in). `environment` None: the one it was
+        pushed into (`config["promote_environment"]`), else production; `scale_down_previous`
+        left out: `config["scale_down_previous_deployment"]` (push's preserve flag), else the
+        environment's strategy. -> (it, the swap; None when it already served there)."""
         with write_transaction(self._engine) as db:
             row = self._locked(db, deployment_id)
-            environment = environment or (row.config or {}).get("promote_environment") or PRODUCTION
+            config = row.config or {}
+            environment = environment or config.get("promote_environment") or PRODUCTION
+            if scale_down_previous is _FROM_CONFIG:
+                scale_down_previous = config.get("scale_down_previous_deployment")
             check_promotable(row)
             if row.environment == environment and (environment != PRODUCTION or row.is_production):
-                return to_record(Deployment, row)
-            set_current_in(db, row.model_id, environment, deployment_id)
+                return to_record(Deployment, row), None
+            swap = promote_in(db, row.model_id, environment, deployment_id, scale_down_previous)
             updated = db.execute(sa.select(t).where(t.c.id == deployment_id)).first()
-        return to_record(Deployment, updated)
+        return to_record(Deployment, updated), swap
 
     def delete(self, deployment_id: str) -> Removed:
         """Delete a deployment that does not serve production, marking its usage deleted.

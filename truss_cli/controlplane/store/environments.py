@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from truss_cli.controlplane import autoscaling_settings as scaling
 from truss_cli.controlplane import promotion_settings as promotion
-from truss_cli.controlplane.store import schema
+from truss_cli.controlplane.promotion_settings import CleanupStrategy
+from truss_cli.controlplane.store import schema, states
 from truss_cli.controlplane.store._rows import now, to_record
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
 from truss_cli.controlplane.store.errors import Conflict, NotFound, StoreError
@@ -139,6 +140,62 @@ def set_current_in(db: sa.Connection, model_id: str, name: str, deployment_id: O
     updated = db.execute(t.update().where(t.c.id == row.id)
                          .values(current_deployment_id=deployment_id, updated_at=stamp).returning(*t.c)).first()
     return to_record(Environment, updated), (previous if previous != deployment_id else None)
+
+
+@dataclass(frozen=True)
+class Swap:
+    """What a promotion changed: the environment, the deployment it served before (None: none,
+    or the same) and what was done to that one."""
+
+    environment: Environment
+    previous_deployment_id: Optional[str]
+    cleanup: Optional[CleanupStrategy]
+
+
+def cleanup_for(strategy: CleanupStrategy, scale_down_previous: Optional[bool]) -> CleanupStrategy:
+    """Baseten's `scale_down_previous_deployment`: None follows the environment's strategy,
+    False keeps the previous deployment, True scales it down even when the strategy says KEEP."""
+    if scale_down_previous is None:
+        return strategy
+    if not scale_down_previous:
+        return CleanupStrategy.KEEP
+    return CleanupStrategy.SCALE_TO_ZERO if strategy == CleanupStrategy.KEEP else strategy
+
+
+def promote_in(db: sa.Connection, model_id: str, name: str, deployment_id: str,
+               scale_down_previous: Optional[bool]) -> Swap:
+    """Within the caller's transaction: an instant promotion. Refused while a promotion into the
+    environment is under way; then `set_current_in`, and the previous deployment cleaned up:
+
+        SCALE_TO_ZERO  desired replicas 0 (the autoscaler retires its replicas; a request wakes it)
+        KEEP           left as it is
+        DEACTIVATE     desired inactive, DEACTIVATING (the reconciler stops its replicas)
+
+    A candidate an earlier promotion scaled to desired 0 gets 1 again: it serves now."""
+    p = schema.promotions
+    environment_id = _locked(db, model_id, name).id
+    under_way = db.execute(sa.select(p).where(p.c.environment_id == environment_id, p.c.finished_at.is_(None))).first()
+    if under_way is not None:
+        raise Conflict(f"promotion {under_way.id} of deployment {under_way.candidate_deployment_id} into {name} "
+                       f"is {under_way.status}", hint="wait for it, or cancel it: truss rollout cancel",
+                       code="PROMOTION_IN_PROGRESS")
+    environment, previous = set_current_in(db, model_id, name, deployment_id)
+    stamp = now()
+    db.execute(d.update().where(d.c.id == deployment_id, d.c.desired_replicas == 0,
+                                d.c.desired_state == states.DESIRED_ACTIVE)
+               .values(desired_replicas=1, updated_at=stamp))
+    if previous is None:
+        return Swap(environment, None, None)
+    cleanup = cleanup_for(promotion.parse(environment.promotion_settings).promotion_cleanup_strategy,
+                          scale_down_previous)
+    if cleanup == CleanupStrategy.SCALE_TO_ZERO:
+        db.execute(d.update().where(d.c.id == previous).values(desired_replicas=0, updated_at=stamp))
+    elif cleanup == CleanupStrategy.DEACTIVATE:
+        # As Deployments.deactivate: it served, so it was built.
+        db.execute(d.update().where(d.c.id == previous, d.c.desired_state == states.DESIRED_ACTIVE)
+                   .values(desired_state=states.DESIRED_INACTIVE, status=states.DEACTIVATING, status_detail=None,
+                           updated_at=stamp))
+    return Swap(environment, previous, cleanup)
 
 
 def _locked(db: sa.Connection, model_id: str, name: str) -> Any:
