@@ -192,3 +192,14 @@ def test_one_promotion_at_a_time_and_development_stays_out(cp: ControlPlaneProce
     into = refused(cp.client.post(f"/v1/models/busy/deployments/{development['id']}/promote",
                                   json={"environment": "staging"}), 409, "NOT_PROMOTABLE")
     assert "production only" in into["error"]
+
+
+def test_push_promotes_once_active_with_the_same_cleanup(cp: ControlPlaneProcess, tmp_path: Path) -> None:
+    v1 = push(cp, tmp_path, "pushed", "v1")
+    v2 = push(cp, tmp_path, "pushed", "v2", promote=True)
+    eventually(lambda: current_id(cp, "pushed", "production") == v2["id"])
+    assert ok(cp.client.get(f"/v1/models/pushed/deployments/{v1['id']}"))["replicas"] == 0  # SCALE_TO_ZERO
+    v3 = push(cp, tmp_path, "pushed", "v3", environment="production", preserve_previous_production_deployment=True)
+    eventually(lambda: current_id(cp, "pushed", "production") == v3["id"])
+    assert marker(cp, v1["model_id"], "production") == "v3"
+    assert ok(cp.client.get(f"/v1/models/pushed/deployments/{v2['id']}"))["replicas"] == 1  # preserved
