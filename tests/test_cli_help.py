@@ -17,7 +17,8 @@ COMMANDS = [[], ["image"], ["init"], ["run"], ["predict"], ["image", "build-cont
     ["deployments", "list"], ["deployments", "rename"], ["deployments", "deactivate"], ["deployments", "activate"],
     ["deployments", "delete"], ["deployments", "prune"], ["deployments", "promote"], ["deployments", "retry"], ["usage"],
     ["api-keys", "create"], ["api-keys", "list"], ["api-keys", "revoke"],
-    ["secrets", "set"], ["secrets", "list"], ["secrets", "delete"]]
+    ["secrets", "set"], ["secrets", "list"], ["secrets", "delete"],
+    *[["environments", name] for name in ("list", "create", "show", "update", "delete")]]
 
 
 def help_text(command: list[str]) -> str:
@@ -86,7 +87,7 @@ def test_port_zero_is_documented(command: list[str]) -> None:
 
 MANAGEMENT = [["models", name] for name in ("list", "show", "describe", "readme", "delete")] + [
     ["deployments", name] for name in ("list", "rename", "deactivate", "activate", "delete", "prune", "promote", "retry")
-] + [["usage"], ["push"]]
+] + [["environments", name] for name in ("list", "create", "show", "update", "delete")] + [["usage"], ["push"]]
 
 
 @pytest.mark.parametrize("command", MANAGEMENT, ids=" ".join)

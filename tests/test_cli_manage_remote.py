@@ -191,13 +191,15 @@ def test_prune_lists_what_it_deletes_and_keeps_the_newest(remote: Remote) -> Non
     assert "Nothing to prune" in nothing.stdout
 
 
-def test_promote_moves_production_and_says_the_old_one_keeps_running(remote: Remote) -> None:
+def test_promote_moves_production_and_says_what_became_of_the_old_one(remote: Remote) -> None:
     remote.push("promoted")
     remote.push("promoted")
     done = remote.ok("deployments", "promote", "--model", "promoted", "deployment-2")
-    assert "now serves production" in done.stdout and "deployment-1 keeps running" in done.stdout
+    assert "now serves production" in done.stdout and "deployment-1 scales to zero" in done.stdout
     listed = remote.deployments("promoted")
     assert listed["deployment-2"]["is_production"] and not listed["deployment-1"]["is_production"]
+    kept = remote.ok("deployments", "promote", "--model", "promoted", "deployment-1", "--keep-previous")
+    assert "deployment-2 keeps running" in kept.stdout
 
 
 def test_models_show_prints_the_code_to_call_it_with_the_real_url(remote: Remote) -> None:

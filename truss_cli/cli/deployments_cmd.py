@@ -190,23 +190,32 @@ def _follow_hint(model: str, deployment: dict[str, Any], target: str) -> str:
 
 @app.command("promote", cls=Command)
 def promote(
-    deployment: str = deployment_argument("The deployment to make production"),
+    deployment: str = deployment_argument("The deployment to promote"),
     model: str = model_option(),
+    environment: str = typer.Option("production", "--environment", "-e", metavar="NAME", help="The environment it is to serve (see `truss environments list`)."),
+    keep_previous: Optional[bool] = typer.Option(None, "--keep-previous/--scale-down-previous", help="Keep the deployment it replaces running, or scale it down (default: the environment's cleanup strategy)."),
     remote: Optional[str] = connect.remote_option(),
     output: console.OutputFormat = console.output_option(),
 ) -> None:
-    """Make a deployment the model's production (primary) deployment.
+    """Make a deployment what an environment serves (production by default), without a rebuild.
 
-    A plain swap: production requests go to it from now on; the previous production deployment keeps running (deactivate it when it is no longer needed).
+    The deployment it replaces is then handled by the environment's cleanup strategy: SCALE_TO_ZERO (the default), KEEP or DEACTIVATE. Promoting the development deployment publishes it (a new deployment that becomes production once ACTIVE).
     """
     with connect.api(remote) as api:
-        previous = api.deployments(model)
-        promoted = api.promote_deployment(model, deployment)
-    before = [d for d in previous if d.get("is_production") and d.get("id") != promoted.get("id")]
-    text = f"Deployment {describe(promoted)} now serves production of model {model}"
-    if before:
-        old = before[0].get("name") or before[0]["id"]
-        text += f"; the previous production deployment {old} keeps running (stop it with: truss deployments deactivate --model {model} {old})"
+        promoted = api.promote_deployment(model, deployment, None if environment == "production" else environment,
+                                          None if keep_previous is None else not keep_previous)
+    into = promoted.get("promoted_into") or environment
+    text = f"Deployment {describe(promoted)} now serves {into} of model {model}"
+    previous = promoted.get("previous_deployment")
+    if previous:
+        old = previous.get("name") or previous["id"]
+        cleanup = previous.get("cleanup")
+        if cleanup == "KEEP":
+            text += f"; the previous deployment {old} keeps running (stop it with: truss deployments deactivate --model {model} {old})"
+        elif cleanup == "DEACTIVATE":
+            text += f"; the previous deployment {old} is deactivated (truss deployments activate --model {model} {old} brings it back)"
+        else:
+            text += f"; the previous deployment {old} scales to zero (a request to it wakes it)"
     console.result(output, text, promoted)
 
 

@@ -36,6 +36,8 @@ def push(
     tail: bool = typer.Option(False, "--tail", help="While waiting, stream the deployment's build and replica logs (implies --wait)."),
     timeout_seconds: Optional[float] = typer.Option(None, "--timeout-seconds", metavar="SECONDS", min=0, help="Give up waiting after this long (the deployment keeps going)."),
     promote: bool = typer.Option(False, "--promote", help="Make this deployment production once it is ACTIVE."),
+    environment: Optional[str] = typer.Option(None, "--environment", metavar="NAME", help="Deploy into this environment (e.g. staging): it serves there once ACTIVE (see `truss environments list`)."),
+    preserve_previous_production_deployment: bool = typer.Option(False, "--preserve-previous-production-deployment", help="With --promote or --environment: keep the deployment this one replaces running (default: the environment's cleanup strategy, SCALE_TO_ZERO unless changed)."),
     labels: Optional[str] = typer.Option(None, "--labels", metavar="JSON", help="Labels for the deployment, a JSON object, e.g. '{\"team\": \"nlp\"}'."),
     version_bump: Optional[VersionBump] = typer.Option(
         None, "--version-bump", metavar="MAJOR|MINOR|PATCH", case_sensitive=False,
@@ -53,7 +55,12 @@ def push(
     """
     settings = edge.settings()
     if watch:
-        _refuse_with_watch(promote=promote, deployment_name=deployment_name, version_bump=version_bump)
+        _refuse_with_watch(promote=promote, deployment_name=deployment_name, version_bump=version_bump,
+                           environment=environment,
+                           preserve_previous_production_deployment=preserve_previous_production_deployment)
+    if preserve_previous_production_deployment and not (promote or environment):
+        raise UsageError("--preserve-previous-production-deployment only means something with --promote or --environment",
+                         hint="add --promote (production) or --environment NAME")
     parsed_labels = _labels(labels)
     prepared = prepare_push(model_dir, settings, model_name)
     if watch:
@@ -65,7 +72,8 @@ def push(
         sent = _send(api, prepared, settings.cache_dir / "push", verbose)
         deployment = api.create_deployment(
             prepared.model_name, prepared.tree_hash, deployment_name, parsed_labels, promote,
-            version_bump=None if version_bump is None else version_bump.value,
+            preserve_previous_production_deployment=preserve_previous_production_deployment,
+            version_bump=None if version_bump is None else version_bump.value, environment=environment,
         )
         for warning in deployment.get("warnings") or []:
             console.warning(str(warning))

@@ -136,9 +136,10 @@ class Api:
         promote: bool = False,
         preserve_previous_production_deployment: bool = False,
         version_bump: str | None = None,
+        environment: str | None = None,
     ) -> dict[str, Any]:
         """`version_bump` (MAJOR, MINOR, PATCH) bumps the model's highest version; the server's
-        default is MINOR."""
+        default is MINOR. `environment`: the deployment serves it once ACTIVE."""
         body: dict[str, Any] = {
             "tree_hash": tree_hash,
             "deployment_name": deployment_name,
@@ -148,6 +149,8 @@ class Api:
         }
         if version_bump is not None:
             body["version_bump"] = version_bump
+        if environment is not None:
+            body["environment"] = environment
         return self.request("POST", f"/v1/models/{_part(model_ref)}/deployments", json=body)
 
     def push_development(self, model_ref: str, tree_hash: str, labels: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -188,9 +191,52 @@ class Api:
         """Rebuilds a failed deployment from its stored files."""
         return self.request("POST", self._deployment_path(model_ref, deployment_ref) + "/retry")
 
-    def promote_deployment(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
-        """Makes the deployment the model's production (primary) one; the previous keeps running."""
-        return self.request("POST", self._deployment_path(model_ref, deployment_ref) + "/promote")
+    def promote_deployment(self, model_ref: str, deployment_ref: str, environment: str | None = None,
+                           scale_down_previous: bool | None = None) -> dict[str, Any]:
+        """Makes the deployment what `environment` serves (production by default); the answer's
+        `previous_deployment` says what became of the one it replaced (`cleanup`)."""
+        body: dict[str, Any] = {}
+        if environment is not None:
+            body["environment"] = environment
+        if scale_down_previous is not None:
+            body["scale_down_previous_deployment"] = scale_down_previous
+        return self.request("POST", self._deployment_path(model_ref, deployment_ref) + "/promote",
+                            **({"json": body} if body else {}))
+
+    # -- environments ---------------------------------------------------------------------
+
+    def environments(self, model_ref: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/v1/models/{_part(model_ref)}/environments")["environments"])
+
+    def environment(self, model_ref: str, name: str) -> dict[str, Any]:
+        return self.request("GET", self._environment_path(model_ref, name))
+
+    def create_environment(self, model_ref: str, name: str, autoscaling_settings: dict[str, Any] | None = None,
+                           promotion_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name}
+        if autoscaling_settings is not None:
+            body["autoscaling_settings"] = autoscaling_settings
+        if promotion_settings is not None:
+            body["promotion_settings"] = promotion_settings
+        return self.request("POST", f"/v1/models/{_part(model_ref)}/environments", json=body)
+
+    def update_environment(self, model_ref: str, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Partial: `changes` holds autoscaling_settings and/or promotion_settings (each itself
+        partial). The answer's `status` is ACCEPTED or UNCHANGED."""
+        return self.request("PATCH", self._environment_path(model_ref, name), json=changes)
+
+    def delete_environment(self, model_ref: str, name: str) -> dict[str, Any]:
+        return self.request("DELETE", self._environment_path(model_ref, name))
+
+    def promote_into_environment(self, model_ref: str, name: str, deployment_ref: str,
+                                 scale_down_previous: bool | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"deployment_id": deployment_ref}
+        if scale_down_previous is not None:
+            body["scale_down_previous_deployment"] = scale_down_previous
+        return self.request("POST", self._environment_path(model_ref, name) + "/promote", json=body)
+
+    def _environment_path(self, model_ref: str, name: str) -> str:
+        return f"/v1/models/{_part(model_ref)}/environments/{_part(name)}"
 
     def prune_deployments(self, model_ref: str, keep: int, dry_run: bool = False) -> dict[str, Any]:
         """Deletes all but the newest `keep` deployments that are neither production nor

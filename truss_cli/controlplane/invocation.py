@@ -20,6 +20,10 @@ def deployment_url(base_url: str, model_id: str, deployment_id: str) -> str:
     return f"{base_url.rstrip('/')}/model-{model_id}/deployment/{deployment_id}/predict"
 
 
+def environment_url(base_url: str, model_id: str, name: str) -> str:
+    return f"{base_url.rstrip('/')}/model-{model_id}/environments/{name}/predict"
+
+
 def python_snippet(url: str) -> str:
     return (
         "import os\n"
@@ -43,10 +47,14 @@ def snippets(url: str) -> dict[str, str]:
     return {"url": url, "python": python_snippet(url), "curl": curl_line(url)}
 
 
-def invocation(base_url: str, model_id: str, deployments: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """`deployments`: (id, name) of each deployment, in the order to show them."""
+def invocation(base_url: str, model_id: str, deployments: Iterable[tuple[str, str]],
+               environments: Iterable[str] = ()) -> dict[str, Any]:
+    """`deployments`: (id, name) of each deployment, in the order to show them; `environments`:
+    the names of the model's environments other than production (which has its own entry)."""
     return {
         "production": snippets(production_url(base_url, model_id)),
+        "environments": [{"name": name, **snippets(environment_url(base_url, model_id, name))}
+                         for name in environments if name != "production"],
         "deployments": [
             {"id": deployment_id, "name": name, **snippets(deployment_url(base_url, model_id, deployment_id))}
             for deployment_id, name in deployments

@@ -36,6 +36,7 @@ from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle,
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store, UsageAccrual
 from truss_cli.controlplane.store import states
+from truss_cli.controlplane.targets import build_targets
 from truss_cli.controlplane.trees import Trees
 
 logger = logging.getLogger("truss.controlplane.reconciler")
@@ -208,17 +209,8 @@ class Reconciler:
             with self._usage_lock:
                 self._live = {deployment.id for deployment in deployments}
             self.development.forget_except(self._live)  # deleted deployments' idle clocks
-            for model in models.values():
-                targets: dict[str, list[tuple[str, float]]] = {}
-                for deployment in deployments:
-                    if deployment.model_id != model.id:
-                        continue
-                    targets[f"deployment/{deployment.id}"] = [(deployment.id, 1.0)]
-                    if deployment.is_production:
-                        targets["production"] = [(deployment.id, 1.0)]
-                    if deployment.is_development:
-                        targets["development"] = [(deployment.id, 1.0)]
-                routing.models[model.id] = targets
+            routing.models = build_targets(models, deployments, self.store.environments.list_all(),
+                                           self.store.environments.unfinished_promotions())
             return routing
 
     # -- development deployments: scale to zero ------------------------------------------

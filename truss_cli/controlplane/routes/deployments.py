@@ -29,11 +29,13 @@ from truss_cli.config import load_config
 from truss_cli.controlplane.auth import require_admin
 from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.plane import ControlPlane
+from truss_cli.controlplane import instant_promotion
+from truss_cli.controlplane.routes.environments import promoted_view
 from truss_cli.controlplane.routes.views import deployment_view, plane_of
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.store import Conflict, Deployment, Removed, states, versions
-from truss_cli.controlplane.store.deployments import DEVELOPMENT
+from truss_cli.controlplane.store.deployments import DEVELOPMENT, PRODUCTION
 from truss_cli.controlplane.store.patch_points import StaleBase
 from truss_cli.controlplane.store.models import MAX_README_CHARS
 
@@ -112,9 +114,22 @@ def _create(plane: ControlPlane, model_ref: str, body: CreateDeployment) -> tupl
     tree = plane.trees.tree(body.tree_hash)  # 404 when never uploaded
     config = load_config(tree).config  # a bad config -> 400 naming the key
     secret_names = sorted(config.secrets)
+    into = body.environment or (PRODUCTION if body.promote else None)
+    if into not in (None, PRODUCTION) and not body.development:
+        existing = store.models.find(model_ref)
+        if existing is None:
+            raise ApiError(404, "NOT_FOUND", f"model {model_ref} is new: it has no environment {into!r} yet",
+                           "push without --environment first, then: truss environments create --model "
+                           f"{model_ref} {into}")
+        store.environments.get(existing.id, into)  # an unknown one -> 404 naming those that exist
     model = store.models.get_or_create(model_ref, readme=_readme(tree))[0]
-    row_config = {"secret_names": secret_names, "promote_when_active": body.promote,
+    row_config = {"secret_names": secret_names, "promote_when_active": into is not None,
                   "model_metadata": _json_safe(dict(config.model_metadata or {}))}
+    if into is not None:
+        # Read by Deployments.promote when the reconciler promotes it once ACTIVE; the cleanup
+        # choice is for the promotion (preserve: keep the previous deployment running).
+        row_config["promote_environment"] = into
+        row_config["scale_down_previous_deployment"] = False if body.preserve_previous_production_deployment else None
     status, action = 201, "created"
     if body.development:
         deployment, action = _development(plane, model.id, body, row_config)
@@ -123,6 +138,8 @@ def _create(plane: ControlPlane, model_ref: str, body: CreateDeployment) -> tupl
         deployment = store.deployments.create(
             model.id, archive_sha256=body.tree_hash, name=body.deployment_name, labels=body.labels,
             config=row_config, version_bump=version_bump,
+            # Pushed into another environment, a model's first deployment waits to serve there.
+            first_becomes_production=into in (None, PRODUCTION),
         )
         store.builds.queue(deployment.id)
     _, missing = store.secrets.resolve(secret_names)
@@ -308,21 +325,40 @@ async def retry_deployment(request: Request, model_ref: str, deployment_ref: str
     return view
 
 
-@router.post("/v1/models/{model_ref}/deployments/{deployment_ref}/promote")
-async def promote_deployment(request: Request, model_ref: str, deployment_ref: str) -> JSONResponse:
-    plane = plane_of(request)
+class PromoteDeployment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    def promote() -> tuple[Deployment, int]:
+    environment: str = PRODUCTION
+    scale_down_previous_deployment: Optional[bool] = None  # None: the environment's cleanup strategy
+
+
+@router.post("/v1/models/{model_ref}/deployments/{deployment_ref}/promote")
+async def promote_deployment(request: Request, model_ref: str, deployment_ref: str,
+                             body: Optional[PromoteDeployment] = None) -> JSONResponse:
+    """Into `environment` (production when no body): instant for now, the previous deployment
+    cleaned up per the environment's promotion_cleanup_strategy (instant_promotion.py).
+    The development deployment is published instead: a new deployment that becomes production
+    once ACTIVE (201)."""
+    plane = plane_of(request)
+    body = body or PromoteDeployment()
+
+    def promote() -> tuple[dict[str, Any], int]:
         deployment = _deployment(plane, model_ref, deployment_ref)
         if deployment.is_development:
-            return _publish_development(plane, deployment), 201
-        return plane.store.deployments.promote(deployment.id), 200
+            if body.environment != PRODUCTION:
+                raise ApiError(409, "NOT_PROMOTABLE",
+                               f"the development deployment is published into production only, not {body.environment}",
+                               f"promote the published deployment into {body.environment} once it is ACTIVE")
+            return deployment_view(plane, _publish_development(plane, deployment)), 201
+        promoted = instant_promotion.promote(plane.store, deployment.model_id, body.environment, deployment.id,
+                                             scale_down_previous=body.scale_down_previous_deployment)
+        return promoted_view(plane, promoted), 200
 
-    deployment, status = await asyncio.to_thread(promote)
+    answer, status = await asyncio.to_thread(promote)
     if status == 201:
         plane.builds.wake()
-    await plane.reconciler.refresh()  # production traffic goes to it from now on
-    return JSONResponse(await asyncio.to_thread(deployment_view, plane, deployment), status_code=status)
+    await plane.reconciler.refresh()  # the environment's traffic goes to it from now on
+    return JSONResponse(answer, status_code=status)
 
 
 def _publish_development(plane: ControlPlane, development: Deployment) -> Deployment:

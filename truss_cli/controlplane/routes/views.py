@@ -8,9 +8,10 @@ from typing import Any, Optional
 
 from fastapi import Request
 
-from truss_cli.controlplane import invocation
+from truss_cli.controlplane import autoscaling_settings, invocation, promotion_settings
 from truss_cli.controlplane.plane import ControlPlane
-from truss_cli.controlplane.store import Deployment, Model, UsageTotal, states
+from truss_cli.controlplane.store import Deployment, Model, NotFound, UsageTotal, states
+from truss_cli.controlplane.store.environments import Environment, PromotionRow
 
 CUSTOM = "Custom"
 
@@ -64,11 +65,14 @@ def model_detail(plane: ControlPlane, model: Model, base_url: str) -> dict[str, 
     """GET /v1/models/{model}: the listing's fields, the README, the deployments and the code
     to call each."""
     deployments = plane.store.deployments.list(model.id)
+    environments = plane.store.environments.list(model.id)
     return {
         **model_view(plane, model, deployments),
         "readme": model.readme,
         "deployments": [deployment_view(plane, d) for d in deployments],
-        "invocation": invocation.invocation(base_url, model.id, [(d.id, d.name) for d in deployments]),
+        "environments": [e.name for e in environments],
+        "invocation": invocation.invocation(base_url, model.id, [(d.id, d.name) for d in deployments],
+                                            [e.name for e in environments]),
     }
 
 
@@ -86,6 +90,38 @@ def deployment_view(plane: ControlPlane, deployment: Deployment) -> dict[str, An
         "active_replica_count": ready, "created_at": deployment.created_at.isoformat(),
         "updated_at": deployment.updated_at.isoformat(), "labels": dict(deployment.labels),
     }
+
+
+def environment_view(plane: ControlPlane, environment: Environment,
+                     promotion: Optional[PromotionRow] = None) -> dict[str, Any]:
+    """Baseten's environment object. `autoscaling_settings` null: each deployment's own apply;
+    `candidate_deployment` / `in_progress_promotion` null: no promotion under way."""
+    settings = promotion_settings.parse(environment.promotion_settings)
+    in_progress = None
+    if promotion is not None and promotion.finished_at is None:
+        in_progress = {"id": promotion.id, "status": promotion.status, "kind": promotion.kind,
+                       "percent_traffic_to_new_version": promotion.percent_traffic_to_new_version,
+                       "error_message": promotion.error_message,
+                       "rolling_deploy": promotion.kind == promotion_settings.PromotionKind.ROLLING.value}
+    return {
+        "id": environment.id, "name": environment.name, "model_id": environment.model_id,
+        "created_at": environment.created_at.isoformat(), "updated_at": environment.updated_at.isoformat(),
+        "current_deployment": _deployment_or_none(plane, environment.current_deployment_id),
+        "candidate_deployment": _deployment_or_none(plane, promotion.candidate_deployment_id) if in_progress else None,
+        "in_progress_promotion": in_progress,
+        "autoscaling_settings": (autoscaling_settings.parse(environment.autoscaling_settings).model_dump(mode="json")
+                                 if environment.autoscaling_settings is not None else None),
+        "promotion_settings": settings.model_dump(mode="json"),
+    }
+
+
+def _deployment_or_none(plane: ControlPlane, deployment_id: Optional[str]) -> Optional[dict[str, Any]]:
+    if deployment_id is None:
+        return None
+    try:
+        return deployment_view(plane, plane.store.deployments.get_by_id(deployment_id))
+    except NotFound:  # deleted meanwhile
+        return None
 
 
 def usage_view(total: UsageTotal) -> dict[str, Any]:

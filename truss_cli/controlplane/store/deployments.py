@@ -15,6 +15,7 @@ from truss_cli.controlplane.store import schema, states, versions
 from truss_cli.controlplane.store._rows import now, one_line, to_record
 from truss_cli.controlplane.store.builds import queue_build
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
+from truss_cli.controlplane.store.environments import Swap, promote_in
 from truss_cli.controlplane.store.errors import Conflict, NotFound, StoreError
 from truss_cli.controlplane.store.ids import new_id
 from truss_cli.controlplane.store.records import Deployment, Removed, Replica
@@ -32,6 +33,7 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 # A deployment that never built has nothing to run: deactivating it would mean nothing.
 _UNBUILT = frozenset({states.BUILDING, states.BUILD_FAILED})
 _FAILED = frozenset({states.BUILD_FAILED, states.DEPLOY_FAILED})
+_FROM_CONFIG: Any = object()  # promote's scale_down_previous when the caller leaves it to the row
 
 
 def check_name(name: str) -> str:
@@ -65,13 +67,15 @@ class Deployments:
         environment: str | None = None,
         status: str = states.BUILDING,
         version_bump: str = versions.MINOR,
+        first_becomes_production: bool = True,
     ) -> Deployment:
         """A new deployment of `model_id`, named `name` or the next `deployment-N` (N never
         repeats, deleted deployments included; the development deployment is always
         `development`), versioned as a `version_bump` of the
         model's highest version so far (0.1.0 first; none for the development one).
 
-        The first deployment of a model (other than a development one) becomes production.
+        The first deployment of a model (other than a development one) becomes production,
+        unless `first_becomes_production` is False (pushed into another environment).
         Two concurrent pushes get different N and versions: the model's row is locked for the
         transaction on PostgreSQL, and SQLite runs one writer at a time; (model, ordinal) and
         (model, name) are unique besides, so a race could only fail, never share a name.
@@ -121,7 +125,10 @@ class Deployments:
                 if not is_development:
                     version = versions.next_version(model.last_version, version_bump)
                     db.execute(models.update().where(models.c.id == model_id).values(last_version=version))
-                is_production = not is_development and not any(row.is_production for row in taken.values())
+                is_production = (first_becomes_production and not is_development
+                                 and not any(row.is_production for row in taken.values()))
+                if is_production:
+                    environment = PRODUCTION
                 values = dict(
                     id=new_id(),
                     model_id=model_id,
@@ -143,6 +150,11 @@ class Deployments:
                     updated_at=created,
                 )
                 db.execute(t.insert().values(**values))
+                if is_production:
+                    # The production environment serves its model's first published deployment.
+                    env = schema.environments
+                    db.execute(env.update().where(env.c.model_id == model_id, env.c.name == PRODUCTION)
+                               .values(current_deployment_id=values["id"], updated_at=created))
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"a deployment of model {model_id} was created at the same time; retry") from exc
         return Deployment(**values)  # type: ignore[arg-type]
@@ -340,34 +352,30 @@ class Deployments:
             ).first()
         return to_record(Deployment, updated), True
 
-    def promote(self, deployment_id: str) -> Deployment:
-        """Make this deployment its model's production one, in one transaction (a plain swap:
-        the previous production deployment keeps running)."""
+    def promote(self, deployment_id: str, environment: str | None = None, *,
+                scale_down_previous: Any = _FROM_CONFIG) -> Deployment:
+        """`promote_into`, answering the promoted deployment only (the reconciler's call)."""
+        return self.promote_into(deployment_id, environment, scale_down_previous=scale_down_previous)[0]
+
+    def promote_into(self, deployment_id: str, environment: str | None = None, *,
+                     scale_down_previous: Any = _FROM_CONFIG) -> tuple[Deployment, Swap | None]:
+        """Make this deployment what `environment` serves, in one transaction with the cleanup
+        of the one it replaces (environments.promote_in). `environment` None: the one it was
+        pushed into (`config["promote_environment"]`), else production; `scale_down_previous`
+        left out: `config["scale_down_previous_deployment"]` (push's preserve flag), else the
+        environment's strategy. -> (it, the swap; None when it already served there)."""
         with write_transaction(self._engine) as db:
             row = self._locked(db, deployment_id)
-            label = f"deployment {row.name} ({row.id})"
-            if row.is_development:
-                raise Conflict("the development deployment cannot serve production",
-                               hint="push a published deployment: truss push", code="NOT_PROMOTABLE")
-            if row.desired_state == states.DESIRED_INACTIVE:
-                raise Conflict(f"{label} is inactive", hint="activate it first: truss deployments activate",
-                               code="NOT_PROMOTABLE")
-            if row.status in _FAILED:
-                raise Conflict(f"{label} failed ({row.status})", hint="retry it first: truss deployments retry",
-                               code="NOT_PROMOTABLE")
-            if row.is_production:
-                return to_record(Deployment, row)
-            stamp = now()
-            # Demote first: the one-production index is checked row by row.
-            db.execute(
-                t.update()
-                .where(t.c.model_id == row.model_id, t.c.is_production, t.c.id != deployment_id)
-                .values(is_production=False, updated_at=stamp)
-            )
-            updated = db.execute(
-                t.update().where(t.c.id == deployment_id).values(is_production=True, updated_at=stamp).returning(*t.c)
-            ).first()
-        return to_record(Deployment, updated)
+            config = row.config or {}
+            environment = environment or config.get("promote_environment") or PRODUCTION
+            if scale_down_previous is _FROM_CONFIG:
+                scale_down_previous = config.get("scale_down_previous_deployment")
+            check_promotable(row)
+            if row.environment == environment and (environment != PRODUCTION or row.is_production):
+                return to_record(Deployment, row), None
+            swap = promote_in(db, row.model_id, environment, deployment_id, scale_down_previous)
+            updated = db.execute(sa.select(t).where(t.c.id == deployment_id)).first()
+        return to_record(Deployment, updated), swap
 
     def delete(self, deployment_id: str) -> Removed:
         """Delete a deployment that does not serve production, marking its usage deleted.
@@ -454,6 +462,22 @@ class Deployments:
         if row is None:
             raise NotFound("deployment", deployment_id)
         return to_record(Deployment, row)
+
+
+def check_promotable(row: Any) -> None:
+    """Refuse a deployment no environment can serve: the development one, an inactive one,
+    a failed one (each with the command that fixes it)."""
+    label = f"deployment {row.name} ({row.id})"
+    if row.is_development:
+        raise Conflict("the development deployment cannot serve an environment",
+                       hint="promote it with truss deployments promote (publishes it), or push a published deployment",
+                       code="NOT_PROMOTABLE")
+    if row.desired_state == states.DESIRED_INACTIVE:
+        raise Conflict(f"{label} is inactive", hint="activate it first: truss deployments activate",
+                       code="NOT_PROMOTABLE")
+    if row.status in _FAILED:
+        raise Conflict(f"{label} failed ({row.status})", hint="retry it first: truss deployments retry",
+                       code="NOT_PROMOTABLE")
 
 
 def _check_status(status: str) -> None:

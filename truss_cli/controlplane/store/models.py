@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from truss_cli.controlplane.store import schema
 from truss_cli.controlplane.store._rows import now, to_record
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
+from truss_cli.controlplane.store.environments import insert_production
 from truss_cli.controlplane.store.errors import Conflict, NotFound, StoreError
 from truss_cli.controlplane.store.ids import new_id
 from truss_cli.controlplane.store.records import Deployment, Model, Removed, Replica
@@ -44,6 +45,7 @@ class Models:
                 db.execute(t.insert().values(id=model.id, name=model.name, created_at=model.created_at,
                                              description="", readme=readme, last_version=None,
                                              last_ordinal=0))
+                insert_production(db, model.id)  # every model has one, from its first moment
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"a model named {name!r} exists", hint="push a new deployment of it instead") from exc
         return model

@@ -18,6 +18,7 @@ from truss_cli.controlplane.store.blobs import BlobStore
 from truss_cli.controlplane.store.builds import Builds
 from truss_cli.controlplane.store.database import create_engine, database_url, migrate
 from truss_cli.controlplane.store.deployments import Deployments
+from truss_cli.controlplane.store.environments import Environments
 from truss_cli.controlplane.store.models import Models
 from truss_cli.controlplane.store.patch_points import PatchPoints
 from truss_cli.controlplane.store.replicas import Replicas
@@ -33,6 +34,7 @@ class Store:
         self.data_dir = data_dir
         self.models = Models(engine)
         self.deployments = Deployments(engine)
+        self.environments = Environments(engine)
         self.patch_points = PatchPoints(engine)
         self.replicas = Replicas(engine)
         self.builds = Builds(engine)

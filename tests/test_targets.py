@@ -1,0 +1,66 @@
+"""Routing targets from rows (controlplane/targets.py): environments, production, a promotion's split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Optional
+
+from truss_cli.controlplane.targets import build_targets
+
+
+@dataclass
+class Dep:
+    id: str
+    model_id: str = "m"
+    is_production: bool = False
+    is_development: bool = False
+
+
+@dataclass
+class Env:
+    id: str
+    name: str
+    current_deployment_id: Optional[str]
+    model_id: str = "m"
+
+
+@dataclass
+class Promo:
+    candidate_deployment_id: str
+    previous_deployment_id: Optional[str]
+    percent_traffic_to_new_version: int
+    finished_at: Optional[datetime] = None
+
+
+DEPLOYMENTS = [Dep("dev", is_development=True), Dep("d1", is_production=True), Dep("d2"), Dep("d3")]
+
+
+def test_each_environment_serves_its_current_deployment_and_production_is_the_production_environment():
+    targets = build_targets(["m"], DEPLOYMENTS, [Env("e1", "production", "d1"), Env("e2", "staging", "d2"),
+                                                 Env("e3", "qa", None)], {})["m"]
+    assert targets == {
+        "deployment/dev": [("dev", 1.0)], "development": [("dev", 1.0)], "deployment/d1": [("d1", 1.0)],
+        "deployment/d2": [("d2", 1.0)], "deployment/d3": [("d3", 1.0)],
+        "production": [("d1", 1.0)], "environments/production": [("d1", 1.0)], "environments/staging": [("d2", 1.0)],
+    }  # qa serves nothing: no target, so the gateway's 404 lists the ones there are
+
+
+def test_a_promotion_under_way_splits_and_a_finished_one_does_not():
+    envs = [Env("e1", "production", "d1"), Env("e2", "staging", "d2")]
+    rolling = {"e1": Promo("d3", "d1", 30)}
+    targets = build_targets(["m"], DEPLOYMENTS, envs, rolling)["m"]
+    assert targets["production"] == targets["environments/production"] == [("d1", 0.7), ("d3", 0.3)]
+    assert targets["environments/staging"] == [("d2", 1.0)]
+    done = {"e1": Promo("d3", "d1", 30, finished_at=datetime.now(timezone.utc))}
+    assert build_targets(["m"], DEPLOYMENTS, envs, done)["m"]["production"] == [("d1", 1.0)]
+    assert build_targets(["m"], DEPLOYMENTS, envs, {"e1": Promo("d3", "d1", 100)})["m"]["production"] == [("d3", 1.0)]
+
+
+def test_the_production_environment_row_decides_over_a_stale_flag_and_models_stay_apart():
+    # Production's environment row serves nothing: no production target, whatever a flag says.
+    targets = build_targets(["m", "other"], DEPLOYMENTS + [Dep("x", model_id="other", is_production=True)],
+                            [Env("e1", "production", None)], {})
+    assert "production" not in targets["m"]
+    assert targets["other"] == {"deployment/x": [("x", 1.0)], "production": [("x", 1.0)]}  # no env row: the flag
+    assert build_targets([], DEPLOYMENTS, [Env("e1", "production", "d1")], {}) == {}
