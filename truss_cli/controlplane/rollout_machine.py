@@ -32,7 +32,8 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 __all__ = [
-    "ACTIONS", "ControlRefused", "Decision", "FINISHED", "Observed", "Plan", "RolloutState", "control", "step",
+    "ACTIONS", "ControlRefused", "Decision", "FINISHED", "Observed", "Plan", "RolloutState", "control", "replicas",
+    "step",
     "RELEASING", "RAMPING_UP", "PAUSED", "RAMPING_DOWN", "SUCCEEDED", "FAILED", "CANCELED",
 ]
 
@@ -266,7 +267,7 @@ def _ramp_down(state: RolloutState, observed: Observed, plan: Plan, now: float) 
 
 
 def _decide(state: RolloutState, plan: Plan) -> Decision:
-    candidate, previous = _replicas(state, plan)
+    candidate, previous = replicas(state, plan)
     return Decision(state, candidate, previous, state.percent)
 
 
@@ -274,7 +275,7 @@ def _with_overhead(count: int, plan: Plan) -> int:
     return math.ceil(count * (100 + plan.replica_overhead_percent) / 100)
 
 
-def _replicas(state: RolloutState, plan: Plan) -> tuple[Optional[int], Optional[int]]:
+def replicas(state: RolloutState, plan: Plan) -> tuple[Optional[int], Optional[int]]:
     """(candidate, previous) desired counts; None leaves the deployment to its autoscaler."""
     if state.status in FINISHED or plan.kind == "instant":
         return None, None

@@ -146,6 +146,16 @@ def _state_of(promotion: Promotion) -> tuple[machine.RolloutState, machine.Plan]
     return state, machine.Plan(**promotion.settings["plan"])
 
 
+def wanted_replicas(promotion: Promotion) -> tuple[Optional[int], Optional[int]]:
+    """(candidate, previous) replicas the promotion asks for as it stands; None: the autoscaler's."""
+    state, plan = _state_of(promotion)
+    return machine.replicas(state, plan)
+
+
+def ready_replicas(store: Store, deployment_id: str) -> int:
+    return _ready(store, deployment_id)
+
+
 # -- controls ---------------------------------------------------------------------------------
 
 
@@ -278,4 +288,5 @@ def _clean_up(store: Store, previous_id: str, strategy: str) -> None:
         log.info("cleanup of %s skipped: %s", previous_id, exc)
 
 
-__all__ = ["ControlRefused", "Rollouts", "apply_control", "begin_promotion", "promotions_of"]
+__all__ = ["ControlRefused", "Rollouts", "apply_control", "begin_promotion", "promotions_of", "ready_replicas",
+           "wanted_replicas"]
