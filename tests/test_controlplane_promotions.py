@@ -116,7 +116,8 @@ def test_force_roll_forward_serves_the_candidate_and_force_cancel_keeps_the_prev
 
 def test_controls_without_a_promotion_or_environment_say_what_exists(cp: ControlPlaneProcess,
                                                                     versions: dict[str, Any]):
-    body = refused(cp.client.post("/v1/models/rolled/environments/production/pause_promotion"), 404, "NOT_FOUND")
+    body = refused(cp.client.post("/v1/models/rolled/environments/production/pause_promotion"), 409,
+                   "NO_PROMOTION_IN_PROGRESS")
     assert "no promotion in progress" in body["error"]
     body = refused(cp.client.get("/v1/models/rolled/environments/staging/promotion"), 404, "NOT_FOUND")
     assert body["detail"]["existing"] == ["production"]

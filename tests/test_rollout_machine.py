@@ -118,6 +118,14 @@ def test_cancel_ramps_back_at_the_step_boundary_as_the_previous_comes_back() -> 
     ])
 
 
+def test_a_pause_before_the_first_step_holds_without_asking_for_replicas() -> None:
+    plan = Plan("rolling", target_replicas=2, max_surge_percent=50)
+    paused = step(control(RolloutState(), plan, "pause", 0), Observed(0, 2), plan, 0)
+    assert (paused.state.status, paused.candidate_replicas, paused.previous_replicas) == (PAUSED, None, None)
+    resumed = step(control(paused.state, plan, "resume", 1), Observed(0, 2), plan, 1)
+    assert (resumed.state.status, resumed.candidate_replicas, resumed.previous_replicas) == (RELEASING, 1, 2)
+
+
 def test_cancel_before_any_traffic_moved_is_canceled_at_once() -> None:
     plan = Plan("rolling", target_replicas=2, max_surge_percent=50)
     state = run(plan, [(0, 0, 2, None, RELEASING, 0, 1, 2)])

@@ -144,8 +144,9 @@ def test_cancel_ramps_down_then_cancels_and_production_never_moved(store: Store)
     row = rollouts.promotions_of(store).get(promotion.id)
     assert (row.status, row.percent_traffic_to_new_version, row.finished_at is not None) == ("CANCELED", 0, True)
     assert current(store, model.id, "production") == v1.id and store.deployments.get_by_id(v1.id).is_production
-    with pytest.raises(NotFound, match="no promotion in progress"):
+    with pytest.raises(Conflict, match="no promotion in progress") as caught:
         rollouts.apply_control(store, model.id, "production", "resume")
+    assert caught.value.code == "NO_PROMOTION_IN_PROGRESS"
 
 
 def test_a_failing_candidate_ends_failed_and_the_environment_keeps_the_previous(store: Store):

@@ -283,7 +283,7 @@ def replicas(state: RolloutState, plan: Plan) -> tuple[Optional[int], Optional[i
         return (plan.canary_min_replicas if state.status == RELEASING else None), None
     target = plan.target_replicas
     if state.step == 0:
-        return 0, target  # nothing asked yet (paused or canceled before the first step)
+        return None, None  # before the first step (not ticked yet, or paused there): no opinion yet
     k = state.step
     candidate = _with_overhead(min(k * plan.step_replicas, target), plan)
     # Surge: the previous gives up a step's replicas only after the step before stabilized;

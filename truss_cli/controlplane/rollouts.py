@@ -167,7 +167,10 @@ def apply_control(store: Store, model_id: str, environment_name: str, action: st
     for _ in range(20):  # a tick may write between the read and the write: read again
         promotion = promotions.unfinished(environment.id)
         if promotion is None:
-            raise NotFound("promotion in progress in environment", environment_name)
+            raise Conflict(f"no promotion in progress in environment {environment_name!r}",
+                           hint=f"promote a deployment into it first: truss deployments promote DEPLOYMENT "
+                                f"--environment {environment_name}; `truss rollout status` shows the last one",
+                           code="NO_PROMOTION_IN_PROGRESS")
         state, plan = _state_of(promotion)
         try:
             after = machine.control(state, plan, action, time.time() if now is None else now)
