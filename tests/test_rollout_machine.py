@@ -126,6 +126,18 @@ def test_a_pause_before_the_first_step_holds_without_asking_for_replicas() -> No
     assert (resumed.state.status, resumed.candidate_replicas, resumed.previous_replicas) == (RELEASING, 1, 2)
 
 
+def test_ramping_down_waits_for_the_previous_however_long_unless_the_candidate_fails() -> None:
+    plan = Plan("rolling", target_replicas=2, max_surge_percent=50, ready_timeout_seconds=60)
+    state = run(plan, [
+        (0, 1, 2, None, RAMPING_UP, 50, 1, 2),
+        (1, 1, 2, "cancel", RAMPING_DOWN, 50, 1, 2),  # no stabilization wait: the boundary is now
+        (2, 1, 0, None, RAMPING_DOWN, 50, 1, 2),      # the previous lost its replicas meanwhile
+        (5000, 1, 0, None, RAMPING_DOWN, 50, 1, 2),   # no timeout: the candidate keeps its share
+        (5001, 1, 1, None, RAMPING_DOWN, 50, 1, 2),   # half of the previous back: min(50, 100-50)
+    ])
+    run(plan, [(5002, 0, 1, None, FAILED, 0, None, None)], state=state, failed={5002: "DEPLOY_FAILED"})
+
+
 def test_cancel_before_any_traffic_moved_is_canceled_at_once() -> None:
     plan = Plan("rolling", target_replicas=2, max_surge_percent=50)
     state = run(plan, [(0, 0, 2, None, RELEASING, 0, 1, 2)])

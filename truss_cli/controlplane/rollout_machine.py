@@ -177,7 +177,7 @@ def step(state: RolloutState, observed: Observed, plan: Plan, now: float) -> Dec
     """One tick of the promotion."""
     if state.status in FINISHED:
         return Decision(state, None, None, state.percent)
-    if observed.candidate_failed and state.status != RAMPING_DOWN:
+    if observed.candidate_failed:  # ramping down too: a failed candidate serves nothing
         return _decide(_ended(state, FAILED, 0, now, observed.candidate_failed), plan)
     if plan.kind == "instant":
         if observed.candidate_active:
@@ -256,10 +256,8 @@ def _ramp_down(state: RolloutState, observed: Observed, plan: Plan, now: float) 
     percent = min(state.percent, 100 - back)
     if percent <= 0:
         return _ended(state, CANCELED, 0, now)
-    if observed.previous_ready == 0 and now - state.phase_since >= plan.ready_timeout_seconds:
-        # The previous deployment never came back: keep serving from the candidate.
-        return _ended(state, FAILED, state.percent, now, "the previous deployment did not become ready again; "
-                      "the candidate keeps the traffic it had")
+    # No timeout here: finishing would send all traffic to a previous deployment that is not
+    # back; the candidate keeps its share until it is (or force_cancel / force_roll_forward).
     return replace(state, percent=percent)
 
 
