@@ -10,7 +10,6 @@ cancel before any traffic moved, force cancel and force roll forward take effect
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest

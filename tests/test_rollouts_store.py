@@ -63,6 +63,9 @@ def test_begin_refuses_what_cannot_be_promoted_and_says_what_to_do(store: Store)
     with pytest.raises(NotFound) as caught:
         rollouts.begin_promotion(store, model.id, "production", "nosuchid")
     assert f"deployment-2 ({v2.id})" in caught.value.existing
+    building = store.deployments.create(model.id, config={})
+    with pytest.raises(Conflict, match="is still building"):
+        rollouts.begin_promotion(store, model.id, "production", building.id)
     store.deployments.deactivate(v2.id)
     with pytest.raises(Conflict, match="is inactive") as caught:
         rollouts.begin_promotion(store, model.id, "production", v2.id)
@@ -96,7 +99,8 @@ def test_the_driver_rolls_on_ready_replicas_pauses_resumes_and_succeeds(store: S
 
     def status():
         row = rollouts.promotions_of(store).latest(env.id)
-        return row.status, row.percent_traffic_to_new_version, driver.rollout_replicas(v2.id), driver.rollout_replicas(v1.id)
+        return (row.status, row.percent_traffic_to_new_version,
+                driver.rollout_replicas(v2.id), driver.rollout_replicas(v1.id))
 
     driver.tick()
     assert status() == ("RELEASING", 0, 1, 2)  # step 1 of 2 asked; nothing READY

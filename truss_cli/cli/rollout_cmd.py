@@ -67,7 +67,8 @@ def _notice_canary(body: dict[str, Any]) -> None:
 def status(
     model: str = _model_option(),
     environment: str = _environment_option(),
-    watch: bool = typer.Option(False, "--watch", "-w", help="Keep printing the split and replica counts until it ends."),
+    watch: bool = typer.Option(False, "--watch", "-w",
+                               help="Keep printing the split and replica counts until it ends."),
     remote: Optional[str] = connect.remote_option(),
     output: console.OutputFormat = console.output_option(),
 ) -> None:

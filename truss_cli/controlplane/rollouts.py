@@ -97,6 +97,11 @@ def _candidate(store: Store, model_id: str, candidate_id: str, environment: Envi
     if candidate.status in _UNSERVABLE:
         raise Conflict(f"{label} failed ({candidate.status})", hint="retry it first: truss deployments retry",
                        code="NOT_PROMOTABLE")
+    if candidate.status == states.BUILDING:
+        # The promotion's ready timeout must not count a build (a Docker build may take long).
+        raise Conflict(f"{label} is still building", code="NOT_PROMOTABLE",
+                       hint=f"promote it once it is ACTIVE (truss push --environment {environment.name} "
+                            "waits for that)")
     if environment.current_deployment_id == candidate.id:
         raise Conflict(f"{label} already serves environment {environment.name!r}", code="ALREADY_CURRENT")
     return candidate

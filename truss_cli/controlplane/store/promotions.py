@@ -87,7 +87,9 @@ class Promotions:
 
     def unfinished(self, environment_id: str) -> Optional[Promotion]:
         with read_transaction(self._engine) as db:
-            row = db.execute(sa.select(t).where(t.c.environment_id == environment_id, t.c.finished_at.is_(None))).first()
+            row = db.execute(
+                sa.select(t).where(t.c.environment_id == environment_id, t.c.finished_at.is_(None))
+            ).first()
         return to_record(Promotion, row) if row is not None else None
 
     def latest(self, environment_id: str) -> Optional[Promotion]:
