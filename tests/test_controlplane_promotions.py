@@ -1,0 +1,123 @@
+"""Steering a promotion over a real control plane (process runtime, real HTTP, real replicas):
+the promotion is begun through rollouts.begin_promotion on the control plane's own store (the
+environment's `promote` route is task A's), then read and controlled through the API, and the
+production endpoint answers from whichever deployment the controls left serving.
+
+Until the lead wires the per-tick driver into the reconciler, the promotion does not step on
+its own here: pause and a cancel after traffic moved stay pending (the answers say so);
+cancel before any traffic moved, force cancel and force roll forward take effect at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import write_model_dir
+from controlplane_checks import eventually, ok, opened_store, refused
+from controlplane_support import ControlPlaneProcess, running_controlplane
+from promotion_support import put_environment
+from truss_cli.controlplane import rollouts
+
+ROLLING = {"rolling_deploy": True,
+           "rolling_deploy_config": {"max_surge_percent": 50, "stabilization_time_seconds": 3600}}
+
+VERSIONED_MODEL = """
+class Model:
+    def predict(self, request):
+        return {"version": VERSION}
+"""
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
+    with running_controlplane(tmp_path_factory.mktemp("promotions") / "cp") as plane:
+        yield plane
+
+
+@pytest.fixture(scope="module")
+def versions(cp: ControlPlaneProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`rolled`: two ACTIVE deployments, v1 serving production, v2 not."""
+    root = tmp_path_factory.mktemp("models")
+    made = {}
+    for version in ("v1", "v2"):
+        model_dir = write_model_dir(root / version, VERSIONED_MODEL.replace("VERSION", repr(version)),
+                                    "model_name: rolled\npython_version: py311\n")
+        created = cp.push(model_dir, "rolled")
+        deployment = cp.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED")
+        assert deployment["status"] == "ACTIVE", deployment
+        made[version] = deployment
+    made["model_id"] = made["v1"]["model_id"]
+    return made
+
+
+def begin(cp: ControlPlaneProcess, versions: dict[str, Any], current: str, candidate: str) -> None:
+    with opened_store(cp) as store:
+        put_environment(store, versions["model_id"], "production", versions[current]["id"], ROLLING)
+        rollouts.begin_promotion(store, versions["model_id"], "production", versions[candidate]["id"])
+
+
+def production_answer(cp: ControlPlaneProcess, model_id: str) -> str:
+    return ok(cp.client.post(f"/model-{model_id}/production/predict", json={}))["version"]
+
+
+def control(cp: ControlPlaneProcess, word: str, status: int = 200) -> dict[str, Any]:
+    return ok(cp.client.post(f"/v1/models/rolled/environments/production/{word}"), status)
+
+
+def test_status_shows_the_split_and_both_deployments_replicas(cp: ControlPlaneProcess, versions: dict[str, Any]):
+    begin(cp, versions, "v1", "v2")
+    try:
+        body = ok(cp.client.get("/v1/models/rolled/environments/production/promotion"))
+        promotion = body["promotion"]
+        assert (promotion["kind"], promotion["status"], promotion["percent_traffic_to_new_version"]) == (
+            "rolling", "RELEASING", 0)
+        assert (promotion["candidate_deployment"]["id"], promotion["previous_deployment"]["id"]) == (
+            versions["v2"]["id"], versions["v1"]["id"])
+        assert promotion["candidate_deployment"]["ready_replicas"] == 1  # its own replica, READY
+        assert promotion["previous_deployment"]["ready_replicas"] == 1
+        assert production_answer(cp, versions["model_id"]) == "v1"
+        paused = control(cp, "pause_promotion")
+        assert (paused["status"], paused["promotion"]["requested_action"]) == ("PAUSED", "pause")
+        resumed = control(cp, "resume_promotion")  # before the pause applied: it is undone
+        assert (resumed["status"], resumed["promotion"]["requested_action"]) == ("RELEASING", None)
+        refused(cp.client.post("/v1/models/rolled/environments/production/resume_promotion"), 409,
+                "PROMOTION_CONTROL_REFUSED")
+        canceled = control(cp, "cancel_promotion")  # no traffic moved yet: canceled at once
+        assert (canceled["status"], canceled["promotion"]["finished_at"] is not None) == ("CANCELED", True)
+    finally:
+        with opened_store(cp) as store:  # never leave one in progress for the next test
+            env = rollouts.promotions_of(store).environment(versions["model_id"], "production")
+            if rollouts.promotions_of(store).unfinished(env.id):
+                rollouts.apply_control(store, versions["model_id"], "production", "force_cancel")
+    assert production_answer(cp, versions["model_id"]) == "v1"
+
+
+def test_force_roll_forward_serves_the_candidate_and_force_cancel_keeps_the_previous(
+        cp: ControlPlaneProcess, versions: dict[str, Any]):
+    begin(cp, versions, "v1", "v2")
+    answer = control(cp, "force_cancel_promotion")
+    assert (answer["status"], answer["promotion"]["percent_traffic_to_new_version"]) == ("CANCELED", 0)
+    assert production_answer(cp, versions["model_id"]) == "v1"
+
+    begin(cp, versions, "v1", "v2")
+    answer = control(cp, "force_roll_forward_promotion")
+    assert (answer["status"], answer["promotion"]["percent_traffic_to_new_version"]) == ("SUCCEEDED", 100)
+    deployment = ok(cp.client.get(f"/v1/models/rolled/deployments/{versions['v2']['id']}"))
+    assert deployment["is_production"] is True
+    # The gateway's routing table follows at the reconciler's next tick.
+    eventually(lambda: production_answer(cp, versions["model_id"]) == "v2", timeout=30)
+    status = ok(cp.client.get("/v1/models/rolled/environments/production/promotion"))
+    assert status["current_deployment_id"] == versions["v2"]["id"]
+    assert status["promotion"]["status"] == "SUCCEEDED"
+
+
+def test_controls_without_a_promotion_or_environment_say_what_exists(cp: ControlPlaneProcess,
+                                                                    versions: dict[str, Any]):
+    body = refused(cp.client.post("/v1/models/rolled/environments/production/pause_promotion"), 409,
+                   "NO_PROMOTION_IN_PROGRESS")
+    assert "no promotion in progress" in body["error"]
+    body = refused(cp.client.get("/v1/models/rolled/environments/staging/promotion"), 404, "NOT_FOUND")
+    assert body["detail"]["existing"] == ["production"]
+    refused(cp.client.post("/v1/models/nosuchmodel/environments/production/cancel_promotion"), 404, "NOT_FOUND")
