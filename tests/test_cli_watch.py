@@ -59,8 +59,8 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
 
 @pytest.mark.parametrize(
     "option",
-    [["--promote"], ["--deployment-name", "candidate"], ["--version-bump", "MAJOR"]],
-    ids=["promote", "deployment-name", "version-bump"],
+    [["--promote"], ["--deployment-name", "candidate"], ["--version-bump", "MAJOR"], ["--environment", "staging"]],
+    ids=["promote", "deployment-name", "version-bump", "environment"],
 )
 def test_watch_with_a_published_deployment_option_is_a_usage_error_and_sends_nothing(remote: Remote, option: list[str]) -> None:
     directory = remote.model_dir("conflicts")
@@ -69,12 +69,6 @@ def test_watch_with_a_published_deployment_option_is_a_usage_error_and_sends_not
     assert f"--watch pushes to the model's development deployment; it cannot be combined with {option[0]}" in done.stderr
     models = remote.cp.client.get("/v1/models").json()["models"]
     assert "conflicts" not in [model["name"] for model in models]  # nothing was created
-
-
-def test_environment_is_not_an_option_of_push(remote: Remote) -> None:
-    done = remote.truss("push", str(remote.model_dir("conflicts")), "--watch", "--environment", "staging")
-    assert done.exit_code == 2
-    assert "--environment" in done.stderr
 
 
 def test_watch_without_a_development_deployment_says_to_push_with_watch_first(remote: Remote) -> None:

@@ -1,6 +1,6 @@
 """Steering a promotion over a real control plane (process runtime, real HTTP, real replicas):
-the promotion is begun through rollouts.begin_promotion on the control plane's own store (the
-environment's `promote` route is task A's), then read and controlled through the API, and the
+the promotion is begun through the environment's promote route (production's promotion
+settings ask for a rolling deploy), then read and controlled through the API, and the
 production endpoint answers from whichever deployment the controls left serving.
 
 Until the lead wires the per-tick driver into the reconciler, the promotion does not step on
@@ -53,9 +53,14 @@ def versions(cp: ControlPlaneProcess, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def begin(cp: ControlPlaneProcess, versions: dict[str, Any], current: str, candidate: str) -> None:
+    """`current` serves production, whose promotion settings ask for a rolling deploy; then the
+    environment's promote route, as `truss deployments promote --environment production` calls it."""
     with opened_store(cp) as store:
         put_environment(store, versions["model_id"], "production", versions[current]["id"], ROLLING)
-        rollouts.begin_promotion(store, versions["model_id"], "production", versions[candidate]["id"])
+    answer = ok(cp.client.post("/v1/models/rolled/environments/production/promote",
+                               json={"deployment_id": versions[candidate]["id"]}))
+    promotion = answer["in_progress_promotion"]
+    assert (promotion["kind"], promotion["status"]) == ("rolling", "RELEASING"), answer
 
 
 def production_answer(cp: ControlPlaneProcess, model_id: str) -> str:

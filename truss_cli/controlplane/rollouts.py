@@ -44,8 +44,7 @@ class ControlRefused(Conflict):
 
 
 def promotions_of(store: Store) -> Promotions:
-    # The lead may wire `store.promotions` at merge (store/store.py is task A's file).
-    return getattr(store, "promotions", None) or Promotions(store.engine)
+    return store.promotions
 
 
 # -- begin ------------------------------------------------------------------------------------
@@ -274,13 +273,8 @@ def _write(store: Store, promotion: Promotion, state: machine.RolloutState, plan
 
 
 def _make_current(store: Store, promotion: Promotion) -> None:
-    environments = getattr(store, "environments", None)
-    promotions = promotions_of(store)
-    environment = promotions.environment_by_id(promotion.environment_id)
-    if environments is not None:  # S1, task A's store.environments
-        environments.set_current(promotion.model_id, environment.name, promotion.candidate_deployment_id)
-    else:  # until task A is merged (the lead deletes this branch)
-        promotions.set_current_until_environments_merged(environment, promotion.candidate_deployment_id)
+    environment = promotions_of(store).environment_by_id(promotion.environment_id)
+    store.environments.set_current(promotion.model_id, environment.name, promotion.candidate_deployment_id)
 
 
 def _clean_up(store: Store, previous_id: str, strategy: str) -> None:

@@ -19,6 +19,7 @@ from truss_cli.controlplane import instant_promotion
 from truss_cli.controlplane.auth import require_admin
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.plane import ControlPlane
+from truss_cli.controlplane.routes.promotions import promotion_view
 from truss_cli.controlplane.routes.views import deployment_view, environment_view, plane_of
 from truss_cli.controlplane.store.environments import Environment
 
@@ -63,6 +64,8 @@ def promoted_view(plane: ControlPlane, promoted: instant_promotion.Promoted) -> 
         "id": promoted.previous.id, "name": promoted.previous.name,
         "cleanup": promoted.cleanup.value if promoted.cleanup else None,
     }
+    if promoted.promotion is not None:  # rolling or canary: under way, follow it with `truss rollout status`
+        answer["in_progress_promotion"] = promotion_view(plane.store, promoted.environment.name, promoted.promotion)
     return answer
 
 

@@ -150,26 +150,6 @@ class Promotions:
             ).first()
         return to_record(Promotion, row) if row is not None else None
 
-    def set_current_until_environments_merged(self, environment: EnvironmentRow, deployment_id: str) -> None:
-        """S1's `store.environments.set_current`, for this branch only: task A owns it and the
-        lead deletes this method at merge (rollouts.py calls A's when the store has it). One
-        transaction: the environment's current deployment, deployments.environment, and for
-        production deployments.is_production (demote first: the unique index checks each row)."""
-        stamp = now()
-        with write_transaction(self._engine) as db:
-            db.execute(env_t.update().where(env_t.c.id == environment.id)
-                       .values(current_deployment_id=deployment_id, updated_at=stamp))
-            db.execute(dep_t.update().where(dep_t.c.model_id == environment.model_id,
-                                            dep_t.c.environment == environment.name, dep_t.c.id != deployment_id)
-                       .values(environment=None, updated_at=stamp))
-            production = environment.name == "production"
-            if production:
-                db.execute(dep_t.update().where(dep_t.c.model_id == environment.model_id, dep_t.c.is_production,
-                                                dep_t.c.id != deployment_id).values(is_production=False))
-            db.execute(dep_t.update().where(dep_t.c.id == deployment_id)
-                       .values(environment=environment.name, updated_at=stamp,
-                               **({"is_production": True} if production else {})))
-
 
 def in_progress(environment_name: str, running: Promotion) -> Conflict:
     return Conflict(

@@ -19,6 +19,7 @@ from truss_cli.controlplane.store.builds import Builds
 from truss_cli.controlplane.store.database import create_engine, database_url, migrate
 from truss_cli.controlplane.store.deployments import Deployments
 from truss_cli.controlplane.store.environments import Environments
+from truss_cli.controlplane.store.promotions import Promotions
 from truss_cli.controlplane.store.models import Models
 from truss_cli.controlplane.store.patch_points import PatchPoints
 from truss_cli.controlplane.store.replicas import Replicas
@@ -35,6 +36,7 @@ class Store:
         self.models = Models(engine)
         self.deployments = Deployments(engine)
         self.environments = Environments(engine)
+        self.promotions = Promotions(engine)
         self.patch_points = PatchPoints(engine)
         self.replicas = Replicas(engine)
         self.builds = Builds(engine)
