@@ -1,0 +1,152 @@
+"""Autoscaling and scale to zero of published deployments (issue 11, task B) over a real
+control plane (process runtime): the settings route, a deployment scaling up under load sent
+by a second process and back down after a short scale_down_delay, and one at zero woken by a
+request that is answered."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import write_model_dir
+from controlplane_checks import eventually, live_processes_in, ok, refused, replica_sessions
+from controlplane_support import ControlPlaneProcess, running_controlplane
+
+MODEL = """
+import time
+
+
+class Model:
+    def predict(self, request):
+        time.sleep(float(request.get("sleep", 0)))
+        return {"ok": True}
+"""
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
+    with running_controlplane(tmp_path_factory.mktemp("autoscaling") / "cp") as plane:
+        yield plane
+
+
+def push_active(cp: ControlPlaneProcess, root: Path, name: str) -> dict[str, Any]:
+    source = write_model_dir(root / name, MODEL, f"model_name: {name}\npython_version: py311\n")
+    created = cp.push(source, name)
+    found = cp.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED")
+    assert found["status"] == "ACTIVE", found
+    return created
+
+
+def settings_path(deployment: dict[str, Any]) -> str:
+    return f"/v1/models/{deployment['model_id']}/deployments/{deployment['id']}/autoscaling_settings"
+
+
+def deployment_now(cp: ControlPlaneProcess, deployment: dict[str, Any]) -> dict[str, Any]:
+    return ok(cp.client.get(f"/v1/models/{deployment['model_id']}/deployments/{deployment['id']}"))
+
+
+def build_log(cp: ControlPlaneProcess, deployment: dict[str, Any]) -> str:
+    return cp.client.get(f"/v1/models/{deployment['model_id']}/deployments/{deployment['id']}/logs",
+                         params={"kind": "build"}).text
+
+
+def test_the_settings_route_updates_partially_answers_accepted_or_unchanged_and_refuses_bad_values(
+    cp: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    deployment = push_active(cp, tmp_path, "scalesettings")
+    path = settings_path(deployment)
+    before = ok(cp.client.get(path))
+    assert before["autoscaling_settings"]["max_replica"] == 1 and before["autoscaling_settings"]["min_replica"] == 0
+
+    changed = ok(cp.client.patch(path, json={"max_replica": 4, "concurrency_target": 2}))
+    assert changed["status"] == "ACCEPTED"
+    assert changed["autoscaling_settings"] == {**before["autoscaling_settings"], "max_replica": 4, "concurrency_target": 2}
+    assert ok(cp.client.patch(path, json={"max_replica": 4}))["status"] == "UNCHANGED"
+    assert ok(cp.client.get(path))["autoscaling_settings"]["concurrency_target"] == 2  # kept
+
+    for body, words in (({"min_replica": 5}, "max_replica (4) must be at least min_replica (5)"),
+                        ({"scale_down_delay": 4000}, "scale_down_delay"),
+                        ({"max_replicas": 3}, "max_replicas")):
+        refusal = refused(cp.client.patch(path, json=body), 400, "INVALID_AUTOSCALING_SETTINGS")
+        assert words in refusal["error"], refusal
+    assert "min_replica" in refusal["detail"]  # the unknown field's refusal lists the real ones
+    assert ok(cp.client.get(path))["autoscaling_settings"]["max_replica"] == 4  # nothing stored
+
+    missing = refused(cp.client.patch(path.replace(deployment["id"], "nope"), json={}), 404, "NOT_FOUND")
+    assert any(deployment["id"] in e for e in missing["detail"]["existing"]), missing
+
+
+def start_load(cp: ControlPlaneProcess, tmp_path: Path, model_id: str, threads: int) -> tuple[subprocess.Popen, Path, Path]:
+    stop, out = tmp_path / "stop-load", tmp_path / "load.json"
+    process = subprocess.Popen([sys.executable, str(HERE / "load_client.py"), cp.url, cp.admin_key,
+                                f"/model-{model_id}/production/predict", str(threads), str(stop), str(out)])
+    return process, stop, out
+
+
+def test_a_deployment_scales_up_under_load_from_another_process_and_down_after_the_delay(
+    cp: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    deployment = push_active(cp, tmp_path, "scaleload")
+    model_id = deployment["model_id"]
+    ok(cp.client.patch(settings_path(deployment), json={
+        "min_replica": 1, "max_replica": 3, "autoscaling_window": 10, "scale_down_delay": 3,
+        "concurrency_target": 1, "target_utilization_percentage": 100}))
+
+    # Three callers, each always with a request in flight: three replicas wanted.
+    load, stop, out = start_load(cp, tmp_path, model_id, threads=3)
+    try:
+        eventually(lambda: deployment_now(cp, deployment)["active_replica_count"] == 3, timeout=300)
+        assert deployment_now(cp, deployment)["replicas"] == 3
+        time.sleep(2)  # a few answers from all three
+    finally:
+        stop.touch()
+        assert load.wait(timeout=300) == 0
+    results = json.loads(out.read_text())
+    failures = [r for r in results if r["status"] != 200]
+    assert not failures, failures[:5]  # requests beyond capacity waited; none failed
+    assert len(Counter(r["replica"] for r in results)) == 3, Counter(r["replica"] for r in results)
+
+    # No load: after the window drains and the delay passes, back to min_replica, the extra
+    # replicas' processes gone.
+    sessions = replica_sessions(cp, deployment["id"])
+    eventually(lambda: deployment_now(cp, deployment)["replicas"] == 1, timeout=120)
+    eventually(lambda: deployment_now(cp, deployment)["active_replica_count"] == 1, timeout=120)
+    eventually(lambda: len([s for s in sessions if live_processes_in([s])]) == 1, timeout=120)
+    assert deployment_now(cp, deployment)["status"] == "ACTIVE"
+    log = build_log(cp, deployment)
+    assert "autoscaling: 1 -> " in log and "scaling down: retiring" in log, log
+    assert ok(cp.client.post(f"/model-{model_id}/production/predict", json={})) == {"ok": True}
+    ok(cp.client.delete(f"/v1/models/{model_id}"))
+
+
+def test_a_published_deployment_scales_to_zero_and_a_request_wakes_it_and_is_answered(
+    cp: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    deployment = push_active(cp, tmp_path, "scalezero")
+    model_id = deployment["model_id"]
+    sessions = replica_sessions(cp, deployment["id"])
+    assert ok(cp.client.patch(settings_path(deployment), json={
+        "min_replica": 0, "autoscaling_window": 10, "scale_down_delay": 2}))["status"] == "ACCEPTED"
+
+    asleep = cp.wait_for_status(model_id, deployment["id"], "SCALED_TO_ZERO", timeout=120)
+    assert (asleep["status_label"], asleep["replicas"], asleep["active_replica_count"]) == ("Scaled to zero", 0, 0)
+    assert asleep["desired_state"] == "active" and asleep["is_production"]
+    eventually(lambda: not live_processes_in(sessions))
+
+    # A request to the deployment at zero parks through WAKING_UP and is answered.
+    assert ok(cp.client.post(f"/model-{model_id}/production/predict", json={})) == {"ok": True}
+    awake = deployment_now(cp, deployment)
+    assert awake["status"] in ("ACTIVE", "SCALED_TO_ZERO") and awake["replicas"] in (0, 1), awake
+    log = build_log(cp, deployment)
+    assert "scaled to zero: no request for 2 s (scale_down_delay)" in log and "waking up: a request arrived" in log, log
+    # And idle again, it goes back to zero.
+    cp.wait_for_status(model_id, deployment["id"], "SCALED_TO_ZERO", timeout=120)
+    ok(cp.client.delete(f"/v1/models/{model_id}"))
