@@ -150,3 +150,40 @@ def test_a_published_deployment_scales_to_zero_and_a_request_wakes_it_and_is_ans
     # And idle again, it goes back to zero.
     cp.wait_for_status(model_id, deployment["id"], "SCALED_TO_ZERO", timeout=120)
     ok(cp.client.delete(f"/v1/models/{model_id}"))
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+
+
+def test_the_cli_shows_and_updates_the_settings_partially_and_names_a_bad_value(
+    cp: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from truss_cli.cli.app import app
+    from truss_cli.client.remotes import add_remote, trussrc_path
+
+    deployment = push_active(cp, tmp_path, "scalecli")
+    home = tmp_path / "home"
+    home.mkdir()
+    add_remote(trussrc_path(home), "local", cp.url, cp.admin_key, use=True)
+    env = {"HOME": str(home), "COLUMNS": "80", "TRUSS_CACHE_DIR": str(home / "cache")}
+
+    def truss(*args: str) -> Any:
+        return CliRunner().invoke(app, ["deployments", "autoscaling", "--model", "scalecli", *args], env=env)
+
+    updated = truss("production", "--max-replica", "4", "--scale-down-delay", "60")
+    assert updated.exit_code == 0, updated.output
+    assert "Autoscaling settings of deployment production of model scalecli: updated" in updated.stdout
+    assert any(line.split()[:2] == ["max_replica", "4"] for line in updated.stdout.splitlines()), updated.stdout
+    again = truss("production", "--max-replica", "4")
+    assert again.exit_code == 0 and "unchanged" in again.stdout, again.output
+    shown = json.loads(truss(deployment["id"], "-o", "json").stdout)
+    assert (shown["autoscaling_settings"]["max_replica"], shown["autoscaling_settings"]["scale_down_delay"]) == (4, 60)
+    assert shown["autoscaling_settings"]["min_replica"] == 0  # untouched
+
+    bad = truss("production", "--min-replica", "9")
+    assert bad.exit_code != 0 and "max_replica (4) must be at least min_replica (9)" in bad.output, bad.output
+    unknown = truss("deployment-9", "--max-replica", "2")
+    assert unknown.exit_code != 0 and deployment["id"] in unknown.output, unknown.output
+    ok(cp.client.delete(f"/v1/models/{deployment['model_id']}"))
