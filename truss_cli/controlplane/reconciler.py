@@ -61,6 +61,10 @@ PARKING = NOT_YET_ACTIVE | {states.WAKING_UP}
 NOTHING_RUNS = frozenset({states.BUILDING, states.BUILD_FAILED, states.SCALED_TO_ZERO})
 STOPPED = "stopped"  # a replica row kept for its logs (its deployment failed or was deactivated)
 _TICK_SECONDS = 0.5
+# While requests are parked and a deployment is coming up (waking, starting), tick this often:
+# the replica's readiness is seen by a tick, and a cold start's answer waits on it. (Not for
+# every start: a model loading for minutes with nobody waiting is polled at the usual pace.)
+_STARTING_TICK_SECONDS = 0.05
 _BACKOFF_FIRST, _BACKOFF_MAX = 1.0, 60.0
 USAGE_FLUSH_SECONDS = 10.0
 _MAX_SAMPLES = 8000  # per deployment: an hour's window (the longest) of samples at 0.5 s
@@ -95,6 +99,7 @@ class Reconciler:
         load: Optional[Callable[[], Mapping[str, float]]] = None,
         in_flight_at: Optional[Callable[[str], int]] = None,
         rollout_replicas: Callable[[str], Optional[int]] = lambda _: None,
+        parked: Optional[Callable[[], bool]] = None,
         scale_down_step_seconds: float = autoscaler.SCALE_DOWN_STEP_SECONDS,
     ) -> None:
         """`served_requests`: the gateway's requests per deployment id since it started, and
@@ -104,7 +109,8 @@ class Reconciler:
         `load`: the gateway's mean requests in flight or waiting per deployment since the last
         call (the loop's thread); `in_flight_at(url)`: the gateway's requests outstanding at a
         replica (read from a retiring thread: one dict lookup); `rollout_replicas(id)`: a
-        rollout's replica count for a deployment it drives, None to leave it to the autoscaler."""
+        rollout's replica count for a deployment it drives, None to leave it to the autoscaler;
+        `parked()`: whether the gateway holds requests waiting for a target to come up."""
         self.store = store
         self.runtime = runtime
         self.table = table
@@ -116,6 +122,7 @@ class Reconciler:
         self._load = load
         self._in_flight_at = in_flight_at
         self.rollout_replicas = rollout_replicas
+        self._parked = parked
         self.scale_down_step_seconds = scale_down_step_seconds
         # The autoscaler's inputs and memory, per deployment (in memory: a restart only starts
         # the scale-down delay again).
@@ -138,6 +145,7 @@ class Reconciler:
         self._halted = False
         self._seq = 0
         self._published = 0
+        self._starting = False  # the last published routing has a deployment coming up with no replica ready
         # Deployments whose replicas a worker thread is stopping now (a graceful stop takes up
         # to STOP_GRACE_SECONDS; the ticks of other deployments must not wait for it).
         self._deactivating: set[str] = set()
@@ -192,7 +200,8 @@ class Reconciler:
             except Exception:
                 logger.exception("reconciler tick failed; trying again")
             try:
-                await asyncio.wait_for(self._wake.wait(), _TICK_SECONDS)
+                hurry = self._starting and (self._parked is None or self._parked())
+                await asyncio.wait_for(self._wake.wait(), _STARTING_TICK_SECONDS if hurry else _TICK_SECONDS)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
@@ -637,6 +646,7 @@ class Reconciler:
             self._begin_retiring()
             return
         self._published = routing.seq
+        self._starting = any(starting and not ready for ready, starting in routing.replicas.values())
         for model_id, targets in routing.models.items():
             self.table.set_model(model_id, targets)
         for model_id in self.table.model_ids() - set(routing.models):  # deleted models
