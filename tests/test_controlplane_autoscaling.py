@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import pytest
 
 from conftest import write_model_dir
@@ -20,11 +21,20 @@ from controlplane_checks import eventually, live_processes_in, ok, refused, repl
 from controlplane_support import ControlPlaneProcess, running_controlplane
 
 MODEL = """
+import os
 import time
+from pathlib import Path
 
 
 class Model:
     def predict(self, request):
+        if "hold" in request:  # the test holds this request in flight until it creates the file
+            hold = Path(request["hold"])
+            Path(f"{hold}.started").write_text(os.environ.get("TRUSS_REPLICA_ID", ""))
+            deadline = time.monotonic() + 120
+            while not hold.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            return {"held": True}
         time.sleep(float(request.get("sleep", 0)))
         return {"ok": True}
 """
@@ -125,6 +135,59 @@ def test_a_deployment_scales_up_under_load_from_another_process_and_down_after_t
     assert "autoscaling: 1 -> " in log and "scaling down: retiring" in log, log
     assert ok(cp.client.post(f"/model-{model_id}/production/predict", json={})) == {"ok": True}
     ok(cp.client.delete(f"/v1/models/{model_id}"))
+
+
+def test_a_replica_retired_by_a_scale_down_finishes_its_request_in_flight_first(
+    cp: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    import threading
+
+    deployment = push_active(cp, tmp_path, "scaledrain")
+    model_id = deployment["model_id"]
+    ok(cp.client.patch(settings_path(deployment), json={"min_replica": 2, "max_replica": 2}))
+    eventually(lambda: deployment_now(cp, deployment)["active_replica_count"] == 2, timeout=300)
+
+    # concurrency_target 1: two held requests land on the two replicas, one each.
+    answers: list[Any] = []
+    holds = [tmp_path / "hold-a", tmp_path / "hold-b"]
+    client = cp.client_for(cp.admin_key)
+    callers = [threading.Thread(target=lambda h=h: answers.append(
+        client.post(f"/model-{model_id}/production/predict", json={"hold": str(h)}))) for h in holds]
+    for caller in callers:
+        caller.start()
+    eventually(lambda: all(Path(f"{h}.started").exists() for h in holds))
+    assert {Path(f"{h}.started").read_text() for h in holds} == {r for r in _replica_ids(cp, deployment)}
+
+    sessions = replica_sessions(cp, deployment["id"])
+    ok(cp.client.patch(settings_path(deployment), json={"min_replica": 1, "max_replica": 1}))
+    eventually(lambda: "scaling down: retiring 1 replica(s)" in build_log(cp, deployment))
+    # Unrouted, but its request is still in flight: not even signalled yet (a server told to
+    # stop closes its listener at once), so both replicas still answer their status route.
+    for url in _replica_urls(cp, deployment):
+        assert httpx.get(f"{url}/v1/replica/status", timeout=10).json()["phase"] == "ready"
+    assert len([s for s in sessions if live_processes_in([s])]) == 2
+    for hold in holds:
+        hold.touch()
+    for caller in callers:
+        caller.join(120)
+    assert [a.status_code for a in answers] == [200, 200] and all(a.json() == {"held": True} for a in answers)
+    eventually(lambda: len([s for s in sessions if live_processes_in([s])]) == 1, timeout=120)
+    assert deployment_now(cp, deployment)["active_replica_count"] == 1
+    ok(cp.client.delete(f"/v1/models/{model_id}"))
+
+
+def _replica_urls(cp: ControlPlaneProcess, deployment: dict[str, Any]) -> list[str]:
+    from controlplane_checks import opened_store
+
+    with opened_store(cp) as store:
+        return [r.handle["url"] for r in store.replicas.list(deployment["id"])]
+
+
+def _replica_ids(cp: ControlPlaneProcess, deployment: dict[str, Any]) -> set[str]:
+    from controlplane_checks import opened_store
+
+    with opened_store(cp) as store:
+        return {r.handle["replica_id"] for r in store.replicas.list(deployment["id"]) if r.phase != "stopped"}
 
 
 def test_a_published_deployment_scales_to_zero_and_a_request_wakes_it_and_is_answered(
