@@ -250,3 +250,23 @@ def test_the_cli_shows_and_updates_the_settings_partially_and_names_a_bad_value(
     unknown = truss("deployment-9", "--max-replica", "2")
     assert unknown.exit_code != 0 and deployment["id"] in unknown.output, unknown.output
     ok(cp.client.delete(f"/v1/models/{deployment['model_id']}"))
+
+
+def test_desired_replicas_set_to_zero_scales_an_active_deployment_to_zero_at_once(
+    cp: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    # What a promotion's SCALE_TO_ZERO cleanup does to the previous deployment (task A): no
+    # waiting for scale_down_delay (900 s here, the default), and a request still wakes it.
+    from controlplane_checks import opened_store
+
+    deployment = push_active(cp, tmp_path, "scaleasked")
+    model_id = deployment["model_id"]
+    # Load in the autoscaler's window: left to it, this load would want a replica.
+    assert ok(cp.client.post(f"/model-{model_id}/production/predict", json={"sleep": 1})) == {"ok": True}
+    with opened_store(cp) as store:
+        store.deployments.set_desired(deployment["id"], replicas=0)
+    asleep = cp.wait_for_status(model_id, deployment["id"], "SCALED_TO_ZERO", timeout=120)
+    assert asleep["replicas"] == 0
+    assert ok(cp.client.post(f"/model-{model_id}/production/predict", json={})) == {"ok": True}
+    assert deployment_now(cp, deployment)["replicas"] == 1
+    ok(cp.client.delete(f"/v1/models/{model_id}"))

@@ -364,6 +364,11 @@ class Reconciler:
         elif deployment.status != states.ACTIVE:
             self._scaling.pop(deployment.id, None)  # the scale-down delay counts from ACTIVE
             return deployment
+        elif deployment.desired_replicas == 0:
+            # Never the autoscaler's doing (it scales an ACTIVE deployment to zero in the tick
+            # that decides it): someone asked for zero now (a promotion's SCALE_TO_ZERO cleanup).
+            self._scaling.pop(deployment.id, None)
+            return deployment
         else:
             with self._samples_lock:
                 samples = self._samples.get(deployment.id, ())
