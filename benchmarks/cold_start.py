@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import shutil
 import statistics
@@ -63,8 +64,6 @@ def replicas_running(data_dir: Path) -> int:
     alive = 0
     for path in (data_dir / "replicas").glob("*/handle.json"):
         try:
-            import json
-
             os.kill(int(json.loads(path.read_text())["data"]["pid"]), 0)
             alive += 1
         except (OSError, ValueError, KeyError):

@@ -75,7 +75,7 @@ def _print_settings(answer: dict[str, Any]) -> None:
     if not own:
         raise TrussError("the remote answered no autoscaling settings", hint="is it a truss-cli control plane of this version?")
     rows = []
-    for option, field, _ in FIELDS:
+    for _, field, _ in FIELDS:
         note = "" if effective.get(field) == own.get(field) else f"{effective.get(field)} (its environment's)"
         rows.append((field, own.get(field), note))
     tables.print_rows(("SETTING", "VALUE", "APPLIED"), rows)
