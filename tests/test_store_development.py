@@ -1,6 +1,6 @@
 """The store's side of development deployments, on SQLite and PostgreSQL: scale to zero and
-wake are compare-and-sets (a deactivated or published deployment is never put to sleep, only a
-sleeping one wakes); a rebuild gives the development deployment another tree and queues its
+wake are compare-and-sets (a deactivated deployment is never put to sleep, only a sleeping one
+wakes; since issue 11 a published one scales to zero too, when its autoscaler wants none); a rebuild gives the development deployment another tree and queues its
 build in one go; a build superseded by a newer one of the same deployment never sets it
 DEPLOYING with the old artifact."""
 
@@ -19,10 +19,12 @@ def _development(store: Store):
                                            status="ACTIVE")
 
 
-def test_only_a_serving_development_deployment_scales_to_zero_and_only_a_sleeping_one_wakes(store: Store) -> None:
+def test_only_a_serving_deployment_scales_to_zero_and_only_a_sleeping_one_wakes(store: Store) -> None:
     model, development = _development(store)
+    building = store.deployments.create(model.id, config={})
+    assert not store.deployments.scale_to_zero(building.id)  # not serving yet
     published = store.deployments.create(model.id, config={}, status="ACTIVE")
-    assert not store.deployments.scale_to_zero(published.id)
+    assert store.deployments.scale_to_zero(published.id)  # issue 11: its autoscaler wanted none
     assert not store.deployments.wake(development.id)  # awake: nothing to do
 
     assert store.deployments.scale_to_zero(development.id)

@@ -15,8 +15,8 @@ except ImportError:  # pragma: no cover
 from truss_cli import __version__
 from truss_cli.cli import console
 from truss_cli.cli import (
-    deployments_cmd, environments_cmd, image_cmd, init_cmd, keys_cmd, logs_cmd, models_cmd, predict_cmd, push_cmd,
-    remote_cmd, rollout_cmd, run_cmd, secrets_cmd, server_cmd, usage_cmd, watch_cmd,
+    autoscaling_cmd, deployments_cmd, environments_cmd, image_cmd, init_cmd, keys_cmd, logs_cmd, models_cmd,
+    predict_cmd, push_cmd, remote_cmd, rollout_cmd, run_cmd, secrets_cmd, server_cmd, usage_cmd, watch_cmd,
 )
 from truss_cli.cli.help import Command, Group
 from truss_cli.config import ConfigError
@@ -96,6 +96,7 @@ app.add_typer(server_cmd.app, name="server")
 app.command("logs", cls=Command)(logs_cmd.logs)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(deployments_cmd.app, name="deployments")
+deployments_cmd.app.command("autoscaling", cls=Command)(autoscaling_cmd.autoscaling)  # issue 11, task B
 app.add_typer(environments_cmd.app, name="environments")
 app.command("usage", cls=Command)(usage_cmd.usage)
 app.add_typer(keys_cmd.app, name="api-keys")

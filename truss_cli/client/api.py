@@ -268,6 +268,15 @@ class Api:
         """Wake the target if it sleeps, and restart its idle clock (the keep-awake call)."""
         return self.request("POST", f"/model-{_part(model_id)}/{_part(target)}/wake")
 
+    # Autoscaling (issue 11, task B).
+    def autoscaling_settings(self, model_ref: str, deployment_ref: str) -> dict[str, Any]:
+        return self.request("GET", self._deployment_path(model_ref, deployment_ref) + "/autoscaling_settings")
+
+    def update_autoscaling_settings(self, model_ref: str, deployment_ref: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """A partial update: -> {"status": "ACCEPTED" | "UNCHANGED", "autoscaling_settings", ...}."""
+        return self.request("PATCH", self._deployment_path(model_ref, deployment_ref) + "/autoscaling_settings",
+                            json=changes)
+
     def _deployment_path(self, model_ref: str, deployment_ref: str) -> str:
         return f"/v1/models/{_part(model_ref)}/deployments/{_part(deployment_ref)}"
 

@@ -1,5 +1,8 @@
 """The development deployment's lifecycle, as the reconciler drives it (docs/live-reload.md).
 
+Scale to zero and wake are shared with published deployments (docs/autoscaling.md): their
+autoscaler decides when they want no replica, and a request wakes them the same way.
+
 Scale to zero: one that is ACTIVE (or UNHEALTHY) and had no request and no wake for
 `idle_seconds` becomes SCALED_TO_ZERO (its desired state stays active); the reconciler stops
 its replica once the gateway routes by that (so no request is sent to a replica being
@@ -85,13 +88,15 @@ class DevelopmentLifecycle:
 
     # -- scale to zero and wake -----------------------------------------------------------
 
-    def scale_to_zero(self, deployment: Deployment) -> Optional[Deployment]:
+    def scale_to_zero(self, deployment: Deployment, reason: Optional[str] = None) -> Optional[Deployment]:
         """Store SCALED_TO_ZERO -> the deployment as it is now; None when it changed meanwhile
-        (the caller re-reads it; the next tick sees it). The caller retires its replicas."""
+        (the caller re-reads it; the next tick sees it). The caller retires its replicas.
+        Published deployments go the same way when the autoscaler wants none (`reason`)."""
         if not self.store.deployments.scale_to_zero(deployment.id):
             return None
+        reason = reason or f"no request for {self.idle_seconds:g} s"
         with LogFile(build_log_path(self.store, deployment.id)) as log:
-            log(f"scaled to zero: no request for {self.idle_seconds:g} s; the next request wakes it")
+            log(f"scaled to zero: {reason}; the next request wakes it")
         return dataclasses.replace(deployment, status=states.SCALED_TO_ZERO, status_detail=None)
 
     def wake_up(self, deployment: Deployment) -> Deployment:

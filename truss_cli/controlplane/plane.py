@@ -48,7 +48,11 @@ class ControlPlane:
         self.gateway = Gateway(self.table, GatewayAuthorizer(store))
         self.reconciler = Reconciler(store, runtime, self.table, lambda: served_requests(self.gateway.metrics),
                                      lambda: busy_deployments(self.gateway.metrics), options.dev_idle_seconds,
-                                     trees=self.trees)
+                                     trees=self.trees, load=self.gateway.load.take,
+                                     in_flight_at=lambda url: self.gateway.balancer.outstanding.get(url, 0),
+                                     parked=lambda: any(self.gateway.metrics.parked.values()))
+        # Requests waiting for room at a deployment go when its replicas or cap change.
+        self.table.on_capacity = self.gateway.capacity_changed
         self.syncer = Syncer(store, self.trees, self.gateway.upstream.forget,
                              getattr(runtime, "development_replicas", False),
                              environment_for=environment_builder(runtime))

@@ -14,6 +14,14 @@ the gateway served per deployment, flushed to the store every few seconds and at
 
 Development deployments scale to zero, wake and start at their patch point: the tick calls
 `development.DevelopmentLifecycle` for those steps.
+
+Published deployments follow the load (issue 11, docs/autoscaling.md): each tick, an ACTIVE
+one's desired replica count comes from a rollout's override (`rollout_replicas`) or else from
+the autoscaler (`autoscaler.decide`, on the gateway's load samples and the deployment's
+effective autoscaling settings), and the tick converges to it: missing replicas start, extra
+ones retire gracefully (not-ready ones first; unrouted by the next publish, their in-flight
+requests finished at the gateway, then stopped). A desired count of 0 scales it to zero
+(SCALED_TO_ZERO, no replica); a request wakes it exactly as it wakes a development one.
 """
 
 from __future__ import annotations
@@ -24,10 +32,13 @@ import logging
 import shlex
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
+from truss_cli.controlplane import autoscaler
+from truss_cli.controlplane.autoscaling_settings import AutoscalingSettings, effective
 from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.development import DEV_IDLE_SECONDS, DevelopmentLifecycle
 from truss_cli.controlplane.gateway import Replica as Upstream
@@ -47,12 +58,20 @@ NOT_YET_ACTIVE = frozenset({states.DEPLOYING, states.LOADING_MODEL})
 PARKING = NOT_YET_ACTIVE | {states.WAKING_UP}
 # A development deployment meant to be active, yet with no replica to run: a replica row left
 # over (a rebuild, a crash in the middle of a scale-down) is stopped. (Published deployments
-# never have one in these statuses: not looked up every tick.)
+# are looked up only when scaled to zero: they never build in place.)
 NOTHING_RUNS = frozenset({states.BUILDING, states.BUILD_FAILED, states.SCALED_TO_ZERO})
 STOPPED = "stopped"  # a replica row kept for its logs (its deployment failed or was deactivated)
 _TICK_SECONDS = 0.5
+# While requests are parked and a deployment is coming up (waking, starting), tick this often:
+# the replica's readiness is seen by a tick, and a cold start's answer waits on it. (Not for
+# every start: a model loading for minutes with nobody waiting is polled at the usual pace.)
+_STARTING_TICK_SECONDS = 0.05
 _BACKOFF_FIRST, _BACKOFF_MAX = 1.0, 60.0
 USAGE_FLUSH_SECONDS = 10.0
+_MAX_SAMPLES = 8000  # per deployment: an hour's window (the longest) of samples at 0.5 s
+# How long a retiring replica's requests in flight at the gateway may take to finish before
+# it is stopped anyway (its server then drains them for protocol.DRAIN_SECONDS more).
+RETIRE_DRAIN_SECONDS = 30.0
 
 
 @dataclass
@@ -65,6 +84,7 @@ class Routing:
     replicas: dict[str, tuple[list[Upstream], bool]] = field(default_factory=dict)  # id -> (ready, starting)
     inactive: dict[str, str] = field(default_factory=dict)  # id -> the 404's detail
     asleep: set[str] = field(default_factory=set)  # scaled to zero: a request wakes them
+    concurrency: dict[str, int] = field(default_factory=dict)  # id -> requests per replica at once (0: no cap)
 
 
 class Reconciler:
@@ -77,11 +97,21 @@ class Reconciler:
         busy_deployments: Optional[Callable[[], Iterable[str]]] = None,
         dev_idle_seconds: float = DEV_IDLE_SECONDS,
         trees: Optional[Trees] = None,
+        load: Optional[Callable[[], Mapping[str, float]]] = None,
+        in_flight_at: Optional[Callable[[str], int]] = None,
+        rollout_replicas: Callable[[str], Optional[int]] = lambda _: None,
+        parked: Optional[Callable[[], bool]] = None,
+        scale_down_step_seconds: float = autoscaler.SCALE_DOWN_STEP_SECONDS,
     ) -> None:
         """`served_requests`: the gateway's requests per deployment id since it started, and
         `busy_deployments`: the ids with a request in flight now (both read on the event
         loop's thread, which is the one that updates them). `dev_idle_seconds`: how long a
-        development deployment may go without a request or wake before it scales to zero."""
+        development deployment may go without a request or wake before it scales to zero.
+        `load`: the gateway's mean requests in flight or waiting per deployment since the last
+        call (the loop's thread); `in_flight_at(url)`: the gateway's requests outstanding at a
+        replica (read from a retiring thread: one dict lookup); `rollout_replicas(id)`: a
+        rollout's replica count for a deployment it drives, None to leave it to the autoscaler;
+        `parked()`: whether the gateway holds requests waiting for a target to come up."""
         self.store = store
         self.runtime = runtime
         self.table = table
@@ -90,6 +120,17 @@ class Reconciler:
         self.dev_idle_seconds = dev_idle_seconds
         self.trees = trees
         self.development = DevelopmentLifecycle(store, runtime, trees, dev_idle_seconds)
+        self._load = load
+        self._in_flight_at = in_flight_at
+        self.rollout_replicas = rollout_replicas
+        self._parked = parked
+        self.scale_down_step_seconds = scale_down_step_seconds
+        # The autoscaler's inputs and memory, per deployment (in memory: a restart only starts
+        # the scale-down delay again).
+        self._samples: dict[str, deque[autoscaler.Sample]] = {}
+        self._samples_lock = threading.Lock()
+        self._scaling: dict[str, autoscaler.Memory] = {}
+        self._bad_settings: set[str] = set()  # deployments whose stored settings were reported unreadable
         # Replica rows being retired (scale-down, leftovers): from the tick that decides it on,
         # no tick counts them as the deployment's or routes to them. They wait in
         # `_retire_queue` for the next publish (so the gateway no longer routes to them), then
@@ -105,6 +146,7 @@ class Reconciler:
         self._halted = False
         self._seq = 0
         self._published = 0
+        self._starting = False  # the last published routing has a deployment coming up with no replica ready
         # Deployments whose replicas a worker thread is stopping now (a graceful stop takes up
         # to STOP_GRACE_SECONDS; the ticks of other deployments must not wait for it).
         self._deactivating: set[str] = set()
@@ -151,6 +193,7 @@ class Reconciler:
         self._loop = asyncio.get_running_loop()
         while True:
             try:
+                self.sample_load()
                 await self.refresh()
                 self.count_requests()
                 if time.monotonic() - self._last_flush >= USAGE_FLUSH_SECONDS:
@@ -158,7 +201,8 @@ class Reconciler:
             except Exception:
                 logger.exception("reconciler tick failed; trying again")
             try:
-                await asyncio.wait_for(self._wake.wait(), _TICK_SECONDS)
+                hurry = self._starting and (self._parked is None or self._parked())
+                await asyncio.wait_for(self._wake.wait(), _STARTING_TICK_SECONDS if hurry else _TICK_SECONDS)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
@@ -181,6 +225,7 @@ class Reconciler:
             wake_requests = self.development.take_wake_requests()
             models = {model.id: model for model in self.store.models.list()}
             deployments = self.store.deployments.list()
+            scaling_inputs = self.store.autoscaling.all_inputs()
             for deployment in deployments:
                 ready: list[Upstream] = []
                 running = 0
@@ -190,14 +235,24 @@ class Reconciler:
                         self._begin_deactivation(deployment.id)
                 elif not self._halted:
                     try:
+                        settings = None if deployment.is_development else self._settings(deployment, scaling_inputs)
+                        if settings is not None:
+                            routing.concurrency[deployment.id] = settings.concurrency_target
                         if deployment.status == states.SCALED_TO_ZERO and deployment.id in wake_requests:
-                            deployment = self.development.wake_up(deployment)
+                            deployment = self._wake_up(deployment, settings)
                         if deployment.status in RUNNING_STATUSES:
+                            if settings is not None:
+                                deployment = self._autoscale(deployment, settings, now)
                             if self.development.idle(deployment, now):
                                 deployment = self._scale_to_zero(deployment, routing)
+                            elif settings is not None and deployment.desired_replicas == 0:
+                                deployment = self._scale_to_zero(
+                                    deployment, routing,
+                                    f"no request for {settings.scale_down_delay} s (scale_down_delay)")
                             else:
-                                deployment, ready, running = self._reconcile(deployment)
-                        elif deployment.is_development and deployment.status in NOTHING_RUNS:
+                                deployment, ready, running = self._reconcile(deployment, routing.seq)
+                        elif deployment.status in NOTHING_RUNS and (
+                                deployment.is_development or deployment.status == states.SCALED_TO_ZERO):
                             self._queue_retirement(routing.seq, self._leftovers(deployment))
                     except Exception:
                         logger.exception("reconciling deployment %s failed", deployment.id)
@@ -209,14 +264,15 @@ class Reconciler:
             with self._usage_lock:
                 self._live = {deployment.id for deployment in deployments}
             self.development.forget_except(self._live)  # deleted deployments' idle clocks
+            self._forget_scaling_except(self._live)
             routing.models = build_targets(models, deployments, self.store.environments.list_all(),
                                            self.store.environments.unfinished_promotions())
             return routing
 
     # -- development deployments: scale to zero ------------------------------------------
 
-    def _scale_to_zero(self, deployment: Deployment, routing: Routing) -> Deployment:
-        asleep = self.development.scale_to_zero(deployment)
+    def _scale_to_zero(self, deployment: Deployment, routing: Routing, reason: Optional[str] = None) -> Deployment:
+        asleep = self.development.scale_to_zero(deployment, reason)
         if asleep is None:
             return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile; the next tick sees it
         self._queue_retirement(routing.seq, self._leftovers(deployment))
@@ -247,6 +303,7 @@ class Reconciler:
             for row in rows:  # listings count it no more
                 with contextlib.suppress(NotFound):
                     self.store.replicas.set_phase(row.id, "stopping")
+            self._wait_for_in_flight(rows)
             self.stop_replicas(rows)
             for row in rows:
                 self._next_restart.pop(row.id, None)
@@ -261,18 +318,100 @@ class Reconciler:
                 self._retiring.difference_update(r.id for r in rows)
             self._wake_from_thread()
 
+    # -- published deployments: autoscaling -------------------------------------------------
+
+    def sample_load(self) -> None:
+        """One load sample per deployment the last tick saw, from the gateway (the loop's thread)."""
+        if self._load is None:
+            return
+        now = time.monotonic()
+        averages = self._load()
+        with self._usage_lock:
+            live = set(self._live)
+        with self._samples_lock:
+            for deployment_id in live | set(averages):
+                samples = self._samples.get(deployment_id)
+                if samples is None:
+                    samples = self._samples[deployment_id] = deque(maxlen=_MAX_SAMPLES)
+                samples.append(autoscaler.Sample(now, averages.get(deployment_id, 0.0)))
+
+    def _settings(self, deployment: Deployment, inputs: Mapping[str, tuple]) -> AutoscalingSettings:
+        own, environment = inputs.get(deployment.id, (None, None))
+        try:
+            return effective(own, environment)
+        except ValueError as exc:  # stored by an older or newer version: run on the defaults, say so once
+            if deployment.id not in self._bad_settings:
+                self._bad_settings.add(deployment.id)
+                logger.warning("deployment %s: unreadable autoscaling settings (%s); using the defaults",
+                               deployment.id, exc)
+            return AutoscalingSettings()
+
+    def _autoscale(self, deployment: Deployment, settings: AutoscalingSettings, now: float) -> Deployment:
+        """The desired count: a rollout's, else the autoscaler's (ACTIVE deployments only: one
+        coming up or waking is not judged on the load it could not serve yet)."""
+        override = self.rollout_replicas(deployment.id)
+        if override is not None:
+            self._scaling.pop(deployment.id, None)
+            desired, why = max(0, override), "a rollout"
+        elif deployment.status != states.ACTIVE:
+            self._scaling.pop(deployment.id, None)  # the scale-down delay counts from ACTIVE
+            return deployment
+        elif deployment.desired_replicas == 0:
+            # Never the autoscaler's doing (it scales an ACTIVE deployment to zero in the tick
+            # that decides it): someone asked for zero now (a promotion's SCALE_TO_ZERO cleanup).
+            self._scaling.pop(deployment.id, None)
+            return deployment
+        else:
+            with self._samples_lock:
+                samples = self._samples.get(deployment.id, ())
+                start = now - settings.autoscaling_window
+                while samples and samples[0].at <= start:
+                    samples.popleft()
+                samples = list(samples)
+            decision = autoscaler.decide(settings, samples, deployment.desired_replicas, now,
+                                         self._scaling.get(deployment.id, autoscaler.Memory()),
+                                         self.scale_down_step_seconds)
+            self._scaling[deployment.id] = decision.memory
+            desired = decision.desired
+            why = (f"{decision.load:.2f} requests in flight over {settings.autoscaling_window} s, "
+                   f"concurrency_target {settings.concurrency_target} at {settings.target_utilization_percentage}%, "
+                   f"replicas {settings.min_replica}..{settings.max_replica}")
+        if desired == deployment.desired_replicas:
+            return deployment
+        with LogFile(build_log_path(self.store, deployment.id)) as log:
+            log(f"autoscaling: {deployment.desired_replicas} -> {desired} replica(s) ({why})")
+        return self.store.deployments.set_desired(deployment.id, replicas=desired)
+
+    def _wake_up(self, deployment: Deployment, settings: Optional[AutoscalingSettings]) -> Deployment:
+        """A request found it at zero: WAKING_UP with one replica (min_replica when higher)."""
+        woken = self.development.wake_up(deployment)
+        if settings is None or woken.status != states.WAKING_UP:
+            return woken
+        self._scaling.pop(deployment.id, None)
+        return self.store.deployments.set_desired(deployment.id, replicas=max(1, settings.min_replica))
+
+    def _forget_scaling_except(self, live: set[str]) -> None:
+        for deployment_id in set(self._scaling) - live:
+            self._scaling.pop(deployment_id, None)
+        with self._samples_lock:
+            for deployment_id in set(self._samples) - live:
+                self._samples.pop(deployment_id, None)
+
     # -- one active deployment ------------------------------------------------------------
 
-    def _reconcile(self, deployment: Deployment) -> tuple[Deployment, list[Upstream], int]:
+    def _reconcile(self, deployment: Deployment, seq: int) -> tuple[Deployment, list[Upstream], int]:
         """One active deployment: its ready replicas, and how many run (ready or coming up)."""
         rows = [r for r in self.store.replicas.list(deployment.id) if r.phase != STOPPED and r.id not in self._retiring]
+        seen = [(row, Handle.from_dict(dict(row.handle))) for row in rows]
+        seen = [(row, handle, self.runtime.status(handle)) for row, handle in seen]
+        if not deployment.is_development and len(seen) > deployment.desired_replicas:
+            seen = self._retire_extra(deployment, seen, seq)
+            rows = [row for row, _, _ in seen]
         ready: list[Upstream] = []
         running = 0
         loading = False
         wake_failed: Optional[str] = None
-        for row in rows:
-            handle = Handle.from_dict(dict(row.handle))
-            observed = self.runtime.status(handle)
+        for row, handle, observed in seen:
             if deployment.is_development and observed.tree_hash and observed.tree_hash == deployment.pending_tree_hash:
                 deployment = self.development.at_staged_tree(deployment, observed)
             if observed.is_ready and handle.url:
@@ -303,6 +442,18 @@ class Reconciler:
             if status == states.ACTIVE and deployment.config.get("promote_when_active") and not deployment.is_production:
                 deployment = self.store.deployments.promote(deployment.id)
         return deployment, ready, running
+
+    def _retire_extra(self, deployment: Deployment, seen: list, seq: int) -> list:
+        """Scale down: retire the replicas beyond the desired count, those that serve nothing
+        first (down, then starting), then the newest ready ones. -> the ones kept."""
+        extra = len(seen) - deployment.desired_replicas
+        ranked = sorted(range(len(seen)), key=lambda i: (seen[i][2].is_ready, seen[i][2].phase not in (FAILED, GONE), -i))
+        leaving = set(ranked[:extra])
+        self._queue_retirement(seq, [seen[i][0] for i in sorted(leaving)])
+        with LogFile(build_log_path(self.store, deployment.id)) as log:
+            log(f"scaling down: retiring {extra} replica(s) (desired {deployment.desired_replicas}); "
+                "each finishes its requests first")
+        return [entry for i, entry in enumerate(seen) if i not in leaving]
 
     def retire(self, rows: list[Replica]) -> None:
         """Stop these replica rows once the gateway no longer routes to them: from the next
@@ -356,6 +507,16 @@ class Reconciler:
         return self.store.deployments.set_status(deployment.id, states.DEPLOY_FAILED, cause)
 
     # -- deactivation (a thread per deployment) -------------------------------------------
+
+    def _wait_for_in_flight(self, rows: list[Replica]) -> None:
+        """Unrouted already: wait (bounded) until the gateway has no request at these replicas,
+        so none is cut off by the stop (a stream that outlasts the bound is drained by the server)."""
+        if self._in_flight_at is None:
+            return
+        urls = [str(row.handle.get("url") or "") for row in rows]
+        deadline = time.monotonic() + RETIRE_DRAIN_SECONDS
+        while any(url and self._in_flight_at(url) for url in urls) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _begin_deactivation(self, deployment_id: str) -> None:
         with self._deactivating_lock:
@@ -482,6 +643,7 @@ class Reconciler:
             self._begin_retiring()
             return
         self._published = routing.seq
+        self._starting = any(starting and not ready for ready, starting in routing.replicas.values())
         for model_id, targets in routing.models.items():
             self.table.set_model(model_id, targets)
         for model_id in self.table.model_ids() - set(routing.models):  # deleted models
@@ -489,6 +651,7 @@ class Reconciler:
         for deployment_id, (ready, starting) in routing.replicas.items():
             # Inactive first: the requests a replica change wakes resolve against it.
             self.table.set_inactive(deployment_id, routing.inactive.get(deployment_id))
+            self.table.set_concurrency(deployment_id, routing.concurrency.get(deployment_id, 0))
             self.table.set_replicas(deployment_id, ready, starting, deployment_id in routing.asleep)
         self.table.keep_only(routing.replicas)
         # Only now that the gateway no longer routes to them.

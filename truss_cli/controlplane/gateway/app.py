@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, MutableMapping, Optional, Union
 
 from truss_cli.controlplane.gateway import body as request_body
 from truss_cli.controlplane.gateway import paths
+from truss_cli.controlplane.gateway.admission import Admission, LoadMeter
 from truss_cli.controlplane.gateway.balancer import Balancer
 from truss_cli.controlplane.gateway.errors import send_error
 from truss_cli.controlplane.gateway.metrics import GatewayMetrics
@@ -60,6 +61,21 @@ class Gateway:
         self.upstream = upstream or Upstream()
         self.metrics = metrics or GatewayMetrics()
         self.balancer = Balancer()
+        self.admission = Admission()  # requests beyond a deployment's concurrency cap wait here
+        self.load = LoadMeter()  # in flight + waiting per deployment: what the autoscaler reads
+        # How long a request may wait in a deployment's line (the resolver's park timeout).
+        self.queue_timeout_seconds = float(getattr(resolver, "park_timeout_seconds", 60.0))
+
+    def capacity_changed(self, deployment_id: str, replicas: Any, concurrency: int) -> None:
+        """The resolver's replicas or cap of a deployment changed: wake as many waiters as
+        there is room now (all of them when nothing is left: they resolve again)."""
+        if not replicas or not concurrency:
+            self.admission.release_all(deployment_id)
+            return
+        outstanding = self.balancer.outstanding
+        room = sum(max(0, concurrency - outstanding.get(r.url, 0)) for r in replicas)
+        if room:
+            self.admission.release(deployment_id, room)
 
     def render_metrics(self) -> str:
         """Prometheus text; the control plane serves it at /metrics."""
@@ -215,17 +231,49 @@ class _Exchange:
         target = request_target(parsed.upstream_path, self.scope.get("query_string", b""))
         failed: set[str] = set()
         balancer, metrics, upstream = gateway.balancer, gateway.metrics, gateway.upstream
+        admission, load = gateway.admission, gateway.load
+        route = self.route
+        deadline: Optional[float] = None
+        woken = False  # released from a line: it may take the slot before the others waiting
         while True:
-            picked = balancer.pick(self.route.deployments, failed)
+            picked = balancer.pick(route.deployments, failed)
             if picked is None:
                 detail = "no replica of the target could be reached" if failed else "no replica of the target is ready"
                 self.status = await send_error(self.send, 503, "NO_REPLICA_READY", detail, 1 if failed else 5)
                 return
+            if picked[1] is None or (not woken and admission.waiting(picked[0].deployment_id)):
+                # Every replica holds concurrency_target requests (or others wait first): wait in line.
+                waiting_for = picked[0]
+                if deadline is None:
+                    deadline = time.monotonic() + gateway.queue_timeout_seconds
+                load.change(waiting_for.deployment_id, 1)
+                try:
+                    released = await admission.wait(waiting_for.deployment_id, deadline - time.monotonic())
+                finally:
+                    load.change(waiting_for.deployment_id, -1)
+                if not released:
+                    detail = (f"all replicas of deployment {waiting_for.deployment_id} are at their concurrency "
+                              f"target ({waiting_for.concurrency}); waited {gateway.queue_timeout_seconds:g} s")
+                    self.status = await send_error(self.send, 503, "NO_REPLICA_READY", detail, 1)
+                    return
+                woken = True
+                resolution = await gateway._resolve(parsed)  # parks again if it is starting
+                if not isinstance(resolution, Route):
+                    detail = getattr(resolution, "detail", "the target changed while the request waited")
+                    code = resolution.error_code if isinstance(resolution, UnknownTarget) else "NO_REPLICA_READY"
+                    status = 404 if isinstance(resolution, UnknownTarget) else 503
+                    self.status = await send_error(self.send, status, code, detail, None if status == 404 else 1)
+                    return
+                route = resolution
+                continue
             deployment, replica = picked
             self.deployment_id = deployment.deployment_id
             key = (parsed.model_id, deployment.deployment_id)
             balancer.started(replica)
             metrics.in_flight[key] += 1
+            load.change(deployment.deployment_id, 1)
+            if woken and admission.waiting(deployment.deployment_id) and balancer.has_room(deployment):
+                admission.release(deployment.deployment_id)  # more room than this one slot: the next may go too
             try:
                 body = whole if streamed is None else streamed.chunks()
                 try:
@@ -255,7 +303,10 @@ class _Exchange:
                 return
             finally:
                 metrics.in_flight[key] -= 1
+                load.change(deployment.deployment_id, -1)
                 balancer.finished(replica)
+                if deployment.concurrency:
+                    admission.release(deployment.deployment_id)  # its slot: the first in line
 
     async def _relay(self, response: UpstreamResponse, replica: Replica, key: tuple[str, str], request_done: bool) -> None:
         headers = response.headers

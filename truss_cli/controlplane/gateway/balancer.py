@@ -6,6 +6,10 @@ big batch) without any health signal beyond the gateway's own counts. Ties go ro
 (a rotating start index), so two idle replicas share sequential traffic evenly instead of
 the first one taking it all. Counts are keyed by replica URL and live on the event loop
 thread only, so no lock.
+
+A deployment with a `concurrency` cap (autoscaling's concurrency_target) takes no request on
+a replica already holding that many: `pick` then answers the deployment with no replica, and
+the gateway queues the request (admission.py).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ class Balancer:
 
     def pick(
         self, deployments: Sequence[DeploymentRoute], exclude: Collection[str] = ()
-    ) -> Optional[tuple[DeploymentRoute, Replica]]:
-        """A (deployment, replica) not in `exclude` (URLs that already failed), or None."""
+    ) -> Optional[tuple[DeploymentRoute, Optional[Replica]]]:
+        """A (deployment, replica) not in `exclude` (URLs that already failed), or None;
+        (deployment, None) when every replica of the deployment picked is at its cap."""
         candidates = [d for d in deployments if d.weight > 0 and any(r.url not in exclude for r in d.replicas)]
         if not candidates:
             return None
@@ -46,8 +51,15 @@ class Balancer:
                 best, best_load = replica, load
                 if load == 0:
                     break
-        assert best is not None
+        assert best is not None and best_load is not None
+        if deployment.concurrency and best_load >= deployment.concurrency:
+            return deployment, None
         return deployment, best
+
+    def has_room(self, deployment: DeploymentRoute) -> bool:
+        """A replica of the deployment is below its cap."""
+        cap = deployment.concurrency
+        return not cap or any(self.outstanding.get(r.url, 0) < cap for r in deployment.replicas)
 
     def started(self, replica: Replica) -> None:
         self.outstanding[replica.url] += 1

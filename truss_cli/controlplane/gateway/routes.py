@@ -35,6 +35,8 @@ class DeploymentRoute:
     deployment_id: str
     replicas: Sequence[Replica]
     weight: float = 1.0
+    # Requests one replica takes at once (autoscaling's concurrency_target); 0: no cap.
+    concurrency: int = 0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ reconciler publishes it awake (WAKING_UP, then ready) - even if a tick that bega
 wake still says asleep. `wake(model, target)` does the same for the wake route, and also
 resets the idle clock of a target that is awake. All of this is off the hot path: a target
 with a ready replica never looks at it.
+
+Each deployment carries its concurrency cap (`set_concurrency`: autoscaling's
+concurrency_target; 0 = none) into the routes it resolves to; the gateway queues requests
+beyond it. When a deployment's replicas or cap change, `on_capacity(deployment_id, replicas,
+cap)` lets the gateway hand the new room to requests waiting in line.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class RoutingTable:
         self._asleep: set[str] = set()  # scaled to zero, no wake asked yet
         # deployment id -> asked to wake (True) or only to reset its idle clock (False).
         self.on_wake: Optional[Callable[[str, bool], None]] = None
+        self._concurrency: dict[str, int] = {}
+        self.on_capacity: Optional[Callable[[str, Sequence[Replica], int], None]] = None
 
     def model_ids(self) -> set[str]:
         return set(self._targets)
@@ -51,7 +58,10 @@ class RoutingTable:
                      asleep: bool = False) -> None:
         """The deployment's ready replicas now; `starting`: more are on their way, so park rather than refuse;
         `asleep`: scaled to zero, the next request wakes it."""
+        before = self._replicas.get(deployment_id)
         self._replicas[deployment_id] = tuple(replicas)
+        if self.on_capacity is not None and before is not None and before != self._replicas[deployment_id]:
+            self.on_capacity(deployment_id, self._replicas[deployment_id], self._concurrency.get(deployment_id, 0))
         if asleep:
             if deployment_id not in self._starting:  # else a wake is on its way: keep its requests parked
                 self._asleep.add(deployment_id)
@@ -64,6 +74,16 @@ class RoutingTable:
                 event.set()  # wakes the parked requests, which resolve again
         elif event is None:
             self._starting[deployment_id] = asyncio.Event()
+
+    def set_concurrency(self, deployment_id: str, concurrency: int) -> None:
+        """At most `concurrency` requests in flight per replica of the deployment (0: no cap)."""
+        before = self._concurrency.get(deployment_id, 0)
+        if concurrency:
+            self._concurrency[deployment_id] = concurrency
+        else:
+            self._concurrency.pop(deployment_id, None)
+        if concurrency != before and self.on_capacity is not None:
+            self.on_capacity(deployment_id, self._replicas.get(deployment_id, ()), concurrency)
 
     def set_inactive(self, deployment_id: str, detail: Optional[str]) -> None:
         """`detail` (why and how to activate it): the deployment is inactive; None: it is not."""
@@ -78,8 +98,12 @@ class RoutingTable:
         keep = set(deployment_ids)
         for deployment_id in set(self._replicas) - keep:
             del self._replicas[deployment_id]
+            if self.on_capacity is not None:  # requests waiting in its line resolve again, to a 404
+                self.on_capacity(deployment_id, (), 0)
         for deployment_id in set(self._inactive) - keep:
             del self._inactive[deployment_id]
+        for deployment_id in set(self._concurrency) - keep:
+            del self._concurrency[deployment_id]
         self._asleep &= keep
         for deployment_id in set(self._starting) - keep:
             self._starting.pop(deployment_id).set()
@@ -97,7 +121,8 @@ class RoutingTable:
             if not live and split:
                 return UnknownTarget(self._inactive[split[0][0]], "DEPLOYMENT_INACTIVE")
             split = live
-        deployments = [DeploymentRoute(d, self._replicas.get(d, ()), w) for d, w in split]
+        caps = self._concurrency
+        deployments = [DeploymentRoute(d, self._replicas.get(d, ()), w, caps.get(d, 0)) for d, w in split]
         if any(d.replicas and d.weight > 0 for d in deployments):
             return Route(deployments)
         if self._asleep:

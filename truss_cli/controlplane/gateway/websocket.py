@@ -8,6 +8,7 @@ are relayed both ways until either side closes, and the close code is passed on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any, Awaitable, Callable, MutableMapping
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -45,8 +46,9 @@ async def relay_websocket(gateway: Any, scope: Scope, receive: Receive, send: Se
         await send({"type": "websocket.close", "code": _TRY_AGAIN_LATER if found[1] == 503 else 1008})
         return
     parsed, route = found
-    picked = gateway.balancer.pick(route.deployments)
-    if picked is None:
+    # A websocket is a session, not a request: the concurrency cap does not queue it.
+    picked = gateway.balancer.pick([dataclasses.replace(d, concurrency=0) for d in route.deployments])
+    if picked is None or picked[1] is None:
         await send({"type": "websocket.close", "code": _TRY_AGAIN_LATER})
         return
     _, replica = picked

@@ -237,13 +237,14 @@ class Deployments:
     # -- development deployments: scale to zero, wake, rebuild ---------------------------
 
     def scale_to_zero(self, deployment_id: str) -> bool:
-        """ACTIVE or UNHEALTHY development deployment -> SCALED_TO_ZERO (its desired state
-        stays active: a request wakes it). A compare-and-set: False, nothing changed, when it
-        was deactivated, rebuilt or is no longer serving meanwhile."""
+        """ACTIVE or UNHEALTHY deployment -> SCALED_TO_ZERO (its desired state stays active: a
+        request wakes it): an idle development one, or a published one its autoscaler wants at
+        zero. A compare-and-set: False, nothing changed, when it was deactivated, rebuilt or is
+        no longer serving meanwhile."""
         with write_transaction(self._engine) as db:
             changed = db.execute(
                 t.update()
-                .where(t.c.id == deployment_id, t.c.is_development, t.c.desired_state == states.DESIRED_ACTIVE,
+                .where(t.c.id == deployment_id, t.c.desired_state == states.DESIRED_ACTIVE,
                        t.c.status.in_((states.ACTIVE, states.UNHEALTHY)))
                 .values(status=states.SCALED_TO_ZERO, status_detail=None, updated_at=now())
             ).rowcount

@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from truss_cli.controlplane.store.api_keys import ApiKeys
+from truss_cli.controlplane.store.autoscaling import AutoscalingSettingsStore
 from truss_cli.controlplane.store.blobs import BlobStore
 from truss_cli.controlplane.store.builds import Builds
 from truss_cli.controlplane.store.database import create_engine, database_url, migrate
@@ -43,6 +44,7 @@ class Store:
         self.api_keys = ApiKeys(engine)
         self.secrets = Secrets(engine, secrets_key)
         self.usage = Usage(engine)
+        self.autoscaling = AutoscalingSettingsStore(engine)  # issue 11, task B
         self.blobs = BlobStore(data_dir / BLOBS_DIR_NAME)
 
     @classmethod
