@@ -16,6 +16,7 @@ from truss_cli.controlplane.builds import BuildWorkers
 from truss_cli.controlplane.gateway import Gateway, GatewayMetrics, RoutingTable
 from truss_cli.controlplane.dev_rebuild import DevelopmentRebuilds
 from truss_cli.controlplane.patches import Syncer
+from truss_cli.controlplane.rollouts import Rollouts
 from truss_cli.controlplane.reconciler import DEV_IDLE_SECONDS, Reconciler
 from truss_cli.controlplane.release import Release
 from truss_cli.controlplane.runtimes.base import Runtime
@@ -46,11 +47,15 @@ class ControlPlane:
         self.trees = Trees(store)
         self.table = RoutingTable()
         self.gateway = Gateway(self.table, GatewayAuthorizer(store))
+        # Rolling and canary promotions: stepped first in every reconciler tick; their replica
+        # counts override the autoscaler's for the two deployments they drive.
+        self.rollouts = Rollouts(store)
         self.reconciler = Reconciler(store, runtime, self.table, lambda: served_requests(self.gateway.metrics),
                                      lambda: busy_deployments(self.gateway.metrics), options.dev_idle_seconds,
                                      trees=self.trees, load=self.gateway.load.take,
                                      in_flight_at=lambda url: self.gateway.balancer.outstanding.get(url, 0),
-                                     parked=lambda: any(self.gateway.metrics.parked.values()))
+                                     parked=lambda: any(self.gateway.metrics.parked.values()),
+                                     rollout_replicas=self.rollouts.rollout_replicas, before_tick=self.rollouts.tick)
         # Requests waiting for room at a deployment go when its replicas or cap change.
         self.table.on_capacity = self.gateway.capacity_changed
         self.syncer = Syncer(store, self.trees, self.gateway.upstream.forget,

@@ -100,6 +100,7 @@ class Reconciler:
         load: Optional[Callable[[], Mapping[str, float]]] = None,
         in_flight_at: Optional[Callable[[str], int]] = None,
         rollout_replicas: Callable[[str], Optional[int]] = lambda _: None,
+        before_tick: Callable[[], None] = lambda: None,
         parked: Optional[Callable[[], bool]] = None,
         scale_down_step_seconds: float = autoscaler.SCALE_DOWN_STEP_SECONDS,
     ) -> None:
@@ -111,6 +112,8 @@ class Reconciler:
         call (the loop's thread); `in_flight_at(url)`: the gateway's requests outstanding at a
         replica (read from a retiring thread: one dict lookup); `rollout_replicas(id)`: a
         rollout's replica count for a deployment it drives, None to leave it to the autoscaler;
+        `before_tick()`: the rollouts' step, run first in every tick (in the tick's thread and
+        lock), so the replica counts and traffic shares this tick uses are the ones it wrote;
         `parked()`: whether the gateway holds requests waiting for a target to come up."""
         self.store = store
         self.runtime = runtime
@@ -123,6 +126,7 @@ class Reconciler:
         self._load = load
         self._in_flight_at = in_flight_at
         self.rollout_replicas = rollout_replicas
+        self._before_tick = before_tick
         self._parked = parked
         self.scale_down_step_seconds = scale_down_step_seconds
         # The autoscaler's inputs and memory, per deployment (in memory: a restart only starts
@@ -222,6 +226,11 @@ class Reconciler:
             now = time.monotonic()
             elapsed = 0.0 if self._last_tick is None else now - self._last_tick
             self._last_tick = now
+            if not self._halted:
+                try:
+                    self._before_tick()
+                except Exception:  # a rollout's failure must not stop reconciling the rest
+                    logger.exception("the rollouts' step failed; the next tick tries again")
             wake_requests = self.development.take_wake_requests()
             models = {model.id: model for model in self.store.models.list()}
             deployments = self.store.deployments.list()
