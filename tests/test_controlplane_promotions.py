@@ -124,6 +124,37 @@ def test_the_promotion_steps_on_its_own_and_holds_through_the_stabilization_wait
     eventually(lambda: production_answer(cp, versions["model_id"]) == "v1", timeout=30)
 
 
+def test_with_two_replicas_the_first_step_moves_half_the_traffic_and_holds(
+        cp: ControlPlaneProcess, versions: dict[str, Any]):
+    """T = 2 replicas (v1's min_replica), step ceil(2 x 50 %) = 1: step 1 of 2 asks v2 for one
+    replica (it has it, READY) while v1 keeps both; half the traffic moves, and the hour's
+    stabilization wait holds it there."""
+    settings = f"/v1/models/rolled/deployments/{versions['v1']['id']}/autoscaling_settings"
+    own = ok(cp.client.get(settings))["autoscaling_settings"]
+    ok(cp.client.patch(settings, json={"min_replica": 2, "max_replica": 2}))
+    try:
+        begin(cp, versions, "v1", "v2")
+        eventually(lambda: (promotion_now(cp)["status"], promotion_now(cp)["percent_traffic_to_new_version"]) == (
+            "RAMPING_UP", 50), timeout=30)
+        promotion = promotion_now(cp)
+        assert (promotion["step"], promotion["steps"]) == (1, 2), promotion
+        assert promotion["candidate_deployment"]["rollout_replicas"] == 1
+        assert promotion["previous_deployment"]["rollout_replicas"] == 2  # v1 gives none up before the wait ends
+        answers: set[str] = set()
+
+        def both_answer() -> bool:  # the split sends some requests to each
+            answers.add(production_answer(cp, versions["model_id"]))
+            return answers == {"v1", "v2"}
+
+        eventually(both_answer, timeout=60)
+        assert (promotion_now(cp)["status"], promotion_now(cp)["percent_traffic_to_new_version"]) == (
+            "RAMPING_UP", 50)  # still held
+    finally:
+        force_cancel_leftover(cp, versions)
+        ok(cp.client.patch(settings, json={"min_replica": own["min_replica"], "max_replica": own["max_replica"]}))
+    eventually(lambda: production_answer(cp, versions["model_id"]) == "v1", timeout=30)
+
+
 def test_force_roll_forward_serves_the_candidate_and_force_cancel_keeps_the_previous(
         cp: ControlPlaneProcess, versions: dict[str, Any]):
     try:
