@@ -3,9 +3,12 @@ the promotion is begun through the environment's promote route (production's pro
 settings ask for a rolling deploy), then read and controlled through the API, and the
 production endpoint answers from whichever deployment the controls left serving.
 
-Until the lead wires the per-tick driver into the reconciler, the promotion does not step on
-its own here: pause and a cancel after traffic moved stay pending (the answers say so);
-cancel before any traffic moved, force cancel and force roll forward take effect at once.
+The reconciler ticks the rollout driver, so the promotion steps on its own: production has one
+replica, so the candidate's step is its one replica (ceil(1 x 50 %) = 1) and, once that is READY,
+all traffic moves in that single step; the promotion then holds RAMPING_UP at 100 % through the
+hour-long stabilization wait, where controls other than force_* stay pending until the wait
+ends (the answers say so). Force cancel and force roll forward take effect at once. Every test
+force-cancels what it leaves in progress, so the next one begins afresh.
 """
 
 from __future__ import annotations
@@ -71,47 +74,105 @@ def control(cp: ControlPlaneProcess, word: str, status: int = 200) -> dict[str, 
     return ok(cp.client.post(f"/v1/models/rolled/environments/production/{word}"), status)
 
 
-def test_status_shows_the_split_and_both_deployments_replicas(cp: ControlPlaneProcess, versions: dict[str, Any]):
+def promotion_now(cp: ControlPlaneProcess) -> dict[str, Any]:
+    return ok(cp.client.get("/v1/models/rolled/environments/production/promotion"))["promotion"]
+
+
+def stepped(cp: ControlPlaneProcess) -> dict[str, Any]:
+    """The promotion once the driver took its (single) step: all traffic on the READY candidate."""
+    eventually(lambda: (promotion_now(cp)["status"], promotion_now(cp)["percent_traffic_to_new_version"]) == (
+        "RAMPING_UP", 100), timeout=30)
+    return promotion_now(cp)
+
+
+def force_cancel_leftover(cp: ControlPlaneProcess, versions: dict[str, Any]) -> None:
+    """Never leave a promotion in progress for the next test."""
+    with opened_store(cp) as store:
+        env = rollouts.promotions_of(store).environment(versions["model_id"], "production")
+        if rollouts.promotions_of(store).unfinished(env.id):
+            rollouts.apply_control(store, versions["model_id"], "production", "force_cancel")
+
+
+def test_the_promotion_steps_on_its_own_and_holds_through_the_stabilization_wait(
+        cp: ControlPlaneProcess, versions: dict[str, Any]):
     begin(cp, versions, "v1", "v2")
     try:
-        body = ok(cp.client.get("/v1/models/rolled/environments/production/promotion"))
-        promotion = body["promotion"]
-        assert (promotion["kind"], promotion["status"], promotion["percent_traffic_to_new_version"]) == (
-            "rolling", "RELEASING", 0)
+        promotion = stepped(cp)
+        assert (promotion["kind"], promotion["step"], promotion["steps"]) == ("rolling", 1, 1), promotion
         assert (promotion["candidate_deployment"]["id"], promotion["previous_deployment"]["id"]) == (
             versions["v2"]["id"], versions["v1"]["id"])
         assert promotion["candidate_deployment"]["ready_replicas"] == 1  # its own replica, READY
-        assert promotion["previous_deployment"]["ready_replicas"] == 1
-        assert production_answer(cp, versions["model_id"]) == "v1"
-        paused = control(cp, "pause_promotion")
+        assert promotion["previous_deployment"]["ready_replicas"] == 1  # kept until the wait ends
+        assert promotion["finished_at"] is None  # the hour's stabilization wait holds it here
+        # The gateway's routing table follows the split at the reconciler's next tick.
+        eventually(lambda: production_answer(cp, versions["model_id"]) == "v2", timeout=30)
+        paused = control(cp, "pause_promotion")  # inside the wait: pending until it ends
         assert (paused["status"], paused["promotion"]["requested_action"]) == ("PAUSED", "pause")
+        assert paused["promotion"]["status"] == "RAMPING_UP"
         resumed = control(cp, "resume_promotion")  # before the pause applied: it is undone
-        assert (resumed["status"], resumed["promotion"]["requested_action"]) == ("RELEASING", None)
+        assert (resumed["status"], resumed["promotion"]["requested_action"]) == ("RAMPING_UP", None)
         refused(cp.client.post("/v1/models/rolled/environments/production/resume_promotion"), 409,
                 "PROMOTION_CONTROL_REFUSED")
-        canceled = control(cp, "cancel_promotion")  # no traffic moved yet: canceled at once
-        assert (canceled["status"], canceled["promotion"]["finished_at"] is not None) == ("CANCELED", True)
+        canceling = control(cp, "cancel_promotion")  # traffic moved: a ramp down, at the wait's end
+        assert (canceling["status"], canceling["promotion"]["requested_action"]) == ("RAMPING_DOWN", "cancel")
+        assert (promotion_now(cp)["status"], promotion_now(cp)["percent_traffic_to_new_version"]) == (
+            "RAMPING_UP", 100)
+        canceled = control(cp, "force_cancel_promotion")
+        assert (canceled["status"], canceled["promotion"]["percent_traffic_to_new_version"]) == ("CANCELED", 0)
     finally:
-        with opened_store(cp) as store:  # never leave one in progress for the next test
-            env = rollouts.promotions_of(store).environment(versions["model_id"], "production")
-            if rollouts.promotions_of(store).unfinished(env.id):
-                rollouts.apply_control(store, versions["model_id"], "production", "force_cancel")
-    assert production_answer(cp, versions["model_id"]) == "v1"
+        force_cancel_leftover(cp, versions)
+    eventually(lambda: production_answer(cp, versions["model_id"]) == "v1", timeout=30)
+
+
+def test_with_two_replicas_the_first_step_moves_half_the_traffic_and_holds(
+        cp: ControlPlaneProcess, versions: dict[str, Any]):
+    """T = 2 replicas (v1's min_replica), step ceil(2 x 50 %) = 1: step 1 of 2 asks v2 for one
+    replica (it has it, READY) while v1 keeps both; half the traffic moves, and the hour's
+    stabilization wait holds it there."""
+    settings = f"/v1/models/rolled/deployments/{versions['v1']['id']}/autoscaling_settings"
+    own = ok(cp.client.get(settings))["autoscaling_settings"]
+    ok(cp.client.patch(settings, json={"min_replica": 2, "max_replica": 2}))
+    try:
+        begin(cp, versions, "v1", "v2")
+        eventually(lambda: (promotion_now(cp)["status"], promotion_now(cp)["percent_traffic_to_new_version"]) == (
+            "RAMPING_UP", 50), timeout=30)
+        promotion = promotion_now(cp)
+        assert (promotion["step"], promotion["steps"]) == (1, 2), promotion
+        assert promotion["candidate_deployment"]["rollout_replicas"] == 1
+        assert promotion["previous_deployment"]["rollout_replicas"] == 2  # v1 gives none up before the wait ends
+        answers: set[str] = set()
+
+        def both_answer() -> bool:  # the split sends some requests to each
+            answers.add(production_answer(cp, versions["model_id"]))
+            return answers == {"v1", "v2"}
+
+        eventually(both_answer, timeout=60)
+        assert (promotion_now(cp)["status"], promotion_now(cp)["percent_traffic_to_new_version"]) == (
+            "RAMPING_UP", 50)  # still held
+    finally:
+        force_cancel_leftover(cp, versions)
+        ok(cp.client.patch(settings, json={"min_replica": own["min_replica"], "max_replica": own["max_replica"]}))
+    eventually(lambda: production_answer(cp, versions["model_id"]) == "v1", timeout=30)
 
 
 def test_force_roll_forward_serves_the_candidate_and_force_cancel_keeps_the_previous(
         cp: ControlPlaneProcess, versions: dict[str, Any]):
-    begin(cp, versions, "v1", "v2")
-    answer = control(cp, "force_cancel_promotion")
-    assert (answer["status"], answer["promotion"]["percent_traffic_to_new_version"]) == ("CANCELED", 0)
-    assert production_answer(cp, versions["model_id"]) == "v1"
+    try:
+        begin(cp, versions, "v1", "v2")
+        stepped(cp)
+        eventually(lambda: production_answer(cp, versions["model_id"]) == "v2", timeout=30)
+        answer = control(cp, "force_cancel_promotion")
+        assert (answer["status"], answer["promotion"]["percent_traffic_to_new_version"]) == ("CANCELED", 0)
+        # The routing table follows at the reconciler's next tick: v1 serves production again.
+        eventually(lambda: production_answer(cp, versions["model_id"]) == "v1", timeout=30)
 
-    begin(cp, versions, "v1", "v2")
-    answer = control(cp, "force_roll_forward_promotion")
-    assert (answer["status"], answer["promotion"]["percent_traffic_to_new_version"]) == ("SUCCEEDED", 100)
+        begin(cp, versions, "v1", "v2")
+        answer = control(cp, "force_roll_forward_promotion")
+        assert (answer["status"], answer["promotion"]["percent_traffic_to_new_version"]) == ("SUCCEEDED", 100)
+    finally:
+        force_cancel_leftover(cp, versions)
     deployment = ok(cp.client.get(f"/v1/models/rolled/deployments/{versions['v2']['id']}"))
     assert deployment["is_production"] is True
-    # The gateway's routing table follows at the reconciler's next tick.
     eventually(lambda: production_answer(cp, versions["model_id"]) == "v2", timeout=30)
     status = ok(cp.client.get("/v1/models/rolled/environments/production/promotion"))
     assert status["current_deployment_id"] == versions["v2"]["id"]
