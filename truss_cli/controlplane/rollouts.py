@@ -283,8 +283,8 @@ def _clean_up(store: Store, previous_id: str, strategy: str) -> None:
         if strategy == CleanupStrategy.DEACTIVATE.value:
             store.deployments.deactivate(previous_id)
         elif strategy == CleanupStrategy.SCALE_TO_ZERO.value:
-            # Until task B's autoscaler: no replicas wanted. After it, the autoscaler takes a
-            # published deployment with min_replica 0 to SCALED_TO_ZERO (it wakes on a request).
+            # No replicas wanted: the reconciler takes an ACTIVE published deployment at desired 0
+            # to SCALED_TO_ZERO at once (it wakes on a request).
             store.deployments.set_desired(previous_id, replicas=0)
     except (NotFound, Conflict) as exc:  # deleted or unbuilt meanwhile: nothing to clean
         log.info("cleanup of %s skipped: %s", previous_id, exc)
