@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import pytest
 
@@ -64,7 +65,10 @@ def test_predict_paths_reach_the_replica_and_balance_across_both(replicas):
         assert by_deployment.json()["got"] == {"x": 1}
         by_host = gw.client.post("/production/predict", json={"y": 2}, headers={"Host": "model-m1.gateway.example"})
         assert by_host.status_code == 200 and by_host.json()["got"] == {"y": 2}
-        metrics = gw.gateway.render_metrics()
+        # A request is counted once its answer is sent, which the client may see first: poll.
+        deadline = time.monotonic() + 10
+        while 'code="2xx"} 12' not in (metrics := gw.gateway.render_metrics()) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert 'truss_gateway_requests_total{model="m1",deployment="dep1",code="2xx"} 12' in metrics
         assert 'truss_gateway_request_duration_seconds_count{model="m1",deployment="dep1"} 12' in metrics
 

@@ -18,6 +18,7 @@ from truss_cli.controlplane.store.database import read_transaction, write_transa
 from truss_cli.controlplane.store.environments import Swap, promote_in
 from truss_cli.controlplane.store.errors import Conflict, NotFound, StoreError
 from truss_cli.controlplane.store.ids import new_id
+from truss_cli.controlplane.store.names import follows_the_name_rule
 from truss_cli.controlplane.store.records import Deployment, Removed, Replica
 from truss_cli.controlplane.store.usage import mark_deleted
 from truss_cli.controlplane.store.usage import rename as rename_usage
@@ -25,8 +26,6 @@ from truss_cli.controlplane.store.usage import rename as rename_usage
 t = schema.deployments
 PRODUCTION = "production"
 DEVELOPMENT = "development"
-# Truss's rule for --deployment-name.
-NAME_PATTERN = re.compile(r"^[0-9a-zA-Z_\-\.]+$")
 # Words a deployment reference already means: a deployment named so could never be named back.
 RESERVED_NAMES = frozenset({PRODUCTION, DEVELOPMENT})
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -37,7 +36,7 @@ _FROM_CONFIG: Any = object()  # promote's scale_down_previous when the caller le
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > 255:
+    if not follows_the_name_rule(name):
         raise StoreError(f"invalid deployment name {name!r}", hint="use letters, digits, '_', '-' and '.'",
                          code="INVALID_NAME")
     if name in RESERVED_NAMES:

@@ -24,6 +24,7 @@ from truss_cli.controlplane.promotion_settings import CleanupStrategy
 from truss_cli.controlplane.store import schema, states
 from truss_cli.controlplane.store._rows import now, to_record
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
+from truss_cli.controlplane.store.names import follows_the_name_rule
 from truss_cli.controlplane.store.errors import Conflict, NotFound, StoreError
 from truss_cli.controlplane.store.ids import new_id
 
@@ -64,10 +65,7 @@ class PromotionRow:
 
 def check_name(name: str) -> str:
     """The deployment-name rule (letters, digits, '_', '-', '.'; at most 255)."""
-    # Imported here: deployments.py imports this module (its promote goes through set_current_in).
-    from truss_cli.controlplane.store.deployments import NAME_PATTERN
-
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > 255:
+    if not follows_the_name_rule(name):
         raise StoreError(f"invalid environment name {name!r}", hint="use letters, digits, '_', '-' and '.'",
                          code="INVALID_NAME")
     if name in _NOT_ENVIRONMENTS:
