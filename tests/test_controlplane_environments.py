@@ -203,3 +203,22 @@ def test_push_promotes_once_active_with_the_same_cleanup(cp: ControlPlaneProcess
     eventually(lambda: current_id(cp, "pushed", "production") == v3["id"])
     assert marker(cp, v1["model_id"], "production") == "v3"
     assert ok(cp.client.get(f"/v1/models/pushed/deployments/{v2['id']}"))["replicas"] == 1  # preserved
+
+
+def test_a_push_into_a_rolling_environment_begins_a_rolling_promotion(cp: ControlPlaneProcess, tmp_path: Path) -> None:
+    # `truss push --environment staging` where staging rolls: the push's promotion once ACTIVE
+    # is the one the promote routes begin (a stabilization hour holds its first step).
+    first = push(cp, tmp_path, "rolls", "v1")  # the model's first: production
+    ok(cp.client.post("/v1/models/rolls/environments", json={"name": "staging", "promotion_settings": {
+        "rolling_deploy": True, "rolling_deploy_config": {"max_surge_percent": 50, "stabilization_time_seconds": 3600},
+    }}), 201)
+    v2 = push(cp, tmp_path, "rolls", "v2", environment="staging")
+    eventually(lambda: current_id(cp, "rolls", "staging") == v2["id"])  # nothing to roll from yet: instant
+    v3 = push(cp, tmp_path, "rolls", "v3", environment="staging")
+    shown = eventually(lambda: environment(cp, "rolls", "staging")["in_progress_promotion"])
+    assert shown["status"] in ("RELEASING", "RAMPING_UP") and shown["rolling_deploy"], shown
+    assert environment(cp, "rolls", "staging")["candidate_deployment"]["id"] == v3["id"]
+    ok(cp.client.post("/v1/models/rolls/environments/staging/force_roll_forward_promotion"))
+    eventually(lambda: current_id(cp, "rolls", "staging") == v3["id"])
+    eventually(lambda: marker(cp, first["model_id"], "environments/staging") == "v3")
+    assert marker(cp, first["model_id"], "production") == "v1"

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from truss_cli.controlplane import autoscaler
+from truss_cli.controlplane import autoscaler, instant_promotion
 from truss_cli.controlplane.autoscaling_settings import AutoscalingSettings, effective
 from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.development import DEV_IDLE_SECONDS, DevelopmentLifecycle
@@ -46,7 +46,8 @@ from truss_cli.controlplane.gateway import RoutingTable
 from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store, UsageAccrual
-from truss_cli.controlplane.store import states
+from truss_cli.controlplane.store import StoreError, states
+from truss_cli.controlplane.store.deployments import PRODUCTION
 from truss_cli.controlplane.targets import build_targets
 from truss_cli.controlplane.trees import Trees
 
@@ -449,7 +450,7 @@ class Reconciler:
         if status != deployment.status:
             deployment = self.store.deployments.set_status(deployment.id, status, wake_failed if not ready else None)
             if status == states.ACTIVE and deployment.config.get("promote_when_active") and not deployment.is_production:
-                deployment = self.store.deployments.promote(deployment.id)
+                deployment = self._promote_when_active(deployment)
         return deployment, ready, running
 
     def _retire_extra(self, deployment: Deployment, seen: list, seq: int) -> list:
@@ -463,6 +464,22 @@ class Reconciler:
             log(f"scaling down: retiring {extra} replica(s) (desired {deployment.desired_replicas}); "
                 "each finishes its requests first")
         return [entry for i, entry in enumerate(seen) if i not in leaving]
+
+    def _promote_when_active(self, deployment: Deployment) -> Deployment:
+        """`truss push --promote` / `--environment`, once the deployment is ACTIVE: promoted as the
+        routes promote (instant, or a rolling or canary promotion begun when the environment's
+        settings ask for one). A promotion that cannot happen (one already under way, the
+        environment deleted meanwhile) is said in the deployment's log; the deployment serves on."""
+        config = deployment.config
+        environment = config.get("promote_environment") or PRODUCTION
+        try:
+            promoted = instant_promotion.promote(self.store, deployment.model_id, environment, deployment.id,
+                                                 scale_down_previous=config.get("scale_down_previous_deployment"))
+        except StoreError as exc:
+            with LogFile(build_log_path(self.store, deployment.id)) as log:
+                log(f"not promoted into {environment}: {exc}")
+            return deployment
+        return promoted.deployment
 
     def retire(self, rows: list[Replica]) -> None:
         """Stop these replica rows once the gateway no longer routes to them: from the next
