@@ -19,7 +19,10 @@ from truss_cli.controlplane.gateway import Replica, RoutingTable
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory):
-    model_dir = write_model_dir(tmp_path_factory.mktemp("admission") / "m", MODEL)
+    # The replicas take many predicts at once (their own predict_concurrency, default 1, would
+    # hold a second request behind a held stream): what waits here is the gateway's doing alone.
+    model_dir = write_model_dir(tmp_path_factory.mktemp("admission") / "m", MODEL,
+                                "runtime:\n  predict_concurrency: 8\n")
     with ModelServer(model_dir, env={"TRUSS_REPLICA_ID": "r1"}) as one, ModelServer(model_dir, env={"TRUSS_REPLICA_ID": "r2"}) as two:
         one.wait_ready()
         two.wait_ready()
