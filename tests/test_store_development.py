@@ -68,3 +68,20 @@ def test_a_rebuild_takes_the_new_tree_and_a_superseded_build_never_starts_the_ol
         assert "not the development deployment" in exc.message
     else:
         raise AssertionError("a published deployment was rebuilt as the development one")
+
+
+def test_a_rebuilt_tree_is_not_shown_done_until_its_replica_is_routed(store: Store) -> None:
+    # A client reading patches/state takes `rebuild: null` for "the new code serves": between
+    # `rebuilt` (the row takes the new tree) and `switched` (the gateway routes to the new
+    # replica) the rebuild stays recorded, and a patch staged meanwhile waits behind it.
+    _, development = _development(store)
+    store.patch_points.stage(development.id, TREE_A, TREE_B)
+    assert store.patch_points.begin_rebuild(development.id, TREE_B, "resources changed")
+    rebuilt = store.patch_points.rebuilt(development.id, TREE_B, {"kind": "process"}, {"x": 1})
+    assert rebuilt is not None
+    assert (rebuilt.running_tree, rebuilt.rebuild["phase"], rebuilt.rebuilding) == (TREE_B, "switching", True)
+    store.patch_points.switched(development.id, TREE_A)  # another tree's rebuild: nothing
+    assert store.deployments.get_by_id(development.id).rebuilding
+    store.patch_points.switched(development.id, TREE_B)
+    done = store.deployments.get_by_id(development.id)
+    assert (done.running_tree, done.rebuild, done.rebuilding) == (TREE_B, None, False)

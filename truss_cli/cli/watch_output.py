@@ -28,6 +28,7 @@ _LATER = {
 _PHASES = {
     "building": "building the new environment",
     "deploying": "starting a replica on the rebuilt tree",
+    "switching": "routing requests to the rebuilt replica",
 }
 # How a rebuild ended (client/rebuilds.py), other than failed.
 _REBUILD_ENDS = ("rebuilt", "superseded")

@@ -3,8 +3,9 @@
 A sync that answers `action: "rebuild"` returns at once; the control plane then builds the
 staged tree and starts a replica on it while the old replica keeps serving. Its progress is
 in `GET .../patches/state`'s `rebuild` (`{"tree_hash", "reason", "phase": "building" |
-"deploying" | "failed", "error", "build_log_tail"}`), which is null again once the rebuilt
-tree serves (`running_patch_point.hash == tree_hash`).
+"deploying" | "switching" | "failed", "error", "build_log_tail"}`), which is null again once
+the gateway routes to the rebuilt tree (`running_patch_point.hash == tree_hash` and no
+rebuild of it recorded).
 
 `RebuildFollower` polls that state on its own thread, so saves made during a rebuild are sent
 as patches as usual by the session's thread. It reports each phase it sees (`on_phase`) and,
@@ -132,6 +133,8 @@ class RebuildFollower:
                 ended = _ended(followed, "failed", str(rebuild.get("error") or "the rebuild failed"))
                 tail = rebuild.get("build_log_tail")
                 ended.build_log_tail = [str(line) for line in tail] if isinstance(tail, list) else None
+            elif ours and rebuild is not None and rebuild.get("phase") == "switching":
+                pass  # built and ready: served once the gateway routes to it
             elif running == followed.tree_hash or running in followed.later:
                 ended = _ended(followed, "rebuilt", "")
             elif not ours:

@@ -102,10 +102,14 @@ class DevelopmentRebuilds:
                 raise BuildError(cause)
             deployment = await asyncio.to_thread(self.store.patch_points.rebuilt, deployment_id, tree_hash,
                                                  artifact.to_dict(), row_config)
-            if deployment is None or deployment.desired_state != states.DESIRED_ACTIVE:
-                return  # deleted, superseded or deactivated meanwhile (the finally stops the replica)
+            if deployment is None:
+                return  # deleted or superseded meanwhile (the finally stops the replica)
+            if deployment.desired_state != states.DESIRED_ACTIVE:
+                await asyncio.to_thread(self.store.patch_points.switched, deployment_id, tree_hash)
+                return  # deactivated meanwhile: its next replica starts at the new tree
             await self._switch(deployment, handle)
             handle = None  # the deployment's replica now
+            await asyncio.to_thread(self.store.patch_points.switched, deployment_id, tree_hash)
             with LogFile(log_path) as log:
                 log(f"rebuilt: the development replica serves tree {tree_hash[:12]}")
         except asyncio.CancelledError:

@@ -130,18 +130,32 @@ class PatchPoints:
             # tree when a patch went back to it during the rebuild.
             current = deployment.current_tree
             pending = None if current == tree_hash else current
-            values: dict[str, Any] = {}
+            # The rebuild ends once the gateway routes to the new replica (`switched`): until
+            # then a client reading `patches/state` must not see it done.
+            values: dict[str, Any] = {"rebuild": {**deployment.rebuild, "phase": "switching"}}
             if deployment.desired_state == states.DESIRED_ACTIVE:
                 # Its new replica is ready: it serves (a deployment that had failed, or slept
                 # meanwhile, included; the reconciler routes to the replica from its next tick).
                 values.update(status=states.ACTIVE, status_detail=None)
             updated = db.execute(
                 t.update().where(t.c.id == deployment_id)
-                .values(running_tree_hash=tree_hash, pending_tree_hash=pending, pending_failed=False, rebuild=None,
+                .values(running_tree_hash=tree_hash, pending_tree_hash=pending, pending_failed=False,
                         build_artifact=dict(artifact), config=dict(config), updated_at=now(), **values)
                 .returning(*t.c)
             ).first()
         return to_record(Deployment, updated)
+
+    def switched(self, deployment_id: str, tree_hash: str) -> None:
+        """The rebuild of `tree_hash` is over: its replica is routed (or the deployment was
+        deactivated meanwhile). Nothing when another rebuild is recorded."""
+        with write_transaction(self._engine) as db:
+            try:
+                deployment = self._locked(db, deployment_id)
+            except NotFound:
+                return
+            rebuild = deployment.rebuild or {}
+            if rebuild.get("tree_hash") == tree_hash and rebuild.get("phase") == "switching":
+                db.execute(t.update().where(t.c.id == deployment_id).values(rebuild=None, updated_at=now()))
 
     def rebuilds_in_progress(self) -> list[Deployment]:
         """Development deployments whose rebuild builds or deploys (a restart resumes them)."""

@@ -53,8 +53,9 @@ class Deployment:
 
     @property
     def rebuilding(self) -> bool:
-        """A rebuild builds or deploys (the old replica serves the running tree meanwhile)."""
-        return bool(self.rebuild) and self.rebuild.get("phase") in ("building", "deploying")
+        """A rebuild builds, deploys or switches routing to its new replica (the old replica
+        serves meanwhile; patches wait for it)."""
+        return bool(self.rebuild) and self.rebuild.get("phase") in ("building", "deploying", "switching")
 
     @property
     def running_tree(self) -> str | None:
