@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from conftest import write_model_dir
-from controlplane_checks import current_replica_pid, eventually, kill_replica
+from controlplane_checks import current_replica_pid, eventually, kill_replica, ok, refused
 from controlplane_support import ControlPlaneProcess, running_controlplane, start_controlplane, stop_replicas
 from truss_cli.incremental_tree import IncrementalTree
 from truss_cli.sync.envelope import envelope_bytes
@@ -64,18 +64,6 @@ class Watcher:
 
     def set_marker(self, marker: str) -> tuple[Patch, bytes]:
         return self.edit("model/model.py", MODEL.format(marker=marker))
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()
-
-
-def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error_code"] == code, body
-    return body
 
 
 def patches_url(deployment: dict[str, Any]) -> str:
