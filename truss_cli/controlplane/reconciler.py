@@ -375,7 +375,8 @@ class Reconciler:
             with self._samples_lock:
                 samples = self._samples.get(deployment.id, ())
                 start = now - settings.autoscaling_window
-                while samples and samples[0].at <= start:
+                # Keep the last sample before the window: it marks where the first one inside began.
+                while len(samples) > 1 and samples[1].at <= start:
                     samples.popleft()
                 samples = list(samples)
             decision = autoscaler.decide(settings, samples, deployment.desired_replicas, now,
