@@ -43,7 +43,8 @@ def test_each_environment_serves_its_current_deployment_and_production_is_the_pr
         "deployment/dev": [("dev", 1.0)], "development": [("dev", 1.0)], "deployment/d1": [("d1", 1.0)],
         "deployment/d2": [("d2", 1.0)], "deployment/d3": [("d3", 1.0)],
         "production": [("d1", 1.0)], "environments/production": [("d1", 1.0)], "environments/staging": [("d2", 1.0)],
-    }  # qa serves nothing: no target, so the gateway's 404 lists the ones there are
+        "environments/qa": [],
+    }  # qa serves nothing: an empty target, so the gateway answers ENVIRONMENT_EMPTY
 
 
 def test_a_promotion_under_way_splits_and_a_finished_one_does_not():
@@ -58,9 +59,11 @@ def test_a_promotion_under_way_splits_and_a_finished_one_does_not():
 
 
 def test_the_production_environment_row_decides_over_a_stale_flag_and_models_stay_apart():
-    # Production's environment row serves nothing: no production target, whatever a flag says.
+    # Production's environment row serves nothing: an empty production target (the gateway
+    # answers ENVIRONMENT_EMPTY), whatever a flag says.
     targets = build_targets(["m", "other"], DEPLOYMENTS + [Dep("x", model_id="other", is_production=True)],
-                            [Env("e1", "production", None)], {})
-    assert "production" not in targets["m"]
+                            [Env("e1", "production", None), Env("e2", "staging", None)], {})
+    assert targets["m"]["production"] == targets["m"]["environments/production"] == []
+    assert targets["m"]["environments/staging"] == []
     assert targets["other"] == {"deployment/x": [("x", 1.0)], "production": [("x", 1.0)]}  # no env row: the flag
     assert build_targets([], DEPLOYMENTS, [Env("e1", "production", "d1")], {}) == {}

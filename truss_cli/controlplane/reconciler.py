@@ -86,6 +86,7 @@ class Routing:
     inactive: dict[str, str] = field(default_factory=dict)  # id -> the 404's detail
     asleep: set[str] = field(default_factory=set)  # scaled to zero: a request wakes them
     concurrency: dict[str, int] = field(default_factory=dict)  # id -> requests per replica at once (0: no cap)
+    names: dict[str, str] = field(default_factory=dict)  # model id -> name (the gateway's 404s say it)
 
 
 class Reconciler:
@@ -277,6 +278,7 @@ class Reconciler:
             self._forget_scaling_except(self._live)
             routing.models = build_targets(models, deployments, self.store.environments.list_all(),
                                            self.store.environments.unfinished_promotions())
+            routing.names = {model_id: model.name for model_id, model in models.items()}
             return routing
 
     # -- development deployments: scale to zero ------------------------------------------
@@ -672,7 +674,7 @@ class Reconciler:
         self._published = routing.seq
         self._starting = any(starting and not ready for ready, starting in routing.replicas.values())
         for model_id, targets in routing.models.items():
-            self.table.set_model(model_id, targets)
+            self.table.set_model(model_id, targets, routing.names.get(model_id))
         for model_id in self.table.model_ids() - set(routing.models):  # deleted models
             self.table.remove_model(model_id)
         for deployment_id, (ready, starting) in routing.replicas.items():

@@ -6,8 +6,8 @@
                             deployment, or candidate and previous while a promotion is under way
     production           -> the same as environments/production
 
-An environment that serves nothing yet has no target: the gateway's 404 then lists the
-targets the model does have. A model whose production environment row is missing (a store
+An environment that serves nothing yet has an empty split: the gateway answers it with a
+404 ENVIRONMENT_EMPTY saying how to fill it (an unknown name gets the list of those that exist). A model whose production environment row is missing (a store
 written before environments existed and not migrated) falls back to `is_production`.
 """
 
@@ -63,14 +63,9 @@ def build_targets(model_ids: Iterable[str], deployments: Iterable[DeploymentRow]
         if model is None:
             continue
         split = _split(environment, promotions.get(environment.id))
-        name = f"environments/{environment.name}"
-        if split:
-            model[name] = split
+        model[f"environments/{environment.name}"] = split
         if environment.name == PRODUCTION:
-            if split:
-                model[PRODUCTION] = split
-            else:
-                model.pop(PRODUCTION, None)
+            model[PRODUCTION] = split  # empty when its row serves nothing, whatever a flag says
     return targets
 
 

@@ -48,6 +48,7 @@ class Route:
 class UnknownTarget:
     detail: str
     error_code: str = "NOT_FOUND"
+    hint: Optional[str] = None  # what to do about it, when there is something
 
 
 @dataclass(frozen=True)
