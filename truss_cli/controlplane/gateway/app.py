@@ -160,8 +160,17 @@ class Gateway:
         deadline = time.monotonic() + resolution.timeout_seconds
         parked = self.metrics.parked
         parked[parsed.model_id] += 1
+        counted: Optional[str] = None  # the deployment whose load this waiting request is
         try:
             while isinstance(resolution, Parked):
+                if resolution.deployment_id != counted:
+                    # Load of the deployment it waits for, as a request queued behind its cap
+                    # is: a burst at zero asks for as many replicas as it needs at once.
+                    if counted is not None:
+                        self.load.change(counted, -1)
+                    counted = resolution.deployment_id
+                    if counted is not None:
+                        self.load.change(counted, 1)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return resolution
@@ -173,6 +182,8 @@ class Gateway:
             return resolution
         finally:
             parked[parsed.model_id] -= 1
+            if counted is not None:
+                self.load.change(counted, -1)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

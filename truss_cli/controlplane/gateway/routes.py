@@ -66,6 +66,9 @@ class Parked:
     timeout_seconds: float
     detail: str = "the deployment is starting"
     retry_after_seconds: int = 5
+    # The deployment the request waits for (of a split, the starting one with the most weight):
+    # the gateway counts the waiting request as its load, which the autoscaler reads.
+    deployment_id: Optional[str] = None
 
 
 Resolution = Union[Route, UnknownTarget, NotReady, Parked]

@@ -138,10 +138,11 @@ class RoutingTable:
             for deployment_id, _ in split:
                 if deployment_id in self._asleep:
                     self._wake(deployment_id)
-        waiting = [self._starting[d] for d, _ in split if d in self._starting]
-        if waiting:
+        starting = [(w, d) for d, w in split if d in self._starting]
+        if starting:
+            waiting = [self._starting[d] for _, d in starting]
             return Parked(lambda: _first_of(waiting), self.park_timeout_seconds, f"{target} of model {model_id!r} is starting",
-                          self.retry_after_seconds)
+                          self.retry_after_seconds, max(starting)[1])
         return NotReady(f"no replica of {target} of model {model_id!r} is ready", self.retry_after_seconds)
 
 
