@@ -40,12 +40,21 @@ def test_wanted_replicas_is_load_over_target_concurrency_within_bounds(load: flo
 
 @pytest.mark.parametrize("samples, window, now, load", [
     ([], 10, 100.0, 0.0),                                             # nothing seen: no load
-    ([Sample(95, 2), Sample(99, 4)], 10, 100.0, 3.0),                 # the mean
-    ([Sample(80, 50), Sample(95, 2), Sample(99, 4)], 10, 100.0, 3.0),  # older than the window: left out
-    ([Sample(80, 50)], 10, 100.0, 0.0),
+    ([Sample(95, 2), Sample(99, 4)], 10, 100.0, 3.0),                 # first held as long as the next: 4 s each
+    ([Sample(80, 50), Sample(95, 2), Sample(99, 4)], 10, 100.0, 26 / 9),  # 95 clipped to the window: 2 for 5 s, 4 for 4 s
+    ([Sample(80, 50)], 10, 100.0, 0.0),                               # older than the window: left out
+    ([Sample(99, 7)], 10, 100.0, 7.0),                                # alone: the load
+    # time-weighted: 10 in flight for 1 s, then 2 for 8 s -> 26 / 9, not the samples' mean 6
+    ([Sample(90, 0), Sample(91, 10), Sample(99, 2)], 10, 100.0, 26 / 9),
+    # a burst of close samples (the reconciler samples faster while requests wait on a wake)
+    # weighs what it lasted: 4 for 8 s, then 0 over 4 samples in 1 s -> 32 / 9, not 4 / 5
+    ([Sample(90, 4), Sample(98, 4), Sample(98.25, 0), Sample(98.5, 0), Sample(98.75, 0), Sample(99, 0)],
+     10, 100.0, 32 / 9),
+    ([Sample(95, 2), Sample(95, 4)], 10, 100.0, 3.0),                 # all at one instant: their mean
 ])
-def test_the_load_is_the_mean_of_the_window(samples: list, window: int, now: float, load: float) -> None:
-    assert average_load(samples, window, now) == load
+def test_the_load_is_the_time_weighted_mean_of_the_window(samples: list, window: int, now: float,
+                                                          load: float) -> None:
+    assert average_load(samples, window, now) == pytest.approx(load)
 
 
 def test_load_above_the_current_count_scales_up_at_once_past_any_delay() -> None:

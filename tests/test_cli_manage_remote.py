@@ -216,6 +216,32 @@ def test_models_show_prints_the_code_to_call_it_with_the_real_url(remote: Remote
     assert data["description"] == "Greets people" and data["invocation"]["production"]["url"] == url
 
 
+def test_models_show_prints_each_environment_url_and_the_deployment_serving_it(remote: Remote) -> None:
+    first = remote.push("envshown")
+    remote.ok("environments", "create", "staging", "--model", "envshown")
+    remote.ok("environments", "create", "qa", "--model", "envshown")
+    second = remote.push("envshown", "--environment", "staging")
+    base = f"{remote.cp.url}/model-{first['model_id']}"
+
+    def environments() -> dict[str, Any]:
+        invocation = remote.json("models", "show", "envshown")["invocation"]
+        return {"production": invocation["production"], **{e["name"]: e for e in invocation["environments"]}}
+
+    shown = eventually(lambda: (found := environments())["staging"]["deployment"] and found)
+    assert {name: (e["url"], e["deployment"]) for name, e in shown.items()} == {
+        "production": (f"{base}/production/predict", {"id": first["id"], "name": "deployment-1"}),
+        "staging": (f"{base}/environments/staging/predict", {"id": second["id"], "name": "deployment-2"}),
+        "qa": (f"{base}/environments/qa/predict", None),
+    }
+    lines = remote.ok("models", "show", "envshown").stdout.splitlines()
+    at = lines.index(next(line for line in lines if line.startswith("Environments")))
+    assert lines[at + 1:at + 7] == [
+        f"production  deployment-1 ({first['id']})", f"  {base}/production/predict",
+        "qa  no deployment yet (truss push --environment qa)", f"  {base}/environments/qa/predict",
+        f"staging  deployment-2 ({second['id']})", f"  {base}/environments/staging/predict",
+    ]
+
+
 def test_readme_starts_from_the_pushed_directory_and_is_set_or_edited(remote: Remote, tmp_path: Path) -> None:
     remote.push("documented")
     assert remote.ok("models", "readme", "documented").stdout.startswith("# hello")

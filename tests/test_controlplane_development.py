@@ -118,9 +118,11 @@ def test_a_development_push_creates_the_development_deployment_and_refuses_optio
     with opened_store(cp) as store:
         assert len(store.builds.list(created["id"])) == 1
 
-    # A published push after it is the first production deployment, versioned from 0.1.0.
+    # A published push after it is the first production deployment (once ACTIVE), versioned from 0.1.0.
     published = ok(cp.client.post("/v1/models/devcreate/deployments", json={"tree_hash": cp.upload(source)}), 201)
-    assert published["is_production"] and published["version"] == "0.1.0" and published["name"] == "deployment-2"
+    assert published["version"] == "0.1.0" and published["name"] == "deployment-2"
+    published = cp.wait_for_status(published["model_id"], published["id"], "ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED")
+    assert published["is_production"], published
     listed = ok(cp.client.get("/v1/models/devcreate/deployments"))["deployments"]
     assert [(d["name"], d["is_production"]) for d in listed] == [("development", False), ("deployment-2", True)]
     ok(cp.client.delete("/v1/models/devcreate"))

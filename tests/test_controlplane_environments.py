@@ -102,7 +102,10 @@ def test_push_into_an_environment_and_promote_without_a_rebuild(cp: ControlPlane
     v1 = push(cp, tmp_path, "flow", "v1")
     model_id = v1["model_id"]
     ok(cp.client.post("/v1/models/flow/environments", json={"name": "staging"}), 201)
-    refused(cp.client.post(f"/model-{model_id}/environments/staging/predict", json={}), 404, "NOT_FOUND")
+    empty = cp.client.post(f"/model-{model_id}/environments/staging/predict", json={})
+    assert empty.status_code == 404 and empty.json()["error_code"] == "ENVIRONMENT_EMPTY", empty.text
+    assert empty.json()["detail"] == "environment staging of model flow has no deployment yet"
+    assert empty.json()["hint"].startswith("truss push --environment staging")
     detail = ok(cp.client.get("/v1/models/flow"))
     assert detail["environments"] == ["production", "staging"]
     assert [(e["name"], e["url"]) for e in detail["invocation"]["environments"]] == [

@@ -34,8 +34,8 @@ class Model:
 """
 
 
-def build_log_text(cp, model: str) -> str:
-    response = cp.client.get(f"/v1/models/{model}/deployments/production/logs", params={"kind": "build"})
+def build_log_text(cp, model: str, deployment: str) -> str:
+    response = cp.client.get(f"/v1/models/{model}/deployments/{deployment}/logs", params={"kind": "build"})
     assert response.status_code == 200, response.text
     return "\n".join(json.loads(line).get("text", line) if line.startswith("{") else line
                      for line in response.text.splitlines())
@@ -54,7 +54,7 @@ def test_a_requirement_that_does_not_exist_is_build_failed_with_the_installers_m
         assert detail and "\n" not in detail, detail
         # One line that names the cause, not only "installing the requirements failed:".
         assert "this-package-does-not-exist-truss-cli" in detail, detail
-        log = build_log_text(cp, "missing-dep")
+        log = build_log_text(cp, "missing-dep", created["id"])  # failed: not production
         # The installer's own words reach the user through the build log route.
         assert "this-package-does-not-exist-truss-cli" in log, log
 

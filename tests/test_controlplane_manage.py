@@ -101,7 +101,8 @@ def test_names_in_order_or_custom_unique_and_versioned_and_renamable(cp: Control
     third = cp.push(source, model="names", version_bump="MAJOR")
     assert [(d["name"], d["version"]) for d in (first, custom, third)] == [
         ("deployment-1", "0.1.0"), ("canary", "0.2.0"), ("deployment-3", "1.0.0")]
-    assert first["is_primary"] and not custom["is_primary"]
+    # Production once ACTIVE (the first in line), not at the push.
+    assert not first["is_primary"] and not custom["is_primary"]
     assert first["status_label"] == "Deploying" and first["desired_state"] == "active" and first["replicas"] == 1
 
     taken = refused(cp.client.post("/v1/models/names/deployments", json={
@@ -210,11 +211,13 @@ def test_a_failed_build_is_retried_and_cannot_be_activated_deactivated_or_promot
     created = cp.push(model_dir(tmp_path, "flaky", "requirements_file: missing.txt\n"))
     failed = cp.wait_for_status(created["model_id"], created["id"], *FINAL)
     assert failed["status"] == "BUILD_FAILED" and failed["status_label"] == "Deployment Failed", failed
-    refused(cp.client.post("/v1/models/flaky/deployments/production/activate"), 409, "NOT_ACTIVATABLE")
-    refused(cp.client.post("/v1/models/flaky/deployments/production/deactivate"), 409, "NOT_DEACTIVATABLE")
-    refused(cp.client.post("/v1/models/flaky/deployments/production/promote"), 409, "NOT_PROMOTABLE")
+    assert not failed["is_production"]  # a deployment that never became ACTIVE does not serve production
+    flaky = f"/v1/models/flaky/deployments/{created['id']}"
+    refused(cp.client.post(f"{flaky}/activate"), 409, "NOT_ACTIVATABLE")
+    refused(cp.client.post(f"{flaky}/deactivate"), 409, "NOT_DEACTIVATABLE")
+    refused(cp.client.post(f"{flaky}/promote"), 409, "NOT_PROMOTABLE")
 
-    retried = ok(cp.client.post("/v1/models/flaky/deployments/production/retry"))
+    retried = ok(cp.client.post(f"{flaky}/retry"))
     assert retried["status"] == "BUILDING"
     again = cp.wait_for_status(created["model_id"], created["id"], *FINAL)
     assert again["status"] == "BUILD_FAILED" and builds_of(cp, created["id"]) == 2

@@ -36,10 +36,11 @@ def test_push_hello_serves_predictions_then_survives_a_kill_9(tmp_path: Path) ->
     cp = start_controlplane(data_dir)
     try:
         created = cp.push(HELLO)
-        assert created["status"] == "BUILDING" and created["is_production"]
+        # Production once ACTIVE (a first deployment that failed would leave production empty).
+        assert created["status"] == "BUILDING" and not created["is_production"]
         model_id = created["model_id"]
         active = cp.wait_for_status(model_id, created["id"], "ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED")
-        assert active["status"] == "ACTIVE", active
+        assert active["status"] == "ACTIVE" and active["is_production"], active
         predict = cp.client.post(f"/model-{model_id}/production/predict", json={"name": "Ada"})
         assert predict.status_code == 200, predict.text
         assert "Ada" in predict.text

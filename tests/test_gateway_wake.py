@@ -63,7 +63,7 @@ def test_the_wake_route_wakes_a_sleeping_target_and_only_restarts_the_idle_clock
         assert calls == [("dev", True), ("dev", False)]
 
         unknown = table.wake("m", "environments/staging")
-        assert isinstance(unknown, UnknownTarget) and "development" in unknown.detail
+        assert isinstance(unknown, UnknownTarget) and "its environments: production" in unknown.detail
         assert isinstance(table.wake("nope", "development"), UnknownTarget)
         table.set_inactive("dev", "deployment development is inactive")
         inactive = table.wake("m", "development")

@@ -45,10 +45,33 @@ def test_an_unknown_kind_is_a_usage_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.docker
-def test_auto_picks_docker_when_the_engine_answers(tmp_path: Path) -> None:
+def test_auto_picks_docker_when_the_engine_answers_and_a_base_image_is_set(tmp_path: Path) -> None:
     from docker_support import engine
 
     engine()  # skips without an engine (fails in CI)
-    selection = select_runtime("auto", runtime_settings(tmp_path / "data"))
+    settings = runtime_settings(tmp_path / "data")
+    if not settings.base_image:
+        pytest.skip("TRUSS_BASE_IMAGE is not set (CI sets it)")
+    selection = select_runtime("auto", settings)
     assert selection.runtime.kind == "docker"
     assert selection.reason.startswith("docker (auto): the Docker engine at")
+
+
+@pytest.mark.docker
+def test_auto_without_a_usable_base_image_runs_processes_and_says_why(tmp_path: Path) -> None:
+    from docker_support import engine
+
+    from truss_cli.image.engine import image_id
+
+    client = engine()  # skips without an engine (fails in CI)
+    settings = dataclasses.replace(runtime_settings(tmp_path / "data"), base_image=None)
+    selection = select_runtime("auto", settings)
+    if image_id(client, "python:3.11-slim") is not None:  # the default base image is here: usable
+        assert selection.runtime.kind == "docker"
+        return
+    assert selection.runtime.kind == "process"
+    assert selection.reason.startswith("process: the Docker engine at")
+    assert ("TRUSS_BASE_IMAGE is not set and the default base image python:3.11-slim is not on this machine"
+            in selection.reason)
+    # docker asked for is docker all the same: the build then says what to do about the image.
+    assert select_runtime("docker", settings).runtime.kind == "docker"

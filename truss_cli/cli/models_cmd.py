@@ -99,11 +99,30 @@ def _print_invocation(model: dict[str, Any]) -> None:
         console.out.print()
         _code("Python:", production.get("python"))
         _code("cURL:", production.get("curl"))
+    _print_environments(model, invocation)
     others = invocation.get("deployments") or []
     if others:
         _heading("Call one deployment (the Python snippet differs only in the URL)")
         for item in others:
             _code(f"{describe(item)}:", item.get("curl"))
+
+
+def _print_environments(model: dict[str, Any], invocation: dict[str, Any]) -> None:
+    """Each environment's URL and the deployment serving it (production first), one line each
+    so a URL is never folded."""
+    production = invocation.get("production")
+    rows = ([{"name": "production", **production}] if production else []) + list(invocation.get("environments") or [])
+    if not rows:
+        return
+    _heading("Environments (the deployment serving each, and its URL)")
+    for row in rows:
+        name = str(row.get("name"))
+        serving = row.get("deployment")
+        who = (Text(describe(serving)) if serving
+               else Text(f"no deployment yet (truss push --environment {name})", style="dim"))
+        console.out.print(Text.assemble((name, "bold"), "  ", who), soft_wrap=True)
+        console.out.print(Text.assemble("  ", str(row.get("url"))), soft_wrap=True)
+    console.out.print()
 
 
 def _heading(text: str) -> None:

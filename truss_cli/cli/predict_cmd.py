@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from truss_cli.cli import connect, console
+from truss_cli.cli.deployments_cmd import describe
 from truss_cli.client.api import ApiError, gateway_target
 from truss_cli.client.predict import Prediction
 from truss_cli.client.predict import predict as request_prediction
@@ -58,6 +59,8 @@ def predict(
             except ApiError as exc:
                 if exc.status == 503:
                     raise _with_deployment_state(api, model_id, deployment_id, exc) from None
+                if exc.error_code == "ENVIRONMENT_EMPTY" and deployment_id is None:
+                    raise _why_production_is_empty(api, model, model_id, exc) from None
                 raise
         return
     with request_prediction(url or DEFAULT_URL, payload) as prediction:
@@ -119,6 +122,24 @@ def _print_prediction(prediction: Prediction) -> None:
     if not last.endswith(b"\n") and sys.stdout.isatty():
         binary_out.write(b"\n")
         binary_out.flush()
+
+
+def _why_production_is_empty(api: Any, model: str, model_id: str, error: ApiError) -> TrussError:
+    """Production serves nothing while no deployment of the model has been ACTIVE: when the
+    newest one failed, that is the answer a user wants (its state and cause), not only "empty"."""
+    try:
+        deployments = [d for d in api.deployments(model_id) if not d.get("is_development")]
+    except TrussError:
+        return error
+    newest = deployments[-1] if deployments else None
+    state = (newest or {}).get("status") or ""
+    if not state.endswith("FAILED"):
+        return error
+    message = f"{error.message}: its deployment {describe(newest)} is {state}"
+    if newest.get("status_detail"):
+        message += f" ({newest['status_detail']})"
+    return TrussError(message, hint=f"`truss logs --model {model} --deployment {newest.get('name')}` shows why; "
+                                    "fix it and push again")
 
 
 def _with_deployment_state(api: Any, model_id: str, deployment_id: Optional[str], error: ApiError) -> TrussError:

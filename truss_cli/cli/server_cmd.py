@@ -44,7 +44,7 @@ def start(
     host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on; 0.0.0.0 makes it reachable from other machines."),
     port: int = typer.Option(8800, "--port", metavar="PORT", min=0, max=65535, help="Port to listen on; 0 picks a free one."),
     data_dir: Optional[Path] = DataDirOption,
-    runtime: str = typer.Option("auto", "--runtime", metavar="auto|process|docker", help="How replicas run: docker when an engine answers (auto), else local processes."),
+    runtime: str = typer.Option("auto", "--runtime", metavar="auto|process|docker", help="How replicas run: docker when an engine answers and a base image is usable (TRUSS_BASE_IMAGE, or the default one on this machine) (auto), else local processes."),
     database_url: Optional[str] = typer.Option(None, "--database-url", metavar="URL", help="A PostgreSQL URL (postgresql://...) instead of SQLite under the data dir."),
     dev_idle_seconds: Optional[float] = typer.Option(
         None, "--dev-idle-seconds", metavar="SECONDS", min=1,

@@ -6,7 +6,8 @@ rule is tested with tables (tests/test_autoscaler.py); the reconciler calls it e
 
 The rules (Baseten's autoscaling_settings):
 - load = the deployment's requests in flight (at a replica or queued at the gateway),
-  averaged over the last `autoscaling_window` seconds of samples;
+  averaged over the last `autoscaling_window` seconds, each sample weighted by the time it
+  covers;
 - wanted = ceil(load / (concurrency_target x target_utilization_percentage / 100)),
   within [min_replica, max_replica];
 - up at once: wanted above the current count is the desired count;
@@ -34,8 +35,8 @@ SCALE_DOWN_STEP_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Sample:
-    """`in_flight` requests of the deployment at monotonic time `at` (an average over the
-    time since the previous sample, or a point reading: the window averages either)."""
+    """`in_flight` requests of the deployment at monotonic time `at`: the average over the
+    time since the previous sample (the window weighs it by that span)."""
 
     at: float
     in_flight: float
@@ -62,10 +63,31 @@ class Decision:
 
 
 def average_load(samples: Sequence[Sample], window_seconds: float, now: float) -> float:
-    """The mean of the samples taken in the last `window_seconds` (0 with none: no request)."""
+    """The time-weighted mean load of the last `window_seconds` (0 with no sample in it).
+
+    A sample is the load over the time since the one before it, so it weighs as long as that
+    span lies inside the window: samples come at an uneven pace (faster while requests wait on
+    a waking deployment), and a plain mean would let a burst of close samples outweigh a
+    longer quiet span. A sample with none before it is taken to have held as long as the
+    next one did (a steady pace), or alone to be the load."""
     start = now - window_seconds
-    values = [s.in_flight for s in samples if s.at > start]
-    return sum(values) / len(values) if values else 0.0
+    inside = [s.in_flight for s in samples if s.at > start]
+    total = weight = 0.0
+    for i, sample in enumerate(samples):
+        if sample.at <= start:
+            continue  # wholly before the window: it only bounds the span of the next one
+        if i > 0:
+            began = samples[i - 1].at
+        elif len(samples) > 1:
+            began = sample.at - (samples[1].at - sample.at)
+        else:
+            return sample.in_flight
+        span = sample.at - max(began, start)
+        total += sample.in_flight * span
+        weight += span
+    if weight > 0:
+        return total / weight
+    return sum(inside) / len(inside) if inside else 0.0  # samples all at one instant
 
 
 def wanted_replicas(settings: AutoscalingSettings, load: float) -> int:

@@ -6,7 +6,7 @@ model view and the dashboard."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 KEY_VARIABLE = "TRUSS_API_KEY"
@@ -48,12 +48,21 @@ def snippets(url: str) -> dict[str, str]:
 
 
 def invocation(base_url: str, model_id: str, deployments: Iterable[tuple[str, str]],
-               environments: Iterable[str] = ()) -> dict[str, Any]:
+               environments: Iterable[str] = (),
+               serving: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     """`deployments`: (id, name) of each deployment, in the order to show them; `environments`:
-    the names of the model's environments other than production (which has its own entry)."""
+    the names of the model's environments other than production (which has its own entry);
+    `serving`: environment name -> (id, name) of the deployment it serves (none: not there),
+    each entry's `deployment` (null while the environment serves nothing yet)."""
+    serving = serving or {}
+
+    def served_by(name: str) -> dict[str, Any]:
+        found = serving.get(name)
+        return {"deployment": {"id": found[0], "name": found[1]} if found else None}
+
     return {
-        "production": snippets(production_url(base_url, model_id)),
-        "environments": [{"name": name, **snippets(environment_url(base_url, model_id, name))}
+        "production": {**snippets(production_url(base_url, model_id)), **served_by("production")},
+        "environments": [{"name": name, **snippets(environment_url(base_url, model_id, name)), **served_by(name)}
                          for name in environments if name != "production"],
         "deployments": [
             {"id": deployment_id, "name": name, **snippets(deployment_url(base_url, model_id, deployment_id))}

@@ -35,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from truss_cli.controlplane import autoscaler, instant_promotion
 from truss_cli.controlplane.autoscaling_settings import AutoscalingSettings, effective
@@ -47,7 +47,7 @@ from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle,
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store, UsageAccrual
 from truss_cli.controlplane.store import StoreError, states
-from truss_cli.controlplane.store.deployments import PRODUCTION
+from truss_cli.controlplane.store.deployments import PRODUCTION, takes_production
 from truss_cli.controlplane.targets import build_targets
 from truss_cli.controlplane.trees import Trees
 
@@ -86,6 +86,7 @@ class Routing:
     inactive: dict[str, str] = field(default_factory=dict)  # id -> the 404's detail
     asleep: set[str] = field(default_factory=set)  # scaled to zero: a request wakes them
     concurrency: dict[str, int] = field(default_factory=dict)  # id -> requests per replica at once (0: no cap)
+    names: dict[str, str] = field(default_factory=dict)  # model id -> name (the gateway's 404s say it)
 
 
 class Reconciler:
@@ -275,9 +276,35 @@ class Reconciler:
                 self._live = {deployment.id for deployment in deployments}
             self.development.forget_except(self._live)  # deleted deployments' idle clocks
             self._forget_scaling_except(self._live)
-            routing.models = build_targets(models, deployments, self.store.environments.list_all(),
+            environments = self.store.environments.list_all()
+            if self._hand_over_production(deployments, environments):
+                environments = self.store.environments.list_all()
+            routing.models = build_targets(models, deployments, environments,
                                            self.store.environments.unfinished_promotions())
+            routing.names = {model_id: model.name for model_id, model in models.items()}
             return routing
+
+    def _hand_over_production(self, deployments: list[Deployment], environments: Iterable[Any]) -> bool:
+        """A production that serves nothing goes to the first in line of the deployments meant
+        to take it, once that one is ACTIVE: it became ACTIVE while one before it in line was
+        still on its way, which has failed since. -> whether any production changed."""
+        changed = False
+        for environment in environments:
+            if environment.name != PRODUCTION or environment.current_deployment_id is not None:
+                continue
+            first = next((d for d in deployments if d.model_id == environment.model_id and takes_production(d)), None)
+            if first is None or first.status != states.ACTIVE:
+                continue
+            try:
+                claimed = self.store.deployments.claim_production(first.id)
+            except StoreError:
+                logger.exception("handing production of model %s to %s failed", environment.model_id, first.id)
+                continue
+            if claimed:
+                changed = True
+                with LogFile(build_log_path(self.store, first.id)) as log:
+                    log("serves production: the deployments before it in line failed")
+        return changed
 
     # -- development deployments: scale to zero ------------------------------------------
 
@@ -375,7 +402,8 @@ class Reconciler:
             with self._samples_lock:
                 samples = self._samples.get(deployment.id, ())
                 start = now - settings.autoscaling_window
-                while samples and samples[0].at <= start:
+                # Keep the last sample before the window: it marks where the first one inside began.
+                while len(samples) > 1 and samples[1].at <= start:
                     samples.popleft()
                 samples = list(samples)
             decision = autoscaler.decide(settings, samples, deployment.desired_replicas, now,
@@ -448,7 +476,13 @@ class Reconciler:
         if wake_failed is not None and not ready:
             status = states.UNHEALTHY
         if status != deployment.status:
-            deployment = self.store.deployments.set_status(deployment.id, status, wake_failed if not ready else None)
+            if status == states.ACTIVE and takes_production(deployment) and not deployment.is_production:
+                deployment = self.store.deployments.become_active(deployment.id)
+                if deployment.is_production:
+                    with LogFile(build_log_path(self.store, deployment.id)) as log:
+                        log("serves production: production served nothing yet, and it was first in line")
+            else:
+                deployment = self.store.deployments.set_status(deployment.id, status, wake_failed if not ready else None)
             if status == states.ACTIVE and deployment.config.get("promote_when_active") and not deployment.is_production:
                 deployment = self._promote_when_active(deployment)
         return deployment, ready, running
@@ -671,7 +705,7 @@ class Reconciler:
         self._published = routing.seq
         self._starting = any(starting and not ready for ready, starting in routing.replicas.values())
         for model_id, targets in routing.models.items():
-            self.table.set_model(model_id, targets)
+            self.table.set_model(model_id, targets, routing.names.get(model_id))
         for model_id in self.table.model_ids() - set(routing.models):  # deleted models
             self.table.remove_model(model_id)
         for deployment_id, (ready, starting) in routing.replicas.items():

@@ -26,7 +26,7 @@ from typing import Any, Optional
 from truss_cli.controlplane import autoscaling_settings, promotion_settings, rollout_machine as machine
 from truss_cli.controlplane.promotion_settings import CleanupStrategy, PromotionKind
 from truss_cli.controlplane.store import Conflict, NotFound, Store, states
-from truss_cli.controlplane.store.promotions import EnvironmentRow, Promotion, Promotions, in_progress
+from truss_cli.controlplane.store.promotions import EnvironmentMoved, EnvironmentRow, Promotion, Promotions, in_progress
 from truss_cli.controlplane.store.records import Deployment
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 _UNSERVABLE = frozenset({states.BUILD_FAILED, states.DEPLOY_FAILED})
 # A candidate in these can take traffic now (SCALED_TO_ZERO wakes on the first request).
 _SERVABLE = frozenset({states.ACTIVE, states.SCALED_TO_ZERO, states.WAKING_UP})
+# Instant swaps landing between begin_promotion's read and its write: plan again this often.
+_PLAN_ATTEMPTS = 3
 
 
 class ControlRefused(Conflict):
@@ -52,30 +54,40 @@ def promotions_of(store: Store) -> Promotions:
 
 def begin_promotion(store: Store, model_id: str, environment_name: str, candidate_id: str, *,
                     scale_down_previous: Optional[bool] = None, now: Optional[float] = None) -> Promotion:
-    """Promote `candidate_id` into the environment: the promotions row, as it begins."""
+    """Promote `candidate_id` into the environment: the promotions row, as it begins.
+
+    The row is written under the environment row's lock (`Promotions.create`), which an
+    instant swap takes too; if a swap changed what serves the environment since this read it,
+    the promotion is planned again from the new current deployment."""
     promotions = promotions_of(store)
-    environment = promotions.environment(model_id, environment_name)
-    candidate = _candidate(store, model_id, candidate_id, environment)
-    running = promotions.unfinished(environment.id)
-    if running is not None:
-        raise in_progress(environment.name, running)
-    settings = promotion_settings.parse(environment.promotion_settings)
-    previous = (store.deployments.get_by_id(environment.current_deployment_id)
-                if environment.current_deployment_id else None)
-    # Nothing serves the environment yet: there is nothing to roll from, so it is instant.
-    kind = settings.kind if previous is not None else PromotionKind.INSTANT
-    plan = _plan(promotions, kind, settings, previous, environment)
-    cleanup = _cleanup(settings.promotion_cleanup_strategy, scale_down_previous)
-    started = time.time() if now is None else now
-    state = machine.RolloutState(phase_since=started)
-    promotion = promotions.create(
-        model_id=model_id, environment=environment, candidate_deployment_id=candidate.id,
-        previous_deployment_id=previous.id if previous else None, kind=kind.value, status=state.status,
-        settings=_settings(plan, cleanup, state),
-    )
-    if kind == PromotionKind.INSTANT and candidate.status in _SERVABLE:
-        promotion = _advance(store, promotion, machine.Observed(candidate_active=True), started) or promotion
-    return promotion
+    for _ in range(_PLAN_ATTEMPTS):
+        environment = promotions.environment(model_id, environment_name)
+        candidate = _candidate(store, model_id, candidate_id, environment)
+        running = promotions.unfinished(environment.id)
+        if running is not None:
+            raise in_progress(environment.name, running)
+        settings = promotion_settings.parse(environment.promotion_settings)
+        previous = (store.deployments.get_by_id(environment.current_deployment_id)
+                    if environment.current_deployment_id else None)
+        # Nothing serves the environment yet: there is nothing to roll from, so it is instant.
+        kind = settings.kind if previous is not None else PromotionKind.INSTANT
+        plan = _plan(promotions, kind, settings, previous, environment)
+        cleanup = _cleanup(settings.promotion_cleanup_strategy, scale_down_previous)
+        started = time.time() if now is None else now
+        state = machine.RolloutState(phase_since=started)
+        try:
+            promotion = promotions.create(
+                model_id=model_id, environment=environment, candidate_deployment_id=candidate.id,
+                previous_deployment_id=previous.id if previous else None, kind=kind.value, status=state.status,
+                settings=_settings(plan, cleanup, state),
+            )
+        except EnvironmentMoved:
+            continue
+        if kind == PromotionKind.INSTANT and candidate.status in _SERVABLE:
+            promotion = _advance(store, promotion, machine.Observed(candidate_active=True), started) or promotion
+        return promotion
+    raise Conflict(f"environment {environment_name!r} kept changing its deployment while the promotion began",
+                   hint="promote again", code="PROMOTION_IN_PROGRESS")
 
 
 def _candidate(store: Store, model_id: str, candidate_id: str, environment: EnvironmentRow) -> Deployment:

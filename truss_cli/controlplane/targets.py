@@ -6,15 +6,21 @@
                             deployment, or candidate and previous while a promotion is under way
     production           -> the same as environments/production
 
-An environment that serves nothing yet has no target: the gateway's 404 then lists the
-targets the model does have. A model whose production environment row is missing (a store
+While production serves nothing, its target is the deployment first in line to take it
+(`store.deployments.takes_production`: the oldest pushed without an environment or with
+--promote, neither failed nor inactive): requests wait for it to start,
+as they do for any starting deployment, instead of a 404 in the moment between it becoming
+ACTIVE and the next routing table. An environment that serves nothing yet has an empty split: the gateway answers it with a
+404 ENVIRONMENT_EMPTY saying how to fill it (an unknown name gets the list of those that exist). A model whose production environment row is missing (a store
 written before environments existed and not migrated) falls back to `is_production`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
+
+from truss_cli.controlplane.store.deployments import takes_production
 
 from truss_cli.controlplane.traffic import environment_split
 
@@ -27,6 +33,9 @@ class DeploymentRow(Protocol):
     model_id: str
     is_production: bool
     is_development: bool
+    status: str
+    desired_state: str
+    config: Mapping[str, Any]
 
 
 class EnvironmentRow(Protocol):
@@ -49,6 +58,11 @@ def build_targets(model_ids: Iterable[str], deployments: Iterable[DeploymentRow]
     """model id -> {target -> [(deployment id, weight)]}. `promotions`: environment id -> its
     promotion (finished ones are ignored: the environment's current deployment has taken over)."""
     targets: dict[str, dict[str, Split]] = {model_id: {} for model_id in model_ids}
+    deployments = list(deployments)
+    claimants: dict[str, str] = {}  # model id -> the deployment that takes production once ACTIVE
+    for deployment in deployments:
+        if deployment.model_id not in claimants and takes_production(deployment):
+            claimants[deployment.model_id] = deployment.id
     for deployment in deployments:
         model = targets.get(deployment.model_id)
         if model is None:
@@ -64,13 +78,12 @@ def build_targets(model_ids: Iterable[str], deployments: Iterable[DeploymentRow]
             continue
         split = _split(environment, promotions.get(environment.id))
         name = f"environments/{environment.name}"
-        if split:
-            model[name] = split
+        model[name] = split
         if environment.name == PRODUCTION:
-            if split:
-                model[PRODUCTION] = split
-            else:
-                model.pop(PRODUCTION, None)
+            claimant = claimants.get(environment.model_id)
+            if not split and claimant is not None:
+                split = model[name] = [(claimant, 1.0)]
+            model[PRODUCTION] = split  # empty when its row serves nothing, whatever a flag says
     return targets
 
 

@@ -124,7 +124,7 @@ class Gateway:
         if isinstance(resolution, Route):
             return parsed, resolution
         if isinstance(resolution, UnknownTarget):
-            return model_id, await send_error(send, 404, resolution.error_code, resolution.detail)
+            return model_id, await send_error(send, 404, resolution.error_code, resolution.detail, hint=resolution.hint)
         if isinstance(resolution, NotReady):
             status = await send_error(send, 503, resolution.error_code, resolution.detail, resolution.retry_after_seconds)
             return model_id, status
@@ -143,7 +143,7 @@ class Gateway:
             return await send_error(send, 404, "NOT_FOUND", "this gateway has no wake route")
         woken = wake(parsed.model_id, parsed.target)
         if isinstance(woken, UnknownTarget):
-            return await send_error(send, 404, woken.error_code, woken.detail)
+            return await send_error(send, 404, woken.error_code, woken.detail, hint=woken.hint)
         body = json.dumps({
             "model_id": parsed.model_id, "target": parsed.target, "waking_up": any(w for _, w in woken),
             "deployments": [{"deployment_id": d, "waking_up": w} for d, w in woken],
@@ -160,8 +160,17 @@ class Gateway:
         deadline = time.monotonic() + resolution.timeout_seconds
         parked = self.metrics.parked
         parked[parsed.model_id] += 1
+        counted: Optional[str] = None  # the deployment whose load this waiting request is
         try:
             while isinstance(resolution, Parked):
+                if resolution.deployment_id != counted:
+                    # Load of the deployment it waits for, as a request queued behind its cap
+                    # is: a burst at zero asks for as many replicas as it needs at once.
+                    if counted is not None:
+                        self.load.change(counted, -1)
+                    counted = resolution.deployment_id
+                    if counted is not None:
+                        self.load.change(counted, 1)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return resolution
@@ -173,6 +182,8 @@ class Gateway:
             return resolution
         finally:
             parked[parsed.model_id] -= 1
+            if counted is not None:
+                self.load.change(counted, -1)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -262,7 +273,8 @@ class _Exchange:
                     detail = getattr(resolution, "detail", "the target changed while the request waited")
                     code = resolution.error_code if isinstance(resolution, UnknownTarget) else "NO_REPLICA_READY"
                     status = 404 if isinstance(resolution, UnknownTarget) else 503
-                    self.status = await send_error(self.send, status, code, detail, None if status == 404 else 1)
+                    hint = resolution.hint if isinstance(resolution, UnknownTarget) else None
+                    self.status = await send_error(self.send, status, code, detail, None if status == 404 else 1, hint)
                     return
                 route = resolution
                 continue

@@ -48,6 +48,7 @@ class Route:
 class UnknownTarget:
     detail: str
     error_code: str = "NOT_FOUND"
+    hint: Optional[str] = None  # what to do about it, when there is something
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class Parked:
     timeout_seconds: float
     detail: str = "the deployment is starting"
     retry_after_seconds: int = 5
+    # The deployment the request waits for (of a split, the starting one with the most weight):
+    # the gateway counts the waiting request as its load, which the autoscaler reads.
+    deployment_id: Optional[str] = None
 
 
 Resolution = Union[Route, UnknownTarget, NotReady, Parked]

@@ -29,12 +29,16 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from truss_cli.controlplane.gateway.routes import DeploymentRoute, NotReady, Parked, Replica, Resolution, Route, UnknownTarget
 
+PRODUCTION = "production"
+ENVIRONMENT_PREFIX = "environments/"
+
 
 class RoutingTable:
     def __init__(self, park_timeout_seconds: float = 60.0, retry_after_seconds: int = 5) -> None:
         self.park_timeout_seconds = park_timeout_seconds
         self.retry_after_seconds = retry_after_seconds
         self._targets: dict[str, dict[str, tuple[tuple[str, float], ...]]] = {}
+        self._names: dict[str, str] = {}  # model id -> its name, for the 404s a user reads
         self._replicas: dict[str, tuple[Replica, ...]] = {}
         self._starting: dict[str, asyncio.Event] = {}
         self._inactive: dict[str, str] = {}  # deployment id -> the 404's detail
@@ -47,12 +51,17 @@ class RoutingTable:
     def model_ids(self) -> set[str]:
         return set(self._targets)
 
-    def set_model(self, model_id: str, targets: Mapping[str, Sequence[tuple[str, float]]]) -> None:
-        """`targets`: "production", "deployment/<id>", ... -> [(deployment_id, weight), ...]."""
+    def set_model(self, model_id: str, targets: Mapping[str, Sequence[tuple[str, float]]],
+                  name: Optional[str] = None) -> None:
+        """`targets`: "production", "deployment/<id>", ... -> [(deployment_id, weight), ...];
+        an environment that serves nothing yet has an empty split. `name`: the model's."""
         self._targets[model_id] = {target: tuple(split) for target, split in targets.items()}
+        if name is not None:
+            self._names[model_id] = name
 
     def remove_model(self, model_id: str) -> None:
         self._targets.pop(model_id, None)
+        self._names.pop(model_id, None)
 
     def set_replicas(self, deployment_id: str, replicas: Sequence[Replica], starting: bool = False,
                      asleep: bool = False) -> None:
@@ -114,8 +123,8 @@ class RoutingTable:
             known = ", ".join(sorted(self._targets)) or "none"
             return UnknownTarget(f"no model {model_id!r}; models: {known}", "MODEL_NOT_FOUND")
         split = targets.get(target)
-        if split is None:
-            return UnknownTarget(f"model {model_id!r} has no {target!r}; it has: {', '.join(sorted(targets)) or 'nothing'}")
+        if not split:
+            return self._unknown(model_id, target, targets)
         if self._inactive:
             live = tuple((d, w) for d, w in split if d not in self._inactive)
             if not live and split:
@@ -129,10 +138,11 @@ class RoutingTable:
             for deployment_id, _ in split:
                 if deployment_id in self._asleep:
                     self._wake(deployment_id)
-        waiting = [self._starting[d] for d, _ in split if d in self._starting]
-        if waiting:
+        starting = [(w, d) for d, w in split if d in self._starting]
+        if starting:
+            waiting = [self._starting[d] for _, d in starting]
             return Parked(lambda: _first_of(waiting), self.park_timeout_seconds, f"{target} of model {model_id!r} is starting",
-                          self.retry_after_seconds)
+                          self.retry_after_seconds, max(starting)[1])
         return NotReady(f"no replica of {target} of model {model_id!r} is ready", self.retry_after_seconds)
 
 
@@ -143,8 +153,8 @@ class RoutingTable:
         if targets is None:
             return UnknownTarget(f"no model {model_id!r}", "MODEL_NOT_FOUND")
         split = targets.get(target)
-        if split is None:
-            return UnknownTarget(f"model {model_id!r} has no {target!r}; it has: {', '.join(sorted(targets)) or 'nothing'}")
+        if not split:
+            return self._unknown(model_id, target, targets)
         live = [d for d, _ in split if d not in self._inactive]
         if not live and split:
             return UnknownTarget(self._inactive[split[0][0]], "DEPLOYMENT_INACTIVE")
@@ -157,6 +167,25 @@ class RoutingTable:
                 self.on_wake(deployment_id, False)
             woken.append((deployment_id, asleep))
         return woken
+
+    def _unknown(self, model_id: str, target: str, targets: Mapping[str, tuple]) -> UnknownTarget:
+        """Why `target` resolves to nothing: an environment with no deployment yet (and how to
+        give it one), an environment that does not exist (and those that do), or another
+        target the model does not have."""
+        model = self._names.get(model_id, model_id)
+        environment = PRODUCTION if target == PRODUCTION else target.removeprefix(ENVIRONMENT_PREFIX)
+        if target in targets:  # an environment that serves nothing yet
+            return UnknownTarget(
+                f"environment {environment} of model {model} has no deployment yet", "ENVIRONMENT_EMPTY",
+                f"truss push --environment {environment}, or truss deployments promote --model {model} "
+                f"DEPLOYMENT --environment {environment}")
+        if target.startswith(ENVIRONMENT_PREFIX):
+            names = sorted({t.removeprefix(ENVIRONMENT_PREFIX) for t in targets if t.startswith(ENVIRONMENT_PREFIX)}
+                           | ({PRODUCTION} if PRODUCTION in targets else set()))
+            return UnknownTarget(f"model {model} has no environment {environment!r}; its environments: "
+                                 f"{', '.join(names) or 'none'}",
+                                 hint=f"create it: truss environments create --model {model} {environment}")
+        return UnknownTarget(f"model {model!r} has no {target!r}; it has: {', '.join(sorted(targets)) or 'nothing'}")
 
     def _wake(self, deployment_id: str) -> None:
         self._asleep.discard(deployment_id)

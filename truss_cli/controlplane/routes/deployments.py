@@ -124,6 +124,9 @@ def _create(plane: ControlPlane, model_ref: str, body: CreateDeployment) -> tupl
         store.environments.get(existing.id, into)  # an unknown one -> 404 naming those that exist
     model = store.models.get_or_create(model_ref, readme=_readme(tree))[0]
     row_config = {"secret_names": secret_names, "promote_when_active": into is not None,
+                  # Not pushed into an environment: production, if it still serves nothing once
+                  # this is ACTIVE (a model's first deployment; or the next after one that failed).
+                  "production_if_empty": into is None,
                   "model_metadata": _json_safe(dict(config.model_metadata or {}))}
     if into is not None:
         # Read by Deployments.promote when the reconciler promotes it once ACTIVE; the cleanup
@@ -138,8 +141,9 @@ def _create(plane: ControlPlane, model_ref: str, body: CreateDeployment) -> tupl
         deployment = store.deployments.create(
             model.id, archive_sha256=body.tree_hash, name=body.deployment_name, labels=body.labels,
             config=row_config, version_bump=version_bump,
-            # Pushed into another environment, a model's first deployment waits to serve there.
-            first_becomes_production=into in (None, PRODUCTION),
+            # Production only once ACTIVE (become_active, or the promotion once ACTIVE): a first
+            # deployment that fails must not be what production serves.
+            first_becomes_production=False,
         )
         store.builds.queue(deployment.id)
     _, missing = store.secrets.resolve(secret_names)
@@ -372,7 +376,7 @@ def _publish_development(plane: ControlPlane, development: Deployment) -> Deploy
                   "model_metadata": _json_safe(dict(config.model_metadata or {}))}
     created = plane.store.deployments.create(development.model_id, archive_sha256=tree_hash,
                                              labels=dict(development.labels), config=row_config,
-                                             version_bump=versions.MINOR)
+                                             version_bump=versions.MINOR, first_becomes_production=False)
     plane.store.builds.queue(created.id)
     _log(plane, created.id, f"built from the development deployment's tree {tree_hash[:12]} (promote development)")
     return created

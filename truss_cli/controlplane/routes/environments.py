@@ -94,7 +94,9 @@ async def create_environment(request: Request, model_ref: str, body: CreateEnvir
         return view(plane, plane.store.environments.create(model.id, body.name, body.autoscaling_settings,
                                                            body.promotion_settings))
 
-    return await asyncio.to_thread(create)
+    created = await asyncio.to_thread(create)
+    await plane.reconciler.refresh()  # its endpoint answers ENVIRONMENT_EMPTY from now on, not 404 unknown
+    return created
 
 
 @router.get("/v1/models/{model_ref}/environments/{name}")

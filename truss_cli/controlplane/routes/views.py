@@ -66,13 +66,16 @@ def model_detail(plane: ControlPlane, model: Model, base_url: str) -> dict[str, 
     to call each."""
     deployments = plane.store.deployments.list(model.id)
     environments = plane.store.environments.list(model.id)
+    names = {d.id: d.name for d in deployments}
+    serving = {e.name: (e.current_deployment_id, names.get(e.current_deployment_id, e.current_deployment_id))
+               for e in environments if e.current_deployment_id}
     return {
         **model_view(plane, model, deployments),
         "readme": model.readme,
         "deployments": [deployment_view(plane, d) for d in deployments],
         "environments": [e.name for e in environments],
         "invocation": invocation.invocation(base_url, model.id, [(d.id, d.name) for d in deployments],
-                                            [e.name for e in environments]),
+                                            [e.name for e in environments], serving),
     }
 
 

@@ -74,7 +74,9 @@ class Deployments:
         model's highest version so far (0.1.0 first; none for the development one).
 
         The first deployment of a model (other than a development one) becomes production,
-        unless `first_becomes_production` is False (pushed into another environment).
+        unless `first_becomes_production` is False: the push routes pass False, and their
+        deployments take an empty production once ACTIVE (`become_active`), so a first
+        deployment that fails never serves production.
         Two concurrent pushes get different N and versions: the model's row is locked for the
         transaction on PostgreSQL, and SQLite runs one writer at a time; (model, ordinal) and
         (model, name) are unique besides, so a race could only fail, never share a name.
@@ -200,6 +202,24 @@ class Deployments:
         """Record what the deployment is now; `detail` is the cause, cut to one line."""
         _check_status(status)
         return self._update(deployment_id, status=status, status_detail=one_line(detail))
+
+    def become_active(self, deployment_id: str) -> Deployment:
+        """ACTIVE, and what production serves too when it is production's next in line
+        (`_claim_production`). One transaction, so nobody reads it ACTIVE but not yet production."""
+        with write_transaction(self._engine) as db:
+            row = self._locked(db, deployment_id)
+            db.execute(t.update().where(t.c.id == deployment_id)
+                       .values(status=states.ACTIVE, status_detail=None, updated_at=now()))
+            _claim_production(db, row)
+            updated = db.execute(sa.select(t).where(t.c.id == deployment_id)).first()
+        return to_record(Deployment, updated)
+
+    def claim_production(self, deployment_id: str) -> bool:
+        """An ACTIVE deployment takes an empty production when it is next in line (the
+        reconciler asks each tick: the one before it in line may have failed since)."""
+        with write_transaction(self._engine) as db:
+            row = self._locked(db, deployment_id)
+            return row.status == states.ACTIVE and _claim_production(db, row)
 
     def set_desired(
         self, deployment_id: str, *, replicas: int | None = None, state: str | None = None
@@ -462,6 +482,43 @@ class Deployments:
         if row is None:
             raise NotFound("deployment", deployment_id)
         return to_record(Deployment, row)
+
+
+def takes_production(deployment: Any) -> bool:
+    """Meant to serve production once ACTIVE: pushed without an environment (production if it
+    still serves nothing then), or promoted into production once ACTIVE (push --promote,
+    promoting the development deployment); neither failed nor inactive."""
+    config = deployment.config or {}
+    meant = bool(config.get("production_if_empty")) or (
+        bool(config.get("promote_when_active")) and (config.get("promote_environment") or PRODUCTION) == PRODUCTION)
+    return (meant and not deployment.is_development and deployment.status not in _FAILED
+            and deployment.desired_state == states.DESIRED_ACTIVE)
+
+
+_FAILED = frozenset({states.BUILD_FAILED, states.DEPLOY_FAILED})
+
+
+def _claim_production(db: sa.Connection, row: Any) -> bool:
+    """Within the caller's transaction: make `row` what production serves if production serves
+    nothing, no promotion into it is under way, and `row` is first in line: the oldest of the
+    model's deployments meant to take production (`takes_production`). So a model's first push
+    is its production once ACTIVE; one that failed never serves, and the next in line takes it.
+    -> whether it did."""
+    env, promotions = schema.environments, schema.promotions
+    production = db.execute(
+        sa.select(env.c.id, env.c.current_deployment_id)
+        .where(env.c.model_id == row.model_id, env.c.name == PRODUCTION).with_for_update()
+    ).first()
+    if production is None or production.current_deployment_id is not None or not takes_production(row):
+        return False
+    if db.execute(sa.select(promotions.c.id).where(promotions.c.environment_id == production.id,
+                                                   promotions.c.finished_at.is_(None))).first() is not None:
+        return False
+    earlier = db.execute(sa.select(t).where(t.c.model_id == row.model_id, t.c.ordinal < row.ordinal)).all()
+    if any(takes_production(other) for other in earlier):
+        return False
+    promote_in(db, row.model_id, PRODUCTION, row.id, None)
+    return True
 
 
 def check_promotable(row: Any) -> None:

@@ -29,6 +29,11 @@ env_t = schema.environments
 dep_t = schema.deployments
 
 
+class EnvironmentMoved(Exception):
+    """The environment's current deployment changed since the promotion was planned (an
+    instant swap landed in between): plan again from what serves it now."""
+
+
 @dataclass(frozen=True)
 class Promotion:
     id: str
@@ -124,6 +129,19 @@ class Promotions:
                       error_message=None, settings=dict(settings), created_at=stamp, updated_at=stamp, finished_at=None)
         try:
             with write_transaction(self._engine) as db:
+                # The environment row's lock serialises this with an instant swap
+                # (environments.promote_in takes it too): checked and inserted under it, no swap
+                # can land between the check and the row, nor change what the plan rolls from.
+                locked = db.execute(sa.select(env_t.c.current_deployment_id)
+                                    .where(env_t.c.id == environment.id).with_for_update()).first()
+                if locked is None:
+                    raise NotFound("environment", environment.name)
+                running = db.execute(sa.select(t).where(t.c.environment_id == environment.id,
+                                                        t.c.finished_at.is_(None))).first()
+                if running is not None:
+                    raise in_progress(environment.name, to_record(Promotion, running))
+                if locked.current_deployment_id != previous_deployment_id:
+                    raise EnvironmentMoved(environment.name)
                 row = db.execute(t.insert().values(**values).returning(*t.c)).first()
         except sa.exc.IntegrityError:
             running = self.unfinished(environment.id)
