@@ -337,3 +337,8 @@ def test_a_failed_build_is_listed_with_its_cause_and_retry_builds_it_again(remot
     assert retried.exit_code == 1 and "BUILD_FAILED" in retried.stderr  # built again, failed again
     log = remote.ok("logs", "--model", "unbuildable", "--deployment", "deployment-1", "--kind", "build").stdout
     assert "retrying" in log
+    # Production serves nothing (its first deployment failed): `truss logs` without
+    # --deployment shows the failed one's log, saying which it shows.
+    shown = remote.ok("logs", "--model", "unbuildable", "--kind", "build")
+    assert "retrying" in shown.stdout and "this-package-does-not-exist-truss-cli" in shown.stdout
+    assert "production serves nothing yet; showing deployment deployment-1 (BUILD_FAILED)" in shown.stderr
