@@ -19,7 +19,6 @@ samples of a few dozen requests. No timing is asserted.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
