@@ -12,7 +12,8 @@ previous deployment). Production's promotion settings ask for a rolling deploy w
 `max_surge_percent` and `stabilization_time_seconds` as given.
 
 A second process (benchmarks/load_generator.py) sends `--rate` production predicts per second on
-a fixed schedule for the whole run: `--before` seconds before the promotion (the baseline), the
+a fixed schedule for the whole run: `--before` seconds before the promotion (the baseline, less
+its first `--warmup` seconds while the load process opens its connections), the
 rolling promotion v1 -> v2 until SUCCEEDED (every step: a v2 replica starts, the split moves,
 the wait, a v1 replica retires gracefully), and a few seconds after. Each request is put in the
 phase it was sent in; a request is failed when it got no 2xx answer.
@@ -73,6 +74,8 @@ def main() -> None:
     parser.add_argument("--surge", type=int, default=33, help="max_surge_percent (1-50)")
     parser.add_argument("--stabilization", type=int, default=5, help="stabilization_time_seconds")
     parser.add_argument("--before", type=float, default=20.0, help="seconds of load before the promotion")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="the first seconds of load, left out (the load process opens its connections)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="truss-rollout-"))
@@ -106,6 +109,7 @@ def main() -> None:
                 [sys.executable, str(Path(__file__).resolve().parent / "load_generator.py"), "--url", url, "--key", key,
                  "--path", f"/model-{model_id}/production/predict", "--rate", str(args.rate), "--duration", "3600",
                  "--out", str(out), "--stop-file", str(stop_file)], env=env, stdout=subprocess.DEVNULL)
+            loaded = time.time()
             time.sleep(args.before)
             began = time.time()
             promoted = client.post(f"/v1/models/{model_id}/environments/production/promote",
@@ -128,7 +132,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 
-    before = summary([r for r in results if r["sent"] < began])
+    before = summary([r for r in results if loaded + args.warmup <= r["sent"] < began])
     during = summary([r for r in results if began <= r["sent"] <= ended])
     after = summary([r for r in results if r["sent"] > ended])
     versions = sorted({str(r["version"]) for r in results if r["sent"] > ended + 1})
