@@ -265,6 +265,8 @@ def begin_rollout(cp: ControlPlaneProcess, load: LoadRun, candidate: dict[str, A
     answer = promote(cp, candidate)["in_progress_promotion"]
     assert (answer["kind"], answer["status"]) == ("rolling", "RELEASING"), answer
     load.promotion_id = answer["id"]
+    # It was at zero: the promotion itself must wake it (no request reaches it before it is READY).
+    eventually(lambda: deployment_now(cp, candidate)["status"] != "SCALED_TO_ZERO", timeout=30)
 
 
 # -- the tests ------------------------------------------------------------------------------------------
