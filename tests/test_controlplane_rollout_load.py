@@ -1,6 +1,8 @@
 """A rolling deploy under a steady load (issue 11): a real control plane (process runtime), two
-deployments of one model answering {"version": "v1"} / {"version": "v2"}, and a second process
-(benchmarks/load_generator.py) sending production predicts at a fixed rate for the whole run.
+deployments of one model answering {"version": "v1"} / {"version": "v2"} after 50 ms (so requests
+are in flight at replicas that retire, and some wait at the gateway's concurrency cap of 1 per
+replica), and a second process (benchmarks/load_generator.py) sending production predicts at a
+fixed rate for the whole run.
 
 Production's promotion settings ask for a rolling deploy with max_surge_percent 33 over T = 3
 replicas (each deployment's min_replica and max_replica are 3): a step is ceil(3 x 33 %) = 1
@@ -49,8 +51,12 @@ TOLERANCE = 25  # percentage points: a few dozen requests per window
 MIN_JUDGED = 15  # requests a window needs to be judged at all
 
 VERSIONED_MODEL = """
+import time
+
+
 class Model:
     def predict(self, request):
+        time.sleep(0.05)  # in flight long enough to meet a retirement or the cap
         return {"version": VERSION}
 """
 
