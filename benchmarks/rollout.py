@@ -6,7 +6,9 @@ during it (issue 11).
 
 One control plane on the process runtime (its own data and cache directories under a temporary
 directory). Two deployments of one model answering {"version": "v1"} / {"version": "v2"} are
-pushed (untimed); each runs `--replicas` replicas when awake (min_replica = max_replica), v1
+pushed (untimed), each predict taking `--predict-ms` (50 ms, as in
+tests/test_controlplane_rollout_load.py: requests meet retiring replicas and the gateway's
+concurrency cap of 1 per replica); each runs `--replicas` replicas when awake (min_replica = max_replica), v1
 serves production and v2 waits at zero (as a promotion's SCALE_TO_ZERO cleanup leaves the
 previous deployment). Production's promotion settings ask for a rolling deploy with
 `max_surge_percent` and `stabilization_time_seconds` as given.
@@ -39,19 +41,23 @@ from cp_support import REPO_ROOT, start_controlplane, stop_controlplane  # noqa:
 from load_generator import failed, read_results  # noqa: E402
 
 MODEL = """
+import time
+
+
 class Model:
     def predict(self, request):
+        time.sleep(SECONDS)
         return {"version": VERSION}
 """
 
 
-def write_model(root: Path, version: str) -> Path:
+def write_model(root: Path, version: str, seconds: float) -> Path:
     model_dir = root / version
     model_dir.mkdir(parents=True)
     (model_dir / "config.yaml").write_text("model_name: rollout\npython_version: py311\n")
     (model_dir / "model").mkdir()
     (model_dir / "model" / "__init__.py").write_text("")
-    (model_dir / "model" / "model.py").write_text(MODEL.replace("VERSION", repr(version)))
+    (model_dir / "model" / "model.py").write_text(MODEL.replace("VERSION", repr(version)).replace("SECONDS", repr(seconds)))
     return model_dir
 
 
@@ -70,6 +76,8 @@ def summary(results: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=40.0, help="production predicts per second")
+    parser.add_argument("--predict-ms", type=float, default=50.0,
+                        help="how long each predict takes (the test's model: 50 ms)")
     parser.add_argument("--replicas", type=int, default=3, help="replicas of each deployment (T)")
     parser.add_argument("--surge", type=int, default=33, help="max_surge_percent (1-50)")
     parser.add_argument("--stabilization", type=int, default=5, help="stabilization_time_seconds")
@@ -85,8 +93,8 @@ def main() -> None:
     load = None
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Api-Key {key}"}, timeout=120) as client:
-            v1 = wait_for(client, push(client, write_model(base, "v1"), "rollout"), "ACTIVE")
-            v2 = wait_for(client, push(client, write_model(base, "v2"), "rollout"), "ACTIVE")
+            v1 = wait_for(client, push(client, write_model(base, "v1", args.predict_ms / 1000), "rollout"), "ACTIVE")
+            v2 = wait_for(client, push(client, write_model(base, "v2", args.predict_ms / 1000), "rollout"), "ACTIVE")
             model_id = v1["model_id"]
             scaling = f"/v1/models/{model_id}/deployments/{{}}/autoscaling_settings"
             # v2 waits at zero: no minimum and no delay until it is there, then the same replicas as v1.
@@ -138,7 +146,7 @@ def main() -> None:
     versions = sorted({str(r["version"]) for r in results if r["sent"] > ended + 1})
     print(f"rolling deploy v1 -> v2: {promotion['status']} in {ended - began:.1f} s, {steps} steps "
           f"(T={args.replicas}, max_surge_percent {args.surge}, stabilization {args.stabilization} s), "
-          f"{args.rate:g} req/s; answers after it: {', '.join(versions)}")
+          f"{args.rate:g} req/s, predict {args.predict_ms:g} ms; answers after it: {', '.join(versions)}")
     print(f"{'':<8}{'requests':>10}{'failed':>8}{'p50 ms':>10}{'p99 ms':>10}")
     for name, row in (("before", before), ("during", during), ("after", after)):
         print(f"{name:<8}{row['requests']:>10}{row['failed']:>8}{row['p50'] * 1000:>10.2f}{row['p99'] * 1000:>10.2f}")
