@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shlex
 import threading
@@ -251,6 +252,8 @@ class Reconciler:
                             routing.concurrency[deployment.id] = settings.concurrency_target
                         if deployment.status == states.SCALED_TO_ZERO and deployment.id in wake_requests:
                             deployment = self._wake_up(deployment, settings)
+                        elif deployment.status == states.SCALED_TO_ZERO and self.rollout_replicas(deployment.id):
+                            deployment = self._wake_for_rollout(deployment)
                         if deployment.status in RUNNING_STATUSES:
                             if settings is not None:
                                 deployment = self._autoscale(deployment, settings, now)
@@ -427,6 +430,17 @@ class Reconciler:
             return woken
         self._scaling.pop(deployment.id, None)
         return self.store.deployments.set_desired(deployment.id, replicas=max(1, settings.min_replica))
+
+    def _wake_for_rollout(self, deployment: Deployment) -> Deployment:
+        """A promotion wants replicas of a deployment at zero (a candidate an earlier promotion's
+        SCALE_TO_ZERO cleanup left there): no request will wake it, since it gets no traffic
+        before its replicas are READY, so wake it here; `_autoscale` then gives it the
+        promotion's count."""
+        if not self.store.deployments.wake(deployment.id):
+            return deployment
+        with LogFile(build_log_path(self.store, deployment.id)) as log:
+            log(f"waking up: a promotion wants {self.rollout_replicas(deployment.id)} replica(s)")
+        return dataclasses.replace(deployment, status=states.WAKING_UP, status_detail=None)
 
     def _forget_scaling_except(self, live: set[str]) -> None:
         for deployment_id in set(self._scaling) - live:

@@ -246,8 +246,16 @@ class _Exchange:
         route = self.route
         deadline: Optional[float] = None
         woken = False  # released from a line: it may take the slot before the others waiting
+        released_from: Optional[str] = None  # the deployment whose line released it, until it picks
         while True:
             picked = balancer.pick(route.deployments, failed)
+            if released_from is not None:
+                if picked is None or picked[0].deployment_id != released_from:
+                    # Released to take a slot of that deployment, it goes elsewhere (the split
+                    # moved while it waited): the slot goes to the next in that line, or that
+                    # line would wait for a release that never comes.
+                    admission.release(released_from)
+                released_from = None
             if picked is None:
                 detail = "no replica of the target could be reached" if failed else "no replica of the target is ready"
                 self.status = await send_error(self.send, 503, "NO_REPLICA_READY", detail, 1 if failed else 5)
@@ -270,6 +278,7 @@ class _Exchange:
                 woken = True
                 resolution = await gateway._resolve(parsed)  # parks again if it is starting
                 if not isinstance(resolution, Route):
+                    admission.release(waiting_for.deployment_id)  # the slot it was given: the next in line
                     detail = getattr(resolution, "detail", "the target changed while the request waited")
                     code = resolution.error_code if isinstance(resolution, UnknownTarget) else "NO_REPLICA_READY"
                     status = 404 if isinstance(resolution, UnknownTarget) else 503
@@ -277,6 +286,7 @@ class _Exchange:
                     self.status = await send_error(self.send, status, code, detail, None if status == 404 else 1, hint)
                     return
                 route = resolution
+                released_from = waiting_for.deployment_id
                 continue
             deployment, replica = picked
             self.deployment_id = deployment.deployment_id
