@@ -1,0 +1,246 @@
+"""The promotion paths other than the rolling deploy under load, end to end (issue 11): a real
+control plane process, real HTTP, real replicas (process runtime), settings set through the
+environment routes as a user sets them (`truss environments update`).
+
+- a candidate whose `load()` raises ends FAILED, saying why, while the previous deployment
+  serves every request of a steady trickle and stays the environment's deployment;
+- a rolling promotion with three steps runs to SUCCEEDED on the real clock, its reported step
+  and split only ever going up and never ahead of the candidate's READY replicas; the previous
+  deployment gets the cleanup asked for (KEEP, then DEACTIVATE);
+- an environment's own autoscaling_settings apply to the deployment serving it (no redeploy),
+  and to the next one promoted into it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from conftest import write_model_dir
+from controlplane_checks import eventually, ok
+from controlplane_support import ControlPlaneProcess, running_controlplane
+
+MODEL = "paths"
+VERSIONED_MODEL = """
+class Model:
+    def predict(self, request):
+        return {"version": VERSION}
+"""
+# load() waits for a gate file, then fails: the test holds the candidate LOADING while it
+# promotes it, and decides when its load fails (no sleeps to race against).
+FAILING_LOAD = """
+import os
+import time
+
+
+class Model:
+    def load(self):
+        while not os.path.exists(GATE):
+            time.sleep(0.05)
+        raise RuntimeError("the weights are missing")
+
+    def predict(self, request):
+        return {"version": "broken"}
+"""
+CONFIG = f"model_name: {MODEL}\npython_version: py311\n"
+FINAL = ("ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED")
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
+    with running_controlplane(tmp_path_factory.mktemp("rollout-paths") / "cp") as plane:
+        yield plane
+
+
+def push(cp: ControlPlaneProcess, root: Path, name: str, source: str, **options: Any) -> dict[str, Any]:
+    created = cp.push(write_model_dir(root / name, source, CONFIG), MODEL, **options)
+    deployment = cp.wait_for_status(created["model_id"], created["id"], *FINAL)
+    assert deployment["status"] == "ACTIVE", deployment
+    return deployment
+
+
+def versioned(version: str) -> str:
+    return VERSIONED_MODEL.replace("VERSION", repr(version))
+
+
+@pytest.fixture(scope="module")
+def made(cp: ControlPlaneProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """v1 (the model's first deployment: production) and v2, both ACTIVE."""
+    root = tmp_path_factory.mktemp("models")
+    found: dict[str, Any] = {"root": root}
+    for version in ("v1", "v2"):
+        found[version] = push(cp, root, version, versioned(version))
+    found["model_id"] = found["v1"]["model_id"]
+    return found
+
+
+def environment(cp: ControlPlaneProcess, name: str = "production") -> dict[str, Any]:
+    return ok(cp.client.get(f"/v1/models/{MODEL}/environments/{name}"))
+
+
+def update_environment(cp: ControlPlaneProcess, name: str = "production", **settings: Any) -> dict[str, Any]:
+    return ok(cp.client.patch(f"/v1/models/{MODEL}/environments/{name}", json=settings))
+
+
+def promote(cp: ControlPlaneProcess, deployment_id: str, name: str = "production", **options: Any) -> dict[str, Any]:
+    return ok(cp.client.post(f"/v1/models/{MODEL}/environments/{name}/promote",
+                             json={"deployment_id": deployment_id, **options}))
+
+
+def promotion_now(cp: ControlPlaneProcess, name: str = "production") -> dict[str, Any]:
+    return ok(cp.client.get(f"/v1/models/{MODEL}/environments/{name}/promotion"))["promotion"]
+
+
+def deployment(cp: ControlPlaneProcess, deployment_id: str) -> dict[str, Any]:
+    return ok(cp.client.get(f"/v1/models/{MODEL}/deployments/{deployment_id}"))
+
+
+def answer(cp: ControlPlaneProcess, model_id: str, target: str = "production") -> str:
+    return ok(cp.client.post(f"/model-{model_id}/{target}/predict", json={}))["version"]
+
+
+def serving(cp: ControlPlaneProcess, made: dict[str, Any], version: str) -> None:
+    """Production serves `version`, promoted instantly (the settings say instant) if need be."""
+    update_environment(cp, promotion_settings={"rolling_deploy": False, "ramp_up_while_promoting": False})
+    if (environment(cp)["current_deployment"] or {}).get("id") != made[version]["id"]:
+        promote(cp, made[version]["id"])
+    eventually(lambda: answer(cp, made["model_id"]) == version, timeout=60)
+
+
+class Trickle:
+    """A steady trickle of production requests from a thread: every answer kept."""
+
+    def __init__(self, cp: ControlPlaneProcess, model_id: str):
+        self._client = cp.client_for(cp.admin_key)
+        self._path = f"/model-{model_id}/production/predict"
+        self._stop = threading.Event()
+        self.answers: list[tuple[int | None, str]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = self._client.post(self._path, json={})
+                body = response.json().get("version", response.text) if response.status_code == 200 else response.text
+                self.answers.append((response.status_code, str(body)))
+            except (httpx.HTTPError, ValueError) as exc:
+                self.answers.append((None, repr(exc)))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> "Trickle":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+
+def test_a_candidate_whose_load_fails_ends_failed_while_the_previous_serves_throughout(
+        cp: ControlPlaneProcess, made: dict[str, Any]):
+    serving(cp, made, "v1")
+    update_environment(cp, promotion_settings={
+        "rolling_deploy": True, "rolling_deploy_config": {"max_surge_percent": 50, "stabilization_time_seconds": 1}})
+    gate = made["root"] / "broken-gate"
+    created = cp.push(write_model_dir(made["root"] / "broken", FAILING_LOAD.replace("GATE", repr(str(gate))), CONFIG),
+                      MODEL)
+    # Built, its replica inside load(): promotable (not BUILDING), not ready.
+    cp.wait_for_status(made["model_id"], created["id"], "LOADING_MODEL", *FINAL)
+    with Trickle(cp, made["model_id"]) as trickle:
+        begun = promote(cp, created["id"])["in_progress_promotion"]
+        assert (begun["kind"], begun["status"], begun["percent_traffic_to_new_version"]) == (
+            "rolling", "RELEASING", 0), begun
+        eventually(lambda: len(trickle.answers) >= 5, timeout=60)  # requests flow during the promotion
+        gate.touch()  # now load() raises
+        eventually(lambda: promotion_now(cp)["status"] in ("FAILED", "SUCCEEDED", "CANCELED"), timeout=120)
+        eventually(lambda: len(trickle.answers) >= 10, timeout=60)  # and after it ended
+    failed = promotion_now(cp)
+    assert (failed["status"], failed["percent_traffic_to_new_version"]) == ("FAILED", 0), failed
+    assert "DEPLOY_FAILED" in failed["error_message"] and "the weights are missing" in failed["error_message"], failed
+    assert failed["finished_at"] is not None
+    assert deployment(cp, created["id"])["status"] == "DEPLOY_FAILED"
+    after = environment(cp)
+    assert after["current_deployment"]["id"] == made["v1"]["id"]
+    assert (after["candidate_deployment"], after["in_progress_promotion"]) == (None, None)
+    assert deployment(cp, made["v1"]["id"])["is_production"] is True
+    # Every request of the trickle answered, all by v1: the failing candidate never got one.
+    assert trickle.answers and set(trickle.answers) == {(200, "v1")}, [a for a in trickle.answers if a != (200, "v1")]
+    assert answer(cp, made["model_id"]) == "v1"
+
+
+def observe_until_finished(cp: ControlPlaneProcess) -> list[dict[str, Any]]:
+    """Every promotion view read until it ends (polled a few times a second)."""
+    seen: list[dict[str, Any]] = []
+
+    def finished() -> bool:
+        seen.append(promotion_now(cp))
+        return seen[-1]["status"] in ("SUCCEEDED", "FAILED", "CANCELED")
+
+    eventually(finished, timeout=240)
+    return seen
+
+
+def assert_rolled_in_steps(seen: list[dict[str, Any]], target: int, steps: int) -> None:
+    """RELEASING -> RAMPING_UP ... -> SUCCEEDED; step and split never go back; the split never
+    ahead of the candidate's READY replicas; each step's share seen (a step holds for its
+    stabilization wait, longer than the polling interval)."""
+    statuses = [view["status"] for view in seen]
+    assert statuses[-1] == "SUCCEEDED", statuses
+    assert set(statuses) <= {"RELEASING", "RAMPING_UP", "SUCCEEDED"}, statuses
+    assert "RAMPING_UP" in statuses
+    assert statuses.index("RAMPING_UP") > max((i for i, s in enumerate(statuses) if s == "RELEASING"), default=-1)
+    assert {view["steps"] for view in seen} == {steps}
+    percents = [view["percent_traffic_to_new_version"] for view in seen]
+    step_numbers = [view["step"] for view in seen]
+    assert percents == sorted(percents) and step_numbers == sorted(step_numbers), (percents, step_numbers)
+    shares = [100 * k // target for k in range(1, steps)] + [100]
+    assert sorted(set(percents) - {0}) == shares, percents
+    for view in seen[:-1]:  # traffic follows READY capacity, not what was asked for
+        needed = math.ceil(view["percent_traffic_to_new_version"] * target / 100)
+        assert view["candidate_deployment"]["ready_replicas"] >= needed, view
+
+
+def test_a_rolling_promotion_runs_every_step_to_succeeded_and_cleans_up_the_previous(
+        cp: ControlPlaneProcess, made: dict[str, Any]):
+    """Production at three replicas (its own autoscaling settings), 33 % surge: steps of one
+    replica, three of them (33 %, 66 %, 100 %). v1 -> v2 keeping v1 (scale_down_previous_deployment
+    false), then v2 -> v1 with the DEACTIVATE strategy."""
+    serving(cp, made, "v1")
+    update_environment(cp, autoscaling_settings={"min_replica": 3, "max_replica": 3})
+    try:
+        eventually(lambda: deployment(cp, made["v1"]["id"])["active_replica_count"] == 3, timeout=120)
+        update_environment(cp, promotion_settings={
+            "rolling_deploy": True, "promotion_cleanup_strategy": "SCALE_TO_ZERO",
+            "rolling_deploy_config": {"max_surge_percent": 33, "stabilization_time_seconds": 2}})
+
+        begun = promote(cp, made["v2"]["id"], scale_down_previous_deployment=False)["in_progress_promotion"]
+        assert (begun["status"], begun["steps"], begun["cleanup"]) == ("RELEASING", 3, "KEEP"), begun
+        assert_rolled_in_steps([begun] + observe_until_finished(cp), target=3, steps=3)
+        assert environment(cp)["current_deployment"]["id"] == made["v2"]["id"]
+        assert deployment(cp, made["v2"]["id"])["is_production"] is True
+        eventually(lambda: answer(cp, made["model_id"]) == "v2", timeout=60)
+        # KEEP: v1 still runs and answers at its own URL, outside production.
+        kept = deployment(cp, made["v1"]["id"])
+        assert (kept["status"], kept["desired_state"], kept["is_production"]) == ("ACTIVE", "active", False), kept
+        assert kept["replicas"] >= 1
+        assert answer(cp, made["model_id"], f"deployment/{made['v1']['id']}") == "v1"
+        # The candidate now follows production's settings: three replicas.
+        eventually(lambda: deployment(cp, made["v2"]["id"])["active_replica_count"] == 3, timeout=120)
+
+        update_environment(cp, promotion_settings={"promotion_cleanup_strategy": "DEACTIVATE"})
+        begun = promote(cp, made["v1"]["id"])["in_progress_promotion"]
+        assert (begun["status"], begun["steps"], begun["cleanup"]) == ("RELEASING", 3, "DEACTIVATE"), begun
+        assert_rolled_in_steps([begun] + observe_until_finished(cp), target=3, steps=3)
+        assert environment(cp)["current_deployment"]["id"] == made["v1"]["id"]
+        eventually(lambda: answer(cp, made["model_id"]) == "v1", timeout=60)
+        eventually(lambda: deployment(cp, made["v2"]["id"])["status"] == "INACTIVE", timeout=120)
+        assert deployment(cp, made["v2"]["id"])["desired_state"] == "inactive"
+    finally:
+        update_environment(cp, autoscaling_settings=None)
+        if deployment(cp, made["v2"]["id"])["desired_state"] == "inactive":
+            ok(cp.client.post(f"/v1/models/{MODEL}/deployments/{made['v2']['id']}/activate"))
