@@ -244,3 +244,24 @@ def test_a_rolling_promotion_runs_every_step_to_succeeded_and_cleans_up_the_prev
         update_environment(cp, autoscaling_settings=None)
         if deployment(cp, made["v2"]["id"])["desired_state"] == "inactive":
             ok(cp.client.post(f"/v1/models/{MODEL}/deployments/{made['v2']['id']}/activate"))
+
+
+def test_rolling_back_to_a_deployment_the_last_promotion_scaled_to_zero_wakes_it(
+        cp: ControlPlaneProcess, made: dict[str, Any]):
+    """The rollback path: v1 -> v2 scales v1 to zero (the default cleanup); promoting v1 back
+    with a rolling deploy must bring v1's replicas up (no request reaches it while it has 0 %
+    of the traffic, so nothing else would wake it) and end SUCCEEDED."""
+    serving(cp, made, "v1")
+    update_environment(cp, promotion_settings={
+        "rolling_deploy": True, "promotion_cleanup_strategy": "SCALE_TO_ZERO",
+        "rolling_deploy_config": {"max_surge_percent": 50, "stabilization_time_seconds": 1}})
+    promote(cp, made["v2"]["id"])
+    assert observe_until_finished(cp)[-1]["status"] == "SUCCEEDED"
+    eventually(lambda: deployment(cp, made["v1"]["id"])["status"] == "SCALED_TO_ZERO", timeout=60)
+
+    begun = promote(cp, made["v1"]["id"])["in_progress_promotion"]
+    assert begun["status"] == "RELEASING", begun
+    ended = observe_until_finished(cp)[-1]
+    assert (ended["status"], ended["percent_traffic_to_new_version"]) == ("SUCCEEDED", 100), ended
+    assert environment(cp)["current_deployment"]["id"] == made["v1"]["id"]
+    eventually(lambda: answer(cp, made["model_id"]) == "v1", timeout=60)

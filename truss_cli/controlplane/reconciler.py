@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from truss_cli.controlplane import autoscaler, instant_promotion
@@ -250,6 +250,8 @@ class Reconciler:
                             routing.concurrency[deployment.id] = settings.concurrency_target
                         if deployment.status == states.SCALED_TO_ZERO and deployment.id in wake_requests:
                             deployment = self._wake_up(deployment, settings)
+                        elif deployment.status == states.SCALED_TO_ZERO and (self.rollout_replicas(deployment.id) or 0) > 0:
+                            deployment = self._wake_for_rollout(deployment)
                         if deployment.status in RUNNING_STATUSES:
                             if settings is not None:
                                 deployment = self._autoscale(deployment, settings, now)
@@ -399,6 +401,17 @@ class Reconciler:
             return woken
         self._scaling.pop(deployment.id, None)
         return self.store.deployments.set_desired(deployment.id, replicas=max(1, settings.min_replica))
+
+    def _wake_for_rollout(self, deployment: Deployment) -> Deployment:
+        """A promotion wants replicas of a deployment at zero (rolling back to the one an earlier
+        promotion scaled to zero): no request wakes it, as it has no share of the traffic until
+        its replicas are READY, so the promotion does. WAKING_UP; its count is the rollout's."""
+        if not self.store.deployments.wake(deployment.id):
+            return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile
+        self._scaling.pop(deployment.id, None)
+        with LogFile(build_log_path(self.store, deployment.id)) as log:
+            log("waking up: a promotion into an environment wants its replicas")
+        return replace(deployment, status=states.WAKING_UP, status_detail=None)
 
     def _forget_scaling_except(self, live: set[str]) -> None:
         for deployment_id in set(self._scaling) - live:
