@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from conftest import write_model_dir
-from controlplane_checks import eventually, ok
+from controlplane_checks import eventually, ok, opened_store
 from controlplane_support import ControlPlaneProcess, running_controlplane
 
 MODEL = "paths"
@@ -265,3 +265,43 @@ def test_rolling_back_to_a_deployment_the_last_promotion_scaled_to_zero_wakes_it
     assert (ended["status"], ended["percent_traffic_to_new_version"]) == ("SUCCEEDED", 100), ended
     assert environment(cp)["current_deployment"]["id"] == made["v1"]["id"]
     eventually(lambda: answer(cp, made["model_id"]) == "v1", timeout=60)
+
+
+def ready_replica_ids(cp: ControlPlaneProcess, deployment_id: str) -> set[str]:
+    with opened_store(cp) as store:
+        return {r.id for r in store.replicas.list(deployment_id) if r.phase == "ready"}
+
+
+def test_an_environments_own_autoscaling_settings_apply_to_the_deployment_serving_it(
+        cp: ControlPlaneProcess, made: dict[str, Any]):
+    """staging's autoscaling_settings (min 2) over its deployment's own (the defaults, min 0 /
+    max 1): the deployment serving staging runs two replicas without a redeploy (its first
+    replica keeps serving), and the next deployment promoted into staging follows them too;
+    the one it replaced scales to zero (the default cleanup), back on its own settings."""
+    ok(cp.client.post(f"/v1/models/{MODEL}/environments", json={"name": "staging"}), 201)
+    first = push(cp, made["root"], "s1", versioned("s1"), environment="staging")
+    eventually(lambda: (environment(cp, "staging")["current_deployment"] or {}).get("id") == first["id"], timeout=60)
+    assert answer(cp, made["model_id"], "environments/staging") == "s1"
+    before = ready_replica_ids(cp, first["id"])
+    assert len(before) == 1
+
+    updated = update_environment(cp, "staging", autoscaling_settings={"min_replica": 2, "max_replica": 2})
+    assert updated["status"] == "ACCEPTED"
+    assert (updated["autoscaling_settings"]["min_replica"], updated["autoscaling_settings"]["max_replica"]) == (2, 2)
+    eventually(lambda: len(ready_replica_ids(cp, first["id"])) == 2, timeout=120)
+    assert before <= ready_replica_ids(cp, first["id"])  # no redeploy: its first replica still serves
+    scaled = deployment(cp, first["id"])
+    assert (scaled["replicas"], scaled["active_replica_count"], scaled["status"]) == (2, 2, "ACTIVE"), scaled
+    own = ok(cp.client.get(f"/v1/models/{MODEL}/deployments/{first['id']}/autoscaling_settings"))
+    assert (own["autoscaling_settings"]["min_replica"], own["effective_autoscaling_settings"]["min_replica"]) == (0, 2)
+    # Production's deployment keeps its own (one replica).
+    assert deployment(cp, environment(cp)["current_deployment"]["id"])["replicas"] == 1
+
+    second = push(cp, made["root"], "s2", versioned("s2"))
+    assert deployment(cp, second["id"])["replicas"] == 1  # its own settings while it serves nothing
+    promote(cp, second["id"], "staging")
+    eventually(lambda: len(ready_replica_ids(cp, second["id"])) == 2, timeout=120)
+    assert deployment(cp, second["id"])["replicas"] == 2
+    eventually(lambda: answer(cp, made["model_id"], "environments/staging") == "s2", timeout=60)
+    eventually(lambda: deployment(cp, first["id"])["status"] == "SCALED_TO_ZERO", timeout=60)
+    eventually(lambda: not ready_replica_ids(cp, first["id"]), timeout=60)
