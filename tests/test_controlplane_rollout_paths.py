@@ -14,16 +14,15 @@ environment routes as a user sets them (`truss environments update`).
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from conftest import write_model_dir
 from controlplane_checks import eventually, ok, opened_store
 from controlplane_support import ControlPlaneProcess, running_controlplane
+from trickle import Trickle
 
 MODEL = "paths"
 VERSIONED_MODEL = """
@@ -112,35 +111,6 @@ def serving(cp: ControlPlaneProcess, made: dict[str, Any], version: str) -> None
     eventually(lambda: answer(cp, made["model_id"]) == version, timeout=60)
 
 
-class Trickle:
-    """A steady trickle of production requests from a thread: every answer kept."""
-
-    def __init__(self, cp: ControlPlaneProcess, model_id: str):
-        self._client = cp.client_for(cp.admin_key)
-        self._path = f"/model-{model_id}/production/predict"
-        self._stop = threading.Event()
-        self.answers: list[tuple[int | None, str]] = []
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                response = self._client.post(self._path, json={})
-                body = response.json().get("version", response.text) if response.status_code == 200 else response.text
-                self.answers.append((response.status_code, str(body)))
-            except (httpx.HTTPError, ValueError) as exc:
-                self.answers.append((None, repr(exc)))
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> "Trickle":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=120)
-
-
 def test_a_candidate_whose_load_fails_ends_failed_while_the_previous_serves_throughout(
         cp: ControlPlaneProcess, made: dict[str, Any]):
     serving(cp, made, "v1")
@@ -151,7 +121,7 @@ def test_a_candidate_whose_load_fails_ends_failed_while_the_previous_serves_thro
                       MODEL)
     # Built, its replica inside load(): promotable (not BUILDING), not ready.
     cp.wait_for_status(made["model_id"], created["id"], "LOADING_MODEL", *FINAL)
-    with Trickle(cp, made["model_id"]) as trickle:
+    with Trickle(cp, f"/model-{made['model_id']}/production/predict") as trickle:
         begun = promote(cp, created["id"])["in_progress_promotion"]
         assert (begun["kind"], begun["status"], begun["percent_traffic_to_new_version"]) == (
             "rolling", "RELEASING", 0), begun
