@@ -275,3 +275,29 @@ def test_an_environments_own_autoscaling_settings_apply_to_the_deployment_servin
     eventually(lambda: answer(cp, made["model_id"], "environments/staging") == "s2", timeout=60)
     eventually(lambda: deployment(cp, first["id"])["status"] == "SCALED_TO_ZERO", timeout=60)
     eventually(lambda: not ready_replica_ids(cp, first["id"]), timeout=60)
+
+
+def scale_to_zero_now(cp: ControlPlaneProcess, deployment_id: str) -> None:
+    """What its autoscaler does after scale_down_delay with no load (min_replica 0), at once."""
+    with opened_store(cp) as store:
+        store.deployments.set_desired(deployment_id, replicas=0)
+    eventually(lambda: deployment(cp, deployment_id)["status"] == "SCALED_TO_ZERO", timeout=60)
+
+
+def test_a_rolling_promotion_from_a_deployment_at_zero_leaves_it_asleep(cp: ControlPlaneProcess, made: dict[str, Any]):
+    """Production's v1 scaled to zero (no load): rolling v2 in (itself at zero: woken) must not
+    start a replica of v1 just to hold a share of traffic nobody sends."""
+    serving(cp, made, "v1")
+    update_environment(cp, promotion_settings={
+        "rolling_deploy": True, "promotion_cleanup_strategy": "SCALE_TO_ZERO",
+        "rolling_deploy_config": {"max_surge_percent": 50, "stabilization_time_seconds": 1}})
+    for version in ("v2", "v1"):
+        if deployment(cp, made[version]["id"])["status"] != "SCALED_TO_ZERO":
+            scale_to_zero_now(cp, made[version]["id"])
+    promote(cp, made["v2"]["id"])
+    seen = observe_until_finished(cp)
+    assert seen[-1]["status"] == "SUCCEEDED", seen[-1]
+    assert {(view["previous_deployment"]["status"], view["previous_deployment"]["ready_replicas"])
+            for view in seen} == {("SCALED_TO_ZERO", 0)}, seen
+    assert deployment(cp, made["v1"]["id"])["status"] == "SCALED_TO_ZERO"
+    assert answer(cp, made["model_id"]) == "v2"

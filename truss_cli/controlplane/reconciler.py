@@ -43,6 +43,7 @@ from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.development import DEV_IDLE_SECONDS, DevelopmentLifecycle
 from truss_cli.controlplane.gateway import Replica as Upstream
 from truss_cli.controlplane.gateway import RoutingTable
+from truss_cli.controlplane.rollout_machine import RAMPING_DOWN
 from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store, UsageAccrual
@@ -403,9 +404,16 @@ class Reconciler:
         return self.store.deployments.set_desired(deployment.id, replicas=max(1, settings.min_replica))
 
     def _wake_for_rollout(self, deployment: Deployment) -> Deployment:
-        """A promotion wants replicas of a deployment at zero (rolling back to the one an earlier
-        promotion scaled to zero): no request wakes it, as it has no share of the traffic until
-        its replicas are READY, so the promotion does. WAKING_UP; its count is the rollout's."""
+        """A promotion wants replicas of a deployment at zero that no request would wake: its
+        candidate (rolling back to the deployment an earlier promotion scaled to zero has no
+        share of the traffic until its replicas are READY), or the previous one while a cancel
+        ramps traffic back to it (the share returns only as its replicas are READY). WAKING_UP;
+        its count is the rollout's. A previous deployment at zero during the ramp up stays
+        asleep: it had no load, and its share of the traffic wakes it if any comes."""
+        promotions = self.store.environments.unfinished_promotions(deployment.model_id).values()
+        if not any(p.candidate_deployment_id == deployment.id
+                   or (p.previous_deployment_id == deployment.id and p.status == RAMPING_DOWN) for p in promotions):
+            return deployment
         if not self.store.deployments.wake(deployment.id):
             return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile
         self._scaling.pop(deployment.id, None)
