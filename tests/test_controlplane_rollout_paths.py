@@ -301,3 +301,27 @@ def test_a_rolling_promotion_from_a_deployment_at_zero_leaves_it_asleep(cp: Cont
             for view in seen} == {("SCALED_TO_ZERO", 0)}, seen
     assert deployment(cp, made["v1"]["id"])["status"] == "SCALED_TO_ZERO"
     assert answer(cp, made["model_id"]) == "v2"
+
+
+def test_a_cancel_ramps_back_to_a_previous_deployment_at_zero_by_waking_it(
+        cp: ControlPlaneProcess, made: dict[str, Any]):
+    """Production's deployment at zero (no load), one step (T = 1): the candidate takes all the
+    traffic; a cancel asked in the step's stabilization wait ramps back at its end. Traffic
+    returns only as the previous deployment's replicas are READY, and no request reaches it to
+    wake it, so the promotion does; then CANCELED and the previous serves again."""
+    serving(cp, made, "v2")
+    update_environment(cp, promotion_settings={
+        "rolling_deploy": True, "promotion_cleanup_strategy": "SCALE_TO_ZERO",
+        "rolling_deploy_config": {"max_surge_percent": 50, "stabilization_time_seconds": 10}})
+    for version in ("v1", "v2"):
+        if deployment(cp, made[version]["id"])["status"] != "SCALED_TO_ZERO":
+            scale_to_zero_now(cp, made[version]["id"])
+    promote(cp, made["v1"]["id"])
+    eventually(lambda: promotion_now(cp)["percent_traffic_to_new_version"] == 100, timeout=60)
+    canceling = ok(cp.client.post(f"/v1/models/{MODEL}/environments/production/cancel_promotion"))
+    assert (canceling["status"], canceling["promotion"]["requested_action"]) == ("RAMPING_DOWN", "cancel"), canceling
+    ended = observe_until_finished(cp)[-1]
+    assert (ended["status"], ended["percent_traffic_to_new_version"]) == ("CANCELED", 0), ended
+    assert environment(cp)["current_deployment"]["id"] == made["v2"]["id"]
+    assert deployment(cp, made["v2"]["id"])["status"] == "ACTIVE"
+    eventually(lambda: answer(cp, made["model_id"]) == "v2", timeout=60)
