@@ -99,16 +99,16 @@ def test_cancel_during_a_canary_returns_all_traffic_at_once(setup: Setup) -> Non
         assert status.stdout.startswith("RAMPING_UP") and "10% to" in status.stdout, status.stdout
 
         done = setup.truss("rollout", "cancel", "--model", MODEL)
+        seen = len(trickle.answers)
         assert done.exit_code == 0 and NOTICE in done.stderr, done.output
         assert done.stdout.startswith("CANCELED"), done.stdout  # not RAMPING_DOWN: all back at once
         canceled = setup.promotion()
         assert (canceled["status"], canceled["percent_traffic_to_new_version"]) == ("CANCELED", 0), canceled
-        # The routing table follows at the next tick; from then on v1 answers everything.
-        eventually(lambda: setup.answer() == "v1", timeout=30)
-        seen = len(trickle.answers)
+        assert [setup.answer() for _ in range(10)] == ["v1"] * 10  # every request sent after the answer
         eventually(lambda: len(trickle.answers) >= seen + 20, timeout=60)
     assert not trickle.failures(), trickle.failures()
-    assert {version for _, version in trickle.answers[seen:]} == {"v1"}
+    # The trickle's request in flight while the cancel was answered may have gone to v2; none after.
+    assert {version for _, version in trickle.answers[seen + 1:]} == {"v1"}
     assert setup.production()["current_deployment"]["id"] == setup.made["v1"]["id"]
 
 

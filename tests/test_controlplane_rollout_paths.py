@@ -325,3 +325,20 @@ def test_a_cancel_ramps_back_to_a_previous_deployment_at_zero_by_waking_it(
     assert environment(cp)["current_deployment"]["id"] == made["v2"]["id"]
     assert deployment(cp, made["v2"]["id"])["status"] == "ACTIVE"
     eventually(lambda: answer(cp, made["model_id"]) == "v2", timeout=60)
+
+
+def test_a_force_cancel_holds_for_the_very_next_request(cp: ControlPlaneProcess, made: dict[str, Any]):
+    """All traffic on the candidate (one step, held by an hour's stabilization wait); once
+    force_cancel_promotion answers CANCELED, every request sent after it is the previous's (the
+    control route ticks the reconciler, as the promote routes do). A few rounds: without that
+    tick, the first requests after the answer mostly still reach the candidate."""
+    serving(cp, made, "v1")
+    update_environment(cp, promotion_settings={
+        "rolling_deploy": True, "rolling_deploy_config": {"max_surge_percent": 50, "stabilization_time_seconds": 3600}})
+    for _ in range(3):
+        promote(cp, made["v2"]["id"])
+        eventually(lambda: promotion_now(cp)["percent_traffic_to_new_version"] == 100, timeout=60)
+        eventually(lambda: answer(cp, made["model_id"]) == "v2", timeout=60)
+        canceled = ok(cp.client.post(f"/v1/models/{MODEL}/environments/production/force_cancel_promotion"))
+        assert (canceled["status"], canceled["promotion"]["percent_traffic_to_new_version"]) == ("CANCELED", 0)
+        assert [answer(cp, made["model_id"]) for _ in range(5)] == ["v1"] * 5
