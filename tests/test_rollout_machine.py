@@ -213,3 +213,25 @@ def test_an_unknown_control_names_the_ones_that_exist() -> None:
 def test_a_finished_state_stays_finished() -> None:
     decision = step(RolloutState(status=CANCELED), Observed(4, 4), ROLLING_SURGE, 0)
     assert (decision.state.status, decision.candidate_replicas, decision.previous_replicas) == (CANCELED, None, None)
+
+
+def test_a_control_asked_during_the_last_steps_wait_applies_at_its_end_rather_than_the_finish() -> None:
+    """The end of the last stabilization wait is a step boundary too: a cancel asked during it
+    ramps back (the API answered RAMPING_DOWN), a pause holds at 100 %; neither is dropped by the
+    finish. Resumed, the promotion then ends SUCCEEDED."""
+    plan = Plan("rolling", target_replicas=2, max_surge_percent=50, stabilization_time_seconds=10)
+    before_the_end = [
+        (0, 1, 2, None, RAMPING_UP, 50, 1, 2),
+        (10, 1, 2, None, RAMPING_UP, 50, 2, 1),
+        (11, 2, 1, None, RAMPING_UP, 100, 2, 1),  # the last step: stabilizing until 21
+    ]
+    run(plan, before_the_end + [
+        (15, 2, 1, "cancel", RAMPING_UP, 100, 2, 1),  # pending until the wait ends
+        (21, 2, 1, None, RAMPING_DOWN, 100, 2, 2),    # not SUCCEEDED: the previous asked back
+        (22, 2, 2, None, CANCELED, 0, None, None),
+    ])
+    state = run(plan, before_the_end + [
+        (15, 2, 1, "pause", RAMPING_UP, 100, 2, 1),
+        (21, 2, 1, None, PAUSED, 100, 2, 1),
+    ])
+    run(plan, [(30, 2, 1, "resume", SUCCEEDED, 100, None, None)], state=state)

@@ -16,6 +16,7 @@ from rich.text import Text
 from truss_cli.cli import connect, console, tables
 from truss_cli.cli.confirm import confirm, yes_option
 from truss_cli.cli.help import Command, Group
+from truss_cli.cli.rollout_cmd import CANARY_NOTICE
 from truss_cli.client.api import Api
 from truss_cli.client.waiting import FINAL_FAILURES, wait_for_status
 
@@ -205,6 +206,16 @@ def promote(
         promoted = api.promote_deployment(model, deployment, None if environment == "production" else environment,
                                           None if keep_previous is None else not keep_previous)
     into = promoted.get("promoted_into") or environment
+    promotion = promoted.get("in_progress_promotion")
+    if promotion:  # the environment rolls (or ramps a canary): begun, not done
+        if promotion.get("kind") == "canary":
+            console.warning(CANARY_NOTICE)
+        text = (f"Promotion of deployment {describe(promoted)} into {into} of model {model} begun "
+                f"({promotion.get('kind')}, {promotion.get('status')}, "
+                f"{promotion.get('percent_traffic_to_new_version')}% of the traffic so far); follow it with: "
+                f"truss rollout status --model {model} --environment {into} --watch")
+        console.result(output, text, promoted)
+        return
     text = f"Deployment {describe(promoted)} now serves {into} of model {model}"
     previous = promoted.get("previous_deployment")
     if previous:

@@ -18,6 +18,7 @@ from rich.text import Text
 from truss_cli.cli import connect, console, tables
 from truss_cli.cli.confirm import confirm, yes_option
 from truss_cli.cli.help import Command, Group
+from truss_cli.cli.rollout_cmd import CANARY_NOTICE
 from truss_cli.errors import TrussError, UsageError
 
 app = typer.Typer(cls=Group, help="A model's environments on a remote (production, staging, ...): list, create, show, update, delete.", no_args_is_help=True)
@@ -97,6 +98,12 @@ def _kind(environment: dict[str, Any]) -> str:
     return "instant"
 
 
+def _notice_canary(changes: dict[str, Any]) -> None:
+    """Turning canary promotions on: they are deprecated (Baseten's docs say so too)."""
+    if (changes.get("promotion_settings") or {}).get("ramp_up_while_promoting"):
+        console.warning(CANARY_NOTICE)
+
+
 @app.command("list", cls=Command)
 def list_environments(
     model: str = model_option(),
@@ -130,6 +137,7 @@ def create(
     changes = _settings(autoscaling_settings, promotion_settings, cleanup_strategy)
     with connect.api(remote) as api:
         created = api.create_environment(model, name, changes.get("autoscaling_settings"), changes.get("promotion_settings"))
+    _notice_canary(changes)
     console.result(output, f"Environment {created.get('name')} of model {model} created; deploy into it with: "
                            f"truss push --environment {created.get('name')} (or truss deployments promote --model {model} DEPLOYMENT --environment {created.get('name')})", created)
 
@@ -187,6 +195,7 @@ def update(
         raise UsageError("nothing to update", hint="give --autoscaling-settings, --promotion-settings and/or --cleanup-strategy")
     with connect.api(remote) as api:
         updated = api.update_environment(model, name, changes)
+    _notice_canary(changes)
     word = "updated" if updated.get("status") == "ACCEPTED" else "unchanged (it already had these settings)"
     console.result(output, f"Environment {updated.get('name')} of model {model} {word}", updated)
 

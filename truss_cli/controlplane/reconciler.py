@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import shlex
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from truss_cli.controlplane import autoscaler, instant_promotion
@@ -44,6 +43,7 @@ from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.development import DEV_IDLE_SECONDS, DevelopmentLifecycle
 from truss_cli.controlplane.gateway import Replica as Upstream
 from truss_cli.controlplane.gateway import RoutingTable
+from truss_cli.controlplane.rollout_machine import RAMPING_DOWN
 from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store, UsageAccrual
@@ -252,7 +252,7 @@ class Reconciler:
                             routing.concurrency[deployment.id] = settings.concurrency_target
                         if deployment.status == states.SCALED_TO_ZERO and deployment.id in wake_requests:
                             deployment = self._wake_up(deployment, settings)
-                        elif deployment.status == states.SCALED_TO_ZERO and self.rollout_replicas(deployment.id):
+                        elif deployment.status == states.SCALED_TO_ZERO and (self.rollout_replicas(deployment.id) or 0) > 0:
                             deployment = self._wake_for_rollout(deployment)
                         if deployment.status in RUNNING_STATUSES:
                             if settings is not None:
@@ -432,15 +432,22 @@ class Reconciler:
         return self.store.deployments.set_desired(deployment.id, replicas=max(1, settings.min_replica))
 
     def _wake_for_rollout(self, deployment: Deployment) -> Deployment:
-        """A promotion wants replicas of a deployment at zero (a candidate an earlier promotion's
-        SCALE_TO_ZERO cleanup left there): no request will wake it, since it gets no traffic
-        before its replicas are READY, so wake it here; `_autoscale` then gives it the
-        promotion's count."""
-        if not self.store.deployments.wake(deployment.id):
+        """A promotion wants replicas of a deployment at zero that no request would wake: its
+        candidate (rolling back to the deployment an earlier promotion scaled to zero has no
+        share of the traffic until its replicas are READY), or the previous one while a cancel
+        ramps traffic back to it (the share returns only as its replicas are READY). WAKING_UP;
+        its count is the rollout's. A previous deployment at zero during the ramp up stays
+        asleep: it had no load, and its share of the traffic wakes it if any comes."""
+        promotions = self.store.environments.unfinished_promotions(deployment.model_id).values()
+        if not any(p.candidate_deployment_id == deployment.id
+                   or (p.previous_deployment_id == deployment.id and p.status == RAMPING_DOWN) for p in promotions):
             return deployment
+        if not self.store.deployments.wake(deployment.id):
+            return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile
+        self._scaling.pop(deployment.id, None)
         with LogFile(build_log_path(self.store, deployment.id)) as log:
-            log(f"waking up: a promotion wants {self.rollout_replicas(deployment.id)} replica(s)")
-        return dataclasses.replace(deployment, status=states.WAKING_UP, status_detail=None)
+            log("waking up: a promotion into an environment wants its replicas")
+        return replace(deployment, status=states.WAKING_UP, status_detail=None)
 
     def _forget_scaling_except(self, live: set[str]) -> None:
         for deployment_id in set(self._scaling) - live:

@@ -218,12 +218,13 @@ def _rolling(state: RolloutState, observed: Observed, plan: Plan, now: float) ->
             return state
         state = replace(state, phase=_BOUNDARY, phase_since=now)
     if state.phase == _BOUNDARY:
-        if state.step >= plan.steps:
-            return _ended(state, SUCCEEDED, 100, now)
-        # A step boundary: the controls asked for meanwhile apply now.
+        # A step boundary: the controls asked for meanwhile apply now (after the last step's wait
+        # too: a cancel or pause asked during it is not dropped by the finish).
         boundary = _at_boundary(state, now)
         if boundary is not None:
             return boundary
+        if state.step >= plan.steps:
+            return _ended(state, SUCCEEDED, 100, now)
         state = replace(state, step=state.step + 1, phase=_UP, phase_since=now)
     elif state.requested_action is not None:
         # Waiting for this step's replicas: no traffic has moved in it yet, so a boundary too.

@@ -105,7 +105,12 @@ def _control(store: Store, model_ref: str, environment: str, word: str) -> dict[
 
 def _control_route(word: str) -> None:
     async def control(request: Request, model_ref: str, environment: str) -> dict[str, Any]:
-        return await asyncio.to_thread(_control, plane_of(request).store, model_ref, environment, word)
+        plane = plane_of(request)
+        answer = await asyncio.to_thread(_control, plane.store, model_ref, environment, word)
+        # Tick now, as the promote routes do: a control that moved the split (force_*, a canary's
+        # cancel) holds for every request sent after its answer, not from the next tick on.
+        await plane.reconciler.refresh()
+        return answer
 
     control.__name__ = word
     router.post(_BASE + "/" + word)(control)
