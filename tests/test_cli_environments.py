@@ -123,3 +123,11 @@ def test_push_into_a_rolling_or_canary_environment_says_what_began_and_environme
     assert answer["promotion"]["kind"] == "canary" and answer["promotion"]["candidate_deployment"]["name"] == "deployment-4"
     assert remote.ok("rollout", "force-cancel", "--model", "rollpush").stdout.startswith("CANCELED")
     assert remote.json("environments", "show", "production", "--model", "rollpush")["current_deployment"]["id"] == first["id"]
+
+    # Instant again: the answer names no promotion (not the canceled one before it) and is production's.
+    remote.ok("environments", "update", "production", "--model", "rollpush", "--promotion-settings",
+              '{"ramp_up_while_promoting": false}')
+    answer = remote.json("push", directory, "--model-name", "rollpush", "--promote", "--wait")
+    assert answer["promotion"] is None and answer["environment"] == "production"
+    assert answer["deployment"]["is_production"] is True
+    assert answer["predict_url"].endswith(f"/model-{first['model_id']}/production/predict")

@@ -96,7 +96,7 @@ def push(
                 result = _result(api, prepared, api.deployment(model_id, deployment_id), sent)
                 deployment = result["deployment"]
             result["environment"] = into  # fields added for --environment / --promote; the others stay
-            result["promotion"] = None if promoted is None else promoted.get("promotion")
+            result["promotion"] = _its_promotion(promoted, deployment_id)
     if output is console.OutputFormat.json:
         console.result(output, "", result)
         return
@@ -116,6 +116,12 @@ def push(
             f"Deployment {_named(deployment)} is {deployment.get('status')}; follow it with: truss logs --model {prepared.model_name} --deployment {deployment_id} --tail",
             markup=False,
         )
+
+
+def _its_promotion(promoted: Optional[dict[str, Any]], deployment_id: str) -> Optional[dict[str, Any]]:
+    """The promotion of this deployment (null: instant, or none began; an earlier one is not it)."""
+    promotion = (promoted or {}).get("promotion") or {}
+    return promotion if (promotion.get("candidate_deployment") or {}).get("id") == deployment_id else None
 
 
 def _rolls_on(promoted: dict[str, Any], deployment_id: str) -> bool:
