@@ -15,6 +15,7 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -157,12 +158,12 @@ def test_canary_prints_the_deprecation_notice_and_json_output_is_the_answer(setu
 class Terminal:
     """A truss command with stdout on a pseudo-terminal (a user's shell), stderr on a pipe."""
 
-    def __init__(self, setup: Setup, *args: str):
+    def __init__(self, setup: Setup, *args: str, columns: int = 120):
         leader, follower = pty.openpty()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "truss_cli", *args], cwd=REPO_ROOT, stdin=follower, stdout=follower,
             stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **setup.env(), "COLUMNS": "120", "TERM": "xterm", "PYTHONPATH": str(REPO_ROOT)})
+            env={**os.environ, **setup.env(), "COLUMNS": str(columns), "TERM": "xterm", "PYTHONPATH": str(REPO_ROOT)})
         os.close(follower)
         self._leader, self._chunks = leader, []
         threading.Thread(target=self._read, daemon=True).start()
@@ -199,6 +200,23 @@ class Terminal:
 
 def test_status_watch_on_a_terminal_is_a_live_view_that_ends_with_the_final_status(setup: Setup) -> None:
     setup.ramping_up()
+    # Ctrl-C stops the watching only, and says so.
+    interrupted = Terminal(setup, "rollout", "status", "-m", "rolled", "--watch", "--environment", "production")
+    try:
+        interrupted.wait_for(r"Phase     ")
+        interrupted.process.send_signal(signal.SIGINT)
+        assert interrupted.process.wait(timeout=30) == 130
+        assert "Stopped watching; the promotion goes on" in interrupted.process.stderr.read()
+    finally:
+        interrupted.close()
+    assert setup.status_line().startswith("RAMPING_UP")
+    # An 80-column terminal: the bar narrows so that the split's line fits.
+    narrow = Terminal(setup, "rollout", "status", "-m", "rolled", "--watch", columns=80)
+    try:
+        line = narrow.wait_for(r"Traffic   deployment-1 0% (█+) 100% deployment-2")
+        assert len(line.group(0)) <= 80 and len(line.group(1)) < 40, line.group(0)
+    finally:
+        narrow.close()
     terminal = Terminal(setup, "rollout", "status", "-m", "rolled", "--watch")
     try:
         terminal.wait_for(r"RAMPING_UP  rolling promotion into production  step 1/1")

@@ -25,6 +25,7 @@ app = typer.Typer(cls=Group, help="Follow and steer the promotion of a deploymen
                   no_args_is_help=True)
 
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELED")
+INTERRUPTED = 130  # Ctrl-C: the shell's code for SIGINT
 CANARY_NOTICE = "canary promotions are deprecated: use rolling deployments (promotion_settings.rolling_deploy)"
 WATCH_INTERVAL = 1.0
 LIVE_INTERVAL = 0.5  # the live view: asked and redrawn twice a second
@@ -86,10 +87,15 @@ def status(
         if not watch:
             console.result(output, describe(body), body)
             return
-        if output is console.OutputFormat.text and console.out.is_terminal:
-            body = _watch_live(api, model, environment, body)
-        else:
-            body = _watch_lines(api, model, environment, body, output)
+        try:
+            if output is console.OutputFormat.text and console.out.is_terminal:
+                body = _watch_live(api, model, environment, body)
+            else:
+                body = _watch_lines(api, model, environment, body, output)
+        except KeyboardInterrupt:  # only the watching stops: the promotion goes on
+            console.err.print(f"Stopped watching; the promotion goes on (truss rollout status --model {model} "
+                              f"--environment {environment} shows it).", markup=False)
+            raise typer.Exit(INTERRUPTED) from None
     _end(body, model, environment)
 
 
@@ -120,7 +126,7 @@ def _watch_live(api: Api, model: str, environment: str, body: dict[str, Any]) ->
     current = {"body": body}
 
     def view() -> Any:  # redrawn by Live between polls too: the phase's time keeps counting
-        return rollout_live.render(current["body"], clock, stabilization)
+        return rollout_live.render(current["body"], clock, stabilization, width=console.out.width)
 
     if body.get("promotion"):
         clock.saw(body["promotion"])

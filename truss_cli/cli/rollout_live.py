@@ -86,8 +86,8 @@ def _phase(promotion: dict[str, Any], since: Optional[datetime], stabilization_s
 
 
 def render(body: dict[str, Any], clock: PhaseClock, stabilization_seconds: Optional[float] = None,
-           now: Optional[datetime] = None) -> Group:
-    """The view of one promotion body (`GET .../promotion`), as of `now`."""
+           now: Optional[datetime] = None, width: int = 80) -> Group:
+    """The view of one promotion body (`GET .../promotion`), as of `now`, `width` columns wide."""
     promotion = body.get("promotion")
     if promotion is None:
         return Group(Text(f"No promotion into {body.get('environment')} yet."))
@@ -95,11 +95,12 @@ def render(body: dict[str, Any], clock: PhaseClock, stabilization_seconds: Optio
     percent = int(promotion.get("percent_traffic_to_new_version") or 0)
     previous, candidate = promotion.get("previous_deployment"), promotion.get("candidate_deployment")
     step = f"  step {promotion['step']}/{promotion['steps']}" if promotion.get("steps") else ""
+    label, left, right = "Traffic   ", f"{_name(previous)} {100 - percent}% ", f" {percent}% {_name(candidate)}"
+    bar = max(10, min(BAR_WIDTH, width - len(label + left + right) - 1))  # the line fits where it can
     lines = [
         Text.assemble((str(promotion.get("status")), "bold"),
                       f"  {promotion.get('kind')} promotion into {body.get('environment')}{step}"),
-        Text.assemble("Traffic   ", (f"{_name(previous)} {100 - percent}% ", "blue"), split_bar(percent),
-                      (f" {percent}% {_name(candidate)}", "green")),
+        Text.assemble(label, (left, "blue"), split_bar(percent, bar), (right, "green")),
         Text(f"Replicas  previous {_name(previous)} {_replicas(previous)}, "
              f"candidate {_name(candidate)} {_replicas(candidate)}"),
         Text(f"Phase     {_phase(promotion, clock.since, stabilization_seconds, now)}"),
