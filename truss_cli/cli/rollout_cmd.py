@@ -88,7 +88,8 @@ def status(
             console.result(output, describe(body), body)
             return
         try:
-            if output is console.OutputFormat.text and console.out.is_terminal:
+            # Nothing to follow (never promoted into, or over already): one line says it all.
+            if output is console.OutputFormat.text and console.out.is_terminal and not _finished(body):
                 body = _watch_live(api, model, environment, body)
             else:
                 body = _watch_lines(api, model, environment, body, output)
