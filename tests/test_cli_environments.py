@@ -83,3 +83,51 @@ def test_environments_from_the_cli(remote: Remote) -> None:
     deleted = remote.ok("environments", "delete", "staging", "--model", "envcli", "--yes").stdout
     assert "Environment staging of model envcli deleted" in deleted
     assert json.loads(remote.ok("environments", "list", "--model", "envcli", "-o", "json").stdout)["environments"][0]["name"] == "production"
+
+
+def test_push_into_a_rolling_or_canary_environment_says_what_began_and_environments_show_it(remote: Remote) -> None:
+    first = remote.push("rollpush")
+    directory = str(remote.home / "models" / "rollpush")
+    # An instant environment: once ACTIVE the deployment serves it, and push says so.
+    remote.ok("environments", "create", "qa", "--model", "rollpush")
+    done = remote.ok("push", directory, "--model-name", "rollpush", "--environment", "qa", "--wait").stdout
+    assert "deployment-2 (version 0.2.0) is ACTIVE and serves qa" in done and "truss rollout" not in done
+
+    # Rolling production (one-hour waits): push --promote --wait says a rolling promotion began and how to follow it.
+    remote.ok("environments", "update", "production", "--model", "rollpush", "--promotion-settings",
+              '{"rolling_deploy": true, "rolling_deploy_config": {"stabilization_time_seconds": 3600}}')
+    done = remote.ok("push", directory, "--model-name", "rollpush", "--promote", "--wait").stdout
+    assert "deployment-3 (version 0.3.0) is ACTIVE; a rolling promotion into production began (" in done, done
+    assert "Follow it with: truss rollout status --watch --model rollpush --environment production" in done
+    assert "Try: truss predict --model rollpush --deployment deployment-3" in done  # not production yet
+
+    # environments list / show: the promotion under way, readably (one replica: one step moves it all).
+    eventually(lambda: "RAMPING_UP" in remote.ok("environments", "show", "production", "--model", "rollpush").stdout)
+    shown = remote.ok("environments", "show", "production", "--model", "rollpush", COLUMNS="200").stdout
+    assert "RAMPING_UP rolling: 100% to deployment-3 (candidate), 0% to deployment-1 (previous)" in shown
+    assert "truss rollout status --watch --model rollpush --environment production" in shown
+    listed = remote.ok("environments", "list", "--model", "rollpush", COLUMNS="200").stdout
+    assert "RAMPING_UP rolling: 100% to deployment-3 (candidate), 0% to deployment-1 (previous)" in listed
+    assert remote.ok("rollout", "force-cancel", "--model", "rollpush").stdout.startswith("CANCELED")
+    assert "(candidate)" not in remote.ok("environments", "list", "--model", "rollpush", COLUMNS="200").stdout
+
+    # Canary production: the deprecation notice; -o json keeps its fields and adds what began.
+    remote.ok("environments", "update", "production", "--model", "rollpush", "--promotion-settings",
+              '{"rolling_deploy": false, "ramp_up_while_promoting": true}')
+    done = remote.truss("push", directory, "--model-name", "rollpush", "--promote", "--wait", "-o", "json")
+    assert done.exit_code == 0, done.output
+    assert "canary promotions are deprecated: use rolling deployments" in done.stderr
+    answer = json.loads(done.stdout)
+    assert {"model", "deployment", "tree_hash", "uploaded_files", "uploaded_bytes", "predict_url"} <= set(answer)
+    assert answer["environment"] == "production" and answer["deployment"]["name"] == "deployment-4"
+    assert answer["promotion"]["kind"] == "canary" and answer["promotion"]["candidate_deployment"]["name"] == "deployment-4"
+    assert remote.ok("rollout", "force-cancel", "--model", "rollpush").stdout.startswith("CANCELED")
+    assert remote.json("environments", "show", "production", "--model", "rollpush")["current_deployment"]["id"] == first["id"]
+
+    # Instant again: the answer names no promotion (not the canceled one before it) and is production's.
+    remote.ok("environments", "update", "production", "--model", "rollpush", "--promotion-settings",
+              '{"ramp_up_while_promoting": false}')
+    answer = remote.json("push", directory, "--model-name", "rollpush", "--promote", "--wait")
+    assert answer["promotion"] is None and answer["environment"] == "production"
+    assert answer["deployment"]["is_production"] is True
+    assert answer["predict_url"].endswith(f"/model-{first['model_id']}/production/predict")

@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -57,6 +62,17 @@ class Setup:
             env = rollouts.promotions_of(store).environment(self.made["model_id"], "production")
             if rollouts.promotions_of(store).unfinished(env.id):
                 rollouts.apply_control(store, self.made["model_id"], "production", "force_cancel")
+
+    def ramping_up(self) -> None:
+        """Begun rolling (one-hour waits) and past its single step: RAMPING_UP, 100 % to deployment-2."""
+        self.begin(ROLLING)
+        eventually(lambda: self.status_line().startswith("RAMPING_UP"), timeout=30)
+
+    def back_to_v1(self) -> None:
+        """v1 serving production again, for the next test (instant: it ends in the same call)."""
+        with opened_store(self.cp) as store:
+            put_environment(store, self.made["model_id"], "production", self.made["v2"], {})
+            rollouts.begin_promotion(store, self.made["model_id"], "production", self.made["v1"])
 
     def status_line(self) -> str:
         done = self.truss("rollout", "status", "-m", "rolled")
@@ -121,10 +137,7 @@ def test_status_watch_follows_the_promotion_until_it_ends(setup: Setup) -> None:
     assert out.splitlines()[-1].startswith("SUCCEEDED") and "100% to deployment-2" in out
     eventually(lambda: ok(setup.cp.client.post(f"/model-{setup.made['model_id']}/production/predict",
                                                 json={}))["version"] == "v2", timeout=30)
-    # back to v1 serving, for the next test (instant: it ends in the same call)
-    with opened_store(setup.cp) as store:
-        put_environment(store, setup.made["model_id"], "production", setup.made["v2"], {})
-        rollouts.begin_promotion(store, setup.made["model_id"], "production", setup.made["v1"])
+    setup.back_to_v1()
 
 
 def test_canary_prints_the_deprecation_notice_and_json_output_is_the_answer(setup: Setup) -> None:
@@ -140,3 +153,116 @@ def test_canary_prints_the_deprecation_notice_and_json_output_is_the_answer(setu
         assert done.exit_code == 0 and json.loads(done.stdout)["status"] == "CANCELED"
     finally:
         setup.end()
+
+
+class Terminal:
+    """A truss command with stdout on a pseudo-terminal (a user's shell), stderr on a pipe."""
+
+    def __init__(self, setup: Setup, *args: str, columns: int = 120):
+        leader, follower = pty.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "truss_cli", *args], cwd=REPO_ROOT, stdin=follower, stdout=follower,
+            stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **setup.env(), "COLUMNS": str(columns), "TERM": "xterm", "PYTHONPATH": str(REPO_ROOT)})
+        os.close(follower)
+        self._leader, self._chunks = leader, []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._leader, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                return
+            if not chunk:
+                return
+            self._chunks.append(chunk)
+
+    @property
+    def screen(self) -> str:
+        """What was drawn, without the control sequences (colours, cursor moves)."""
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(self._chunks).decode("utf-8", "replace"))
+
+    def wait_for(self, pattern: str, start: int = 0, timeout: float = 60) -> re.Match[str]:
+        """The first match of `pattern` in what was drawn from `start` on, once it is drawn."""
+        deadline = time.monotonic() + timeout
+        while (found := re.compile(pattern).search(self.screen, start)) is None:
+            assert self.process.poll() is None and time.monotonic() < deadline, self.screen[-3000:]
+            time.sleep(0.05)
+        return found
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self._leader)
+
+
+def test_status_watch_on_a_terminal_is_a_live_view_that_ends_with_the_final_status(setup: Setup) -> None:
+    setup.ramping_up()
+    # Ctrl-C stops the watching only, and says so.
+    interrupted = Terminal(setup, "rollout", "status", "-m", "rolled", "--watch", "--environment", "production")
+    try:
+        interrupted.wait_for(r"Phase     ")
+        interrupted.process.send_signal(signal.SIGINT)
+        assert interrupted.process.wait(timeout=30) == 130
+        assert "Stopped watching; the promotion goes on" in interrupted.process.stderr.read()
+    finally:
+        interrupted.close()
+    assert setup.status_line().startswith("RAMPING_UP")
+    # An 80-column terminal: the bar narrows so that the split's line fits.
+    narrow = Terminal(setup, "rollout", "status", "-m", "rolled", "--watch", columns=80)
+    try:
+        line = narrow.wait_for(r"Traffic   deployment-1 0% (█+) 100% deployment-2")
+        assert len(line.group(0)) <= 80 and len(line.group(1)) < 40, line.group(0)
+    finally:
+        narrow.close()
+    terminal = Terminal(setup, "rollout", "status", "-m", "rolled", "--watch")
+    try:
+        terminal.wait_for(r"RAMPING_UP  rolling promotion into production  step 1/1")
+        # The split as a bar (all on the candidate), both sides' replicas, the wait counting down.
+        terminal.wait_for(r"Traffic   deployment-1 0% █{40} 100% deployment-2")
+        # (deployment-1: 0 READY when an earlier test left it scaled to zero; nothing wakes it here)
+        terminal.wait_for(r"Replicas  previous deployment-1 [01]/1 ready, candidate deployment-2 1/1 ready")
+        terminal.wait_for(r"Phase     stabilizing for \d+s, 5\dm \d\ds left")
+        terminal.wait_for(r"stabilizing for ([3-9]|\d\d+)s")  # long enough to tell from a restart
+        # A pause asked inside the wait is pending; the wait's clock goes on, not from the pause.
+        paused = setup.truss("rollout", "pause", "-m", "rolled")
+        assert paused.exit_code == 0 and "at the end of the current stabilization wait" in paused.stdout
+        after_pause = terminal.wait_for(r"Pending   pause").end()
+        clock = terminal.wait_for(r"stabilizing for (\d+)s", start=after_pause)
+        assert int(clock.group(1)) >= 3, terminal.screen[after_pause:]
+        done = setup.truss("rollout", "force-roll-forward", "-m", "rolled")
+        assert done.exit_code == 0, done.output
+        terminal.process.wait(timeout=60)  # it ends on its own once the promotion does
+        last_line = terminal.screen.strip().splitlines()[-1]
+    finally:
+        terminal.close()
+        setup.end()
+    assert terminal.process.returncode == 0, terminal.process.stderr.read()
+    assert last_line.startswith("SUCCEEDED") and "100% to deployment-2" in last_line, last_line
+    setup.back_to_v1()
+
+
+def test_status_watch_json_is_one_object_per_change_and_a_cancel_exits_non_zero(setup: Setup) -> None:
+    setup.ramping_up()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "truss_cli", "rollout", "status", "-m", "rolled", "--watch", "-o", "json"],
+        cwd=REPO_ROOT, env={**os.environ, **setup.env(), "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(watcher.stdout.readline())
+        assert first["promotion"]["status"] == "RAMPING_UP" and first["promotion"]["percent_traffic_to_new_version"] == 100
+        done = setup.truss("rollout", "force-cancel", "-m", "rolled")
+        assert done.exit_code == 0 and done.stdout.startswith("CANCELED"), done.output
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+        setup.end()
+    assert watcher.returncode == 1, err
+    objects = [json.loads(line) for line in out.splitlines()]  # every line is a JSON object
+    assert objects[-1]["promotion"]["status"] == "CANCELED"
+    assert objects[-1]["promotion"]["percent_traffic_to_new_version"] == 0
+    assert "the promotion of deployment-2 into production CANCELED" in err
+    assert "truss deployments promote --model rolled deployment-2 --environment production" in err

@@ -83,13 +83,21 @@ def _deployment(environment: dict[str, Any], key: str = "current_deployment") ->
 
 
 def _promotion(environment: dict[str, Any]) -> str:
+    """`RAMPING_UP rolling: 40% to deployment-2 (candidate), 60% to deployment-1 (previous)`."""
     promotion = environment.get("in_progress_promotion")
     if not promotion:
         return "-"
-    return f"{promotion.get('status')} {promotion.get('percent_traffic_to_new_version')}% to {_deployment(environment, 'candidate_deployment')}"
+    percent = promotion.get("percent_traffic_to_new_version") or 0
+    text = (f"{promotion.get('status')} {promotion.get('kind')}: {percent}% to "
+            f"{_deployment(environment, 'candidate_deployment')} (candidate), {100 - percent}% to "
+            f"{_deployment(environment)} (previous)")
+    if promotion.get("error_message"):
+        text += f"; {promotion['error_message']}"
+    return text
 
 
-def _kind(environment: dict[str, Any]) -> str:
+def promotion_kind(environment: dict[str, Any]) -> str:
+    """How a promotion into the environment runs: rolling, canary or instant (its settings)."""
     settings = environment.get("promotion_settings") or {}
     if settings.get("rolling_deploy"):
         return "rolling"
@@ -118,7 +126,7 @@ def list_environments(
         return
     tables.print_rows(
         ["NAME", "DEPLOYMENT", "STATUS", "PROMOTION", "IN PROGRESS"],
-        ([e.get("name"), _deployment(e), (e.get("current_deployment") or {}).get("status") or "-", _kind(e), _promotion(e)]
+        ([e.get("name"), _deployment(e), (e.get("current_deployment") or {}).get("status") or "-", promotion_kind(e), _promotion(e)]
          for e in environments),
     )
 
@@ -155,17 +163,19 @@ def show(
     if output is console.OutputFormat.json:
         console.result(output, "", environment)
         return
-    _print(environment)
+    _print(environment, model)
 
 
-def _print(environment: dict[str, Any]) -> None:
+def _print(environment: dict[str, Any], model: str) -> None:
     current = environment.get("current_deployment") or {}
     scaling = environment.get("autoscaling_settings")
     facts = [
         ("Deployment", _deployment(environment) + (f" ({current.get('status')})" if current else
                                                    " (none yet: push or promote a deployment into it)")),
         ("Promotion", _promotion(environment)),
-        ("Promotes", _kind(environment)),
+        *([("Follow it", f"truss rollout status --watch --model {model} --environment {environment.get('name')}")]
+          if environment.get("in_progress_promotion") else []),
+        ("Promotes", promotion_kind(environment)),
         ("Cleanup", (environment.get("promotion_settings") or {}).get("promotion_cleanup_strategy", "-")),
         ("Autoscaling", json.dumps(scaling) if scaling is not None else "each deployment's own"),
         ("Promotion settings", json.dumps(environment.get("promotion_settings") or {})),

@@ -12,6 +12,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from truss_cli.archive.format import format_size
 from truss_cli.cli import connect, console, edge, watch_cmd
+from truss_cli.cli.environments_cmd import promotion_kind
+from truss_cli.cli.rollout_cmd import CANARY_NOTICE, FINISHED
+from truss_cli.client import rollouts
 from truss_cli.client.api import Api
 from truss_cli.client.log_follow import LogFollower
 from truss_cli.client.push import PreparedPush, Upload, lacking, prepare_push, upload
@@ -79,14 +82,32 @@ def push(
             console.warning(str(warning))
         model_id, deployment_id = deployment["model_id"], deployment["id"]
         console.err.print(f"Deployment {_named(deployment)} of model {prepared.model_name} created ({deployment.get('status')})", markup=False)
+        into = environment or ("production" if promote else None)
+        if into is not None and promotion_kind(api.environment(model_id, into)) == "canary":
+            console.warning(CANARY_NOTICE)
         if wait or tail:
             deployment = _wait(api, model_id, deployment_id, timeout_seconds, tail, output)
         result = _result(api, prepared, deployment, sent)
+        promoted = None
+        if into is not None and deployment.get("status") == "ACTIVE":
+            promoted = rollouts.after_active(api, model_id, into, deployment_id)
+            if promoted is not None and promoted.get("current_deployment_id") == deployment_id:
+                # Read again: the promotion made it production (is_production, the predict URL).
+                result = _result(api, prepared, api.deployment(model_id, deployment_id), sent)
+                deployment = result["deployment"]
+            result["environment"] = into  # fields added for --environment / --promote; the others stay
+            result["promotion"] = _its_promotion(promoted, deployment_id)
     if output is console.OutputFormat.json:
         console.result(output, "", result)
         return
     if deployment.get("status") == "ACTIVE":
-        console.out.print(f"Deployment {_named(deployment)} is ACTIVE", markup=False)
+        console.out.print(f"Deployment {_named(deployment)} is ACTIVE{_into(into, promoted, deployment_id)}", markup=False)
+        if into is not None and promoted is not None and _rolls_on(promoted, deployment_id):
+            console.out.print(f"Follow it with: truss rollout status --watch --model {prepared.model_name} --environment {into}",
+                              markup=False)
+        elif into is not None and promoted is None:
+            console.out.print(f"See why in its log: truss logs --model {prepared.model_name} --deployment {deployment_id}",
+                              markup=False)
         console.out.print(f"Predict URL: {result['predict_url']}", markup=False)
         target = "" if deployment.get("is_production") else f" --deployment {deployment.get('name')}"
         console.out.print(f"Try: truss predict --model {prepared.model_name}{target} -d '<json>'", markup=False)
@@ -95,6 +116,34 @@ def push(
             f"Deployment {_named(deployment)} is {deployment.get('status')}; follow it with: truss logs --model {prepared.model_name} --deployment {deployment_id} --tail",
             markup=False,
         )
+
+
+def _its_promotion(promoted: Optional[dict[str, Any]], deployment_id: str) -> Optional[dict[str, Any]]:
+    """The promotion of this deployment (null: instant, or none began; an earlier one is not it)."""
+    promotion = (promoted or {}).get("promotion") or {}
+    return promotion if (promotion.get("candidate_deployment") or {}).get("id") == deployment_id else None
+
+
+def _rolls_on(promoted: dict[str, Any], deployment_id: str) -> bool:
+    """A promotion of the deployment is under way (not instant, not over)."""
+    promotion = promoted.get("promotion") or {}
+    return promoted.get("current_deployment_id") != deployment_id and promotion.get("status") not in FINISHED
+
+
+def _into(environment: Optional[str], promoted: Optional[dict[str, Any]], deployment_id: str) -> str:
+    """What became of a deployment pushed into an environment, once ACTIVE (said after "is ACTIVE")."""
+    if environment is None:
+        return ""
+    if promoted is None:
+        return f" but does not serve {environment}: no promotion into it began"
+    if promoted.get("current_deployment_id") == deployment_id:
+        return f" and serves {environment}"
+    promotion = promoted["promotion"]
+    if promotion["status"] in FINISHED:  # it began and ended already (a failed candidate, a cancel)
+        return (f"; its {promotion['kind']} promotion into {environment} {promotion['status']}"
+                + (f": {promotion['error_message']}" if promotion.get("error_message") else ""))
+    return (f"; a {promotion['kind']} promotion into {environment} began ({promotion['status']}, "
+            f"{promotion['percent_traffic_to_new_version']}% of the traffic so far)")
 
 
 def _refuse_with_watch(**given: Any) -> None:

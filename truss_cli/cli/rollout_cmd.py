@@ -1,8 +1,10 @@
 """`truss rollout status|pause|resume|cancel|force-cancel|force-roll-forward --model M
 [--environment E]`: an environment's promotion, seen and steered (issue 11).
 
-`status --watch` prints a line each time the split, the step or a replica count changes, until
-the promotion ends (plain lines: they read the same in a terminal, a log or CI).
+`status --watch` follows the promotion until it ends: on a terminal a live view redrawn twice a
+second (cli/rollout_live.py); elsewhere a plain line each time the split, the step or a replica
+count changes (they read the same in a log or CI); with `-o json` one JSON object per change.
+It exits 0 when the promotion SUCCEEDED, 1 when it FAILED or was CANCELED.
 """
 
 from __future__ import annotations
@@ -11,17 +13,22 @@ import time
 from typing import Any, Optional
 
 import typer
+from rich.live import Live
 
-from truss_cli.cli import connect, console
+from truss_cli.cli import connect, console, rollout_live
 from truss_cli.cli.help import Command, Group
 from truss_cli.client import rollouts
+from truss_cli.client.api import Api
+from truss_cli.errors import TrussError
 
 app = typer.Typer(cls=Group, help="Follow and steer the promotion of a deployment into an environment.",
                   no_args_is_help=True)
 
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELED")
+INTERRUPTED = 130  # Ctrl-C: the shell's code for SIGINT
 CANARY_NOTICE = "canary promotions are deprecated: use rolling deployments (promotion_settings.rolling_deploy)"
 WATCH_INTERVAL = 1.0
+LIVE_INTERVAL = 0.5  # the live view: asked and redrawn twice a second
 
 
 def _model_option() -> Any:
@@ -68,7 +75,8 @@ def status(
     model: str = _model_option(),
     environment: str = _environment_option(),
     watch: bool = typer.Option(False, "--watch", "-w",
-                               help="Keep printing the split and replica counts until it ends."),
+                               help="Follow it until it ends: a live view on a terminal, else a line (or with -o json "
+                                    "a JSON object) per change; exit 1 if it FAILED or was CANCELED."),
     remote: Optional[str] = connect.remote_option(),
     output: console.OutputFormat = console.output_option(),
 ) -> None:
@@ -79,17 +87,79 @@ def status(
         if not watch:
             console.result(output, describe(body), body)
             return
-        last = None
-        while True:
-            seen = body if output is console.OutputFormat.json else describe(body)
-            if seen != last:
-                console.result(output, seen if isinstance(seen, str) else "", body)
-                last = seen
-            promotion = body.get("promotion")
-            if promotion is None or promotion["status"] in FINISHED:
-                return
-            time.sleep(WATCH_INTERVAL)
+        try:
+            # Nothing to follow (never promoted into, or over already): one line says it all.
+            if output is console.OutputFormat.text and console.out.is_terminal and not _finished(body):
+                body = _watch_live(api, model, environment, body)
+            else:
+                body = _watch_lines(api, model, environment, body, output)
+        except KeyboardInterrupt:  # only the watching stops: the promotion goes on
+            console.err.print(f"Stopped watching; the promotion goes on (truss rollout status --model {model} "
+                              f"--environment {environment} shows it).", markup=False)
+            raise typer.Exit(INTERRUPTED) from None
+    _end(body, model, environment)
+
+
+def _finished(body: dict[str, Any]) -> bool:
+    promotion = body.get("promotion")
+    return promotion is None or promotion["status"] in FINISHED
+
+
+def _watch_lines(api: Api, model: str, environment: str, body: dict[str, Any],
+                 output: console.OutputFormat) -> dict[str, Any]:
+    """A line (or a JSON object) each time what it says changes; the last body."""
+    last = None
+    while True:
+        seen = body if output is console.OutputFormat.json else describe(body)
+        if seen != last:
+            console.result(output, seen if isinstance(seen, str) else "", body)
+            last = seen
+        if _finished(body):
+            return body
+        time.sleep(WATCH_INTERVAL)
+        body = rollouts.promotion(api, model, environment)
+
+
+def _watch_live(api: Api, model: str, environment: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The live view until the promotion ends, then its final status as a plain line; the last body."""
+    clock = rollout_live.PhaseClock()
+    stabilization = _stabilization_seconds(api, model, environment)
+    current = {"body": body}
+
+    def view() -> Any:  # redrawn by Live between polls too: the phase's time keeps counting
+        return rollout_live.render(current["body"], clock, stabilization, width=console.out.width)
+
+    if body.get("promotion"):
+        clock.saw(body["promotion"])
+    with Live(get_renderable=view, console=console.out, refresh_per_second=1 / LIVE_INTERVAL):
+        while not _finished(body):
+            time.sleep(LIVE_INTERVAL)
             body = rollouts.promotion(api, model, environment)
+            if body.get("promotion"):
+                clock.saw(body["promotion"])
+            current["body"] = body
+    console.result(console.OutputFormat.text, describe(body), body)
+    return body
+
+
+def _stabilization_seconds(api: Api, model: str, environment: str) -> Optional[float]:
+    """The environment's wait after each traffic shift (what a rolling promotion begun now uses)."""
+    settings = api.environment(model, environment).get("promotion_settings") or {}
+    value = (settings.get("rolling_deploy_config") or {}).get("stabilization_time_seconds")
+    return None if value is None else float(value)
+
+
+def _end(body: dict[str, Any], model: str, environment: str) -> None:
+    """A promotion that FAILED or was CANCELED ends the watch with exit 1 and its cause."""
+    promotion = body.get("promotion")
+    if promotion is None or promotion["status"] == "SUCCEEDED":
+        return
+    candidate = (promotion.get("candidate_deployment") or {}).get("name") or "the candidate"
+    cause = promotion.get("error_message") or (
+        "all traffic is back on the previous deployment" if promotion["status"] == "CANCELED" else "no cause given")
+    raise TrussError(f"the promotion of {candidate} into {environment} {promotion['status']}: {cause}",
+                     hint=f"to promote it again: truss deployments promote --model {model} {candidate} "
+                          f"--environment {environment}")
 
 
 def _control_command(word: str, summary: str) -> None:

@@ -4,7 +4,8 @@ they go through Api.request, so errors read the same as every other call's."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Optional
 from urllib.parse import quote
 
 from truss_cli.client.api import Api
@@ -32,3 +33,22 @@ def promotion(api: Api, model_ref: str, environment: str) -> dict[str, Any]:
 def control(api: Api, model_ref: str, environment: str, word: str) -> dict[str, Any]:
     """{"status", "message", "promotion"}; `word` is one of CONTROLS."""
     return api.request("POST", _environment_path(model_ref, environment) + "/" + CONTROLS[word])
+
+
+def after_active(api: Api, model_ref: str, environment: str, deployment_id: str,
+                 timeout_seconds: float = 15.0) -> Optional[dict[str, Any]]:
+    """What became of a deployment pushed into `environment` (`truss push --environment` /
+    `--promote`) once it is ACTIVE. The control plane promotes it in the tick that makes it
+    ACTIVE, just after writing ACTIVE, so this looks a few times: the promotion body (as
+    `promotion()`) once the environment serves it (an instant promotion) or a promotion of it
+    has begun (rolling, canary); None if neither happened in time (its log says why)."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        body = promotion(api, model_ref, environment)
+        begun = body.get("promotion") or {}
+        if (body.get("current_deployment_id") == deployment_id
+                or (begun.get("candidate_deployment") or {}).get("id") == deployment_id):
+            return body
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
