@@ -33,7 +33,7 @@ import gateway_overhead as go  # noqa: E402
 import predict_overhead as po  # noqa: E402
 
 CODE_SCRIPT = '''
-import asyncio, sys, tempfile, time
+import asyncio, statistics, sys, tempfile, time
 from pathlib import Path
 from truss_cli.controlplane.auth import GatewayAuthorizer
 from truss_cli.controlplane.gateway import Gateway, Replica, RoutingTable
@@ -81,7 +81,6 @@ async def main(n):
         started = time.process_time_ns(); await run(n); rounds.append((time.process_time_ns() - started) / n / 1000)
     assert set(statuses) == {200}, set(statuses)
     print(min(rounds), statistics.median(rounds))
-import statistics
 asyncio.run(main(int(sys.argv[1])))
 '''
 
