@@ -73,17 +73,20 @@ class LoadMeter:
     """Requests in flight or waiting per deployment, as a time average between two `take`s."""
 
     def __init__(self) -> None:
-        self._count: dict[str, int] = {}
-        self._area: dict[str, float] = {}
-        self._since: dict[str, float] = {}  # when the count last changed (or was taken)
+        # deployment id -> [count now, count x seconds since the last take, when the count last changed]:
+        # one list per deployment, so a change (twice per request) is one dict lookup.
+        self._meters: dict[str, list] = {}
         self._taken = time.monotonic()
 
     def change(self, deployment_id: str, delta: int) -> None:
         now = time.monotonic()
-        count = self._count.get(deployment_id, 0)
-        self._area[deployment_id] = self._area.get(deployment_id, 0.0) + count * (now - self._since.get(deployment_id, now))
-        self._since[deployment_id] = now
-        self._count[deployment_id] = count + delta
+        meter = self._meters.get(deployment_id)
+        if meter is None:
+            self._meters[deployment_id] = [delta, 0.0, now]
+            return
+        meter[1] += meter[0] * (now - meter[2])
+        meter[0] += delta
+        meter[2] = now
 
     def take(self, now: Optional[float] = None) -> dict[str, float]:
         """deployment id -> its mean requests in flight or waiting since the last take (those
@@ -92,12 +95,13 @@ class LoadMeter:
         span = max(now - self._taken, 1e-6)
         self._taken = now
         averages = {}
-        for deployment_id, count in list(self._count.items()):
-            area = self._area.get(deployment_id, 0.0) + count * (now - self._since.get(deployment_id, now))
+        for deployment_id, meter in list(self._meters.items()):
+            count = meter[0]
+            area = meter[1] + count * (now - meter[2])
             if area > 0:
                 averages[deployment_id] = area / span
-            self._area[deployment_id] = 0.0
-            self._since[deployment_id] = now
             if count == 0:  # keep no dead keys: deployments come and go
-                del self._count[deployment_id], self._area[deployment_id], self._since[deployment_id]
+                del self._meters[deployment_id]
+            else:
+                meter[1], meter[2] = 0.0, now
         return averages

@@ -31,7 +31,10 @@ class Balancer:
     ) -> Optional[tuple[DeploymentRoute, Optional[Replica]]]:
         """A (deployment, replica) not in `exclude` (URLs that already failed), or None;
         (deployment, None) when every replica of the deployment picked is at its cap."""
-        candidates = [d for d in deployments if d.weight > 0 and any(r.url not in exclude for r in d.replicas)]
+        if exclude:
+            candidates = [d for d in deployments if d.weight > 0 and any(r.url not in exclude for r in d.replicas)]
+        else:  # every request but a retry: no generator per deployment
+            candidates = [d for d in deployments if d.weight > 0 and d.replicas]
         if not candidates:
             return None
         if len(candidates) == 1:

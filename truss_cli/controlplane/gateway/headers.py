@@ -32,10 +32,18 @@ _RESPONSE_DROP = frozenset(
 def request_headers(raw: Iterable[tuple[bytes, bytes]], client: Optional[tuple]) -> bytes:
     """The client's headers as header lines for the replica (each ending in CRLF): hop-by-hop
     ones dropped, the client's address added. ASGI servers give names in lower case."""
-    tokens = _connection_tokens(raw)
-    lines = [name + b": " + value + b"\r\n" for name, value in raw if name not in _REQUEST_DROP and name not in tokens]
+    lines = []
+    tokens = None  # names a `Connection:` header lists: rare, so looked at only when there is one
+    for name, value in raw:
+        if name in _REQUEST_DROP:
+            if name == b"connection":
+                tokens = _tokens(value) if tokens is None else tokens | _tokens(value)
+            continue
+        lines += (name, b": ", value, b"\r\n")
+    if tokens:
+        lines = _without(lines, tokens)
     if client:
-        lines.append(b"x-forwarded-for: " + client[0].encode("latin-1") + b"\r\n")
+        lines += (b"x-forwarded-for: ", client[0].encode("latin-1"), b"\r\n")
     return b"".join(lines)
 
 
@@ -43,16 +51,29 @@ def response_headers(lines: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
     """A replica's header lines (`Name: value`, as http1.Head keeps them) as the client gets
     them: lower-case names, hop-by-hop ones dropped."""
     pairs = []
+    tokens = None
     for line in lines:
         name, _, value = line.partition(b":")
-        pairs.append((name.strip().lower(), value.strip()))
-    tokens = _connection_tokens(pairs)
-    return [(name, value) for name, value in pairs if name not in _RESPONSE_DROP and name not in tokens]
+        name = name.strip().lower()
+        if name in _RESPONSE_DROP:
+            if name == b"connection":
+                tokens = _tokens(value) if tokens is None else tokens | _tokens(value)
+            continue
+        pairs.append((name, value.strip()))
+    if tokens:
+        pairs = [(name, value) for name, value in pairs if name not in tokens]
+    return pairs
 
 
-def _connection_tokens(raw: Iterable[tuple[bytes, bytes]]) -> frozenset:
+def _tokens(connection: bytes) -> frozenset:
     # Headers named in `Connection:` are hop-by-hop too (RFC 9110 7.6.1).
-    for name, value in raw:
-        if name == b"connection":
-            return frozenset(token.strip().lower() for token in value.split(b","))
-    return frozenset()
+    return frozenset(token.strip().lower() for token in connection.split(b","))
+
+
+def _without(parts: list, names: frozenset) -> list:
+    """request_headers' parts (name, ": ", value, CRLF, ...) without the headers in `names`."""
+    kept = []
+    for at in range(0, len(parts), 4):
+        if parts[at] not in names:
+            kept += parts[at:at + 4]
+    return kept

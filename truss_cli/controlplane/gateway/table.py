@@ -20,6 +20,10 @@ Each deployment carries its concurrency cap (`set_concurrency`: autoscaling's
 concurrency_target; 0 = none) into the routes it resolves to; the gateway queues requests
 beyond it. When a deployment's replicas or cap change, `on_capacity(deployment_id, replicas,
 cap)` lets the gateway hand the new room to requests waiting in line.
+
+A target that resolves to a Route gives the same Route until the table changes, so it is kept
+(`_routes`) and every change clears what was kept: a predict then costs two dict lookups
+instead of building a DeploymentRoute per deployment of the split.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 from truss_cli.controlplane.gateway.routes import DeploymentRoute, NotReady, Parked, Replica, Resolution, Route, UnknownTarget
 
 PRODUCTION = "production"
+_MAX_ROUTES = 10_000
 ENVIRONMENT_PREFIX = "environments/"
 
 
@@ -47,6 +52,7 @@ class RoutingTable:
         self.on_wake: Optional[Callable[[str, bool], None]] = None
         self._concurrency: dict[str, int] = {}
         self.on_capacity: Optional[Callable[[str, Sequence[Replica], int], None]] = None
+        self._routes: dict[tuple[str, str], Route] = {}  # (model id, target) -> its Route, until a change
 
     def model_ids(self) -> set[str]:
         return set(self._targets)
@@ -55,11 +61,13 @@ class RoutingTable:
                   name: Optional[str] = None) -> None:
         """`targets`: "production", "deployment/<id>", ... -> [(deployment_id, weight), ...];
         an environment that serves nothing yet has an empty split. `name`: the model's."""
+        self._routes.clear()
         self._targets[model_id] = {target: tuple(split) for target, split in targets.items()}
         if name is not None:
             self._names[model_id] = name
 
     def remove_model(self, model_id: str) -> None:
+        self._routes.clear()
         self._targets.pop(model_id, None)
         self._names.pop(model_id, None)
 
@@ -67,6 +75,7 @@ class RoutingTable:
                      asleep: bool = False) -> None:
         """The deployment's ready replicas now; `starting`: more are on their way, so park rather than refuse;
         `asleep`: scaled to zero, the next request wakes it."""
+        self._routes.clear()
         before = self._replicas.get(deployment_id)
         self._replicas[deployment_id] = tuple(replicas)
         if self.on_capacity is not None and before is not None and before != self._replicas[deployment_id]:
@@ -86,6 +95,7 @@ class RoutingTable:
 
     def set_concurrency(self, deployment_id: str, concurrency: int) -> None:
         """At most `concurrency` requests in flight per replica of the deployment (0: no cap)."""
+        self._routes.clear()
         before = self._concurrency.get(deployment_id, 0)
         if concurrency:
             self._concurrency[deployment_id] = concurrency
@@ -96,6 +106,7 @@ class RoutingTable:
 
     def set_inactive(self, deployment_id: str, detail: Optional[str]) -> None:
         """`detail` (why and how to activate it): the deployment is inactive; None: it is not."""
+        self._routes.clear()
         if detail is None:
             self._inactive.pop(deployment_id, None)
         else:
@@ -104,6 +115,7 @@ class RoutingTable:
     def keep_only(self, deployment_ids: Iterable[str]) -> None:
         """Forget every deployment not in `deployment_ids` (deleted ones); requests parked on
         one wake and resolve again, to a 404."""
+        self._routes.clear()
         keep = set(deployment_ids)
         for deployment_id in set(self._replicas) - keep:
             del self._replicas[deployment_id]
@@ -118,6 +130,9 @@ class RoutingTable:
             self._starting.pop(deployment_id).set()
 
     async def resolve(self, model_id: str, target: str) -> Resolution:
+        route = self._routes.get((model_id, target))
+        if route is not None:
+            return route
         targets = self._targets.get(model_id)
         if targets is None:
             known = ", ".join(sorted(self._targets)) or "none"
@@ -131,9 +146,12 @@ class RoutingTable:
                 return UnknownTarget(self._inactive[split[0][0]], "DEPLOYMENT_INACTIVE")
             split = live
         caps = self._concurrency
-        deployments = [DeploymentRoute(d, self._replicas.get(d, ()), w, caps.get(d, 0)) for d, w in split]
+        deployments = tuple(DeploymentRoute(d, self._replicas.get(d, ()), w, caps.get(d, 0)) for d, w in split)
         if any(d.replicas and d.weight > 0 for d in deployments):
-            return Route(deployments)
+            route = Route(deployments)
+            if len(self._routes) < _MAX_ROUTES:  # targets come from URLs; only existing ones get here, still bounded
+                self._routes[(model_id, target)] = route
+            return route
         if self._asleep:
             for deployment_id, _ in split:
                 if deployment_id in self._asleep:
