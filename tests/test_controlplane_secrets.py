@@ -70,6 +70,12 @@ def test_secret_reaches_the_model_never_a_response_and_scoped_keys(tmp_path: Pat
 
         logs = cp.client.get(f"/v1/models/{model_id}/deployments/production/logs").text
         assert SECRET_VALUE not in logs and SECRET_VALUE not in cp.log()
+        # The control plane's own log: a line per call that changed state (never its body),
+        # none per prediction (at any real load that would grow the log without bound).
+        log = cp.log()
+        assert "POST /v1/secrets -> 200" in log and "DELETE /v1/api_keys/" in log, log[-3000:]
+        assert f"/model-{model_id}/production/predict" not in log, log[-3000:]
+        assert "GET /v1/secrets" not in log  # reads are not logged either
 
 
 def wait_for_replacement(replicas_dir: Path, dead_pid: int, timeout: float = 300) -> int:

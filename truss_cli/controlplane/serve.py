@@ -40,7 +40,8 @@ def serve(settings: Settings, host: str, port: int, runtime_kind: str, database_
     app = create_app(plane)
     sock = listening_socket(host, port)
     url = local_url(host, sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="on", timeout_graceful_shutdown=10))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=False, lifespan="on",
+                                           timeout_graceful_shutdown=10))
     state_file = data_dir / STATE_FILE
 
     async def announce() -> None:
