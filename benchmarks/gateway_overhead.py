@@ -50,7 +50,7 @@ store = Store.open(Path(sys.argv[4]))
 table = RoutingTable()
 table.set_model("hello", {"production": [("d1", 1.0)]})
 table.set_replicas("d1", [Replica("r1", sys.argv[3])])
-uvicorn.run(Gateway(table, GatewayAuthorizer(store)), host=sys.argv[1], port=int(sys.argv[2]), loop="auto",
+uvicorn.run(Gateway(table, GatewayAuthorizer(store)), host=sys.argv[1], port=int(sys.argv[2]), loop="asyncio",
             lifespan="on", access_log=False, log_level="warning")
 '''
 
