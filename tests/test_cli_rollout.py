@@ -200,6 +200,12 @@ class Terminal:
 
 def test_status_watch_on_a_terminal_is_a_live_view_that_ends_with_the_final_status(setup: Setup) -> None:
     setup.ramping_up()
+    # The environment's wait shortened mid-rollout: the promotion keeps its own plan (the hour),
+    # and so does the countdown below (it is the server's, not a guess from the settings now).
+    with opened_store(setup.cp) as store:
+        put_environment(store, setup.made["model_id"], "production", setup.made["v1"],
+                        {**ROLLING, "rolling_deploy_config": {**ROLLING["rolling_deploy_config"],
+                                                              "stabilization_time_seconds": 60}})
     # Ctrl-C stops the watching only, and says so.
     interrupted = Terminal(setup, "rollout", "status", "-m", "rolled", "--watch", "--environment", "production")
     try:
