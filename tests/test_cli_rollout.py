@@ -147,6 +147,11 @@ def test_canary_prints_the_deprecation_notice_and_json_output_is_the_answer(setu
         assert done.exit_code == 0, done.output
         assert json.loads(done.stdout)["promotion"]["kind"] == "canary"
         assert "canary promotions are deprecated: use rolling deployments" in done.stderr
+        # Its ramp (its plan's ten minutes) is the timed wait the promotion object counts down.
+        eventually(lambda: "RAMPING_UP" in setup.status_line(), timeout=30)
+        promotion = json.loads(setup.truss("rollout", "status", "-m", "rolled", "-o", "json").stdout)["promotion"]
+        assert (promotion["ramp_up_duration_seconds"], promotion["stabilization_time_seconds"]) == (600, None)
+        assert 500 <= promotion["seconds_left_in_phase"] <= 600, promotion
         done = setup.truss("rollout", "pause", "-m", "rolled")
         assert done.exit_code != 0 and "only a rolling promotion can be paused" in done.stderr
         done = setup.truss("rollout", "cancel", "-m", "rolled", "-o", "json")  # canary: all back at once
