@@ -62,7 +62,6 @@ def _deployment_view(store: Store, deployment_id: Optional[str], wanted: Optiona
 # The machine's phases inside a rolling step (rollout_machine's _UP, _STABILIZING, _BOUNDARY, as
 # stored in the row's settings.progress); canary and instant promotions stay at "boundary".
 _STABILIZING = "stabilizing"
-_TIMED_STATUSES = ("RAMPING_UP",)  # the only status whose phase can be a timed wait
 
 
 def _timing(promotion: Promotion, now: float) -> dict[str, Any]:
@@ -77,7 +76,7 @@ def _timing(promotion: Promotion, now: float) -> dict[str, Any]:
     stabilization = float(plan.get("stabilization_time_seconds", 0.0)) if rolling else None
     ramp_up = float(plan.get("ramp_up_duration_seconds", 0.0)) if canary else None
     left = None
-    if promotion.status in _TIMED_STATUSES:
+    if promotion.status == machine.RAMPING_UP:  # paused, ramping down or over: no timed wait
         if rolling and phase == _STABILIZING:
             left = max(0.0, stabilization - elapsed)
         elif canary:  # its ramp: ten equal stages from phase_since
