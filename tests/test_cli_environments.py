@@ -90,8 +90,22 @@ def test_push_into_a_rolling_or_canary_environment_says_what_began_and_environme
     directory = str(remote.home / "models" / "rollpush")
     # An instant environment: once ACTIVE the deployment serves it, and push says so.
     remote.ok("environments", "create", "qa", "--model", "rollpush")
+    # truss predict --environment: an empty one says so and how to fill it; an unknown one lists those there are.
+    empty = failed(remote, "predict", "--model", "rollpush", "--environment", "qa", "-d", '{"name": "qa"}')
+    assert "environment qa of model rollpush has no deployment yet" in empty and "truss push --environment qa" in empty
+    unknown = failed(remote, "predict", "--model", "rollpush", "--environment", "nope", "-d", "{}")
+    assert "no environment 'nope'" in unknown and "production, qa" in unknown
+    assert "cannot be used together" in failed(remote, "predict", "--model", "rollpush", "--environment", "qa",
+                                                "--deployment", "deployment-1", "-d", "{}", code=2)
     done = remote.ok("push", directory, "--model-name", "rollpush", "--environment", "qa", "--wait").stdout
     assert "deployment-2 (version 0.2.0) is ACTIVE and serves qa" in done and "truss rollout" not in done
+    # Its callers use the environment's URL (it follows later promotions), not the deployment's own.
+    assert f"Predict URL: {remote.cp.url}/model-{first['model_id']}/environments/qa/predict\n" in done, done
+    assert "Try: truss predict --model rollpush --environment qa -d" in done
+    assert remote.ok("predict", "--model", "rollpush", "--environment", "qa", "-d", '{"name": "qa"}').stdout == (
+        '{"greeting": "Hello, qa!"}\n')
+    assert remote.ok("predict", "--model", "rollpush", "--environment", "production", "-d", "{}").stdout == (
+        '{"greeting": "Hello, world!"}\n')
 
     # Rolling production (one-hour waits): push --promote --wait says a rolling promotion began and how to follow it.
     remote.ok("environments", "update", "production", "--model", "rollpush", "--promotion-settings",
@@ -131,3 +145,4 @@ def test_push_into_a_rolling_or_canary_environment_says_what_began_and_environme
     assert answer["promotion"] is None and answer["environment"] == "production"
     assert answer["deployment"]["is_production"] is True
     assert answer["predict_url"].endswith(f"/model-{first['model_id']}/production/predict")
+    assert answer["environment_predict_url"] == answer["predict_url"]  # production's own path

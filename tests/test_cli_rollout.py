@@ -147,6 +147,11 @@ def test_canary_prints_the_deprecation_notice_and_json_output_is_the_answer(setu
         assert done.exit_code == 0, done.output
         assert json.loads(done.stdout)["promotion"]["kind"] == "canary"
         assert "canary promotions are deprecated: use rolling deployments" in done.stderr
+        # Its ramp (its plan's ten minutes) is the timed wait the promotion object counts down.
+        eventually(lambda: "RAMPING_UP" in setup.status_line(), timeout=30)
+        promotion = json.loads(setup.truss("rollout", "status", "-m", "rolled", "-o", "json").stdout)["promotion"]
+        assert (promotion["ramp_up_duration_seconds"], promotion["stabilization_time_seconds"]) == (600, None)
+        assert 500 <= promotion["seconds_left_in_phase"] <= 600, promotion
         done = setup.truss("rollout", "pause", "-m", "rolled")
         assert done.exit_code != 0 and "only a rolling promotion can be paused" in done.stderr
         done = setup.truss("rollout", "cancel", "-m", "rolled", "-o", "json")  # canary: all back at once
@@ -200,6 +205,12 @@ class Terminal:
 
 def test_status_watch_on_a_terminal_is_a_live_view_that_ends_with_the_final_status(setup: Setup) -> None:
     setup.ramping_up()
+    # The environment's wait shortened mid-rollout: the promotion keeps its own plan (the hour),
+    # and so does the countdown below (it is the server's, not a guess from the settings now).
+    with opened_store(setup.cp) as store:
+        put_environment(store, setup.made["model_id"], "production", setup.made["v1"],
+                        {**ROLLING, "rolling_deploy_config": {**ROLLING["rolling_deploy_config"],
+                                                              "stabilization_time_seconds": 60}})
     # Ctrl-C stops the watching only, and says so.
     interrupted = Terminal(setup, "rollout", "status", "-m", "rolled", "--watch", "--environment", "production")
     try:

@@ -13,6 +13,7 @@ force-cancels what it leaves in progress, so the next one begins afresh.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Iterator
 
 import pytest
@@ -104,11 +105,20 @@ def test_the_promotion_steps_on_its_own_and_holds_through_the_stabilization_wait
         assert promotion["candidate_deployment"]["ready_replicas"] == 1  # its own replica, READY
         assert promotion["previous_deployment"]["ready_replicas"] == 1  # kept until the wait ends
         assert promotion["finished_at"] is None  # the hour's stabilization wait holds it here
+        # The phase and its timing, from the promotion's own plan and computed by the server.
+        assert (promotion["phase"], promotion["stabilization_time_seconds"]) == ("stabilizing", 3600), promotion
+        assert promotion["ramp_up_duration_seconds"] is None  # a canary's only
+        assert 3000 <= promotion["seconds_left_in_phase"] <= 3600, promotion
+        assert promotion["seconds_in_phase"] + promotion["seconds_left_in_phase"] == pytest.approx(3600, abs=0.2)
+        assert datetime.fromisoformat(promotion["phase_since"]) >= datetime.fromisoformat(promotion["created_at"])
         # The gateway's routing table follows the split at the reconciler's next tick.
         eventually(lambda: production_answer(cp, versions["model_id"]) == "v2", timeout=30)
         paused = control(cp, "pause_promotion")  # inside the wait: pending until it ends
         assert (paused["status"], paused["promotion"]["requested_action"]) == ("PAUSED", "pause")
         assert paused["promotion"]["status"] == "RAMPING_UP"
+        # Still the same wait, started when the traffic moved, not when the pause was asked.
+        assert (paused["promotion"]["phase"], paused["promotion"]["phase_since"]) == (
+            "stabilizing", promotion["phase_since"])
         resumed = control(cp, "resume_promotion")  # before the pause applied: it is undone
         assert (resumed["status"], resumed["promotion"]["requested_action"]) == ("RAMPING_UP", None)
         refused(cp.client.post("/v1/models/rolled/environments/production/resume_promotion"), 409,
@@ -119,6 +129,7 @@ def test_the_promotion_steps_on_its_own_and_holds_through_the_stabilization_wait
             "RAMPING_UP", 100)
         canceled = control(cp, "force_cancel_promotion")
         assert (canceled["status"], canceled["promotion"]["percent_traffic_to_new_version"]) == ("CANCELED", 0)
+        assert canceled["promotion"]["seconds_left_in_phase"] is None  # over: no wait left
     finally:
         force_cancel_leftover(cp, versions)
     eventually(lambda: production_answer(cp, versions["model_id"]) == "v1", timeout=30)

@@ -39,14 +39,20 @@ def predict(
     deployment: Optional[str] = typer.Option(
         None, "--deployment", metavar="REF", help="With --model: this deployment (id, name or development) instead of production."
     ),
+    environment: Optional[str] = typer.Option(
+        None, "--environment", metavar="NAME", help="With --model: this environment (e.g. staging) instead of production: whichever deployment serves it."
+    ),
     remote: Optional[str] = connect.remote_option(),
 ) -> None:
     """Send one prediction request to a running model server and print the result.
 
     JSON results are printed as JSON (indented on a terminal, one line otherwise); a streaming model's chunks are printed as they arrive. Start a server with `truss run DIR`.
     """
-    if model is None and (deployment is not None or remote is not None):
-        raise UsageError("--deployment and --remote go with --model NAME (a model on a remote)")
+    if model is None and (deployment is not None or environment is not None or remote is not None):
+        raise UsageError("--deployment, --environment and --remote go with --model NAME (a model on a remote)")
+    if deployment is not None and environment is not None:
+        raise UsageError("--deployment and --environment cannot be used together: call one deployment, or whichever "
+                         "serves the environment", hint="drop one of them")
     if model is not None and url is not None:
         raise UsageError("--url and --model cannot be used together: --url calls a model server, --model a model on a remote")
     payload = _read_input(data, file, example, model_dir)
@@ -54,13 +60,19 @@ def predict(
         with connect.api(remote) as api:
             model_id, deployment_id = gateway_target(api, model, deployment)
             try:
-                with api.predict(model_id, payload, deployment_id) as response:
+                with api.predict(model_id, payload, deployment_id, environment) as response:
                     _print_prediction(Prediction(response))
             except ApiError as exc:
+                production = environment in (None, "production") and deployment_id is None
                 if exc.status == 503:
-                    raise _with_deployment_state(api, model_id, deployment_id, exc) from None
-                if exc.error_code == "ENVIRONMENT_EMPTY" and deployment_id is None:
+                    if production:
+                        raise _with_deployment_state(api, model_id, None, exc) from None
+                    serving = deployment_id or _serving(api, model_id, environment)
+                    raise (_with_deployment_state(api, model_id, serving, exc) if serving else exc) from None
+                if exc.error_code == "ENVIRONMENT_EMPTY" and production:
                     raise _why_production_is_empty(api, model, model_id, exc) from None
+                # An empty environment's answer carries its hint (how to give it a deployment),
+                # an unknown one's the environments there are: both print as they are.
                 raise
         return
     with request_prediction(url or DEFAULT_URL, payload) as prediction:
@@ -140,6 +152,18 @@ def _why_production_is_empty(api: Any, model: str, model_id: str, error: ApiErro
         message += f" ({newest['status_detail']})"
     return TrussError(message, hint=f"`truss logs --model {model} --deployment {newest.get('name')}` shows why; "
                                     "fix it and push again")
+
+
+def _serving(api: Any, model_id: str, environment: Optional[str]) -> Optional[str]:
+    """The deployment an environment serves (for its 503's explanation); None when the key may
+    not read it (an invoke key: the gateway's words stand then)."""
+    if environment is None:
+        return None
+    try:
+        current = api.environment(model_id, environment).get("current_deployment") or {}
+    except TrussError:
+        return None
+    return current.get("id")
 
 
 def _with_deployment_state(api: Any, model_id: str, deployment_id: Optional[str], error: ApiError) -> TrussError:

@@ -97,6 +97,7 @@ def push(
                 deployment = result["deployment"]
             result["environment"] = into  # fields added for --environment / --promote; the others stay
             result["promotion"] = _its_promotion(promoted, deployment_id)
+            result["environment_predict_url"] = api.predict_url(model_id, environment=into)
     if output is console.OutputFormat.json:
         console.result(output, "", result)
         return
@@ -108,8 +109,14 @@ def push(
         elif into is not None and promoted is None:
             console.out.print(f"See why in its log: truss logs --model {prepared.model_name} --deployment {deployment_id}",
                               markup=False)
-        console.out.print(f"Predict URL: {result['predict_url']}", markup=False)
-        target = "" if deployment.get("is_production") else f" --deployment {deployment.get('name')}"
+        if _serves(into, promoted, deployment_id) and not deployment.get("is_production"):
+            # It serves a (non-production) environment: its callers use the environment's URL,
+            # which follows later promotions, not this deployment's own.
+            url, target = result["environment_predict_url"], f" --environment {into}"
+        else:
+            url = result["predict_url"]
+            target = "" if deployment.get("is_production") else f" --deployment {deployment.get('name')}"
+        console.out.print(f"Predict URL: {url}", markup=False)
         console.out.print(f"Try: truss predict --model {prepared.model_name}{target} -d '<json>'", markup=False)
     else:
         console.out.print(
@@ -122,6 +129,11 @@ def _its_promotion(promoted: Optional[dict[str, Any]], deployment_id: str) -> Op
     """The promotion of this deployment (null: instant, or none began; an earlier one is not it)."""
     promotion = (promoted or {}).get("promotion") or {}
     return promotion if (promotion.get("candidate_deployment") or {}).get("id") == deployment_id else None
+
+
+def _serves(environment: Optional[str], promoted: Optional[dict[str, Any]], deployment_id: str) -> bool:
+    """The deployment serves the environment it was pushed into (an instant promotion)."""
+    return environment is not None and (promoted or {}).get("current_deployment_id") == deployment_id
 
 
 def _rolls_on(promoted: dict[str, Any], deployment_id: str) -> bool:

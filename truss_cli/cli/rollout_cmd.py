@@ -123,11 +123,10 @@ def _watch_lines(api: Api, model: str, environment: str, body: dict[str, Any],
 def _watch_live(api: Api, model: str, environment: str, body: dict[str, Any]) -> dict[str, Any]:
     """The live view until the promotion ends, then its final status as a plain line; the last body."""
     clock = rollout_live.PhaseClock()
-    stabilization = _stabilization_seconds(api, model, environment)
     current = {"body": body}
 
     def view() -> Any:  # redrawn by Live between polls too: the phase's time keeps counting
-        return rollout_live.render(current["body"], clock, stabilization, width=console.out.width)
+        return rollout_live.render(current["body"], clock, width=console.out.width)
 
     if body.get("promotion"):
         clock.saw(body["promotion"])
@@ -140,13 +139,6 @@ def _watch_live(api: Api, model: str, environment: str, body: dict[str, Any]) ->
             current["body"] = body
     console.result(console.OutputFormat.text, describe(body), body)
     return body
-
-
-def _stabilization_seconds(api: Api, model: str, environment: str) -> Optional[float]:
-    """The environment's wait after each traffic shift (what a rolling promotion begun now uses)."""
-    settings = api.environment(model, environment).get("promotion_settings") or {}
-    value = (settings.get("rolling_deploy_config") or {}).get("stabilization_time_seconds")
-    return None if value is None else float(value)
 
 
 def _end(body: dict[str, Any], model: str, environment: str) -> None:

@@ -1,21 +1,19 @@
 """The live view of a promotion on a terminal (`truss rollout status --watch`): status and step,
 a bar of the traffic split (previous | candidate), each side's READY / wanted replicas, how
-long the current phase has lasted (with the stabilization countdown inside a wait) and a
-control still pending.
+long the current phase has lasted (with the time left inside a stabilization wait or a canary's
+ramp) and a control still pending.
 
-The promotion object (routes/promotions.py) carries no phase or phase start, so both are read
-from what it does carry: its row is written only when its state changes, so the `updated_at`
-first seen with a given (status, step, split, candidate's wanted replicas) is when that phase
-began; a rolling promotion whose candidate has all the replicas it asked for READY and some
-traffic has moved, and is still RAMPING_UP, is inside its stabilization wait (the machine moves
-the split and starts the wait in one write). The wait's length is the environment's
-`stabilization_time_seconds`.
+The phase and its times are the promotion object's (`phase`, `seconds_in_phase`,
+`seconds_left_in_phase`, computed by the control plane from the promotion's own plan), so no
+clock agreement with a remote is needed; between two polls the view counts on from the last
+answer with the local monotonic clock.
 """
+
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 from rich.console import Group
 from rich.text import Text
@@ -27,29 +25,26 @@ _PREVIOUS_CELL, _CANDIDATE_CELL = "░", "█"  # told apart without colour too
 
 
 class PhaseClock:
-    """When the promotion's current phase began, as first seen by this watcher."""
+    """The promotion's phase times as of its last answer, counted on locally until the next."""
 
-    def __init__(self) -> None:
-        self._key: Optional[tuple[Any, ...]] = None
-        self.since: Optional[datetime] = None
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._seen_at: Optional[float] = None
+        self._in_phase: Optional[float] = None
+        self._left: Optional[float] = None
 
     def saw(self, promotion: dict[str, Any]) -> None:
-        candidate = promotion.get("candidate_deployment") or {}
-        key = (promotion.get("status"), promotion.get("step"), promotion.get("percent_traffic_to_new_version"),
-               candidate.get("rollout_replicas"))
-        if key != self._key:
-            # A control recorded later (a pending pause) rewrites updated_at inside the same
-            # phase: the first sighting's stamp is the phase's start.
-            self._key, self.since = key, tables.parse_time(promotion.get("updated_at"))
+        self._seen_at = self._monotonic()
+        self._in_phase = promotion.get("seconds_in_phase")
+        self._left = promotion.get("seconds_left_in_phase")
 
-
-def stabilizing(promotion: dict[str, Any]) -> bool:
-    """Inside a rolling step's stabilization wait: traffic moved to READY candidate replicas."""
-    candidate = promotion.get("candidate_deployment") or {}
-    wanted = candidate.get("rollout_replicas")
-    return (promotion.get("kind") == "rolling" and promotion.get("status") == "RAMPING_UP"
-            and promotion.get("percent_traffic_to_new_version", 0) > 0
-            and wanted is not None and candidate.get("ready_replicas", 0) >= wanted)
+    def times(self) -> tuple[Optional[float], Optional[float]]:
+        """(seconds in the phase, seconds left in its timed wait or None), as of now."""
+        if self._seen_at is None or self._in_phase is None:
+            return None, None
+        since = max(0.0, self._monotonic() - self._seen_at)
+        left = None if self._left is None else max(0.0, self._left - since)
+        return self._in_phase + since, left
 
 
 def split_bar(percent_to_candidate: int, width: int = BAR_WIDTH) -> Text:
@@ -72,26 +67,30 @@ def _replicas(view: Optional[dict[str, Any]]) -> str:
     return f"{view.get('ready_replicas')}/{wanted} ready"
 
 
-def _phase(promotion: dict[str, Any], since: Optional[datetime], stabilization_seconds: Optional[float],
-           now: datetime) -> str:
-    if since is None:
+# What each phase of a rolling promotion is waiting for (see docs/remote-api.md, `phase`).
+_PHASE_WORDS = {"up": "waiting for the candidate's replicas", "stabilizing": "stabilizing"}
+
+
+def _phase(promotion: dict[str, Any], clock: PhaseClock) -> str:
+    elapsed, left = clock.times()
+    if elapsed is None:
         return "-"
-    elapsed = max(0.0, (now - since).total_seconds())
-    if stabilizing(promotion):
-        if stabilization_seconds is None:
-            return f"stabilizing for {tables.duration(elapsed)}"
-        left = max(0.0, stabilization_seconds - elapsed)
-        return f"stabilizing for {tables.duration(elapsed)}, {tables.duration(left)} left"
-    return f"{promotion.get('status')} for {tables.duration(elapsed)}"
+    status = str(promotion.get("status"))
+    words = status
+    if status in ("RELEASING", "RAMPING_UP"):
+        if promotion.get("kind") == "canary" and status == "RAMPING_UP":
+            words = "ramping up"
+        else:
+            words = _PHASE_WORDS.get(str(promotion.get("phase")), status)
+    line = f"{words} for {tables.duration(elapsed)}"
+    return line if left is None else f"{line}, {tables.duration(left)} left"
 
 
-def render(body: dict[str, Any], clock: PhaseClock, stabilization_seconds: Optional[float] = None,
-           now: Optional[datetime] = None, width: int = 80) -> Group:
-    """The view of one promotion body (`GET .../promotion`), as of `now`, `width` columns wide."""
+def render(body: dict[str, Any], clock: PhaseClock, width: int = 80) -> Group:
+    """The view of one promotion body (`GET .../promotion`), `width` columns wide."""
     promotion = body.get("promotion")
     if promotion is None:
         return Group(Text(f"No promotion into {body.get('environment')} yet."))
-    now = now or datetime.now(timezone.utc)
     percent = int(promotion.get("percent_traffic_to_new_version") or 0)
     previous, candidate = promotion.get("previous_deployment"), promotion.get("candidate_deployment")
     step = f"  step {promotion['step']}/{promotion['steps']}" if promotion.get("steps") else ""
@@ -103,7 +102,7 @@ def render(body: dict[str, Any], clock: PhaseClock, stabilization_seconds: Optio
         Text.assemble(label, (left, "blue"), split_bar(percent, bar), (right, "green")),
         Text(f"Replicas  previous {_name(previous)} {_replicas(previous)}, "
              f"candidate {_name(candidate)} {_replicas(candidate)}"),
-        Text(f"Phase     {_phase(promotion, clock.since, stabilization_seconds, now)}"),
+        Text(f"Phase     {_phase(promotion, clock)}"),
     ]
     if promotion.get("requested_action"):
         lines.append(Text(f"Pending   {promotion['requested_action']} (applies at the next step boundary, after any wait)",

@@ -323,17 +323,23 @@ class Api:
         return self.request("DELETE", f"/v1/secrets/{_part(name)}")
 
     # -- the gateway -----------------------------------------------------------------------
-    def predict_url(self, model_id: str, deployment_id: str | None = None) -> str:
-        if deployment_id is None or deployment_id in ("production", "development"):
+    def predict_url(self, model_id: str, deployment_id: str | None = None, environment: str | None = None) -> str:
+        """The gateway's predict URL of a deployment, or of an environment (whichever deployment
+        serves it, as the split of a promotion under way says); neither: production."""
+        if environment is not None:
+            # Production has its own path (the same target as environments/production).
+            target = "production" if environment == "production" else f"environments/{_part(environment)}"
+        elif deployment_id is None or deployment_id in ("production", "development"):
             target = deployment_id or "production"
         else:
             target = f"deployment/{_part(deployment_id)}"
         return f"{self.url}/model-{_part(model_id)}/{target}/predict"
 
     @contextmanager
-    def predict(self, model_id: str, payload: Any, deployment_id: str | None = None) -> Iterator[httpx.Response]:
+    def predict(self, model_id: str, payload: Any, deployment_id: str | None = None,
+                environment: str | None = None) -> Iterator[httpx.Response]:
         """POST `payload` through the gateway; the answer is open for streaming."""
-        url = self.predict_url(model_id, deployment_id)
+        url = self.predict_url(model_id, deployment_id, environment)
         with self._calling(url):
             with self._client.stream("POST", url, json=payload, timeout=_LONG_TIMEOUT) as response:
                 if response.status_code >= 400:

@@ -10,6 +10,8 @@ says PAUSED / RAMPING_DOWN and the promotion's `requested_action` says it is pen
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, Request
@@ -57,6 +59,34 @@ def _deployment_view(store: Store, deployment_id: Optional[str], wanted: Optiona
             "rollout_replicas": wanted, "desired_replicas": deployment.desired_replicas}
 
 
+# The machine's phases inside a rolling step (rollout_machine's _UP, _STABILIZING, _BOUNDARY, as
+# stored in the row's settings.progress); canary and instant promotions stay at "boundary".
+_STABILIZING = "stabilizing"
+
+
+def _timing(promotion: Promotion, now: float) -> dict[str, Any]:
+    """The phase, its start and the time left in a timed wait, computed here so that a client
+    needs no clock agreement with the control plane (and no guess from updated_at)."""
+    plan = promotion.settings.get("plan", {})
+    progress = promotion.settings.get("progress", {})
+    phase = progress.get("phase", "boundary")
+    since = float(progress.get("phase_since", promotion.created_at.timestamp()))
+    elapsed = max(0.0, now - since)
+    rolling, canary = promotion.kind == "rolling", promotion.kind == "canary"
+    stabilization = float(plan.get("stabilization_time_seconds", 0.0)) if rolling else None
+    ramp_up = float(plan.get("ramp_up_duration_seconds", 0.0)) if canary else None
+    left = None
+    if promotion.status == machine.RAMPING_UP:  # paused, ramping down or over: no timed wait
+        if rolling and phase == _STABILIZING:
+            left = max(0.0, stabilization - elapsed)
+        elif canary:  # its ramp: ten equal stages from phase_since
+            left = max(0.0, ramp_up - elapsed)
+    return {"phase": phase, "phase_since": datetime.fromtimestamp(since, timezone.utc).isoformat(),
+            "seconds_in_phase": round(elapsed, 1),
+            "seconds_left_in_phase": None if left is None else round(left, 1),
+            "stabilization_time_seconds": stabilization, "ramp_up_duration_seconds": ramp_up}
+
+
 def promotion_view(store: Store, environment: str, promotion: Promotion) -> dict[str, Any]:
     candidate_wanted, previous_wanted = rollouts.wanted_replicas(promotion)
     view = {
@@ -64,6 +94,7 @@ def promotion_view(store: Store, environment: str, promotion: Promotion) -> dict
         "rolling_deploy": promotion.kind == "rolling", "status": promotion.status,
         "percent_traffic_to_new_version": promotion.percent_traffic_to_new_version, "step": promotion.step,
         "steps": machine.Plan(**promotion.settings["plan"]).steps if promotion.kind == "rolling" else None,
+        **_timing(promotion, time.time()),
         "requested_action": promotion.requested_action, "error_message": promotion.error_message,
         "cleanup": promotion.settings.get("cleanup"),
         "candidate_deployment": _deployment_view(store, promotion.candidate_deployment_id, candidate_wanted),
