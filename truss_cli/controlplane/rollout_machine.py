@@ -52,9 +52,9 @@ FORCE_CANCEL, FORCE_ROLL_FORWARD = "force_cancel", "force_roll_forward"
 ACTIONS = frozenset({PAUSE, RESUME, CANCEL, FORCE_CANCEL, FORCE_ROLL_FORWARD})
 
 # Phases inside a rolling step (kept in the row's settings.progress).
-_UP = "up"                  # the candidate's replicas of this step are asked for; waiting READY
-_STABILIZING = "stabilizing"  # traffic moved; waiting stabilization_time_seconds
-_BOUNDARY = "boundary"      # between two steps (before the first one too): controls apply here
+PHASE_UP = "up"                  # the candidate's replicas of this step are asked for; waiting READY
+PHASE_STABILIZING = "stabilizing"  # traffic moved; waiting stabilization_time_seconds
+PHASE_BOUNDARY = "boundary"      # between two steps (before the first one too): controls apply here
 
 CANARY_STAGES = 10
 DEFAULT_READY_TIMEOUT = 900.0
@@ -96,7 +96,7 @@ class RolloutState:
     status: str = RELEASING
     percent: int = 0                 # percent_traffic_to_new_version
     step: int = 0                    # rolling: the step under way (1..steps); canary: the stage
-    phase: str = _BOUNDARY
+    phase: str = PHASE_BOUNDARY
     phase_since: float = 0.0         # when the phase (or the canary's stage 1) began
     paused_status: Optional[str] = None  # the status a resume returns to
     requested_action: Optional[str] = None
@@ -213,11 +213,11 @@ def _rolling(state: RolloutState, observed: Observed, plan: Plan, now: float) ->
         return state
     if state.status == RAMPING_DOWN:
         return _ramp_down(state, observed, plan, now)
-    if state.phase == _STABILIZING:
+    if state.phase == PHASE_STABILIZING:
         if now - state.phase_since < plan.stabilization_time_seconds:
             return state
-        state = replace(state, phase=_BOUNDARY, phase_since=now)
-    if state.phase == _BOUNDARY:
+        state = replace(state, phase=PHASE_BOUNDARY, phase_since=now)
+    if state.phase == PHASE_BOUNDARY:
         # A step boundary: the controls asked for meanwhile apply now (after the last step's wait
         # too: a cancel or pause asked during it is not dropped by the finish).
         boundary = _at_boundary(state, now)
@@ -225,7 +225,7 @@ def _rolling(state: RolloutState, observed: Observed, plan: Plan, now: float) ->
             return boundary
         if state.step >= plan.steps:
             return _ended(state, SUCCEEDED, 100, now)
-        state = replace(state, step=state.step + 1, phase=_UP, phase_since=now)
+        state = replace(state, step=state.step + 1, phase=PHASE_UP, phase_since=now)
     elif state.requested_action is not None:
         # Waiting for this step's replicas: no traffic has moved in it yet, so a boundary too.
         boundary = _at_boundary(state, now)
@@ -238,7 +238,7 @@ def _rolling(state: RolloutState, observed: Observed, plan: Plan, now: float) ->
     percent = max(state.percent, 100 * wanted // plan.target_replicas)
     if state.step >= plan.steps:
         percent = 100
-    return replace(state, status=RAMPING_UP, percent=percent, phase=_STABILIZING, phase_since=now)
+    return replace(state, status=RAMPING_UP, percent=percent, phase=PHASE_STABILIZING, phase_since=now)
 
 
 def _at_boundary(state: RolloutState, now: float) -> Optional[RolloutState]:

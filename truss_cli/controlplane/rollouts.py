@@ -155,7 +155,7 @@ def _state_of(promotion: Promotion) -> tuple[machine.RolloutState, machine.Plan]
     progress = promotion.settings.get("progress", {})
     state = machine.RolloutState(
         status=promotion.status, percent=promotion.percent_traffic_to_new_version, step=promotion.step,
-        phase=progress.get("phase", "boundary"), phase_since=float(progress.get("phase_since", 0.0)),
+        phase=progress.get("phase", machine.PHASE_BOUNDARY), phase_since=float(progress.get("phase_since", 0.0)),
         paused_status=progress.get("paused_status"), requested_action=promotion.requested_action,
         error_message=promotion.error_message,
     )

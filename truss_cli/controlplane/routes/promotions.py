@@ -59,17 +59,14 @@ def _deployment_view(store: Store, deployment_id: Optional[str], wanted: Optiona
             "rollout_replicas": wanted, "desired_replicas": deployment.desired_replicas}
 
 
-# The machine's phases inside a rolling step (rollout_machine's _UP, _STABILIZING, _BOUNDARY, as
-# stored in the row's settings.progress); canary and instant promotions stay at "boundary".
-_STABILIZING = "stabilizing"
-
-
 def _timing(promotion: Promotion, now: float) -> dict[str, Any]:
     """The phase, its start and the time left in a timed wait, computed here so that a client
     needs no clock agreement with the control plane (and no guess from updated_at)."""
     plan = promotion.settings.get("plan", {})
     progress = promotion.settings.get("progress", {})
-    phase = progress.get("phase", "boundary")
+    # rollout_machine's PHASE_UP / PHASE_STABILIZING / PHASE_BOUNDARY inside a rolling step;
+    # canary and instant promotions stay at the boundary.
+    phase = progress.get("phase", machine.PHASE_BOUNDARY)
     since = float(progress.get("phase_since", promotion.created_at.timestamp()))
     elapsed = max(0.0, now - since)
     rolling, canary = promotion.kind == "rolling", promotion.kind == "canary"
@@ -77,7 +74,7 @@ def _timing(promotion: Promotion, now: float) -> dict[str, Any]:
     ramp_up = float(plan.get("ramp_up_duration_seconds", 0.0)) if canary else None
     left = None
     if promotion.status == machine.RAMPING_UP:  # paused, ramping down or over: no timed wait
-        if rolling and phase == _STABILIZING:
+        if rolling and phase == machine.PHASE_STABILIZING:
             left = max(0.0, stabilization - elapsed)
         elif canary:  # its ramp: ten equal stages from phase_since
             left = max(0.0, ramp_up - elapsed)
