@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,6 +26,7 @@ from conftest import REPO_ROOT, write_model_dir
 from controlplane_checks import eventually, ok, opened_store
 from controlplane_support import ControlPlaneProcess, running_controlplane
 from promotion_support import put_environment
+from pty_terminal import PtyCommand
 from truss_cli.cli.app import app
 from truss_cli.client.remotes import add_remote, trussrc_path
 from truss_cli.controlplane import rollouts
@@ -160,47 +157,10 @@ def test_canary_prints_the_deprecation_notice_and_json_output_is_the_answer(setu
         setup.end()
 
 
-class Terminal:
+def Terminal(setup: Setup, *args: str, columns: int = 120) -> PtyCommand:
     """A truss command with stdout on a pseudo-terminal (a user's shell), stderr on a pipe."""
-
-    def __init__(self, setup: Setup, *args: str, columns: int = 120):
-        leader, follower = pty.openpty()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "truss_cli", *args], cwd=REPO_ROOT, stdin=follower, stdout=follower,
-            stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **setup.env(), "COLUMNS": str(columns), "TERM": "xterm", "PYTHONPATH": str(REPO_ROOT)})
-        os.close(follower)
-        self._leader, self._chunks = leader, []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._leader, 65536)
-            except OSError:  # EIO: the process closed the terminal
-                return
-            if not chunk:
-                return
-            self._chunks.append(chunk)
-
-    @property
-    def screen(self) -> str:
-        """What was drawn, without the control sequences (colours, cursor moves)."""
-        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(self._chunks).decode("utf-8", "replace"))
-
-    def wait_for(self, pattern: str, start: int = 0, timeout: float = 60) -> re.Match[str]:
-        """The first match of `pattern` in what was drawn from `start` on, once it is drawn."""
-        deadline = time.monotonic() + timeout
-        while (found := re.compile(pattern).search(self.screen, start)) is None:
-            assert self.process.poll() is None and time.monotonic() < deadline, self.screen[-3000:]
-            time.sleep(0.05)
-        return found
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        os.close(self._leader)
+    return PtyCommand(args, {**setup.env(), "PYTHONPATH": str(REPO_ROOT)}, columns=columns, stderr_to_pipe=True,
+                      cwd=REPO_ROOT)
 
 
 def test_status_watch_on_a_terminal_is_a_live_view_that_ends_with_the_final_status(setup: Setup) -> None:

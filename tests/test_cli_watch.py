@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from typer.testing import CliRunner
 from tests.conftest import EXAMPLES
 from tests.controlplane_support import ControlPlaneProcess, running_controlplane
 from tests.patch_spec_server import PatchSpecServer
+from tests.pty_terminal import PtyCommand
 from truss_cli.cli.app import app
 from truss_cli.client.remotes import add_remote, trussrc_path
 
@@ -288,62 +288,25 @@ def test_watch_json_prints_one_object_per_sync_and_one_when_a_rebuild_fails(spec
         watch.kill()
 
 
-class TerminalWatch:
+def TerminalWatch(home: SpecHome, *args: str) -> PtyCommand:
     """`truss watch` with stdout and stderr on a pseudo-terminal, as in a user's shell."""
-
-    def __init__(self, home: SpecHome, *args: str) -> None:
-        import pty
-
-        master, slave = pty.openpty()
-        environment = {**os.environ, "HOME": str(home.home), "TRUSS_CACHE_DIR": str(home.home / "cache"), "COLUMNS": "200", "TERM": "xterm"}
-        self.process = subprocess.Popen([sys.executable, "-m", "truss_cli", *args], stdin=slave, stdout=slave, stderr=slave, env=environment)
-        os.close(slave)
-        self._master = master
-        self._chunks: list[bytes] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._master, 65536)
-            except OSError:  # EIO: the process closed the terminal
-                return
-            if not chunk:
-                return
-            self._chunks.append(chunk)
-
-    @property
-    def screen(self) -> str:
-        """What was written, without the terminal's control sequences (colours, cursor moves)."""
-        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(self._chunks).decode("utf-8", "replace"))
-
-    def wait_for(self, text: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.screen:
-            assert self.process.poll() is None and time.monotonic() < deadline, self.screen[-3000:]
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        os.close(self._master)
+    return PtyCommand(args, {"HOME": str(home.home), "TRUSS_CACHE_DIR": str(home.home / "cache")}, columns=200)
 
 
 def test_on_a_terminal_a_rebuild_shows_a_status_line_until_the_new_code_serves(spec: tuple[PatchSpecServer, Path, SpecHome]) -> None:
     server, directory, home = spec
     watch = TerminalWatch(home, "watch", str(directory), "--model-name", "m1")
     try:
-        watch.wait_for("Watching")
+        watch.wait_for_text("Watching")
         (directory / "config.yaml").write_bytes(SPEC_CONFIG + b"python_version: py312\n")
-        watch.wait_for("Rebuilding (building")
+        watch.wait_for_text("Rebuilding (building")
         assert "the previous code serves meanwhile" in watch.screen
         tree_hash = server.state.rebuild["tree_hash"]  # type: ignore[index]
         assert f"rebuild {tree_hash[:12]}: building" not in watch.screen  # the status line, not a line per phase
         server.rebuild_moves_to("deploying")
-        watch.wait_for("Rebuilding (deploying")
+        watch.wait_for_text("Rebuilding (deploying")
         server.rebuild_serves()
-        watch.wait_for("the new code serves")
+        watch.wait_for_text("the new code serves")
         assert "rebuilt in" in watch.screen
         watch.process.send_signal(signal.SIGINT)
         assert watch.process.wait(timeout=60) == 130
