@@ -245,3 +245,19 @@ usage = sa.Table(
     sa.Column("requests", sa.BigInteger, nullable=False, default=0),
     sa.Column("deleted_at", UtcDateTime(), nullable=True),
 )
+
+# Dashboard sign-ins (issue 12): the browser holds an opaque token, the row its sha256 (a
+# database dump gives no usable cookie), the key it signed in with and the CSRF token its
+# pages send back. A revoked key's sessions stop working at once (the store checks the key on
+# every use); deleting a key row deletes them.
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    _id(),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("api_key_id", sa.String(16), sa.ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+)

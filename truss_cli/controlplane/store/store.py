@@ -25,6 +25,7 @@ from truss_cli.controlplane.store.models import Models
 from truss_cli.controlplane.store.patch_points import PatchPoints
 from truss_cli.controlplane.store.replicas import Replicas
 from truss_cli.controlplane.store.secret_store import KEY_FILE_NAME, Secrets, load_or_create_key
+from truss_cli.controlplane.store.sessions import DashboardSessions
 from truss_cli.controlplane.store.usage import Usage
 
 BLOBS_DIR_NAME = "blobs"
@@ -43,6 +44,7 @@ class Store:
         self.builds = Builds(engine)
         self.api_keys = ApiKeys(engine)
         self.secrets = Secrets(engine, secrets_key)
+        self.dashboard_sessions = DashboardSessions(engine)  # issue 12
         self.usage = Usage(engine)
         self.autoscaling = AutoscalingSettingsStore(engine)  # issue 11, task B
         self.blobs = BlobStore(data_dir / BLOBS_DIR_NAME)
