@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from truss_cli.controlplane.auth import require_admin
+from truss_cli.controlplane.dashboard.routes import install as install_dashboard
 from truss_cli.controlplane.errors import install_error_handlers
 from truss_cli.controlplane.plane import ControlPlane
 from truss_cli.controlplane.routes import all_routers
@@ -44,6 +45,7 @@ def create_app(plane: ControlPlane) -> Any:
     install_error_handlers(api)
     for router in all_routers:
         api.include_router(router)
+    install_dashboard(api, plane.store)  # the pages at `/` (issue 12)
 
     @api.get("/metrics", dependencies=[Depends(require_admin)], response_class=PlainTextResponse)
     async def metrics() -> str:

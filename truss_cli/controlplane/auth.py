@@ -1,8 +1,16 @@
-"""Who is calling: `Authorization: Api-Key <key>` or `Bearer <key>`, checked against the store.
+"""Who is calling: `Authorization: Api-Key <key>` or `Bearer <key>`, checked against the store,
+or a dashboard session cookie (dashboard/sessions.py).
 
 The store compares hashes (api_keys.authenticate); nothing here ever logs or returns a key.
 Management routes depend on `require_admin`; the gateway asks `GatewayAuthorizer`, which
 also scopes an invoke key to the models it names.
+
+A request without an `Authorization` header may carry the dashboard's session cookie instead:
+it then acts with the admin key that signed in, and any request that is not a read must send
+the session's CSRF token as `X-CSRF-Token` (403 CSRF_FAILED otherwise). The cookie is
+SameSite=Strict already; the token is the second lock, and it keeps a page's actions on the
+very routes (and checks) the CLI uses. With the header, the cookie is ignored: the CLI path is
+unchanged.
 """
 
 from __future__ import annotations
@@ -14,11 +22,13 @@ from typing import Optional
 
 from fastapi import Request
 
+from truss_cli.controlplane.dashboard.sessions import CSRF_HEADER, cookies_of, csrf_matches
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.gateway import Denial
 from truss_cli.controlplane.store import ApiKey, Store
 
 _SCHEMES = ("api-key", "bearer")
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def token_of(authorization: Optional[str]) -> Optional[str]:
@@ -39,7 +49,11 @@ async def require_key(request: Request) -> ApiKey:
     """Any known key, admin or invoke (401 otherwise): for the few routes an invoke key may
     read, which then decide by its scope."""
     store: Store = request.app.state.plane.store
-    key = await asyncio.to_thread(authenticate, store, request.headers.get("authorization"))
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        key = await _session_key(request)
+    else:
+        key = await asyncio.to_thread(authenticate, store, authorization)
     if key is None:
         raise ApiError(401, "UNAUTHENTICATED", "missing or unknown API key",
                        "send 'Authorization: Api-Key <key>' (truss api-keys create)")
@@ -52,6 +66,22 @@ async def require_admin(request: Request) -> ApiKey:
     if not key.is_admin:
         raise ApiError(403, "FORBIDDEN", "this API key may only call predict routes", {"scope": key.scope})
     return key
+
+
+async def _session_key(request: Request) -> Optional[ApiKey]:
+    """The key of the request's dashboard session, None without a live one; a change without
+    the session's CSRF token is refused."""
+    cookies = cookies_of(request)
+    if cookies is None:
+        return None
+    signed_in = await asyncio.to_thread(cookies.signed_in, request)
+    if signed_in is None:
+        return None
+    if request.method not in _READS and not csrf_matches(signed_in.session.csrf_token,
+                                                         request.headers.get(CSRF_HEADER)):
+        raise ApiError(403, "CSRF_FAILED", "this request carries the dashboard's session cookie but not its CSRF token",
+                       "send the page's token as 'X-CSRF-Token' (or an 'Authorization: Api-Key' header instead)")
+    return signed_in.key
 
 
 class GatewayAuthorizer:

@@ -1,0 +1,17 @@
+"""What the app mounts for the dashboard, and the session cookies' signer it keeps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from truss_cli.controlplane.dashboard import pages, sign_in, static_files
+from truss_cli.controlplane.dashboard.sessions import SessionCookies
+from truss_cli.controlplane.store import Store
+
+routers = [pages.router, sign_in.router, static_files.router]
+
+
+def install(api: Any, store: Store) -> None:
+    api.state.session_cookies = SessionCookies.for_store(store)
+    for router in routers:
+        api.include_router(router)
