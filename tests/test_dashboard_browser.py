@@ -1,0 +1,161 @@
+"""The dashboard in a real browser (headless Chromium), against a real control plane serving a
+really pushed model: sign-in (and its refusals), the Models page and its search, sign-out,
+redirects without a session, a forged request without the CSRF token, a revoked key.
+
+Screenshots of each page go under the directory the `screenshots` fixture prints.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
+from conftest import write_model_dir
+from controlplane_support import ControlPlaneProcess, running_controlplane
+from truss_cli.controlplane.dashboard.sessions import COOKIE
+from truss_cli.controlplane.store import Store
+
+pytestmark = pytest.mark.browser
+
+MODEL = "dash-hello"
+OTHER = "other-model"
+ECHO = """
+class Model:
+    def predict(self, request):
+        return {"echo": request}
+"""
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
+    root = tmp_path_factory.mktemp("dashboard-browser")
+    with running_controlplane(root / "cp") as plane:
+        source = write_model_dir(root / MODEL, ECHO, f"model_name: {MODEL}\npython_version: py311\n")
+        created = plane.push(source)
+        deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
+                                           "DEPLOY_FAILED")
+        assert deployment["status"] == "ACTIVE", deployment
+        for n in range(2):  # what the page's "Requests (last hour)" counts
+            plane.client.post(f"/model-{created['model_id']}/production/predict", json={"n": n}).raise_for_status()
+        with Store.open(plane.data_dir) as store:  # a second model for the search, no push needed
+            store.models.create(OTHER)
+        yield plane
+
+
+def sign_in(page: Any, cp: ControlPlaneProcess, key: str) -> None:
+    page.goto(cp.url + "/sign-in")
+    page.fill("#api_key", key)
+    page.click("#sign-in")
+
+
+def test_sign_in_with_the_admin_key_shows_the_pushed_model(cp, context, screenshots: Path):
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    page.goto(cp.url + "/")
+    expect(page).to_have_url(cp.url + "/sign-in?next=%2F")
+    page.screenshot(path=screenshots / "sign-in.png", full_page=True)
+    page.fill("#api_key", cp.admin_key)
+    page.click("#sign-in")
+    expect(page).to_have_url(cp.url + "/")
+    row = page.locator(f'tr[data-model="{MODEL}"]')
+    expect(row.locator(".badge")).to_have_text("Active")
+    expect(row.locator("td").nth(1)).to_have_text("deployment-1")
+    expect(row.locator("td").nth(3)).to_have_text("1")
+    expect(page.locator(f'tr[data-model="{OTHER}"]')).to_contain_text("none")
+    page.screenshot(path=screenshots / "models.png", full_page=True)
+    cookie = next(c for c in context.cookies() if c["name"] == COOKIE)
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""  # page scripts cannot read the session
+
+
+def test_a_wrong_key_and_an_invoke_key_are_refused(cp, context, screenshots: Path):
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    sign_in(page, cp, "nope.not-a-key")
+    expect(page.locator("#sign-in-error")).to_contain_text("Unknown or revoked API key")
+    invoke = cp.client.post("/v1/api_keys", json={"scope": "invoke"}).raise_for_status().json()["key"]
+    sign_in(page, cp, invoke)
+    expect(page.locator("#sign-in-error")).to_contain_text("This is an invoke key")
+    page.screenshot(path=screenshots / "sign-in-refused.png", full_page=True)
+    page.goto(cp.url + "/")
+    expect(page).to_have_url(cp.url + "/sign-in?next=%2F")
+
+
+def test_search_filters_the_models_as_you_type(cp, context, screenshots: Path):
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    sign_in(page, cp, cp.admin_key)
+    expect(page.locator(f'tr[data-model="{OTHER}"]')).to_be_visible()
+    page.fill("#search", "hello")
+    expect(page.locator(f'tr[data-model="{OTHER}"]')).to_have_count(0)
+    expect(page.locator(f'tr[data-model="{MODEL}"]')).to_be_visible()
+    expect(page).to_have_url(cp.url + "/?q=hello")  # the search is a link too
+    page.fill("#search", "no-such-thing")
+    expect(page.locator("#models")).to_contain_text("No model's name contains")
+    page.screenshot(path=screenshots / "models-search.png", full_page=True)
+
+
+def test_sign_out_ends_the_session_for_any_copy_of_the_cookie(cp, context, browser):
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    sign_in(page, cp, cp.admin_key)
+    expect(page.locator("#sign-out")).to_be_visible()
+    kept = context.cookies()
+    page.click("#sign-out")
+    expect(page).to_have_url(cp.url + "/sign-in")
+    replay = browser.new_context()
+    try:
+        replay.add_cookies(kept)
+        other = replay.new_page()
+        other.goto(cp.url + "/")
+        expect(other).to_have_url(cp.url + "/sign-in?next=%2F")
+        assert replay.request.get(cp.url + "/v1/models").status == 401
+    finally:
+        replay.close()
+
+
+def test_a_forged_change_with_the_cookie_but_no_csrf_token_is_refused(cp, context):
+    page = context.new_page()
+    sign_in(page, cp, cp.admin_key)
+    page.wait_for_url(cp.url + "/")
+    forged = context.request.post(cp.url + "/v1/secrets", data={"name": "FORGED", "value": "x"})
+    assert forged.status == 403 and forged.json()["error_code"] == "CSRF_FAILED"
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    allowed = context.request.post(cp.url + "/v1/secrets", data={"name": "ALLOWED", "value": "x"},
+                                   headers={"X-CSRF-Token": token})
+    assert allowed.status == 200, allowed.text()
+    names = [s["name"] for s in cp.client.get("/v1/secrets").json()["secrets"]]
+    assert "ALLOWED" in names and "FORGED" not in names
+
+
+def test_revoking_the_key_ends_its_session(cp, context):
+    from playwright.sync_api import expect
+
+    key = cp.client.post("/v1/api_keys", json={"scope": "admin"}).raise_for_status().json()
+    page = context.new_page()
+    sign_in(page, cp, key["key"])
+    expect(page.locator(f'tr[data-model="{MODEL}"]')).to_be_visible()
+    cp.client.delete(f"/v1/api_keys/{key['prefix']}").raise_for_status()
+    page.reload()
+    expect(page).to_have_url(cp.url + "/sign-in?next=%2F")
+
+
+def test_the_models_page_counts_the_requests_of_the_last_hour(cp, context):
+    """The two predictions the fixture made, once the reconciler has flushed its counts
+    (every few seconds): the page is reloaded until they show."""
+    page = context.new_page()
+    sign_in(page, cp, cp.admin_key)
+    requests = page.locator(f'tr[data-model="{MODEL}"] td').nth(4)
+    deadline = time.monotonic() + 60
+    while requests.inner_text() != "2":
+        assert time.monotonic() < deadline, f"still {requests.inner_text()!r} requests shown"
+        time.sleep(1)
+        page.reload()
