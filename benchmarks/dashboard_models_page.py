@@ -1,0 +1,67 @@
+"""Server time of the dashboard's Models page with many models (issue 12: under 100 ms with 50).
+
+    python benchmarks/dashboard_models_page.py [--models 50] [--rounds 200] [--database-url URL]
+
+Builds a store with `--models` models, two deployments each (one in production) and a day of
+hourly usage rows per deployment, then times what GET / does on the server: the store reads
+(models, deployments, last hour's usage) and the template rendering, in-process with the session lookup every page
+makes (no HTTP: uvicorn's share is the same for every page). Prints p50/p95/max in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+from truss_cli.controlplane.dashboard.models_page import model_rows
+from truss_cli.controlplane.dashboard.render import render
+from truss_cli.controlplane.store import Store, UsageAccrual
+from truss_cli.controlplane.store import states
+
+
+def populate(store: Store, count: int) -> None:
+    now = datetime.now(timezone.utc)
+    for i in range(count):
+        model = store.models.create(f"model-{i:03d}")
+        store.models.describe(model.id, description=f"benchmark model number {i}")
+        accruals = []
+        for _ in range(2):
+            deployment = store.deployments.create(model.id, config={"model_name": model.name},
+                                                  status=states.INACTIVE, desired_replicas=0)
+            accruals.append(UsageAccrual(deployment_id=deployment.id, model_id=model.id, model_name=model.name,
+                                         deployment_name=deployment.name, replica_seconds=3600.0, requests=100))
+        for hours_ago in range(24):
+            store.usage.accrue(accruals, at=now - timedelta(hours=hours_ago))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory, Store.open(Path(directory), args.database_url) as store:
+        populate(store, args.models)
+        plane = SimpleNamespace(store=store)
+        token = store.dashboard_sessions.create(store.api_keys.create().key, timedelta(hours=1)).token
+        times = []
+        for _ in range(args.rounds + 20):
+            started = time.perf_counter()
+            assert store.dashboard_sessions.find(token) is not None
+            rows = model_rows(plane, "")  # type: ignore[arg-type]
+            render("models.html", rows=rows, q="", csrf_token="x" * 43, page="models")
+            times.append((time.perf_counter() - started) * 1000)
+        times = sorted(times[20:])  # the first renders compile the templates
+        assert len(rows) == args.models
+        print(f"{args.models} models, {args.rounds} rounds ({store.database.split(':')[0]}): "
+              f"p50 {statistics.median(times):.1f} ms, p95 {times[int(len(times) * 0.95)]:.1f} ms, "
+              f"max {times[-1]:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
