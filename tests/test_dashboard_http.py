@@ -143,3 +143,16 @@ def test_static_files_are_served_without_a_session_and_vendored_ones_cached_long
     assert client.get("/static/dashboard.css").headers["cache-control"] == "no-cache"
     assert client.get("/static/../sessions.py").status_code == 404
     assert client.get("/static/vendor/../../sessions.py").status_code == 404
+
+
+def test_signing_in_again_replaces_the_browsers_session(cp):
+    client, _ = signed_in_client(cp)
+    first = client.cookies[COOKIE]
+    token = "t"
+    client.cookies.set("truss_sign_in", token, path="/sign-in")
+    again = client.post("/sign-in", data={"api_key": cp.admin_key, "sign_in_token": token, "next": "/"})
+    assert again.status_code == 303 and client.cookies[COOKIE] != first
+    stale = anonymous(cp)
+    stale.cookies.set(COOKIE, first)
+    assert stale.get("/v1/models").status_code == 401
+    assert client.get("/v1/models").status_code == 200

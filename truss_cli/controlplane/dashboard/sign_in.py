@@ -81,7 +81,12 @@ async def sign_in(request: Request) -> Response:
         return _form(request, target, "This is an invoke key: it may only call models. "
                      "Sign in with an admin key.", 403)
     cookies = cookies_of(request)
-    made = await asyncio.to_thread(plane.store.dashboard_sessions.create, key, LIFETIME)
+    sessions = plane.store.dashboard_sessions
+    previous = await signed_in(request)
+    if previous is not None:  # signing in again replaces the browser's session, not adds one
+        await asyncio.to_thread(sessions.delete, previous.token)
+    made = await asyncio.to_thread(sessions.create, key, LIFETIME)
+    await asyncio.to_thread(sessions.delete_expired)  # sign-ins are rare: the sweep costs nothing
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, cookies.sign(made.token))  # type: ignore[union-attr]
     response.delete_cookie(SIGN_IN_COOKIE, path="/sign-in")
