@@ -22,7 +22,7 @@ from typing import Optional
 
 from fastapi import Request
 
-from truss_cli.controlplane.dashboard.sessions import CSRF_HEADER, cookies_of, csrf_matches
+from truss_cli.controlplane.dashboard.sessions import COOKIE, CSRF_HEADER, cookies_of, csrf_matches
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.gateway import Denial
 from truss_cli.controlplane.store import ApiKey, Store
@@ -72,7 +72,7 @@ async def _session_key(request: Request) -> Optional[ApiKey]:
     """The key of the request's dashboard session, None without a live one; a change without
     the session's CSRF token is refused."""
     cookies = cookies_of(request)
-    if cookies is None:
+    if cookies is None or COOKIE not in request.cookies:  # the common case: no thread hop
         return None
     signed_in = await asyncio.to_thread(cookies.signed_in, request)
     if signed_in is None:

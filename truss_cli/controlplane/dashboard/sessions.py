@@ -64,7 +64,7 @@ class SessionCookies:
     def signed_in(self, request: Request) -> Optional[SignedIn]:
         """The request's live session (a blocking store read: call it off the event loop)."""
         token = self.unsign(request.cookies.get(COOKIE))
-        if token is None:
+        if token is None:  # no cookie, or not one this plane signed: no database read
             return None
         found = self.store.dashboard_sessions.find(token)
         return SignedIn(found[0], found[1], token) if found else None
