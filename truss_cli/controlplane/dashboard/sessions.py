@@ -47,7 +47,7 @@ class SessionCookies:
 
     @classmethod
     def for_store(cls, store: Store) -> "SessionCookies":
-        return cls(store, load_or_create_key(store.data_dir / KEY_FILE_NAME))
+        return cls(store, load_or_create_key(store.data_dir / KEY_FILE_NAME, "dashboard session"))
 
     def sign(self, token: str) -> str:
         return f"{token}.{self._signature(token)}"

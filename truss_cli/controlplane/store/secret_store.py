@@ -57,8 +57,9 @@ class SecretValue:
     __hash__ = None  # type: ignore[assignment]
 
 
-def load_or_create_key(path: Path) -> bytes:
-    """The key in `path`, made on first use. A key file others can read is refused."""
+def load_or_create_key(path: Path, purpose: str = "secrets") -> bytes:
+    """The key in `path`, made on first use. A key file others can read is refused; errors
+    name the key by `purpose` ("secrets", "dashboard session")."""
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,11 +78,11 @@ def load_or_create_key(path: Path) -> bytes:
             staging.unlink(missing_ok=True)
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise StoreError(f"the secrets key {path} is readable by others (mode {oct(mode & 0o777)})",
+        raise StoreError(f"the {purpose} key {path} is readable by others (mode {oct(mode & 0o777)})",
                          hint=f"chmod 600 {path}")
     key = path.read_bytes()
     if len(key) != _KEY_BYTES:
-        raise StoreError(f"the secrets key {path} is damaged ({len(key)} bytes, not {_KEY_BYTES})")
+        raise StoreError(f"the {purpose} key {path} is damaged ({len(key)} bytes, not {_KEY_BYTES})")
     return key
 
 
