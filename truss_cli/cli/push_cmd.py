@@ -123,6 +123,7 @@ def push(
             f"Deployment {_named(deployment)} is {deployment.get('status')}; follow it with: truss logs --model {prepared.model_name} --deployment {deployment_id} --tail",
             markup=False,
         )
+    console.out.print(f"Dashboard: {result['dashboard_url']}", markup=False)
 
 
 def _its_promotion(promoted: Optional[dict[str, Any]], deployment_id: str) -> Optional[dict[str, Any]]:
@@ -285,5 +286,7 @@ def _result(api: Api, prepared: PreparedPush, deployment: dict[str, Any], sent: 
         "uploaded_files": [] if sent is None else [item.path for item in sent.files],
         "uploaded_bytes": 0 if sent is None else sent.archive_bytes,
         "predict_url": api.predict_url(deployment["model_id"], None if deployment.get("is_production") else deployment["id"]),
+        # The model's page on the control plane's dashboard (the plane serves it at its root).
+        "dashboard_url": f"{api.url}/models/{deployment['model_id']}",
     }
 
