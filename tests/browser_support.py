@@ -37,6 +37,12 @@ def chromium_path() -> str:
     return path  # type: ignore[return-value]
 
 
+# Each test module imports the fixtures, which makes each module's `browser` a fixture of its
+# own: a second sync_playwright() while the first runs fails ("Sync API inside the asyncio
+# loop"). So the modules share one Playwright and one browser, closed with the last user.
+_shared: dict[str, Any] = {"users": 0}
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     executable = chromium_path()
@@ -44,12 +50,23 @@ def browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _unavailable("playwright is not installed")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    if _shared["users"] == 0:
+        _shared["playwright"] = sync_playwright().start()
         try:
-            yield launched
-        finally:
-            launched.close()
+            _shared["browser"] = _shared["playwright"].chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except BaseException:
+            _shared.pop("playwright").stop()
+            raise
+    _shared["users"] += 1
+    try:
+        yield _shared["browser"]
+    finally:
+        _shared["users"] -= 1
+        if _shared["users"] == 0:
+            try:
+                _shared.pop("browser").close()
+            finally:
+                _shared.pop("playwright").stop()
 
 
 @pytest.fixture
