@@ -135,13 +135,29 @@ def test_deactivate_then_activate_from_the_page(cp, context, screenshots: Path):
     sign_in_at(page, cp, f"/models/{mid}/deployments")
     page.screenshot(path=screenshots / "deployments.png", full_page=True)
     row = page.locator(f'tr[data-deployment-id="{other["id"]}"]')
-    page.once("dialog", lambda dialog: dialog.dismiss())  # asked first; saying no changes nothing
+    asked: list[str] = []
+
+    def say_no(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", say_no)  # asked first; saying no changes nothing
     row.locator("button.deactivate").click()
+    assert asked and asked[0].startswith(f"Deactivate {other['name']}?"), asked
+    page.reload()
+    expect(row.locator("button.deactivate")).to_be_visible()
     assert predict_status(cp, mid, other["id"]) == 200
     page.once("dialog", lambda dialog: dialog.accept())
     row.locator("button.deactivate").click()
-    expect(row.locator("button.activate")).to_be_visible()  # the page reloaded after the API said yes
+    expect(row.locator("button.deactivate")).to_have_count(0)  # the page reloaded after the API said yes
     assert predict_status(cp, mid, other["id"]) == 404
+    # Activate is offered once its replicas have stopped (INACTIVE); the page is reloaded until then.
+    deadline = time.monotonic() + 120
+    while row.locator("button.activate").count() == 0:
+        assert time.monotonic() < deadline, f"still {row.locator('td.status').inner_text()!r}"
+        time.sleep(0.5)
+        page.reload()
+    expect(row.locator(".badge")).to_have_text("Inactive")
     page.screenshot(path=screenshots / "deployments-deactivated.png", full_page=True)
     row.locator("button.activate").click()
     expect(row.locator("button.deactivate")).to_be_visible()
@@ -194,3 +210,26 @@ def test_rename_shows_the_new_name_after_a_reload(cp, context, screenshots: Path
     expect(page.locator("#action-error")).to_be_visible()
     page.screenshot(path=screenshots / "deployments-rename-refused.png", full_page=True)
     assert any(d["id"] == other["id"] and d["name"] == "renamed-on-the-page" for d in deployments(cp))
+
+
+@pytest.mark.browser
+def test_promote_into_an_environment_from_its_select(cp, context, screenshots: Path):
+    from playwright.sync_api import expect
+
+    other = next(d for d in deployments(cp) if not d["is_production"])
+    mid = other["model_id"]
+    assert cp.client.post(f"/model-{mid}/environments/staging/predict", json={"x": 1}).status_code != 200
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    sign_in_at(page, cp, f"/models/{mid}/deployments")
+    row = page.locator(f'tr[data-deployment-id="{other["id"]}"]')
+    row.locator(".promote-environment select").select_option("staging")
+    row.locator('.promote-environment button[type="submit"]').click()
+    expect(row.locator("td.environment")).to_have_text("staging")
+    expect(row.locator(".promote-environment")).to_have_count(0)  # staging was its only other choice
+    page.screenshot(path=screenshots / "deployments-promoted-to-staging.png", full_page=True)
+    answer = cp.client.post(f"/model-{mid}/environments/staging/predict", json={"x": 1})
+    assert answer.status_code == 200 and answer.json() == {"echo": {"x": 1}}, answer.text
+    # htmx, hx-confirm and our script run under the pages' strict Content-Security-Policy.
+    assert not [e for e in errors if "Content Security Policy" in e], errors

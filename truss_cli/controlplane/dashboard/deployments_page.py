@@ -45,6 +45,7 @@ class DeploymentRow:
     can_deactivate: bool
     can_activate: bool
     can_retry: bool
+    promote_into: list[str]  # the environments (besides production) it may be promoted into: not the one it is in
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,10 @@ def deployments_tab(plane: ControlPlane, model_id: str) -> Optional[DeploymentsT
         return None
     deployments = store.deployments.list(model.id)
     environments = [e.name for e in store.environments.list(model.id) if e.name != PRODUCTION]
-    return DeploymentsTab(model, [_row(plane, d) for d in deployments], environments)
+    return DeploymentsTab(model, [_row(plane, d, environments) for d in deployments], environments)
 
 
-def _row(plane: ControlPlane, deployment: Deployment) -> DeploymentRow:
+def _row(plane: ControlPlane, deployment: Deployment, environments: list[str]) -> DeploymentRow:
     ready = sum(1 for r in plane.store.replicas.list(deployment.id) if r.phase == "ready")
     inactive = deployment.desired_state == states.DESIRED_INACTIVE
     return DeploymentRow(
@@ -78,8 +79,11 @@ def _row(plane: ControlPlane, deployment: Deployment) -> DeploymentRow:
         ready_replicas=ready, desired_replicas=0 if inactive else deployment.desired_replicas,
         created=deployment.created_at.strftime("%Y-%m-%d %H:%M UTC"),
         can_deactivate=not inactive and deployment.status not in _UNBUILT,
-        can_activate=inactive and deployment.status not in _FAILED,
+        # Not while DEACTIVATING: the API refuses until its replicas have stopped (INACTIVE).
+        can_activate=inactive and deployment.status == states.INACTIVE,
         can_retry=deployment.status in _FAILED,
+        # The development deployment is published into production only (the API refuses the rest).
+        promote_into=[] if deployment.is_development else [e for e in environments if e != deployment.environment],
     )
 
 
