@@ -37,19 +37,36 @@ def chromium_path() -> str:
     return path  # type: ignore[return-value]
 
 
+# Every test module imports the `browser` fixture, so pytest registers it once per module and
+# would start one Playwright per module; a second sync Playwright in the same thread refuses to
+# start ("Sync API inside the asyncio loop"). So the modules share one, closed by the last user.
+_shared: dict[str, Any] = {"users": 0, "playwright": None, "browser": None}
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    executable = chromium_path()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    if _shared["users"] == 0:
+        executable = chromium_path()
         try:
-            yield launched
-        finally:
-            launched.close()
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            _unavailable("playwright is not installed")
+        playwright = sync_playwright().start()
+        try:
+            _shared["browser"] = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except BaseException:
+            playwright.stop()
+            raise
+        _shared["playwright"] = playwright
+    _shared["users"] += 1
+    try:
+        yield _shared["browser"]
+    finally:
+        _shared["users"] -= 1
+        if _shared["users"] == 0:
+            _shared["browser"].close()
+            _shared["playwright"].stop()
+            _shared["browser"] = _shared["playwright"] = None
 
 
 @pytest.fixture
