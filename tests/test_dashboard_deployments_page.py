@@ -109,6 +109,22 @@ def test_a_model_without_deployments_says_how_to_make_one(cp):
     assert page.status_code == 200 and "No deployments yet" in page.text and "<tbody>" not in page.text
 
 
+def test_a_failed_deployment_offers_retry_and_its_cause_is_escaped(cp):
+    from truss_cli.controlplane.store import Store
+
+    with Store.open(cp.data_dir) as store:  # a failed build's row, made directly: no build runs
+        model = store.models.create("failed-model")
+        failed = store.deployments.create(model.id, config={}, status="BUILD_FAILED", first_becomes_production=False)
+        store.deployments.set_status(failed.id, "BUILD_FAILED", "<script>alert(1)</script> pip install failed")
+    client, _ = signed_in_client(cp)
+    page = client.get(f"/models/{model.id}/deployments")
+    assert page.status_code == 200, page.text
+    row = row_of(page.text, failed.id)
+    assert ">Deployment Failed</span>" in row and ">BUILD_FAILED</div>" in row
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; pip install failed" in row and "<script>alert" not in row
+    assert 'class="retry"' in row and 'class="deactivate"' not in row and 'class="activate"' not in row
+
+
 # -- in a browser -------------------------------------------------------------------------------
 
 def sign_in_at(page: Any, cp: ControlPlaneProcess, path: str) -> None:
