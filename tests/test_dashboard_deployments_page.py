@@ -223,7 +223,9 @@ def test_rename_shows_the_new_name_after_a_reload(cp, context, screenshots: Path
     production = next(d for d in deployments(cp) if d["is_production"])
     row.locator('.rename input[name="name"]').fill(production["name"])
     row.locator('.rename button[type="submit"]').click()
-    expect(page.locator("#action-error")).to_be_visible()
+    refusal = cp.client.patch(f"/v1/models/{MODEL}/deployments/{other['id']}", json={"name": production["name"]})
+    assert refusal.status_code == 409
+    expect(page.locator("#action-error")).to_have_text(f"{refusal.json()['error']} ({refusal.json()['detail']})")
     page.screenshot(path=screenshots / "deployments-rename-refused.png", full_page=True)
     assert any(d["id"] == other["id"] and d["name"] == "renamed-on-the-page" for d in deployments(cp))
 
