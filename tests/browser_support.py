@@ -37,36 +37,36 @@ def chromium_path() -> str:
     return path  # type: ignore[return-value]
 
 
-# Each test module imports the fixtures, which makes each module's `browser` a fixture of its
-# own: a second sync_playwright() while the first runs fails ("Sync API inside the asyncio
-# loop"). So the modules share one Playwright and one browser, closed with the last user.
-_shared: dict[str, Any] = {"users": 0}
+# Every test module imports the `browser` fixture, so pytest registers it once per module and
+# would start one Playwright per module; a second sync Playwright in the same thread refuses to
+# start ("Sync API inside the asyncio loop"). So the modules share one, closed by the last user.
+_shared: dict[str, Any] = {"users": 0, "playwright": None, "browser": None}
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    executable = chromium_path()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed")
     if _shared["users"] == 0:
-        _shared["playwright"] = sync_playwright().start()
+        executable = chromium_path()
         try:
-            _shared["browser"] = _shared["playwright"].chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            _unavailable("playwright is not installed")
+        playwright = sync_playwright().start()
+        try:
+            _shared["browser"] = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         except BaseException:
-            _shared.pop("playwright").stop()
+            playwright.stop()
             raise
+        _shared["playwright"] = playwright
     _shared["users"] += 1
     try:
         yield _shared["browser"]
     finally:
         _shared["users"] -= 1
         if _shared["users"] == 0:
-            try:
-                _shared.pop("browser").close()
-            finally:
-                _shared.pop("playwright").stop()
+            _shared["browser"].close()
+            _shared["playwright"].stop()
+            _shared["browser"] = _shared["playwright"] = None
 
 
 @pytest.fixture

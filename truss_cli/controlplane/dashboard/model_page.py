@@ -41,7 +41,7 @@ async def model_overview(request: Request, model_id: str) -> Response:
     detail = await asyncio.to_thread(read)
     csrf_token = current.session.csrf_token
     if detail is None:
-        return render("not_found.html", 404, what=f"No model has the id “{model_id}”.", csrf_token=csrf_token,
+        return render("not_found.html", 404, what=f"No model has the id “{model_id}”: it may have been deleted.", csrf_token=csrf_token,
                       page="models")
     return render("model_overview.html", model=detail, tab="overview", csrf_token=csrf_token, page="models",
                   readme_html=readme_html(detail["readme"]), key_variable=KEY_VARIABLE,

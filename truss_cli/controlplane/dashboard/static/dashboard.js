@@ -23,7 +23,9 @@ document.addEventListener('htmx:afterRequest', function (evt) {
     let message = xhr.responseText;
     try {
       const body = JSON.parse(message);
-      message = body.error + (body.detail && body.detail.hint ? ' (' + body.detail.hint + ')' : '');
+      // The hint is detail.hint (a 404 naming what exists) or detail itself (a 409's how-to-fix).
+      const hint = typeof body.detail === 'string' ? body.detail : (body.detail && body.detail.hint);
+      message = body.error + (hint ? ' (' + hint + ')' : '');
     } catch (e) { /* not JSON: shown as it is */ }
     if (shown) { shown.textContent = message; shown.hidden = false; }
   } else if (!evt.detail.elt.hasAttribute('hx-target') && !evt.detail.elt.hasAttribute('hx-swap')) {
