@@ -1,5 +1,5 @@
-"""Real headless Chromium (Debian's `chromium`) driven by Playwright for Python: one browser for
-the session, a fresh context (cookies) per test. Never `playwright install`: the browser is the
+"""Real headless Chromium (Debian's `chromium`) driven by Playwright for Python: one browser per
+test module, a fresh context (cookies) per test. Never `playwright install`: the browser is the
 system's, found at TRUSS_TEST_CHROMIUM or on PATH (.ci/browser-setup.sh installs it in CI).
 
 Like the Docker tests: without chromium (or playwright) a developer machine skips these tests,
@@ -37,36 +37,22 @@ def chromium_path() -> str:
     return path  # type: ignore[return-value]
 
 
-# Every test module imports the `browser` fixture, so pytest registers it once per module and
-# would start one Playwright per module; a second sync Playwright in the same thread refuses to
-# start ("Sync API inside the asyncio loop"). So the modules share one, closed by the last user.
-_shared: dict[str, Any] = {"users": 0, "playwright": None, "browser": None}
-
-
-@pytest.fixture(scope="session")
+# One browser per test module, stopped when the module ends: the sync Playwright runs an event
+# loop in this thread while it lives, so a later test's asyncio.run() would fail ("cannot be
+# called from a running event loop"), and a second sync Playwright could not start.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if _shared["users"] == 0:
-        executable = chromium_path()
-        try:
-            from playwright.sync_api import sync_playwright
-        except ImportError:
-            _unavailable("playwright is not installed")
-        playwright = sync_playwright().start()
-        try:
-            _shared["browser"] = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        except BaseException:
-            playwright.stop()
-            raise
-        _shared["playwright"] = playwright
-    _shared["users"] += 1
+    executable = chromium_path()
     try:
-        yield _shared["browser"]
-    finally:
-        _shared["users"] -= 1
-        if _shared["users"] == 0:
-            _shared["browser"].close()
-            _shared["playwright"].stop()
-            _shared["browser"] = _shared["playwright"] = None
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 @pytest.fixture
