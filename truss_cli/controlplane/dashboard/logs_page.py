@@ -1,0 +1,77 @@
+"""A model's Logs tab, `/models/{id}/logs?deployment=<id|name|production|development>`: a picker
+of the model's deployments and the chosen one's build and replica logs, followed live.
+
+The page only says which deployment and where its logs are: static/logs.js reads the existing
+NDJSON endpoint (`/v1/models/{id}/deployments/{ref}/logs?follow=true`, the one `truss logs
+--tail` reads) with the session cookie and appends each line as text. No second log route:
+what the page shows is what the API gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Optional
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from truss_cli.controlplane.dashboard.render import render
+from truss_cli.controlplane.dashboard.sign_in import signed_in, to_sign_in
+from truss_cli.controlplane.plane import ControlPlane
+from truss_cli.controlplane.routes.views import status_label
+from truss_cli.controlplane.store import Deployment, Model
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class Choice:
+    id: str
+    label: str  # name, and where it serves
+
+
+@dataclass(frozen=True)
+class LogsTab:
+    model: Model
+    choices: list[Choice]
+    chosen: Optional[Deployment]  # None: the model has no deployment, or `deployment=` named none of them
+    asked: Optional[str]  # what `deployment=` said, when it named no deployment
+
+
+def _label(deployment: Deployment) -> str:
+    where = "production" if deployment.is_production else "development" if deployment.is_development \
+        else deployment.environment
+    return f"{deployment.name} ({where})" if where else deployment.name
+
+
+def logs_tab(plane: ControlPlane, model_id: str, ref: Optional[str]) -> Optional[LogsTab]:
+    """None when no model has this id. Without `ref`: production, or while nothing serves
+    production the newest deployment (what `truss logs` shows by default)."""
+    store = plane.store
+    model = store.models.find(model_id)
+    if model is None or model.id != model_id:
+        return None
+    deployments = store.deployments.list(model.id)
+    choices = [Choice(d.id, _label(d)) for d in deployments]
+    if ref:
+        chosen = store.deployments.find(model.id, ref)
+        return LogsTab(model, choices, chosen, None if chosen else ref)
+    default = next((d for d in deployments if d.is_production), deployments[-1] if deployments else None)
+    return LogsTab(model, choices, default, None)
+
+
+@router.get("/models/{model_id}/logs")
+async def logs_page(request: Request, model_id: str, deployment: Optional[str] = None) -> Response:
+    current = await signed_in(request)
+    if current is None:
+        return to_sign_in(request)
+    tab = await asyncio.to_thread(logs_tab, request.app.state.plane, model_id, deployment)
+    csrf = current.session.csrf_token
+    if tab is None:
+        return render("not_found.html", 404, what=f"No model has the id “{model_id}”: it may have been deleted.",
+                      csrf_token=csrf, page="models")
+    chosen = tab.chosen
+    return render("model_logs.html", 404 if tab.asked else 200, model=tab.model, tab="logs", choices=tab.choices,
+                  chosen=chosen, asked=tab.asked, csrf_token=csrf, page="models",
+                  status_label=status_label(chosen.status) if chosen else None)
