@@ -159,6 +159,9 @@ def test_a_printed_line_appears_live_and_the_filters_narrow_the_lines(cp, contex
     expect(printed.locator(".source")).to_have_text(re.compile(r"^replica:"))
     assert page.locator("#injected").count() == 0  # shown as text, never parsed as HTML
     assert lines.count() > before
+    # One time line, whichever log a line came from (the readers run side by side).
+    times = page.locator("#log-lines li time").evaluate_all("nodes => nodes.map(n => n.dateTime)")
+    assert times == sorted(times), times
     page.screenshot(path=screenshots / "logs.png", full_page=True)
 
     # The filter hides the lines without its text (and shows them again when cleared).

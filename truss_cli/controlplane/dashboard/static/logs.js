@@ -32,9 +32,11 @@
   function append(entry) {
     const item = document.createElement('li');
     const at = document.createElement('time');
-    at.dateTime = entry.at;
-    // The time as the server wrote it (UTC), to the millisecond: no guess at the viewer's zone.
-    at.textContent = String(entry.at).replace('T', ' ').slice(0, 23);
+    // UTC to the millisecond, as the server keeps it: no guess at the viewer's zone. (toISOString
+    // writes every time alike, which the server's isoformat does not for a whole second.)
+    const utc = new Date(entry.at).toISOString();
+    at.dateTime = utc;
+    at.textContent = utc.replace('T', ' ').slice(0, 23);
     const source = document.createElement('span');
     source.className = 'source';
     source.textContent = entry.source;
@@ -47,7 +49,13 @@
     item.hidden = !matches(item);
     // Keep following the bottom only when the reader is there already (not while reading above).
     const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 8;
-    lines.append(item);
+    item.dataset.at = utc;
+    // In time order: the build log and each replica's log are read side by side, so their
+    // lines arrive interleaved by reader, not by time. New lines belong at the end, so the
+    // walk back is short. (toISOString's strings sort as the times do.)
+    let before = lines.lastElementChild;
+    while (before && before.dataset.at > item.dataset.at) { before = before.previousElementSibling; }
+    if (before) { before.after(item); } else { lines.prepend(item); }
     if (atBottom) { item.scrollIntoView({block: 'end'}); }
   }
 
