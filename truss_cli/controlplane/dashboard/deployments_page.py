@@ -15,7 +15,7 @@ from typing import Optional
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from truss_cli.controlplane.dashboard.render import render
+from truss_cli.controlplane.dashboard.render import model_not_found, render
 from truss_cli.controlplane.dashboard.sign_in import signed_in, to_sign_in
 from truss_cli.controlplane.plane import ControlPlane
 from truss_cli.controlplane.routes.views import status_label
@@ -95,7 +95,6 @@ async def deployments_page(request: Request, model_id: str) -> Response:
     tab = await asyncio.to_thread(deployments_tab, request.app.state.plane, model_id)
     csrf = current.session.csrf_token
     if tab is None:
-        return render("not_found.html", 404, what=f"No model has the id “{model_id}”: it may have been deleted.",
-                      csrf_token=csrf, page="models")
+        return model_not_found(model_id, csrf)
     return render("model_deployments.html", model=tab.model, tab="deployments", rows=tab.rows,
                   environments=tab.environments, csrf_token=csrf, page="models")

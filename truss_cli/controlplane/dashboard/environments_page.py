@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from truss_cli.controlplane import rollout_machine as machine, rollouts
-from truss_cli.controlplane.dashboard.render import render
+from truss_cli.controlplane.dashboard.render import model_not_found, render
 from truss_cli.controlplane.dashboard.sign_in import signed_in, to_sign_in
 from truss_cli.controlplane.plane import ControlPlane
 from truss_cli.controlplane.routes.promotions import promotion_view
@@ -100,11 +100,6 @@ def environments_tab(plane: ControlPlane, model_id: str, only: Optional[str] = N
     return EnvironmentsTab(model, [_card(plane, model, e.name, e.current_deployment_id) for e in environments])
 
 
-def _not_found(model_id: str, csrf: str) -> Response:
-    return render("not_found.html", 404, what=f"No model has the id “{model_id}”: it may have been deleted.",
-                  csrf_token=csrf, page="models")
-
-
 @router.get("/models/{model_id}/environments")
 async def environments_page(request: Request, model_id: str) -> Response:
     current = await signed_in(request)
@@ -113,7 +108,7 @@ async def environments_page(request: Request, model_id: str) -> Response:
     tab = await asyncio.to_thread(environments_tab, request.app.state.plane, model_id)
     csrf = current.session.csrf_token
     if tab is None:
-        return _not_found(model_id, csrf)
+        return model_not_found(model_id, csrf)
     return render("model_environments.html", model=tab.model, tab="environments", cards=tab.cards,
                   csrf_token=csrf, page="models")
 

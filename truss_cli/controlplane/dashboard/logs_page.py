@@ -16,7 +16,7 @@ from typing import Optional
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from truss_cli.controlplane.dashboard.render import render
+from truss_cli.controlplane.dashboard.render import model_not_found, render
 from truss_cli.controlplane.dashboard.sign_in import signed_in, to_sign_in
 from truss_cli.controlplane.plane import ControlPlane
 from truss_cli.controlplane.routes.views import status_label
@@ -69,8 +69,7 @@ async def logs_page(request: Request, model_id: str, deployment: Optional[str] =
     tab = await asyncio.to_thread(logs_tab, request.app.state.plane, model_id, deployment)
     csrf = current.session.csrf_token
     if tab is None:
-        return render("not_found.html", 404, what=f"No model has the id “{model_id}”: it may have been deleted.",
-                      csrf_token=csrf, page="models")
+        return model_not_found(model_id, csrf)
     chosen = tab.chosen
     return render("model_logs.html", 404 if tab.asked else 200, model=tab.model, tab="logs", choices=tab.choices,
                   chosen=chosen, asked=tab.asked, csrf_token=csrf, page="models",

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from truss_cli.controlplane.dashboard.readme import readme_html
-from truss_cli.controlplane.dashboard.render import render
+from truss_cli.controlplane.dashboard.render import model_not_found, render
 from truss_cli.controlplane.dashboard.sign_in import signed_in, to_sign_in
 from truss_cli.controlplane.invocation import KEY_VARIABLE
 from truss_cli.controlplane.routes.views import base_url_of, model_detail
@@ -41,8 +41,7 @@ async def model_overview(request: Request, model_id: str) -> Response:
     detail = await asyncio.to_thread(read)
     csrf_token = current.session.csrf_token
     if detail is None:
-        return render("not_found.html", 404, what=f"No model has the id “{model_id}”: it may have been deleted.", csrf_token=csrf_token,
-                      page="models")
+        return model_not_found(model_id, csrf_token)
     return render("model_overview.html", model=detail, tab="overview", csrf_token=csrf_token, page="models",
                   readme_html=readme_html(detail["readme"]), key_variable=KEY_VARIABLE,
                   status_labels={d["id"]: d["status_label"] for d in detail["deployments"]})

@@ -28,3 +28,9 @@ def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin",
     })
+
+
+def model_not_found(model_id: str, csrf_token: str) -> HTMLResponse:
+    """The 404 of every model tab: pages look models up by id, and one may have been deleted."""
+    return render("not_found.html", 404, what=f"No model has the id “{model_id}”: it may have been deleted.",
+                  csrf_token=csrf_token, page="models")
