@@ -150,3 +150,13 @@ def test_the_gateway_metrics_feed_the_history_but_not_with_refusals_of_unknown_m
     assert set(metrics.history._rings) == {(M, D1), (M, "")}
     window = metrics.history.window(M, None, [D1], minutes=1)
     assert window.requests[-1] == 2 and window.errors[-1] == 2
+
+
+def test_a_bucket_read_while_in_progress_is_read_again_once_finished(history, clock):
+    history.observe((M, D1), 200, 0.001)
+    assert history.window(M, None, [D1], minutes=1).requests[-1] == 1  # in progress
+    history.observe((M, D1), 500, 0.001)
+    clock.now += 10
+    finished = history.window(M, None, [D1], minutes=1)
+    assert finished.requests[-2:] == [2, 0] and finished.errors[-2] == 1
+    assert history.window(M, None, [D1], minutes=1).requests[-2:] == [2, 0]  # kept, the same

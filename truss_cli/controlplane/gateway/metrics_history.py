@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import time
-from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
@@ -81,6 +80,8 @@ class MetricsHistory:
         # deployment id -> [(unix time, ready replicas)], in time order: each change, and the
         # last one before the window so the window's first bucket knows its count.
         self._replicas: dict[str, list[tuple[float, int]]] = {}
+        # (model id, deployment id or None) -> finished bucket number -> its summary.
+        self._summaries: dict[tuple[str, Optional[str]], dict[int, _Summary]] = {}
 
     # -- writes (the event loop's thread) ---------------------------------------------------
 
@@ -157,46 +158,50 @@ class MetricsHistory:
                minutes: int = 60) -> Window:
         """The buckets of the last `minutes` (whole buckets, up to the one in progress) of one
         deployment of `model_id`, or (deployment_id None) of all the model's requests, with
-        the replicas of `replica_deployments` summed."""
+        the replicas of `replica_deployments` summed.
+
+        A finished bucket never changes (requests count in the bucket they end in), so its
+        summary is kept per view: a refresh every 10 s computes the bucket in progress and the
+        ones finished since, not the hour (merging an hour of busy histograms takes tens of ms,
+        on the gateway's thread)."""
         now = self._clock()
         step = self.step_seconds
         count = max(1, min(self.slots, math.ceil(minutes * 60 / step)))
         last = int(now // step)
         first = last - count + 1
-        keys = [k for k in self._rings if k[0] == model_id and (deployment_id is None or k[1] == deployment_id)]
-        requests = [0] * count
-        errors = [0] * count
-        latency: list[dict[int, int]] = [{} for _ in range(count)]
-        for key in keys:
-            for bucket in self._rings[key]:
-                if bucket is None or not first <= bucket.number <= last:
-                    continue
-                i = bucket.number - first
-                requests[i] += bucket.requests
-                errors[i] += bucket.errors
-                merged = latency[i]
-                for index, n in bucket.latency.items():
-                    merged[index] = merged.get(index, 0) + n
         known_from = int(self.kept_since // step)
+        view = (model_id, deployment_id)
+        kept = self._summaries.get(view)
+        if kept is None:
+            kept = self._summaries[view] = {}
+        for old in [n for n in kept if n <= last - self.slots]:
+            del kept[old]
+        rings = [ring for key, ring in self._rings.items()
+                 if key[0] == model_id and (deployment_id is None or key[1] == deployment_id)]
         replicas = self._replica_series(replica_deployments, first, count)
         window = Window(step, first * step, int(self.kept_since), [], [], [], [], [], [], [], replicas)
-        for i in range(count):
-            number = first + i
+        for number in range(first, last + 1):
             window.time.append(number * step)
             if number < known_from:
                 for series in (window.requests, window.errors, window.requests_per_second, window.error_rate,
                                window.p50_ms, window.p95_ms):
                     series.append(None)
                 continue
-            n = requests[i]
+            summary = kept.get(number)
+            if summary is None:
+                slot = number % self.slots
+                summary = _summary([b for b in (ring[slot] for ring in rings) if b is not None and b.number == number])
+                if number < last:
+                    kept[number] = summary
+            n, errors, p50, p95 = summary
             # The bucket in progress is as long as the time it has run so far.
             seconds = max(1.0, now - number * step) if number == last else step
             window.requests.append(n)
-            window.errors.append(errors[i])
+            window.errors.append(errors)
             window.requests_per_second.append(round(n / seconds, 3))
-            window.error_rate.append(round(min(1.0, errors[i] / n), 4) if n else None)
-            window.p50_ms.append(percentile(latency[i], 0.50))
-            window.p95_ms.append(percentile(latency[i], 0.95))
+            window.error_rate.append(round(min(1.0, errors / n), 4) if n else None)
+            window.p50_ms.append(p50)
+            window.p95_ms.append(p95)
         return window
 
     def _replica_series(self, deployment_ids: Iterable[str], first: int, count: int) -> list[Optional[int]]:
@@ -209,17 +214,40 @@ class MetricsHistory:
             changes = self._replicas.get(deployment_id)
             if not changes:
                 continue
-            times = [t for t, _ in changes]
+            # One walk over the buckets and the changes together (both in time order).
+            j, current = 0, None
             for i in range(count):
                 start = (first + i) * step
-                # The count at the bucket's start, and every change during it.
-                at = max(0, bisect_right(times, start) - 1)
-                upto = bisect_right(times, start + step - 1e-9)
-                if upto <= at:
-                    continue  # its first report came later
-                highest = max(changes[j][1] for j in range(at, upto))
-                total[i] = highest if total[i] is None else total[i] + highest
+                end = start + step
+                while j < len(changes) and changes[j][0] <= start:
+                    current = changes[j][1]  # the count at the bucket's start
+                    j += 1
+                highest = current
+                while j < len(changes) and changes[j][0] < end:
+                    current = changes[j][1]  # a change during the bucket
+                    highest = current if highest is None or current > highest else highest
+                    j += 1
+                if highest is not None:  # else its first report came later
+                    total[i] = highest if total[i] is None else total[i] + highest
         return total
+
+
+_Summary = tuple[int, int, Optional[float], Optional[float]]  # requests, errors, p50 ms, p95 ms
+
+
+def _summary(buckets: list[_Bucket]) -> _Summary:
+    """One time bucket of several (model, deployment) rings, their histograms merged."""
+    if not buckets:
+        return 0, 0, None, None
+    if len(buckets) == 1:
+        merged = buckets[0].latency
+    else:
+        merged = {}
+        for bucket in buckets:
+            for index, n in bucket.latency.items():
+                merged[index] = merged.get(index, 0) + n
+    return (sum(b.requests for b in buckets), sum(b.errors for b in buckets),
+            percentile(merged, 0.50), percentile(merged, 0.95))
 
 
 def percentile(histogram: dict[int, int], q: float) -> Optional[float]:
