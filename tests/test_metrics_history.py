@@ -139,6 +139,20 @@ def test_an_idle_deployment_costs_nothing(history, clock):
     assert set(window.requests) == {0} and set(window.replicas) == {1}
 
 
+def test_a_deployment_idle_for_an_hour_gives_its_memory_back(history, clock):
+    for _ in range(3):
+        history.observe((M, D1), 200, 0.001)
+    history.window(M, D1, [D1])
+    clock.now += 10
+    history.window(M, D1, [D1])  # keeps the finished bucket's summary
+    assert (M, D1) in history._rings and history._summaries
+    clock.now += 3600
+    history.observe((M, D2), 200, 0.001)  # any request runs the sweep (at most every 10 minutes)
+    assert set(history._rings) == {(M, D2)}
+    assert not history._summaries
+    assert sum(history.window(M, D1, [D1]).requests) == 0
+
+
 def test_the_gateway_metrics_feed_the_history_but_not_with_refusals_of_unknown_models(clock):
     metrics = GatewayMetrics(MetricsHistory(clock))
     metrics.observe((M, D1), 200, 0.002)

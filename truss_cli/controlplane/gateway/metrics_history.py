@@ -40,6 +40,7 @@ _PER_MIN_MS = 1.0 / MIN_MS
 _log = math.log
 # Model ids come from URLs: bound the rings, as the routing table bounds its cached routes.
 MAX_SERIES = 10_000
+SWEEP_BUCKETS = 60  # free what went idle every 10 minutes
 
 
 class _Bucket:
@@ -82,20 +83,26 @@ class MetricsHistory:
         self._replicas: dict[str, list[tuple[float, int]]] = {}
         # (model id, deployment id or None) -> finished bucket number -> its summary.
         self._summaries: dict[tuple[str, Optional[str]], dict[int, _Summary]] = {}
+        self._newest: dict[Key, int] = {}  # each ring's newest bucket number
+        self._next_sweep = 0
 
     # -- writes (the event loop's thread) ---------------------------------------------------
 
     def _bucket(self, key: Key) -> Optional[_Bucket]:
+        """The slow path, once per key and bucket: a ring for a new key, a slot for a new bucket."""
         number = int(self._clock() // self.step_seconds)
+        if number >= self._next_sweep:
+            self._sweep(number)
         ring = self._rings.get(key)
         if ring is None:
-            if len(self._rings) >= MAX_SERIES and not self._forget_idle():
+            if len(self._rings) >= MAX_SERIES:
                 return None
             ring = self._rings[key] = [None] * self.slots
         slot = number % self.slots
         bucket = ring[slot]
         if bucket is None or bucket.number != number:
             bucket = ring[slot] = _Bucket(number)
+            self._newest[key] = number
         return bucket
 
     def observe(self, key: Key, status: int, seconds: float) -> None:
@@ -144,13 +151,20 @@ class MetricsHistory:
         for deployment_id in [d for d, c in self._replicas.items() if c[-1][1] == 0 and c[-1][0] < oldest]:
             del self._replicas[deployment_id]
 
-    def _forget_idle(self) -> bool:
-        """Drop rings with nothing in the last hour; True when that made room."""
-        newest = int(self._clock() // self.step_seconds)
-        for key in [k for k, ring in self._rings.items()
-                    if max((b.number for b in ring if b is not None), default=-1) <= newest - self.slots]:
-            del self._rings[key]
-        return len(self._rings) < MAX_SERIES
+    def _sweep(self, number: int) -> None:
+        """Every SWEEP_BUCKETS: free the rings with nothing in the last hour (a deployment idle
+        that long, or deleted, then holds no memory) and the kept summaries out of the hour."""
+        self._next_sweep = number + SWEEP_BUCKETS
+        oldest = number - self.slots
+        for key in [k for k, newest in self._newest.items() if newest <= oldest]:
+            del self._newest[key]
+            self._rings.pop(key, None)
+        for view in list(self._summaries):
+            kept = self._summaries[view]
+            for old in [n for n in kept if n <= oldest]:
+                del kept[old]
+            if not kept:
+                del self._summaries[view]
 
     # -- reads ------------------------------------------------------------------------------
 
