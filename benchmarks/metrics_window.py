@@ -8,8 +8,8 @@ A MetricsHistory with a full hour of traffic (every 10 s bucket of every deploym
 requests spread over `--latencies` distinct latency bins, which is what a few hundred
 requests of a real model give), then the model's window (every deployment merged) and one
 deployment's, timed: the first read (every bucket summarised) and the refreshes after it
-(10 s later each: the finished buckets' summaries are kept); also the memory the hour takes (tracemalloc) and the cost of one
-`observe` (the per-request path).
+(10 s later each: the finished buckets' summaries are kept); also the memory the hour takes
+(tracemalloc) and the cost of one `observe` (the per-request path).
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ def test_the_page_offers_the_model_and_each_deployment_and_names_the_api_it_read
 def test_the_vendored_chart_library_is_served_without_a_session(cp):
     anonymous = httpx.Client(base_url=cp.url, timeout=30.0)
     cp.clients.append(anonymous)
-    for name, kind in (("vendor/uPlot-1.6.32.iife.min.js", "text/javascript"), ("vendor/uPlot-1.6.32.min.css", "text/css"),
+    for name, kind in (("vendor/uPlot-1.6.32.iife.min.js", "text/javascript"),
+                       ("vendor/uPlot-1.6.32.min.css", "text/css"),
                        ("metrics.js", "text/javascript"), ("metrics.css", "text/css")):
         answer = anonymous.get(f"/static/{name}")
         assert answer.status_code == 200 and answer.headers["content-type"].startswith(kind), name
