@@ -1,11 +1,12 @@
 """Maintainers only: (re)vendor the dashboard's front-end files from npm. CI never runs this.
 
     python scripts/vendor_assets.py                 # the versions pinned below
-    python scripts/vendor_assets.py htmx.org 2.0.12 # bump one (then update render.HTMX)
+    python scripts/vendor_assets.py htmx.org 2.0.12 # bump one (then update render.HTMX, or
+                                                    # metrics_page.UPLOT_JS/_CSS for uplot)
 
 For each package: `npm pack name@version` into a temporary directory, check the tarball's
-sha512 against the registry's `dist.integrity` (`npm view`), copy the file under a name with
-its version (so it can be cached for a year) and its license, and rewrite VENDOR.json, which
+sha512 against the registry's `dist.integrity` (`npm view`), copy its files under names with
+the version (so they can be cached for a year) and its license, and rewrite VENDOR.json, which
 tests/test_dashboard_vendor.py checks offline.
 """
 
@@ -21,15 +22,20 @@ import tempfile
 from pathlib import Path
 
 VENDOR = Path(__file__).resolve().parent.parent / "truss_cli" / "controlplane" / "dashboard" / "static" / "vendor"
-# package -> (version, file in the tarball, the name it gets here, {version} filled in)
-PINNED = {"htmx.org": ("2.0.11", "package/dist/htmx.min.js", "htmx-{version}.min.js")}
+# package -> (version, {file in the tarball: the name it gets here, {version} filled in})
+PINNED = {
+    "htmx.org": ("2.0.11", {"package/dist/htmx.min.js": "htmx-{version}.min.js"}),
+    # The metrics charts (dashboard/metrics_page.py): the browser build (a global `uPlot`) and its CSS.
+    "uplot": ("1.6.32", {"package/dist/uPlot.iife.min.js": "uPlot-{version}.iife.min.js",
+                         "package/dist/uPlot.min.css": "uPlot-{version}.min.css"}),
+}
 
 
 def npm(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["npm", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def vendor(package: str, version: str, inner: str, pattern: str, recorded: dict) -> None:
+def vendor(package: str, version: str, files: dict[str, str], recorded: dict) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         packed = json.loads(npm("pack", f"{package}@{version}", "--json", cwd=Path(scratch)))[0]
         tarball = Path(scratch) / packed["filename"]
@@ -38,24 +44,26 @@ def vendor(package: str, version: str, inner: str, pattern: str, recorded: dict)
         if ours != registry:
             sys.exit(f"{package}@{version}: the packed tarball's {ours} is not the registry's {registry}")
         with tarfile.open(tarball) as archive:
-            content = archive.extractfile(inner).read()  # type: ignore[union-attr]
+            contents = {inner: archive.extractfile(inner).read() for inner in files}  # type: ignore[union-attr]
             license_text = archive.extractfile("package/LICENSE").read()  # type: ignore[union-attr]
         license_name = json.loads(npm("view", f"{package}@{version}", "license", "--json"))
-    name = pattern.format(version=version)
+    names = {inner: pattern.format(version=version) for inner, pattern in files.items()}
     old = recorded.get(package, {})
     for stale in old.get("files", {}):
-        if stale != name:
+        if stale not in names.values():
             (VENDOR / stale).unlink(missing_ok=True)
-    (VENDOR / name).write_bytes(content)
+    for inner, name in names.items():
+        (VENDOR / name).write_bytes(contents[inner])
+        print(f"{package}@{version} -> {VENDOR / name}")
     license_file = f"LICENSES/{package}-LICENSE"
     (VENDOR / license_file).parent.mkdir(exist_ok=True)
     (VENDOR / license_file).write_bytes(license_text)
     recorded[package] = {
         "version": version, "tarball": f"https://registry.npmjs.org/{package}/-/{packed['filename']}",
         "integrity": registry, "license": license_name, "license_file": license_file,
-        "files": {name: {"from": inner, "sha256": hashlib.sha256(content).hexdigest()}},
+        "files": {name: {"from": inner, "sha256": hashlib.sha256(contents[inner]).hexdigest()}
+                  for inner, name in names.items()},
     }
-    print(f"{package}@{version} -> {VENDOR / name}")
 
 
 def main(argv: list[str]) -> None:
@@ -63,10 +71,10 @@ def main(argv: list[str]) -> None:
     wanted = dict(PINNED)
     if argv:
         package, version = argv
-        _, inner, pattern = wanted[package]
-        wanted = {package: (version, inner, pattern)}
-    for package, (version, inner, pattern) in wanted.items():
-        vendor(package, version, inner, pattern, recorded)
+        _, files = wanted[package]
+        wanted = {package: (version, files)}
+    for package, (version, files) in wanted.items():
+        vendor(package, version, files, recorded)
     (VENDOR / "VENDOR.json").write_text(json.dumps(recorded, indent=2) + "\n")
 
 

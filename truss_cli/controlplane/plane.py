@@ -58,6 +58,8 @@ class ControlPlane:
                                      rollout_replicas=self.rollouts.rollout_replicas, before_tick=self.rollouts.tick)
         # Requests waiting for room at a deployment go when its replicas or cap change.
         self.table.on_capacity = self.gateway.capacity_changed
+        # The dashboard's replica charts: each change of a deployment's ready replicas.
+        self.table.on_replicas = self.gateway.metrics.history.replicas_changed
         self.syncer = Syncer(store, self.trees, self.gateway.upstream.forget,
                              getattr(runtime, "development_replicas", False),
                              environment_for=environment_builder(runtime))

@@ -3,6 +3,10 @@
 Plain dicts updated on the event loop thread (no locks, no registry): a request costs a few
 dict operations. The control plane serves `render()` at /metrics. Requests refused before a
 deployment was chosen (401, 404, 413, 503) carry deployment="".
+
+`history` keeps the last hour of the same requests in 10 s buckets for the dashboard's charts
+(metrics_history.py): those a deployment answered, and the model's 5xx answered before one was
+chosen (a 401 or 404 says nothing about a model's health, and its model id may be any text).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 
+from truss_cli.controlplane.gateway.metrics_history import MetricsHistory
 from truss_cli.server.metrics import LATENCY_BUCKETS, histogram_lines
 
 Key = tuple[str, str]  # (model_id, deployment_id)
@@ -18,7 +23,7 @@ _STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class GatewayMetrics:
-    def __init__(self) -> None:
+    def __init__(self, history: MetricsHistory | None = None) -> None:
         self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.errors: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.in_flight: defaultdict[Key, int] = defaultdict(int)
@@ -26,6 +31,7 @@ class GatewayMetrics:
         self.parked: defaultdict[str, int] = defaultdict(int)
         self._buckets: dict[Key, list[int]] = {}
         self._sums: defaultdict[Key, float] = defaultdict(float)
+        self.history = history or MetricsHistory()
 
     def observe(self, key: Key, status: int, seconds: float) -> None:
         index = status // 100 - 1
@@ -36,10 +42,15 @@ class GatewayMetrics:
             counts = self._buckets[key] = [0] * (len(LATENCY_BUCKETS) + 1)
         counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._sums[key] += seconds
+        if key[1] or status >= 500:
+            self.history.observe(key, status, seconds)
 
     def error(self, key: Key, kind: str) -> None:
         """A failure of the gateway or of the way to a replica (not a replica's own 5xx)."""
         self.errors[(key[0], key[1], kind)] += 1
+        if kind == "upstream_mid_response":
+            # The others end in a 502/503 that observe() counts, or in a retry that succeeded.
+            self.history.broken_response(key)
 
     def render(self) -> str:
         lines = [

@@ -52,6 +52,8 @@ class RoutingTable:
         self.on_wake: Optional[Callable[[str, bool], None]] = None
         self._concurrency: dict[str, int] = {}
         self.on_capacity: Optional[Callable[[str, Sequence[Replica], int], None]] = None
+        # (deployment id, ready replicas) on each change of the count: the metrics history's.
+        self.on_replicas: Optional[Callable[[str, int], None]] = None
         self._routes: dict[tuple[str, str], Route] = {}  # (model id, target) -> its Route, until a change
 
     def model_ids(self) -> set[str]:
@@ -78,6 +80,8 @@ class RoutingTable:
         self._routes.clear()
         before = self._replicas.get(deployment_id)
         self._replicas[deployment_id] = tuple(replicas)
+        if self.on_replicas is not None and (before is None or len(before) != len(replicas)):
+            self.on_replicas(deployment_id, len(replicas))
         if self.on_capacity is not None and before is not None and before != self._replicas[deployment_id]:
             self.on_capacity(deployment_id, self._replicas[deployment_id], self._concurrency.get(deployment_id, 0))
         if asleep:
@@ -119,6 +123,8 @@ class RoutingTable:
         keep = set(deployment_ids)
         for deployment_id in set(self._replicas) - keep:
             del self._replicas[deployment_id]
+            if self.on_replicas is not None:
+                self.on_replicas(deployment_id, 0)
             if self.on_capacity is not None:  # requests waiting in its line resolve again, to a 404
                 self.on_capacity(deployment_id, (), 0)
         for deployment_id in set(self._inactive) - keep:
