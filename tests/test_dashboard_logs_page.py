@@ -20,6 +20,7 @@ import pytest
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
 from conftest import write_model_dir
 from controlplane_support import ControlPlaneProcess, running_controlplane
+from cuttable_proxy import cuttable_proxy
 from dashboard_support import signed_in_client
 
 MODEL = "logs-tab"
@@ -198,3 +199,48 @@ def test_the_picker_switches_to_another_deployment_s_logs(cp, context):
     answer = cp.client.post(f"/model-{mid}/deployment/{other['id']}/predict", json={"say": said})
     assert answer.status_code == 200, answer.text
     expect(page.locator("#log-lines li").filter(has_text=f"predicting {said}")).to_have_count(1)
+
+
+@pytest.mark.browser
+def test_a_lost_stream_reconnects_with_backoff_and_shows_no_line_twice(cp, context, screenshots: Path):
+    """The page reaches the plane through a proxy the test cuts (a network blip; a restarting
+    plane looks the same to the browser): the page says it is reconnecting, retries while
+    connections are refused, then follows again from where it was, with the line printed while
+    it was cut and without repeating the lines it already showed."""
+    from playwright.sync_api import expect
+
+    production = next(d for d in deployments(cp) if d["is_production"])
+    mid = production["model_id"]
+
+    def predict(say: str) -> None:
+        answer = cp.client.post(f"/model-{mid}/production/predict", json={"say": say})
+        assert answer.status_code == 200, answer.text
+
+    with cuttable_proxy(cp.url) as proxy:
+        page = context.new_page()
+        page.goto(proxy.url + f"/models/{mid}/logs")
+        page.fill("#api_key", cp.admin_key)
+        page.click("#sign-in")
+        expect(page).to_have_url(proxy.url + f"/models/{mid}/logs")
+        state = page.locator("#log-state")
+        lines = page.locator("#log-lines li")
+        expect(state).to_have_text("following")
+        predict("before the blip")
+        expect(lines.filter(has_text="predicting before the blip")).to_have_count(1)
+
+        proxy.refusing = True
+        assert proxy.cut() > 0
+        expect(state).to_have_attribute("data-state", "reconnecting")
+        predict("during the blip")  # straight to the plane: the page is cut off from it
+        expect(state).to_contain_text("attempt 3", timeout=30_000)  # it kept trying, further apart
+        page.screenshot(path=screenshots / "logs-reconnecting.png", full_page=True)
+        proxy.refusing = False
+
+        expect(state).to_have_text("following (reconnected)", timeout=30_000)
+        expect(lines.filter(has_text="predicting during the blip")).to_have_count(1)
+        expect(lines.filter(has_text="predicting before the blip")).to_have_count(1)
+        shown = page.locator("#log-lines li").evaluate_all(
+            "nodes => nodes.map(n => n.dataset.at + ' ' + n.textContent)")
+        assert len(shown) == len(set(shown)), [line for line in shown if shown.count(line) > 1]
+        predict("after the blip")  # and the new stream follows
+        expect(lines.filter(has_text="predicting after the blip")).to_have_count(1)
