@@ -4,7 +4,8 @@ cards and the rules (unknown model or environment, no session); in a real browse
 Chromium) a rolling promotion of v2 into production, begun through /v1 as a user's CLI would:
 the page shows it live (the split moves without a reload, the phase's countdown shows), Pause
 holds it (PAUSED), Resume lets it go on, Force roll forward (confirmed) finishes it, and the
-finished card stops polling.
+finished card goes back to the idle poll; a promotion begun after the page opened shows up on
+its card without a reload.
 
 One control plane for the module; screenshots under the directory the `screenshots` fixture prints.
 """
@@ -80,7 +81,7 @@ def test_the_page_lists_the_environments_production_first_with_their_deployment(
     production = card_of(page.text, "production")
     assert '<span class="deployment-name">v1</span>' in production and ">Active</span>" in production
     assert "replicas ready" in production
-    assert "hx-trigger" not in production  # no promotion under way: nothing to poll
+    assert 'hx-trigger="every 5s"' in production  # no promotion under way: only the idle poll
     staging = card_of(page.text, "staging")
     assert "No deployment yet" in staging and "deployment-name" not in staging
 
@@ -179,7 +180,26 @@ def test_a_rolling_promotion_moves_live_pauses_resumes_and_is_forced_forward(cp,
     expect(card.locator(".percent-candidate")).to_have_text("100%")
     expect(card.locator(".deployment-name")).to_have_text("v2")
     expect(card.locator("button")).to_have_count(0)  # nothing left to steer
-    assert card.get_attribute("hx-trigger") is None  # the finished card polls no more
+    assert card.get_attribute("hx-trigger") == "every 5s"  # the finished card is back to the idle poll
     page.screenshot(path=screenshots / "environments-finished.png", full_page=True)
     after = ok(cp.client.get(f"/v1/models/{MODEL}/environments/production/promotion"))["promotion"]
     assert (after["status"], after["percent_traffic_to_new_version"]) == ("SUCCEEDED", 100), after
+
+
+@pytest.mark.browser
+def test_a_promotion_begun_after_the_page_opened_shows_without_a_reload(cp, context, screenshots: Path):
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    sign_in_at(page, cp, f"/models/{model_id(cp)}/environments")
+    card = page.locator('section.environment[data-environment="staging"]')
+    expect(card).to_contain_text("No deployment yet")
+    assert card.get_attribute("hx-trigger") == "every 5s"
+    page.evaluate("window.notReloaded = true")
+    v1 = deployments(cp)["v1"]
+    ok(cp.client.post(f"/v1/models/{MODEL}/environments/staging/promote", json={"deployment_id": v1["id"]}))
+    # Within the idle poll (then the live one, were it rolling), the card shows what it serves now.
+    expect(card.locator(".deployment-name")).to_have_text("v1", timeout=30_000)
+    expect(card).not_to_contain_text("No deployment yet")
+    assert page.evaluate("window.notReloaded === true")
+    page.screenshot(path=screenshots / "environments-promoted-elsewhere.png", full_page=True)
