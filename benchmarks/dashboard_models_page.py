@@ -23,8 +23,7 @@ from types import SimpleNamespace
 from truss_cli.controlplane.dashboard.models_page import PAGE_SIZE, models_page
 from truss_cli.controlplane.dashboard.pages import page_link
 from truss_cli.controlplane.dashboard.render import render
-from truss_cli.controlplane.store import Store, UsageAccrual
-from truss_cli.controlplane.store import states
+from truss_cli.controlplane.store import Store, UsageAccrual, states
 
 
 def populate(store: Store, count: int) -> None:

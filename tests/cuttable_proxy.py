@@ -5,11 +5,11 @@ closed at once (the server is not back yet). Bytes pass unchanged otherwise."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from typing import Iterator
 from urllib.parse import urlsplit
-import contextlib
 
 
 class CuttableProxy:

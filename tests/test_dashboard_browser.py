@@ -14,8 +14,8 @@ from typing import Any, Iterator
 import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
-from conftest import write_model_dir
-from controlplane_support import ControlPlaneProcess, running_controlplane
+from controlplane_support import ControlPlaneProcess
+from dashboard_support import pushed_control_plane
 from truss_cli.controlplane.dashboard.sessions import COOKIE
 from truss_cli.controlplane.store import Store
 
@@ -23,24 +23,14 @@ pytestmark = pytest.mark.browser
 
 MODEL = "dash-hello"
 OTHER = "other-model"
-ECHO = """
-class Model:
-    def predict(self, request):
-        return {"echo": request}
-"""
 
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
-    root = tmp_path_factory.mktemp("dashboard-browser")
-    with running_controlplane(root / "cp") as plane:
-        source = write_model_dir(root / MODEL, ECHO, f"model_name: {MODEL}\npython_version: py311\n")
-        created = plane.push(source)
-        deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
-                                           "DEPLOY_FAILED")
-        assert deployment["status"] == "ACTIVE", deployment
+    with pushed_control_plane(tmp_path_factory.mktemp("dashboard-browser"), MODEL) as plane:
+        model_id = plane.client.get(f"/v1/models/{MODEL}").raise_for_status().json()["id"]
         for n in range(2):  # what the page's "Requests (last hour)" counts
-            plane.client.post(f"/model-{created['model_id']}/production/predict", json={"n": n}).raise_for_status()
+            plane.client.post(f"/model-{model_id}/production/predict", json={"n": n}).raise_for_status()
         with Store.open(plane.data_dir) as store:  # a second model for the search, no push needed
             store.models.create(OTHER)
         yield plane

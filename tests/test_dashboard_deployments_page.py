@@ -14,32 +14,19 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
-from conftest import write_model_dir
-from controlplane_support import ControlPlaneProcess, running_controlplane
-from dashboard_support import signed_in_client
+from controlplane_support import ControlPlaneProcess
+from dashboard_support import anonymous_client, pushed_control_plane, sign_in_page as sign_in_at, signed_in_client
 
 MODEL = "deploy-tab"
-ECHO = """
-class Model:
-    def predict(self, request):
-        return {"echo": request}
-"""
 
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
-    root = tmp_path_factory.mktemp("dashboard-deployments")
-    with running_controlplane(root / "cp") as plane:
-        source = write_model_dir(root / MODEL, ECHO, f"model_name: {MODEL}\npython_version: py311\n")
-        for _ in range(2):  # the first becomes production once ACTIVE; the second does not
-            created = plane.push(source, deployment_name=None)
-            deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
-                                               "DEPLOY_FAILED")
-            assert deployment["status"] == "ACTIVE", deployment
+    # Two pushes: the first becomes production once ACTIVE; the second does not.
+    with pushed_control_plane(tmp_path_factory.mktemp("dashboard-deployments"), MODEL, pushes=2) as plane:
         plane.client.post(f"/v1/models/{MODEL}/environments", json={"name": "staging"}).raise_for_status()
         yield plane
 
@@ -90,8 +77,7 @@ def test_an_unknown_model_answers_404_with_a_link_back_to_models(cp):
 
 
 def test_without_a_session_the_page_redirects_to_sign_in_and_back(cp):
-    anonymous = httpx.Client(base_url=cp.url, timeout=30.0)
-    cp.clients.append(anonymous)
+    anonymous = anonymous_client(cp)
     path = f"/models/{model_id(cp)}/deployments"
     answer = anonymous.get(path)
     assert answer.status_code == 303
@@ -126,15 +112,6 @@ def test_a_failed_deployment_offers_retry_and_its_cause_is_escaped(cp):
 
 
 # -- in a browser -------------------------------------------------------------------------------
-
-def sign_in_at(page: Any, cp: ControlPlaneProcess, path: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(cp.url + path)
-    page.fill("#api_key", cp.admin_key)
-    page.click("#sign-in")
-    expect(page).to_have_url(cp.url + path)
-
 
 def predict_status(cp: ControlPlaneProcess, mid: str, deployment_id: str) -> int:
     return cp.client.post(f"/model-{mid}/deployment/{deployment_id}/predict", json={"x": 1}).status_code

@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
 from conftest import write_model_dir
 from controlplane_checks import eventually, ok
 from controlplane_support import ControlPlaneProcess, running_controlplane
-from dashboard_support import signed_in_client
+from dashboard_support import anonymous_client, model_config, push_active, sign_in_page as sign_in_at, signed_in_client
 
 MODEL = "env-tab"
 VERSIONED = """
@@ -32,7 +31,7 @@ class Model:
     def predict(self, request):
         return {"version": VERSION}
 """
-CONFIG = f"model_name: {MODEL}\npython_version: py311\n"
+CONFIG = model_config(MODEL)
 # Two steps of one replica (50 %, 100 %), each followed by a wait long enough for the test to
 # act inside it (a pause applies at the end of the wait, a forced roll forward at once).
 ROLLING = {"rolling_deploy": True, "promotion_cleanup_strategy": "KEEP",
@@ -45,10 +44,7 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess
     with running_controlplane(root / "cp") as plane:
         for version in ("v1", "v2"):  # v1, the first, becomes production once ACTIVE
             source = write_model_dir(root / version, VERSIONED.replace("VERSION", repr(version)), CONFIG)
-            created = plane.push(source, MODEL, deployment_name=version)
-            deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
-                                               "DEPLOY_FAILED")
-            assert deployment["status"] == "ACTIVE", deployment
+            push_active(plane, source, MODEL, deployment_name=version)
         ok(plane.client.post(f"/v1/models/{MODEL}/environments", json={"name": "staging"}), 201)
         ok(plane.client.patch(f"/v1/models/{MODEL}/environments/production",
                               json={"autoscaling_settings": {"min_replica": 2, "max_replica": 2}}))
@@ -97,8 +93,7 @@ def test_an_unknown_model_or_environment_answers_404(cp):
 
 
 def test_without_a_session_the_page_redirects_to_sign_in_and_back(cp):
-    anonymous = httpx.Client(base_url=cp.url, timeout=30.0)
-    cp.clients.append(anonymous)
+    anonymous = anonymous_client(cp)
     path = f"/models/{model_id(cp)}/environments"
     answer = anonymous.get(path)
     assert answer.status_code == 303
@@ -107,15 +102,6 @@ def test_without_a_session_the_page_redirects_to_sign_in_and_back(cp):
 
 
 # -- in a browser -------------------------------------------------------------------------------
-
-def sign_in_at(page: Any, cp: ControlPlaneProcess, path: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(cp.url + path)
-    page.fill("#api_key", cp.admin_key)
-    page.click("#sign-in")
-    expect(page).to_have_url(cp.url + path)
-
 
 def shown_percent(card: Any) -> int:
     return int(card.locator(".percent-candidate").inner_text().rstrip("%"))

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from controlplane_support import running_controlplane
-from dashboard_support import sign_in, sign_in_form, signed_in_client
+from dashboard_support import anonymous_client, sign_in, sign_in_form, signed_in_client
 from truss_cli.controlplane.dashboard.sessions import COOKIE
 from truss_cli.controlplane.store import Store
 
@@ -21,10 +21,7 @@ def cp(tmp_path_factory: pytest.TempPathFactory):
         yield plane
 
 
-def anonymous(cp) -> httpx.Client:
-    client = httpx.Client(base_url=cp.url, timeout=30.0)
-    cp.clients.append(client)
-    return client
+anonymous = anonymous_client
 
 
 def test_a_page_without_a_session_redirects_to_sign_in_and_back(cp):

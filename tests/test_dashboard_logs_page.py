@@ -14,14 +14,12 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
-from conftest import write_model_dir
-from controlplane_support import ControlPlaneProcess, running_controlplane
+from controlplane_support import ControlPlaneProcess
 from cuttable_proxy import cuttable_proxy
-from dashboard_support import signed_in_client
+from dashboard_support import anonymous_client, pushed_control_plane, sign_in_page as sign_in_at, signed_in_client
 
 MODEL = "logs-tab"
 PRINTS = """
@@ -34,14 +32,8 @@ class Model:
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
-    root = tmp_path_factory.mktemp("dashboard-logs")
-    with running_controlplane(root / "cp") as plane:
-        source = write_model_dir(root / MODEL, PRINTS, f"model_name: {MODEL}\npython_version: py311\n")
-        for _ in range(2):  # the first becomes production once ACTIVE; the second does not
-            created = plane.push(source, deployment_name=None)
-            deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
-                                               "DEPLOY_FAILED")
-            assert deployment["status"] == "ACTIVE", deployment
+    # Two pushes: the first becomes production once ACTIVE; the second does not.
+    with pushed_control_plane(tmp_path_factory.mktemp("dashboard-logs"), MODEL, PRINTS, pushes=2) as plane:
         yield plane
 
 
@@ -101,8 +93,7 @@ def test_an_unknown_model_answers_404_with_a_link_back_to_models(cp):
 
 
 def test_without_a_session_the_page_redirects_to_sign_in_and_back(cp):
-    anonymous = httpx.Client(base_url=cp.url, timeout=30.0)
-    cp.clients.append(anonymous)
+    anonymous = anonymous_client(cp)
     path = f"/models/{deployments(cp)[0]['model_id']}/logs"
     answer = anonymous.get(path, params={"deployment": "production"})
     assert answer.status_code == 303
@@ -123,15 +114,6 @@ def test_a_model_without_deployments_says_so(cp):
 
 
 # -- in a browser -------------------------------------------------------------------------------
-
-def sign_in_at(page: Any, cp: ControlPlaneProcess, path: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(cp.url + path)
-    page.fill("#api_key", cp.admin_key)
-    page.click("#sign-in")
-    expect(page).to_have_url(cp.url + path)
-
 
 @pytest.mark.browser
 def test_a_printed_line_appears_live_and_the_filters_narrow_the_lines(cp, context, screenshots: Path):
@@ -218,10 +200,7 @@ def test_a_lost_stream_reconnects_with_backoff_and_shows_no_line_twice(cp, conte
 
     with cuttable_proxy(cp.url) as proxy:
         page = context.new_page()
-        page.goto(proxy.url + f"/models/{mid}/logs")
-        page.fill("#api_key", cp.admin_key)
-        page.click("#sign-in")
-        expect(page).to_have_url(proxy.url + f"/models/{mid}/logs")
+        sign_in_at(page, cp, f"/models/{mid}/logs", base_url=proxy.url)
         state = page.locator("#log-state")
         lines = page.locator("#log-lines li")
         expect(state).to_have_text("following")

@@ -17,22 +17,16 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
 from conftest import write_model_dir
-from controlplane_support import ControlPlaneProcess, running_controlplane
-from dashboard_support import signed_in_client
+from controlplane_support import ControlPlaneProcess
+from dashboard_support import ECHO, anonymous_client, pushed_control_plane, signed_in_client
 from truss_cli.controlplane.store import Store
 
 MODEL = "overview-echo"
 BARE = "bare-model"  # made in the store: no deployment, so Type and Framework are "Custom"
-ECHO = """
-class Model:
-    def predict(self, request):
-        return {"echo": request}
-"""
 CONFIG = f"""\
 model_name: {MODEL}
 python_version: py311
@@ -52,13 +46,8 @@ HOSTILE_README = """# Hello
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
-    root = tmp_path_factory.mktemp("dashboard-model-page")
-    with running_controlplane(root / "cp") as plane:
-        created = plane.push(write_model_dir(root / MODEL, ECHO, CONFIG))
-        deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
-                                           "DEPLOY_FAILED")
-        assert deployment["status"] == "ACTIVE", deployment
-        plane.client.post(f"/v1/models/{created['model_id']}/environments", json={"name": "staging"}).raise_for_status()
+    with pushed_control_plane(tmp_path_factory.mktemp("dashboard-model-page"), MODEL, config=CONFIG) as plane:
+        plane.client.post(f"/v1/models/{MODEL}/environments", json={"name": "staging"}).raise_for_status()
         with Store.open(plane.data_dir) as store:
             store.models.create(BARE)
         yield plane
@@ -71,8 +60,7 @@ def model_id(cp: ControlPlaneProcess, name: str = MODEL) -> str:
 # --- over HTTP -----------------------------------------------------------------------------
 
 def test_without_a_session_the_page_redirects_to_sign_in(cp):
-    client = httpx.Client(base_url=cp.url, timeout=30.0)
-    cp.clients.append(client)
+    client = anonymous_client(cp)
     answer = client.get(f"/models/{model_id(cp)}")
     assert answer.status_code == 303
     assert answer.headers["location"] == f"/sign-in?next=%2Fmodels%2F{model_id(cp)}"
