@@ -6,7 +6,10 @@ browser page in (`sign_in_page`)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -46,6 +49,18 @@ def pushed_control_plane(root: Path, model: str, code: str = ECHO, config: str |
         for _ in range(pushes):
             push_active(plane, source)
         yield plane
+
+
+def truss_cli(cp: ControlPlaneProcess, home: Path) -> tuple[list[str], dict[str, str]]:
+    """The real `truss` command (argv prefix, environment) with a `HOME` of its own under
+    `home`, where the remote `here` is the control plane with its admin key: run it with
+    `subprocess.run([*argv, "push", ..., "--remote", "here"], env=env)`."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HOME": str(home), "TRUSS_CACHE_DIR": str(home / "cache"), "COLUMNS": "200"}
+    argv = [sys.executable, "-c", "from truss_cli.cli.app import main; main()"]
+    subprocess.run([*argv, "remote", "add", "here", cp.url, "--api-key", cp.admin_key], env=env, check=True,
+                   capture_output=True)
+    return argv, env
 
 
 def anonymous_client(cp: ControlPlaneProcess) -> httpx.Client:

@@ -1,12 +1,15 @@
 """The dashboard in a real browser (headless Chromium), against a real control plane serving a
-really pushed model: sign-in (and its refusals), the Models page and its search, sign-out,
-redirects without a session, a forged request without the CSRF token, a revoked key.
+really pushed model: sign-in (and its refusals), the Models page and its search, a model pushed
+by the real `truss push` appearing on it, sign-out, redirects without a session, a forged
+request without the CSRF token, a revoked key.
 
 Screenshots of each page go under the directory the `screenshots` fixture prints.
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,7 +18,8 @@ import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
 from controlplane_support import ControlPlaneProcess
-from dashboard_support import pushed_control_plane
+from conftest import write_model_dir
+from dashboard_support import ECHO, model_config, pushed_control_plane, truss_cli
 from truss_cli.controlplane.dashboard.sessions import COOKIE
 from truss_cli.controlplane.store import Store
 
@@ -153,3 +157,37 @@ def test_the_models_page_counts_the_requests_of_the_last_hour(cp, context):
         assert time.monotonic() < deadline, f"still {requests.inner_text()!r} requests shown"
         time.sleep(1)
         page.reload()
+
+
+def test_a_model_pushed_with_the_cli_appears_on_the_models_page(cp, context, tmp_path: Path, screenshots: Path):
+    """The real `truss push` (a subprocess, as a user runs it) against the plane; the Models
+    page, open before, shows the model on reload, its status going to Active, and its link is
+    the page the CLI printed."""
+    from playwright.sync_api import expect
+
+    name = "from-the-cli"
+    page = context.new_page()
+    sign_in(page, cp, cp.admin_key)
+    expect(page.locator(f'tr[data-model="{MODEL}"]')).to_be_visible()
+    expect(page.locator(f'tr[data-model="{name}"]')).to_have_count(0)
+    truss, env = truss_cli(cp, tmp_path / "home")
+    source = write_model_dir(tmp_path / name, ECHO, model_config(name))
+    pushed = subprocess.run([*truss, "push", str(source), "--remote", "here"], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert pushed.returncode == 0, pushed.stderr
+    printed = re.search(r"^Dashboard: (\S+)$", pushed.stdout, re.M).group(1)
+
+    page.reload()
+    row = page.locator(f'tr[data-model="{name}"]')
+    expect(row).to_be_visible()
+    expect(row.locator("td").nth(3)).to_have_text("1")  # one deployment
+    deadline = time.monotonic() + 300
+    while row.locator(".badge").inner_text() != "Active":  # the page shows the store's status on each read
+        assert time.monotonic() < deadline, f"still {row.inner_text()!r}"
+        time.sleep(1)
+        page.reload()
+    expect(row.locator("td").nth(1)).to_have_text("deployment-1")
+    page.screenshot(path=screenshots / "models-after-cli-push.png", full_page=True)
+    row.locator("a").click()
+    expect(page).to_have_url(printed)
+    expect(page.locator("h1")).to_contain_text(name)

@@ -22,7 +22,7 @@ import pytest
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
 from conftest import write_model_dir
 from controlplane_support import ControlPlaneProcess
-from dashboard_support import ECHO, anonymous_client, pushed_control_plane, signed_in_client
+from dashboard_support import ECHO, anonymous_client, pushed_control_plane, sign_in_page, signed_in_client, truss_cli
 from truss_cli.controlplane.store import Store
 
 MODEL = "overview-echo"
@@ -119,12 +119,7 @@ def test_user_text_is_escaped_and_the_readme_sanitised(cp):
 
 
 def test_push_prints_the_models_dashboard_url(cp, tmp_path: Path):
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "TRUSS_CACHE_DIR": str(home / "cache"), "COLUMNS": "200"}
-    truss = [sys.executable, "-c", "from truss_cli.cli.app import main; main()"]
-    subprocess.run([*truss, "remote", "add", "here", cp.url, "--api-key", cp.admin_key], env=env, check=True,
-                   capture_output=True)
+    truss, env = truss_cli(cp, tmp_path / "home")
     source = write_model_dir(tmp_path / "pushed", ECHO, "model_name: pushed-for-url\npython_version: py311\n")
     text = subprocess.run([*truss, "push", str(source), "--remote", "here"], env=env, capture_output=True, text=True)
     assert text.returncode == 0, text.stderr
@@ -139,13 +134,8 @@ def test_push_prints_the_models_dashboard_url(cp, tmp_path: Path):
 # --- in a browser --------------------------------------------------------------------------
 
 def signed_in_page(cp: ControlPlaneProcess, context: Any, path: str) -> Any:
-    from playwright.sync_api import expect
-
     page = context.new_page()
-    page.goto(cp.url + path)
-    page.fill("#api_key", cp.admin_key)
-    page.click("#sign-in")
-    expect(page).to_have_url(cp.url + path)
+    sign_in_page(page, cp, path)
     return page
 
 
