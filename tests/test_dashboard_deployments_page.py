@@ -111,6 +111,54 @@ def test_a_failed_deployment_offers_retry_and_its_cause_is_escaped(cp):
     assert 'class="retry"' in row and 'class="deactivate"' not in row and 'class="activate"' not in row
 
 
+def test_without_a_session_every_page_redirects_and_every_action_is_refused(cp):
+    """Every page the dashboard mounts (read from its routers, so a tab added later is covered
+    too) sends a browser without a session to sign-in; every action the pages offer (the
+    hx-post/patch/delete URLs of the rendered tabs, plus the promotion controls a card shows
+    only during a promotion) answers 401 without a session and 403 CSRF_FAILED with the
+    session's cookie but no CSRF token, and nothing changes."""
+    from truss_cli.controlplane.dashboard.routes import routers
+
+    mid = model_id(cp)
+    anonymous = anonymous_client(cp)
+    values = {"model_id": mid, "name": "production"}
+    pages = set()
+    for router in routers:
+        for route in router.routes:
+            if "GET" not in route.methods or route.path in ("/sign-in",) or route.path.startswith("/static"):
+                continue
+            pages.add(re.sub(r"{(\w+)(:\w+)?}", lambda m: values.get(m.group(1), "x"), route.path))
+    assert {"/", f"/models/{mid}", f"/models/{mid}/deployments", f"/models/{mid}/environments",
+            f"/models/{mid}/logs"} <= pages, pages
+    for path in sorted(pages):
+        answer = anonymous.get(path)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/sign-in?next="), path
+
+    client, _ = signed_in_client(cp)
+    actions = set()
+    for tab in ("", "/deployments", "/environments", "/logs"):
+        page = client.get(f"/models/{mid}{tab}")
+        assert page.status_code == 200, (tab, page.text)
+        actions |= {(method.upper(), url) for method, url in re.findall(r'hx-(post|patch|put|delete)="([^"]+)"',
+                                                                          page.text)}
+    environment = f"/v1/models/{mid}/environments/production"
+    actions |= {("POST", f"{environment}/{control}") for control in
+                ("pause_promotion", "resume_promotion", "cancel_promotion", "force_cancel_promotion",
+                 "force_roll_forward_promotion")}
+    methods = {method for method, _ in actions}
+    assert {"POST", "PATCH", "DELETE"} <= methods and any(url.endswith("/deactivate") for _, url in actions), actions
+    def state() -> list[tuple[str, str, str, bool]]:
+        return [(d["id"], d["name"], d["status"], d["is_production"]) for d in deployments(cp)]
+
+    before = state()
+    for method, url in sorted(actions):
+        without = anonymous.request(method, url, json={})
+        assert without.status_code == 401, (method, url, without.text)
+        forged = client.request(method, url, json={})
+        assert forged.status_code == 403 and forged.json()["error_code"] == "CSRF_FAILED", (method, url, forged.text)
+    assert state() == before
+
+
 # -- in a browser -------------------------------------------------------------------------------
 
 def predict_status(cp: ControlPlaneProcess, mid: str, deployment_id: str) -> int:
@@ -228,3 +276,4 @@ def test_promote_into_an_environment_from_its_select(cp, context, screenshots: P
     assert answer.status_code == 200 and answer.json() == {"echo": {"x": 1}}, answer.text
     # htmx, hx-confirm and our script run under the pages' strict Content-Security-Policy.
     assert not [e for e in errors if "Content Security Policy" in e], errors
+

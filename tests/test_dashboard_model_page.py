@@ -201,6 +201,27 @@ def test_the_copied_python_code_works_as_shown(cp, context, screenshots: Path, t
 
 
 @pytest.mark.browser
+def test_the_copied_curl_line_works_as_shown(cp, context):
+    """The cURL line as copied from the page, run by a shell with the key in TRUSS_API_KEY,
+    sends JSON (its Content-Type says so) and prints what a direct predict answers."""
+    from playwright.sync_api import expect
+
+    ident = model_id(cp)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cp.url)
+    page = signed_in_page(cp, context, f"/models/{ident}")
+    curl = page.locator('[data-invocation="production"] .snippet[data-lang="curl"]')
+    curl.locator("button.copy").click()
+    expect(curl.locator(".copy-note")).to_have_text("Copied")
+    line = page.evaluate("navigator.clipboard.readText()")
+    assert '-H "Content-Type: application/json"' in line, line
+    ran = subprocess.run(["sh", "-c", line], env={**os.environ, "TRUSS_API_KEY": cp.admin_key},
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    direct = cp.client.post(f"/model-{ident}/production/predict", json={}).raise_for_status().json()
+    assert json.loads(ran.stdout) == direct == {"echo": {}}
+
+
+@pytest.mark.browser
 def test_without_the_clipboard_api_copy_selects_the_code(cp, browser):
     """No permission granted and the Clipboard API refused (as on plain http off loopback,
     where it does not exist): the code is selected for Ctrl+C instead."""
