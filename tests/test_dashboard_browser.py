@@ -191,3 +191,32 @@ def test_a_model_pushed_with_the_cli_appears_on_the_models_page(cp, context, tmp
     row.locator("a").click()
     expect(page).to_have_url(printed)
     expect(page.locator("h1")).to_contain_text(name)
+
+
+def test_the_models_page_pages_and_the_search_finds_models_on_any_page(cp, context, screenshots: Path):
+    """Runs last: its sixty models push the others' rows to later pages."""
+    from playwright.sync_api import expect
+
+    with Store.open(cp.data_dir) as store:
+        for i in range(60):
+            store.models.create(f"bulk-{i:02d}")
+    page = context.new_page()
+    sign_in(page, cp, cp.admin_key)
+    total = int(re.match(r"\d+", page.locator("#models-count").inner_text()).group(0))
+    assert total >= 62
+    expect(page.locator("#models-count")).to_contain_text("page 1 of 2")
+    expect(page.locator("table.models tbody tr")).to_have_count(50)
+    expect(page.locator('tr[data-model="bulk-55"]')).to_have_count(0)
+    page.evaluate("window.notReloaded = true")
+    page.click("a.pager-next")  # htmx swaps the table; the address follows
+    expect(page).to_have_url(cp.url + "/?page=2")
+    expect(page.locator('tr[data-model="bulk-55"]')).to_be_visible()
+    expect(page.locator("table.models tbody tr")).to_have_count(total - 50)
+    assert page.evaluate("window.notReloaded === true")
+    page.screenshot(path=screenshots / "models-page-2.png", full_page=True)
+    page.click("a.pager-prev")
+    expect(page).to_have_url(cp.url + "/")
+    page.fill("#search", "bulk-5")  # bulk-50..59: on page 2 unsearched
+    expect(page.locator("#models-count")).to_contain_text("10 models whose name contains “bulk-5”")
+    expect(page.locator('tr[data-model="bulk-55"]')).to_be_visible()
+    expect(page.locator("nav.pager")).to_have_count(0)
