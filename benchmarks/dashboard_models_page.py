@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
+    if args.database_url and len(args.models) > 1:
+        parser.error("--database-url: give one --models count (each count needs an empty database)")
     for count in args.models:
         with tempfile.TemporaryDirectory() as directory, Store.open(Path(directory), args.database_url) as store:
             populate(store, count)
