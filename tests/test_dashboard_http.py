@@ -183,7 +183,7 @@ def test_the_models_page_pages_by_fifty_and_the_search_spans_every_page(cp):
     fragment = client.get("/", params={"q": "pg-", "page": "2"}, headers={"HX-Request": "true"})
     assert fragment.text.lstrip().startswith('<div id="models">') and shown(fragment)[0] == "pg-050"
     # A page that is not there says which are.
-    for asked in ("4", "0", "two"):
+    for asked in ("4", "0", "two", "²"):
         missing = client.get("/", params={"q": "pg-", "page": asked})
         assert missing.status_code == 404 and shown(missing) == []
         assert f"No page “{asked}”: 120 models make 3 pages of 50" in missing.text

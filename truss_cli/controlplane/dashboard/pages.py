@@ -33,7 +33,7 @@ async def models_page(request: Request, q: str = "", page: str = "1") -> Respons
     csrf = current.session.csrf_token
     # htmx's search and pager ask for the table only (HX-Request); a plain GET gets the whole page.
     template = "models_table.html" if request.headers.get("hx-request") == "true" else "models.html"
-    number = int(page) if page.isdigit() and len(page) < 10 else 0
+    number = int(page) if page.isascii() and page.isdigit() and len(page) < 10 else 0  # "²".isdigit() too
     listing = await asyncio.to_thread(read_models_page, request.app.state.plane, query, max(number, 1))
     # A bad or past-the-end page says what exists (404) rather than showing an empty table.
     bad_page = number < 1 or not listing.exists
