@@ -344,7 +344,8 @@ def test_a_model_shows_its_readme_description_type_framework_deployments_and_wor
     assert invocation["production"]["url"] == production_url
     assert invocation["deployments"][0]["url"] == f"{cp.url}/model-{created['model_id']}/deployment/{created['id']}/predict"
     assert invocation["production"]["curl"] == (
-        f"curl -X POST {production_url} -H \"Authorization: Api-Key $TRUSS_API_KEY\" -d '{{}}'")
+        f"curl -X POST {production_url} -H \"Authorization: Api-Key $TRUSS_API_KEY\" "
+        "-H \"Content-Type: application/json\" -d '{}'")
     active(cp, created)
     # The snippets run as pasted, with the key in the environment.
     environment = {**os.environ, "TRUSS_API_KEY": cp.admin_key}

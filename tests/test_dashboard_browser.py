@@ -1,12 +1,15 @@
 """The dashboard in a real browser (headless Chromium), against a real control plane serving a
-really pushed model: sign-in (and its refusals), the Models page and its search, sign-out,
-redirects without a session, a forged request without the CSRF token, a revoked key.
+really pushed model: sign-in (and its refusals), the Models page and its search, a model pushed
+by the real `truss push` appearing on it, sign-out, redirects without a session, a forged
+request without the CSRF token, a revoked key.
 
 Screenshots of each page go under the directory the `screenshots` fixture prints.
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,8 +17,9 @@ from typing import Any, Iterator
 import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
+from controlplane_support import ControlPlaneProcess
 from conftest import write_model_dir
-from controlplane_support import ControlPlaneProcess, running_controlplane
+from dashboard_support import ECHO, model_config, pushed_control_plane, truss_cli
 from truss_cli.controlplane.dashboard.sessions import COOKIE
 from truss_cli.controlplane.store import Store
 
@@ -23,24 +27,14 @@ pytestmark = pytest.mark.browser
 
 MODEL = "dash-hello"
 OTHER = "other-model"
-ECHO = """
-class Model:
-    def predict(self, request):
-        return {"echo": request}
-"""
 
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
-    root = tmp_path_factory.mktemp("dashboard-browser")
-    with running_controlplane(root / "cp") as plane:
-        source = write_model_dir(root / MODEL, ECHO, f"model_name: {MODEL}\npython_version: py311\n")
-        created = plane.push(source)
-        deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
-                                           "DEPLOY_FAILED")
-        assert deployment["status"] == "ACTIVE", deployment
+    with pushed_control_plane(tmp_path_factory.mktemp("dashboard-browser"), MODEL) as plane:
+        model_id = plane.client.get(f"/v1/models/{MODEL}").raise_for_status().json()["id"]
         for n in range(2):  # what the page's "Requests (last hour)" counts
-            plane.client.post(f"/model-{created['model_id']}/production/predict", json={"n": n}).raise_for_status()
+            plane.client.post(f"/model-{model_id}/production/predict", json={"n": n}).raise_for_status()
         with Store.open(plane.data_dir) as store:  # a second model for the search, no push needed
             store.models.create(OTHER)
         yield plane
@@ -163,3 +157,66 @@ def test_the_models_page_counts_the_requests_of_the_last_hour(cp, context):
         assert time.monotonic() < deadline, f"still {requests.inner_text()!r} requests shown"
         time.sleep(1)
         page.reload()
+
+
+def test_a_model_pushed_with_the_cli_appears_on_the_models_page(cp, context, tmp_path: Path, screenshots: Path):
+    """The real `truss push` (a subprocess, as a user runs it) against the plane; the Models
+    page, open before, shows the model on reload, its status going to Active, and its link is
+    the page the CLI printed."""
+    from playwright.sync_api import expect
+
+    name = "from-the-cli"
+    page = context.new_page()
+    sign_in(page, cp, cp.admin_key)
+    expect(page.locator(f'tr[data-model="{MODEL}"]')).to_be_visible()
+    expect(page.locator(f'tr[data-model="{name}"]')).to_have_count(0)
+    truss, env = truss_cli(cp, tmp_path / "home")
+    source = write_model_dir(tmp_path / name, ECHO, model_config(name))
+    pushed = subprocess.run([*truss, "push", str(source), "--remote", "here"], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert pushed.returncode == 0, pushed.stderr
+    printed = re.search(r"^Dashboard: (\S+)$", pushed.stdout, re.M).group(1)
+
+    page.reload()
+    row = page.locator(f'tr[data-model="{name}"]')
+    expect(row).to_be_visible()
+    expect(row.locator("td").nth(3)).to_have_text("1")  # one deployment
+    deadline = time.monotonic() + 300
+    while row.locator(".badge").inner_text() != "Active":  # the page shows the store's status on each read
+        assert time.monotonic() < deadline, f"still {row.inner_text()!r}"
+        time.sleep(1)
+        page.reload()
+    expect(row.locator("td").nth(1)).to_have_text("deployment-1")
+    page.screenshot(path=screenshots / "models-after-cli-push.png", full_page=True)
+    row.locator("a").click()
+    expect(page).to_have_url(printed)
+    expect(page.locator("h1")).to_contain_text(name)
+
+
+def test_the_models_page_pages_and_the_search_finds_models_on_any_page(cp, context, screenshots: Path):
+    """Runs last: its sixty models push the others' rows to later pages."""
+    from playwright.sync_api import expect
+
+    with Store.open(cp.data_dir) as store:
+        for i in range(60):
+            store.models.create(f"bulk-{i:02d}")
+    page = context.new_page()
+    sign_in(page, cp, cp.admin_key)
+    total = int(re.match(r"\d+", page.locator("#models-count").inner_text()).group(0))
+    assert total >= 62
+    expect(page.locator("#models-count")).to_contain_text("page 1 of 2")
+    expect(page.locator("table.models tbody tr")).to_have_count(50)
+    expect(page.locator('tr[data-model="bulk-55"]')).to_have_count(0)
+    page.evaluate("window.notReloaded = true")
+    page.click("a.pager-next")  # htmx swaps the table; the address follows
+    expect(page).to_have_url(cp.url + "/?page=2")
+    expect(page.locator('tr[data-model="bulk-55"]')).to_be_visible()
+    expect(page.locator("table.models tbody tr")).to_have_count(total - 50)
+    assert page.evaluate("window.notReloaded === true")
+    page.screenshot(path=screenshots / "models-page-2.png", full_page=True)
+    page.click("a.pager-prev")
+    expect(page).to_have_url(cp.url + "/")
+    page.fill("#search", "bulk-5")  # bulk-50..59: on page 2 unsearched
+    expect(page.locator("#models-count")).to_contain_text("10 models whose name contains “bulk-5”")
+    expect(page.locator('tr[data-model="bulk-55"]')).to_be_visible()
+    expect(page.locator("nav.pager")).to_have_count(0)

@@ -14,32 +14,19 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
-from conftest import write_model_dir
-from controlplane_support import ControlPlaneProcess, running_controlplane
-from dashboard_support import signed_in_client
+from controlplane_support import ControlPlaneProcess
+from dashboard_support import anonymous_client, pushed_control_plane, sign_in_page as sign_in_at, signed_in_client
 
 MODEL = "deploy-tab"
-ECHO = """
-class Model:
-    def predict(self, request):
-        return {"echo": request}
-"""
 
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
-    root = tmp_path_factory.mktemp("dashboard-deployments")
-    with running_controlplane(root / "cp") as plane:
-        source = write_model_dir(root / MODEL, ECHO, f"model_name: {MODEL}\npython_version: py311\n")
-        for _ in range(2):  # the first becomes production once ACTIVE; the second does not
-            created = plane.push(source, deployment_name=None)
-            deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
-                                               "DEPLOY_FAILED")
-            assert deployment["status"] == "ACTIVE", deployment
+    # Two pushes: the first becomes production once ACTIVE; the second does not.
+    with pushed_control_plane(tmp_path_factory.mktemp("dashboard-deployments"), MODEL, pushes=2) as plane:
         plane.client.post(f"/v1/models/{MODEL}/environments", json={"name": "staging"}).raise_for_status()
         yield plane
 
@@ -90,8 +77,7 @@ def test_an_unknown_model_answers_404_with_a_link_back_to_models(cp):
 
 
 def test_without_a_session_the_page_redirects_to_sign_in_and_back(cp):
-    anonymous = httpx.Client(base_url=cp.url, timeout=30.0)
-    cp.clients.append(anonymous)
+    anonymous = anonymous_client(cp)
     path = f"/models/{model_id(cp)}/deployments"
     answer = anonymous.get(path)
     assert answer.status_code == 303
@@ -125,16 +111,55 @@ def test_a_failed_deployment_offers_retry_and_its_cause_is_escaped(cp):
     assert 'class="retry"' in row and 'class="deactivate"' not in row and 'class="activate"' not in row
 
 
+def test_without_a_session_every_page_redirects_and_every_action_is_refused(cp):
+    """Every page the dashboard mounts (read from its routers, so a tab added later is covered
+    too) sends a browser without a session to sign-in; every action the pages offer (the
+    hx-post/patch/delete URLs of the rendered tabs, plus the promotion controls a card shows
+    only during a promotion) answers 401 without a session and 403 CSRF_FAILED with the
+    session's cookie but no CSRF token, and nothing changes."""
+    from truss_cli.controlplane.dashboard.routes import routers
+
+    mid = model_id(cp)
+    anonymous = anonymous_client(cp)
+    values = {"model_id": mid, "name": "production"}
+    pages = set()
+    for router in routers:
+        for route in router.routes:
+            if "GET" not in route.methods or route.path in ("/sign-in",) or route.path.startswith("/static"):
+                continue
+            pages.add(re.sub(r"{(\w+)(:\w+)?}", lambda m: values.get(m.group(1), "x"), route.path))
+    assert {"/", f"/models/{mid}", f"/models/{mid}/deployments", f"/models/{mid}/environments",
+            f"/models/{mid}/logs"} <= pages, pages
+    for path in sorted(pages):
+        answer = anonymous.get(path)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/sign-in?next="), path
+
+    client, _ = signed_in_client(cp)
+    actions = set()
+    for tab in ("", "/deployments", "/environments", "/logs"):
+        page = client.get(f"/models/{mid}{tab}")
+        assert page.status_code == 200, (tab, page.text)
+        actions |= {(method.upper(), url) for method, url in re.findall(r'hx-(post|patch|put|delete)="([^"]+)"',
+                                                                          page.text)}
+    environment = f"/v1/models/{mid}/environments/production"
+    actions |= {("POST", f"{environment}/{control}") for control in
+                ("pause_promotion", "resume_promotion", "cancel_promotion", "force_cancel_promotion",
+                 "force_roll_forward_promotion")}
+    methods = {method for method, _ in actions}
+    assert {"POST", "PATCH", "DELETE"} <= methods and any(url.endswith("/deactivate") for _, url in actions), actions
+    def state() -> list[tuple[str, str, str, bool]]:
+        return [(d["id"], d["name"], d["status"], d["is_production"]) for d in deployments(cp)]
+
+    before = state()
+    for method, url in sorted(actions):
+        without = anonymous.request(method, url, json={})
+        assert without.status_code == 401, (method, url, without.text)
+        forged = client.request(method, url, json={})
+        assert forged.status_code == 403 and forged.json()["error_code"] == "CSRF_FAILED", (method, url, forged.text)
+    assert state() == before
+
+
 # -- in a browser -------------------------------------------------------------------------------
-
-def sign_in_at(page: Any, cp: ControlPlaneProcess, path: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(cp.url + path)
-    page.fill("#api_key", cp.admin_key)
-    page.click("#sign-in")
-    expect(page).to_have_url(cp.url + path)
-
 
 def predict_status(cp: ControlPlaneProcess, mid: str, deployment_id: str) -> int:
     return cp.client.post(f"/model-{mid}/deployment/{deployment_id}/predict", json={"x": 1}).status_code
@@ -251,3 +276,4 @@ def test_promote_into_an_environment_from_its_select(cp, context, screenshots: P
     assert answer.status_code == 200 and answer.json() == {"echo": {"x": 1}}, answer.text
     # htmx, hx-confirm and our script run under the pages' strict Content-Security-Policy.
     assert not [e for e in errors if "Content Security Policy" in e], errors
+

@@ -4,7 +4,8 @@ cards and the rules (unknown model or environment, no session); in a real browse
 Chromium) a rolling promotion of v2 into production, begun through /v1 as a user's CLI would:
 the page shows it live (the split moves without a reload, the phase's countdown shows), Pause
 holds it (PAUSED), Resume lets it go on, Force roll forward (confirmed) finishes it, and the
-finished card stops polling.
+finished card goes back to the idle poll; a promotion begun after the page opened shows up on
+its card without a reload.
 
 One control plane for the module; screenshots under the directory the `screenshots` fixture prints.
 """
@@ -16,14 +17,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
 from conftest import write_model_dir
 from controlplane_checks import eventually, ok
 from controlplane_support import ControlPlaneProcess, running_controlplane
-from dashboard_support import signed_in_client
+from dashboard_support import anonymous_client, model_config, push_active, sign_in_page as sign_in_at, signed_in_client
 
 MODEL = "env-tab"
 VERSIONED = """
@@ -31,7 +31,7 @@ class Model:
     def predict(self, request):
         return {"version": VERSION}
 """
-CONFIG = f"model_name: {MODEL}\npython_version: py311\n"
+CONFIG = model_config(MODEL)
 # Two steps of one replica (50 %, 100 %), each followed by a wait long enough for the test to
 # act inside it (a pause applies at the end of the wait, a forced roll forward at once).
 ROLLING = {"rolling_deploy": True, "promotion_cleanup_strategy": "KEEP",
@@ -44,10 +44,7 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess
     with running_controlplane(root / "cp") as plane:
         for version in ("v1", "v2"):  # v1, the first, becomes production once ACTIVE
             source = write_model_dir(root / version, VERSIONED.replace("VERSION", repr(version)), CONFIG)
-            created = plane.push(source, MODEL, deployment_name=version)
-            deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
-                                               "DEPLOY_FAILED")
-            assert deployment["status"] == "ACTIVE", deployment
+            push_active(plane, source, MODEL, deployment_name=version)
         ok(plane.client.post(f"/v1/models/{MODEL}/environments", json={"name": "staging"}), 201)
         ok(plane.client.patch(f"/v1/models/{MODEL}/environments/production",
                               json={"autoscaling_settings": {"min_replica": 2, "max_replica": 2}}))
@@ -80,7 +77,7 @@ def test_the_page_lists_the_environments_production_first_with_their_deployment(
     production = card_of(page.text, "production")
     assert '<span class="deployment-name">v1</span>' in production and ">Active</span>" in production
     assert "replicas ready" in production
-    assert "hx-trigger" not in production  # no promotion under way: nothing to poll
+    assert 'hx-trigger="every 5s"' in production  # no promotion under way: only the idle poll
     staging = card_of(page.text, "staging")
     assert "No deployment yet" in staging and "deployment-name" not in staging
 
@@ -96,8 +93,7 @@ def test_an_unknown_model_or_environment_answers_404(cp):
 
 
 def test_without_a_session_the_page_redirects_to_sign_in_and_back(cp):
-    anonymous = httpx.Client(base_url=cp.url, timeout=30.0)
-    cp.clients.append(anonymous)
+    anonymous = anonymous_client(cp)
     path = f"/models/{model_id(cp)}/environments"
     answer = anonymous.get(path)
     assert answer.status_code == 303
@@ -106,15 +102,6 @@ def test_without_a_session_the_page_redirects_to_sign_in_and_back(cp):
 
 
 # -- in a browser -------------------------------------------------------------------------------
-
-def sign_in_at(page: Any, cp: ControlPlaneProcess, path: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(cp.url + path)
-    page.fill("#api_key", cp.admin_key)
-    page.click("#sign-in")
-    expect(page).to_have_url(cp.url + path)
-
 
 def shown_percent(card: Any) -> int:
     return int(card.locator(".percent-candidate").inner_text().rstrip("%"))
@@ -179,7 +166,26 @@ def test_a_rolling_promotion_moves_live_pauses_resumes_and_is_forced_forward(cp,
     expect(card.locator(".percent-candidate")).to_have_text("100%")
     expect(card.locator(".deployment-name")).to_have_text("v2")
     expect(card.locator("button")).to_have_count(0)  # nothing left to steer
-    assert card.get_attribute("hx-trigger") is None  # the finished card polls no more
+    assert card.get_attribute("hx-trigger") == "every 5s"  # the finished card is back to the idle poll
     page.screenshot(path=screenshots / "environments-finished.png", full_page=True)
     after = ok(cp.client.get(f"/v1/models/{MODEL}/environments/production/promotion"))["promotion"]
     assert (after["status"], after["percent_traffic_to_new_version"]) == ("SUCCEEDED", 100), after
+
+
+@pytest.mark.browser
+def test_a_promotion_begun_after_the_page_opened_shows_without_a_reload(cp, context, screenshots: Path):
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    sign_in_at(page, cp, f"/models/{model_id(cp)}/environments")
+    card = page.locator('section.environment[data-environment="staging"]')
+    expect(card).to_contain_text("No deployment yet")
+    assert card.get_attribute("hx-trigger") == "every 5s"
+    page.evaluate("window.notReloaded = true")
+    v1 = deployments(cp)["v1"]
+    ok(cp.client.post(f"/v1/models/{MODEL}/environments/staging/promote", json={"deployment_id": v1["id"]}))
+    # Within the idle poll (then the live one, were it rolling), the card shows what it serves now.
+    expect(card.locator(".deployment-name")).to_have_text("v1", timeout=30_000)
+    expect(card).not_to_contain_text("No deployment yet")
+    assert page.evaluate("window.notReloaded === true")
+    page.screenshot(path=screenshots / "environments-promoted-elsewhere.png", full_page=True)

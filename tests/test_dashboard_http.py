@@ -3,13 +3,14 @@ HTTP without a browser (tests/test_dashboard_browser.py drives the same with Chr
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
 import pytest
 
 from controlplane_support import running_controlplane
-from dashboard_support import sign_in, sign_in_form, signed_in_client
+from dashboard_support import anonymous_client, sign_in, sign_in_form, signed_in_client
 from truss_cli.controlplane.dashboard.sessions import COOKIE
 from truss_cli.controlplane.store import Store
 
@@ -20,10 +21,7 @@ def cp(tmp_path_factory: pytest.TempPathFactory):
         yield plane
 
 
-def anonymous(cp) -> httpx.Client:
-    client = httpx.Client(base_url=cp.url, timeout=30.0)
-    cp.clients.append(client)
-    return client
+anonymous = anonymous_client
 
 
 def test_a_page_without_a_session_redirects_to_sign_in_and_back(cp):
@@ -156,3 +154,37 @@ def test_signing_in_again_replaces_the_browsers_session(cp):
     stale.cookies.set(COOKIE, first)
     assert stale.get("/v1/models").status_code == 401
     assert client.get("/v1/models").status_code == 200
+
+
+def test_the_models_page_pages_by_fifty_and_the_search_spans_every_page(cp):
+    with Store.open(cp.data_dir) as store:
+        for i in range(120):
+            store.models.create(f"pg-{i:03d}")
+    client, _ = signed_in_client(cp)
+
+    def shown(answer: httpx.Response) -> list[str]:
+        return re.findall(r'<tr data-model="([^"]+)"', answer.text)
+
+    first = client.get("/", params={"q": "pg-"})
+    assert first.status_code == 200
+    assert shown(first) == [f"pg-{i:03d}" for i in range(50)]
+    assert "120 models whose name contains “pg-”" in first.text and "page 1 of 3" in first.text
+    assert 'href="/?q=pg-&amp;page=2" rel="next"' in first.text and 'rel="prev"' not in first.text
+    last = client.get("/", params={"q": "pg-", "page": "3"})
+    assert shown(last) == [f"pg-{i:03d}" for i in range(100, 120)]
+    assert 'href="/?q=pg-&amp;page=2" rel="prev"' in last.text and 'rel="next"' not in last.text
+    # The search looks at every model, not the page shown: pg-11x are on page 3 unsearched.
+    narrowed = client.get("/", params={"q": "PG-11"})
+    assert shown(narrowed) == [f"pg-{i:03d}" for i in range(110, 120)] and 'class="pager"' not in narrowed.text
+    assert "10 models whose name contains “PG-11”" in narrowed.text
+    everything = client.get("/")
+    total = int(re.search(r"(\d+) models", everything.text).group(1))
+    assert total >= 120 and len(shown(everything)) == 50
+    fragment = client.get("/", params={"q": "pg-", "page": "2"}, headers={"HX-Request": "true"})
+    assert fragment.text.lstrip().startswith('<div id="models">') and shown(fragment)[0] == "pg-050"
+    # A page that is not there says which are.
+    for asked in ("4", "0", "two", "²"):
+        missing = client.get("/", params={"q": "pg-", "page": asked})
+        assert missing.status_code == 404 and shown(missing) == []
+        assert f"No page “{asked}”: 120 models make 3 pages of 50" in missing.text
+        assert 'href="/?q=pg-&amp;page=3" rel="last"' in missing.text

@@ -14,13 +14,12 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
-from conftest import write_model_dir
-from controlplane_support import ControlPlaneProcess, running_controlplane
-from dashboard_support import signed_in_client
+from controlplane_support import ControlPlaneProcess
+from cuttable_proxy import cuttable_proxy
+from dashboard_support import anonymous_client, pushed_control_plane, sign_in_page as sign_in_at, signed_in_client
 
 MODEL = "logs-tab"
 PRINTS = """
@@ -33,14 +32,8 @@ class Model:
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
-    root = tmp_path_factory.mktemp("dashboard-logs")
-    with running_controlplane(root / "cp") as plane:
-        source = write_model_dir(root / MODEL, PRINTS, f"model_name: {MODEL}\npython_version: py311\n")
-        for _ in range(2):  # the first becomes production once ACTIVE; the second does not
-            created = plane.push(source, deployment_name=None)
-            deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
-                                               "DEPLOY_FAILED")
-            assert deployment["status"] == "ACTIVE", deployment
+    # Two pushes: the first becomes production once ACTIVE; the second does not.
+    with pushed_control_plane(tmp_path_factory.mktemp("dashboard-logs"), MODEL, PRINTS, pushes=2) as plane:
         yield plane
 
 
@@ -100,8 +93,7 @@ def test_an_unknown_model_answers_404_with_a_link_back_to_models(cp):
 
 
 def test_without_a_session_the_page_redirects_to_sign_in_and_back(cp):
-    anonymous = httpx.Client(base_url=cp.url, timeout=30.0)
-    cp.clients.append(anonymous)
+    anonymous = anonymous_client(cp)
     path = f"/models/{deployments(cp)[0]['model_id']}/logs"
     answer = anonymous.get(path, params={"deployment": "production"})
     assert answer.status_code == 303
@@ -122,15 +114,6 @@ def test_a_model_without_deployments_says_so(cp):
 
 
 # -- in a browser -------------------------------------------------------------------------------
-
-def sign_in_at(page: Any, cp: ControlPlaneProcess, path: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(cp.url + path)
-    page.fill("#api_key", cp.admin_key)
-    page.click("#sign-in")
-    expect(page).to_have_url(cp.url + path)
-
 
 @pytest.mark.browser
 def test_a_printed_line_appears_live_and_the_filters_narrow_the_lines(cp, context, screenshots: Path):
@@ -198,3 +181,45 @@ def test_the_picker_switches_to_another_deployment_s_logs(cp, context):
     answer = cp.client.post(f"/model-{mid}/deployment/{other['id']}/predict", json={"say": said})
     assert answer.status_code == 200, answer.text
     expect(page.locator("#log-lines li").filter(has_text=f"predicting {said}")).to_have_count(1)
+
+
+@pytest.mark.browser
+def test_a_lost_stream_reconnects_with_backoff_and_shows_no_line_twice(cp, context, screenshots: Path):
+    """The page reaches the plane through a proxy the test cuts (a network blip; a restarting
+    plane looks the same to the browser): the page says it is reconnecting, retries while
+    connections are refused, then follows again from where it was, with the line printed while
+    it was cut and without repeating the lines it already showed."""
+    from playwright.sync_api import expect
+
+    production = next(d for d in deployments(cp) if d["is_production"])
+    mid = production["model_id"]
+
+    def predict(say: str) -> None:
+        answer = cp.client.post(f"/model-{mid}/production/predict", json={"say": say})
+        assert answer.status_code == 200, answer.text
+
+    with cuttable_proxy(cp.url) as proxy:
+        page = context.new_page()
+        sign_in_at(page, cp, f"/models/{mid}/logs", base_url=proxy.url)
+        state = page.locator("#log-state")
+        lines = page.locator("#log-lines li")
+        expect(state).to_have_text("following")
+        predict("before the blip")
+        expect(lines.filter(has_text="predicting before the blip")).to_have_count(1)
+
+        proxy.refusing = True
+        assert proxy.cut() > 0
+        expect(state).to_have_attribute("data-state", "reconnecting")
+        predict("during the blip")  # straight to the plane: the page is cut off from it
+        expect(state).to_contain_text("attempt 3", timeout=30_000)  # it kept trying, further apart
+        page.screenshot(path=screenshots / "logs-reconnecting.png", full_page=True)
+        proxy.refusing = False
+
+        expect(state).to_have_text("following (reconnected)", timeout=30_000)
+        expect(lines.filter(has_text="predicting during the blip")).to_have_count(1)
+        expect(lines.filter(has_text="predicting before the blip")).to_have_count(1)
+        shown = page.locator("#log-lines li").evaluate_all(
+            "nodes => nodes.map(n => n.dataset.at + ' ' + n.textContent)")
+        assert len(shown) == len(set(shown)), [line for line in shown if shown.count(line) > 1]
+        predict("after the blip")  # and the new stream follows
+        expect(lines.filter(has_text="predicting after the blip")).to_have_count(1)

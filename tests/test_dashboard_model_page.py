@@ -17,22 +17,16 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from browser_support import browser, context, screenshots  # noqa: F401 (fixtures)
 from conftest import write_model_dir
-from controlplane_support import ControlPlaneProcess, running_controlplane
-from dashboard_support import signed_in_client
+from controlplane_support import ControlPlaneProcess
+from dashboard_support import ECHO, anonymous_client, pushed_control_plane, sign_in_page, signed_in_client, truss_cli
 from truss_cli.controlplane.store import Store
 
 MODEL = "overview-echo"
 BARE = "bare-model"  # made in the store: no deployment, so Type and Framework are "Custom"
-ECHO = """
-class Model:
-    def predict(self, request):
-        return {"echo": request}
-"""
 CONFIG = f"""\
 model_name: {MODEL}
 python_version: py311
@@ -52,13 +46,8 @@ HOSTILE_README = """# Hello
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
-    root = tmp_path_factory.mktemp("dashboard-model-page")
-    with running_controlplane(root / "cp") as plane:
-        created = plane.push(write_model_dir(root / MODEL, ECHO, CONFIG))
-        deployment = plane.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED",
-                                           "DEPLOY_FAILED")
-        assert deployment["status"] == "ACTIVE", deployment
-        plane.client.post(f"/v1/models/{created['model_id']}/environments", json={"name": "staging"}).raise_for_status()
+    with pushed_control_plane(tmp_path_factory.mktemp("dashboard-model-page"), MODEL, config=CONFIG) as plane:
+        plane.client.post(f"/v1/models/{MODEL}/environments", json={"name": "staging"}).raise_for_status()
         with Store.open(plane.data_dir) as store:
             store.models.create(BARE)
         yield plane
@@ -71,8 +60,7 @@ def model_id(cp: ControlPlaneProcess, name: str = MODEL) -> str:
 # --- over HTTP -----------------------------------------------------------------------------
 
 def test_without_a_session_the_page_redirects_to_sign_in(cp):
-    client = httpx.Client(base_url=cp.url, timeout=30.0)
-    cp.clients.append(client)
+    client = anonymous_client(cp)
     answer = client.get(f"/models/{model_id(cp)}")
     assert answer.status_code == 303
     assert answer.headers["location"] == f"/sign-in?next=%2Fmodels%2F{model_id(cp)}"
@@ -131,12 +119,7 @@ def test_user_text_is_escaped_and_the_readme_sanitised(cp):
 
 
 def test_push_prints_the_models_dashboard_url(cp, tmp_path: Path):
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "TRUSS_CACHE_DIR": str(home / "cache"), "COLUMNS": "200"}
-    truss = [sys.executable, "-c", "from truss_cli.cli.app import main; main()"]
-    subprocess.run([*truss, "remote", "add", "here", cp.url, "--api-key", cp.admin_key], env=env, check=True,
-                   capture_output=True)
+    truss, env = truss_cli(cp, tmp_path / "home")
     source = write_model_dir(tmp_path / "pushed", ECHO, "model_name: pushed-for-url\npython_version: py311\n")
     text = subprocess.run([*truss, "push", str(source), "--remote", "here"], env=env, capture_output=True, text=True)
     assert text.returncode == 0, text.stderr
@@ -151,13 +134,8 @@ def test_push_prints_the_models_dashboard_url(cp, tmp_path: Path):
 # --- in a browser --------------------------------------------------------------------------
 
 def signed_in_page(cp: ControlPlaneProcess, context: Any, path: str) -> Any:
-    from playwright.sync_api import expect
-
     page = context.new_page()
-    page.goto(cp.url + path)
-    page.fill("#api_key", cp.admin_key)
-    page.click("#sign-in")
-    expect(page).to_have_url(cp.url + path)
+    sign_in_page(page, cp, path)
     return page
 
 
@@ -220,6 +198,27 @@ def test_the_copied_python_code_works_as_shown(cp, context, screenshots: Path, t
     assert ran.returncode == 0, ran.stderr
     direct = cp.client.post(f"/model-{ident}/production/predict", json={}).raise_for_status().json()
     assert ast.literal_eval(ran.stdout.strip()) == direct == {"echo": {}}  # it prints the answer (a dict)
+
+
+@pytest.mark.browser
+def test_the_copied_curl_line_works_as_shown(cp, context):
+    """The cURL line as copied from the page, run by a shell with the key in TRUSS_API_KEY,
+    sends JSON (its Content-Type says so) and prints what a direct predict answers."""
+    from playwright.sync_api import expect
+
+    ident = model_id(cp)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cp.url)
+    page = signed_in_page(cp, context, f"/models/{ident}")
+    curl = page.locator('[data-invocation="production"] .snippet[data-lang="curl"]')
+    curl.locator("button.copy").click()
+    expect(curl.locator(".copy-note")).to_have_text("Copied")
+    line = page.evaluate("navigator.clipboard.readText()")
+    assert '-H "Content-Type: application/json"' in line, line
+    ran = subprocess.run(["sh", "-c", line], env={**os.environ, "TRUSS_API_KEY": cp.admin_key},
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    direct = cp.client.post(f"/model-{ident}/production/predict", json={}).raise_for_status().json()
+    assert json.loads(ran.stdout) == direct == {"echo": {}}
 
 
 @pytest.mark.browser

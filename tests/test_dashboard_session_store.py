@@ -58,3 +58,23 @@ def test_deleting_the_key_row_deletes_its_sessions(store):
     with store.engine.begin() as db:
         db.execute(schema.api_keys.delete().where(schema.api_keys.c.id == key.id))
         assert db.execute(sa.select(sa.func.count()).select_from(schema.dashboard_sessions)).scalar() == 0
+
+
+def test_using_a_session_marks_its_key_used_at_most_once_a_minute(store):
+    key = store.api_keys.create(name="browser").key  # made, never used: no last_used_at
+    made = store.dashboard_sessions.create(key, timedelta(hours=1))
+
+    def last_used():
+        return next(k for k in store.api_keys.list() if k.id == key.id).last_used_at
+
+    assert last_used() is None
+    store.dashboard_sessions.find(made.token)
+    first = last_used()
+    assert first is not None  # `truss api-keys list` now shows the browser's use
+    store.dashboard_sessions.find(made.token)
+    assert last_used() == first  # within the minute: no second write
+    with store.engine.begin() as db:  # as if that use were two minutes ago
+        db.execute(schema.api_keys.update().where(schema.api_keys.c.id == key.id)
+                   .values(last_used_at=first - timedelta(minutes=2)))
+    store.dashboard_sessions.find(made.token)
+    assert last_used() > first - timedelta(minutes=2)

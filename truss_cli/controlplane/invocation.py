@@ -40,7 +40,10 @@ def python_snippet(url: str) -> str:
 
 
 def curl_line(url: str) -> str:
-    return f"curl -X POST {url} -H \"Authorization: Api-Key ${KEY_VARIABLE}\" -d '{{}}'"
+    # The Content-Type header: without it curl sends `-d` as a form (x-www-form-urlencoded),
+    # which a model server that checks the type, or a proxy in front of it, would refuse.
+    return (f"curl -X POST {url} -H \"Authorization: Api-Key ${KEY_VARIABLE}\" "
+            f"-H \"Content-Type: application/json\" -d '{{}}'")
 
 
 def snippets(url: str) -> dict[str, str]:

@@ -2,11 +2,13 @@
 with the deployment serving it and, during a promotion, the candidate, the traffic split, the
 step, the phase and its countdown, and buttons for the promotion controls.
 
-The page only reads; the buttons call the /v1 control routes (routes/promotions.py). While a
-promotion is unfinished its environment's card re-reads itself every second (htmx polls
-`/models/{id}/environments/{name}/card`); the card of a finished promotion carries no trigger,
-so polling stops by itself. The promotion is shown as `promotion_view` makes it for the API:
-one reading of the rollout's state, not a second one to keep in step.
+The page only reads; the buttons call the /v1 control routes (routes/promotions.py). Each card
+re-reads itself (htmx polls `/models/{id}/environments/{name}/card`): every second while its
+promotion is unfinished, so the split moves live, and every few seconds when idle, so a
+promotion begun after the page opened (from the CLI, say) appears without a reload. An idle
+card's read is a handful of indexed rows, so the light poll costs the plane next to nothing.
+The promotion is shown as `promotion_view` makes it for the API: one reading of the rollout's
+state, not a second one to keep in step.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from truss_cli.controlplane.store import Model, NotFound, states
 from truss_cli.controlplane.store.deployments import PRODUCTION
 
 router = APIRouter(include_in_schema=False)
+LIVE_POLL_SECONDS = 1  # while a promotion runs: the bar and the countdown move
+IDLE_POLL_SECONDS = 5  # otherwise: a promotion begun elsewhere shows within a few seconds
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,12 @@ class EnvironmentCard:
     name: str
     current: Optional[DeploymentSummary]
     promotion: Optional[dict[str, Any]]  # promotion_view: the unfinished one, else the last
-    unfinished: bool  # the card polls while True
+    unfinished: bool  # the card polls every second while True
     percent: int  # traffic on the candidate (0..100)
+
+    @property
+    def poll_seconds(self) -> int:
+        return LIVE_POLL_SECONDS if self.unfinished else IDLE_POLL_SECONDS
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ The token is 32 random bytes (like an API key's secret), so a plain sha256 is en
 a database dump from giving usable cookies. A session is live while it has not expired and
 its API key is not revoked: the key is checked on every use, in the same read, so revoking a
 key ends its sessions at once (and deleting a key row deletes them, ON DELETE CASCADE).
+
+Using a session is using its key: `api-keys list` shows the key's `last_used_at` moving as it
+does for the CLI's calls, written at most once a minute per key (the same resolution as
+api_keys.py), so a page polling every second costs one write a minute, not one a second.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from truss_cli.controlplane.store import schema
+from truss_cli.controlplane.store.api_keys import LAST_USED_RESOLUTION
 from truss_cli.controlplane.store._rows import now, to_record
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
 from truss_cli.controlplane.store.ids import new_id
@@ -69,10 +74,16 @@ class DashboardSessions:
                 .join(k, k.c.id == t.c.api_key_id)
                 .where(t.c.token_sha256 == _digest(token))
             ).first()
-        if row is None or row.revoked_at is not None or row.expires_at <= now():
+        stamp = now()
+        if row is None or row.revoked_at is not None or row.expires_at <= stamp:
             return None
+        last_used_at = row.last_used_at
+        if last_used_at is None or stamp - last_used_at >= LAST_USED_RESOLUTION:
+            with write_transaction(self._engine) as db:
+                db.execute(k.update().where(k.c.id == row.api_key_id).values(last_used_at=stamp))
+            last_used_at = stamp
         key = ApiKey(id=row.api_key_id, name=row.name, scope=row.scope, models=tuple(row.models or ()),
-                     created_at=row.key_created_at, last_used_at=row.last_used_at, revoked_at=None)
+                     created_at=row.key_created_at, last_used_at=last_used_at, revoked_at=None)
         return to_record(DashboardSession, row), key
 
     def delete(self, token: str) -> bool:

@@ -59,23 +59,59 @@
     if (atBottom) { item.scrollIntoView({block: 'end'}); }
   }
 
-  async function follow() {
-    if (controller) { controller.abort(); }
-    const mine = new AbortController();
-    controller = mine;
-    lines.replaceChildren();
-    updateCount();
-    showState('following', 'following');
-    const url = `${view.dataset.logsUrl}?follow=true&kind=${encodeURIComponent(kind.value)}`;
+  // Reconnecting. A followed replica stream never ends by itself, so its end, like a network
+  // error or a 502/503/504 (the control plane restarting behind a proxy), means the connection
+  // was lost: the page asks again after a backoff (0.5 s doubling to 10 s, back to 0.5 s once an
+  // answer comes), resuming from a little before the newest line it has (`since`, inclusive on
+  // the server) and dropping every line it already shows (same time, source and text): the
+  // overlap catches lines a slower reader had not delivered yet when the connection went.
+  // A build-only stream's clean end is the build log being whole: no reconnection then.
+  const FIRST_DELAY_MS = 500;
+  const MAX_DELAY_MS = 10000;
+  const OVERLAP_MS = 2000;
+  const RETRIED_STATUSES = new Set([502, 503, 504]);
+  let seen = new Set();
+  let newest = null;  // the newest line's time (ms since the epoch), for `since`
+  let delay = FIRST_DELAY_MS;
+  let attempt = 0;
+  let retryTimer = null;
+
+  function take(entry) {
+    const key = `${entry.at}\u0000${entry.source}\u0000${entry.text}`;
+    if (seen.has(key)) { return; }
+    seen.add(key);
+    const at = Date.parse(entry.at);
+    if (newest === null || at > newest) { newest = at; }
+    append(entry);
+  }
+
+  function streamUrl() {
+    let url = `${view.dataset.logsUrl}?follow=true&kind=${encodeURIComponent(kind.value)}`;
+    if (newest !== null) { url += `&since=${encodeURIComponent(new Date(newest - OVERLAP_MS).toISOString())}`; }
+    return url;
+  }
+
+  function reconnectLater(mine, why) {
+    if (controller !== mine) { return; }
+    attempt += 1;
+    showState('reconnecting', `${why}: reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${attempt})`);
+    retryTimer = setTimeout(function () { retryTimer = null; if (controller === mine) { connect(mine); } }, delay);
+    delay = Math.min(delay * 2, MAX_DELAY_MS);
+  }
+
+  async function connect(mine) {
     try {
-      const answer = await fetch(url, {credentials: 'same-origin', signal: mine.signal,
-                                       headers: {'Accept': 'application/x-ndjson'}});
+      const answer = await fetch(streamUrl(), {credentials: 'same-origin', signal: mine.signal,
+                                               headers: {'Accept': 'application/x-ndjson'}});
       if (!answer.ok) {
+        if (RETRIED_STATUSES.has(answer.status)) { reconnectLater(mine, `the logs answered ${answer.status}`); return; }
         let message = `the logs answered ${answer.status}`;
         try { const body = await answer.json(); message = body.error || message; } catch (e) { /* not JSON */ }
         showState('failed', message);
         return;
       }
+      showState('following', attempt ? 'following (reconnected)' : 'following');
+      delay = FIRST_DELAY_MS;
       const reader = answer.body.getReader();
       const decoder = new TextDecoder();
       let pending = '';
@@ -86,17 +122,34 @@
         const complete = pending.split('\n');
         pending = complete.pop();  // a line cut between two chunks waits for its end
         for (const raw of complete) {
-          if (raw.trim()) { append(JSON.parse(raw)); }
+          if (raw.trim()) { take(JSON.parse(raw)); }
         }
         updateCount();
       }
-      if (pending.trim()) { append(JSON.parse(pending)); updateCount(); }
+      if (pending.trim()) { take(JSON.parse(pending)); updateCount(); }
+      if (controller !== mine) { return; }
       // Build logs end once the deployment is final; replica logs end only when the server goes.
-      if (controller === mine) { showState('ended', 'ended (nothing more will come)'); }
+      if (kind.value === 'build') { showState('ended', 'ended (nothing more will come)'); return; }
+      reconnectLater(mine, 'the stream ended');
     } catch (error) {
       if (error.name === 'AbortError') { return; }  // another kind was chosen: a new stream took over
-      if (controller === mine) { showState('failed', `stopped: ${error.message} (reload to follow again)`); }
+      reconnectLater(mine, `connection lost (${error.message})`);
     }
+  }
+
+  function follow() {
+    if (controller) { controller.abort(); }
+    if (retryTimer !== null) { clearTimeout(retryTimer); retryTimer = null; }
+    const mine = new AbortController();
+    controller = mine;
+    seen = new Set();
+    newest = null;
+    delay = FIRST_DELAY_MS;
+    attempt = 0;
+    lines.replaceChildren();
+    updateCount();
+    showState('starting', 'starting…');
+    connect(mine);
   }
 
   filter.addEventListener('input', function () {
