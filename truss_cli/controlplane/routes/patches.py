@@ -155,8 +155,9 @@ def _failure_text(body: dict[str, Any]) -> str:
     with the phase that failed."""
     detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
     summary = detail.get("summary") or body.get("error") or "the sync failed"
-    phase = detail.get("phase")
-    return f"{phase}: {summary}" if phase else str(summary)
+    phase = str(detail.get("phase") or "")
+    summary = str(summary)
+    return summary if not phase or summary.lower().startswith(phase) else f"{phase}: {summary}"
 
 
 async def _sync(plane: ControlPlane, deployment_id: str) -> tuple[int, dict[str, Any], dict[str, str]]:
