@@ -105,12 +105,13 @@ def test_the_history_lists_each_sync_with_its_files_action_and_time_and_a_failur
     assert f"/model-{deployment['model_id']}/development/predict" in page.text
 
 
-def test_the_history_refuses_a_bad_limit_and_a_published_deployment(cp, dev):
+def test_the_history_refuses_a_bad_limit_and_names_what_exists_for_an_unknown_deployment(cp, dev):
     deployment, _ = dev
     body = refused(cp.client.get(history_url(deployment), params={"limit": 0}), 400, "BAD_LIMIT")
     assert "between 1 and 50" in body["error"]
-    refused(cp.client.get(f"/v1/models/{deployment['model_id']}/deployments/nope/patches/history"), 404,
-            "NOT_FOUND")
+    body = refused(cp.client.get(f"/v1/models/{deployment['model_id']}/deployments/nope/patches/history"), 404,
+                   "NOT_FOUND")
+    assert body["detail"]["existing"] == [f"development ({deployment['id']})"], body
 
 
 def test_a_model_without_a_development_deployment_says_to_run_push_watch(cp):

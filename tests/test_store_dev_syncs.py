@@ -4,10 +4,11 @@ newest 50 kept per deployment, another deployment's rows untouched, gone with th
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from store_support import backend, database_url, store  # noqa: F401 (fixtures)
-from truss_cli.controlplane.store import Store, schema
+from truss_cli.controlplane.store import NotFound, Store, schema
 from truss_cli.controlplane.store.dev_syncs import KEEP, PATHS_KEPT, changes_between
 
 TREE_A, TREE_B = "a" * 64, "b" * 64
@@ -67,3 +68,5 @@ def test_a_deleted_deployments_syncs_go_with_it(store: Store) -> None:
     store.deployments.delete(development.id)
     with store.engine.connect() as db:
         assert db.execute(sa.select(sa.func.count()).select_from(schema.dev_syncs)).scalar() == 0
+    with pytest.raises(NotFound):  # a sync answered just before the delete is not kept
+        store.dev_syncs.record(development.id, from_tree=TREE_A, to_tree=TREE_B, changes={}, action="restart")

@@ -29,7 +29,7 @@ from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.patches import MAX_ENVELOPE_BYTES, stage, state_of
 from truss_cli.controlplane.plane import ControlPlane
 from truss_cli.controlplane.routes.views import plane_of
-from truss_cli.controlplane.store import Deployment
+from truss_cli.controlplane.store import Deployment, NotFound
 from truss_cli.controlplane.store.dev_syncs import KEEP, changes_between
 
 router = APIRouter(dependencies=[Depends(require_admin)])
@@ -139,6 +139,14 @@ def _recorder(plane: ControlPlane, deployment_id: str, from_tree: str | None, st
 
 def _record(plane: ControlPlane, deployment_id: str, from_tree: str | None, to_tree: str | None, action: str,
             reason: str | None, ms: float, error: str | None) -> None:
+    try:
+        _keep(plane, deployment_id, from_tree, to_tree, action, reason, ms, error)
+    except NotFound:
+        pass  # the deployment was deleted since its answer: nothing to show a sync on
+
+
+def _keep(plane: ControlPlane, deployment_id: str, from_tree: str | None, to_tree: str | None, action: str,
+          reason: str | None, ms: float, error: str | None) -> None:
     if to_tree is None:  # a failed /sync: the tree it tried is the staged one (read here, off the loop)
         to_tree = plane.store.deployments.get_by_id(deployment_id).pending_tree_hash
         if to_tree is None:

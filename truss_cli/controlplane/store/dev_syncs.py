@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from truss_cli.controlplane.store import schema
 from truss_cli.controlplane.store._rows import now, one_line, to_record
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
+from truss_cli.controlplane.store.errors import NotFound
 
 t = schema.dev_syncs
 KEEP = 50  # rows per deployment
@@ -59,10 +60,17 @@ class DevSyncs:
     def record(self, deployment_id: str, *, from_tree: Optional[str], to_tree: str, changes: Mapping[str, Any],
                action: str, reason: Optional[str] = None, ms: Optional[float] = None,
                error: Optional[str] = None) -> DevSync:
-        """Keep one sync; the deployment's rows beyond the newest KEEP are deleted."""
+        """Keep one sync; the deployment's rows beyond the newest KEEP are deleted. NotFound
+        when the deployment is gone."""
         values = {"deployment_id": deployment_id, "synced_at": now(), "from_tree": from_tree, "to_tree": to_tree,
                   "changes": dict(changes), "action": action, "reason": reason, "ms": ms,
                   "error": one_line(error)}
+        try:
+            return self._record(deployment_id, values)
+        except sa.exc.IntegrityError:  # the deployment was deleted meanwhile
+            raise NotFound("deployment", deployment_id) from None
+
+    def _record(self, deployment_id: str, values: dict[str, Any]) -> DevSync:
         with write_transaction(self._engine) as db:
             row = db.execute(t.insert().values(**values).returning(*t.c)).first()
             oldest_kept = db.execute(
