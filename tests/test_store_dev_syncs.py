@@ -70,3 +70,32 @@ def test_a_deleted_deployments_syncs_go_with_it(store: Store) -> None:
         assert db.execute(sa.select(sa.func.count()).select_from(schema.dev_syncs)).scalar() == 0
     with pytest.raises(NotFound):  # a sync answered just before the delete is not kept
         store.dev_syncs.record(development.id, from_tree=TREE_A, to_tree=TREE_B, changes={}, action="restart")
+
+
+def test_a_rebuilds_end_is_recorded_with_the_time_since_the_sync_that_asked_for_it(store: Store) -> None:
+    development = _development(store)
+    changes = changes_between({"config.yaml": ("x", 0o644)}, {"config.yaml": ("y", 0o644)})
+    store.patch_points.stage(development.id, TREE_A, TREE_B)
+    store.dev_syncs.record(development.id, from_tree=TREE_A, to_tree=TREE_B, changes=changes, action="rebuild",
+                           reason="config.yaml: python_version changed", ms=12.0)
+    assert store.patch_points.begin_rebuild(development.id, TREE_B, "config.yaml: python_version changed")
+    assert store.patch_points.rebuilt(development.id, TREE_B, {"kind": "env"}, {}) is not None
+    assert [s.action for s in store.dev_syncs.recent(development.id)] == ["rebuild"]  # not routed yet
+    store.patch_points.switched(development.id, TREE_B)
+    rebuilt, asked = store.dev_syncs.recent(development.id)
+    assert (rebuilt.action, rebuilt.from_tree, rebuilt.to_tree, rebuilt.error) == ("rebuilt", TREE_A, TREE_B, None)
+    assert rebuilt.changes == asked.changes and rebuilt.reason == asked.reason
+    assert rebuilt.ms is not None and rebuilt.ms >= 0
+    store.patch_points.switched(development.id, TREE_B)  # once
+    assert len(store.dev_syncs.recent(development.id)) == 2
+
+
+def test_a_failed_rebuild_is_recorded_once_with_its_error(store: Store) -> None:
+    development = _development(store)
+    store.patch_points.stage(development.id, TREE_A, TREE_B)
+    assert store.patch_points.begin_rebuild(development.id, TREE_B, "config.yaml: system_packages changed")
+    assert store.patch_points.rebuild_phase(development.id, TREE_B, "failed", "the build failed (exit code 100)\nE: ...")
+    assert store.patch_points.rebuild_phase(development.id, TREE_B, "failed", "the build failed (exit code 100)")
+    (failed,) = store.dev_syncs.recent(development.id)  # no sync asked for it: no changes, no ms
+    assert (failed.action, failed.error, failed.ms, failed.changes) == (
+        "failed", "rebuild: the build failed (exit code 100)", None, {})

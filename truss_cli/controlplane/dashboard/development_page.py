@@ -33,7 +33,7 @@ POLL_SECONDS = 2
 # call this recent means a watch session (or someone's Wake) keeps the deployment awake.
 WATCHED_WITHIN_SECONDS = 90.0
 ACTIONS = {"hot_swap": "hot swap", "restart": "restart", "requirements": "requirements", "rebuild": "rebuild",
-           "deferred": "deferred", "failed": "failed"}
+           "deferred": "deferred", "failed": "failed", "rebuilt": "rebuilt"}
 
 
 @dataclass(frozen=True)

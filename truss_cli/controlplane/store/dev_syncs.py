@@ -32,7 +32,7 @@ class DevSync:
     from_tree: Optional[str]
     to_tree: str
     changes: Mapping[str, Any]  # {"added", "updated", "deleted": counts, "paths": [{"path", "change"}]}
-    action: str  # the sync answer's: hot_swap, restart, requirements, rebuild, deferred, staged, failed, ...
+    action: str  # the sync answer's (hot_swap, restart, requirements, rebuild, deferred), failed, or a rebuild's end: rebuilt
     reason: Optional[str]
     ms: Optional[float]  # what the control plane measured, patch received (or sync asked) to answered
     error: Optional[str]  # a failure's first line
@@ -72,14 +72,7 @@ class DevSyncs:
 
     def _record(self, deployment_id: str, values: dict[str, Any]) -> DevSync:
         with write_transaction(self._engine) as db:
-            row = db.execute(t.insert().values(**values).returning(*t.c)).first()
-            oldest_kept = db.execute(
-                sa.select(t.c.id).where(t.c.deployment_id == deployment_id)
-                .order_by(t.c.id.desc()).offset(KEEP - 1).limit(1)
-            ).scalar()
-            if oldest_kept is not None:
-                db.execute(t.delete().where(t.c.deployment_id == deployment_id, t.c.id < oldest_kept))
-        return to_record(DevSync, row)
+            return insert(db, values)
 
     def recent(self, deployment_id: str, limit: int = KEEP) -> list[DevSync]:
         """The deployment's last `limit` syncs, newest first."""
@@ -88,3 +81,34 @@ class DevSyncs:
                 sa.select(t).where(t.c.deployment_id == deployment_id).order_by(t.c.id.desc()).limit(limit)
             ).all()
         return [to_record(DevSync, row) for row in rows]
+
+
+def insert(db: sa.Connection, values: Mapping[str, Any]) -> DevSync:
+    """Insert a row and prune the deployment's beyond KEEP, in the caller's transaction."""
+    deployment_id = values["deployment_id"]
+    row = db.execute(t.insert().values(**values).returning(*t.c)).first()
+    oldest_kept = db.execute(
+        sa.select(t.c.id).where(t.c.deployment_id == deployment_id).order_by(t.c.id.desc()).offset(KEEP - 1).limit(1)
+    ).scalar()
+    if oldest_kept is not None:
+        db.execute(t.delete().where(t.c.deployment_id == deployment_id, t.c.id < oldest_kept))
+    return to_record(DevSync, row)
+
+
+def record_rebuild_end(db: sa.Connection, deployment_id: str, tree_hash: str, action: str,
+                       error: Optional[str] = None) -> None:
+    """A rebuild of `tree_hash` ended (`rebuilt`: its replica is routed; `failed`, the error
+    prefixed "rebuild: "): a row with
+    the time since the sync that asked for it (its `rebuild` row: what changed, from which
+    tree), in the caller's transaction (store/patch_points.py). A rebuild no sync asked for
+    (a development push's) gets a row without changes or ms."""
+    asked = db.execute(
+        sa.select(t).where(t.c.deployment_id == deployment_id, t.c.to_tree == tree_hash, t.c.action == "rebuild")
+        .order_by(t.c.id.desc()).limit(1)
+    ).first()
+    stamp = now()
+    ms = None if asked is None else round((stamp - asked.synced_at).total_seconds() * 1000, 1)
+    insert(db, {"deployment_id": deployment_id, "synced_at": stamp, "from_tree": asked.from_tree if asked else None,
+                "to_tree": tree_hash, "changes": dict(asked.changes) if asked else {}, "action": action,
+                "reason": asked.reason if asked else None, "ms": ms,
+                "error": None if error is None else f"rebuild: {one_line(error) or 'failed'}"})
