@@ -158,6 +158,8 @@ def test_push_watch_syncs_a_save_shows_a_syntax_error_and_recovers(remote: Remot
     try:
         wait_for_watching(watch)
         assert "Development deployment of model watched created" in "".join(watch.stderr)
+        model_id = remote.cp.client.get("/v1/models/watched").json()["id"]
+        assert f"Dashboard: {remote.cp.url}/models/{model_id}/development\n" in watch.stderr  # stdout: syncs only
         assert predict(remote, "watched") == "Hello, watch!"
         model.write_text(model.read_text().replace('f"{self._greeting}, {name}!"', 'f"{self._greeting} again, {name}!"'))
         line = watch.next_line()
@@ -189,6 +191,11 @@ def test_watch_attaches_sends_offline_changes_first_and_prints_json_lines(remote
     model.write_text(model.read_text().replace('"Hello"', '"Hi"'))  # load() changed: a restart
     watch = WatchProcess(remote, "watch", str(directory), "--model-name", "attached", "--output", "json")
     try:
+        first = json.loads(watch.next_line())  # where to see it in a browser, before any sync
+        model_id = remote.cp.client.get("/v1/models/attached").json()["id"]
+        assert first == {"action": "watching", "model": {"id": model_id, "name": "attached"},
+                         "deployment_id": first["deployment_id"],
+                         "dashboard_url": f"{remote.cp.url}/models/{model_id}/development"}, first
         offline = json.loads(watch.next_line())
         assert offline["files"] == ["model/model.py"] and offline["error"] is None
         assert offline["action"] == "restart", offline
@@ -272,6 +279,7 @@ def test_watch_json_prints_one_object_per_sync_and_one_when_a_rebuild_fails(spec
     watch = WatchProcess(home, "watch", str(directory), "--model-name", "m1", "--output", "json")  # type: ignore[arg-type]
     try:
         wait_for_watching(watch, timeout=120)
+        assert json.loads(watch.next_line(timeout=120))["action"] == "watching"
         config.write_bytes(SPEC_CONFIG + b"system_packages:\n  - no-such-package\n")
         asked = json.loads(watch.next_line(timeout=120))
         assert asked["action"] == "rebuild" and asked["files"] == ["config.yaml"] and asked["ms"] is None
@@ -341,6 +349,7 @@ def test_push_watch_reports_a_requirements_patch_and_a_rebuild_to_its_end_on_the
     watch = WatchProcess(remote, "push", str(directory), "--model-name", "rebuilt-watch", "--watch", "--output", "json")
     try:
         wait_for_watching(watch)
+        assert json.loads(watch.next_line())["action"] == "watching"
         assert predict_raw(remote, "rebuilt-watch") == {"six": None, "marker": "a"}
         config.write_text(hello.replace("requirements: []", "requirements:\n  - six==1.16.0"))
         added = json.loads(watch.next_line())

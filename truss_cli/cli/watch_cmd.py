@@ -3,6 +3,7 @@ deployment in step with the directory, one line per sync (cli/watch_output.py)."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -67,6 +68,8 @@ def _watch(
     api: Api, deployment: dict[str, Any], model_name: str, model_dir: Path, keep_awake: bool, hot_reload: bool,
     output: console.OutputFormat,
 ) -> None:
+    _say_dashboard(api, deployment, model_name, output)
+
     def on_status(seen: dict[str, Any]) -> None:
         detail = f": {seen['status_detail']}" if seen.get("status_detail") else ""
         console.err.print(f"  {seen.get('status')}{detail}", markup=False)
@@ -90,3 +93,20 @@ def _watch(
     finally:
         printer.close()
 
+
+
+def dashboard_url(api: Api, deployment: dict[str, Any]) -> str:
+    """The control plane's Development tab of the model: its patch hash, last syncs, awake or not."""
+    return f"{api.url}/models/{deployment['model_id']}/development"
+
+
+def _say_dashboard(api: Api, deployment: dict[str, Any], model_name: str, output: console.OutputFormat) -> None:
+    """Where to watch the syncs in a browser, before anything else: on stderr as a line (stdout
+    is one line per sync), or as the first JSON object (`action: watching`) with `--output json`."""
+    url = dashboard_url(api, deployment)
+    if output is console.OutputFormat.json:
+        first = {"action": "watching", "model": {"id": deployment["model_id"], "name": model_name},
+                 "deployment_id": deployment.get("id"), "dashboard_url": url}
+        console.out.print(json.dumps(first), markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.err.print(f"Dashboard: {url}", markup=False)

@@ -50,6 +50,9 @@ class DevelopmentLifecycle:
         # Written on the loop's thread and by the tick; single-key reads and writes only.
         self._last_used: dict[str, float] = {}
         self._wake_requests: set[str] = set()  # ids a request or the wake route asked to wake
+        # deployment id -> monotonic time the wake route last reset its idle clock while awake
+        # (`truss watch` calls it every 60 s): how the Development tab tells it is kept awake.
+        self._wake_calls: dict[str, float] = {}
         self._wake_lock = threading.Lock()
 
     # -- the idle clock -------------------------------------------------------------------
@@ -57,6 +60,21 @@ class DevelopmentLifecycle:
     def touch(self, deployment_id: str, now: Optional[float] = None) -> None:
         """Reset the deployment's idle clock (a request, the wake route)."""
         self._last_used[deployment_id] = time.monotonic() if now is None else now
+
+    def wake_called(self, deployment_id: str) -> None:
+        """The wake route reset an awake deployment's idle clock."""
+        now = time.monotonic()
+        self._last_used[deployment_id] = now
+        self._wake_calls[deployment_id] = now
+
+    def idle_clock(self, deployment_id: str) -> tuple[Optional[float], Optional[float]]:
+        """(seconds until it scales to zero if nothing uses it, seconds since the wake route
+        last reset its clock), each None when unknown (not serving since this control plane
+        started, never woken by the route). Read by the dashboard from another thread."""
+        now = time.monotonic()
+        last_used, woken = self._last_used.get(deployment_id), self._wake_calls.get(deployment_id)
+        left = None if last_used is None else max(0.0, self.idle_seconds - (now - last_used))
+        return left, None if woken is None else now - woken
 
     def request_wake(self, deployment_id: str) -> None:
         """A request or the wake route found the deployment scaled to zero: the next tick wakes it."""
@@ -74,6 +92,7 @@ class DevelopmentLifecycle:
         for deployment_id in list(self._last_used):
             if deployment_id not in live:
                 self._last_used.pop(deployment_id, None)
+                self._wake_calls.pop(deployment_id, None)
 
     def idle(self, deployment: Deployment, now: float) -> bool:
         """A development deployment serving with no request or wake for idle_seconds. The

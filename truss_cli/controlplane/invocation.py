@@ -24,6 +24,11 @@ def environment_url(base_url: str, model_id: str, name: str) -> str:
     return f"{base_url.rstrip('/')}/model-{model_id}/environments/{name}/predict"
 
 
+def development_url(base_url: str, model_id: str) -> str:
+    """The model's development deployment (the one `truss push --watch` syncs), whichever it is."""
+    return f"{base_url.rstrip('/')}/model-{model_id}/development/predict"
+
+
 def python_snippet(url: str) -> str:
     return (
         "import os\n"

@@ -173,7 +173,7 @@ class Reconciler:
 
     def touch(self, deployment_id: str) -> None:
         """Reset the deployment's idle clock (the wake route; the loop's thread)."""
-        self.development.touch(deployment_id)
+        self.development.wake_called(deployment_id)
 
     def request_wake(self, deployment_id: str) -> None:
         """A request or the wake route found the deployment scaled to zero: wake it on the

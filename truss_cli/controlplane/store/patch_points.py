@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 import sqlalchemy as sa
 
-from truss_cli.controlplane.store import schema, states
+from truss_cli.controlplane.store import dev_syncs, schema, states
 from truss_cli.controlplane.store._rows import now, to_record
 from truss_cli.controlplane.store.database import write_transaction
 from truss_cli.controlplane.store.errors import NotFound, StoreError
@@ -110,6 +110,8 @@ class PatchPoints:
             if phase == "failed" and deployment.pending_tree_hash == tree_hash:
                 values["pending_failed"] = True
             db.execute(t.update().where(t.c.id == deployment_id).values(**values))
+            if phase == "failed" and deployment.rebuild.get("phase") != "failed":
+                dev_syncs.record_rebuild_end(db, deployment_id, tree_hash, "failed", error)  # the sync history
         return True
 
     def rebuilt(self, deployment_id: str, tree_hash: str, artifact: Mapping[str, Any],
@@ -156,6 +158,7 @@ class PatchPoints:
             rebuild = deployment.rebuild or {}
             if rebuild.get("tree_hash") == tree_hash and rebuild.get("phase") == "switching":
                 db.execute(t.update().where(t.c.id == deployment_id).values(rebuild=None, updated_at=now()))
+                dev_syncs.record_rebuild_end(db, deployment_id, tree_hash, "rebuilt")  # the sync history
 
     def rebuilds_in_progress(self) -> list[Deployment]:
         """Development deployments whose rebuild builds or deploys (a restart resumes them)."""

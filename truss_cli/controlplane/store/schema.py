@@ -261,3 +261,23 @@ dashboard_sessions = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("expires_at", UtcDateTime(), nullable=False),
 )
+
+# The last syncs of a development deployment (issue 12's Development tab; migration 0007):
+# one row per sync that moved or tried to move its code, the newest 50 kept per deployment.
+dev_syncs = sa.Table(
+    "dev_syncs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # insertion order
+    sa.Column(
+        "deployment_id", sa.String(16), sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("synced_at", UtcDateTime(), nullable=False),
+    sa.Column("from_tree", sa.String(64), nullable=True),
+    sa.Column("to_tree", sa.String(64), nullable=False),
+    # {"added": n, "updated": n, "deleted": n, "paths": [{"path", "change"}, ...the first 20]}
+    sa.Column("changes", sa.JSON, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("ms", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)

@@ -19,6 +19,7 @@ from truss_cli.controlplane.store.blobs import BlobStore
 from truss_cli.controlplane.store.builds import Builds
 from truss_cli.controlplane.store.database import create_engine, database_url, migrate
 from truss_cli.controlplane.store.deployments import Deployments
+from truss_cli.controlplane.store.dev_syncs import DevSyncs
 from truss_cli.controlplane.store.environments import Environments
 from truss_cli.controlplane.store.promotions import Promotions
 from truss_cli.controlplane.store.models import Models
@@ -40,6 +41,7 @@ class Store:
         self.environments = Environments(engine)
         self.promotions = Promotions(engine)
         self.patch_points = PatchPoints(engine)
+        self.dev_syncs = DevSyncs(engine)  # issue 12: the Development tab's last syncs
         self.replicas = Replicas(engine)
         self.builds = Builds(engine)
         self.api_keys = ApiKeys(engine)
