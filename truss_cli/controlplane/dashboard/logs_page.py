@@ -16,6 +16,7 @@ from typing import Optional
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from truss_cli.controlplane.dashboard import deployment_picker as picker
 from truss_cli.controlplane.dashboard.render import model_not_found, render
 from truss_cli.controlplane.dashboard.sign_in import signed_in, to_sign_in
 from truss_cli.controlplane.plane import ControlPlane
@@ -26,23 +27,11 @@ router = APIRouter(include_in_schema=False)
 
 
 @dataclass(frozen=True)
-class Choice:
-    id: str
-    label: str  # name, and where it serves
-
-
-@dataclass(frozen=True)
 class LogsTab:
     model: Model
-    choices: list[Choice]
+    choices: list[picker.Choice]
     chosen: Optional[Deployment]  # None: the model has no deployment, or `deployment=` named none of them
     asked: Optional[str]  # what `deployment=` said, when it named no deployment
-
-
-def _label(deployment: Deployment) -> str:
-    where = "production" if deployment.is_production else "development" if deployment.is_development \
-        else deployment.environment
-    return f"{deployment.name} ({where})" if where else deployment.name
 
 
 def logs_tab(plane: ControlPlane, model_id: str, ref: Optional[str]) -> Optional[LogsTab]:
@@ -53,7 +42,7 @@ def logs_tab(plane: ControlPlane, model_id: str, ref: Optional[str]) -> Optional
     if model is None or model.id != model_id:
         return None
     deployments = store.deployments.list(model.id)
-    choices = [Choice(d.id, _label(d)) for d in deployments]
+    choices = picker.choices(deployments)
     if ref:
         chosen = store.deployments.find(model.id, ref)
         return LogsTab(model, choices, chosen, None if chosen else ref)

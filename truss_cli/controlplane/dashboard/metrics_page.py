@@ -17,6 +17,7 @@ from typing import Optional
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from truss_cli.controlplane.dashboard import deployment_picker as picker
 from truss_cli.controlplane.dashboard.render import model_not_found, render
 from truss_cli.controlplane.dashboard.sign_in import signed_in, to_sign_in
 from truss_cli.controlplane.plane import ControlPlane
@@ -30,23 +31,11 @@ UPLOT_CSS = "vendor/uPlot-1.6.32.min.css"
 
 
 @dataclass(frozen=True)
-class Choice:
-    id: str
-    label: str  # name, and where it serves
-
-
-@dataclass(frozen=True)
 class MetricsTab:
     model: Model
-    choices: list[Choice]
+    choices: list[picker.Choice]
     chosen: Optional[Deployment]  # None: the model's figures (or `deployment=` named none)
     asked: Optional[str]  # what `deployment=` said, when it named no deployment
-
-
-def _label(deployment: Deployment) -> str:
-    where = "production" if deployment.is_production else "development" if deployment.is_development \
-        else deployment.environment
-    return f"{deployment.name} ({where})" if where else deployment.name
 
 
 def metrics_tab(plane: ControlPlane, model_id: str, ref: Optional[str]) -> Optional[MetricsTab]:
@@ -55,7 +44,7 @@ def metrics_tab(plane: ControlPlane, model_id: str, ref: Optional[str]) -> Optio
     model = store.models.find(model_id)
     if model is None or model.id != model_id:
         return None
-    choices = [Choice(d.id, _label(d)) for d in store.deployments.list(model.id)]
+    choices = picker.choices(store.deployments.list(model.id))
     if not ref:
         return MetricsTab(model, choices, None, None)
     chosen = store.deployments.find(model.id, ref)
