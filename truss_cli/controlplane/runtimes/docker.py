@@ -14,13 +14,17 @@ On stop the container's log is kept under `<data_dir>/replicas/<replica_id>/repl
 
 A development replica (ReplicaSpec.development) is a container of the same image running
 `python -m truss_cli.server.control` on a copy of its start tree, its control API published
-on the host's loopback: `docker_development` says how. Patches that change what the image
-holds (requirements, system_packages, python_version, ...) are still rebuilds.
+on the host's loopback: `docker_development` says how. A patch of its requirements or
+system_packages is installed into the serving container (`provision`, then the replica
+switches to the new environment); other changes of what the image holds (python_version,
+base_image, ...) are still rebuilds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 import tarfile
 import tempfile
@@ -49,15 +53,16 @@ from truss_cli.controlplane.runtimes.base import (
     write_control_token,
 )
 from truss_cli.controlplane.runtimes.container_user import container_user
+from truss_cli.controlplane.runtimes.environments import EnvironmentBuildFailed, ProgressCallback
 from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
 from truss_cli.controlplane.runtimes.logshim import format_line
 from truss_cli.errors import TrussError
-from truss_cli.config import ConfigError, TrussConfig
+from truss_cli.config import ConfigError, TrussConfig, load_config
 from truss_cli.image.build import BuildListener, BuildStep, build_image
 from truss_cli.image.container import HOST, SECRETS_MOUNT, RunningContainer, published_port, start_container
 from truss_cli.image.engine import connect
 from truss_cli.image.limits import ContainerLimits, container_limits
-from truss_cli.image.plan import SERVER_PORT, USER_ID, plan_image, slug
+from truss_cli.image.plan import SERVER_PORT, USER_ID, VENV_PYTHON, plan_image, slug
 from truss_cli.net import local_url
 from truss_cli.server import protocol
 from truss_cli.server.custom.options import secret_name_problem
@@ -179,6 +184,8 @@ class DockerRuntime:
             command=docker_development.command() if development else None,
             working_dir=docker_development.TREE_DIR if development else None,  # as the process runtime's cwd
             also_publish=(docker_development.CONTROL_PORT,) if development else (),
+            # Root until the start tree's packages are installed; the replica runs as the server's user.
+            user="root" if development else None,
         )
         handle_data: dict = {"container_id": container.id}
         if development:
@@ -232,6 +239,39 @@ class DockerRuntime:
         except docker.errors.NotFound:
             return read_lines(self._log_path(handle), since)  # stopped: what was kept
         return _docker_lines(chunks, since)
+
+    def provision(self, handle: Handle, tree_dir: Path, on_progress: ProgressCallback = lambda line: None) -> str:
+        """Install the tree's system packages and requirements into the serving development
+        container (`docker exec --user root`, server/control/provision.py) -> the interpreter
+        of the tree's environment in the container (the image's venv when its requirements
+        are the image's). Nothing the serving generation imports is changed. Raises
+        EnvironmentBuildFailed with the installer's output."""
+        from truss_cli.server.control.provision import RESULT_PREFIX
+
+        try:
+            spec = docker_development.provision_spec(tree_dir, load_config(tree_dir).config)
+        except (TrussError, ConfigError, OSError) as exc:
+            output = str(getattr(exc, "message", None) or exc)
+            raise EnvironmentBuildFailed(one_line_cause(output) or type(exc).__name__, output) from None
+        container_id = handle.data["container_id"]
+        name = f"provision-{hashlib.sha256(spec).hexdigest()[:16]}.json"
+        try:
+            self.client.put_archive(container_id, docker_development.DEVELOPMENT_DIR, docker_development.spec_archive(name, spec))
+            run = self.client.exec_create(container_id, [VENV_PYTHON, "-m", "truss_cli.server.control.provision",
+                                                         f"{docker_development.DEVELOPMENT_DIR}/{name}"], user="root")
+            lines: list[str] = []
+            for line in _exec_lines(self.client.exec_start(run["Id"], stream=True)):
+                lines.append(line)
+                if not line.startswith(RESULT_PREFIX):
+                    on_progress(line)
+            code = self.client.exec_inspect(run["Id"]).get("ExitCode")
+        except docker.errors.APIError as exc:
+            raise EnvironmentBuildFailed(f"the container cannot be provisioned: {exc.explanation or exc}", str(exc)) from None
+        if code != 0 or not lines or not lines[-1].startswith(RESULT_PREFIX):
+            tail = "\n".join(lines[-25:])
+            summary = next((line for line in reversed(lines) if line.startswith("provision failed: ")), "")
+            raise EnvironmentBuildFailed(summary.removeprefix("provision failed: ") or f"the provisioner exited {code}", tail)
+        return str(json.loads(lines[-1][len(RESULT_PREFIX):])["python"])
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -296,6 +336,17 @@ def _entry(name: str, kind: bytes, mode: int, uid: int, gid: int, mtime: float) 
 
 def _tag_text(text: str) -> str:
     return (_TAG_TEXT.sub("-", text).lstrip(".-") or "deployment")[:128]
+
+
+def _exec_lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            yield raw.decode("utf-8", "replace").rstrip("\r")
+    if pending:
+        yield pending.decode("utf-8", "replace")
 
 
 def _docker_lines(chunks: Iterator[bytes], since: Optional[datetime]) -> Iterator[LogLine]:

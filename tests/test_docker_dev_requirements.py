@@ -1,0 +1,156 @@
+"""Requirements and system_packages of a development deployment on the docker runtime are
+installed inside the serving container, not by a rebuild (issue 10; docs/live-reload.md,
+"Task K"): a real control plane (`--runtime docker`), a real image, patches sent the way the
+watcher sends them.
+
+A requirement added is installed in a new environment beside the image's and the model
+imports it; removed, the model no longer finds it; a system package added is installed with
+apt and the model runs it; an install that fails answers 422 with the installer's output
+while the old code serves; a container killed afterwards comes back with the patched
+packages (it replays the installs at start). The container is the same one throughout the
+patches (no image is built).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import docker
+import pytest
+
+from conftest import write_model_dir
+from controlplane_support import ControlPlaneProcess, running_controlplane
+from docker_support import Cleanup, engine, unique_name
+from test_controlplane_docker_development import Watcher, containers, ok, predict, push_development, send, state
+
+pytestmark = pytest.mark.docker
+
+MODEL = """
+import shutil
+import subprocess
+
+
+class Model:
+    def predict(self, request):
+        try:
+            import six
+            six_version = six.__version__
+        except ImportError:
+            six_version = None
+        jq = shutil.which("jq")
+        computed = subprocess.run([jq, "-n", "1 + 1"], capture_output=True, text=True).stdout.strip() if jq else None
+        return {{"marker": {marker!r}, "six": six_version, "jq": computed}}
+"""
+CONFIG = "model_name: {name}\npython_version: py311\n"
+
+
+def config(name: str, requirements: tuple[str, ...] = (), system_packages: tuple[str, ...] = ()) -> str:
+    text = CONFIG.format(name=name)
+    if requirements:
+        text += "requirements:\n" + "".join(f"  - {line}\n" for line in requirements)
+    if system_packages:
+        text += "system_packages:\n" + "".join(f"  - {line}\n" for line in system_packages)
+    return text
+
+
+@pytest.fixture(scope="module")
+def client() -> docker.APIClient:
+    return engine()
+
+
+@pytest.fixture(scope="module")
+def name(client: docker.APIClient) -> Iterator[str]:
+    cleanup = Cleanup(client)
+    yield cleanup.model(unique_name("dev-docker-reqs"))
+    cleanup.run()
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[ControlPlaneProcess]:
+    with running_controlplane(tmp_path_factory.mktemp("docker-dev-reqs") / "cp", runtime="docker") as plane:
+        yield plane
+        plane.client.delete(f"/v1/models/{name}")
+
+
+@pytest.fixture(scope="module")
+def dev(cp: ControlPlaneProcess, name: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Watcher]:
+    root = write_model_dir(tmp_path_factory.mktemp("tree") / name, MODEL.format(marker="a"), config(name))
+    return push_development(cp, root, name), Watcher(root)
+
+
+def only_container(client: docker.APIClient, deployment: dict[str, Any]) -> str:
+    (container,) = containers(client, deployment)
+    return container["Id"]
+
+
+def test_a_requirement_added_then_removed_is_installed_in_the_container_without_a_rebuild(
+    client: docker.APIClient, cp: ControlPlaneProcess, dev: Any, name: str
+) -> None:
+    deployment, watcher = dev
+    assert predict(cp, deployment) == {"marker": "a", "six": None, "jq": None}
+    container = only_container(client, deployment)
+
+    answer = ok(send(cp, deployment, watcher.edit("config.yaml", config(name, requirements=("six==1.16.0",)))[1]))
+    assert answer["action"] == "requirements", answer
+    assert answer["requirements"] == {"added": ["six==1.16.0"], "removed": [], "changed": []}
+    assert predict(cp, deployment)["six"] == "1.16.0"
+
+    answer = ok(send(cp, deployment, watcher.edit("config.yaml", config(name))[1]))
+    assert answer["action"] == "requirements", answer
+    assert answer["requirements"]["removed"] == ["six==1.16.0"]
+    assert predict(cp, deployment)["six"] is None
+    assert only_container(client, deployment) == container  # patched in place, not rebuilt
+    assert state(cp, deployment)["rebuild"] is None
+
+
+def test_a_system_package_added_is_installed_with_apt_in_the_container(
+    client: docker.APIClient, cp: ControlPlaneProcess, dev: Any, name: str
+) -> None:
+    deployment, watcher = dev
+    container = only_container(client, deployment)
+    answer = ok(send(cp, deployment, watcher.edit("config.yaml", config(name, ("six==1.16.0",), ("jq",)))[1]))
+    assert answer["action"] == "requirements", answer
+    assert answer["system_packages"] == {"added": ["jq"], "removed": []}
+    assert "system_packages changed: +jq" in answer["reason"]
+    assert predict(cp, deployment) == {"marker": "a", "six": "1.16.0", "jq": "2"}
+    assert only_container(client, deployment) == container
+
+
+def test_a_failed_install_answers_422_with_the_installers_output_while_the_old_code_serves(
+    cp: ControlPlaneProcess, dev: Any, name: str
+) -> None:
+    deployment, watcher = dev
+    before = predict(cp, deployment)
+    failed = send(cp, deployment, watcher.edit("config.yaml", config(name, ("six==1.16.0", "does-not-exist-truss-k==9.9"),
+                                                                     ("jq",)))[1])
+    assert failed.status_code == 422, failed.text
+    detail = failed.json()["detail"]
+    assert detail["phase"] == "requirements", detail
+    assert "does-not-exist-truss-k" in detail["traceback"], detail  # uv's own words about it
+    assert predict(cp, deployment) == before
+    # The fix (the line removed) builds on the refused tree; then code saves go on as before.
+    ok(send(cp, deployment, watcher.edit("config.yaml", config(name, ("six==1.16.0",), ("jq",)))[1]))
+    answer = ok(send(cp, deployment, watcher.edit("model/model.py", MODEL.format(marker="b"))[1]))
+    assert answer["action"] == "hot_swap", answer
+    assert predict(cp, deployment) == {"marker": "b", "six": "1.16.0", "jq": "2"}
+
+
+def test_a_container_killed_comes_back_with_the_patched_packages(
+    client: docker.APIClient, cp: ControlPlaneProcess, dev: Any
+) -> None:
+    deployment, watcher = dev
+    old = only_container(client, deployment)
+    client.kill(old)
+    deadline = time.monotonic() + 600
+    while True:
+        if [c for c in containers(client, deployment) if c["Id"] != old]:
+            answer = cp.client.post(f"/model-{deployment['model_id']}/development/predict", json={}, timeout=300)
+            if answer.status_code == 200:
+                break
+        assert time.monotonic() < deadline, f"no new replica served within 600 s\n{cp.log()[-3000:]}"
+        time.sleep(0.5)
+    # The new container installed the start tree's jq and six before serving it.
+    assert answer.json() == {"marker": "b", "six": "1.16.0", "jq": "2"}
+    assert state(cp, deployment)["running_patch_point"] == {"hash": watcher.tree.tree_hash()}
