@@ -8,13 +8,13 @@ imports it; removed, the model no longer finds it; a system package added is ins
 apt and the model runs it; an install that fails answers 422 with the installer's output
 while the old code serves; a container killed afterwards comes back with the patched
 packages (it replays the installs at start). The container is the same one throughout the
-patches (no image is built).
+patches (no image is built), and the model runs as the server's user, not as root (the
+container starts as root only to install).
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import docker
@@ -24,10 +24,12 @@ from conftest import write_model_dir
 from controlplane_support import ControlPlaneProcess, running_controlplane
 from docker_support import Cleanup, engine, unique_name
 from test_controlplane_docker_development import Watcher, containers, ok, predict, push_development, send, state
+from truss_cli.image.plan import USER_ID
 
 pytestmark = pytest.mark.docker
 
 MODEL = """
+import os
 import shutil
 import subprocess
 
@@ -41,7 +43,7 @@ class Model:
             six_version = None
         jq = shutil.which("jq")
         computed = subprocess.run([jq, "-n", "1 + 1"], capture_output=True, text=True).stdout.strip() if jq else None
-        return {{"marker": {marker!r}, "six": six_version, "jq": computed}}
+        return {{"marker": {marker!r}, "six": six_version, "jq": computed, "uid": os.getuid()}}
 """
 CONFIG = "model_name: {name}\npython_version: py311\n"
 
@@ -89,7 +91,7 @@ def test_a_requirement_added_then_removed_is_installed_in_the_container_without_
     client: docker.APIClient, cp: ControlPlaneProcess, dev: Any, name: str
 ) -> None:
     deployment, watcher = dev
-    assert predict(cp, deployment) == {"marker": "a", "six": None, "jq": None}
+    assert predict(cp, deployment) == {"marker": "a", "six": None, "jq": None, "uid": USER_ID}
     container = only_container(client, deployment)
 
     answer = ok(send(cp, deployment, watcher.edit("config.yaml", config(name, requirements=("six==1.16.0",)))[1]))
@@ -114,7 +116,7 @@ def test_a_system_package_added_is_installed_with_apt_in_the_container(
     assert answer["action"] == "requirements", answer
     assert answer["system_packages"] == {"added": ["jq"], "removed": []}
     assert "system_packages changed: +jq" in answer["reason"]
-    assert predict(cp, deployment) == {"marker": "a", "six": "1.16.0", "jq": "2"}
+    assert predict(cp, deployment) == {"marker": "a", "six": "1.16.0", "jq": "2", "uid": USER_ID}
     assert only_container(client, deployment) == container
 
 
@@ -134,7 +136,7 @@ def test_a_failed_install_answers_422_with_the_installers_output_while_the_old_c
     ok(send(cp, deployment, watcher.edit("config.yaml", config(name, ("six==1.16.0",), ("jq",)))[1]))
     answer = ok(send(cp, deployment, watcher.edit("model/model.py", MODEL.format(marker="b"))[1]))
     assert answer["action"] == "hot_swap", answer
-    assert predict(cp, deployment) == {"marker": "b", "six": "1.16.0", "jq": "2"}
+    assert predict(cp, deployment) == {"marker": "b", "six": "1.16.0", "jq": "2", "uid": USER_ID}
 
 
 def test_a_container_killed_comes_back_with_the_patched_packages(
@@ -152,5 +154,5 @@ def test_a_container_killed_comes_back_with_the_patched_packages(
         assert time.monotonic() < deadline, f"no new replica served within 600 s\n{cp.log()[-3000:]}"
         time.sleep(0.5)
     # The new container installed the start tree's jq and six before serving it.
-    assert answer.json() == {"marker": "b", "six": "1.16.0", "jq": "2"}
+    assert answer.json() == {"marker": "b", "six": "1.16.0", "jq": "2", "uid": USER_ID}
     assert state(cp, deployment)["running_patch_point"] == {"hash": watcher.tree.tree_hash()}

@@ -40,8 +40,8 @@ from typing import IO, Optional
 
 from truss_cli.config import ConfigError, TrussConfig, load_config
 from truss_cli.config_to_replica import replica_config_for
-from truss_cli.image.plan import SERVER_PORT, USER_ID, VENV_PYTHON
 from truss_cli.errors import TrussError
+from truss_cli.image.plan import SERVER_PORT, USER_ID, VENV_PYTHON
 from truss_cli.requirements import resolve_requirements
 
 # Under /opt/truss, which every image of a model server has (the server, the venv).

@@ -104,21 +104,30 @@ def _dpkg_installed(package: str) -> bool:
 # -- requirements -----------------------------------------------------------------------
 
 
+def environment_path(requirements: list[str], constraints: list[str]) -> Path:
+    """Where the environment of these lines lives: keyed by them and by the image's lists (its
+    venv is the copy's base)."""
+    image = [_lines(IMAGE_REQUIREMENTS / name) for name in ("model.txt", "constraints.txt", "server.txt")]
+    return ENVS_DIR / hashlib.sha256(json.dumps([requirements, constraints, *image]).encode()).hexdigest()[:16]
+
+
 def environment(requirements: list[str], constraints: list[str], log: Log) -> str:
     image_requirements = _lines(IMAGE_REQUIREMENTS / "model.txt")
     image_constraints = _lines(IMAGE_REQUIREMENTS / "constraints.txt")
     if requirements == image_requirements and constraints == image_constraints:
         return str(BASE_VENV / "bin" / "python")
-    key = hashlib.sha256(json.dumps([requirements, constraints, image_requirements, image_constraints,
-                                     _lines(IMAGE_REQUIREMENTS / "server.txt")]).encode()).hexdigest()[:16]
-    target = ENVS_DIR / key
+    target = environment_path(requirements, constraints)
     python = target / "bin" / "python"
     if (target / COMPLETE).is_file():
         return str(python)
     log(f"making environment {target}: a copy of {BASE_VENV}, then the tree's requirements")
     shutil.rmtree(target, ignore_errors=True)  # half made by an install that died
     ENVS_DIR.mkdir(parents=True, exist_ok=True)
-    _run(["cp", "-a", str(BASE_VENV), str(target)], log, None, f"copying {BASE_VENV} failed")
+    try:
+        _run(["cp", "-a", str(BASE_VENV), str(target)], log, None, f"copying {BASE_VENV} failed")
+    except ProvisionFailed:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     lists = target / ".truss-requirements"
     lists.mkdir()
     (lists / "model.txt").write_text("".join(f"{line}\n" for line in requirements), encoding="utf-8")
