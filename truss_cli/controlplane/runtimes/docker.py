@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import platform
 import re
+import sys
 import tarfile
 import tempfile
 import time
@@ -99,6 +101,8 @@ class DockerRuntime:
         self.settings = settings
         self.client = client or connect(settings.environ)
         self.root = settings.data_dir / "replicas"
+        self._lent_uv: set[str] = set()  # containers holding this machine's uv (in memory: lent again after a restart)
+        self._engine_platform: Optional[tuple[str, str]] = None
 
     # -- builds ---------------------------------------------------------------------------
 
@@ -169,6 +173,8 @@ class DockerRuntime:
                 self._copy_secrets(container_id, spec.secrets, directory)
             if tree_config is not None:
                 self._copy_development_tree(container_id, Path(spec.tree_dir), tree_config, token)  # type: ignore[arg-type]
+                if docker_development.needs_installer(Path(spec.tree_dir), tree_config):  # type: ignore[arg-type]
+                    self._lend_uv(container_id)
 
         container = start_container(
             self.client,
@@ -217,6 +223,7 @@ class DockerRuntime:
         except docker.errors.NotFound:
             pass
         (self.root / handle.replica_id / "control_token").unlink(missing_ok=True)  # a development replica's
+        self._lent_uv.discard(container_id)
 
     def list(self) -> list[Handle]:
         found = []
@@ -256,6 +263,8 @@ class DockerRuntime:
         container_id = handle.data["container_id"]
         name = f"provision-{hashlib.sha256(spec).hexdigest()[:16]}.json"
         try:
+            if container_id not in self._lent_uv:
+                self._lend_uv(container_id)
             self.client.put_archive(container_id, docker_development.DEVELOPMENT_DIR, docker_development.spec_archive(name, spec))
             run = self.client.exec_create(container_id, [VENV_PYTHON, "-m", "truss_cli.server.control.provision",
                                                          f"{docker_development.DEVELOPMENT_DIR}/{name}"], user="root")
@@ -294,6 +303,26 @@ class DockerRuntime:
             docker_development.write_archive(archive, tree_dir, config, token)
             archive.seek(0)
             self.client.put_archive(container_id, docker_development.PARENT_DIR, archive)
+
+    def _lend_uv(self, container_id: str) -> None:
+        """Copy this machine's uv into the container (provision.LENT_UV) when the engine runs
+        this architecture: installing then needs no download of uv itself (~8 s with pip
+        here). Otherwise the container fetches one; nothing fails either way."""
+        uv = _local_uv()
+        if uv is None or not self._engine_runs_this_machine():
+            return
+        with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as archive:
+            docker_development.uv_archive(archive, uv)
+            archive.seek(0)
+            self.client.put_archive(container_id, docker_development.PARENT_DIR, archive)
+        self._lent_uv.add(container_id)
+
+    def _engine_runs_this_machine(self) -> bool:
+        if self._engine_platform is None:
+            version = self.client.version()
+            self._engine_platform = (str(version.get("Os", "")).lower(), str(version.get("Arch", "")).lower())
+        machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine().lower(), platform.machine().lower())
+        return self._engine_platform == (sys.platform, machine)
 
     def _copy_secrets(self, container_id: str, secrets: dict[str, str], directory: str) -> None:
         """Put `secrets` into the created container as files of `directory`, readable by the
@@ -336,6 +365,16 @@ def _entry(name: str, kind: bytes, mode: int, uid: int, gid: int, mtime: float) 
 
 def _tag_text(text: str) -> str:
     return (_TAG_TEXT.sub("-", text).lstrip(".-") or "deployment")[:128]
+
+
+def _local_uv() -> Optional[Path]:
+    """The uv binary this control plane installs with (the `uv` package's), if any."""
+    try:
+        from uv import find_uv_bin
+
+        return Path(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return None
 
 
 def _exec_lines(chunks: Iterator[bytes]) -> Iterator[str]:

@@ -94,6 +94,32 @@ def provision_spec(tree_dir: Path, config: TrussConfig) -> bytes:
                        "requirements": resolved.requirements, "constraints": resolved.constraints}).encode("utf-8")
 
 
+def uv_archive(out: IO[bytes], uv: Path) -> None:
+    """A tar, extracted at PARENT_DIR, of the control plane's uv binary at
+    provision.LENT_UV (root's, 0755): the container installs with it instead of fetching one."""
+    now = time.time()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for directory in ("envs", "envs/.uv-lent"):
+            entry = _entry(directory, tarfile.DIRTYPE, 0o755, now)
+            entry.uid = entry.gid = 0
+            tar.addfile(entry)
+        entry = tar.gettarinfo(str(uv), arcname="envs/.uv-lent/uv")
+        entry.uid = entry.gid = 0
+        entry.uname = entry.gname = ""
+        entry.mode = 0o755
+        with open(uv, "rb") as binary:
+            tar.addfile(entry, binary)
+
+
+def needs_installer(tree_dir: Path, config: TrussConfig) -> bool:
+    """Whether a container starting at this tree may install Python requirements (it lists
+    some): the docker runtime then lends it uv before it starts."""
+    try:
+        return bool(resolve_requirements(tree_dir, config).requirements)
+    except (TrussError, OSError):
+        return False
+
+
 def spec_archive(name: str, spec: bytes) -> bytes:
     """A tar of one spec file `name` for DEVELOPMENT_DIR (root reads it; 0600, the server's user's)."""
     out = io.BytesIO()

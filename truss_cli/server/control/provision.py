@@ -26,8 +26,9 @@ requirements/model.txt). What the image already holds is read from the image its
   venv is never touched: it may be importing from it), in which uv uninstalls the projects
   the image's list had and the tree's lacks, then installs the server's and the tree's
   requirements (only what is missing or at another version is downloaded; uv's cache in the
-  container is shared by its environments). uv is fetched once per container (the image
-  build removes its own); pip is the fallback. An environment already made is reused.
+  container is shared by its environments). uv is the control plane's own binary when it could
+  lend it (LENT_UV), else fetched once per container with pip (the image build removes its
+  own); pip is the fallback. An environment already made is reused.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from typing import Callable, Optional, Sequence
 BASE_VENV = Path("/opt/truss/venv")
 IMAGE_REQUIREMENTS = Path("/opt/truss/requirements")  # server.txt, model.txt, constraints.txt of the build
 ENVS_DIR = Path("/opt/truss/envs")
+# The control plane's own uv binary, copied in when the engine runs its architecture (a Linux
+# glibc build: a musl image cannot run it, and then one is fetched instead).
+LENT_UV = ENVS_DIR / ".uv-lent" / "uv"
 COMPLETE = ".truss-complete"  # written last: an environment without it is half made
 RESULT_PREFIX = "PROVISIONED "
 OUTPUT_TAIL_LINES = 25
@@ -161,13 +165,17 @@ def environment(requirements: list[str], constraints: list[str], log: Log) -> st
 
 
 def _uv(log: Log) -> Optional[str]:
-    """uv for this container: fetched once with the image venv's pip (the build removed its
-    own); None (pip does it) when it cannot be fetched."""
+    """uv for this container: the one the control plane lent it (LENT_UV, when it runs here),
+    else one fetched once with the image venv's pip (the build removed its own); None (pip
+    does it) when neither can be had."""
+    if LENT_UV.is_file() and _runs([str(LENT_UV), "--version"]):
+        return str(LENT_UV)
     tools = ENVS_DIR / ".uv-tool"
     uv = tools / "bin" / "uv"
     if uv.is_file():
         return str(uv)
     ENVS_DIR.mkdir(parents=True, exist_ok=True)
+    log("fetching uv into the container")
     done = subprocess.run([str(BASE_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-cache-dir",
                            "--disable-pip-version-check", "--target", str(tools), "uv"],
                           capture_output=True, text=True)
@@ -175,6 +183,13 @@ def _uv(log: Log) -> Optional[str]:
         log("uv could not be fetched; installing with pip")
         return None
     return str(uv)
+
+
+def _runs(command: list[str]) -> bool:
+    try:
+        return subprocess.run(command, capture_output=True).returncode == 0
+    except OSError:  # another architecture, a libc it lacks
+        return False
 
 
 def _run(command: list[str], log: Log, environ: Optional[dict], failure: str) -> None:
