@@ -38,12 +38,12 @@ class Model:
     def predict(self, request):
         try:
             import six
-            six_version = six.__version__
+            six_version, six_owner = six.__version__, os.stat(six.__file__).st_uid
         except ImportError:
-            six_version = None
+            six_version = six_owner = None
         jq = shutil.which("jq")
         computed = subprocess.run([jq, "-n", "1 + 1"], capture_output=True, text=True).stdout.strip() if jq else None
-        return {{"marker": {marker!r}, "six": six_version, "jq": computed, "uid": os.getuid()}}
+        return {{"marker": {marker!r}, "six": six_version, "six_owner": six_owner, "jq": computed, "uid": os.getuid()}}
 """
 CONFIG = "model_name: {name}\npython_version: py311\n"
 
@@ -91,13 +91,15 @@ def test_a_requirement_added_then_removed_is_installed_in_the_container_without_
     client: docker.APIClient, cp: ControlPlaneProcess, dev: Any, name: str
 ) -> None:
     deployment, watcher = dev
-    assert predict(cp, deployment) == {"marker": "a", "six": None, "jq": None, "uid": USER_ID}
+    assert predict(cp, deployment) == {"marker": "a", "six": None, "six_owner": None, "jq": None, "uid": USER_ID}
     container = only_container(client, deployment)
 
     answer = ok(send(cp, deployment, watcher.edit("config.yaml", config(name, requirements=("six==1.16.0",)))[1]))
     assert answer["action"] == "requirements", answer
     assert answer["requirements"] == {"added": ["six==1.16.0"], "removed": [], "changed": []}
-    assert predict(cp, deployment)["six"] == "1.16.0"
+    served = predict(cp, deployment)
+    # Installed by the server's user, not root (only apt runs as root in the container).
+    assert (served["six"], served["six_owner"]) == ("1.16.0", USER_ID)
 
     answer = ok(send(cp, deployment, watcher.edit("config.yaml", config(name))[1]))
     assert answer["action"] == "requirements", answer
@@ -116,7 +118,7 @@ def test_a_system_package_added_is_installed_with_apt_in_the_container(
     assert answer["action"] == "requirements", answer
     assert answer["system_packages"] == {"added": ["jq"], "removed": []}
     assert "system_packages changed: +jq" in answer["reason"]
-    assert predict(cp, deployment) == {"marker": "a", "six": "1.16.0", "jq": "2", "uid": USER_ID}
+    assert predict(cp, deployment) == {"marker": "a", "six": "1.16.0", "six_owner": USER_ID, "jq": "2", "uid": USER_ID}
     assert only_container(client, deployment) == container
 
 
@@ -136,7 +138,7 @@ def test_a_failed_install_answers_422_with_the_installers_output_while_the_old_c
     ok(send(cp, deployment, watcher.edit("config.yaml", config(name, ("six==1.16.0",), ("jq",)))[1]))
     answer = ok(send(cp, deployment, watcher.edit("model/model.py", MODEL.format(marker="b"))[1]))
     assert answer["action"] == "hot_swap", answer
-    assert predict(cp, deployment) == {"marker": "b", "six": "1.16.0", "jq": "2", "uid": USER_ID}
+    assert predict(cp, deployment) == {"marker": "b", "six": "1.16.0", "six_owner": USER_ID, "jq": "2", "uid": USER_ID}
 
 
 def test_a_container_killed_comes_back_with_the_patched_packages(
@@ -154,5 +156,5 @@ def test_a_container_killed_comes_back_with_the_patched_packages(
         assert time.monotonic() < deadline, f"no new replica served within 600 s\n{cp.log()[-3000:]}"
         time.sleep(0.5)
     # The new container installed the start tree's jq and six before serving it.
-    assert answer.json() == {"marker": "b", "six": "1.16.0", "jq": "2", "uid": USER_ID}
+    assert answer.json() == {"marker": "b", "six": "1.16.0", "six_owner": USER_ID, "jq": "2", "uid": USER_ID}
     assert state(cp, deployment)["running_patch_point"] == {"hash": watcher.tree.tree_hash()}

@@ -91,7 +91,8 @@ def provision_spec(tree_dir: Path, config: TrussConfig) -> bytes:
     ConfigError for a requirements file that does not resolve."""
     resolved = resolve_requirements(tree_dir, config)
     return json.dumps({"format": 1, "system_packages": list(config.system_packages),
-                       "requirements": resolved.requirements, "constraints": resolved.constraints}).encode("utf-8")
+                       "requirements": resolved.requirements, "constraints": resolved.constraints,
+                       "install_as": USER_ID}).encode("utf-8")
 
 
 def uv_archive(out: IO[bytes], uv: Path) -> None:

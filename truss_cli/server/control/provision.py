@@ -14,7 +14,7 @@ was:
   the environment's interpreter (`start_replica`).
 
 SPEC is a JSON file `{"format": 1, "system_packages": [...], "requirements": [...],
-"constraints": [...]}` (no `requirements`: the image's environment as it is; the tree's resolved requirement lines, as an image build writes
+"constraints": [...], "install_as": uid}` (no `requirements`: the image's environment as it is; the tree's resolved requirement lines, as an image build writes
 requirements/model.txt). What the image already holds is read from the image itself
 (`/opt/truss/requirements`, dpkg), so the spec depends on the tree alone.
 
@@ -28,7 +28,8 @@ requirements/model.txt). What the image already holds is read from the image its
   requirements (only what is missing or at another version is downloaded; uv's cache in the
   container is shared by its environments). uv is the control plane's own binary when it could
   lend it (LENT_UV), else fetched once per container with pip (the image build removes its
-  own); pip is the fallback. An environment already made is reused.
+  own); pip is the fallback. An environment already made is reused. The Python installs run
+  as `install_as` (the server's user), not root: only apt needs root, as in an image build.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def provision(spec: dict, log: Log) -> str:
     install_system_packages([word for entry in spec.get("system_packages") or [] for word in entry.split()], log)
     if "requirements" not in spec:  # the tree's did not resolve: the image's environment, as it is
         return str(BASE_VENV / "bin" / "python")
-    return environment(list(spec.get("requirements") or []), list(spec.get("constraints") or []), log)
+    return environment(list(spec.get("requirements") or []), list(spec.get("constraints") or []), log,
+                       spec.get("install_as"))
 
 
 # -- system packages --------------------------------------------------------------------
@@ -115,7 +117,10 @@ def environment_path(requirements: list[str], constraints: list[str]) -> Path:
     return ENVS_DIR / hashlib.sha256(json.dumps([requirements, constraints, *image]).encode()).hexdigest()[:16]
 
 
-def environment(requirements: list[str], constraints: list[str], log: Log) -> str:
+def environment(requirements: list[str], constraints: list[str], log: Log, install_as: Optional[int] = None) -> str:
+    """The environment for these lines (made when new) -> its interpreter. Run as root, the
+    copy and the installs run as `install_as` (the server's user): a package's build scripts
+    never run as root, and that user owns what they write (ENVS_DIR included)."""
     image_requirements = _lines(IMAGE_REQUIREMENTS / "model.txt")
     image_constraints = _lines(IMAGE_REQUIREMENTS / "constraints.txt")
     if requirements == image_requirements and constraints == image_constraints:
@@ -126,9 +131,12 @@ def environment(requirements: list[str], constraints: list[str], log: Log) -> st
         return str(python)
     log(f"making environment {target}: a copy of {BASE_VENV}, then the tree's requirements")
     shutil.rmtree(target, ignore_errors=True)  # half made by an install that died
-    ENVS_DIR.mkdir(parents=True, exist_ok=True)
+    installer = _installer(install_as)
+    _own_envs_dir(installer)
     try:
-        _run(["cp", "-a", str(BASE_VENV), str(target)], log, None, f"copying {BASE_VENV} failed")
+        # Not -a: an unprivileged copy cannot keep root as the owner, and need not.
+        _run(["cp", "-dR", "--preserve=mode,timestamps,links", str(BASE_VENV), str(target)], log, None,
+             f"copying {BASE_VENV} failed", installer)
     except ProvisionFailed:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -141,22 +149,23 @@ def environment(requirements: list[str], constraints: list[str], log: Log) -> st
     arguments = ["-r", str(IMAGE_REQUIREMENTS / "server.txt"), "-r", str(lists / "model.txt")]
     if constraints:
         arguments += ["-c", str(lists / "constraints.txt")]
-    uv = _uv(log)
+    uv = _uv(log, installer)
     environ = {**os.environ, "UV_CACHE_DIR": str(ENVS_DIR / ".uv-cache"), "UV_NATIVE_TLS": "1",
                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "VIRTUAL_ENV": str(target)}
     try:
         if removed:  # first: what the server still needs among them comes back with the install
             log(f"uninstalling {' '.join(removed)}")
             if uv:
-                _run([uv, "pip", "uninstall", "--python", str(python), *removed], log, environ, "uninstall failed")
+                _run([uv, "pip", "uninstall", "--python", str(python), *removed], log, environ, "uninstall failed",
+                     installer)
             else:
-                _run([str(python), "-m", "pip", "uninstall", "-y", *removed], log, environ, "uninstall failed")
+                _run([str(python), "-m", "pip", "uninstall", "-y", *removed], log, environ, "uninstall failed", installer)
         if uv:
             _run([uv, "pip", "install", "--python", str(python), *arguments], log, environ,
-                 "installing the requirements failed")
+                 "installing the requirements failed", installer)
         else:
             _run([str(python), "-m", "pip", "install", "--no-cache-dir", *arguments], log, environ,
-                 "installing the requirements failed")
+                 "installing the requirements failed", installer)
     except ProvisionFailed:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -164,7 +173,7 @@ def environment(requirements: list[str], constraints: list[str], log: Log) -> st
     return str(python)
 
 
-def _uv(log: Log) -> Optional[str]:
+def _uv(log: Log, installer: dict) -> Optional[str]:
     """uv for this container: the one the control plane lent it (LENT_UV, when it runs here),
     else one fetched once with the image venv's pip (the build removed its own); None (pip
     does it) when neither can be had."""
@@ -174,11 +183,10 @@ def _uv(log: Log) -> Optional[str]:
     uv = tools / "bin" / "uv"
     if uv.is_file():
         return str(uv)
-    ENVS_DIR.mkdir(parents=True, exist_ok=True)
     log("fetching uv into the container")
     done = subprocess.run([str(BASE_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-cache-dir",
                            "--disable-pip-version-check", "--target", str(tools), "uv"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, **installer)
     if done.returncode != 0 or not uv.is_file():
         log("uv could not be fetched; installing with pip")
         return None
@@ -192,8 +200,23 @@ def _runs(command: list[str]) -> bool:
         return False
 
 
-def _run(command: list[str], log: Log, environ: Optional[dict], failure: str) -> None:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ)
+def _installer(install_as: Optional[int]) -> dict:
+    """subprocess arguments that run a command as `install_as` when this runs as root."""
+    if install_as is None or os.geteuid() != 0 or install_as == 0:
+        return {}
+    return {"user": install_as, "group": install_as, "extra_groups": []}
+
+
+def _own_envs_dir(installer: dict) -> None:
+    """ENVS_DIR exists and belongs to the installing user (it makes environments in it)."""
+    ENVS_DIR.mkdir(parents=True, exist_ok=True)
+    if installer:
+        os.chown(ENVS_DIR, installer["user"], installer["group"])
+
+
+def _run(command: list[str], log: Log, environ: Optional[dict], failure: str, installer: Optional[dict] = None) -> None:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ,
+                               **(installer or {}))
     lines = []
     assert process.stdout is not None
     for line in process.stdout:
