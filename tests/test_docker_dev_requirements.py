@@ -14,7 +14,9 @@ container starts as root only to install).
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import docker
@@ -24,7 +26,12 @@ from conftest import write_model_dir
 from controlplane_support import ControlPlaneProcess, running_controlplane
 from docker_support import Cleanup, engine, unique_name
 from test_controlplane_docker_development import Watcher, containers, ok, predict, push_development, send, state
+from truss_cli.controlplane.runtimes import docker_development
+from truss_cli.controlplane.runtimes.base import CONTROL_URL, Handle
+from truss_cli.controlplane.runtimes.docker import DockerRuntime
+from truss_cli.controlplane.runtimes.environments import ProvisionUnsupported
 from truss_cli.image.plan import USER_ID
+from truss_cli.settings import Settings
 
 pytestmark = pytest.mark.docker
 
@@ -158,3 +165,18 @@ def test_a_container_killed_comes_back_with_the_patched_packages(
     # The new container installed the start tree's jq and six before serving it.
     assert answer.json() == {"marker": "b", "six": "1.16.0", "six_owner": USER_ID, "jq": "2", "uid": USER_ID}
     assert state(cp, deployment)["running_patch_point"] == {"hash": watcher.tree.tree_hash()}
+
+
+def test_a_container_of_an_image_built_before_provisioning_is_rebuilt_instead(tmp_path: Path) -> None:
+    """An image an older control plane built has no provision.py: its container runs the old
+    command (no --provision, not root) and the runtime refuses to install into it, which the
+    Syncer turns into a rebuild (a new image, which has it)."""
+    settings = Settings(cache_dir=tmp_path / "cache", data_dir=tmp_path / "data", home=tmp_path, environ=dict(os.environ))
+    runtime = DockerRuntime(settings, client=engine())
+    tree = write_model_dir(tmp_path / "tree", MODEL.format(marker="a"), config("old", ("six==1.16.0",)))
+    old = Handle("docker", "deployment", "replica", "http://127.0.0.1:1", {"container_id": "gone", CONTROL_URL: "x"})
+    with pytest.raises(ProvisionUnsupported, match="predates"):
+        runtime.provision(old, tree)
+    assert "--provision" not in docker_development.command(provisions=False)
+    assert docker_development.command()[3:7] == ["--provision", docker_development.PROVISION_SPEC_PATH, "--run-as",
+                                                 str(USER_ID)]

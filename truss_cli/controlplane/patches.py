@@ -28,6 +28,7 @@ from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.patch_classify import Change, RequirementsDelta, classify, config_loader, requirements_delta
 from truss_cli.controlplane.runtimes.base import CONTROL_URL, BuildError, Handle, control_token, one_line_cause
+from truss_cli.controlplane.runtimes.environments import ProvisionUnsupported
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Store, states
 from truss_cli.controlplane.store.blobs import SyncBatch
@@ -184,7 +185,10 @@ class Syncer:
             elif CONTROL_URL not in replica.data:
                 reason = "the replica has no control API (a custom server replica)"
             elif self.provision is not None and (change.requirements or change.system_packages):
-                return await self._provisioned(deployment, replica, running, pending, started)
+                provisioned = await self._provisioned(deployment, replica, running, pending, started)
+                if not isinstance(provisioned, str):
+                    return provisioned
+                reason = provisioned  # the container cannot install: a rebuild
             elif change.requirements:
                 environment = await self._environment(deployment, running, pending)
                 if len(environment) == 3:
@@ -237,12 +241,12 @@ class Syncer:
         return python, delta
 
     async def _provisioned(self, deployment: Deployment, replica: Handle, running: str, pending: str,
-                           started: float) -> tuple[int, dict[str, Any], dict[str, str]]:
+                           started: float) -> tuple[int, dict[str, Any], dict[str, str]] | str:
         """The docker branch: the staged tree's system packages and requirements installed
         inside the serving container (the runtime's `provision`; the old code serves
         meanwhile), then the patch with that environment's interpreter: the replica starts a
         new zygote on it and switches with overlap. 422 with the installer's output when an
-        install fails; nothing is switched then."""
+        install fails; nothing is switched then. A str: why the container cannot install (a rebuild)."""
         log_path = build_log_path(self.store, deployment.id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         assert self.provision is not None
@@ -251,6 +255,8 @@ class Syncer:
             with LogFile(log_path) as log:
                 log(f"installing into the development container for tree {pending[:12]}: {_install_reason(delta, packages)}")
                 python = await asyncio.to_thread(lambda: self.provision(replica, self.trees.tree(pending), log))
+        except ProvisionUnsupported as exc:
+            return f"{_install_reason(delta, packages)}: {exc}"
         except (BuildError, TrussError, ConfigError) as exc:
             output = getattr(exc, "output", None) or getattr(exc, "message", None) or str(exc)
             await asyncio.to_thread(self.store.patch_points.refused, deployment.id, pending)

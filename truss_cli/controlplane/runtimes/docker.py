@@ -55,7 +55,7 @@ from truss_cli.controlplane.runtimes.base import (
     write_control_token,
 )
 from truss_cli.controlplane.runtimes.container_user import container_user
-from truss_cli.controlplane.runtimes.environments import EnvironmentBuildFailed, ProgressCallback
+from truss_cli.controlplane.runtimes.environments import EnvironmentBuildFailed, ProgressCallback, ProvisionUnsupported
 from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
 from truss_cli.controlplane.runtimes.logshim import format_line
 from truss_cli.errors import TrussError
@@ -76,6 +76,12 @@ KIND = "docker"
 LABEL_DEPLOYMENT = "truss.deployment-id"
 LABEL_REPLICA = "truss.replica-id"
 LABEL_DATA_DIR = "truss.data-dir"  # one engine may serve several control planes
+# On a development container that provisions itself (its image's server has provision.py).
+LABEL_PROVISIONS = "truss.provisions"
+# Artifact data: the image's server bundle installs into a running development container.
+# An image built by an older control plane lacks it: its containers run the old command and
+# its requirements / system_packages patches are rebuilds (which give an image that has it).
+PROVISIONS = "provisions"
 _TAG_TEXT = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -135,6 +141,7 @@ class DockerRuntime:
                 "tag": result.tag,
                 "model_name": plan.model_name,
                 "custom_server": plan.custom_server is not None,
+                PROVISIONS: True,
                 "nano_cpus": limits.nano_cpus,
                 "memory_bytes": limits.memory_bytes,
             },
@@ -160,6 +167,7 @@ class DockerRuntime:
             environment[protocol.SECRETS_DIR_ENV] = directory  # a path; the values are files
         tree_config = docker_development.tree_config(spec.tree_dir, bool(data["custom_server"])) if spec.development else None
         development = tree_config is not None
+        provisions = development and bool(data.get(PROVISIONS))
         token_file: Optional[Path] = None
         token = ""
         if tree_config is not None:
@@ -173,7 +181,7 @@ class DockerRuntime:
                 self._copy_secrets(container_id, spec.secrets, directory)
             if tree_config is not None:
                 self._copy_development_tree(container_id, Path(spec.tree_dir), tree_config, token)  # type: ignore[arg-type]
-                if docker_development.needs_installer(Path(spec.tree_dir), tree_config):  # type: ignore[arg-type]
+                if provisions and docker_development.needs_installer(Path(spec.tree_dir), tree_config):  # type: ignore[arg-type]
                     self._lend_uv(container_id)
 
         container = start_container(
@@ -185,19 +193,21 @@ class DockerRuntime:
             limits=ContainerLimits(data.get("nano_cpus"), data.get("memory_bytes")),
             expose_errors=spec.expose_errors,
             replica_id=spec.replica_id,
-            labels={LABEL_DEPLOYMENT: spec.deployment_id, LABEL_REPLICA: spec.replica_id, LABEL_DATA_DIR: self._scope()},
+            labels={LABEL_DEPLOYMENT: spec.deployment_id, LABEL_REPLICA: spec.replica_id, LABEL_DATA_DIR: self._scope(),
+                    **({LABEL_PROVISIONS: "1"} if provisions else {})},
             before_start=before_start if spec.secrets or development else None,
-            command=docker_development.command() if development else None,
+            command=docker_development.command(provisions) if development else None,
             working_dir=docker_development.TREE_DIR if development else None,  # as the process runtime's cwd
             also_publish=(docker_development.CONTROL_PORT,) if development else (),
             # Root until the start tree's packages are installed; the replica runs as the server's user.
-            user="root" if development else None,
+            user="root" if provisions else None,
         )
         handle_data: dict = {"container_id": container.id}
         if development:
             control_port = published_port(self.client, container.id, docker_development.CONTROL_PORT)
             handle_data[CONTROL_URL] = local_url(HOST, control_port)
             handle_data[CONTROL_TOKEN_FILE] = str(token_file)
+            handle_data[PROVISIONS] = provisions
         return Handle(KIND, spec.deployment_id, spec.replica_id, container.url, handle_data)
 
     def status(self, handle: Handle) -> ObservedStatus:
@@ -237,6 +247,7 @@ class DockerRuntime:
                 if port.get("PrivatePort") == docker_development.CONTROL_PORT and port.get("PublicPort"):
                     data[CONTROL_URL] = local_url(HOST, int(port["PublicPort"]))
                     data[CONTROL_TOKEN_FILE] = str(self.root / labels[LABEL_REPLICA] / "control_token")
+                    data[PROVISIONS] = labels.get(LABEL_PROVISIONS) == "1"
             found.append(Handle(KIND, labels[LABEL_DEPLOYMENT], labels[LABEL_REPLICA], url, data))
         return found
 
@@ -252,9 +263,13 @@ class DockerRuntime:
         container (`docker exec --user root`, server/control/provision.py) -> the interpreter
         of the tree's environment in the container (the image's venv when its requirements
         are the image's). Nothing the serving generation imports is changed. Raises
-        EnvironmentBuildFailed with the installer's output."""
+        EnvironmentBuildFailed with the installer's output, ProvisionUnsupported when the
+        container cannot (then the change is a rebuild)."""
         from truss_cli.server.control.provision import RESULT_PREFIX
 
+        if not handle.data.get(PROVISIONS):
+            raise ProvisionUnsupported("the development container's image predates installing into a running "
+                                       "container (built by an older control plane)")
         try:
             spec = docker_development.provision_spec(tree_dir, load_config(tree_dir).config)
         except (TrussError, ConfigError, OSError) as exc:

@@ -68,10 +68,13 @@ def tree_config(tree_dir: Optional[str], custom_server: bool) -> Optional[TrussC
     return None if config.external_data else config
 
 
-def command() -> list[str]:
+def command(provisions: bool = True) -> list[str]:
+    """The container's command; `provisions`: it starts as root, installs what the start tree
+    needs (PROVISION_SPEC_PATH), then runs the replica as USER_ID (an image whose server
+    predates provision.py gets the command without it)."""
+    first = ["--provision", PROVISION_SPEC_PATH, "--run-as", str(USER_ID)] if provisions else []
     return [
-        VENV_PYTHON, "-m", "truss_cli.server.control",
-        "--provision", PROVISION_SPEC_PATH, "--run-as", str(USER_ID),
+        VENV_PYTHON, "-m", "truss_cli.server.control", *first,
         TREE_DIR,
         "--replica-config", REPLICA_CONFIG_PATH,
         "--host", "0.0.0.0", "--port", str(SERVER_PORT),

@@ -33,6 +33,11 @@ class EnvironmentBuildFailed(BuildError):
         self.output = output
 
 
+class ProvisionUnsupported(BuildError):
+    """This replica cannot be provisioned in place (e.g. its image predates it): the change
+    is synced by a rebuild instead."""
+
+
 class BuildsEnvironments(Protocol):
     def environment_for(self, tree_dir: Path, on_progress: ProgressCallback = ...) -> str:
         """The interpreter (a path) of the environment for the tree's requirements, created
@@ -51,7 +56,8 @@ class ProvisionsReplicas(Protocol):
     def provision(self, handle: Handle, tree_dir: Path, on_progress: ProgressCallback = ...) -> str:
         """Install the tree's system packages and requirements into the running replica
         `handle` -> the interpreter (a path inside the replica) of the tree's environment;
-        what the serving generation imports is left untouched. Raises EnvironmentBuildFailed."""
+        what the serving generation imports is left untouched. Raises EnvironmentBuildFailed,
+        or ProvisionUnsupported when this replica cannot (the change is then a rebuild)."""
         ...
 
 
