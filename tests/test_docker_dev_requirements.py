@@ -164,6 +164,9 @@ def test_a_container_killed_comes_back_with_the_patched_packages(
         time.sleep(0.5)
     # The new container installed the start tree's jq and six before serving it.
     assert answer.json() == {"marker": "b", "six": "1.16.0", "six_owner": USER_ID, "jq": "2", "uid": USER_ID}
+    # ... with the uv the control plane lent it (fetching one with pip costs ~8 s more).
+    log = client.logs(only_container(client, deployment)).decode()
+    assert "provision: installing system packages: jq" in log and "fetching uv" not in log, log
     assert state(cp, deployment)["running_patch_point"] == {"hash": watcher.tree.tree_hash()}
 
 

@@ -82,6 +82,7 @@ LABEL_PROVISIONS = "truss.provisions"
 # An image built by an older control plane lacks it: its containers run the old command and
 # its requirements / system_packages patches are rebuilds (which give an image that has it).
 PROVISIONS = "provisions"
+REQUIREMENTS_DIGEST = "requirements_digest"  # artifact data: the image's requirement lines (docker_development)
 _TAG_TEXT = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -142,6 +143,8 @@ class DockerRuntime:
                 "model_name": plan.model_name,
                 "custom_server": plan.custom_server is not None,
                 PROVISIONS: True,
+                REQUIREMENTS_DIGEST: docker_development.requirements_digest(plan.user_requirements.splitlines(),
+                                                                            plan.user_constraints.splitlines()),
                 "nano_cpus": limits.nano_cpus,
                 "memory_bytes": limits.memory_bytes,
             },
@@ -181,7 +184,8 @@ class DockerRuntime:
                 self._copy_secrets(container_id, spec.secrets, directory)
             if tree_config is not None:
                 self._copy_development_tree(container_id, Path(spec.tree_dir), tree_config, token)  # type: ignore[arg-type]
-                if provisions and docker_development.needs_installer(Path(spec.tree_dir), tree_config):  # type: ignore[arg-type]
+                if provisions and docker_development.needs_installer(Path(spec.tree_dir), tree_config,  # type: ignore[arg-type]
+                                                                     data.get(REQUIREMENTS_DIGEST)):
                     self._lend_uv(container_id)
 
         container = start_container(
