@@ -28,7 +28,7 @@ from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.patch_classify import Change, RequirementsDelta, classify, config_loader, requirements_delta
 from truss_cli.controlplane.runtimes.base import CONTROL_URL, BuildError, Handle, control_token, one_line_cause
-from truss_cli.controlplane.runtimes.environments import ProvisionUnsupported
+from truss_cli.controlplane.runtimes.environments import ProvisionUnsupported, ReplicaUnavailable
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Store, states
 from truss_cli.controlplane.store.blobs import SyncBatch
@@ -257,6 +257,8 @@ class Syncer:
                 python = await asyncio.to_thread(lambda: self.provision(replica, self.trees.tree(pending), log))
         except ProvisionUnsupported as exc:
             return f"{_install_reason(delta, packages)}: {exc}"
+        except ReplicaUnavailable as exc:  # being replaced: its successor starts at the running tree
+            return _unavailable(f"{exc}; retry")
         except (BuildError, TrussError, ConfigError) as exc:
             output = getattr(exc, "output", None) or getattr(exc, "message", None) or str(exc)
             await asyncio.to_thread(self.store.patch_points.refused, deployment.id, pending)

@@ -55,7 +55,12 @@ from truss_cli.controlplane.runtimes.base import (
     write_control_token,
 )
 from truss_cli.controlplane.runtimes.container_user import container_user
-from truss_cli.controlplane.runtimes.environments import EnvironmentBuildFailed, ProgressCallback, ProvisionUnsupported
+from truss_cli.controlplane.runtimes.environments import (
+    EnvironmentBuildFailed,
+    ProgressCallback,
+    ProvisionUnsupported,
+    ReplicaUnavailable,
+)
 from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
 from truss_cli.controlplane.runtimes.logshim import format_line
 from truss_cli.errors import TrussError
@@ -67,6 +72,7 @@ from truss_cli.image.limits import ContainerLimits, container_limits
 from truss_cli.image.plan import SERVER_PORT, USER_ID, VENV_PYTHON, plan_image, slug
 from truss_cli.net import local_url
 from truss_cli.server import protocol
+from truss_cli.server.control.provision import RESULT_PREFIX
 from truss_cli.server.custom.options import secret_name_problem
 from truss_cli.server.custom.secret_files import SECRETS_PATH_IN_IMAGE
 from truss_cli.server.status import STARTING
@@ -268,9 +274,8 @@ class DockerRuntime:
         of the tree's environment in the container (the image's venv when its requirements
         are the image's). Nothing the serving generation imports is changed. Raises
         EnvironmentBuildFailed with the installer's output, ProvisionUnsupported when the
-        container cannot (then the change is a rebuild)."""
-        from truss_cli.server.control.provision import RESULT_PREFIX
-
+        container cannot (then the change is a rebuild), ReplicaUnavailable when it is gone
+        or stopped."""
         if not handle.data.get(PROVISIONS):
             raise ProvisionUnsupported("the development container's image predates installing into a running "
                                        "container (built by an older control plane)")
@@ -293,7 +298,9 @@ class DockerRuntime:
                 if not line.startswith(RESULT_PREFIX):
                     on_progress(line)
             code = self.client.exec_inspect(run["Id"]).get("ExitCode")
-        except docker.errors.APIError as exc:
+        except docker.errors.APIError as exc:  # gone (404) or stopped (409): the reconciler replaces it
+            if exc.status_code in (404, 409):
+                raise ReplicaUnavailable(f"the development container is not running ({exc.explanation or exc})") from None
             raise EnvironmentBuildFailed(f"the container cannot be provisioned: {exc.explanation or exc}", str(exc)) from None
         if code != 0 or not lines or not lines[-1].startswith(RESULT_PREFIX):
             tail = "\n".join(lines[-25:])

@@ -38,6 +38,10 @@ class ProvisionUnsupported(BuildError):
     is synced by a rebuild instead."""
 
 
+class ReplicaUnavailable(BuildError):
+    """The replica to provision is gone or not running (being replaced): retry the sync."""
+
+
 class BuildsEnvironments(Protocol):
     def environment_for(self, tree_dir: Path, on_progress: ProgressCallback = ...) -> str:
         """The interpreter (a path) of the environment for the tree's requirements, created
@@ -57,7 +61,8 @@ class ProvisionsReplicas(Protocol):
         """Install the tree's system packages and requirements into the running replica
         `handle` -> the interpreter (a path inside the replica) of the tree's environment;
         what the serving generation imports is left untouched. Raises EnvironmentBuildFailed,
-        or ProvisionUnsupported when this replica cannot (the change is then a rebuild)."""
+        ProvisionUnsupported when this replica cannot (the change is then a rebuild),
+        ReplicaUnavailable when it is gone or stopped (the sync answers 503: retry)."""
         ...
 
 
