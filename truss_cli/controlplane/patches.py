@@ -257,7 +257,7 @@ class Syncer:
                 python = await asyncio.to_thread(lambda: self.provision(replica, self.trees.tree(pending), log))
         except ProvisionUnsupported as exc:
             return f"{_install_reason(delta, packages)}: {exc}"
-        except ReplicaUnavailable as exc:  # being replaced: its successor starts at the running tree
+        except ReplicaUnavailable as exc:  # being replaced: its successor starts at the staged tree (installs at start)
             return _unavailable(f"{exc}; retry")
         except (BuildError, TrussError, ConfigError) as exc:
             output = getattr(exc, "output", None) or getattr(exc, "message", None) or str(exc)
