@@ -15,9 +15,12 @@ from truss_cli.sync.manifest import Manifest
 # config.yaml keys whose change the replica cannot take in place: they shape the image or
 # the interpreter.
 REBUILD_KEYS = (
-    "python_version", "base_image", "resources", "system_packages", "docker_server", "build_commands",
+    "python_version", "base_image", "resources", "docker_server", "build_commands",
     "external_package_dirs", "external_data", "build",
 )  # fmt: skip
+# Installed with apt: a runtime that can install into its running replica (docker) patches a
+# change of it; any other rebuilds.
+SYSTEM_PACKAGES_KEY = "system_packages"
 # Keys (and the requirements file's content) that change only the packages installed: a
 # runtime that builds environments patches them (a new environment, the replica switches its
 # interpreter); any other rebuilds.
@@ -31,11 +34,18 @@ class Change:
 
     rebuild: Optional[str] = None
     requirements: Optional[str] = None  # why: "requirements.txt changed", "config.yaml: requirements changed"
+    system_packages: Optional[str] = None  # why: "config.yaml: system_packages changed"
 
-    def rebuild_reason(self, environments: bool) -> Optional[str]:
-        """Why a rebuild, for a runtime that can (`environments`) or cannot build environments."""
-        if self.rebuild or environments or not self.requirements:
+    def rebuild_reason(self, environments: bool, system_packages: bool = False) -> Optional[str]:
+        """Why a rebuild, for a runtime that can (`environments`) or cannot build environments,
+        and can (`system_packages`, installing into its running replica) or cannot install
+        system packages."""
+        if self.rebuild:
             return self.rebuild
+        if self.system_packages and not system_packages:
+            return self.system_packages
+        if environments or not self.requirements:
+            return None
         return f"{self.requirements} (this runtime installs requirements by a build)"
 
 
@@ -54,24 +64,29 @@ def classify(old: Manifest, new: Manifest, config_of: Callable[[Manifest], Truss
         return Change(requirements=requirements)
     new_config = config_of(new)
     before, after = _dump(old_config), _dump(new_config)
+    system_packages = None
+    if before.get(SYSTEM_PACKAGES_KEY) != after.get(SYSTEM_PACKAGES_KEY):
+        system_packages = f"config.yaml: {SYSTEM_PACKAGES_KEY} changed"
     for key in REBUILD_KEYS:
         if before.get(key) != after.get(key):
-            return Change(rebuild=f"config.yaml: {key} changed", requirements=requirements)
+            return Change(rebuild=f"config.yaml: {key} changed", requirements=requirements, system_packages=system_packages)
     for key in REQUIREMENTS_KEYS:
         if requirements is None and before.get(key) != after.get(key):
             requirements = f"config.yaml: {key} changed"
     new_file = new_config.requirements_file
     if requirements is None and new_file and new_file != requirements_file and _normal(new_file) in changed:
         requirements = f"{_normal(new_file)} changed"
-    return Change(requirements=requirements)
+    return Change(requirements=requirements, system_packages=system_packages)
 
 
 def rebuild_reason(
-    old: Manifest, new: Manifest, config_of: Callable[[Manifest], TrussConfig], environments: bool = False
+    old: Manifest, new: Manifest, config_of: Callable[[Manifest], TrussConfig], environments: bool = False,
+    system_packages: bool = False,
 ) -> Optional[str]:
     """Why the change old -> new needs a rebuild (None: it can be patched) on a runtime that
-    can (`environments`) or cannot build environments for a requirements change."""
-    return classify(old, new, config_of).rebuild_reason(environments)
+    can (`environments`) or cannot build environments for a requirements change, and can
+    (`system_packages`) or cannot install system packages into its running replica."""
+    return classify(old, new, config_of).rebuild_reason(environments, system_packages)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.patch_classify import Change, RequirementsDelta, classify, config_loader, requirements_delta
 from truss_cli.controlplane.runtimes.base import CONTROL_URL, BuildError, Handle, control_token, one_line_cause
+from truss_cli.controlplane.runtimes.environments import ProvisionUnsupported, ReplicaUnavailable
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Store, states
 from truss_cli.controlplane.store.blobs import SyncBatch
@@ -129,6 +130,10 @@ class Syncer:
     # The runtime's `environment_for` (runtimes.environments), None when it builds no
     # environments: a requirements change is then a rebuild.
     environment_for: Optional[Callable[..., str]] = None
+    # The runtime's `provision(handle, tree_dir, on_progress) -> python` (runtimes.environments),
+    # None when it cannot install into a running replica: docker installs a tree's requirements
+    # and system packages inside the serving container instead of rebuilding its image.
+    provision: Optional[Callable[..., str]] = None
     # (deployment id, staged tree) -> None, on the event loop: runs a recorded rebuild (dev_rebuild).
     start_rebuild: Callable[[str, str], None] = lambda deployment_id, tree_hash: None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -169,7 +174,8 @@ class Syncer:
                 reason = classified
             else:
                 change = classified
-                reason = change.rebuild_reason(self.environment_for is not None)
+                installs = self.environment_for is not None or self.provision is not None
+                reason = change.rebuild_reason(installs, system_packages=self.provision is not None)
         if reason is None:
             replica = await asyncio.to_thread(self._ready_replica, deployment)
             if replica is None:
@@ -178,6 +184,11 @@ class Syncer:
                     return _unavailable(f"the development replica is not ready ({deployment.status}); retry")
             elif CONTROL_URL not in replica.data:
                 reason = "the replica has no control API (a custom server replica)"
+            elif self.provision is not None and (change.requirements or change.system_packages):
+                provisioned = await self._provisioned(deployment, replica, running, pending, started)
+                if not isinstance(provisioned, str):
+                    return provisioned
+                reason = provisioned  # the container cannot install: a rebuild
             elif change.requirements:
                 environment = await self._environment(deployment, running, pending)
                 if len(environment) == 3:
@@ -228,6 +239,49 @@ class Syncer:
             return 422, {"error": f"{summary}; the previous code serves", "error_code": "PATCH_FAILED",
                          "detail": {"phase": "requirements", "summary": summary, "traceback": output}}, {}
         return python, delta
+
+    async def _provisioned(self, deployment: Deployment, replica: Handle, running: str, pending: str,
+                           started: float) -> tuple[int, dict[str, Any], dict[str, str]] | str:
+        """The docker branch: the staged tree's system packages and requirements installed
+        inside the serving container (the runtime's `provision`; the old code serves
+        meanwhile), then the patch with that environment's interpreter: the replica starts a
+        new zygote on it and switches with overlap. 422 with the installer's output when an
+        install fails; nothing is switched then. A str: why the container cannot install (a rebuild)."""
+        log_path = build_log_path(self.store, deployment.id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        assert self.provision is not None
+        try:
+            delta, packages = await asyncio.to_thread(self._provision_delta, running, pending)
+            with LogFile(log_path) as log:
+                log(f"installing into the development container for tree {pending[:12]}: {_install_reason(delta, packages)}")
+                python = await asyncio.to_thread(lambda: self.provision(replica, self.trees.tree(pending), log))
+        except ProvisionUnsupported as exc:
+            return f"{_install_reason(delta, packages)}: {exc}"
+        except ReplicaUnavailable as exc:  # being replaced: its successor starts at the staged tree (installs at start)
+            return _unavailable(f"{exc}; retry")
+        except (BuildError, TrussError, ConfigError) as exc:
+            output = getattr(exc, "output", None) or getattr(exc, "message", None) or str(exc)
+            await asyncio.to_thread(self.store.patch_points.refused, deployment.id, pending)
+            summary = f"installing the requirements failed: {one_line_cause(str(exc)) or one_line_cause(output)}"
+            return 422, {"error": f"{summary}; the previous code serves", "error_code": "PATCH_FAILED",
+                         "detail": {"phase": "requirements", "summary": summary, "traceback": output}}, {}
+        answer = await self._send(deployment, replica, running, pending, started, python)
+        if answer[0] == 200:
+            answer[1].update(action="requirements", reason=_install_reason(delta, packages),
+                             requirements=delta.to_dict(), system_packages=packages)
+        return answer
+
+    def _provision_delta(self, running: str, pending: str) -> tuple[RequirementsDelta, dict[str, list[str]]]:
+        """What changed running -> pending: the requirement lines, the system packages
+        (`added`, `removed`: a removed one stays installed until the container is replaced)."""
+        old_dir, new_dir = self.trees.tree(running), self.trees.tree(pending)
+        old_config, new_config = load_config(old_dir).config, load_config(new_dir).config
+        delta = requirements_delta(resolve_requirements(old_dir, old_config).requirements,
+                                   resolve_requirements(new_dir, new_config).requirements)
+        before = [word for entry in old_config.system_packages for word in entry.split()]
+        after = [word for entry in new_config.system_packages for word in entry.split()]
+        return delta, {"added": [name for name in after if name not in before],
+                       "removed": [name for name in before if name not in after]}
 
     def _requirements_delta(self, running: str, pending: str) -> RequirementsDelta:
         old_dir, new_dir = self.trees.tree(running), self.trees.tree(pending)
@@ -340,6 +394,18 @@ class HotReloadChoices(dict[str, str]):
             asyncio.get_running_loop().run_in_executor(None, self._save, deployment_id, choice)
         except RuntimeError:  # no loop (a caller off the event loop): write now
             self._save(deployment_id, choice)
+
+
+def _install_reason(delta: RequirementsDelta, packages: dict[str, list[str]]) -> str:
+    """"requirements changed: +six==1.16.0", "system_packages changed: +jq", or both."""
+    parts = []
+    if delta.added or delta.removed or delta.changed or not (packages["added"] or packages["removed"]):
+        parts.append(delta.reason())
+    if packages["added"] or packages["removed"]:
+        changes = [f"+{name}" for name in packages["added"]] + [f"-{name}" for name in packages["removed"]]
+        parts.append(f"system_packages changed: {', '.join(changes)}"
+                     + (" (removed packages stay installed until the next rebuild)" if packages["removed"] else ""))
+    return "; ".join(parts)
 
 
 def _post(url: str, token: str, envelope: Path) -> httpx.Response:

@@ -20,7 +20,7 @@ from truss_cli.controlplane.rollouts import Rollouts
 from truss_cli.controlplane.reconciler import DEV_IDLE_SECONDS, Reconciler
 from truss_cli.controlplane.release import Release
 from truss_cli.controlplane.runtimes.base import Runtime
-from truss_cli.controlplane.runtimes.environments import environment_builder
+from truss_cli.controlplane.runtimes.environments import environment_builder, replica_provisioner
 from truss_cli.controlplane.store import Removed, Store, states
 from truss_cli.controlplane.trees import SWEEP_GRACE_SECONDS, Trees
 
@@ -62,7 +62,7 @@ class ControlPlane:
         self.table.on_replicas = self.gateway.metrics.history.replicas_changed
         self.syncer = Syncer(store, self.trees, self.gateway.upstream.forget,
                              getattr(runtime, "development_replicas", False),
-                             environment_for=environment_builder(runtime))
+                             environment_for=environment_builder(runtime), provision=replica_provisioner(runtime))
         # A development rebuild runs beside the serving replica (contract C2); at its end it
         # syncs what was staged meanwhile.
         self.rebuilds = DevelopmentRebuilds(store, runtime, self.trees, self.reconciler, self.syncer.sync)

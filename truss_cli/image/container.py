@@ -164,6 +164,7 @@ def start_container(
     command: Sequence[str] | None = None,
     working_dir: str | None = None,
     also_publish: Sequence[int] = (),
+    user: str | None = None,
 ) -> RunningContainer:
     """Start `image` with the server published on 127.0.0.1:`port` (0: a free port the engine picks).
 
@@ -173,7 +174,8 @@ def start_container(
     added to the container's; `before_start` gets the created container's id (to copy files
     into it before anything runs). `command` / `working_dir` replace the image's CMD and
     WORKDIR; `also_publish` are more container ports, each published on 127.0.0.1 at a port
-    the engine picks (`published_port` finds it), so only this machine reaches them.
+    the engine picks (`published_port` finds it), so only this machine reaches them. `user`
+    replaces the image's USER (a development container starts as root to provision itself).
     """
     replica_id = replica_id or _random.token_hex(8)
     environment = {
@@ -208,6 +210,7 @@ def start_container(
             host_config=host_config,
             command=list(command) if command is not None else None,
             working_dir=working_dir,
+            user=user,
             labels={**(labels or {}), LABEL_MODEL_NAME: model_name},
         )
     except docker.errors.APIError as exc:

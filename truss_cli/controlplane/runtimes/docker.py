@@ -14,14 +14,20 @@ On stop the container's log is kept under `<data_dir>/replicas/<replica_id>/repl
 
 A development replica (ReplicaSpec.development) is a container of the same image running
 `python -m truss_cli.server.control` on a copy of its start tree, its control API published
-on the host's loopback: `docker_development` says how. Patches that change what the image
-holds (requirements, system_packages, python_version, ...) are still rebuilds.
+on the host's loopback: `docker_development` says how. A patch of its requirements or
+system_packages is installed into the serving container (`provision`, then the replica
+switches to the new environment); other changes of what the image holds (python_version,
+base_image, ...) are still rebuilds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import platform
 import re
+import sys
 import tarfile
 import tempfile
 import time
@@ -49,17 +55,24 @@ from truss_cli.controlplane.runtimes.base import (
     write_control_token,
 )
 from truss_cli.controlplane.runtimes.container_user import container_user
+from truss_cli.controlplane.runtimes.environments import (
+    EnvironmentBuildFailed,
+    ProgressCallback,
+    ProvisionUnsupported,
+    ReplicaUnavailable,
+)
 from truss_cli.controlplane.runtimes.logfile import LogFile, read_lines
 from truss_cli.controlplane.runtimes.logshim import format_line
 from truss_cli.errors import TrussError
-from truss_cli.config import ConfigError, TrussConfig
+from truss_cli.config import ConfigError, TrussConfig, load_config
 from truss_cli.image.build import BuildListener, BuildStep, build_image
 from truss_cli.image.container import HOST, SECRETS_MOUNT, RunningContainer, published_port, start_container
 from truss_cli.image.engine import connect
 from truss_cli.image.limits import ContainerLimits, container_limits
-from truss_cli.image.plan import SERVER_PORT, USER_ID, plan_image, slug
+from truss_cli.image.plan import SERVER_PORT, USER_ID, VENV_PYTHON, plan_image, slug
 from truss_cli.net import local_url
 from truss_cli.server import protocol
+from truss_cli.server.control.provision import RESULT_PREFIX
 from truss_cli.server.custom.options import secret_name_problem
 from truss_cli.server.custom.secret_files import SECRETS_PATH_IN_IMAGE
 from truss_cli.server.status import STARTING
@@ -69,6 +82,13 @@ KIND = "docker"
 LABEL_DEPLOYMENT = "truss.deployment-id"
 LABEL_REPLICA = "truss.replica-id"
 LABEL_DATA_DIR = "truss.data-dir"  # one engine may serve several control planes
+# On a development container that provisions itself (its image's server has provision.py).
+LABEL_PROVISIONS = "truss.provisions"
+# Artifact data: the image's server bundle installs into a running development container.
+# An image built by an older control plane lacks it: its containers run the old command and
+# its requirements / system_packages patches are rebuilds (which give an image that has it).
+PROVISIONS = "provisions"
+REQUIREMENTS_DIGEST = "requirements_digest"  # artifact data: the image's requirement lines (docker_development)
 _TAG_TEXT = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -94,6 +114,8 @@ class DockerRuntime:
         self.settings = settings
         self.client = client or connect(settings.environ)
         self.root = settings.data_dir / "replicas"
+        self._lent_uv: set[str] = set()  # containers holding this machine's uv (in memory: lent again after a restart)
+        self._engine_platform: Optional[tuple[str, str]] = None
 
     # -- builds ---------------------------------------------------------------------------
 
@@ -126,6 +148,9 @@ class DockerRuntime:
                 "tag": result.tag,
                 "model_name": plan.model_name,
                 "custom_server": plan.custom_server is not None,
+                PROVISIONS: True,
+                REQUIREMENTS_DIGEST: docker_development.requirements_digest(plan.user_requirements.splitlines(),
+                                                                            plan.user_constraints.splitlines()),
                 "nano_cpus": limits.nano_cpus,
                 "memory_bytes": limits.memory_bytes,
             },
@@ -151,6 +176,7 @@ class DockerRuntime:
             environment[protocol.SECRETS_DIR_ENV] = directory  # a path; the values are files
         tree_config = docker_development.tree_config(spec.tree_dir, bool(data["custom_server"])) if spec.development else None
         development = tree_config is not None
+        provisions = development and bool(data.get(PROVISIONS))
         token_file: Optional[Path] = None
         token = ""
         if tree_config is not None:
@@ -164,6 +190,9 @@ class DockerRuntime:
                 self._copy_secrets(container_id, spec.secrets, directory)
             if tree_config is not None:
                 self._copy_development_tree(container_id, Path(spec.tree_dir), tree_config, token)  # type: ignore[arg-type]
+                if provisions and docker_development.needs_installer(Path(spec.tree_dir), tree_config,  # type: ignore[arg-type]
+                                                                     data.get(REQUIREMENTS_DIGEST)):
+                    self._lend_uv(container_id)
 
         container = start_container(
             self.client,
@@ -174,17 +203,21 @@ class DockerRuntime:
             limits=ContainerLimits(data.get("nano_cpus"), data.get("memory_bytes")),
             expose_errors=spec.expose_errors,
             replica_id=spec.replica_id,
-            labels={LABEL_DEPLOYMENT: spec.deployment_id, LABEL_REPLICA: spec.replica_id, LABEL_DATA_DIR: self._scope()},
+            labels={LABEL_DEPLOYMENT: spec.deployment_id, LABEL_REPLICA: spec.replica_id, LABEL_DATA_DIR: self._scope(),
+                    **({LABEL_PROVISIONS: "1"} if provisions else {})},
             before_start=before_start if spec.secrets or development else None,
-            command=docker_development.command() if development else None,
+            command=docker_development.command(provisions) if development else None,
             working_dir=docker_development.TREE_DIR if development else None,  # as the process runtime's cwd
             also_publish=(docker_development.CONTROL_PORT,) if development else (),
+            # Root until the start tree's packages are installed; the replica runs as the server's user.
+            user="root" if provisions else None,
         )
         handle_data: dict = {"container_id": container.id}
         if development:
             control_port = published_port(self.client, container.id, docker_development.CONTROL_PORT)
             handle_data[CONTROL_URL] = local_url(HOST, control_port)
             handle_data[CONTROL_TOKEN_FILE] = str(token_file)
+            handle_data[PROVISIONS] = provisions
         return Handle(KIND, spec.deployment_id, spec.replica_id, container.url, handle_data)
 
     def status(self, handle: Handle) -> ObservedStatus:
@@ -210,6 +243,7 @@ class DockerRuntime:
         except docker.errors.NotFound:
             pass
         (self.root / handle.replica_id / "control_token").unlink(missing_ok=True)  # a development replica's
+        self._lent_uv.discard(container_id)
 
     def list(self) -> list[Handle]:
         found = []
@@ -223,6 +257,7 @@ class DockerRuntime:
                 if port.get("PrivatePort") == docker_development.CONTROL_PORT and port.get("PublicPort"):
                     data[CONTROL_URL] = local_url(HOST, int(port["PublicPort"]))
                     data[CONTROL_TOKEN_FILE] = str(self.root / labels[LABEL_REPLICA] / "control_token")
+                    data[PROVISIONS] = labels.get(LABEL_PROVISIONS) == "1"
             found.append(Handle(KIND, labels[LABEL_DEPLOYMENT], labels[LABEL_REPLICA], url, data))
         return found
 
@@ -232,6 +267,46 @@ class DockerRuntime:
         except docker.errors.NotFound:
             return read_lines(self._log_path(handle), since)  # stopped: what was kept
         return _docker_lines(chunks, since)
+
+    def provision(self, handle: Handle, tree_dir: Path, on_progress: ProgressCallback = lambda line: None) -> str:
+        """Install the tree's system packages and requirements into the serving development
+        container (`docker exec --user root`, server/control/provision.py) -> the interpreter
+        of the tree's environment in the container (the image's venv when its requirements
+        are the image's). Nothing the serving generation imports is changed. Raises
+        EnvironmentBuildFailed with the installer's output, ProvisionUnsupported when the
+        container cannot (then the change is a rebuild), ReplicaUnavailable when it is gone
+        or stopped."""
+        if not handle.data.get(PROVISIONS):
+            raise ProvisionUnsupported("the development container's image predates installing into a running "
+                                       "container (built by an older control plane)")
+        try:
+            spec = docker_development.provision_spec(tree_dir, load_config(tree_dir).config)
+        except (TrussError, ConfigError, OSError) as exc:
+            output = str(getattr(exc, "message", None) or exc)
+            raise EnvironmentBuildFailed(one_line_cause(output) or type(exc).__name__, output) from None
+        container_id = handle.data["container_id"]
+        name = f"provision-{hashlib.sha256(spec).hexdigest()[:16]}.json"
+        try:
+            if container_id not in self._lent_uv:
+                self._lend_uv(container_id)
+            self.client.put_archive(container_id, docker_development.DEVELOPMENT_DIR, docker_development.spec_archive(name, spec))
+            run = self.client.exec_create(container_id, [VENV_PYTHON, "-m", "truss_cli.server.control.provision",
+                                                         f"{docker_development.DEVELOPMENT_DIR}/{name}"], user="root")
+            lines: list[str] = []
+            for line in _exec_lines(self.client.exec_start(run["Id"], stream=True)):
+                lines.append(line)
+                if not line.startswith(RESULT_PREFIX):
+                    on_progress(line)
+            code = self.client.exec_inspect(run["Id"]).get("ExitCode")
+        except docker.errors.APIError as exc:  # gone (404) or stopped (409): the reconciler replaces it
+            if exc.status_code in (404, 409):
+                raise ReplicaUnavailable(f"the development container is not running ({exc.explanation or exc})") from None
+            raise EnvironmentBuildFailed(f"the container cannot be provisioned: {exc.explanation or exc}", str(exc)) from None
+        if code != 0 or not lines or not lines[-1].startswith(RESULT_PREFIX):
+            tail = "\n".join(lines[-25:])
+            summary = next((line for line in reversed(lines) if line.startswith("provision failed: ")), "")
+            raise EnvironmentBuildFailed(summary.removeprefix("provision failed: ") or f"the provisioner exited {code}", tail)
+        return str(json.loads(lines[-1][len(RESULT_PREFIX):])["python"])
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -254,6 +329,26 @@ class DockerRuntime:
             docker_development.write_archive(archive, tree_dir, config, token)
             archive.seek(0)
             self.client.put_archive(container_id, docker_development.PARENT_DIR, archive)
+
+    def _lend_uv(self, container_id: str) -> None:
+        """Copy this machine's uv into the container (provision.LENT_UV) when the engine runs
+        this architecture: installing then needs no download of uv itself (~8 s with pip
+        here). Otherwise the container fetches one; nothing fails either way."""
+        uv = _local_uv()
+        if uv is None or not self._engine_runs_this_machine():
+            return
+        with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as archive:
+            docker_development.uv_archive(archive, uv)
+            archive.seek(0)
+            self.client.put_archive(container_id, docker_development.PARENT_DIR, archive)
+        self._lent_uv.add(container_id)
+
+    def _engine_runs_this_machine(self) -> bool:
+        if self._engine_platform is None:
+            version = self.client.version()
+            self._engine_platform = (str(version.get("Os", "")).lower(), str(version.get("Arch", "")).lower())
+        machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine().lower(), platform.machine().lower())
+        return self._engine_platform == (sys.platform, machine)
 
     def _copy_secrets(self, container_id: str, secrets: dict[str, str], directory: str) -> None:
         """Put `secrets` into the created container as files of `directory`, readable by the
@@ -296,6 +391,27 @@ def _entry(name: str, kind: bytes, mode: int, uid: int, gid: int, mtime: float) 
 
 def _tag_text(text: str) -> str:
     return (_TAG_TEXT.sub("-", text).lstrip(".-") or "deployment")[:128]
+
+
+def _local_uv() -> Optional[Path]:
+    """The uv binary this control plane installs with (the `uv` package's), if any."""
+    try:
+        from uv import find_uv_bin
+
+        return Path(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return None
+
+
+def _exec_lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            yield raw.decode("utf-8", "replace").rstrip("\r")
+    if pending:
+        yield pending.decode("utf-8", "replace")
 
 
 def _docker_lines(chunks: Iterator[bytes], since: Optional[datetime]) -> Iterator[LogLine]:

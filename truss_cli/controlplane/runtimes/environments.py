@@ -7,6 +7,11 @@ development replica of that tree runs on; the control plane sends it to the repl
 switches to it with overlap. A runtime without the method cannot (its environment is in an
 image): a requirements change is then synced by a rebuild. The control plane asks for the
 capability (`environment_builder`), never for the runtime's kind.
+
+A runtime whose environment is in an image (docker) may instead provision a *running*
+development replica for a tree (`provision(handle, tree_dir, on_progress) -> python`): its
+system packages and requirements installed inside the replica's container, the interpreter
+returned being one inside it (`replica_provisioner`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
-from truss_cli.controlplane.runtimes.base import BuildError
+from truss_cli.controlplane.runtimes.base import BuildError, Handle
 
 ProgressCallback = Callable[[str], None]
 
@@ -28,6 +33,15 @@ class EnvironmentBuildFailed(BuildError):
         self.output = output
 
 
+class ProvisionUnsupported(BuildError):
+    """This replica cannot be provisioned in place (e.g. its image predates it): the change
+    is synced by a rebuild instead."""
+
+
+class ReplicaUnavailable(BuildError):
+    """The replica to provision is gone or not running (being replaced): retry the sync."""
+
+
 class BuildsEnvironments(Protocol):
     def environment_for(self, tree_dir: Path, on_progress: ProgressCallback = ...) -> str:
         """The interpreter (a path) of the environment for the tree's requirements, created
@@ -39,4 +53,20 @@ class BuildsEnvironments(Protocol):
 def environment_builder(runtime: object) -> Optional[Callable[..., str]]:
     """The runtime's `environment_for`, or None when it cannot build environments."""
     method = getattr(runtime, "environment_for", None)
+    return method if callable(method) else None
+
+
+class ProvisionsReplicas(Protocol):
+    def provision(self, handle: Handle, tree_dir: Path, on_progress: ProgressCallback = ...) -> str:
+        """Install the tree's system packages and requirements into the running replica
+        `handle` -> the interpreter (a path inside the replica) of the tree's environment;
+        what the serving generation imports is left untouched. Raises EnvironmentBuildFailed,
+        ProvisionUnsupported when this replica cannot (the change is then a rebuild),
+        ReplicaUnavailable when it is gone or stopped (the sync answers 503: retry)."""
+        ...
+
+
+def replica_provisioner(runtime: object) -> Optional[Callable[..., str]]:
+    """The runtime's `provision`, or None when it cannot install into a running replica."""
+    method = getattr(runtime, "provision", None)
     return method if callable(method) else None

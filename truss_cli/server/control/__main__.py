@@ -8,6 +8,10 @@ address (`--control-host 0.0.0.0`, published on the host's loopback only); the p
 runtime keeps the loopback default and the variable. A development replica always stays up
 when the model fails to load (a fixed file recovers it), whatever --stay-up-on-load-failure
 says.
+
+`--provision SPEC --run-as UID` before the other arguments (a container started as root):
+first install the tree's system packages and requirements (`provision.start_replica`), then
+run the replica as UID on the environment's interpreter, with the remaining arguments.
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ from truss_cli.server.protocol import CONTROL_TOKEN_ENV
 
 
 def main(argv: Optional[list] = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["--provision"]:
+        if len(arguments) < 4 or arguments[2] != "--run-as" or not arguments[3].isdigit():
+            print("usage: python -m truss_cli.server.control --provision SPEC --run-as UID MODEL_DIR ...", file=sys.stderr)
+            return 2
+        from truss_cli.server.control.provision import start_replica
+
+        start_replica(Path(arguments[1]), int(arguments[3]), arguments[4:])  # execs the replica
     parser = build_parser(
         os.environ,
         prog="python -m truss_cli.server.control",
@@ -47,7 +59,7 @@ def main(argv: Optional[list] = None) -> int:
         metavar="PATH",
         help=f"read the control token from this file instead of ${CONTROL_TOKEN_ENV}",
     )
-    args = check_arguments(parser, parser.parse_args(argv))
+    args = check_arguments(parser, parser.parse_args(arguments))
     if not 0 <= args.control_port <= 65535:
         parser.error(f"--control-port must be between 0 and 65535, not {args.control_port}")
     token = _token(parser, args.control_token_file, os.environ)
