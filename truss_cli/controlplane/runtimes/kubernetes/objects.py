@@ -233,11 +233,13 @@ def _pod_spec(target: ModelDeployment, config: TrussConfig, startup: dict, liven
             "capabilities": {"drop": ["ALL"]},
         },
     }
-    pod_security: dict[str, Any] = {"runAsNonRoot": True, "fsGroup": USER_ID, "seccompProfile": {"type": "RuntimeDefault"}}
+    pod_security: dict[str, Any] = {"runAsNonRoot": True}
     if user_id is not None:
         pod_security["runAsUser"] = user_id
         if user_id == USER_ID:  # the image made this user's own group; another uid's is unknown
             pod_security["runAsGroup"] = USER_ID
+    # fsGroup: the group that may read the mounted Secret's files (the process has it too).
+    pod_security.update(fsGroup=USER_ID, seccompProfile={"type": "RuntimeDefault"})
     spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
