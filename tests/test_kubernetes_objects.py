@@ -152,6 +152,11 @@ def test_declared_secrets_without_a_kubernetes_secret_are_refused():
         _objects(CONFIGS["secrets"][0], 1, None)
 
 
+def test_a_secret_name_that_cannot_be_a_secret_key_is_refused_by_name():
+    with pytest.raises(UsageError, match="'my token'"):
+        _objects('model_name: m\nsecrets:\n  "my token": null\n  ok_name: null\n', 1, "truss-secrets-x")
+
+
 def test_probes_use_the_servers_routes_and_config_thresholds():
     container = _container(_objects(CONFIGS["secrets"][0], 2, "s"))
     assert container["startupProbe"]["httpGet"] == {"path": protocol.READINESS_PATH, "port": "http"}
