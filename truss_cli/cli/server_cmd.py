@@ -1,4 +1,4 @@
-"""`truss server start | stop | status | logs`: the control plane on this machine."""
+"""`truss server start | stop | status | logs | manifests`: the control plane on this machine, or its manifests for a cluster."""
 
 from __future__ import annotations
 
@@ -123,3 +123,27 @@ def logs(
                 time.sleep(0.5)
             except KeyboardInterrupt:
                 return
+
+
+@app.command("manifests", cls=Command)
+def manifests(
+    namespace: str = typer.Option(..., "--namespace", metavar="NAMESPACE", help="The namespace the control plane and its models run in (create it first, or add --create-namespace)."),
+    image: str = typer.Option(..., "--image", metavar="IMAGE", help="The control plane's image (a reference by digest is best: REGISTRY/NAME@sha256:…)."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", metavar="URL", help="Your PostgreSQL's URL (postgresql://USER:PASSWORD@HOST:PORT/DB), put in a Secret."),
+    with_postgres: bool = typer.Option(False, "--with-postgres", help="Run a small PostgreSQL in the namespace instead (a StatefulSet with a generated password)."),
+    host: Optional[str] = typer.Option(None, "--host", metavar="HOSTNAME", help="The host name the Ingress answers for (default: any)."),
+    create_namespace: bool = typer.Option(False, "--create-namespace", help="Also emit the Namespace (with the Pod Security `restricted` level enforced)."),
+    ingress_class: Optional[str] = typer.Option(None, "--ingress-class", metavar="NAME", help="The IngressClass to use (default: the cluster's default class)."),
+    volume_size: str = typer.Option("10Gi", "--volume-size", metavar="SIZE", help="Size of the control plane's data volume (and PostgreSQL's, with --with-postgres)."),
+) -> None:
+    """Print the manifests that run the control plane in a Kubernetes cluster, as multi-document
+    YAML for `kubectl apply -f -` (docs/kubernetes.md)."""
+    # Imported here: every other `truss` command would pay for loading them.
+    from truss_cli.controlplane.runtimes.kubernetes.install_manifests import InstallOptions, install_manifests
+    from truss_cli.controlplane.runtimes.kubernetes.yaml_text import to_yaml
+
+    options = InstallOptions(namespace=namespace, image=image, database_url=database_url, with_postgres=with_postgres,
+                             host=host, create_namespace=create_namespace, ingress_class=ingress_class,
+                             volume_size=volume_size)
+    sys.stdout.write(to_yaml(install_manifests(options)))
+    sys.stdout.flush()

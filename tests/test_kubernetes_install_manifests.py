@@ -1,0 +1,151 @@
+"""`truss server manifests` (runtimes/kubernetes/install_manifests.py): the control plane's own
+manifests, valid for the oldest and newest supported Kubernetes (strict schemas, offline),
+identical to the reviewed golden files in both database modes, and safe with the database's
+credentials. No cluster runs here (docs/kubernetes.md)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from kubernetes_support import assert_golden, kinds, validate_strict
+from truss_cli.cli.app import app
+from truss_cli.controlplane.runtimes.kubernetes.install_manifests import InstallOptions, install_manifests
+from truss_cli.controlplane.runtimes.kubernetes.yaml_text import to_yaml
+from truss_cli.errors import UsageError
+
+IMAGE = "registry.example.com/truss/truss-cli@sha256:" + "cd" * 32
+URL = "postgresql://truss:s3cr3t-pass@db.example.com:5432/truss"
+runner = CliRunner()
+
+
+def manifests(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["server", "manifests", "--namespace", "truss", "--image", IMAGE, *args],
+                         env={"COLUMNS": "200"})
+
+
+def by_kind(documents: list[dict], kind: str, name: str | None = None) -> dict:
+    found = [d for d in documents if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"{len(found)} {kind} objects named {name}"
+    return found[0]
+
+
+def test_manifests_with_a_database_url_are_valid_and_match_their_golden_file():
+    text = to_yaml(install_manifests(InstallOptions(namespace="truss", image=IMAGE, database_url=URL,
+                                                    host="truss.example.com", ingress_class="nginx")))
+    documents = validate_strict(text)
+    assert kinds(documents) == ["Secret", "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim",
+                                "Deployment", "Service", "Ingress"]
+    assert_golden("install-database-url.yaml", text)
+
+
+def test_manifests_with_postgres_are_valid_and_match_their_golden_file():
+    text = to_yaml(install_manifests(InstallOptions(namespace="truss", image=IMAGE, with_postgres=True,
+                                                    create_namespace=True, postgres_password="golden-password-not-random")))
+    documents = validate_strict(text)
+    assert kinds(documents) == ["Namespace", "Secret", "Service", "StatefulSet", "ServiceAccount", "Role", "RoleBinding",
+                                "PersistentVolumeClaim", "Deployment", "Service", "Ingress"]
+    assert_golden("install-with-postgres.yaml", text)
+
+
+def test_the_cli_prints_valid_yaml_on_stdout_from_a_real_process(tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, "-m", "truss_cli", "server", "manifests", "--namespace", "models", "--image", IMAGE,
+         "--with-postgres", "--host", "truss.example.com"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    documents = validate_strict(done.stdout)
+    assert {d["metadata"].get("namespace") for d in documents} == {"models"}
+    assert by_kind(documents, "Ingress")["spec"]["rules"][0]["host"] == "truss.example.com"
+
+
+def test_the_generated_password_is_only_in_its_secret_and_new_each_time():
+    first, second = manifests("--with-postgres"), manifests("--with-postgres")
+    assert first.exit_code == 0 and second.exit_code == 0, first.output
+    documents = list(yaml.safe_load_all(first.stdout))
+    password = by_kind(documents, "Secret", "truss-postgres")["stringData"]["password"]
+    assert len(password) >= 40
+    assert first.stdout.count(password) == 1
+    assert password not in second.stdout
+    # The control plane builds its URL from the Secret; no value is written in the Deployment.
+    env = by_kind(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[0] == {"name": "TRUSS_DATABASE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "truss-postgres", "key": "password"}}}
+    assert env[1]["value"] == "postgresql://truss:$(TRUSS_DATABASE_PASSWORD)@truss-postgres:5432/truss"
+    postgres = by_kind(documents, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "truss-postgres", "key": "password"}}} in postgres
+
+
+def test_a_database_url_is_only_in_its_secret():
+    result = manifests("--database-url", URL)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("s3cr3t-pass") == 1
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert by_kind(documents, "Secret")["stringData"] == {"url": URL}
+    container = by_kind(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "TRUSS_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "truss-control-plane-database", "key": "url"}}} in container["env"]
+    assert "StatefulSet" not in kinds(documents)
+
+
+def test_both_database_choices_or_neither_exit_2_saying_what_to_do():
+    both = manifests("--database-url", URL, "--with-postgres")
+    assert both.exit_code == 2
+    assert "--database-url and --with-postgres" in both.output and both.stdout == ""
+    neither = manifests()
+    assert neither.exit_code == 2
+    assert "--database-url" in neither.output and "--with-postgres" in neither.output and "SQLite" in neither.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--database-url", "sqlite:///var/lib/truss.db"], "expected a PostgreSQL URL"),
+    (["--with-postgres", "--host", "https://truss.example.com"], "--host"),
+    (["--with-postgres", "--volume-size", "10gb"], "--volume-size"),
+])
+def test_bad_values_are_named(args, message):
+    result = manifests(*args)
+    assert result.exit_code == 2 and message in result.output and result.stdout == ""
+
+
+def test_a_namespace_that_cannot_exist_is_refused():
+    with pytest.raises(UsageError, match="--namespace 'Truss_NS'"):
+        install_manifests(InstallOptions(namespace="Truss_NS", image=IMAGE, with_postgres=True))
+
+
+def test_the_control_plane_runs_the_kubernetes_runtime_in_its_namespace_alone():
+    documents = list(yaml.safe_load_all(manifests("--with-postgres").stdout))
+    deployment = by_kind(documents, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"] + container["args"]
+    assert command[:4] == ["truss", "server", "start", "--foreground"]
+    assert command[command.index("--runtime") + 1] == "kubernetes"
+    assert command[command.index("--namespace") + 1] == "truss"
+    assert command[command.index("--database-url") + 1] == "$(TRUSS_DATABASE_URL)"
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "truss-control-plane"
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "truss-control-plane-data"}} in pod["volumes"]
+    assert "ClusterRole" not in kinds(documents) and "ClusterRoleBinding" not in kinds(documents)
+    # The control plane's own objects are never labelled as the runtime's.
+    assert all("app.kubernetes.io/managed-by" not in d["metadata"].get("labels", {}) for d in documents)
+
+
+def test_the_role_grants_what_the_runtime_needs_and_nothing_else():
+    documents = list(yaml.safe_load_all(manifests("--with-postgres").stdout))
+    rules = by_kind(documents, "Role")["rules"]
+    granted = {(group, resource): set(rule["verbs"]) for rule in rules
+               for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert set(granted) == {
+        ("apps", "deployments"), ("apps", "deployments/scale"), ("", "services"), ("policy", "poddisruptionbudgets"),
+        ("", "secrets"), ("", "pods"), ("", "pods/log"), ("discovery.k8s.io", "endpointslices"),
+    }
+    assert granted[("", "pods")] == granted[("discovery.k8s.io", "endpointslices")] == {"get", "list", "watch"}
+    assert granted[("", "pods/log")] == {"get"}
+    assert "watch" not in granted[("", "secrets")]
+    assert all("*" not in verbs for verbs in granted.values())

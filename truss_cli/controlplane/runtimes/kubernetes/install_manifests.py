@@ -1,0 +1,357 @@
+"""The manifests that run the control plane itself in a cluster (`truss server manifests`).
+
+In apply order: the Namespace (only when asked: a team usually creates namespaces with its own
+policies), the database (a Secret with the user's PostgreSQL URL, or a small PostgreSQL
+StatefulSet with a generated password), a ServiceAccount with a Role limited to what the
+Kubernetes runtime does in this one namespace, the control plane's data volume, its
+Deployment and Service, and an Ingress for the API, dashboard and gateway (one port serves all
+three).
+
+Choices worth knowing:
+- The database URL reaches the control plane as an environment variable from a Secret (the
+  control plane's own configuration, the one place a variable is right; a model's secrets are
+  files). It is passed on as `--database-url $(TRUSS_DATABASE_URL)`, expanded by the kubelet.
+- SQLite is not offered: on a pod's disk it is lost with the pod, and on a volume it ties the
+  control plane to one node's disk semantics; PostgreSQL is required.
+- The control plane still needs a volume of its own (`/var/lib/truss-cli`): `secrets.key`,
+  which encrypts the stored secrets, and the content-addressed model archives live in its data
+  dir, not in the database. One replica with the `Recreate` strategy: two control planes must
+  never reconcile at once, and a ReadWriteOnce volume attaches to one node.
+- These objects carry `app.kubernetes.io/part-of: truss-cli`, not the runtime's
+  `managed-by: truss-cli` label: the runtime owns only what it labels with a deployment id and
+  must never mistake the control plane's own objects for a model's.
+- Pods run without root, privilege escalation or capabilities, with the runtime's default
+  seccomp profile (the Pod Security "restricted" level, which a created Namespace enforces).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets as _random
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from truss_cli.errors import UsageError
+from truss_cli.quantities import QuantityError, parse_memory
+
+NAME = "truss-control-plane"
+DATA_VOLUME_NAME = f"{NAME}-data"
+DATABASE_SECRET = f"{NAME}-database"  # key `url`: the user's --database-url
+POSTGRES_NAME = "truss-postgres"  # StatefulSet, Service and Secret (key `password`)
+POSTGRES_USER = "truss"
+POSTGRES_DB = "truss"
+POSTGRES_UID = 999  # the official postgres image's `postgres` user
+DEFAULT_POSTGRES_IMAGE = "docker.io/library/postgres:16"
+PORT = 8800
+DATA_DIR = "/var/lib/truss-cli"
+DATABASE_URL_ENV = "TRUSS_DATABASE_URL"
+DATABASE_PASSWORD_ENV = "TRUSS_DATABASE_PASSWORD"
+RUN_AS = 10001
+DEFAULT_VOLUME_SIZE = "10Gi"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """`postgres_password` is generated (secrets.token_urlsafe) when not given; tests give one
+    so the golden files are stable."""
+
+    namespace: str
+    image: str
+    database_url: Optional[str] = None
+    with_postgres: bool = False
+    host: Optional[str] = None
+    create_namespace: bool = False
+    ingress_class: Optional[str] = None
+    volume_size: str = DEFAULT_VOLUME_SIZE
+    postgres_image: str = DEFAULT_POSTGRES_IMAGE
+    postgres_password: Optional[str] = None
+
+
+def install_manifests(options: InstallOptions) -> list[dict[str, Any]]:
+    _check(options)
+    items: list[dict[str, Any]] = []
+    if options.create_namespace:
+        items.append(_namespace(options.namespace))
+    if options.with_postgres:
+        password = options.postgres_password or _random.token_urlsafe(32)
+        items += [_secret(options, POSTGRES_NAME, {"password": password}, "database"),
+                  _postgres_service(options), _postgres_statefulset(options)]
+    else:
+        items.append(_secret(options, DATABASE_SECRET, {"url": options.database_url or ""}, "database"))
+    items += [_service_account(options), _role(options), _role_binding(options), _data_volume(options),
+              _deployment(options), _service(options), _ingress(options)]
+    return items
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+def _check(options: InstallOptions) -> None:
+    if options.database_url and options.with_postgres:
+        raise UsageError("--database-url and --with-postgres were both given: choose one "
+                         "(your own PostgreSQL's URL, or a small PostgreSQL in the namespace)")
+    if not options.database_url and not options.with_postgres:
+        raise UsageError(
+            "the control plane needs a database: give --database-url postgresql://USER:PASSWORD@HOST/DB "
+            "or --with-postgres",
+            hint="SQLite is not offered in a cluster: on a pod's disk its state is lost when the pod goes",
+        )
+    if options.database_url and not options.database_url.startswith(_POSTGRES_SCHEMES):
+        raise UsageError(f"--database-url: expected a PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/DB), "
+                         f"got one starting {options.database_url.split('://')[0]!r}://")
+    if not _DNS_LABEL.match(options.namespace) or len(options.namespace) > 63:
+        raise UsageError(f"--namespace {options.namespace!r}: expected a Kubernetes namespace name "
+                         "(lowercase letters, digits and '-', at most 63 characters)")
+    if not options.image.strip() or any(c.isspace() for c in options.image):
+        raise UsageError(f"--image {options.image!r}: expected an image reference such as REGISTRY/truss-cli@sha256:…")
+    if options.host is not None and (not _HOST.match(options.host) or len(options.host) > 253):
+        raise UsageError(f"--host {options.host!r}: expected a DNS name such as truss.example.com (no scheme, port or path)")
+    if options.ingress_class is not None and not _DNS_LABEL.match(options.ingress_class):
+        raise UsageError(f"--ingress-class {options.ingress_class!r}: expected an IngressClass name such as nginx")
+    try:
+        parse_memory(options.volume_size)
+    except QuantityError as exc:
+        raise UsageError(f"--volume-size: {exc}") from None
+
+
+# -- objects --------------------------------------------------------------------------------
+
+
+def _labels(component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": component, "app.kubernetes.io/part-of": "truss-cli"}
+
+
+def _metadata(options: InstallOptions, name: str, component: str = NAME) -> dict[str, Any]:
+    return {"name": name, "namespace": options.namespace, "labels": _labels(component)}
+
+
+def _namespace(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": {**_labels(NAME), "pod-security.kubernetes.io/enforce": "restricted"}},
+    }
+
+
+def _secret(options: InstallOptions, name: str, values: dict[str, str], component: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _metadata(options, name, f"{NAME}-{component}"),
+            "type": "Opaque", "stringData": values}
+
+
+def _service_account(options: InstallOptions) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(options, NAME)}
+
+
+# What the Kubernetes runtime does, and nothing more, in its own namespace only (a Role, not a
+# ClusterRole). "create" beside "patch": server-side apply of a missing object creates it.
+_WRITE = ["get", "list", "watch", "create", "patch", "update", "delete"]
+ROLE_RULES: list[dict[str, Any]] = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": _WRITE},
+    {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch", "update"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": _WRITE},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _WRITE},
+    # Models' secrets: written and removed by the runtime; never watched.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "patch", "update", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+]
+
+
+def _role(options: InstallOptions) -> dict[str, Any]:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _metadata(options, NAME),
+            "rules": ROLE_RULES}
+
+
+def _role_binding(options: InstallOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(options, NAME),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": options.namespace}],
+    }
+
+
+def _data_volume(options: InstallOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(options, DATA_VOLUME_NAME),
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": _storage(options)}}},
+    }
+
+
+def _storage(options: InstallOptions) -> str:
+    return parse_memory(options.volume_size).to_kubernetes()
+
+
+def _database_environment(options: InstallOptions) -> list[dict[str, Any]]:
+    if options.with_postgres:
+        # The password lives in one Secret; the kubelet builds the URL from it ($(VAR) refers
+        # to a variable defined earlier in the list). token_urlsafe needs no URL escaping.
+        return [
+            {"name": DATABASE_PASSWORD_ENV, "valueFrom": {"secretKeyRef": {"name": POSTGRES_NAME, "key": "password"}}},
+            {"name": DATABASE_URL_ENV,
+             "value": f"postgresql://{POSTGRES_USER}:$({DATABASE_PASSWORD_ENV})@{POSTGRES_NAME}:5432/{POSTGRES_DB}"},
+        ]
+    return [{"name": DATABASE_URL_ENV, "valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": "url"}}}]
+
+
+def _restricted_container() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def _restricted_pod(uid: int) -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def control_plane_command(namespace: str) -> list[str]:
+    """What the control plane's container runs (`truss server start` in the foreground, with
+    the Kubernetes runtime in its namespace)."""
+    return ["truss", "server", "start", "--foreground", "--host", "0.0.0.0", "--port", str(PORT),
+            "--data-dir", DATA_DIR, "--runtime", "kubernetes", "--namespace", namespace,
+            "--database-url", f"$({DATABASE_URL_ENV})"]
+
+
+def _deployment(options: InstallOptions) -> dict[str, Any]:
+    probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    command = control_plane_command(options.namespace)
+    container = {
+        "name": "control-plane",
+        "image": options.image,
+        "command": command[:1],
+        "args": command[1:],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "env": [
+            *_database_environment(options),
+            # A read-only root: the home and the cache (build contexts, environments) are scratch.
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "TRUSS_CACHE_DIR", "value": "/var/cache/truss-cli"},
+        ],
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        # Migrations run at start: allow a minute before the port must answer.
+        "startupProbe": {**probe, "failureThreshold": 12},
+        "readinessProbe": {**probe, "failureThreshold": 3},
+        "livenessProbe": {**probe, "failureThreshold": 6},
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "cache", "mountPath": "/var/cache/truss-cli"},
+        ],
+        "securityContext": _restricted_container(),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(options, NAME),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": _labels(NAME)},
+            "template": {
+                "metadata": {"labels": _labels(NAME)},
+                "spec": {
+                    "serviceAccountName": NAME,
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "data", "persistentVolumeClaim": {"claimName": DATA_VOLUME_NAME}},
+                        {"name": "tmp", "emptyDir": {}},
+                        {"name": "cache", "emptyDir": {}},
+                    ],
+                    "securityContext": _restricted_pod(RUN_AS),
+                    # uvicorn's graceful shutdown is 10 s; the rest is margin.
+                    "terminationGracePeriodSeconds": 30,
+                    "enableServiceLinks": False,
+                },
+            },
+        },
+    }
+
+
+def _service(options: InstallOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(options, NAME),
+        "spec": {"selector": _labels(NAME), "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}]},
+    }
+
+
+def _ingress(options: InstallOptions) -> dict[str, Any]:
+    rule: dict[str, Any] = {"http": {"paths": [{
+        "path": "/", "pathType": "Prefix",
+        "backend": {"service": {"name": NAME, "port": {"name": "http"}}},
+    }]}}
+    if options.host:
+        rule = {"host": options.host, **rule}
+    spec: dict[str, Any] = {"rules": [rule]}
+    if options.ingress_class:
+        spec = {"ingressClassName": options.ingress_class, **spec}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": _metadata(options, NAME), "spec": spec}
+
+
+def _postgres_service(options: InstallOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(options, POSTGRES_NAME, POSTGRES_NAME),
+        "spec": {"selector": _labels(POSTGRES_NAME),
+                 "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres", "protocol": "TCP"}]},
+    }
+
+
+def _postgres_statefulset(options: InstallOptions) -> dict[str, Any]:
+    ready = {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-U", POSTGRES_USER, "-d", POSTGRES_DB]},
+             "periodSeconds": 10, "timeoutSeconds": 5}
+    container = {
+        "name": "postgres",
+        "image": options.postgres_image,
+        "ports": [{"name": "postgres", "containerPort": 5432, "protocol": "TCP"}],
+        "env": [
+            {"name": "POSTGRES_USER", "value": POSTGRES_USER},
+            {"name": "POSTGRES_DB", "value": POSTGRES_DB},
+            {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": POSTGRES_NAME, "key": "password"}}},
+            # A subdirectory: a fresh volume's root may hold lost+found, which initdb refuses.
+            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+        ],
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "readinessProbe": {**ready, "failureThreshold": 3},
+        "livenessProbe": {**ready, "failureThreshold": 6, "initialDelaySeconds": 30},
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+            {"name": "run", "mountPath": "/var/run/postgresql"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": _restricted_container(),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _metadata(options, POSTGRES_NAME, POSTGRES_NAME),
+        "spec": {
+            "serviceName": POSTGRES_NAME,
+            "replicas": 1,
+            "selector": {"matchLabels": _labels(POSTGRES_NAME)},
+            "template": {
+                "metadata": {"labels": _labels(POSTGRES_NAME)},
+                "spec": {
+                    "containers": [container],
+                    "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                    "securityContext": _restricted_pod(POSTGRES_UID),
+                    "terminationGracePeriodSeconds": 60,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                },
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data", "labels": _labels(POSTGRES_NAME)},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": _storage(options)}}},
+            }],
+        },
+    }
