@@ -134,3 +134,17 @@ def test_quick_start_with_no_remote_starts_the_embedded_control_plane_even_when_
         refused = user.truss("server", "start", "--port", "8800", check=False)
         assert refused.returncode != 0
         assert "port 8800 on 127.0.0.1 is in use" in refused.stderr and "--port" in refused.stderr
+
+
+def test_a_postgresql_backed_server_keeps_its_url_off_every_command_line(user: User) -> None:
+    """`--database-url` carries a password: it reaches the control plane (and the admin key it
+    creates) in the environment, so `ps` never shows it, and the key lands in that database."""
+    from postgres_support import shared_server
+
+    url = shared_server().create_database()
+    started = json.loads(user.truss("server", "start", "--port", "0", "--runtime", "process", "--database-url", url,
+                                    "--output", "json").stdout)
+    status = json.loads(user.truss("server", "status", "--output", "json").stdout)
+    assert status["url"] == started["url"] and status["database"].startswith("postgresql")
+    command_lines = [path.read_bytes() for path in Path("/proc").glob("[0-9]*/cmdline") if path.exists()]
+    assert not any(url.encode() in line for line in command_lines)

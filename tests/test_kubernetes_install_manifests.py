@@ -126,7 +126,9 @@ def test_the_control_plane_runs_the_kubernetes_runtime_in_its_namespace_alone():
     assert command[:4] == ["truss", "server", "start", "--foreground"]
     assert command[command.index("--runtime") + 1] == "kubernetes"
     assert command[command.index("--namespace") + 1] == "truss"
-    assert command[command.index("--database-url") + 1] == "$(TRUSS_DATABASE_URL)"
+    # The URL (with its password) reaches it in the environment, never on its command line.
+    assert "--database-url" not in command and not any("DATABASE_URL" in part for part in command)
+    assert "TRUSS_DATABASE_URL" in {variable["name"] for variable in container["env"]}
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "truss-control-plane"

@@ -15,6 +15,9 @@ from typing import Mapping, Optional
 CACHE_DIR_ENV = "TRUSS_CACHE_DIR"
 DATA_DIR_ENV = "TRUSS_DATA_DIR"
 BASE_IMAGE_ENV = "TRUSS_BASE_IMAGE"
+# The control plane's database URL: passed in the environment, never on a command line (it may
+# carry a password, and `ps` shows command lines to every user).
+DATABASE_URL_ENV = "TRUSS_DATABASE_URL"
 _APP_DIR_NAME = "truss-cli"
 
 

@@ -45,7 +45,7 @@ def start(
     port: int = typer.Option(8800, "--port", metavar="PORT", min=0, max=65535, help="Port to listen on; 0 picks a free one."),
     data_dir: Optional[Path] = DataDirOption,
     runtime: str = typer.Option("auto", "--runtime", metavar="auto|process|docker", help="How replicas run: docker when an engine answers and a base image is usable (TRUSS_BASE_IMAGE, or the default one on this machine) (auto), else local processes."),
-    database_url: Optional[str] = typer.Option(None, "--database-url", metavar="URL", help="A PostgreSQL URL (postgresql://...) instead of SQLite under the data dir."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", metavar="URL", envvar="TRUSS_DATABASE_URL", show_envvar=True, help="A PostgreSQL URL (postgresql://...) instead of SQLite under the data dir; kept off the control plane's command line."),
     dev_idle_seconds: Optional[float] = typer.Option(
         None, "--dev-idle-seconds", metavar="SECONDS", min=1,
         help="How long a development deployment may go without a request before it scales to zero (default 900: 15 minutes).",
@@ -63,9 +63,9 @@ def start(
     if foreground:
         directory = (data_dir or local_server.default_data_dir(settings)).resolve()
         directory.mkdir(parents=True, exist_ok=True)
-        command = local_server.serve_command(directory, host, port, runtime, database_url, dev_idle_seconds)
+        command = local_server.serve_command(directory, host, port, runtime, dev_idle_seconds)
         sys.stdout.flush()
-        os.execve(command[0], command, dict(settings.environ))
+        os.execve(command[0], command, local_server.serve_environment(settings, database_url))
     with console.err.status("Starting the control plane…"):
         running = local_server.start(settings, data_dir, host, port, runtime, database_url, dev_idle_seconds)
     data = _describe(running)

@@ -25,7 +25,7 @@ from typing import Any
 from truss_cli.client.api import Api, ApiError, RemoteUnreachable
 from truss_cli.client.remotes import LOCAL_REMOTE, Remote, add_remote, read_remotes, trussrc_path
 from truss_cli.errors import TrussError
-from truss_cli.settings import Settings
+from truss_cli.settings import DATABASE_URL_ENV, Settings
 
 STATE_FILE = "controlplane.json"
 LOG_FILE = "controlplane.log"
@@ -62,15 +62,24 @@ def read_state(data_dir: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) and _alive(int(state.get("pid", 0))) else None
 
 
-def serve_command(data_dir: Path, host: str, port: int, runtime: str, database_url: str | None,
+def serve_command(data_dir: Path, host: str, port: int, runtime: str,
                   dev_idle_seconds: float | None = None) -> list[str]:
+    """The control plane's command line. The database URL is not on it (a PostgreSQL URL carries
+    a password, and a command line is visible to every user of the machine in `ps`): it goes
+    in the environment, `serve_environment`."""
     command = [sys.executable, "-m", "truss_cli.controlplane", "serve", "--data-dir", str(data_dir),
                "--host", host, "--port", str(port), "--runtime", runtime]
-    if database_url:
-        command += ["--database-url", database_url]
     if dev_idle_seconds is not None:
         command += ["--dev-idle-seconds", f"{dev_idle_seconds:g}"]
     return command
+
+
+def serve_environment(settings: Settings, database_url: str | None) -> dict[str, str]:
+    """The environment of the control plane's processes: the user's, and the database URL."""
+    environment = dict(settings.environ)
+    if database_url:
+        environment[DATABASE_URL_ENV] = database_url
+    return environment
 
 
 def start(
@@ -94,8 +103,9 @@ def start(
     started = state is None
     if state is None:
         chosen = _free_port(host, DEFAULT_PORT) if port is None else _check_port(host, port)
-        state = _spawn(settings, data_dir, serve_command(data_dir, host, chosen, runtime, database_url, dev_idle_seconds))
-    remote, created = _ensure_key(settings, data_dir, state["url"])
+        state = _spawn(serve_environment(settings, database_url), data_dir,
+                       serve_command(data_dir, host, chosen, runtime, dev_idle_seconds))
+    remote, created = _ensure_key(settings, data_dir, state["url"], database_url)
     with Api.for_remote(remote) as api:
         server = api.server()
     return Running(state, server, remote, started, created)
@@ -125,13 +135,13 @@ def _free_port(host: str, preferred: int) -> int:
     return 0 if _port_in_use(host, preferred) else preferred
 
 
-def _spawn(settings: Settings, data_dir: Path, command: list[str]) -> dict[str, Any]:
+def _spawn(environment: dict[str, str], data_dir: Path, command: list[str]) -> dict[str, Any]:
     (data_dir / STATE_FILE).unlink(missing_ok=True)  # a stale one from a killed run
     log_path = data_dir / LOG_FILE
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=dict(settings.environ), start_new_session=True, cwd=data_dir,
+            env=environment, start_new_session=True, cwd=data_dir,
         )
     deadline = time.monotonic() + _START_SECONDS
     while time.monotonic() < deadline:
@@ -148,7 +158,7 @@ def _spawn(settings: Settings, data_dir: Path, command: list[str]) -> dict[str, 
     raise TrussError(f"the control plane did not start within {_START_SECONDS:g}s", hint=f"see its log: {log_path}")
 
 
-def _ensure_key(settings: Settings, data_dir: Path, url: str) -> tuple[Remote, bool]:
+def _ensure_key(settings: Settings, data_dir: Path, url: str, database_url: str | None = None) -> tuple[Remote, bool]:
     """Remote `local` with `url` and a key this control plane accepts (a new one if needed)."""
     path = trussrc_path(settings.home)
     remotes = read_remotes(path)
@@ -164,13 +174,15 @@ def _ensure_key(settings: Settings, data_dir: Path, url: str) -> tuple[Remote, b
             except ApiError as exc:
                 if exc.status != 401:
                     raise
-    key = create_admin_key(settings, data_dir)
+    key = create_admin_key(settings, data_dir, database_url=database_url)
     return add_remote(path, LOCAL_REMOTE, url, key, use=use, replace=True), True
 
 
-def create_admin_key(settings: Settings, data_dir: Path, name: str = "truss-cli local") -> str:
+def create_admin_key(settings: Settings, data_dir: Path, name: str = "truss-cli local",
+                     database_url: str | None = None) -> str:
     command = [sys.executable, "-m", "truss_cli.controlplane", "create-admin-key", "--data-dir", str(data_dir), "--name", name]
-    done = subprocess.run(command, capture_output=True, text=True, env=dict(settings.environ), check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=serve_environment(settings, database_url),
+                          check=False)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         raise TrussError(f"creating the admin key failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")

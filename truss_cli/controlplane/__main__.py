@@ -15,7 +15,7 @@ from truss_cli.controlplane.reconciler import DEV_IDLE_SECONDS
 from truss_cli.controlplane.runtimes.select import CHOICES
 from truss_cli.controlplane.store import Store
 from truss_cli.errors import TrussError
-from truss_cli.settings import Settings
+from truss_cli.settings import DATABASE_URL_ENV, Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,13 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8800)
     serve.add_argument("--runtime", choices=CHOICES, default="auto")
-    serve.add_argument("--database-url", default=None)
+    serve.add_argument("--database-url", default=None, help=f"default: ${DATABASE_URL_ENV} (which keeps it off the command line)")
     serve.add_argument("--build-workers", type=int, default=2)
     serve.add_argument("--dev-idle-seconds", type=float, default=DEV_IDLE_SECONDS,
                        help="scale a development deployment to zero after this long without a request or wake")
     key = commands.add_parser("create-admin-key", help="print a new admin API key (once)")
     key.add_argument("--data-dir", type=Path, required=True)
-    key.add_argument("--database-url", default=None)
+    key.add_argument("--database-url", default=None, help=f"default: ${DATABASE_URL_ENV}")
     key.add_argument("--name", default=None)
     return parser
 
@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     data_dir = args.data_dir.expanduser().resolve()
+    args.database_url = args.database_url or os.environ.get(DATABASE_URL_ENV) or None
     try:
         if args.command == "create-admin-key":
             with Store.open(data_dir, args.database_url) as store:

@@ -10,7 +10,8 @@ three).
 Choices worth knowing:
 - The database URL reaches the control plane as an environment variable from a Secret (the
   control plane's own configuration, the one place a variable is right; a model's secrets are
-  files). It is passed on as `--database-url $(TRUSS_DATABASE_URL)`, expanded by the kubelet.
+  files). The control plane reads `TRUSS_DATABASE_URL` itself, so the URL (and its password)
+  is never on a command line.
 - SQLite is not offered: on a pod's disk it is lost with the pod, and on a volume it ties the
   control plane to one node's disk semantics; PostgreSQL is required.
 - The control plane still needs a volume of its own (`/var/lib/truss-cli`): `secrets.key`,
@@ -33,6 +34,7 @@ from typing import Any, Optional
 
 from truss_cli.errors import UsageError
 from truss_cli.quantities import QuantityError, parse_memory
+from truss_cli.settings import DATABASE_URL_ENV
 
 NAME = "truss-control-plane"
 DATA_VOLUME_NAME = f"{NAME}-data"
@@ -44,7 +46,6 @@ POSTGRES_UID = 999  # the official postgres image's `postgres` user
 DEFAULT_POSTGRES_IMAGE = "docker.io/library/postgres:16"
 PORT = 8800
 DATA_DIR = "/var/lib/truss-cli"
-DATABASE_URL_ENV = "TRUSS_DATABASE_URL"
 DATABASE_PASSWORD_ENV = "TRUSS_DATABASE_PASSWORD"
 RUN_AS = 10001
 DEFAULT_VOLUME_SIZE = "10Gi"
@@ -215,8 +216,7 @@ def control_plane_command(namespace: str) -> list[str]:
     """What the control plane's container runs (`truss server start` in the foreground, with
     the Kubernetes runtime in its namespace)."""
     return ["truss", "server", "start", "--foreground", "--host", "0.0.0.0", "--port", str(PORT),
-            "--data-dir", DATA_DIR, "--runtime", "kubernetes", "--namespace", namespace,
-            "--database-url", f"$({DATABASE_URL_ENV})"]
+            "--data-dir", DATA_DIR, "--runtime", "kubernetes", "--namespace", namespace]
 
 
 def _deployment(options: InstallOptions) -> dict[str, Any]:
