@@ -137,6 +137,18 @@ def test_scale_to_three_then_to_zero(api: KubernetesApi) -> None:
     assert api.read_scale("dep-d1").wanted == 0
 
 
+def test_a_reapply_without_replicas_keeps_the_count_scale_set(api: KubernetesApi) -> None:
+    """The contract the runtime relies on: replicas belong to `scale`, the re-applied spec leaves them out."""
+    unscaled = deployment()
+    del unscaled["spec"]["replicas"]
+    api.apply(unscaled)
+    api.scale("dep-d1", 3)
+    api.apply(unscaled)
+    assert api.read_scale("dep-d1").wanted == 3
+    api.apply(deployment(replicas=1))  # a spec that does name a count wins (force): so never send one
+    assert api.read_scale("dep-d1").wanted == 1
+
+
 def test_scale_refuses_a_negative_count_and_names_a_missing_deployment(api: KubernetesApi) -> None:
     api.apply(deployment())
     with pytest.raises(TrussError, match="must be 0 or more"):
