@@ -107,8 +107,9 @@ def matches(labels: dict, selector: str) -> bool:
 
 
 class FakeKubernetesApi:
-    def __init__(self, namespaces: tuple[str, ...] = ("truss",), token: Optional[str] = None) -> None:
+    def __init__(self, namespaces: tuple[str, ...] = ("truss",), token: Optional[str] = None, unserved: tuple[str, ...] = ()) -> None:
         self.namespaces = set(namespaces)
+        self.unserved = set(unserved)  # plurals this "cluster" has no API for (an older version)
         self.token = token
         self.lock = threading.Lock()
         self.objects: dict[tuple[str, str, str], dict] = {}  # (plural, namespace, name) -> object
@@ -121,6 +122,7 @@ class FakeKubernetesApi:
         self.forbidden: set[tuple[str, str]] = set()  # (verb, resource)
         self.requests: list[dict] = []  # {"method", "path", "params"} of every request, for assertions
         self.watch_epoch = 0
+        self.abrupt = False
         self.held = threading.Event()
         self.held.set()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
@@ -178,8 +180,10 @@ class FakeKubernetesApi:
         """Answer 403 to `verb` on `resource` (e.g. "patch", "deployments"; "get", "pods/log")."""
         self.forbidden.add((verb, resource))
 
-    def drop_watches(self) -> None:
-        """End every open watch response, as a proxy or an API server restart does."""
+    def drop_watches(self, abruptly: bool = False) -> None:
+        """End every open watch response (cleanly, as a server's timeout does, or abruptly, as a
+        crash or a proxy does: the chunked body is cut off without its last chunk)."""
+        self.abrupt = abruptly
         self.watch_epoch += 1
         self._wake()
 
@@ -243,7 +247,7 @@ class FakeKubernetesApi:
     async def one(self, request: Request) -> Response:
         p = request.path_params
         plural, ns, name = p["plural"], p["ns"], p["name"]
-        if plural not in PLURALS or PLURALS[plural] != _group_version(p):
+        if plural not in PLURALS or PLURALS[plural] != _group_version(p) or plural in self.unserved:
             return status(404, "NotFound", "the server could not find the requested resource")
         key = (plural, ns, name)
         if request.method == "GET":
@@ -335,7 +339,7 @@ class FakeKubernetesApi:
     async def collection(self, request: Request) -> Response:
         p = request.path_params
         plural, ns = p["plural"], p["ns"]
-        if plural not in PLURALS or PLURALS[plural] != _group_version(p):
+        if plural not in PLURALS or PLURALS[plural] != _group_version(p) or plural in self.unserved:
             return status(404, "NotFound", "the server could not find the requested resource")
         selector = request.query_params.get("labelSelector", "")
         if request.query_params.get("watch") in ("true", "1"):
@@ -377,6 +381,8 @@ class FakeKubernetesApi:
                     yield (json.dumps({"type": kind, "object": obj}) + "\n").encode()
             if not pending:
                 await changed.wait()
+        if self.abrupt:
+            raise ConnectionAbortedError("the fake Kubernetes API cut this watch off (drop_watches(abruptly=True))")
 
     async def log(self, request: Request) -> Response:
         ns, name = request.path_params["ns"], request.path_params["name"]

@@ -246,6 +246,25 @@ def test_a_dropped_watch_resumes_from_its_last_version_without_missing_a_change(
     asyncio.run(scenario())
 
 
+def test_a_watch_cut_off_mid_stream_resumes_from_its_last_version(api: KubernetesApi, fake: FakeKubernetesApi) -> None:
+    fake.put("endpointslices", endpoint_slice("dep-d1-abc", {"10.0.0.1": True}))
+
+    async def scenario() -> None:
+        watch = api.watch_endpoint_slices({"truss.dev/deployment-id": "d1"})
+        try:
+            assert await next_snapshot(watch) == {"dep-d1-abc": ("10.0.0.1",)}
+            fake.hold_watches(True)
+            fake.drop_watches(abruptly=True)  # the client sees a broken connection, not an end
+            fake.put("endpointslices", endpoint_slice("dep-d1-abc", {"10.0.0.1": False, "10.0.0.5": True}))
+            fake.hold_watches(False)
+            assert await next_snapshot(watch) == {"dep-d1-abc": ("10.0.0.5",)}
+        finally:
+            await watch.aclose()
+        assert len(fake.list_requests("endpointslices")) == 1
+
+    asyncio.run(scenario())
+
+
 def test_a_watch_too_far_behind_lists_again(api: KubernetesApi, fake: FakeKubernetesApi) -> None:
     fake.put("endpointslices", endpoint_slice("dep-d1-abc", {"10.0.0.1": True}))
 
@@ -290,6 +309,18 @@ def test_a_missing_namespace_says_to_create_it(fake: FakeKubernetesApi, tmp_path
             api.apply(deployment())
     assert missing.value.message.startswith("The namespace models does not exist")
     assert missing.value.hint == "Create it: kubectl create namespace models"
+
+
+def test_a_cluster_without_the_api_says_so(tmp_path: Path) -> None:
+    older = FakeKubernetesApi(unserved=("poddisruptionbudgets",), token=TOKEN)
+    try:
+        with KubernetesApi.from_kubeconfig(kubeconfig(tmp_path, older.url), namespace="truss") as api:
+            budget = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "dep-d1"},
+                      "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"truss.dev/deployment-id": "d1"}}}}
+            with pytest.raises(TrussError, match=r"does not serve poddisruptionbudgets.policy \(policy/v1\)"):
+                api.apply(budget)
+    finally:
+        older.close()
 
 
 def test_connection_problems_read_well(fake: FakeKubernetesApi, tmp_path: Path) -> None:

@@ -130,9 +130,13 @@ class KubernetesApi:
         name = obj.get("metadata", {}).get("name")
         if not name:
             raise TrussError(f"A {obj.get('kind')} to apply has no metadata.name.")
-        with self._errors("patch", resource, name, also="create"):
-            stored = self._client.patch(resource, name, dict(obj), namespace=self.namespace, patch_type=PatchType.APPLY,
-                                        field_manager=FIELD_MANAGER, force=True)
+        try:
+            with self._errors("patch", resource, name, also="create"):
+                stored = self._client.patch(resource, name, dict(obj), namespace=self.namespace, patch_type=PatchType.APPLY,
+                                            field_manager=FIELD_MANAGER, force=True)
+        except _Missing:  # apply creates what is missing, so a 404 means the API itself is not there
+            raise TrussError(f"The Kubernetes API at {self.server} does not serve {_resource_name(resource)} "
+                             f"({obj.get('apiVersion')}).", hint="Check the cluster's version (`kubectl version`).") from None
         return stored.to_dict()
 
     def get(self, kind: str, name: str) -> Optional[dict]:
