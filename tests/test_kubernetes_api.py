@@ -253,11 +253,15 @@ def test_a_watch_cut_off_mid_stream_resumes_from_its_last_version(api: Kubernete
         watch = api.watch_endpoint_slices({"truss.dev/deployment-id": "d1"})
         try:
             assert await next_snapshot(watch) == {"dep-d1-abc": ("10.0.0.1",)}
+            fake.put("endpointslices", endpoint_slice("dep-d1-abc", {"10.0.0.1": True, "10.0.0.2": False}))
+            seen = fake.put("endpointslices", endpoint_slice("dep-d1-abc", {"10.0.0.1": True, "10.0.0.2": True}))
+            assert await next_snapshot(watch) == {"dep-d1-abc": ("10.0.0.1", "10.0.0.2")}  # the watch is connected
             fake.hold_watches(True)
             fake.drop_watches(abruptly=True)  # the client sees a broken connection, not an end
             fake.put("endpointslices", endpoint_slice("dep-d1-abc", {"10.0.0.1": False, "10.0.0.5": True}))
             fake.hold_watches(False)
             assert await next_snapshot(watch) == {"dep-d1-abc": ("10.0.0.5",)}
+            assert fake.watch_requests("endpointslices")[-1]["resourceVersion"] == seen["metadata"]["resourceVersion"]
         finally:
             await watch.aclose()
         assert len(fake.list_requests("endpointslices")) == 1
@@ -272,6 +276,8 @@ def test_a_watch_too_far_behind_lists_again(api: KubernetesApi, fake: FakeKubern
         watch = api.watch_endpoint_slices({"truss.dev/deployment-id": "d1"})
         try:
             assert await next_snapshot(watch) == {"dep-d1-abc": ("10.0.0.1",)}
+            fake.put("endpointslices", endpoint_slice("dep-d1-abc", {"10.0.0.1": True, "10.0.0.3": True}))
+            assert await next_snapshot(watch) == {"dep-d1-abc": ("10.0.0.1", "10.0.0.3")}  # the watch is connected
             fake.hold_watches(True)
             fake.drop_watches()
             fake.put("endpointslices", endpoint_slice("dep-d1-abc", {"10.0.0.1": True, "10.0.0.4": True}))
