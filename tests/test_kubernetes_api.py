@@ -340,5 +340,10 @@ def test_connection_problems_read_well(fake: FakeKubernetesApi, tmp_path: Path) 
             api.get("Deployment", "dep-d1")
     with pytest.raises(TrussError, match="No kubeconfig at"):
         KubernetesApi.from_kubeconfig(tmp_path / "nope", namespace="truss")
+    with pytest.raises(TrussError, match="Context 'staging' not found"):
+        KubernetesApi.from_kubeconfig(kubeconfig(tmp_path, fake.url), namespace="truss", context="staging")
+    (tmp_path / "broken").write_text("clusters: [\n")
+    with pytest.raises(TrussError, match="Cannot use the kubeconfig .*broken: while parsing"):
+        KubernetesApi.from_kubeconfig(tmp_path / "broken", namespace="truss")
     with pytest.raises(TrussError, match="Not inside a Kubernetes pod"):
         KubernetesApi.in_cluster(service_account_dir=tmp_path / "no-account")

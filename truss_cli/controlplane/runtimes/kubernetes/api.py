@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type
 
 import httpx2
+import yaml
 from lightkube import AsyncClient, Client
 from lightkube.config.kubeconfig import SERVICE_ACCOUNT, KubeConfig, SingleConfig
 from lightkube.core import resource as lightkube_resource
@@ -83,6 +84,7 @@ class KubernetesApi:
         self.namespace = namespace
         self.server = config.cluster.server
         self._timeout = httpx2.Timeout(timeout)
+        # trust_env=False: settings are passed, not looked up (no proxy or CA variables read here).
         self._client = Client(config, namespace=namespace, timeout=self._timeout, field_manager=FIELD_MANAGER, trust_env=False)
 
     @classmethod
@@ -92,8 +94,9 @@ class KubernetesApi:
             raise TrussError(f"No kubeconfig at {path}.", hint="Pass the file kubectl uses (usually ~/.kube/config).", exit_code=2)
         try:
             config = KubeConfig.from_file(path).get(context)
-        except (ConfigError, KeyError, ValueError, TypeError) as exc:
-            raise TrussError(f"Cannot use the kubeconfig {path}: {exc}", hint="Check it with `kubectl --kubeconfig PATH config view`.", exit_code=2) from exc
+        except (ConfigError, KeyError, ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+            reason = " ".join(str(exc).split())  # a YAML error spans lines
+            raise TrussError(f"Cannot use the kubeconfig {path}: {reason}", hint=f"Check it with `kubectl --kubeconfig {path} config view`.", exit_code=2) from exc
         if config is None:
             raise TrussError(f"The kubeconfig {path} has no current context.", hint="Name one (`kubectl config get-contexts` lists them).", exit_code=2)
         return cls(config, namespace)
