@@ -308,6 +308,19 @@ def test_a_forbidden_verb_names_it_and_the_resource(api: KubernetesApi, fake: Fa
     with pytest.raises(TrussError, match="verb patch on deployments.apps/scale"):
         api.scale("dep-d1", 2)
 
+    fake.forbid("watch", "endpointslices")  # listing is allowed, watching is not: the iterator ends with the error
+
+    async def watch_once() -> None:
+        watch = api.watch_endpoint_slices(LABELS)
+        try:
+            assert await next_snapshot(watch) == {}
+            await next_snapshot(watch)
+        finally:
+            await watch.aclose()
+
+    with pytest.raises(TrussError, match="verb watch on endpointslices.discovery.k8s.io"):
+        asyncio.run(watch_once())
+
 
 def test_a_missing_namespace_says_to_create_it(fake: FakeKubernetesApi, tmp_path: Path) -> None:
     with KubernetesApi.from_kubeconfig(kubeconfig(tmp_path, fake.url), namespace="models") as api:
