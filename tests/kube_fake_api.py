@@ -375,6 +375,8 @@ class FakeKubernetesApi:
             changed = self.changed  # taken before reading the log, so no wake-up is lost
             with self.lock:
                 pending = [e for e in self.events if e[0] > sent and e[2] == plural and e[3]["metadata"]["namespace"] == ns]
+            if epoch != self.watch_epoch:
+                break  # dropped meanwhile: what changed after the drop goes to the next watch only
             for version, kind, _, obj in pending:
                 sent = version
                 if matches(obj["metadata"].get("labels", {}), selector):
