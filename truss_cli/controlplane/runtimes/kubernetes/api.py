@@ -170,7 +170,7 @@ class KubernetesApi:
                                            namespace=self.namespace, patch_type=PatchType.MERGE)
         except _Missing:
             raise self._no_deployment(deployment) from None
-        return DeploymentScale(wanted=scale.spec.replicas or 0, current=(scale.status.replicas if scale.status else 0))
+        return _deployment_scale(scale)
 
     def read_scale(self, deployment: str) -> DeploymentScale:
         try:
@@ -178,7 +178,7 @@ class KubernetesApi:
                 scale = self._client.get(Deployment.Scale, deployment, namespace=self.namespace)
         except _Missing:
             raise self._no_deployment(deployment) from None
-        return DeploymentScale(wanted=scale.spec.replicas or 0, current=(scale.status.replicas if scale.status else 0))
+        return _deployment_scale(scale)
 
     # ---- pods ----
 
@@ -307,6 +307,11 @@ class _Translate:
             raise TrussError(f"Cannot reach the Kubernetes API at {self.api.server}: {exc or type(exc).__name__}",
                              hint="Check the cluster is up and the kubeconfig's server address (`kubectl cluster-info`).") from exc
         return False
+
+
+def _deployment_scale(scale: Any) -> DeploymentScale:
+    spec, status = scale.spec, scale.status  # either may be absent or empty in a Scale
+    return DeploymentScale(wanted=(spec.replicas if spec else 0) or 0, current=(status.replicas if status else 0) or 0)
 
 
 def _status_of(exc: httpx2.HTTPStatusError) -> tuple[int, str, dict]:
