@@ -156,7 +156,7 @@ def pull_by_digest(
     on_progress: ProgressCallback | None = None,
     auth_config: Mapping[str, str] | None = None,
 ) -> str:
-    """Pull `HOST/PREFIX/NAME@sha256:…` (a no-op when this machine has it); the local image id."""
+    """Pull `HOST/PREFIX/NAME@sha256:…` (layers this machine has are not fetched again); the local image id."""
     match = _DIGEST_REFERENCE.fullmatch(reference)
     if match is None:
         raise UsageError(
