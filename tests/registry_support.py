@@ -66,41 +66,60 @@ def start_registry(root: Path, users: dict[str, str] | None = None, timeout: flo
     """Start a registry storing under `root`; returns once its API answers."""
     binary = registry_binary()
     root.mkdir(parents=True, exist_ok=True)
-    port = free_loopback_port()
-    auth = ""
-    if users is not None:
-        htpasswd = root / "htpasswd"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            # Deprecated in 3.11 but present; glibc's libxcrypt makes the $2b$ bcrypt hashes htpasswd needs.
-            import crypt
-            # rounds=16 is bcrypt cost 4, the lowest: these are throwaway test passwords.
-            lines = [f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}" for user, password in users.items()]
-        htpasswd.write_text("\n".join(lines) + "\n")
-        auth = f"auth:\n  htpasswd:\n    realm: truss-test\n    path: {htpasswd}\n"
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: truss-test-only\n"
-        + auth
-    )
-    log = root / "registry.log"
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen([binary, "serve", str(config)], stdout=log_file, stderr=subprocess.STDOUT)
-    registry = LocalRegistry(f"127.0.0.1:{port}", root, process, log)
+    auth = _htpasswd_auth(root, users) if users is not None else ""
+    # The free port is found by binding and releasing it, so another process may take it first:
+    # the registry then exits with "address already in use" and is started on another port.
+    for _attempt in range(3):
+        port = free_loopback_port()
+        config = root / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n  secret: truss-test-only\n" + auth
+        )
+        log = root / "registry.log"
+        with open(log, "wb") as log_file:
+            process = subprocess.Popen([binary, "serve", str(config)], stdout=log_file, stderr=subprocess.STDOUT)
+        registry = LocalRegistry(f"127.0.0.1:{port}", root, process, log)
+        if _wait_until_answering(registry, timeout):
+            return registry
+        if "address already in use" not in registry.log_text():
+            break
+    raise AssertionError(f"docker-registry exited with {process.returncode}:\n{registry.log_text()}")
+
+
+def _wait_until_answering(registry: LocalRegistry, timeout: float) -> bool:
+    """True once the registry answers; False if it exited first."""
     deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"docker-registry exited with {process.returncode}:\n{registry.log_text()}")
+    while registry.process.poll() is None:
         try:
             # 401 is an answer too: a registry with auth challenges even /v2/.
             if httpx.get(f"http://{registry.host}/v2/", timeout=2.0).status_code in (200, 401):
-                return registry
+                return True
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
             registry.stop()
-            raise AssertionError(f"docker-registry did not answer on {registry.host} within {timeout}s:\n{registry.log_text()}")
+            raise AssertionError(
+                f"docker-registry did not answer on {registry.host} within {timeout}s:\n{registry.log_text()}"
+            )
         time.sleep(0.05)
+    return False
+
+
+def _htpasswd_auth(root: Path, users: dict[str, str]) -> str:
+    """The config's auth section, with an htpasswd file of bcrypt hashes (the only form it reads)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # Deprecated in 3.11 but present; glibc's libxcrypt makes the $2b$ hashes.
+        import crypt
+
+        # rounds=16 is bcrypt cost 4, the lowest: these are throwaway test passwords.
+        lines = [
+            f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}"
+            for user, password in users.items()
+        ]
+    htpasswd = root / "htpasswd"
+    htpasswd.write_text("\n".join(lines) + "\n")
+    return f"auth:\n  htpasswd:\n    realm: truss-test\n    path: {htpasswd}\n"

@@ -5,9 +5,11 @@ registry that is not there, refuses the credentials or is misnamed says so clear
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import shutil
+import tarfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -75,6 +77,19 @@ def local_tags(client: docker.APIClient, image_id: str) -> list[str]:
         return []
 
 
+def tiny_image(client: docker.APIClient, cleanup: Cleanup) -> str:
+    """A one-file image made with `docker import`: a real image, seconds less to push than a model's."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as archive:
+        content = b"pushed by the registry tests\n"
+        member = tarfile.TarInfo("hello.txt")
+        member.size = len(content)
+        archive.addfile(member, io.BytesIO(content))
+    tag = cleanup.tag(f"truss-test-tiny:{uuid.uuid4().hex[:8]}")
+    client.import_image_from_data(data.getvalue(), *tag.split(":"))
+    return tag
+
+
 @pytest.mark.docker
 def test_a_pushed_image_comes_back_by_digest_alone_and_serves(
     client: docker.APIClient, cleanup: Cleanup, registry: LocalRegistry, hello_image: BuildResult
@@ -115,33 +130,27 @@ def test_a_pushed_image_comes_back_by_digest_alone_and_serves(
 
 
 @pytest.mark.docker
-def test_a_registry_that_is_not_there_is_named_with_how_to_check_it(
-    client: docker.APIClient, cleanup: Cleanup, hello_image: BuildResult
-) -> None:
-    _ensure_local(client, hello_image)
+def test_a_registry_that_is_not_there_is_named_with_how_to_check_it(client: docker.APIClient, cleanup: Cleanup) -> None:
+    image = tiny_image(client, cleanup)
     host = f"127.0.0.1:{free_loopback_port()}"
-    cleanup.tag(f"{host}/team/truss-hello:{hello_image.tag.split(':')[1]}")
+    cleanup.tag(f"{host}/team/truss-test-tiny:{image.split(':')[1]}")
     with pytest.raises(TrussError) as raised:
-        push(client, hello_image.tag, f"{host}/team")
+        push(client, image, f"{host}/team")
     assert f"Registry {host} is not reachable" in raised.value.message
     assert "connection refused" in raised.value.message
-    assert f"curl -i https://{host}/v2/" in (raised.value.hint or "")
+    assert f"curl -i http://{host}/v2/" in (raised.value.hint or "")  # loopback: the engine spoke plain HTTP
 
 
 @pytest.mark.docker
 def test_credentials_come_from_the_docker_config_and_a_refusal_names_the_registry(
-    client: docker.APIClient,
-    cleanup: Cleanup,
-    hello_image: BuildResult,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    client: docker.APIClient, cleanup: Cleanup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _ensure_local(client, hello_image)
+    image = tiny_image(client, cleanup)
     locked = start_registry(tmp_path / "locked", users={"truss": "s3cret"})
     try:
-        cleanup.tag(f"{locked.host}/team/truss-hello:{hello_image.tag.split(':')[1]}")
+        cleanup.tag(f"{locked.host}/team/truss-test-tiny:{image.split(':')[1]}")
         with pytest.raises(TrussError) as raised:
-            push(client, hello_image.tag, f"{locked.host}/team", auth_config={"username": "truss", "password": "wrong"})
+            push(client, image, f"{locked.host}/team", auth_config={"username": "truss", "password": "wrong"})
         assert f"Registry {locked.host} refused the credentials" in raised.value.message
         assert f"docker login {locked.host}" in (raised.value.hint or "")
 
@@ -152,8 +161,8 @@ def test_credentials_come_from_the_docker_config_and_a_refusal_names_the_registr
         (config_dir / "config.json").write_text(json.dumps({"auths": {locked.host: {"auth": token}}}))
         monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
         logged_in = docker.from_env(timeout=600).api
-        reference = push(logged_in, hello_image.tag, f"{locked.host}/team")
-        assert reference.startswith(f"{locked.host}/team/truss-hello@sha256:")
+        reference = push(logged_in, image, f"{locked.host}/team")
+        assert re.fullmatch(rf"{re.escape(locked.host)}/team/truss-test-tiny@sha256:[0-9a-f]{{64}}", reference)
     finally:
         locked.stop()
 
@@ -179,6 +188,7 @@ def test_cli_push_prints_the_digest_reference(
     assert text.exit_code == 0, text.output
     assert text.stdout.strip() == data["reference"]  # the same bytes, the same digest
     assert f"Unchanged: reusing image {data['tag']}" in text.stderr
+    assert text.stderr.count(f"Pushing to {registry.host}/team") == 1  # not a terminal: plain lines
     assert "layers sent" in text.stderr
 
 

@@ -23,6 +23,7 @@ class PushBars:
         )
         self._tasks: dict[str, TaskID] = {}
         self._finished: set[str] = set()
+        self._announced = False
         self.sent_layers = 0
         self.existing_layers = 0
 
@@ -34,8 +35,9 @@ class PushBars:
             self._progress.stop()
 
     def __call__(self, event: LayerProgress) -> None:
-        if not self._tasks and not self._finished and not self._interactive:
+        if not self._announced and not self._interactive:
             console.err.print(f"Pushing to {self._destination}", markup=False)
+            self._announced = True
         if event.done:
             self._finish(event)
             return

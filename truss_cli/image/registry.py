@@ -205,13 +205,17 @@ def _recorded_digest(client: docker.APIClient, pushed: str, repository: str) -> 
 def _registry_error(host: str, action: str, message: str) -> TrussError:
     lowered = message.lower()
     if any(word in lowered for word in _UNREACHABLE):
+        # The engine's message shows the URL it tried: plain HTTP for loopback and insecure registries.
+        if f"http://{host}/" in message:
+            check = f"`curl -i http://{host}/v2/`"
+        else:
+            check = (
+                f"`curl -i https://{host}/v2/` (a plain-HTTP registry must be loopback or in the engine's "
+                "`insecure-registries`)"
+            )
         return TrussError(
             f"Registry {host} is not reachable, so the engine could not {action} ({message.strip()})",
-            hint=(
-                f"Check that it answers: `curl -i https://{host}/v2/` (or http:// for a plain-HTTP registry, which "
-                "Docker uses only for loopback hosts and the engine's `insecure-registries`); check the host and port "
-                "in --registry."
-            ),
+            hint=f"Check the host and port in --registry, and that the registry answers: {check}.",
         )
     if any(word in lowered for word in _UNAUTHORIZED):
         return TrussError(
