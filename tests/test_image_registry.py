@@ -18,12 +18,15 @@ import docker
 import docker.errors
 import httpx
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, edge_settings
 from docker_support import Cleanup, base_image, engine, unique_name
 from registry_support import LocalRegistry, free_loopback_port, start_registry
+from truss_cli.cli import console
 from truss_cli.cli.app import app
+from truss_cli.cli.push_progress import PushBars
 from truss_cli.errors import TrussError, UsageError
 from truss_cli.image.build import BuildResult, build_image
 from truss_cli.image.container import start_container, wait_until_ready
@@ -225,3 +228,22 @@ def _ensure_local(client: docker.APIClient, image: BuildResult) -> None:
     alone), it is still here. Either way the build's tag must name it again."""
     if image.tag not in local_tags(client, image.image_id):
         client.tag(image.image_id, *image.tag.rsplit(":", 1))
+
+
+def test_push_bars_on_a_terminal_show_each_layer_and_never_more_than_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr(console, "err", Console(file=screen, force_terminal=True, width=100))
+    with PushBars("127.0.0.1:5000/team") as bars:
+        bars(LayerProgress("aaa", "Preparing"))
+        bars(LayerProgress("bbb", "Preparing"))
+        bars(LayerProgress("aaa", "Pushing", 500, 1000))
+        bars(LayerProgress("aaa", "Pushing", 1300, 1000))  # the engine's count can pass its stated total
+        bars._progress.refresh()
+        bars(LayerProgress("bbb", "Layer already exists"))
+        bars(LayerProgress("aaa", "Pushed"))
+        bars._progress.refresh()
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert re.search(r"aaa Pushed +━+ 1\.0/1\.0 kB", drawn), drawn
+    assert "bbb Layer already exists" in drawn
+    assert "1.3/1.0 kB" not in drawn
+    assert (bars.sent_layers, bars.existing_layers) == (1, 1)

@@ -24,6 +24,7 @@ class PushBars:
         self._tasks: dict[str, TaskID] = {}
         self._finished: set[str] = set()
         self._announced = False
+        self._totals: dict[str, int] = {}
         self.sent_layers = 0
         self.existing_layers = 0
 
@@ -49,9 +50,12 @@ class PushBars:
         if task is None:
             task = self._progress.add_task(f"{event.layer} {event.status}", total=event.total)
             self._tasks[event.layer] = task
-        self._progress.update(
-            task, description=f"{event.layer} {event.status}", completed=event.current or 0, total=event.total
-        )
+        if event.total:
+            self._totals[event.layer] = event.total
+        total = self._totals.get(event.layer)
+        # The engine's byte count can run past the total it stated for the layer: a full bar, not 104%.
+        completed = min(event.current or 0, total) if total else event.current or 0
+        self._progress.update(task, description=f"{event.layer} {event.status}", completed=completed, total=total)
 
     def _finish(self, event: LayerProgress) -> None:
         if event.layer in self._finished:
@@ -63,6 +67,7 @@ class PushBars:
             self.existing_layers += 1
         task = self._tasks.get(event.layer)
         if self._interactive and task is not None:
-            self._progress.update(task, description=f"{event.layer} {event.status}", completed=event.total or 0)
+            total = self._totals.get(event.layer)
+            self._progress.update(task, description=f"{event.layer} {event.status}", completed=total or 0, total=total)
         elif not self._interactive:
             console.err.print(f"  {event.layer}: {event.status}", markup=False, highlight=False)
