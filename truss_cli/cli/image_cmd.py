@@ -1,4 +1,4 @@
-"""`truss image build-context | build | run`: a model directory as a Docker image."""
+"""`truss image build-context | build | push | run`: a model directory as a Docker image."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from truss_cli.cli import console, edge, signals
 from truss_cli.cli.build_progress import BuildProgress
 from truss_cli.cli.download_progress import DownloadBars
 from truss_cli.cli.help import Command, Group
-from truss_cli.image.build import BuildFailed, BuildResult, build_image
+from truss_cli.cli.push_progress import PushBars
+from truss_cli.image.build import BuildFailed, BuildResult, build_image, split_tag
 from truss_cli.image.container import (
     HOST,
     RunningContainer,
@@ -25,6 +26,7 @@ from truss_cli.image.context import write_build_context
 from truss_cli.image.engine import connect
 from truss_cli.image.limits import ContainerLimits, container_limits
 from truss_cli.image.plan import ImagePlan, plan_image
+from truss_cli.image.registry import parse_registry, push as push_image
 from truss_cli.net import check_port_free
 from truss_cli.settings import BASE_IMAGE_ENV, Settings
 from truss_cli.supervision import ReplicaFailed
@@ -80,6 +82,50 @@ def build(
         result = _build(plan, settings, tag, no_cache)
     console.result(
         output, result.tag, {"tag": result.tag, "image_id": result.image_id, "reused": result.reused}
+    )
+
+
+@app.command("push", cls=Command)
+def push(
+    model_dir: Path = ModelDir,
+    registry: str = typer.Option(
+        ...,
+        "--registry",
+        metavar="HOST[:PORT]/PREFIX",
+        help="The registry and repository prefix to push to, without a scheme (e.g. registry.example.com/team); "
+        "credentials come from the Docker config (`docker login HOST`).",
+    ),
+    tag: Optional[str] = TagOption,
+    base_image: Optional[str] = BaseImageOption,
+    output: console.OutputFormat = console.output_option(),
+) -> None:
+    """Build the model's image (or reuse it), push it, and print its reference by digest.
+
+    The image goes to HOST/PREFIX/NAME:TAG (NAME and TAG from the built image's name); the
+    printed HOST/PREFIX/NAME@sha256:... names exactly what was pushed, as a cluster should pull it.
+    """
+    settings = edge.settings()
+    target = parse_registry(registry)  # a misnamed registry is refused before a build that may take minutes
+    with signals.interruptible():
+        plan = _plan(model_dir, base_image, settings)
+        result = _build(plan, settings, tag, no_cache=False)
+        with PushBars(str(target)) as bars:
+            reference = push_image(connect(settings.environ), result.tag, target, on_progress=bars)
+    console.err.print(
+        f"[green]Pushed[/] {escape(result.tag)} to {escape(str(target))} "
+        f"({bars.sent_layers} layers sent, {bars.existing_layers} already there)"
+    )
+    console.result(
+        output,
+        reference,
+        {
+            "reference": reference,
+            "digest": reference.split("@", 1)[1],
+            "pushed_tag": f"{reference.split('@', 1)[0]}:{split_tag(result.tag)[1]}",
+            "tag": result.tag,
+            "image_id": result.image_id,
+            "reused": result.reused,
+        },
     )
 
 
