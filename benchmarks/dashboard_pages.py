@@ -7,11 +7,11 @@ The store: `--models` − 1 models as benchmarks/dashboard_models_page.py makes 
 deployments each, a day of hourly usage rows; written before the control plane starts), and one
 model really pushed from the CLI on the process runtime (`truss push`, copies of examples/hello):
 deployment-1 in production, an environment `staging` (made through the API) into which
-deployment-2 is pushed (`--environment staging`: a promotion row), deployment-3 promoted into
+deployment-2 is pushed (`--environment staging`, an instant promotion), deployment-3 promoted into
 production with rolling settings that wait an hour after the first step (a promotion in
 progress, whose card the page polls every second), and the development deployment
 `truss push --watch` makes, with its 50 syncs (dev_syncs' KEEP, the most a page shows) written
-into the store beside the running plane (SQLite in WAL mode takes a second writer). Its three
+into the store beside the running plane (SQLite in WAL mode takes a second writer). Its four
 replicas run while the pages are timed, the reconciler ticking as it does for a user.
 
 Timed: every page a browser asks for, and the fragments the pages poll, each GET with a signed-in
@@ -19,7 +19,10 @@ session (the sign-in form, as a browser does) on one keep-alive connection, from
 to the body read, over loopback. That is the server's time plus uvicorn's and httpx's share of
 one HTTP exchange: the static file row (GET /static/dashboard.css, no session, no store read)
 shows that floor. Every answer must be 200 and carry what the page is about (the benchmark fails
-otherwise). Prints p50/p95/max in ms per page.
+otherwise). Prints p50/p95/max in ms per page and how many answers took over 100 ms.
+
+`--code DIR`: the truss_cli the control plane and the CLI run, e.g. a `git archive` of another
+commit for a before/after (docs/performance.md, "Dashboard: every page").
 """
 
 from __future__ import annotations

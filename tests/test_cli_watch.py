@@ -28,8 +28,8 @@ from tests.pty_terminal import PtyCommand
 from truss_cli.cli.app import app
 from truss_cli.cli.watch_output import line
 from truss_cli.client.patches import _succeeded
-from truss_cli.sync.manifest import Manifest
 from truss_cli.client.remotes import add_remote, trussrc_path
+from truss_cli.sync.manifest import Manifest
 
 runner = CliRunner()
 
