@@ -26,7 +26,10 @@ from tests.controlplane_support import ControlPlaneProcess, running_controlplane
 from tests.patch_spec_server import PatchSpecServer
 from tests.pty_terminal import PtyCommand
 from truss_cli.cli.app import app
+from truss_cli.cli.watch_output import line
+from truss_cli.client.patches import _succeeded
 from truss_cli.client.remotes import add_remote, trussrc_path
+from truss_cli.sync.manifest import Manifest
 
 runner = CliRunner()
 
@@ -206,6 +209,30 @@ def test_watch_attaches_sends_offline_changes_first_and_prints_json_lines(remote
         assert watch.interrupt() == 130
     finally:
         watch.kill()
+
+
+# -- a docker requirements sync's line, from the answer the control plane sends (controlplane/patches.py) --
+
+def _docker_requirements_line(requirements: dict[str, list[str]], packages: dict[str, list[str]], reason: str) -> str:
+    answer = {"action": "requirements", "reason": reason, "tree_hash": "b" * 64, "requirements": requirements,
+              "system_packages": packages}
+    result = _succeeded(["config.yaml"], answer, time.monotonic(), Manifest({}))
+    assert result.to_dict()["system_packages"] == packages  # `--output json` carries it as the answer did
+    return line(result).plain
+
+
+def test_a_docker_sync_that_added_a_system_package_names_it_in_words_not_as_the_config_key() -> None:
+    none: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
+    only = _docker_requirements_line(none, {"added": ["jq"], "removed": []}, "system_packages changed: +jq")
+    assert only.split(" ", 1)[1].startswith("config.yaml → requirements in ") and only.endswith(": system packages +jq"), only
+    assert "system_packages" not in only
+    both = _docker_requirements_line({**none, "added": ["six==1.16.0"]}, {"added": ["jq"], "removed": ["curl"]},
+                                     "requirements changed: +six==1.16.0; system_packages changed: +jq, -curl")
+    assert both.endswith(": +six==1.16.0; system packages +jq, -curl (removed ones stay installed until the next rebuild)"), both
+    # The process runtime's answer has no system_packages: the requirement changes alone, as before.
+    process = _succeeded(["config.yaml"], {"action": "requirements", "reason": "requirements changed: +six==1.16.0",
+                                           "requirements": {**none, "added": ["six==1.16.0"]}}, None, Manifest({}))
+    assert process.system_packages is None and line(process).plain.endswith(": +six==1.16.0")
 
 
 # -- the CLI's lines for every kind of sync, against tests/patch_spec_server.py (C2, C3, C1) --

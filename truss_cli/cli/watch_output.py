@@ -115,12 +115,20 @@ def line(result: SyncResult) -> Text:
 
 
 def requirements_text(result: SyncResult) -> str:
-    """`+six==1.16.0, -idna, attrs==23.1.0 -> attrs==23.2.0` (added, removed, changed as the
-    control plane writes them), else the reason."""
+    """What a requirements sync installed: `+six==1.16.0, -idna, attrs==23.1.0 -> attrs==23.2.0`
+    (added, removed, changed as the control plane writes them), then on docker `system packages
+    +jq, -curl` (a removed one stays installed until the next rebuild); else the reason."""
     changes = result.requirements or {}
     parts = [f"+{item}" for item in changes.get("added", [])]
     parts += [f"-{item}" for item in changes.get("removed", [])]
     parts += list(changes.get("changed", []))
+    packages = result.system_packages or {}
+    added, removed = packages.get("added", []), packages.get("removed", [])
+    if added or removed:
+        words = [f"+{name}" for name in added] + [f"-{name}" for name in removed]
+        note = " (removed ones stay installed until the next rebuild)" if removed else ""
+        # Its own clause: a package name next to requirement lines would read as a PyPI project.
+        return "; ".join(filter(None, [", ".join(parts), f"system packages {', '.join(words)}{note}"]))
     return ", ".join(parts) or result.reason or "requirements changed"
 
 

@@ -73,6 +73,8 @@ class SyncResult:
     server_ms: dict[str, Any] = field(default_factory=dict)
     needs_full_deploy_reason: str | None = None
     requirements: dict[str, list[str]] | None = None  # {"added", "removed", "changed"}
+    # Docker runtime: the system packages a requirements sync installed or left behind.
+    system_packages: dict[str, list[str]] | None = None  # {"added", "removed"}
     build_log_tail: list[str] | None = None  # of a failed rebuild
 
     @property
@@ -85,7 +87,8 @@ class SyncResult:
             "ms": None if self.ms is None else round(self.ms, 1), "tree_hash": self.tree_hash,
             "error": self.error, "phase": self.phase, "traceback": self.traceback,
             "server_ms": self.server_ms, "needs_full_deploy_reason": self.needs_full_deploy_reason,
-            "requirements": self.requirements, "build_log_tail": self.build_log_tail,
+            "requirements": self.requirements, "system_packages": self.system_packages,
+            "build_log_tail": self.build_log_tail,
         }
 
 
@@ -307,6 +310,7 @@ def _succeeded(files: list[str], answer: dict[str, Any], since: float | None, re
         server_ms=answer.get("ms") if isinstance(answer.get("ms"), dict) else {},
         needs_full_deploy_reason=answer.get("needs_full_deploy_reason"),
         requirements=_requirements_of(answer.get("requirements")),
+        system_packages=_system_packages_of(answer.get("system_packages")),
     )
 
 
@@ -314,6 +318,12 @@ def _requirements_of(value: Any) -> dict[str, list[str]] | None:
     if not isinstance(value, dict):
         return None
     return {key: [str(item) for item in value.get(key) or []] for key in ("added", "removed", "changed")}
+
+
+def _system_packages_of(value: Any) -> dict[str, list[str]] | None:
+    if not isinstance(value, dict):
+        return None
+    return {key: [str(item) for item in value.get(key) or []] for key in ("added", "removed")}
 
 
 def _failed(files: list[str], exc: ApiError, since: float | None, local_path: Callable[[str], Path]) -> SyncResult:

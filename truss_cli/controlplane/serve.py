@@ -9,6 +9,7 @@ drains, the lifespan stops the build workers; replicas keep running for the next
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -49,6 +50,12 @@ def serve(settings: Settings, host: str, port: int, runtime_kind: str, database_
             if server.should_exit:
                 return
             await asyncio.sleep(0.02)
+        # Everything alive now (the imported modules, the app, the plane's parts) lives as long
+        # as the process: kept out of the collector's full passes, which otherwise walk all of it
+        # (~90-280 ms on this 2-core machine under load) and stalled whichever request was in
+        # flight: the dashboard's busiest pages took 100-300 ms every few seconds
+        # (docs/performance.md, "Dashboard: every page"). A list splice: costs nothing here.
+        gc.freeze()
         record = {"pid": os.getpid(), "url": url, "runtime": selection.runtime.kind,
                   "database": store.database, "started_at": datetime.now(timezone.utc).isoformat()}
         _write_atomically(state_file, json.dumps(record))
