@@ -31,11 +31,16 @@ def _describe(running: local_server.Running) -> dict[str, Any]:
     }
 
 
+def _count(number: object, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _text(data: dict[str, Any]) -> str:
     reason = f" ({data['runtime_reason']})" if data.get("runtime_reason") else ""
     return (f"Control plane at {data['url']} (pid {data['pid']})\n  runtime:  {data['runtime']}{reason}\n"
             f"  database: {data['database']}\n  data dir: {data['data_dir']}\n"
-            f"  {data['models']} models, {data['deployments']} deployments, {data['replicas']} replicas\n"
+            f"  {_count(data['models'], 'model')}, {_count(data['deployments'], 'deployment')}, "
+            f"{_count(data['replicas'], 'replica')}\n"
             f"  development deployments scale to zero after {data.get('dev_idle_seconds') or 900:g} s idle")
 
 
