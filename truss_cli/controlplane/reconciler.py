@@ -9,8 +9,9 @@ matters across a crash (backoff timers, usage not yet flushed), so a control pla
 between two steps repairs the rest on its next tick: a deployment left DEACTIVATING is
 stopped again and becomes INACTIVE.
 
-It also counts usage: the replica-seconds of the replicas it sees running, and the requests
-the gateway served per deployment, flushed to the store every few seconds and at shutdown.
+It also counts usage (`usage_meter.UsageMeter`): the replica-seconds of the replicas it sees
+running, and the requests the gateway served per deployment, flushed to the store every few
+seconds and at shutdown.
 
 Development deployments scale to zero, wake and start at their patch point: the tick calls
 `development.DevelopmentLifecycle` for those steps.
@@ -46,11 +47,12 @@ from truss_cli.controlplane.gateway import RoutingTable
 from truss_cli.controlplane.rollout_machine import RAMPING_DOWN
 from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
-from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store, UsageAccrual
+from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store
 from truss_cli.controlplane.store import StoreError, states
 from truss_cli.controlplane.store.deployments import PRODUCTION, takes_production
 from truss_cli.controlplane.targets import build_targets
 from truss_cli.controlplane.trees import Trees
+from truss_cli.controlplane.usage_meter import UsageMeter
 
 logger = logging.getLogger("truss.controlplane.reconciler")
 
@@ -69,7 +71,6 @@ _TICK_SECONDS = 0.5
 # every start: a model loading for minutes with nobody waiting is polled at the usual pace.)
 _STARTING_TICK_SECONDS = 0.05
 _BACKOFF_FIRST, _BACKOFF_MAX = 1.0, 60.0
-USAGE_FLUSH_SECONDS = 10.0
 _MAX_SAMPLES = 8000  # per deployment: an hour's window (the longest) of samples at 0.5 s
 # How long a retiring replica's requests in flight at the gateway may take to finish before
 # it is stopped anyway (its server then drains them for protocol.DRAIN_SECONDS more).
@@ -158,14 +159,8 @@ class Reconciler:
         # to STOP_GRACE_SECONDS; the ticks of other deployments must not wait for it).
         self._deactivating: set[str] = set()
         self._deactivating_lock = threading.Lock()
-        # Usage not yet in the store: id -> [replica_seconds, requests], and the names seen.
-        self._usage_lock = threading.Lock()
-        self._pending: dict[str, list[float]] = {}
-        self._names: dict[str, tuple[str, str, str]] = {}  # id -> (model id, model name, name)
-        self._requests_seen: dict[str, int] = {}
-        self._live: set[str] = set()  # the deployments the last tick saw
+        self.usage = UsageMeter(store)
         self._last_tick: Optional[float] = None
-        self._last_flush = time.monotonic()
 
     def wake(self) -> None:
         """Something changed (a build finished, a deployment was deleted): tick now."""
@@ -203,7 +198,7 @@ class Reconciler:
                 self.sample_load()
                 await self.refresh()
                 self.count_requests()
-                if time.monotonic() - self._last_flush >= USAGE_FLUSH_SECONDS:
+                if self.usage.flush_due():
                     await asyncio.to_thread(self.flush_usage)
             except Exception:
                 logger.exception("reconciler tick failed; trying again")
@@ -274,11 +269,11 @@ class Reconciler:
                 if deployment.status == states.SCALED_TO_ZERO:
                     routing.asleep.add(deployment.id)
                 model = models.get(deployment.model_id)
-                self._count(deployment, model.name if model else "", replica_seconds=running * elapsed)
-            with self._usage_lock:
-                self._live = {deployment.id for deployment in deployments}
-            self.development.forget_except(self._live)  # deleted deployments' idle clocks
-            self._forget_scaling_except(self._live)
+                self.usage.count(deployment, model.name if model else "", replica_seconds=running * elapsed)
+            live = {deployment.id for deployment in deployments}
+            self.usage.saw(live)
+            self.development.forget_except(live)  # deleted deployments' idle clocks
+            self._forget_scaling_except(live)
             environments = self.store.environments.list_all()
             if self._hand_over_production(deployments, environments):
                 environments = self.store.environments.list_all()
@@ -366,8 +361,7 @@ class Reconciler:
             return
         now = time.monotonic()
         averages = self._load()
-        with self._usage_lock:
-            live = set(self._live)
+        live = self.usage.live()
         with self._samples_lock:
             for deployment_id in live | set(averages):
                 samples = self._samples.get(deployment_id)
@@ -666,13 +660,7 @@ class Reconciler:
                 self.runtime.stop(Handle.from_dict(dict(row.handle)))
                 self.store.replicas.set_phase(row.id, STOPPED)
 
-    # -- usage ------------------------------------------------------------------------------
-
-    def _count(self, deployment: Deployment, model_name: str, *, replica_seconds: float = 0.0) -> None:
-        with self._usage_lock:
-            self._names[deployment.id] = (deployment.model_id, model_name, deployment.name)
-            if replica_seconds:
-                self._pending.setdefault(deployment.id, [0.0, 0])[0] += replica_seconds
+    # -- usage (usage_meter.py) -----------------------------------------------------------
 
     def count_requests(self) -> None:
         """Take the gateway's request counts since the last look (the event loop's thread)."""
@@ -680,40 +668,15 @@ class Reconciler:
             return
         totals = dict(self._served_requests())
         now = time.monotonic()
-        with self._usage_lock:
-            for deployment_id, total in totals.items():
-                served = total - self._requests_seen.get(deployment_id, 0)
-                if served > 0:
-                    self._pending.setdefault(deployment_id, [0.0, 0])[1] += served
-                    self.development.touch(deployment_id, now)  # the idle clock: a request ended since the last look
-                self._requests_seen[deployment_id] = total
+        for deployment_id in self.usage.count_requests(totals):
+            self.development.touch(deployment_id, now)  # the idle clock: a request ended since the last look
         if self._busy_deployments is not None:
             for deployment_id in self._busy_deployments():
                 self.development.touch(deployment_id, now)  # one in flight (a long stream is no idleness)
 
     def flush_usage(self) -> None:
-        """Add what was counted since the last flush to the store (kept for the next one if
-        the store refuses now)."""
-        with self._usage_lock:
-            pending, self._pending = self._pending, {}
-            names = dict(self._names)
-            # Names of deleted deployments are needed only for their last counts (these).
-            self._names = {i: n for i, n in self._names.items() if i in self._live}
-        self._last_flush = time.monotonic()
-        accruals = [
-            UsageAccrual(deployment_id, *names.get(deployment_id, ("", "", "")), replica_seconds=seconds,
-                         requests=int(requests))
-            for deployment_id, (seconds, requests) in pending.items()
-        ]
-        try:
-            self.store.usage.accrue(accruals)
-        except Exception:
-            logger.exception("recording usage failed; keeping it for the next flush")
-            with self._usage_lock:
-                for accrual in accruals:
-                    counts = self._pending.setdefault(accrual.deployment_id, [0.0, 0])
-                    counts[0] += accrual.replica_seconds
-                    counts[1] += accrual.requests
+        """Add what was counted since the last flush to the store (at shutdown too)."""
+        self.usage.flush()
 
     # -- the loop's thread ----------------------------------------------------------------
 
