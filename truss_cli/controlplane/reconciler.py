@@ -4,7 +4,8 @@ Every tick it reads the deployments from the store, asks the runtime what each r
 replica is doing, and acts: start missing replicas, restart dead ones (with exponential
 backoff, 1 s -> 60 s), mark DEPLOY_FAILED when a deployment never came up, UNHEALTHY when an
 active one has no ready replica, stop the replicas of a deployment meant to be inactive
-(DEACTIVATING -> INACTIVE), and feeds the gateway's routing table. It keeps no state that
+(DEACTIVATING -> INACTIVE), and feeds the gateway's routing table. The graceful stops run in
+worker threads (`retirement.Retirement`), so no tick waits for one. It keeps no state that
 matters across a crash (backoff timers, usage not yet flushed), so a control plane killed
 between two steps repairs the rest on its next tick: a deployment left DEACTIVATING is
 stopped again and becomes INACTIVE.
@@ -28,7 +29,6 @@ requests finished at the gateway, then stopped). A desired count of 0 scales it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shlex
 import threading
@@ -44,10 +44,11 @@ from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.development import DEV_IDLE_SECONDS, DevelopmentLifecycle
 from truss_cli.controlplane.gateway import Replica as Upstream
 from truss_cli.controlplane.gateway import RoutingTable
+from truss_cli.controlplane.retirement import STOPPED, Retirement
 from truss_cli.controlplane.rollout_machine import RAMPING_DOWN
 from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
-from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store
+from truss_cli.controlplane.store import Deployment, Model, Removed, Replica, Store
 from truss_cli.controlplane.store import StoreError, states
 from truss_cli.controlplane.store.deployments import PRODUCTION, takes_production
 from truss_cli.controlplane.targets import build_targets
@@ -64,7 +65,6 @@ PARKING = NOT_YET_ACTIVE | {states.WAKING_UP}
 # over (a rebuild, a crash in the middle of a scale-down) is stopped. (Published deployments
 # are looked up only when scaled to zero: they never build in place.)
 NOTHING_RUNS = frozenset({states.BUILDING, states.BUILD_FAILED, states.SCALED_TO_ZERO})
-STOPPED = "stopped"  # a replica row kept for its logs (its deployment failed or was deactivated)
 _TICK_SECONDS = 0.5
 # While requests are parked and a deployment is coming up (waking, starting), tick this often:
 # the replica's readiness is seen by a tick, and a cold start's answer waits on it. (Not for
@@ -72,9 +72,6 @@ _TICK_SECONDS = 0.5
 _STARTING_TICK_SECONDS = 0.05
 _BACKOFF_FIRST, _BACKOFF_MAX = 1.0, 60.0
 _MAX_SAMPLES = 8000  # per deployment: an hour's window (the longest) of samples at 0.5 s
-# How long a retiring replica's requests in flight at the gateway may take to finish before
-# it is stopped anyway (its server then drains them for protocol.DRAIN_SECONDS more).
-RETIRE_DRAIN_SECONDS = 30.0
 
 
 @dataclass
@@ -128,7 +125,6 @@ class Reconciler:
         self.trees = trees
         self.development = DevelopmentLifecycle(store, runtime, trees, dev_idle_seconds)
         self._load = load
-        self._in_flight_at = in_flight_at
         self.rollout_replicas = rollout_replicas
         self._before_tick = before_tick
         self._parked = parked
@@ -139,13 +135,12 @@ class Reconciler:
         self._samples_lock = threading.Lock()
         self._scaling: dict[str, autoscaler.Memory] = {}
         self._bad_settings: set[str] = set()  # deployments whose stored settings were reported unreadable
-        # Replica rows being retired (scale-down, leftovers): from the tick that decides it on,
-        # no tick counts them as the deployment's or routes to them. They wait in
-        # `_retire_queue` for the next publish (so the gateway no longer routes to them), then
-        # a worker thread stops them.
-        self._retiring: set[str] = set()
-        self._retire_queue: list[tuple[int, Replica]] = []  # (seq of the tick that queued it, row)
         self._next_restart: dict[str, float] = {}  # replica row id -> monotonic time
+        # Graceful stops in worker threads: retired rows (scale-down, leftovers) once the
+        # gateway no longer routes to them, and deactivations.
+        self.retirement = Retirement(store, runtime, in_flight_at,
+                                     stopped=lambda row_id: self._next_restart.pop(row_id, None),
+                                     done=self._wake_from_thread)
         self._wake = asyncio.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._lock = threading.Lock()  # one tick at a time (deletes take it too)
@@ -155,10 +150,6 @@ class Reconciler:
         self._seq = 0
         self._published = 0
         self._starting = False  # the last published routing has a deployment coming up with no replica ready
-        # Deployments whose replicas a worker thread is stopping now (a graceful stop takes up
-        # to STOP_GRACE_SECONDS; the ticks of other deployments must not wait for it).
-        self._deactivating: set[str] = set()
-        self._deactivating_lock = threading.Lock()
         self.usage = UsageMeter(store)
         self._last_tick: Optional[float] = None
 
@@ -239,7 +230,7 @@ class Reconciler:
                 if deployment.desired_state == states.DESIRED_INACTIVE:
                     routing.inactive[deployment.id] = _inactive_detail(deployment, models.get(deployment.model_id))
                     if not self._halted and deployment.status != states.INACTIVE:
-                        self._begin_deactivation(deployment.id)
+                        self.retirement.deactivate(deployment.id)
                 elif not self._halted:
                     try:
                         settings = None if deployment.is_development else self._settings(deployment, scaling_inputs)
@@ -262,7 +253,7 @@ class Reconciler:
                                 deployment, ready, running = self._reconcile(deployment, routing.seq)
                         elif deployment.status in NOTHING_RUNS and (
                                 deployment.is_development or deployment.status == states.SCALED_TO_ZERO):
-                            self._queue_retirement(routing.seq, self._leftovers(deployment))
+                            self.retirement.queue(routing.seq, self._leftovers(deployment))
                     except Exception:
                         logger.exception("reconciling deployment %s failed", deployment.id)
                 routing.replicas[deployment.id] = (ready, deployment.status in PARKING)
@@ -310,48 +301,17 @@ class Reconciler:
         asleep = self.development.scale_to_zero(deployment, reason)
         if asleep is None:
             return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile; the next tick sees it
-        self._queue_retirement(routing.seq, self._leftovers(deployment))
+        self.retirement.queue(routing.seq, self._leftovers(deployment))
         return asleep
 
     def _leftovers(self, deployment: Deployment) -> list[Replica]:
         """Its replica rows still running (not stopped, not being stopped)."""
         return [r for r in self.store.replicas.list(deployment.id) if r.phase != STOPPED and r.id not in self._retiring]
 
-    def _queue_retirement(self, seq: int, rows: list[Replica]) -> None:
-        """The tick's thread: from now on `rows` are no replicas of their deployment."""
-        with self._deactivating_lock:
-            rows = [r for r in rows if r.id not in self._retiring]
-            self._retiring.update(r.id for r in rows)
-            self._retire_queue += [(seq, r) for r in rows]
-
-    def _begin_retiring(self) -> None:
-        """After a publish: stop the rows queued by the published tick or an older one in a
-        worker thread (graceful: in-flight requests finish), then mark them stopped."""
-        with self._deactivating_lock:
-            rows = [r for seq, r in self._retire_queue if seq <= self._published]
-            self._retire_queue = [(seq, r) for seq, r in self._retire_queue if seq > self._published]
-        if rows:
-            threading.Thread(target=self._retire, args=(rows,), name="retire-replicas", daemon=True).start()
-
-    def _retire(self, rows: list[Replica]) -> None:
-        try:
-            for row in rows:  # listings count it no more
-                with contextlib.suppress(NotFound):
-                    self.store.replicas.set_phase(row.id, "stopping")
-            self._wait_for_in_flight(rows)
-            self.stop_replicas(rows)
-            for row in rows:
-                self._next_restart.pop(row.id, None)
-                try:
-                    self.store.replicas.set_phase(row.id, STOPPED)
-                except NotFound:
-                    pass  # deleted meanwhile
-        except Exception:
-            logger.exception("stopping replicas %s failed; the next tick tries again", [r.id for r in rows])
-        finally:
-            with self._deactivating_lock:
-                self._retiring.difference_update(r.id for r in rows)
-            self._wake_from_thread()
+    @property
+    def _retiring(self) -> set[str]:
+        """The replica rows being retired (retirement.py): no tick counts them or routes to them."""
+        return self.retirement.retiring
 
     # -- published deployments: autoscaling -------------------------------------------------
 
@@ -508,7 +468,7 @@ class Reconciler:
         extra = len(seen) - deployment.desired_replicas
         ranked = sorted(range(len(seen)), key=lambda i: (seen[i][2].is_ready, seen[i][2].phase not in (FAILED, GONE), -i))
         leaving = set(ranked[:extra])
-        self._queue_retirement(seq, [seen[i][0] for i in sorted(leaving)])
+        self.retirement.queue(seq, [seen[i][0] for i in sorted(leaving)])
         with LogFile(build_log_path(self.store, deployment.id)) as log:
             log(f"scaling down: retiring {extra} replica(s) (desired {deployment.desired_replicas}); "
                 "each finishes its requests first")
@@ -534,7 +494,7 @@ class Reconciler:
         """Stop these replica rows once the gateway no longer routes to them: from the next
         tick on they are no replicas of their deployment (a replacement took over)."""
         with self._lock:
-            self._queue_retirement(self._seq + 1, rows)
+            self.retirement.queue(self._seq + 1, rows)
 
     def replica_spec(self, deployment: Deployment) -> ReplicaSpec:
         """What a replica of `deployment` starts from (its artifact, secrets, start tree)."""
@@ -581,65 +541,9 @@ class Reconciler:
             log(f"deploy failed: {cause}")
         return self.store.deployments.set_status(deployment.id, states.DEPLOY_FAILED, cause)
 
-    # -- deactivation (a thread per deployment) -------------------------------------------
-
-    def _wait_for_in_flight(self, rows: list[Replica]) -> None:
-        """Unrouted already: wait (bounded) until the gateway has no request at these replicas,
-        so none is cut off by the stop (a stream that outlasts the bound is drained by the server)."""
-        if self._in_flight_at is None:
-            return
-        urls = [str(row.handle.get("url") or "") for row in rows]
-        deadline = time.monotonic() + RETIRE_DRAIN_SECONDS
-        while any(url and self._in_flight_at(url) for url in urls) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def _begin_deactivation(self, deployment_id: str) -> None:
-        with self._deactivating_lock:
-            if deployment_id in self._deactivating:
-                return
-            self._deactivating.add(deployment_id)
-        threading.Thread(target=self._deactivate, args=(deployment_id,), name=f"deactivate-{deployment_id}",
-                         daemon=True).start()
-
-    def _deactivate(self, deployment_id: str) -> None:
-        """Stop every replica of the deployment gracefully (each server drains its in-flight
-        requests), keep their rows for the logs, then mark the deployment INACTIVE."""
-        try:
-            rows = [r for r in self.store.replicas.list(deployment_id) if r.phase != STOPPED]
-            self.stop_replicas(rows)
-            for row in rows:
-                self._next_restart.pop(row.id, None)
-                try:
-                    self.store.replicas.set_phase(row.id, STOPPED)
-                except NotFound:
-                    pass  # deleted meanwhile
-            if self.store.deployments.finish_deactivation(deployment_id):
-                with LogFile(build_log_path(self.store, deployment_id)) as log:
-                    log(f"deactivated: {len(rows)} replica(s) stopped")
-        except Exception:
-            logger.exception("deactivating deployment %s failed; the next tick tries again", deployment_id)
-        finally:
-            with self._deactivating_lock:
-                self._deactivating.discard(deployment_id)
-            self._wake_from_thread()
-
     def stop_replicas(self, rows: Iterable[Replica]) -> None:
-        """Stop replicas with the runtime's default grace (SIGTERM: in-flight requests finish),
-        all at once, so the whole stop takes one grace period at most."""
-        threads = [
-            threading.Thread(target=self._stop_quietly, args=(Handle.from_dict(dict(row.handle)),), daemon=True)
-            for row in rows
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-    def _stop_quietly(self, handle: Handle) -> None:
-        try:
-            self.runtime.stop(handle)
-        except Exception:
-            logger.exception("stopping replica %s failed", handle.replica_id)
+        """Stop replicas gracefully, all at once (retirement.py; a delete's release calls it)."""
+        self.retirement.stop_replicas(rows)
 
     # -- deletes and shutdown (API threads) -----------------------------------------------
 
@@ -684,7 +588,7 @@ class Reconciler:
         if routing.seq < self._published:
             # A newer tick was published already (a refresh overtook the loop's tick); what
             # this one queued for retirement the gateway no longer routes to either.
-            self._begin_retiring()
+            self.retirement.begin(self._published)
             return
         self._published = routing.seq
         self._starting = any(starting and not ready for ready, starting in routing.replicas.values())
@@ -699,7 +603,7 @@ class Reconciler:
             self.table.set_replicas(deployment_id, ready, starting, deployment_id in routing.asleep)
         self.table.keep_only(routing.replicas)
         # Only now that the gateway no longer routes to them.
-        self._begin_retiring()
+        self.retirement.begin(self._published)
 
 
 def _inactive_detail(deployment: Deployment, model: Optional[Model]) -> str:
