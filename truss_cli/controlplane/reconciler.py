@@ -19,8 +19,8 @@ Development deployments scale to zero, wake and start at their patch point: the 
 
 Published deployments follow the load (issue 11, docs/autoscaling.md): each tick, an ACTIVE
 one's desired replica count comes from a rollout's override (`rollout_replicas`) or else from
-the autoscaler (`autoscaler.decide`, on the gateway's load samples and the deployment's
-effective autoscaling settings), and the tick converges to it: missing replicas start, extra
+the autoscaler (`autoscaling_driver.AutoscalingDriver`: `autoscaler.decide` on the gateway's
+load samples and the deployment's effective autoscaling settings), and the tick converges to it: missing replicas start, extra
 ones retire gracefully (not-ready ones first; unrouted by the next publish, their in-flight
 requests finished at the gateway, then stopped). A desired count of 0 scales it to zero
 (SCALED_TO_ZERO, no replica); a request wakes it exactly as it wakes a development one.
@@ -33,13 +33,13 @@ import logging
 import shlex
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from truss_cli.controlplane import autoscaler, instant_promotion
-from truss_cli.controlplane.autoscaling_settings import AutoscalingSettings, effective
+from truss_cli.controlplane.autoscaling_driver import AutoscalingDriver
+from truss_cli.controlplane.autoscaling_settings import AutoscalingSettings
 from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.development import DEV_IDLE_SECONDS, DevelopmentLifecycle
 from truss_cli.controlplane.gateway import Replica as Upstream
@@ -71,7 +71,6 @@ _TICK_SECONDS = 0.5
 # every start: a model loading for minutes with nobody waiting is polled at the usual pace.)
 _STARTING_TICK_SECONDS = 0.05
 _BACKOFF_FIRST, _BACKOFF_MAX = 1.0, 60.0
-_MAX_SAMPLES = 8000  # per deployment: an hour's window (the longest) of samples at 0.5 s
 
 
 @dataclass
@@ -124,17 +123,11 @@ class Reconciler:
         self.dev_idle_seconds = dev_idle_seconds
         self.trees = trees
         self.development = DevelopmentLifecycle(store, runtime, trees, dev_idle_seconds)
-        self._load = load
         self.rollout_replicas = rollout_replicas
         self._before_tick = before_tick
         self._parked = parked
-        self.scale_down_step_seconds = scale_down_step_seconds
-        # The autoscaler's inputs and memory, per deployment (in memory: a restart only starts
-        # the scale-down delay again).
-        self._samples: dict[str, deque[autoscaler.Sample]] = {}
-        self._samples_lock = threading.Lock()
-        self._scaling: dict[str, autoscaler.Memory] = {}
-        self._bad_settings: set[str] = set()  # deployments whose stored settings were reported unreadable
+        # Published deployments' desired replica counts: a rollout's, else the autoscaler's.
+        self.autoscaling = AutoscalingDriver(store, load, rollout_replicas, scale_down_step_seconds)
         self._next_restart: dict[str, float] = {}  # replica row id -> monotonic time
         # Graceful stops in worker threads: retired rows (scale-down, leftovers) once the
         # gateway no longer routes to them, and deactivations.
@@ -233,7 +226,7 @@ class Reconciler:
                         self.retirement.deactivate(deployment.id)
                 elif not self._halted:
                     try:
-                        settings = None if deployment.is_development else self._settings(deployment, scaling_inputs)
+                        settings = None if deployment.is_development else self.autoscaling.settings(deployment, scaling_inputs)
                         if settings is not None:
                             routing.concurrency[deployment.id] = settings.concurrency_target
                         if deployment.status == states.SCALED_TO_ZERO and deployment.id in wake_requests:
@@ -242,7 +235,7 @@ class Reconciler:
                             deployment = self._wake_for_rollout(deployment)
                         if deployment.status in RUNNING_STATUSES:
                             if settings is not None:
-                                deployment = self._autoscale(deployment, settings, now)
+                                deployment = self.autoscaling.desired(deployment, settings, now)
                             if self.development.idle(deployment, now):
                                 deployment = self._scale_to_zero(deployment, routing)
                             elif settings is not None and deployment.desired_replicas == 0:
@@ -264,7 +257,7 @@ class Reconciler:
             live = {deployment.id for deployment in deployments}
             self.usage.saw(live)
             self.development.forget_except(live)  # deleted deployments' idle clocks
-            self._forget_scaling_except(live)
+            self.autoscaling.forget_except(live)
             environments = self.store.environments.list_all()
             if self._hand_over_production(deployments, environments):
                 environments = self.store.environments.list_all()
@@ -313,76 +306,18 @@ class Reconciler:
         """The replica rows being retired (retirement.py): no tick counts them or routes to them."""
         return self.retirement.retiring
 
-    # -- published deployments: autoscaling -------------------------------------------------
+    # -- published deployments: load samples and waking (the count: autoscaling_driver.py) --
 
     def sample_load(self) -> None:
         """One load sample per deployment the last tick saw, from the gateway (the loop's thread)."""
-        if self._load is None:
-            return
-        now = time.monotonic()
-        averages = self._load()
-        live = self.usage.live()
-        with self._samples_lock:
-            for deployment_id in live | set(averages):
-                samples = self._samples.get(deployment_id)
-                if samples is None:
-                    samples = self._samples[deployment_id] = deque(maxlen=_MAX_SAMPLES)
-                samples.append(autoscaler.Sample(now, averages.get(deployment_id, 0.0)))
-
-    def _settings(self, deployment: Deployment, inputs: Mapping[str, tuple]) -> AutoscalingSettings:
-        own, environment = inputs.get(deployment.id, (None, None))
-        try:
-            return effective(own, environment)
-        except ValueError as exc:  # stored by an older or newer version: run on the defaults, say so once
-            if deployment.id not in self._bad_settings:
-                self._bad_settings.add(deployment.id)
-                logger.warning("deployment %s: unreadable autoscaling settings (%s); using the defaults",
-                               deployment.id, exc)
-            return AutoscalingSettings()
-
-    def _autoscale(self, deployment: Deployment, settings: AutoscalingSettings, now: float) -> Deployment:
-        """The desired count: a rollout's, else the autoscaler's (ACTIVE deployments only: one
-        coming up or waking is not judged on the load it could not serve yet)."""
-        override = self.rollout_replicas(deployment.id)
-        if override is not None:
-            self._scaling.pop(deployment.id, None)
-            desired, why = max(0, override), "a rollout"
-        elif deployment.status != states.ACTIVE:
-            self._scaling.pop(deployment.id, None)  # the scale-down delay counts from ACTIVE
-            return deployment
-        elif deployment.desired_replicas == 0:
-            # Never the autoscaler's doing (it scales an ACTIVE deployment to zero in the tick
-            # that decides it): someone asked for zero now (a promotion's SCALE_TO_ZERO cleanup).
-            self._scaling.pop(deployment.id, None)
-            return deployment
-        else:
-            with self._samples_lock:
-                samples = self._samples.get(deployment.id, ())
-                start = now - settings.autoscaling_window
-                # Keep the last sample before the window: it marks where the first one inside began.
-                while len(samples) > 1 and samples[1].at <= start:
-                    samples.popleft()
-                samples = list(samples)
-            decision = autoscaler.decide(settings, samples, deployment.desired_replicas, now,
-                                         self._scaling.get(deployment.id, autoscaler.Memory()),
-                                         self.scale_down_step_seconds)
-            self._scaling[deployment.id] = decision.memory
-            desired = decision.desired
-            why = (f"{decision.load:.2f} requests in flight over {settings.autoscaling_window} s, "
-                   f"concurrency_target {settings.concurrency_target} at {settings.target_utilization_percentage}%, "
-                   f"replicas {settings.min_replica}..{settings.max_replica}")
-        if desired == deployment.desired_replicas:
-            return deployment
-        with LogFile(build_log_path(self.store, deployment.id)) as log:
-            log(f"autoscaling: {deployment.desired_replicas} -> {desired} replica(s) ({why})")
-        return self.store.deployments.set_desired(deployment.id, replicas=desired)
+        self.autoscaling.sample(self.usage.live())
 
     def _wake_up(self, deployment: Deployment, settings: Optional[AutoscalingSettings]) -> Deployment:
         """A request found it at zero: WAKING_UP with one replica (min_replica when higher)."""
         woken = self.development.wake_up(deployment)
         if settings is None or woken.status != states.WAKING_UP:
             return woken
-        self._scaling.pop(deployment.id, None)
+        self.autoscaling.woke(deployment.id)
         return self.store.deployments.set_desired(deployment.id, replicas=max(1, settings.min_replica))
 
     def _wake_for_rollout(self, deployment: Deployment) -> Deployment:
@@ -398,17 +333,10 @@ class Reconciler:
             return deployment
         if not self.store.deployments.wake(deployment.id):
             return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile
-        self._scaling.pop(deployment.id, None)
+        self.autoscaling.woke(deployment.id)
         with LogFile(build_log_path(self.store, deployment.id)) as log:
             log("waking up: a promotion into an environment wants its replicas")
         return replace(deployment, status=states.WAKING_UP, status_detail=None)
-
-    def _forget_scaling_except(self, live: set[str]) -> None:
-        for deployment_id in set(self._scaling) - live:
-            self._scaling.pop(deployment_id, None)
-        with self._samples_lock:
-            for deployment_id in set(self._samples) - live:
-                self._samples.pop(deployment_id, None)
 
     # -- one active deployment ------------------------------------------------------------
 
