@@ -35,13 +35,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Optional
 
-from truss_cli.controlplane import autoscaler, instant_promotion
+from truss_cli.controlplane import autoscaler
 from truss_cli.controlplane.autoscaling_driver import AutoscalingDriver
 from truss_cli.controlplane.autoscaling_settings import AutoscalingSettings
 from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.development import DEV_IDLE_SECONDS, DevelopmentLifecycle
+from truss_cli.controlplane.environment_steps import hand_over_production, promote_when_active
 from truss_cli.controlplane.gateway import Replica as Upstream
 from truss_cli.controlplane.gateway import RoutingTable
 from truss_cli.controlplane.retirement import STOPPED, Retirement
@@ -49,8 +50,8 @@ from truss_cli.controlplane.rollout_machine import RAMPING_DOWN
 from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Model, Removed, Replica, Store
-from truss_cli.controlplane.store import StoreError, states
-from truss_cli.controlplane.store.deployments import PRODUCTION, takes_production
+from truss_cli.controlplane.store import states
+from truss_cli.controlplane.store.deployments import takes_production
 from truss_cli.controlplane.targets import build_targets
 from truss_cli.controlplane.trees import Trees
 from truss_cli.controlplane.usage_meter import UsageMeter
@@ -259,34 +260,12 @@ class Reconciler:
             self.development.forget_except(live)  # deleted deployments' idle clocks
             self.autoscaling.forget_except(live)
             environments = self.store.environments.list_all()
-            if self._hand_over_production(deployments, environments):
+            if hand_over_production(self.store, deployments, environments):
                 environments = self.store.environments.list_all()
             routing.models = build_targets(models, deployments, environments,
                                            self.store.environments.unfinished_promotions())
             routing.names = {model_id: model.name for model_id, model in models.items()}
             return routing
-
-    def _hand_over_production(self, deployments: list[Deployment], environments: Iterable[Any]) -> bool:
-        """A production that serves nothing goes to the first in line of the deployments meant
-        to take it, once that one is ACTIVE: it became ACTIVE while one before it in line was
-        still on its way, which has failed since. -> whether any production changed."""
-        changed = False
-        for environment in environments:
-            if environment.name != PRODUCTION or environment.current_deployment_id is not None:
-                continue
-            first = next((d for d in deployments if d.model_id == environment.model_id and takes_production(d)), None)
-            if first is None or first.status != states.ACTIVE:
-                continue
-            try:
-                claimed = self.store.deployments.claim_production(first.id)
-            except StoreError:
-                logger.exception("handing production of model %s to %s failed", environment.model_id, first.id)
-                continue
-            if claimed:
-                changed = True
-                with LogFile(build_log_path(self.store, first.id)) as log:
-                    log("serves production: the deployments before it in line failed")
-        return changed
 
     # -- development deployments: scale to zero ------------------------------------------
 
@@ -387,7 +366,7 @@ class Reconciler:
             else:
                 deployment = self.store.deployments.set_status(deployment.id, status, wake_failed if not ready else None)
             if status == states.ACTIVE and deployment.config.get("promote_when_active") and not deployment.is_production:
-                deployment = self._promote_when_active(deployment)
+                deployment = promote_when_active(self.store, deployment)
         return deployment, ready, running
 
     def _retire_extra(self, deployment: Deployment, seen: list, seq: int) -> list:
@@ -401,22 +380,6 @@ class Reconciler:
             log(f"scaling down: retiring {extra} replica(s) (desired {deployment.desired_replicas}); "
                 "each finishes its requests first")
         return [entry for i, entry in enumerate(seen) if i not in leaving]
-
-    def _promote_when_active(self, deployment: Deployment) -> Deployment:
-        """`truss push --promote` / `--environment`, once the deployment is ACTIVE: promoted as the
-        routes promote (instant, or a rolling or canary promotion begun when the environment's
-        settings ask for one). A promotion that cannot happen (one already under way, the
-        environment deleted meanwhile) is said in the deployment's log; the deployment serves on."""
-        config = deployment.config
-        environment = config.get("promote_environment") or PRODUCTION
-        try:
-            promoted = instant_promotion.promote(self.store, deployment.model_id, environment, deployment.id,
-                                                 scale_down_previous=config.get("scale_down_previous_deployment"))
-        except StoreError as exc:
-            with LogFile(build_log_path(self.store, deployment.id)) as log:
-                log(f"not promoted into {environment}: {exc}")
-            return deployment
-        return promoted.deployment
 
     def retire(self, rows: list[Replica]) -> None:
         """Stop these replica rows once the gateway no longer routes to them: from the next
