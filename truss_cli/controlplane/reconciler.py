@@ -20,10 +20,14 @@ Development deployments scale to zero, wake and start at their patch point: the 
 Published deployments follow the load (issue 11, docs/autoscaling.md): each tick, an ACTIVE
 one's desired replica count comes from a rollout's override (`rollout_replicas`) or else from
 the autoscaler (`autoscaling_driver.AutoscalingDriver`: `autoscaler.decide` on the gateway's
-load samples and the deployment's effective autoscaling settings), and the tick converges to it: missing replicas start, extra
-ones retire gracefully (not-ready ones first; unrouted by the next publish, their in-flight
-requests finished at the gateway, then stopped). A desired count of 0 scales it to zero
-(SCALED_TO_ZERO, no replica); a request wakes it exactly as it wakes a development one.
+load samples and the deployment's effective autoscaling settings), and the tick converges to
+it: missing replicas start, extra ones retire gracefully (not-ready ones first; unrouted by
+the next publish, their in-flight requests finished at the gateway, then stopped). A desired
+count of 0 scales it to zero (SCALED_TO_ZERO, no replica); a request wakes it exactly as it
+wakes a development one.
+
+Environments: the tick hands an empty production to the next in line and promotes a
+deployment pushed with `--promote` once it is ACTIVE (`environment_steps`).
 """
 
 from __future__ import annotations
@@ -121,8 +125,6 @@ class Reconciler:
         self.table = table
         self._served_requests = served_requests
         self._busy_deployments = busy_deployments
-        self.dev_idle_seconds = dev_idle_seconds
-        self.trees = trees
         self.development = DevelopmentLifecycle(store, runtime, trees, dev_idle_seconds)
         self.rollout_replicas = rollout_replicas
         self._before_tick = before_tick
