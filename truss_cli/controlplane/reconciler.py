@@ -34,11 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Optional
 
 from truss_cli.controlplane import autoscaler
@@ -53,10 +52,11 @@ from truss_cli.controlplane.retirement import STOPPED, Retirement
 from truss_cli.controlplane.rollout_machine import RAMPING_DOWN
 from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
-from truss_cli.controlplane.store import Deployment, Model, Removed, Replica, Store
+from truss_cli.controlplane.store import Deployment, Removed, Replica, Store
 from truss_cli.controlplane.store import states
 from truss_cli.controlplane.store.deployments import takes_production
 from truss_cli.controlplane.targets import build_targets
+from truss_cli.controlplane.tick_routing import Routing, inactive_detail
 from truss_cli.controlplane.trees import Trees
 from truss_cli.controlplane.usage_meter import UsageMeter
 
@@ -76,20 +76,6 @@ _TICK_SECONDS = 0.5
 # every start: a model loading for minutes with nobody waiting is polled at the usual pace.)
 _STARTING_TICK_SECONDS = 0.05
 _BACKOFF_FIRST, _BACKOFF_MAX = 1.0, 60.0
-
-
-@dataclass
-class Routing:
-    """What one tick found: each model's targets, each deployment's ready replicas, and why the
-    inactive ones answer 404. `seq` orders ticks, so an older one never overwrites a newer."""
-
-    seq: int = 0
-    models: dict[str, dict[str, list[tuple[str, float]]]] = field(default_factory=dict)
-    replicas: dict[str, tuple[list[Upstream], bool]] = field(default_factory=dict)  # id -> (ready, starting)
-    inactive: dict[str, str] = field(default_factory=dict)  # id -> the 404's detail
-    asleep: set[str] = field(default_factory=set)  # scaled to zero: a request wakes them
-    concurrency: dict[str, int] = field(default_factory=dict)  # id -> requests per replica at once (0: no cap)
-    names: dict[str, str] = field(default_factory=dict)  # model id -> name (the gateway's 404s say it)
 
 
 class Reconciler:
@@ -224,7 +210,7 @@ class Reconciler:
                 ready: list[Upstream] = []
                 running = 0
                 if deployment.desired_state == states.DESIRED_INACTIVE:
-                    routing.inactive[deployment.id] = _inactive_detail(deployment, models.get(deployment.model_id))
+                    routing.inactive[deployment.id] = inactive_detail(deployment, models.get(deployment.model_id))
                     if not self._halted and deployment.status != states.INACTIVE:
                         self.retirement.deactivate(deployment.id)
                 elif not self._halted:
@@ -484,26 +470,10 @@ class Reconciler:
             self.retirement.begin(self._published)
             return
         self._published = routing.seq
-        self._starting = any(starting and not ready for ready, starting in routing.replicas.values())
-        for model_id, targets in routing.models.items():
-            self.table.set_model(model_id, targets, routing.names.get(model_id))
-        for model_id in self.table.model_ids() - set(routing.models):  # deleted models
-            self.table.remove_model(model_id)
-        for deployment_id, (ready, starting) in routing.replicas.items():
-            # Inactive first: the requests a replica change wakes resolve against it.
-            self.table.set_inactive(deployment_id, routing.inactive.get(deployment_id))
-            self.table.set_concurrency(deployment_id, routing.concurrency.get(deployment_id, 0))
-            self.table.set_replicas(deployment_id, ready, starting, deployment_id in routing.asleep)
-        self.table.keep_only(routing.replicas)
+        self._starting = routing.starting()
+        routing.apply_to(self.table)
         # Only now that the gateway no longer routes to them.
         self.retirement.begin(self._published)
-
-
-def _inactive_detail(deployment: Deployment, model: Optional[Model]) -> str:
-    model_name = model.name if model else deployment.model_id
-    command = " ".join(shlex.quote(w) for w in ("truss", "deployments", "activate", "--model", model_name, deployment.name))
-    return (f"deployment {deployment.name} ({deployment.id}) of model {model_name} is inactive; "
-            f"activate it with: {command}")
 
 
 def _status(deployment: Deployment, any_ready: bool, loading: bool) -> str:
