@@ -255,7 +255,7 @@ class Reconciler:
             routing.names = {model_id: model.name for model_id, model in models.items()}
             return routing
 
-    # -- development deployments: scale to zero ------------------------------------------
+    # -- scale to zero (an idle development deployment; a published one at desired 0) ----
 
     def _scale_to_zero(self, deployment: Deployment, routing: Routing, reason: Optional[str] = None) -> Deployment:
         asleep = self.development.scale_to_zero(deployment, reason)
