@@ -4,53 +4,61 @@ Every tick it reads the deployments from the store, asks the runtime what each r
 replica is doing, and acts: start missing replicas, restart dead ones (with exponential
 backoff, 1 s -> 60 s), mark DEPLOY_FAILED when a deployment never came up, UNHEALTHY when an
 active one has no ready replica, stop the replicas of a deployment meant to be inactive
-(DEACTIVATING -> INACTIVE), and feeds the gateway's routing table. It keeps no state that
+(DEACTIVATING -> INACTIVE), and feeds the gateway's routing table. The graceful stops run in
+worker threads (`retirement.Retirement`), so no tick waits for one. It keeps no state that
 matters across a crash (backoff timers, usage not yet flushed), so a control plane killed
 between two steps repairs the rest on its next tick: a deployment left DEACTIVATING is
 stopped again and becomes INACTIVE.
 
-It also counts usage: the replica-seconds of the replicas it sees running, and the requests
-the gateway served per deployment, flushed to the store every few seconds and at shutdown.
+It also counts usage (`usage_meter.UsageMeter`): the replica-seconds of the replicas it sees
+running, and the requests the gateway served per deployment, flushed to the store every few
+seconds and at shutdown.
 
 Development deployments scale to zero, wake and start at their patch point: the tick calls
 `development.DevelopmentLifecycle` for those steps.
 
 Published deployments follow the load (issue 11, docs/autoscaling.md): each tick, an ACTIVE
 one's desired replica count comes from a rollout's override (`rollout_replicas`) or else from
-the autoscaler (`autoscaler.decide`, on the gateway's load samples and the deployment's
-effective autoscaling settings), and the tick converges to it: missing replicas start, extra
-ones retire gracefully (not-ready ones first; unrouted by the next publish, their in-flight
-requests finished at the gateway, then stopped). A desired count of 0 scales it to zero
-(SCALED_TO_ZERO, no replica); a request wakes it exactly as it wakes a development one.
+the autoscaler (`autoscaling_driver.AutoscalingDriver`: `autoscaler.decide` on the gateway's
+load samples and the deployment's effective autoscaling settings), and the tick converges to
+it: missing replicas start, extra ones retire gracefully (not-ready ones first; unrouted by
+the next publish, their in-flight requests finished at the gateway, then stopped). A desired
+count of 0 scales it to zero (SCALED_TO_ZERO, no replica); a request wakes it exactly as it
+wakes a development one.
+
+Environments: the tick hands an empty production to the next in line and promotes a
+deployment pushed with `--promote` once it is ACTIVE (`environment_steps`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import shlex
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from dataclasses import replace
+from typing import Optional
 
-from truss_cli.controlplane import autoscaler, instant_promotion
-from truss_cli.controlplane.autoscaling_settings import AutoscalingSettings, effective
+from truss_cli.controlplane import autoscaler
+from truss_cli.controlplane.autoscaling_driver import AutoscalingDriver
+from truss_cli.controlplane.autoscaling_settings import AutoscalingSettings
 from truss_cli.controlplane.builds import build_log_path
 from truss_cli.controlplane.development import DEV_IDLE_SECONDS, DevelopmentLifecycle
+from truss_cli.controlplane.environment_steps import hand_over_production, promote_when_active
 from truss_cli.controlplane.gateway import Replica as Upstream
 from truss_cli.controlplane.gateway import RoutingTable
+from truss_cli.controlplane.retirement import STOPPED, Retirement
 from truss_cli.controlplane.rollout_machine import RAMPING_DOWN
 from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
-from truss_cli.controlplane.store import Deployment, Model, NotFound, Removed, Replica, Store, UsageAccrual
-from truss_cli.controlplane.store import StoreError, states
-from truss_cli.controlplane.store.deployments import PRODUCTION, takes_production
+from truss_cli.controlplane.store import Deployment, Removed, Replica, Store
+from truss_cli.controlplane.store import states
+from truss_cli.controlplane.store.deployments import takes_production
 from truss_cli.controlplane.targets import build_targets
+from truss_cli.controlplane.tick_routing import Routing, inactive_detail
 from truss_cli.controlplane.trees import Trees
+from truss_cli.controlplane.usage_meter import UsageMeter
 
 logger = logging.getLogger("truss.controlplane.reconciler")
 
@@ -62,32 +70,12 @@ PARKING = NOT_YET_ACTIVE | {states.WAKING_UP}
 # over (a rebuild, a crash in the middle of a scale-down) is stopped. (Published deployments
 # are looked up only when scaled to zero: they never build in place.)
 NOTHING_RUNS = frozenset({states.BUILDING, states.BUILD_FAILED, states.SCALED_TO_ZERO})
-STOPPED = "stopped"  # a replica row kept for its logs (its deployment failed or was deactivated)
 _TICK_SECONDS = 0.5
 # While requests are parked and a deployment is coming up (waking, starting), tick this often:
 # the replica's readiness is seen by a tick, and a cold start's answer waits on it. (Not for
 # every start: a model loading for minutes with nobody waiting is polled at the usual pace.)
 _STARTING_TICK_SECONDS = 0.05
 _BACKOFF_FIRST, _BACKOFF_MAX = 1.0, 60.0
-USAGE_FLUSH_SECONDS = 10.0
-_MAX_SAMPLES = 8000  # per deployment: an hour's window (the longest) of samples at 0.5 s
-# How long a retiring replica's requests in flight at the gateway may take to finish before
-# it is stopped anyway (its server then drains them for protocol.DRAIN_SECONDS more).
-RETIRE_DRAIN_SECONDS = 30.0
-
-
-@dataclass
-class Routing:
-    """What one tick found: each model's targets, each deployment's ready replicas, and why the
-    inactive ones answer 404. `seq` orders ticks, so an older one never overwrites a newer."""
-
-    seq: int = 0
-    models: dict[str, dict[str, list[tuple[str, float]]]] = field(default_factory=dict)
-    replicas: dict[str, tuple[list[Upstream], bool]] = field(default_factory=dict)  # id -> (ready, starting)
-    inactive: dict[str, str] = field(default_factory=dict)  # id -> the 404's detail
-    asleep: set[str] = field(default_factory=set)  # scaled to zero: a request wakes them
-    concurrency: dict[str, int] = field(default_factory=dict)  # id -> requests per replica at once (0: no cap)
-    names: dict[str, str] = field(default_factory=dict)  # model id -> name (the gateway's 404s say it)
 
 
 class Reconciler:
@@ -123,28 +111,18 @@ class Reconciler:
         self.table = table
         self._served_requests = served_requests
         self._busy_deployments = busy_deployments
-        self.dev_idle_seconds = dev_idle_seconds
-        self.trees = trees
         self.development = DevelopmentLifecycle(store, runtime, trees, dev_idle_seconds)
-        self._load = load
-        self._in_flight_at = in_flight_at
         self.rollout_replicas = rollout_replicas
         self._before_tick = before_tick
         self._parked = parked
-        self.scale_down_step_seconds = scale_down_step_seconds
-        # The autoscaler's inputs and memory, per deployment (in memory: a restart only starts
-        # the scale-down delay again).
-        self._samples: dict[str, deque[autoscaler.Sample]] = {}
-        self._samples_lock = threading.Lock()
-        self._scaling: dict[str, autoscaler.Memory] = {}
-        self._bad_settings: set[str] = set()  # deployments whose stored settings were reported unreadable
-        # Replica rows being retired (scale-down, leftovers): from the tick that decides it on,
-        # no tick counts them as the deployment's or routes to them. They wait in
-        # `_retire_queue` for the next publish (so the gateway no longer routes to them), then
-        # a worker thread stops them.
-        self._retiring: set[str] = set()
-        self._retire_queue: list[tuple[int, Replica]] = []  # (seq of the tick that queued it, row)
+        # Published deployments' desired replica counts: a rollout's, else the autoscaler's.
+        self.autoscaling = AutoscalingDriver(store, load, rollout_replicas, scale_down_step_seconds)
         self._next_restart: dict[str, float] = {}  # replica row id -> monotonic time
+        # Graceful stops in worker threads: retired rows (scale-down, leftovers) once the
+        # gateway no longer routes to them, and deactivations.
+        self.retirement = Retirement(store, runtime, in_flight_at,
+                                     stopped=lambda row_id: self._next_restart.pop(row_id, None),
+                                     done=self._wake_from_thread)
         self._wake = asyncio.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._lock = threading.Lock()  # one tick at a time (deletes take it too)
@@ -154,18 +132,8 @@ class Reconciler:
         self._seq = 0
         self._published = 0
         self._starting = False  # the last published routing has a deployment coming up with no replica ready
-        # Deployments whose replicas a worker thread is stopping now (a graceful stop takes up
-        # to STOP_GRACE_SECONDS; the ticks of other deployments must not wait for it).
-        self._deactivating: set[str] = set()
-        self._deactivating_lock = threading.Lock()
-        # Usage not yet in the store: id -> [replica_seconds, requests], and the names seen.
-        self._usage_lock = threading.Lock()
-        self._pending: dict[str, list[float]] = {}
-        self._names: dict[str, tuple[str, str, str]] = {}  # id -> (model id, model name, name)
-        self._requests_seen: dict[str, int] = {}
-        self._live: set[str] = set()  # the deployments the last tick saw
+        self.usage = UsageMeter(store)
         self._last_tick: Optional[float] = None
-        self._last_flush = time.monotonic()
 
     def wake(self) -> None:
         """Something changed (a build finished, a deployment was deleted): tick now."""
@@ -203,7 +171,7 @@ class Reconciler:
                 self.sample_load()
                 await self.refresh()
                 self.count_requests()
-                if time.monotonic() - self._last_flush >= USAGE_FLUSH_SECONDS:
+                if self.usage.flush_due():
                     await asyncio.to_thread(self.flush_usage)
             except Exception:
                 logger.exception("reconciler tick failed; trying again")
@@ -242,12 +210,12 @@ class Reconciler:
                 ready: list[Upstream] = []
                 running = 0
                 if deployment.desired_state == states.DESIRED_INACTIVE:
-                    routing.inactive[deployment.id] = _inactive_detail(deployment, models.get(deployment.model_id))
+                    routing.inactive[deployment.id] = inactive_detail(deployment, models.get(deployment.model_id))
                     if not self._halted and deployment.status != states.INACTIVE:
-                        self._begin_deactivation(deployment.id)
+                        self.retirement.deactivate(deployment.id)
                 elif not self._halted:
                     try:
-                        settings = None if deployment.is_development else self._settings(deployment, scaling_inputs)
+                        settings = None if deployment.is_development else self.autoscaling.settings(deployment, scaling_inputs)
                         if settings is not None:
                             routing.concurrency[deployment.id] = settings.concurrency_target
                         if deployment.status == states.SCALED_TO_ZERO and deployment.id in wake_requests:
@@ -256,7 +224,7 @@ class Reconciler:
                             deployment = self._wake_for_rollout(deployment)
                         if deployment.status in RUNNING_STATUSES:
                             if settings is not None:
-                                deployment = self._autoscale(deployment, settings, now)
+                                deployment = self.autoscaling.desired(deployment, settings, now)
                             if self.development.idle(deployment, now):
                                 deployment = self._scale_to_zero(deployment, routing)
                             elif settings is not None and deployment.desired_replicas == 0:
@@ -267,168 +235,56 @@ class Reconciler:
                                 deployment, ready, running = self._reconcile(deployment, routing.seq)
                         elif deployment.status in NOTHING_RUNS and (
                                 deployment.is_development or deployment.status == states.SCALED_TO_ZERO):
-                            self._queue_retirement(routing.seq, self._leftovers(deployment))
+                            self.retirement.queue(routing.seq, self._leftovers(deployment))
                     except Exception:
                         logger.exception("reconciling deployment %s failed", deployment.id)
                 routing.replicas[deployment.id] = (ready, deployment.status in PARKING)
                 if deployment.status == states.SCALED_TO_ZERO:
                     routing.asleep.add(deployment.id)
                 model = models.get(deployment.model_id)
-                self._count(deployment, model.name if model else "", replica_seconds=running * elapsed)
-            with self._usage_lock:
-                self._live = {deployment.id for deployment in deployments}
-            self.development.forget_except(self._live)  # deleted deployments' idle clocks
-            self._forget_scaling_except(self._live)
+                self.usage.count(deployment, model.name if model else "", replica_seconds=running * elapsed)
+            live = {deployment.id for deployment in deployments}
+            self.usage.saw(live)
+            self.development.forget_except(live)  # deleted deployments' idle clocks
+            self.autoscaling.forget_except(live)
             environments = self.store.environments.list_all()
-            if self._hand_over_production(deployments, environments):
+            if hand_over_production(self.store, deployments, environments):
                 environments = self.store.environments.list_all()
             routing.models = build_targets(models, deployments, environments,
                                            self.store.environments.unfinished_promotions())
             routing.names = {model_id: model.name for model_id, model in models.items()}
             return routing
 
-    def _hand_over_production(self, deployments: list[Deployment], environments: Iterable[Any]) -> bool:
-        """A production that serves nothing goes to the first in line of the deployments meant
-        to take it, once that one is ACTIVE: it became ACTIVE while one before it in line was
-        still on its way, which has failed since. -> whether any production changed."""
-        changed = False
-        for environment in environments:
-            if environment.name != PRODUCTION or environment.current_deployment_id is not None:
-                continue
-            first = next((d for d in deployments if d.model_id == environment.model_id and takes_production(d)), None)
-            if first is None or first.status != states.ACTIVE:
-                continue
-            try:
-                claimed = self.store.deployments.claim_production(first.id)
-            except StoreError:
-                logger.exception("handing production of model %s to %s failed", environment.model_id, first.id)
-                continue
-            if claimed:
-                changed = True
-                with LogFile(build_log_path(self.store, first.id)) as log:
-                    log("serves production: the deployments before it in line failed")
-        return changed
-
-    # -- development deployments: scale to zero ------------------------------------------
+    # -- scale to zero (an idle development deployment; a published one at desired 0) ----
 
     def _scale_to_zero(self, deployment: Deployment, routing: Routing, reason: Optional[str] = None) -> Deployment:
         asleep = self.development.scale_to_zero(deployment, reason)
         if asleep is None:
             return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile; the next tick sees it
-        self._queue_retirement(routing.seq, self._leftovers(deployment))
+        self.retirement.queue(routing.seq, self._leftovers(deployment))
         return asleep
 
     def _leftovers(self, deployment: Deployment) -> list[Replica]:
         """Its replica rows still running (not stopped, not being stopped)."""
         return [r for r in self.store.replicas.list(deployment.id) if r.phase != STOPPED and r.id not in self._retiring]
 
-    def _queue_retirement(self, seq: int, rows: list[Replica]) -> None:
-        """The tick's thread: from now on `rows` are no replicas of their deployment."""
-        with self._deactivating_lock:
-            rows = [r for r in rows if r.id not in self._retiring]
-            self._retiring.update(r.id for r in rows)
-            self._retire_queue += [(seq, r) for r in rows]
+    @property
+    def _retiring(self) -> set[str]:
+        """The replica rows being retired (retirement.py): no tick counts them or routes to them."""
+        return self.retirement.retiring
 
-    def _begin_retiring(self) -> None:
-        """After a publish: stop the rows queued by the published tick or an older one in a
-        worker thread (graceful: in-flight requests finish), then mark them stopped."""
-        with self._deactivating_lock:
-            rows = [r for seq, r in self._retire_queue if seq <= self._published]
-            self._retire_queue = [(seq, r) for seq, r in self._retire_queue if seq > self._published]
-        if rows:
-            threading.Thread(target=self._retire, args=(rows,), name="retire-replicas", daemon=True).start()
-
-    def _retire(self, rows: list[Replica]) -> None:
-        try:
-            for row in rows:  # listings count it no more
-                with contextlib.suppress(NotFound):
-                    self.store.replicas.set_phase(row.id, "stopping")
-            self._wait_for_in_flight(rows)
-            self.stop_replicas(rows)
-            for row in rows:
-                self._next_restart.pop(row.id, None)
-                try:
-                    self.store.replicas.set_phase(row.id, STOPPED)
-                except NotFound:
-                    pass  # deleted meanwhile
-        except Exception:
-            logger.exception("stopping replicas %s failed; the next tick tries again", [r.id for r in rows])
-        finally:
-            with self._deactivating_lock:
-                self._retiring.difference_update(r.id for r in rows)
-            self._wake_from_thread()
-
-    # -- published deployments: autoscaling -------------------------------------------------
+    # -- published deployments: load samples and waking (the count: autoscaling_driver.py) --
 
     def sample_load(self) -> None:
         """One load sample per deployment the last tick saw, from the gateway (the loop's thread)."""
-        if self._load is None:
-            return
-        now = time.monotonic()
-        averages = self._load()
-        with self._usage_lock:
-            live = set(self._live)
-        with self._samples_lock:
-            for deployment_id in live | set(averages):
-                samples = self._samples.get(deployment_id)
-                if samples is None:
-                    samples = self._samples[deployment_id] = deque(maxlen=_MAX_SAMPLES)
-                samples.append(autoscaler.Sample(now, averages.get(deployment_id, 0.0)))
-
-    def _settings(self, deployment: Deployment, inputs: Mapping[str, tuple]) -> AutoscalingSettings:
-        own, environment = inputs.get(deployment.id, (None, None))
-        try:
-            return effective(own, environment)
-        except ValueError as exc:  # stored by an older or newer version: run on the defaults, say so once
-            if deployment.id not in self._bad_settings:
-                self._bad_settings.add(deployment.id)
-                logger.warning("deployment %s: unreadable autoscaling settings (%s); using the defaults",
-                               deployment.id, exc)
-            return AutoscalingSettings()
-
-    def _autoscale(self, deployment: Deployment, settings: AutoscalingSettings, now: float) -> Deployment:
-        """The desired count: a rollout's, else the autoscaler's (ACTIVE deployments only: one
-        coming up or waking is not judged on the load it could not serve yet)."""
-        override = self.rollout_replicas(deployment.id)
-        if override is not None:
-            self._scaling.pop(deployment.id, None)
-            desired, why = max(0, override), "a rollout"
-        elif deployment.status != states.ACTIVE:
-            self._scaling.pop(deployment.id, None)  # the scale-down delay counts from ACTIVE
-            return deployment
-        elif deployment.desired_replicas == 0:
-            # Never the autoscaler's doing (it scales an ACTIVE deployment to zero in the tick
-            # that decides it): someone asked for zero now (a promotion's SCALE_TO_ZERO cleanup).
-            self._scaling.pop(deployment.id, None)
-            return deployment
-        else:
-            with self._samples_lock:
-                samples = self._samples.get(deployment.id, ())
-                start = now - settings.autoscaling_window
-                # Keep the last sample before the window: it marks where the first one inside began.
-                while len(samples) > 1 and samples[1].at <= start:
-                    samples.popleft()
-                samples = list(samples)
-            decision = autoscaler.decide(settings, samples, deployment.desired_replicas, now,
-                                         self._scaling.get(deployment.id, autoscaler.Memory()),
-                                         self.scale_down_step_seconds)
-            self._scaling[deployment.id] = decision.memory
-            desired = decision.desired
-            why = (f"{decision.load:.2f} requests in flight over {settings.autoscaling_window} s, "
-                   f"concurrency_target {settings.concurrency_target} at {settings.target_utilization_percentage}%, "
-                   f"replicas {settings.min_replica}..{settings.max_replica}")
-        if desired == deployment.desired_replicas:
-            return deployment
-        with LogFile(build_log_path(self.store, deployment.id)) as log:
-            log(f"autoscaling: {deployment.desired_replicas} -> {desired} replica(s) ({why})")
-        return self.store.deployments.set_desired(deployment.id, replicas=desired)
+        self.autoscaling.sample(self.usage.live())
 
     def _wake_up(self, deployment: Deployment, settings: Optional[AutoscalingSettings]) -> Deployment:
         """A request found it at zero: WAKING_UP with one replica (min_replica when higher)."""
         woken = self.development.wake_up(deployment)
         if settings is None or woken.status != states.WAKING_UP:
             return woken
-        self._scaling.pop(deployment.id, None)
+        self.autoscaling.woke(deployment.id)
         return self.store.deployments.set_desired(deployment.id, replicas=max(1, settings.min_replica))
 
     def _wake_for_rollout(self, deployment: Deployment) -> Deployment:
@@ -444,17 +300,10 @@ class Reconciler:
             return deployment
         if not self.store.deployments.wake(deployment.id):
             return self.store.deployments.get_by_id(deployment.id)  # changed meanwhile
-        self._scaling.pop(deployment.id, None)
+        self.autoscaling.woke(deployment.id)
         with LogFile(build_log_path(self.store, deployment.id)) as log:
             log("waking up: a promotion into an environment wants its replicas")
         return replace(deployment, status=states.WAKING_UP, status_detail=None)
-
-    def _forget_scaling_except(self, live: set[str]) -> None:
-        for deployment_id in set(self._scaling) - live:
-            self._scaling.pop(deployment_id, None)
-        with self._samples_lock:
-            for deployment_id in set(self._samples) - live:
-                self._samples.pop(deployment_id, None)
 
     # -- one active deployment ------------------------------------------------------------
 
@@ -505,7 +354,7 @@ class Reconciler:
             else:
                 deployment = self.store.deployments.set_status(deployment.id, status, wake_failed if not ready else None)
             if status == states.ACTIVE and deployment.config.get("promote_when_active") and not deployment.is_production:
-                deployment = self._promote_when_active(deployment)
+                deployment = promote_when_active(self.store, deployment)
         return deployment, ready, running
 
     def _retire_extra(self, deployment: Deployment, seen: list, seq: int) -> list:
@@ -514,33 +363,17 @@ class Reconciler:
         extra = len(seen) - deployment.desired_replicas
         ranked = sorted(range(len(seen)), key=lambda i: (seen[i][2].is_ready, seen[i][2].phase not in (FAILED, GONE), -i))
         leaving = set(ranked[:extra])
-        self._queue_retirement(seq, [seen[i][0] for i in sorted(leaving)])
+        self.retirement.queue(seq, [seen[i][0] for i in sorted(leaving)])
         with LogFile(build_log_path(self.store, deployment.id)) as log:
             log(f"scaling down: retiring {extra} replica(s) (desired {deployment.desired_replicas}); "
                 "each finishes its requests first")
         return [entry for i, entry in enumerate(seen) if i not in leaving]
 
-    def _promote_when_active(self, deployment: Deployment) -> Deployment:
-        """`truss push --promote` / `--environment`, once the deployment is ACTIVE: promoted as the
-        routes promote (instant, or a rolling or canary promotion begun when the environment's
-        settings ask for one). A promotion that cannot happen (one already under way, the
-        environment deleted meanwhile) is said in the deployment's log; the deployment serves on."""
-        config = deployment.config
-        environment = config.get("promote_environment") or PRODUCTION
-        try:
-            promoted = instant_promotion.promote(self.store, deployment.model_id, environment, deployment.id,
-                                                 scale_down_previous=config.get("scale_down_previous_deployment"))
-        except StoreError as exc:
-            with LogFile(build_log_path(self.store, deployment.id)) as log:
-                log(f"not promoted into {environment}: {exc}")
-            return deployment
-        return promoted.deployment
-
     def retire(self, rows: list[Replica]) -> None:
         """Stop these replica rows once the gateway no longer routes to them: from the next
         tick on they are no replicas of their deployment (a replacement took over)."""
         with self._lock:
-            self._queue_retirement(self._seq + 1, rows)
+            self.retirement.queue(self._seq + 1, rows)
 
     def replica_spec(self, deployment: Deployment) -> ReplicaSpec:
         """What a replica of `deployment` starts from (its artifact, secrets, start tree)."""
@@ -587,65 +420,9 @@ class Reconciler:
             log(f"deploy failed: {cause}")
         return self.store.deployments.set_status(deployment.id, states.DEPLOY_FAILED, cause)
 
-    # -- deactivation (a thread per deployment) -------------------------------------------
-
-    def _wait_for_in_flight(self, rows: list[Replica]) -> None:
-        """Unrouted already: wait (bounded) until the gateway has no request at these replicas,
-        so none is cut off by the stop (a stream that outlasts the bound is drained by the server)."""
-        if self._in_flight_at is None:
-            return
-        urls = [str(row.handle.get("url") or "") for row in rows]
-        deadline = time.monotonic() + RETIRE_DRAIN_SECONDS
-        while any(url and self._in_flight_at(url) for url in urls) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def _begin_deactivation(self, deployment_id: str) -> None:
-        with self._deactivating_lock:
-            if deployment_id in self._deactivating:
-                return
-            self._deactivating.add(deployment_id)
-        threading.Thread(target=self._deactivate, args=(deployment_id,), name=f"deactivate-{deployment_id}",
-                         daemon=True).start()
-
-    def _deactivate(self, deployment_id: str) -> None:
-        """Stop every replica of the deployment gracefully (each server drains its in-flight
-        requests), keep their rows for the logs, then mark the deployment INACTIVE."""
-        try:
-            rows = [r for r in self.store.replicas.list(deployment_id) if r.phase != STOPPED]
-            self.stop_replicas(rows)
-            for row in rows:
-                self._next_restart.pop(row.id, None)
-                try:
-                    self.store.replicas.set_phase(row.id, STOPPED)
-                except NotFound:
-                    pass  # deleted meanwhile
-            if self.store.deployments.finish_deactivation(deployment_id):
-                with LogFile(build_log_path(self.store, deployment_id)) as log:
-                    log(f"deactivated: {len(rows)} replica(s) stopped")
-        except Exception:
-            logger.exception("deactivating deployment %s failed; the next tick tries again", deployment_id)
-        finally:
-            with self._deactivating_lock:
-                self._deactivating.discard(deployment_id)
-            self._wake_from_thread()
-
     def stop_replicas(self, rows: Iterable[Replica]) -> None:
-        """Stop replicas with the runtime's default grace (SIGTERM: in-flight requests finish),
-        all at once, so the whole stop takes one grace period at most."""
-        threads = [
-            threading.Thread(target=self._stop_quietly, args=(Handle.from_dict(dict(row.handle)),), daemon=True)
-            for row in rows
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-    def _stop_quietly(self, handle: Handle) -> None:
-        try:
-            self.runtime.stop(handle)
-        except Exception:
-            logger.exception("stopping replica %s failed", handle.replica_id)
+        """Stop replicas gracefully, all at once (retirement.py; a delete's release calls it)."""
+        self.retirement.stop_replicas(rows)
 
     # -- deletes and shutdown (API threads) -----------------------------------------------
 
@@ -666,13 +443,7 @@ class Reconciler:
                 self.runtime.stop(Handle.from_dict(dict(row.handle)))
                 self.store.replicas.set_phase(row.id, STOPPED)
 
-    # -- usage ------------------------------------------------------------------------------
-
-    def _count(self, deployment: Deployment, model_name: str, *, replica_seconds: float = 0.0) -> None:
-        with self._usage_lock:
-            self._names[deployment.id] = (deployment.model_id, model_name, deployment.name)
-            if replica_seconds:
-                self._pending.setdefault(deployment.id, [0.0, 0])[0] += replica_seconds
+    # -- usage (usage_meter.py) -----------------------------------------------------------
 
     def count_requests(self) -> None:
         """Take the gateway's request counts since the last look (the event loop's thread)."""
@@ -680,40 +451,15 @@ class Reconciler:
             return
         totals = dict(self._served_requests())
         now = time.monotonic()
-        with self._usage_lock:
-            for deployment_id, total in totals.items():
-                served = total - self._requests_seen.get(deployment_id, 0)
-                if served > 0:
-                    self._pending.setdefault(deployment_id, [0.0, 0])[1] += served
-                    self.development.touch(deployment_id, now)  # the idle clock: a request ended since the last look
-                self._requests_seen[deployment_id] = total
+        for deployment_id in self.usage.count_requests(totals):
+            self.development.touch(deployment_id, now)  # the idle clock: a request ended since the last look
         if self._busy_deployments is not None:
             for deployment_id in self._busy_deployments():
                 self.development.touch(deployment_id, now)  # one in flight (a long stream is no idleness)
 
     def flush_usage(self) -> None:
-        """Add what was counted since the last flush to the store (kept for the next one if
-        the store refuses now)."""
-        with self._usage_lock:
-            pending, self._pending = self._pending, {}
-            names = dict(self._names)
-            # Names of deleted deployments are needed only for their last counts (these).
-            self._names = {i: n for i, n in self._names.items() if i in self._live}
-        self._last_flush = time.monotonic()
-        accruals = [
-            UsageAccrual(deployment_id, *names.get(deployment_id, ("", "", "")), replica_seconds=seconds,
-                         requests=int(requests))
-            for deployment_id, (seconds, requests) in pending.items()
-        ]
-        try:
-            self.store.usage.accrue(accruals)
-        except Exception:
-            logger.exception("recording usage failed; keeping it for the next flush")
-            with self._usage_lock:
-                for accrual in accruals:
-                    counts = self._pending.setdefault(accrual.deployment_id, [0.0, 0])
-                    counts[0] += accrual.replica_seconds
-                    counts[1] += accrual.requests
+        """Add what was counted since the last flush to the store (at shutdown too)."""
+        self.usage.flush()
 
     # -- the loop's thread ----------------------------------------------------------------
 
@@ -721,29 +467,13 @@ class Reconciler:
         if routing.seq < self._published:
             # A newer tick was published already (a refresh overtook the loop's tick); what
             # this one queued for retirement the gateway no longer routes to either.
-            self._begin_retiring()
+            self.retirement.begin(self._published)
             return
         self._published = routing.seq
-        self._starting = any(starting and not ready for ready, starting in routing.replicas.values())
-        for model_id, targets in routing.models.items():
-            self.table.set_model(model_id, targets, routing.names.get(model_id))
-        for model_id in self.table.model_ids() - set(routing.models):  # deleted models
-            self.table.remove_model(model_id)
-        for deployment_id, (ready, starting) in routing.replicas.items():
-            # Inactive first: the requests a replica change wakes resolve against it.
-            self.table.set_inactive(deployment_id, routing.inactive.get(deployment_id))
-            self.table.set_concurrency(deployment_id, routing.concurrency.get(deployment_id, 0))
-            self.table.set_replicas(deployment_id, ready, starting, deployment_id in routing.asleep)
-        self.table.keep_only(routing.replicas)
+        self._starting = routing.starting()
+        routing.apply_to(self.table)
         # Only now that the gateway no longer routes to them.
-        self._begin_retiring()
-
-
-def _inactive_detail(deployment: Deployment, model: Optional[Model]) -> str:
-    model_name = model.name if model else deployment.model_id
-    command = " ".join(shlex.quote(w) for w in ("truss", "deployments", "activate", "--model", model_name, deployment.name))
-    return (f"deployment {deployment.name} ({deployment.id}) of model {model_name} is inactive; "
-            f"activate it with: {command}")
+        self.retirement.begin(self._published)
 
 
 def _status(deployment: Deployment, any_ready: bool, loading: bool) -> str:
