@@ -20,7 +20,7 @@ from browser_support import browser, context, screenshots  # noqa: F401 (fixture
 from controlplane_support import ControlPlaneProcess
 from conftest import write_model_dir
 from dashboard_support import ECHO, model_config, pushed_control_plane, truss_cli
-from truss_cli.controlplane.dashboard.sessions import COOKIE
+from truss_cli.controlplane.session_cookies import COOKIE
 from truss_cli.controlplane.store import Store
 
 pytestmark = pytest.mark.browser

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from truss_cli.controlplane.dashboard.sessions import KEY_FILE_NAME, SessionCookies
+from truss_cli.controlplane.session_cookies import KEY_FILE_NAME, SessionCookies
 from truss_cli.controlplane.store import Store, StoreError
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from controlplane_support import running_controlplane
 from dashboard_support import anonymous_client, sign_in, sign_in_form, signed_in_client
-from truss_cli.controlplane.dashboard.sessions import COOKIE
+from truss_cli.controlplane.session_cookies import COOKIE
 from truss_cli.controlplane.store import Store
 
 

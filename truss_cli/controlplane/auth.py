@@ -1,5 +1,5 @@
 """Who is calling: `Authorization: Api-Key <key>` or `Bearer <key>`, checked against the store,
-or a dashboard session cookie (dashboard/sessions.py).
+or a dashboard session cookie (session_cookies.py).
 
 The store compares hashes (api_keys.authenticate); nothing here ever logs or returns a key.
 Management routes depend on `require_admin`; the gateway asks `GatewayAuthorizer`, which
@@ -22,7 +22,7 @@ from typing import Optional
 
 from fastapi import Request
 
-from truss_cli.controlplane.dashboard.sessions import COOKIE, CSRF_HEADER, cookies_of, csrf_matches
+from truss_cli.controlplane.session_cookies import COOKIE, CSRF_HEADER, cookies_of, csrf_matches
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.gateway import Denial
 from truss_cli.controlplane.store import ApiKey, Store

@@ -6,7 +6,7 @@ from typing import Any
 
 from truss_cli.controlplane.dashboard import (deployments_page, development_page, environments_page, logs_page,
                                               metrics_page, model_page, pages, sign_in, static_files)
-from truss_cli.controlplane.dashboard.sessions import SessionCookies
+from truss_cli.controlplane.session_cookies import SessionCookies
 from truss_cli.controlplane.store import Store
 
 routers = [pages.router, sign_in.router, static_files.router, model_page.router, deployments_page.router,

@@ -22,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 
 from truss_cli.controlplane import auth
 from truss_cli.controlplane.dashboard.render import render
-from truss_cli.controlplane.dashboard.sessions import (
+from truss_cli.controlplane.session_cookies import (
     LIFETIME, SignedIn, clear_session_cookie, cookies_of, csrf_matches, is_https, set_session_cookie,
 )
 
