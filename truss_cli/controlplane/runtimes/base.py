@@ -53,6 +53,9 @@ class BuildRequest:
     model_dir: Path  # the unpacked archive; must stay in place as long as the artifact is used
     config: TrussConfig  # validated (truss_cli.config.load_config)
     build_log: Path  # the build's output goes here, one timestamped line at a time (logfile.py)
+    # Who the build is for: a runtime whose objects carry them (Kubernetes labels) reads them.
+    model_id: Optional[str] = None
+    deployment_name: Optional[str] = None
 
 
 @dataclass(frozen=True)
