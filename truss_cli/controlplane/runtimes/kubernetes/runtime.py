@@ -140,10 +140,13 @@ class KubernetesRuntime:
         with self._lock:
             if secret_name:
                 self.api.apply(_secret(secret_name, target, spec.secrets))
+            # The API server gives a new Deployment one replica (it names none): that one is
+            # this replica's. An existing one counts up by one.
+            existed = self.api.get("Deployment", name) is not None
             for obj in deployment_objects(target, config):
                 self.api.apply(obj)
-            current = self.api.read_scale(name).wanted
-            self.api.scale(name, current + 1)
+            if existed:
+                self.api.scale(name, self.api.read_scale(name).wanted + 1)
         return Handle(KIND, spec.deployment_id, spec.replica_id, None, {"deployment": name})
 
     def status(self, handle: Handle) -> ObservedStatus:
