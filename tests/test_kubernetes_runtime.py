@@ -9,6 +9,8 @@ a request wakes it; deleted, its objects go. No cluster runs here (docs/kubernet
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any, Iterator
 import pytest
 
 from controlplane_checks import eventually, opened_store
+from conftest import write_model_dir
 from controlplane_support import ControlPlaneProcess, start_controlplane
 from docker_support import base_image, engine
 from kube_fake_api import FakeKubernetesApi
@@ -167,3 +170,65 @@ def test_the_runtime_options_are_checked_before_anything_starts(tmp_path: Path) 
     no_file = serve("--runtime", "kubernetes", "--namespace", "truss", "--registry", "127.0.0.1:5000/m",
                     "--kubeconfig", str(tmp_path / "nope"))
     assert no_file.returncode == 2 and f"No kubeconfig at {tmp_path / 'nope'}" in no_file.stderr
+
+
+SECRET_VALUE = "s3cr3t-value-never-shown"
+
+
+def test_secrets_reach_the_pod_as_files_its_log_is_the_deployments_and_a_crashed_pod_is_replaced(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    model_dir = write_model_dir(
+        tmp_path / "secretive",
+        """
+        class Model:
+            def __init__(self, **kwargs):
+                self._secrets = kwargs["secrets"]
+            def predict(self, request):
+                print(f"guessed {len(request['guess'])} characters", flush=True)
+                return {"matches": self._secrets["token"] == request["guess"]}
+        """,
+        "model_name: secretive\npython_version: py311\nsecrets:\n  token: null\n",
+    )
+    cp = cluster.start_controlplane()
+    try:
+        assert cp.client.post("/v1/secrets", json={"name": "token", "value": SECRET_VALUE}).json() == {"name": "token"}
+        created = cp.push(model_dir)
+        model_id, deployment_id = created["model_id"], created["id"]
+        active = cp.wait_for_status(model_id, deployment_id, "ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED")
+        assert active["status"] == "ACTIVE", (active, cp.log()[-3000:])
+        answer = cp.client.post(f"/model-{model_id}/production/predict", json={"guess": SECRET_VALUE})
+        assert answer.json() == {"matches": True}
+
+        # The value is in the deployment's Secret (mounted), never in its Deployment or a log.
+        with cluster.api.lock:
+            secret = cluster.api.objects[("secrets", NAMESPACE, f"truss-secrets-{deployment_id}")]
+            deployment = json.dumps(cluster.api.objects[("deployments", NAMESPACE, f"truss-deployment-{deployment_id}")])
+        assert base64.b64decode(secret["data"]["token"]).decode() == SECRET_VALUE
+        assert SECRET_VALUE not in deployment and SECRET_VALUE not in cp.log()
+
+        # The deployment's replica log is its pod's.
+        def replica_log() -> str:
+            return cp.client.get(f"/v1/models/{model_id}/deployments/{deployment_id}/logs", params={"kind": "replica"}).text
+
+        eventually(lambda: "guessed" in replica_log())
+        assert "guessed 24 characters" in replica_log()
+
+        # Its container dies: the pod is in CrashLoopBackOff, the replica FAILED, and replaced by a new pod.
+        (pod,) = cluster.pods()
+        cluster.client.kill(cluster.fake.container_of(pod["metadata"]["name"]))
+        eventually(lambda: any(p["metadata"]["name"] != pod["metadata"]["name"] for p in cluster.pods()), timeout=120)
+        eventually(lambda: "CrashLoopBackOff" in build_log(cp, model_id, deployment_id))
+        cp.wait_for_status(model_id, deployment_id, "ACTIVE")
+        eventually(lambda: cp.client.post(f"/model-{model_id}/production/predict", json={"guess": "x"}).status_code == 200)
+        assert [p["metadata"]["name"] for p in cluster.pods()] != [pod["metadata"]["name"]]
+        assert set(claimed_pods(cluster)) == live_replica_ids(cp, deployment_id)
+        cp.client.delete(f"/v1/models/{model_id}").raise_for_status()
+    finally:
+        cp.close()
+        if cp.process.poll() is None:
+            cp.terminate()
+
+
+def build_log(cp: ControlPlaneProcess, model_id: str, deployment_id: str) -> str:
+    return cp.client.get(f"/v1/models/{model_id}/deployments/{deployment_id}/logs", params={"kind": "build"}).text

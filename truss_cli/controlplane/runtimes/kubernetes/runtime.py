@@ -94,6 +94,7 @@ class KubernetesRuntime:
                     log(f"hint: {exc.hint}")
                 raise BuildError(one_line_cause(exc.message)) from None
             log(f"pushed {reference}")
+        pushed_tag = f"{reference.partition('@')[0]}:{built.data['tag'].rpartition(':')[2]}"
         return Artifact(
             kind=KIND,
             deployment_id=request.deployment_id,
@@ -101,6 +102,7 @@ class KubernetesRuntime:
             data={
                 "image": reference,
                 "local": built.to_dict(),  # the engine's image, untagged with the artifact
+                "pushed_tag": pushed_tag,  # the registry's name for it on this machine (push tags it)
                 # The unpacked archive stays in place as long as the artifact is used
                 # (BuildRequest), so `start` reads config.yaml from it.
                 "model_dir": str(request.model_dir),
@@ -121,6 +123,8 @@ class KubernetesRuntime:
         local = artifact.data.get("local")
         if local:
             self.images.remove_artifact(Artifact.from_dict(local))
+            if artifact.data.get("pushed_tag"):
+                self.images.remove_artifact(Artifact.from_dict({**local, "data": {**local["data"], "tag": artifact.data["pushed_tag"]}}))
 
     # -- replicas -------------------------------------------------------------------------
 
