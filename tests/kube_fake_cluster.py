@@ -67,6 +67,12 @@ class FakeCluster:
                 self.client.remove_container(container["Id"], force=True)
             except docker.errors.APIError:
                 pass
+        for image in self.client.images(name=self.label):
+            for tag in image.get("RepoTags") or []:
+                try:
+                    self.client.remove_image(tag)
+                except docker.errors.APIError:
+                    pass
 
     def pods(self) -> list[dict]:
         with self.api.lock:
@@ -122,7 +128,7 @@ class FakeCluster:
         for name in list(self.containers):
             if name not in pods:  # deleted: SIGTERM, the server drains, then it is removed
                 container = self.containers.pop(name)
-                threading.Thread(target=self._remove_container, args=(container,), daemon=True).start()
+                threading.Thread(target=self._remove_container, args=(name, container), daemon=True).start()
         for name, pod in pods.items():
             if not pod.get("spec", {}).get("containers"):
                 continue
@@ -131,10 +137,12 @@ class FakeCluster:
             else:
                 self._observe(pod)
 
-    def _remove_container(self, container: str) -> None:
+    def _remove_container(self, pod: str, container: str) -> None:
         try:
-            self.client.stop(container, timeout=10)
-            self.client.remove_container(container, force=True)
+            if container:
+                self.client.stop(container, timeout=10)
+                self.client.remove_container(container, force=True)
+            self.client.remove_image(f"{self.label}:{pod}")
         except docker.errors.APIError:
             pass
 
@@ -143,7 +151,10 @@ class FakeCluster:
         spec = pod["spec"]
         container = spec["containers"][0]
         try:
-            pull_by_digest(self.client, container["image"])
+            image_id = pull_by_digest(self.client, container["image"])
+            # The node's own name for what it pulled (a node's image store is not this
+            # machine's): the control plane may untag its images while the pod runs.
+            self.client.tag(image_id, self.label, name)
         except Exception as exc:
             self._set_status(name, {"phase": "Pending", "containerStatuses": [
                 {"name": container["name"], "ready": False, "restartCount": 0, "image": container["image"], "imageID": "",
@@ -170,7 +181,7 @@ class FakeCluster:
                 binds[str(self._secret_dir(name, volume["secret"], user, group))] = {"bind": mount["mountPath"], "mode": "ro"}
         read_only = bool(container.get("securityContext", {}).get("readOnlyRootFilesystem"))
         created = self.client.create_container(
-            container["image"], environment=environment, labels={self.label: name},
+            f"{self.label}:{name}", environment=environment, labels={self.label: name},
             user=f"{user}:{group or user}" if user is not None else None,
             host_config=self.client.create_host_config(binds=binds, tmpfs=tmpfs, read_only=read_only),
         )

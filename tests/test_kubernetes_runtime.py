@@ -152,6 +152,9 @@ def test_a_deployment_lives_on_the_fake_cluster(cluster: Cluster) -> None:
         assert cp.client.delete(f"/v1/models/{model_id}").json() == {"id": model_id, "deleted": True}
         eventually(lambda: not any(key[0] in ("deployments", "services", "poddisruptionbudgets")
                                    for key in list(cluster.api.objects)) and cluster.pods() == [], timeout=120)
+        # And its image's tags on this machine: the engine's and the registry's.
+        eventually(lambda: not [tag for image in cluster.client.images() for tag in image.get("RepoTags") or []
+                                if tag.endswith(f":{deployment_id}")], timeout=60)
     finally:
         cp.close()
         if cp.process.poll() is None:
