@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,18 @@ def test_secrets_reach_the_pod_as_files_its_log_is_the_deployments_and_a_crashed
 
 def build_log(cp: ControlPlaneProcess, model_id: str, deployment_id: str) -> str:
     return cp.client.get(f"/v1/models/{model_id}/deployments/{deployment_id}/logs", params={"kind": "build"}).text
+
+
+def test_truss_server_start_checks_the_kubernetes_options_before_starting(tmp_path: Path) -> None:
+    environment = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
+
+    def start(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "truss_cli", "server", "start", "--data-dir", str(tmp_path / "cp"), *args],
+                              capture_output=True, text=True, timeout=60, env=environment)
+
+    missing = start("--runtime", "kubernetes")
+    assert missing.returncode == 2, missing
+    assert "--runtime kubernetes needs --namespace NS (the namespace the models run in) and --registry" in missing.stderr
+    bad_registry = start("--runtime", "kubernetes", "--namespace", "truss", "--registry", "https://registry.example.com/x")
+    assert bad_registry.returncode == 2 and "without a scheme" in bad_registry.stderr
+    assert not (tmp_path / "cp" / "controlplane.json").exists() and not (tmp_path / ".trussrc").exists()
