@@ -59,7 +59,9 @@ DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 LOWEST_DELETION_COST = str(-(2**31))  # int32's lowest: this pod goes first
 SECRET_PREFIX = "truss-secrets-"
 # Waiting reasons after which a container does not come up by itself: the replica FAILED.
-_STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
+# Not ErrImagePull: the kubelet's first failed try (a registry hiccup), retried until it
+# becomes ImagePullBackOff.
+_STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
           "CreateContainerError", "RunContainerError")
 
 
@@ -77,6 +79,9 @@ class KubernetesRuntime:
         self.images = images
         self.image_pull_secrets = image_pull_secrets
         self._lock = threading.Lock()
+        # Replicas stopped by this process. A stopped replica's pod is deleted, so a second
+        # `stop` finds no claim; the marked pod says "stopped" only while it exists.
+        self._stopped: set[str] = set()
 
     # -- builds ---------------------------------------------------------------------------
 
@@ -172,10 +177,14 @@ class KubernetesRuntime:
         return ObservedStatus(READY if pod.ready else LOADING, url=url)
 
     def stop(self, handle: Handle, grace: float = protocol.STOP_GRACE_SECONDS) -> None:
-        """Idempotent: a pod already marked is not counted down again. `grace` is the pod's
-        own terminationGracePeriodSeconds (the kubelet's SIGTERM, then SIGKILL)."""
+        """Idempotent: a pod already marked is not counted down again. `grace` is not used:
+        the pod's own terminationGracePeriodSeconds (objects.py) is the kubelet's wait
+        between SIGTERM and SIGKILL."""
         name = objects.object_name(handle.deployment_id)
         with self._lock:
+            if handle.replica_id in self._stopped:
+                return  # its pod is gone: claiming another would stop a second replica
+            self._stopped.add(handle.replica_id)
             pods = self._pods(handle.deployment_id)
             pod = _claimed(pods, handle.replica_id)
             if pod is None:
