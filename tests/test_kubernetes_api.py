@@ -169,8 +169,8 @@ def test_pods_report_phase_readiness_ip_restarts_and_why_a_container_ended(api: 
     fake.put("pods", pod("other", "10.0.0.3", ready=True, labels={"truss.dev/deployment-id": "d2"}))
 
     assert api.pods({"truss.dev/deployment-id": "d1"}) == [
-        PodState("dep-d1-a", "Running", True, "10.0.0.1", 0, None, None, LABELS),
-        PodState("dep-d1-b", "Running", False, "10.0.0.2", 4, "OOMKilled", "CrashLoopBackOff", LABELS),
+        PodState("dep-d1-a", "Running", True, "10.0.0.1", 0, None, None, LABELS, images=("i",)),
+        PodState("dep-d1-b", "Running", False, "10.0.0.2", 4, "OOMKilled", "CrashLoopBackOff", LABELS, images=("i",)),
     ]
 
 

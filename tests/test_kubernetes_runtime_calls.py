@@ -47,10 +47,13 @@ def spec(tmp_path: Path) -> ReplicaSpec:
     return ReplicaSpec("d7p3z1wb", artifact)
 
 
-def put_pod(fake: FakeKubernetesApi, name: str, ip: str | None = None) -> None:
+IMAGE = "127.0.0.1:5000/models/truss-hello@sha256:" + "ab" * 32
+
+
+def put_pod(fake: FakeKubernetesApi, name: str, ip: str | None = None, image: str = IMAGE) -> None:
     status = {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "False"}]} if ip else {"phase": "Pending"}
     fake.put("pods", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": dict(LABELS)},
-                      "spec": {"containers": [{"name": "model", "image": "i"}]}, "status": status})
+                      "spec": {"containers": [{"name": "model", "image": image}]}, "status": status})
 
 
 def replicas(fake: FakeKubernetesApi) -> int:
@@ -84,6 +87,17 @@ def test_each_replica_claims_its_own_pod_and_learns_its_url(runtime: KubernetesR
     assert annotations(fake, f"{DEPLOYMENT}-bbbbb")[CLAIM_ANNOTATION] == two.replica_id
     assert seen_one.url == "http://10.0.0.1:8080" and seen_two.url is None
     assert {h.replica_id for h in runtime.list()} == {one.replica_id, two.replica_id}
+
+
+def test_a_replica_never_claims_a_pod_of_another_image(runtime: KubernetesRuntime, fake: FakeKubernetesApi, tmp_path: Path) -> None:
+    """While a Deployment rolls to a new image (a development rebuild), a pod of the old image
+    left unclaimed must not serve the replica started for the new one."""
+    replica = runtime.start(spec(tmp_path))
+    put_pod(fake, f"{DEPLOYMENT}-old00", "10.0.0.9", image="127.0.0.1:5000/models/truss-hello@sha256:" + "cd" * 32)
+    assert runtime.status(replica).phase == STARTING
+    put_pod(fake, f"{DEPLOYMENT}-new00", "10.0.0.10")
+    assert runtime.status(replica).url == "http://10.0.0.10:8080"
+    assert CLAIM_ANNOTATION not in annotations(fake, f"{DEPLOYMENT}-old00")
 
 
 def test_stop_marks_counts_down_and_deletes_its_own_pod_once(runtime: KubernetesRuntime, fake: FakeKubernetesApi, tmp_path: Path) -> None:

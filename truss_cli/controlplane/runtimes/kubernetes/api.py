@@ -71,6 +71,7 @@ class PodState:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)  # the runtime's claim is one
     deleting: bool = False  # has a deletionTimestamp: terminating, never to be ready again
+    images: tuple[str, ...] = ()  # its containers' images, as the pod spec names them
 
 
 @dataclass(frozen=True)
@@ -377,6 +378,7 @@ def _pod_state(pod: Mapping[str, Any]) -> PodState:
         labels=dict(pod["metadata"].get("labels") or {}),
         annotations=dict(pod["metadata"].get("annotations") or {}),
         deleting=bool(pod["metadata"].get("deletionTimestamp")),
+        images=tuple(c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or []),
     )
 
 

@@ -156,7 +156,9 @@ class KubernetesRuntime:
                 self.api.apply(obj)
             if existed:
                 self.api.scale(name, self.api.read_scale(name).wanted + 1)
-        return Handle(KIND, spec.deployment_id, spec.replica_id, None, {"deployment": name})
+        # The image it claims a pod of: while a Deployment rolls to a new image (a development
+        # rebuild), pods of the old one must not serve the new replica.
+        return Handle(KIND, spec.deployment_id, spec.replica_id, None, {"deployment": name, "image": data["image"]})
 
     def status(self, handle: Handle) -> ObservedStatus:
         pod = self._claimed_pod(handle, claim=True)
@@ -190,7 +192,7 @@ class KubernetesRuntime:
             if pod is None:
                 # Never claimed (or its pod went): claim an unclaimed one so the one going is
                 # not another replica's; with none, count down only what no claim holds.
-                pod = _unclaimed(pods)
+                pod = _unclaimed(pods, handle.data.get("image"))
                 if pod is None:
                     live = sum(1 for p in pods if CLAIM_ANNOTATION in p.annotations and not _stopping(p))
                     wanted = self._wanted(name)
@@ -245,7 +247,7 @@ class KubernetesRuntime:
             return pod
         with self._lock:
             pods = self._pods(handle.deployment_id)  # again, under the lock: another may have claimed
-            pod = _claimed(pods, handle.replica_id) or _unclaimed(pods)
+            pod = _claimed(pods, handle.replica_id) or _unclaimed(pods, handle.data.get("image"))
             if pod is not None and CLAIM_ANNOTATION not in pod.annotations:
                 if not self._annotate(pod.name, handle.replica_id, {}):
                     return None
@@ -273,10 +275,11 @@ def _claimed(pods: list[PodState], replica_id: str) -> Optional[PodState]:
     return next((p for p in pods if p.annotations.get(CLAIM_ANNOTATION) == replica_id), None)
 
 
-def _unclaimed(pods: list[PodState]) -> Optional[PodState]:
-    """The unclaimed pod most nearly serving: ready first, then with an address, then by name."""
+def _unclaimed(pods: list[PodState], image: Optional[str]) -> Optional[PodState]:
+    """The unclaimed pod (of `image`, when given) most nearly serving: ready first, then with
+    an address, then by name."""
     free = [p for p in pods if CLAIM_ANNOTATION not in p.annotations and not p.deleting
-            and p.phase not in ("Failed", "Succeeded")]
+            and p.phase not in ("Failed", "Succeeded") and (not image or image in p.images)]
     free.sort(key=lambda p: (not p.ready, not p.ip, p.name))
     return free[0] if free else None
 
