@@ -169,9 +169,18 @@ def test_pods_report_phase_readiness_ip_restarts_and_why_a_container_ended(api: 
     fake.put("pods", pod("other", "10.0.0.3", ready=True, labels={"truss.dev/deployment-id": "d2"}))
 
     assert api.pods({"truss.dev/deployment-id": "d1"}) == [
-        PodState("dep-d1-a", "Running", True, "10.0.0.1", 0, None, None),
-        PodState("dep-d1-b", "Running", False, "10.0.0.2", 4, "OOMKilled", "CrashLoopBackOff"),
+        PodState("dep-d1-a", "Running", True, "10.0.0.1", 0, None, None, LABELS, images=("i",)),
+        PodState("dep-d1-b", "Running", False, "10.0.0.2", 4, "OOMKilled", "CrashLoopBackOff", LABELS, images=("i",)),
     ]
+
+
+def test_pods_carry_their_annotations_and_say_when_they_are_terminating(api: KubernetesApi, fake: FakeKubernetesApi) -> None:
+    """The runtime's claim on a pod is an annotation; a terminating pod is never claimed."""
+    claimed = pod("dep-d1-a", "10.0.0.1", ready=True)
+    claimed["metadata"].update(annotations={"truss.dev/replica-id": "r1"}, deletionTimestamp="2026-01-01T00:00:00Z")
+    fake.put("pods", claimed)
+    (state,) = api.pods({"truss.dev/deployment-id": "d1"})
+    assert state.annotations == {"truss.dev/replica-id": "r1"} and state.deleting
 
 
 def test_read_log_gives_timed_lines_since_a_time_and_follows(api: KubernetesApi, fake: FakeKubernetesApi) -> None:

@@ -147,7 +147,9 @@ def test_the_role_grants_what_the_runtime_needs_and_nothing_else():
         ("apps", "deployments"), ("apps", "deployments/scale"), ("", "services"), ("policy", "poddisruptionbudgets"),
         ("", "secrets"), ("", "pods"), ("", "pods/log"), ("discovery.k8s.io", "endpointslices"),
     }
-    assert granted[("", "pods")] == granted[("discovery.k8s.io", "endpointslices")] == {"get", "list", "watch"}
+    assert granted[("discovery.k8s.io", "endpointslices")] == {"get", "list", "watch"}
+    # The runtime annotates pods (its claim, pod-deletion-cost) and deletes a stopped replica's; never creates one.
+    assert granted[("", "pods")] == {"get", "list", "watch", "patch", "delete"}
     assert granted[("", "pods/log")] == {"get"}
     assert "watch" not in granted[("", "secrets")]
     assert all("*" not in verbs for verbs in granted.values())

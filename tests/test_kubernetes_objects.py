@@ -20,21 +20,21 @@ from truss_cli.server import protocol
 DIGEST = "registry.example.com/truss/hello@sha256:" + "ab" * 32
 
 CONFIGS = {
-    "cpu-only": ("model_name: Hello World\nresources:\n  cpu: '500m'\n  memory: 512Mi\n", 1, None),
-    "gpu": ("model_name: llm\nresources:\n  cpu: 4\n  memory: 16Gi\n  accelerator: A10G:2\n", 3, None),
+    "cpu-only": ("model_name: Hello World\nresources:\n  cpu: '500m'\n  memory: 512Mi\n", None),
+    "gpu": ("model_name: llm\nresources:\n  cpu: 4\n  memory: 16Gi\n  accelerator: A10G:2\n", None),
     "secrets": ("model_name: with-secrets\nsecrets:\n  hf_access_token: null\n  api_key: default-value-in-config\n"
                 "runtime:\n  health_checks:\n    startup_threshold_seconds: 600\n    restart_threshold_seconds: 60\n",
-                2, "truss-secrets-abcd1234"),
+                "truss-secrets-abcd1234"),
     "custom-server": ("model_name: custom\ndocker_server:\n  start_command: python server.py\n  server_port: 9000\n"
-                      "  predict_endpoint: /predict\n  readiness_endpoint: /ready\n  liveness_endpoint: /live\n", 0, None),
+                      "  predict_endpoint: /predict\n  readiness_endpoint: /ready\n  liveness_endpoint: /live\n", None),
 }
 
 
-def _objects(config_text: str, replicas: int = 1, secret_name: str | None = None, **overrides) -> list[dict]:
+def _objects(config_text: str, secret_name: str | None = None, **overrides) -> list[dict]:
     config = parse_config(config_text).config
     target = ModelDeployment(
         model_id="m4k2x9qa", model_name=config.model_name or "model", deployment_id="d7p3z1wb",
-        deployment_name="deployment-3", image=DIGEST, namespace="models", replicas=replicas,
+        deployment_name="deployment-3", image=DIGEST, namespace="models",
         secret_name=secret_name, **overrides,
     )
     return deployment_objects(target, config)
@@ -46,8 +46,8 @@ def _container(items: list[dict]) -> dict:
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_objects_are_valid_for_supported_kubernetes_and_match_their_golden_file(name):
-    text, replicas, secret_name = CONFIGS[name]
-    emitted = to_yaml(_objects(text, replicas, secret_name))
+    text, secret_name = CONFIGS[name]
+    emitted = to_yaml(_objects(text, secret_name))
     documents = validate_strict(emitted)
     assert kinds(documents) == ["Deployment", "Service", "PodDisruptionBudget"]
     assert_golden(f"deployment-{name}.yaml", emitted)
@@ -92,7 +92,7 @@ def test_resources_are_guaranteed_and_gpus_are_a_limit():
 
 
 def test_gpu_pods_tolerate_the_gpu_taint_and_keep_the_type_in_an_annotation():
-    deployment = _objects(CONFIGS["gpu"][0], 3)[0]
+    deployment = _objects(CONFIGS["gpu"][0])[0]
     pod = deployment["spec"]["template"]
     assert pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["metadata"]["annotations"]["truss.dev/accelerator"] == "A10G:2"
@@ -133,8 +133,8 @@ def test_an_image_not_referenced_by_digest_is_refused_with_how_to_get_one(image)
 
 
 def test_secrets_are_a_mounted_read_only_secret_never_a_value_in_the_objects():
-    text, replicas, secret_name = CONFIGS["secrets"]
-    items = _objects(text, replicas, secret_name)
+    text, secret_name = CONFIGS["secrets"]
+    items = _objects(text, secret_name)
     emitted = to_yaml(items)
     assert "default-value-in-config" not in emitted
     container = _container(items)
@@ -149,16 +149,16 @@ def test_secrets_are_a_mounted_read_only_secret_never_a_value_in_the_objects():
 
 def test_declared_secrets_without_a_kubernetes_secret_are_refused():
     with pytest.raises(UsageError, match="hf_access_token"):
-        _objects(CONFIGS["secrets"][0], 1, None)
+        _objects(CONFIGS["secrets"][0], None)
 
 
 def test_a_secret_name_that_cannot_be_a_secret_key_is_refused_by_name():
     with pytest.raises(UsageError, match="'my token'"):
-        _objects('model_name: m\nsecrets:\n  "my token": null\n  ok_name: null\n', 1, "truss-secrets-x")
+        _objects('model_name: m\nsecrets:\n  "my token": null\n  ok_name: null\n', "truss-secrets-x")
 
 
 def test_probes_use_the_servers_routes_and_config_thresholds():
-    container = _container(_objects(CONFIGS["secrets"][0], 2, "s"))
+    container = _container(_objects(CONFIGS["secrets"][0], "s"))
     assert container["startupProbe"]["httpGet"] == {"path": protocol.READINESS_PATH, "port": "http"}
     assert container["readinessProbe"]["httpGet"]["path"] == protocol.READINESS_PATH
     assert container["livenessProbe"]["httpGet"]["path"] == "/"
@@ -183,15 +183,20 @@ def test_pods_run_unprivileged_and_a_model_server_on_a_read_only_root():
     assert model["automountServiceAccountToken"] is False
     mounts = {mount["mountPath"] for mount in model["containers"][0]["volumeMounts"]}
     assert {"/tmp", "/home/truss"} <= mounts
-    custom = _objects(CONFIGS["custom-server"][0], 0)[0]["spec"]["template"]["spec"]
+    custom = _objects(CONFIGS["custom-server"][0])[0]["spec"]["template"]["spec"]
     assert custom["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is False
     assert custom["securityContext"]["runAsNonRoot"] is True
 
 
-@pytest.mark.parametrize("replicas", [0, 1, 5])
-def test_the_disruption_budget_lets_a_drain_take_one_pod_at_a_time_at_any_count(replicas):
-    budget = _objects(CONFIGS["cpu-only"][0], replicas)[2]
+def test_the_disruption_budget_lets_a_drain_take_one_pod_at_a_time_at_any_count():
+    budget = _objects(CONFIGS["cpu-only"][0])[2]
     assert budget["spec"]["maxUnavailable"] == 1 and "minAvailable" not in budget["spec"]
+
+
+def test_the_applied_deployment_names_no_replica_count_so_a_reapply_never_resets_the_scale():
+    """The count is the `scale` subresource's alone: a forced apply naming one would undo the autoscaler."""
+    for text, secret_name in CONFIGS.values():
+        assert "replicas" not in _objects(text, secret_name)[0]["spec"]
 
 
 def test_the_service_is_headless_for_the_gateways_endpoint_slice_watch():
@@ -206,6 +211,6 @@ def test_image_pull_secrets_are_named_on_the_pod():
 
 
 def test_objects_are_the_same_every_time():
-    text, replicas, secret_name = CONFIGS["secrets"]
-    assert to_yaml(_objects(text, replicas, secret_name)) == to_yaml(_objects(text, replicas, secret_name))
+    text, secret_name = CONFIGS["secrets"]
+    assert to_yaml(_objects(text, secret_name)) == to_yaml(_objects(text, secret_name))
     assert objects.object_name("d7p3z1wb") == "truss-deployment-d7p3z1wb"

@@ -40,8 +40,8 @@ def test_process_asked_for_is_process(tmp_path: Path) -> None:
 
 
 def test_an_unknown_kind_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="auto, process, docker"):
-        select_runtime("kubernetes", runtime_settings(tmp_path / "data"))
+    with pytest.raises(UsageError, match="auto, process, docker, kubernetes"):
+        select_runtime("nomad", runtime_settings(tmp_path / "data"))
 
 
 @pytest.mark.docker

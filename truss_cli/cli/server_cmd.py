@@ -49,7 +49,10 @@ def start(
     host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on; 0.0.0.0 makes it reachable from other machines."),
     port: int = typer.Option(8800, "--port", metavar="PORT", min=0, max=65535, help="Port to listen on; 0 picks a free one."),
     data_dir: Optional[Path] = DataDirOption,
-    runtime: str = typer.Option("auto", "--runtime", metavar="auto|process|docker", help="How replicas run: docker when an engine answers and a base image is usable (TRUSS_BASE_IMAGE, or the default one on this machine) (auto), else local processes."),
+    runtime: str = typer.Option("auto", "--runtime", metavar="auto|process|docker|kubernetes", help="How replicas run: docker when an engine answers and a base image is usable (TRUSS_BASE_IMAGE, or the default one on this machine) (auto), else local processes; kubernetes: pods in a cluster (with --namespace and --registry)."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", metavar="NAMESPACE", help="--runtime kubernetes: the namespace the models run in."),
+    kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", metavar="PATH", help="--runtime kubernetes: the cluster's kubeconfig (default: the pod's service account inside a cluster, else $KUBECONFIG or ~/.kube/config)."),
+    registry: Optional[str] = typer.Option(None, "--registry", metavar="HOST/PREFIX", help="--runtime kubernetes: where model images are pushed (the cluster pulls them by digest)."),
     database_url: Optional[str] = typer.Option(None, "--database-url", metavar="URL", envvar="TRUSS_DATABASE_URL", show_envvar=True, help="A PostgreSQL URL (postgresql://...) instead of SQLite under the data dir; kept off the control plane's command line."),
     dev_idle_seconds: Optional[float] = typer.Option(
         None, "--dev-idle-seconds", metavar="SECONDS", min=1,
@@ -63,16 +66,20 @@ def start(
     On a fresh data dir an admin API key is created for it. Its log is <data dir>/controlplane.log.
     """
     settings = edge.settings()
-    if runtime not in ("auto", "process", "docker"):
-        raise TrussError(f"--runtime: expected auto, process or docker, got {runtime!r}", exit_code=2)
+    if runtime not in ("auto", "process", "docker", "kubernetes"):
+        raise TrussError(f"--runtime: expected auto, process, docker or kubernetes, got {runtime!r}", exit_code=2)
+    from truss_cli.controlplane.runtimes.kubernetes.selection import KubernetesOptions, check_options
+
+    kubernetes = KubernetesOptions(namespace, kubeconfig and kubeconfig.expanduser().resolve(), registry)
+    check_options(runtime, kubernetes)  # exit 2 before anything starts
     if foreground:
         directory = (data_dir or local_server.default_data_dir(settings)).resolve()
         directory.mkdir(parents=True, exist_ok=True)
-        command = local_server.serve_command(directory, host, port, runtime, dev_idle_seconds)
+        command = local_server.serve_command(directory, host, port, runtime, dev_idle_seconds, kubernetes)
         sys.stdout.flush()
         os.execve(command[0], command, local_server.serve_environment(settings, database_url))
     with console.err.status("Starting the control plane…"):
-        running = local_server.start(settings, data_dir, host, port, runtime, database_url, dev_idle_seconds)
+        running = local_server.start(settings, data_dir, host, port, runtime, database_url, dev_idle_seconds, kubernetes)
     data = _describe(running)
     if running.key_created:
         console.err.print("Created an admin API key; it is in ~/.trussrc as remote `local`.")

@@ -24,6 +24,7 @@ from typing import Any
 
 from truss_cli.client.api import Api, ApiError, RemoteUnreachable
 from truss_cli.client.remotes import LOCAL_REMOTE, Remote, add_remote, read_remotes, trussrc_path
+from truss_cli.controlplane.runtimes.kubernetes.selection import KubernetesOptions
 from truss_cli.errors import TrussError
 from truss_cli.settings import DATABASE_URL_ENV, Settings
 
@@ -63,7 +64,7 @@ def read_state(data_dir: Path) -> dict[str, Any] | None:
 
 
 def serve_command(data_dir: Path, host: str, port: int, runtime: str,
-                  dev_idle_seconds: float | None = None) -> list[str]:
+                  dev_idle_seconds: float | None = None, kubernetes: KubernetesOptions | None = None) -> list[str]:
     """The control plane's command line. The database URL is not on it (a PostgreSQL URL carries
     a password, and a command line is visible to every user of the machine in `ps`): it goes
     in the environment, `serve_environment`."""
@@ -71,6 +72,11 @@ def serve_command(data_dir: Path, host: str, port: int, runtime: str,
                "--host", host, "--port", str(port), "--runtime", runtime]
     if dev_idle_seconds is not None:
         command += ["--dev-idle-seconds", f"{dev_idle_seconds:g}"]
+    if kubernetes is not None:
+        for flag, value in (("--namespace", kubernetes.namespace), ("--kubeconfig", kubernetes.kubeconfig),
+                            ("--registry", kubernetes.registry)):
+            if value:
+                command += [flag, str(value)]
     return command
 
 
@@ -90,6 +96,7 @@ def start(
     runtime: str = "auto",
     database_url: str | None = None,
     dev_idle_seconds: float | None = None,
+    kubernetes: KubernetesOptions | None = None,
 ) -> Running:
     """Start the control plane in the background (or find it running) and record remote `local`.
 
@@ -104,7 +111,7 @@ def start(
     if state is None:
         chosen = _free_port(host, DEFAULT_PORT) if port is None else _check_port(host, port)
         state = _spawn(serve_environment(settings, database_url), data_dir,
-                       serve_command(data_dir, host, chosen, runtime, dev_idle_seconds))
+                       serve_command(data_dir, host, chosen, runtime, dev_idle_seconds, kubernetes))
     remote, created = _ensure_key(settings, data_dir, state["url"], database_url)
     with Api.for_remote(remote) as api:
         server = api.server()

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from truss_cli.controlplane.reconciler import DEV_IDLE_SECONDS
+from truss_cli.controlplane.runtimes.kubernetes.selection import KubernetesOptions
 from truss_cli.controlplane.runtimes.select import CHOICES
 from truss_cli.controlplane.store import Store
 from truss_cli.errors import TrussError
@@ -26,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8800)
     serve.add_argument("--runtime", choices=CHOICES, default="auto")
+    serve.add_argument("--namespace", default=None, help="--runtime kubernetes: the namespace its models run in")
+    serve.add_argument("--kubeconfig", type=Path, default=None,
+                       help="--runtime kubernetes: default the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config")
+    serve.add_argument("--registry", default=None, help="--runtime kubernetes: HOST[:PORT]/PREFIX model images are pushed to")
     serve.add_argument("--database-url", default=None, help=f"default: ${DATABASE_URL_ENV} (which keeps it off the command line)")
     serve.add_argument("--build-workers", type=int, default=2)
     serve.add_argument("--dev-idle-seconds", type=float, default=DEV_IDLE_SECONDS,
@@ -49,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         from truss_cli.controlplane.serve import serve
 
         settings = dataclasses.replace(Settings.from_environment(os.environ, Path.home()), data_dir=data_dir)
+        kubernetes = KubernetesOptions(args.namespace, args.kubeconfig and args.kubeconfig.expanduser().resolve(), args.registry)
         serve(settings, args.host, args.port, args.runtime, args.database_url, args.build_workers,
-              dev_idle_seconds=args.dev_idle_seconds)
+              dev_idle_seconds=args.dev_idle_seconds, kubernetes=kubernetes)
         return 0
     except TrussError as exc:
         print(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), file=sys.stderr)

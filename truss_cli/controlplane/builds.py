@@ -79,7 +79,8 @@ class BuildWorkers:
             deployment = self.store.deployments.get_by_id(deployment_id)
             model_dir = self.trees.tree(deployment.archive_sha256 or "")
             config = load_config(model_dir).config
-            artifact = self.runtime.prepare(BuildRequest(deployment_id, model_dir, config, log_path))
+            artifact = self.runtime.prepare(BuildRequest(deployment_id, model_dir, config, log_path,
+                                                           deployment.model_id, deployment.name))
         except (BuildError, ConfigError) as exc:
             self.store.builds.finish(build_id, succeeded=False, cause=str(exc))
         except Exception as exc:  # a bug or the disk: the deployment says so instead of building forever

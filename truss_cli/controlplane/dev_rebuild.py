@@ -151,7 +151,8 @@ class DevelopmentRebuilds:
         with LogFile(log_path) as log:
             log(f"rebuilding the development deployment for tree {tree_hash[:12]} ({reason}); "
                 "the previous tree serves meanwhile")
-        artifact = self.runtime.prepare(BuildRequest(deployment_id, model_dir, config, log_path))
+        artifact = self.runtime.prepare(BuildRequest(deployment_id, model_dir, config, log_path,
+                                                           deployment.model_id, deployment.name))
         row_config = {**deployment.config, "secret_names": sorted(config.secrets),
                       "model_metadata": json.loads(json.dumps(dict(config.model_metadata or {}), default=str))}
         return artifact, row_config

@@ -320,6 +320,9 @@ class Reconciler:
         loading = False
         wake_failed: Optional[str] = None
         for row, handle, observed in seen:
+            if observed.url and observed.url != handle.url:  # learnt after start (ObservedStatus.url)
+                handle = replace(handle, url=observed.url)
+                self.store.replicas.set_handle(row.id, handle.to_dict())
             if deployment.is_development and observed.tree_hash and observed.tree_hash == deployment.pending_tree_hash:
                 deployment = self.development.at_staged_tree(deployment, observed)
             if observed.is_ready and handle.url:

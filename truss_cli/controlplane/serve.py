@@ -22,6 +22,7 @@ import uvicorn
 from truss_cli.controlplane.app import create_app
 from truss_cli.controlplane.plane import ControlPlane, Options
 from truss_cli.controlplane.reconciler import DEV_IDLE_SECONDS
+from truss_cli.controlplane.runtimes.kubernetes.selection import KubernetesOptions
 from truss_cli.controlplane.runtimes.select import select_runtime
 from truss_cli.controlplane.store import Store
 from truss_cli.net import local_url
@@ -31,11 +32,12 @@ STATE_FILE = "controlplane.json"
 
 
 def serve(settings: Settings, host: str, port: int, runtime_kind: str, database_url: str | None,
-          build_workers: int, dev_idle_seconds: float = DEV_IDLE_SECONDS) -> None:
+          build_workers: int, dev_idle_seconds: float = DEV_IDLE_SECONDS,
+          kubernetes: KubernetesOptions | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = settings.data_dir
     store = Store.open(data_dir, database_url)
-    selection = select_runtime(runtime_kind, settings)
+    selection = select_runtime(runtime_kind, settings, kubernetes)
     plane = ControlPlane(store, selection.runtime, selection.reason,
                          Options(build_workers=build_workers, dev_idle_seconds=dev_idle_seconds))
     app = create_app(plane)

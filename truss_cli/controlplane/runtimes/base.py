@@ -4,7 +4,8 @@ The control plane never branches on a runtime's kind: it builds a `BuildRequest`
 `Artifact` and `Handle` it gets back (as JSON, in its store) and hands them back unchanged.
 What a runtime needs to find its replica again lives in `Handle.data` / `Artifact.data`,
 which only that runtime reads. Replicas are addressed by URL, never by pid, so a runtime
-whose replicas run elsewhere (Kubernetes, later) fits the same shape.
+whose replicas run elsewhere (Kubernetes pods) fits the same shape; an address known only
+after start comes back through `status` (ObservedStatus.url).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class BuildRequest:
     model_dir: Path  # the unpacked archive; must stay in place as long as the artifact is used
     config: TrussConfig  # validated (truss_cli.config.load_config)
     build_log: Path  # the build's output goes here, one timestamped line at a time (logfile.py)
+    # Who the build is for: a runtime whose objects carry them (Kubernetes labels) reads them.
+    model_id: Optional[str] = None
+    deployment_name: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,9 @@ class Handle:
     kind: str
     deployment_id: str
     replica_id: str
-    url: Optional[str]  # None only for a replica that died before it listened
+    # None for a replica that died before it listened, or whose address `status` learns
+    # later (ObservedStatus.url; the control plane then records it here).
+    url: Optional[str]
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +159,10 @@ class ObservedStatus:
     traceback: Optional[str] = None
     exit_code: Optional[int] = None  # on GONE, when known
     tree_hash: Optional[str] = None  # a development replica's: the tree it serves now
+    # Where the replica answers, when `start` could not know it yet (a Kubernetes pod's IP is
+    # assigned after start): the control plane records it in the replica's Handle.url. None:
+    # the Handle's url stands.
+    url: Optional[str] = None
 
     @property
     def is_ready(self) -> bool:

@@ -1,4 +1,4 @@
-"""`--runtime auto|process|docker`: which runtime a control plane uses, and why (one line the
+"""`--runtime auto|process|docker|kubernetes`: which runtime a control plane uses, and why (one line the
 CLI prints)."""
 
 from __future__ import annotations
@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from truss_cli.controlplane.runtimes.base import Runtime
+from truss_cli.controlplane.runtimes.kubernetes.selection import KIND as KUBERNETES, KubernetesOptions, check_options
 from truss_cli.errors import TrussError, UsageError
 from truss_cli.config import DEFAULT_PYTHON_VERSION
 from truss_cli.settings import BASE_IMAGE_ENV, Settings
 
 AUTO = "auto"
-CHOICES = (AUTO, "process", "docker")
+CHOICES = (AUTO, "process", "docker", KUBERNETES)
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,25 @@ class Selection:
     reason: str  # e.g. "docker: the Docker engine at unix:///var/run/docker.sock answers"
 
 
-def select_runtime(kind: str, settings: Settings) -> Selection:
+def select_runtime(kind: str, settings: Settings, kubernetes: Optional[KubernetesOptions] = None) -> Selection:
     """The runtime `kind` names; `auto`: Docker when an engine answers and a base image is
     usable (TRUSS_BASE_IMAGE set, or the default base image on this machine), else local
     processes: an engine without a base image would fail every build (a machine without
     Docker Hub), while processes serve.
 
     An explicit `docker` without an engine raises the engine's TrussError (how to start one).
+    `kubernetes` is never chosen by `auto`: it needs a namespace and a registry
+    (`kubernetes`, its options; runtimes/kubernetes/selection.py).
     """
     if kind not in CHOICES:
         raise UsageError(f"--runtime {kind!r}: choose one of {', '.join(CHOICES)}")
+    options = kubernetes or KubernetesOptions()
+    check_options(kind, options)
+    if kind == KUBERNETES:
+        from truss_cli.controlplane.runtimes.kubernetes.selection import kubernetes_runtime
+
+        runtime, reason = kubernetes_runtime(settings, options)
+        return Selection(runtime, reason)  # type: ignore[arg-type]
     # Imported here: the process runtime needs no Docker SDK, and a failing engine is only
     # worth asking about when Docker may be used.
     if kind in (AUTO, "docker"):

@@ -72,6 +72,10 @@ class Replicas:
             replica_id, handle=dict(handle), phase=phase, started_at=stamp, restarts=t.c.restarts + 1
         )
 
+    def set_handle(self, replica_id: str, handle: Mapping[str, Any]) -> Replica:
+        """The same replica, found again by a handle that now knows more (its url)."""
+        return self._update(replica_id, handle=dict(handle))
+
     def remove(self, replica_id: str) -> None:
         with write_transaction(self._engine) as db:
             db.execute(t.delete().where(t.c.id == replica_id))

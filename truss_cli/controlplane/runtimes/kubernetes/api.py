@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type
@@ -68,6 +68,10 @@ class PodState:
     restarts: int  # summed over its containers
     termination_reason: Optional[str]  # e.g. OOMKilled, Error: the last time a container ended
     waiting_reason: Optional[str]  # e.g. ImagePullBackOff, CrashLoopBackOff
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)  # the runtime's claim is one
+    deleting: bool = False  # has a deletionTimestamp: terminating, never to be ready again
+    images: tuple[str, ...] = ()  # its containers' images, as the pod spec names them
 
 
 @dataclass(frozen=True)
@@ -371,6 +375,10 @@ def _pod_state(pod: Mapping[str, Any]) -> PodState:
         restarts=sum(int(c.get("restartCount") or 0) for c in containers),
         termination_reason=termination,
         waiting_reason=waiting,
+        labels=dict(pod["metadata"].get("labels") or {}),
+        annotations=dict(pod["metadata"].get("annotations") or {}),
+        deleting=bool(pod["metadata"].get("deletionTimestamp")),
+        images=tuple(c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or []),
     )
 
 

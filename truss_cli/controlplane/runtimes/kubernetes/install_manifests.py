@@ -157,7 +157,8 @@ ROLE_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _WRITE},
     # Models' secrets: written and removed by the runtime; never watched.
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "patch", "update", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    # patch: the runtime's claim and pod-deletion-cost annotations; delete: a stopped replica's pod.
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
 ]

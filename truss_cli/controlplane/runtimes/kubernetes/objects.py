@@ -102,7 +102,6 @@ class ModelDeployment:
     deployment_name: str
     image: str
     namespace: str
-    replicas: int = 1
     secret_name: Optional[str] = None
     image_pull_secrets: tuple[str, ...] = field(default_factory=tuple)
 
@@ -139,7 +138,9 @@ def kube_deployment(target: ModelDeployment, config: TrussConfig) -> dict[str, A
         "kind": "Deployment",
         "metadata": _metadata(target, name, _accelerator_annotation(config)),
         "spec": {
-            "replicas": target.replicas,
+            # No `replicas`: the count belongs to the `scale` subresource (the runtime's only
+            # writer of it). A forced server-side apply that named one would reset the count
+            # the autoscaler set, on every re-apply. The API server defaults it to 1 at creation.
             "selector": {"matchLabels": selector(target.deployment_id)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "revisionHistoryLimit": 2,
@@ -340,8 +341,6 @@ def _check_target(target: ModelDeployment, config: TrussConfig) -> None:
             f"image {target.image!r} is not referenced by digest: expected REGISTRY/NAME@sha256:<64 hex digits>",
             hint="`truss image push DIR --registry HOST/PREFIX` prints the digest reference of a pushed image",
         )
-    if not isinstance(target.replicas, int) or isinstance(target.replicas, bool) or target.replicas < 0:
-        raise UsageError(f"replicas: expected a count of 0 or more, got {target.replicas!r}")
     if config.secrets and not target.secret_name:
         raise UsageError(
             f"config.yaml declares secrets ({', '.join(sorted(config.secrets))}) but no Kubernetes Secret was named to mount"

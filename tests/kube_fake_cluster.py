@@ -1,0 +1,279 @@
+"""A fake Kubernetes cluster whose pods are real Docker containers (no tests of its own).
+
+No cluster runs on these machines (docs/kubernetes.md), so the runtime is tested end to end
+against `kube_fake_api.FakeKubernetesApi` plus the two parts of a cluster it relies on, each
+as small as the runtime's use of it:
+
+- a ReplicaSet-like controller: every Deployment's `spec.replicas` becomes that many pods
+  (named `<deployment>-<5 hex>`, the template's labels, annotations and spec). Scaling down
+  removes pods in the ReplicaSet's order: not running before running, not ready before
+  ready, then the lowest `controller.kubernetes.io/pod-deletion-cost`, then the newest.
+  Pods of a deleted Deployment are deleted (what ownerReferences do). A changed template
+  does not roll the pods (no rolling update here).
+- a kubelet: each pod runs as a container of the pod's image, pulled BY DIGEST from the
+  registry the reference names (tests/registry_support.py's local one), with the pod's
+  environment (`fieldRef: metadata.name` included), its Secret volume (files of the Secret,
+  0400, owned by the pod's user, mounted read-only) and its emptyDirs (tmpfs), a read-only
+  root filesystem when the pod asks for one, as the pod's user. The container's bridge IP is
+  the pod IP (reachable from the host on Linux), the Ready condition follows the readiness
+  probe's route, a container that exits leaves the pod in CrashLoopBackOff (not restarted),
+  a failed pull in ImagePullBackOff, and the container's log is the pod's log. A deleted
+  pod's container is stopped (SIGTERM, as the kubelet does) and removed.
+
+Not simulated: scheduling, resources, liveness/startup probes, rolling updates,
+EndpointSlices, terminating pods (a delete is immediate).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import secrets as _random
+import shutil
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import docker
+import docker.errors
+import httpx
+
+from kube_fake_api import FakeKubernetesApi
+from truss_cli.image.registry import pull_by_digest
+
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+TICK_SECONDS = 0.25
+
+
+class FakeCluster:
+    def __init__(self, api: FakeKubernetesApi, client: docker.APIClient, work_dir: Path, namespace: str = "truss") -> None:
+        self.api, self.client, self.namespace = api, client, namespace
+        self.work_dir = work_dir
+        self.label = f"truss-test-fake-kubelet-{_random.token_hex(4)}"  # every container this cluster made
+        self.containers: dict[str, str] = {}  # pod name -> container id
+        self.log_lines: dict[str, int] = {}  # pod name -> lines of its container's log copied
+        self.pods_created = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fake-cluster", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        for container in self.client.containers(all=True, filters={"label": self.label}):
+            try:
+                self.client.remove_container(container["Id"], force=True)
+            except docker.errors.APIError:
+                pass
+        for image in self.client.images(name=self.label):
+            for tag in image.get("RepoTags") or []:
+                try:
+                    self.client.remove_image(tag)
+                except docker.errors.APIError:
+                    pass
+
+    def pods(self) -> list[dict]:
+        with self.api.lock:
+            return [copy.deepcopy(o) for (plural, ns, _), o in sorted(self.api.objects.items())
+                    if plural == "pods" and ns == self.namespace]
+
+    def container_of(self, pod: str) -> Optional[str]:
+        return self.containers.get(pod)
+
+    # ---- the loop ----
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            try:
+                self._control()
+                self._kubelet()
+            except Exception as exc:  # a test's failure shows in what it observes; keep going
+                print(f"fake cluster: {type(exc).__name__}: {exc}")
+
+    def _objects(self, plural: str) -> list[dict]:
+        with self.api.lock:
+            return [copy.deepcopy(o) for (p, ns, _), o in sorted(self.api.objects.items()) if p == plural and ns == self.namespace]
+
+    def _control(self) -> None:
+        deployments = {d["metadata"]["name"]: d for d in self._objects("deployments")}
+        pods = self._objects("pods")
+        for name, deployment in deployments.items():
+            selector = deployment["spec"]["selector"]["matchLabels"]
+            mine = [p for p in pods if all(p["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())]
+            wanted = int(deployment["spec"].get("replicas", 1))
+            for _ in range(wanted - len(mine)):
+                self._create_pod(name, deployment)
+            if len(mine) > wanted:
+                for pod in sorted(mine, key=_deletion_rank)[: len(mine) - wanted]:
+                    self.api.remove("pods", pod["metadata"]["name"], self.namespace)
+        for pod in pods:  # ownerReferences: a deleted Deployment's pods go
+            owner = pod["metadata"].get("annotations", {}).get("test.fake/owner")
+            if owner and owner not in deployments:
+                self.api.remove("pods", pod["metadata"]["name"], self.namespace)
+
+    def _create_pod(self, deployment_name: str, deployment: dict) -> None:
+        template = deployment["spec"]["template"]
+        self.pods_created += 1
+        name = f"{deployment_name}-{_random.token_hex(3)[:5]}"
+        metadata = copy.deepcopy(template["metadata"])
+        metadata["name"] = name
+        metadata.setdefault("annotations", {})["test.fake/owner"] = deployment_name
+        self.api.put("pods", {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": copy.deepcopy(template["spec"]),
+                              "status": {"phase": "Pending"}}, self.namespace)
+
+    def _kubelet(self) -> None:
+        pods = {p["metadata"]["name"]: p for p in self._objects("pods")}
+        for name in list(self.containers):
+            if name not in pods:  # deleted: SIGTERM, the server drains, then it is removed
+                container = self.containers.pop(name)
+                threading.Thread(target=self._remove_container, args=(name, container), daemon=True).start()
+        for name, pod in pods.items():
+            if not pod.get("spec", {}).get("containers"):
+                continue
+            if name not in self.containers:
+                self._start_pod(pod)
+            else:
+                self._observe(pod)
+
+    def _remove_container(self, pod: str, container: str) -> None:
+        try:
+            if container:
+                self.client.stop(container, timeout=10)
+                self.client.remove_container(container, force=True)
+            self.client.remove_image(f"{self.label}:{pod}")
+        except docker.errors.APIError:
+            pass
+
+    def _start_pod(self, pod: dict) -> None:
+        name = pod["metadata"]["name"]
+        spec = pod["spec"]
+        container = spec["containers"][0]
+        try:
+            image_id = pull_by_digest(self.client, container["image"])
+            # The node's own name for what it pulled (a node's image store is not this
+            # machine's): the control plane may untag its images while the pod runs.
+            self.client.tag(image_id, self.label, name)
+        except Exception as exc:
+            self._set_status(name, {"phase": "Pending", "containerStatuses": [
+                {"name": container["name"], "ready": False, "restartCount": 0, "image": container["image"], "imageID": "",
+                 "state": {"waiting": {"reason": "ImagePullBackOff", "message": str(exc)}}}]})
+            self.containers[name] = ""  # not tried again
+            return
+        security = spec.get("securityContext", {})
+        user = security.get("runAsUser")
+        group = security.get("runAsGroup") or security.get("fsGroup")
+        environment = {}
+        for variable in container.get("env", []):
+            if "value" in variable:
+                environment[variable["name"]] = variable["value"]
+            elif variable.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
+                environment[variable["name"]] = name
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        binds, tmpfs = {}, {}
+        for mount in container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            if "emptyDir" in volume:
+                owner = f",uid={user}" if user is not None else ""
+                tmpfs[mount["mountPath"]] = f"rw,exec,mode=1777{owner}"
+            elif "secret" in volume:
+                binds[str(self._secret_dir(name, volume["secret"], user, group))] = {"bind": mount["mountPath"], "mode": "ro"}
+        read_only = bool(container.get("securityContext", {}).get("readOnlyRootFilesystem"))
+        created = self.client.create_container(
+            f"{self.label}:{name}", environment=environment, labels={self.label: name},
+            user=f"{user}:{group or user}" if user is not None else None,
+            host_config=self.client.create_host_config(binds=binds, tmpfs=tmpfs, read_only=read_only),
+        )
+        self.containers[name] = created["Id"]
+        self.client.start(created["Id"])
+        self._observe(pod)
+
+    def _secret_dir(self, pod: str, volume: dict, user: Optional[int], group: Optional[int]) -> Path:
+        with self.api.lock:
+            secret = copy.deepcopy(self.api.objects.get(("secrets", self.namespace, volume["secretName"])) or {})
+        directory = self.work_dir / pod / "secrets"
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        for key, value in (secret.get("data") or {}).items():
+            path = directory / key
+            path.write_bytes(base64.b64decode(value))
+            os.chmod(path, volume.get("defaultMode", 0o644))
+            if user is not None:
+                os.chown(path, user, group or user)
+        os.chmod(directory, 0o755)
+        return directory
+
+    def _observe(self, pod: dict) -> None:
+        name = pod["metadata"]["name"]
+        container_id = self.containers.get(name)
+        if not container_id:
+            return
+        try:
+            state = self.client.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return
+        self._copy_log(name, container_id)
+        container = pod["spec"]["containers"][0]
+        ip = state["NetworkSettings"].get("IPAddress") or None
+        base = {"name": container["name"], "image": container["image"], "imageID": state["Image"], "restartCount": 0}
+        if state["State"]["Running"]:
+            ready = bool(ip) and _probe(ip, container.get("readinessProbe"))
+            status = {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                      "containerStatuses": [{**base, "ready": ready, "state": {"running": {"startedAt": state["State"]["StartedAt"]}}}]}
+        else:
+            ended = {"reason": "OOMKilled" if state["State"].get("OOMKilled") else "Error", "exitCode": state["State"]["ExitCode"]}
+            status = {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+                      "containerStatuses": [{**base, "ready": False, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                                             "lastState": {"terminated": ended}}]}
+        self._set_status(name, status)
+
+    def _set_status(self, name: str, status: dict) -> None:
+        with self.api.lock:
+            key = ("pods", self.namespace, name)
+            current = self.api.objects.get(key)
+            if current is None or current.get("status") == status:
+                return
+            updated = copy.deepcopy(current)
+            updated["status"] = status
+            self.api._store(key, updated, created=False)
+
+    def _copy_log(self, pod: str, container_id: str) -> None:
+        lines = self.client.logs(container_id, timestamps=True).decode("utf-8", "replace").splitlines()
+        for line in lines[self.log_lines.get(pod, 0):]:
+            stamp, _, text = line.partition(" ")
+            try:
+                at = datetime.fromisoformat(stamp[:26].rstrip("Z")).replace(tzinfo=timezone.utc)
+            except ValueError:
+                at = datetime.now(timezone.utc)
+            self.api.append_log(pod, text, at=at, namespace=self.namespace)
+        self.log_lines[pod] = len(lines)
+
+
+def _deletion_rank(pod: dict) -> tuple:
+    """Which pod a ReplicaSet removes first (lowest first)."""
+    status = pod.get("status", {})
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+    cost = int(pod["metadata"].get("annotations", {}).get(DELETION_COST, "0"))
+    created = int(str(pod["metadata"].get("uid", "uid-0")).rpartition("-")[2])  # the fake's uid counts up
+    return (status.get("phase") == "Running", ready, cost, -created)
+
+
+def _probe(ip: str, probe: Optional[dict]) -> bool:
+    if not probe or "httpGet" not in probe:
+        return True
+    try:
+        return httpx.get(f"http://{ip}:8080{probe['httpGet']['path']}", timeout=2.0, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def write_kubeconfig(path: Path, server: str, namespace: str = "truss") -> Path:
+    """A kubeconfig file for the fake API (no credentials: it asks for none)."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f"clusters:\n- name: fake\n  cluster:\n    server: {server}\n"
+        f"contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: {namespace}\n"
+        "users:\n- name: fake\n  user: {}\n"
+    )
+    return path

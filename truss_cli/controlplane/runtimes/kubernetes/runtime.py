@@ -1,0 +1,318 @@
+"""The Kubernetes runtime: a replica is a pod of its deployment's Kubernetes Deployment.
+
+It speaks the same per-replica protocol as the other runtimes (runtimes/base.py), so the
+control plane does not know it is talking to a cluster:
+
+- `prepare` is the Docker runtime's image build (its code, not a copy), then a push to the
+  configured registry; the artifact's reference is the image's digest reference.
+- `start` ensures the deployment's objects (objects.py, by forced server-side apply: a
+  Deployment WITHOUT `spec.replicas`, a headless Service, a PodDisruptionBudget, a Secret of
+  the model's secret values), then raises the Deployment's count by one through its `scale`
+  subresource, the only writer of that count. It returns at once: the handle names a claim
+  (the replica id), not a pod.
+- `status` claims a pod lazily: the first time it finds none annotated with the replica id,
+  it annotates an unclaimed pod of the deployment (`truss.dev/replica-id`). The pod's IP comes
+  back as `ObservedStatus.url`, which the control plane records in the handle.
+- `stop` marks the claimed pod with the lowest `controller.kubernetes.io/pod-deletion-cost`,
+  lowers the count by one, and deletes that pod: a ReplicaSet ranks not-ready pods before
+  deletion cost, so it might take another (a starting) pod instead; deleting ours as well
+  means the count stays right and no pod is left claimed by a stopped replica (the other
+  pod's replacement is claimed afresh).
+
+One control plane per namespace (its Deployment is `Recreate`), so a lock in this process is
+enough to keep read-scale-then-write and claims from racing each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import httpx
+
+from truss_cli.config import ConfigError, load_config
+from truss_cli.controlplane.runtimes.base import (
+    GONE,
+    Artifact,
+    BuildError,
+    BuildRequest,
+    Handle,
+    LogLine,
+    ObservedStatus,
+    ReplicaSpec,
+    one_line_cause,
+)
+from truss_cli.controlplane.runtimes.kubernetes import objects
+from truss_cli.controlplane.runtimes.kubernetes.api import KubernetesApi, PodState
+from truss_cli.controlplane.runtimes.kubernetes.objects import ModelDeployment, deployment_objects
+from truss_cli.controlplane.runtimes.logfile import LogFile
+from truss_cli.errors import TrussError
+from truss_cli.image.registry import Registry, push
+from truss_cli.server import protocol
+from truss_cli.server.status import FAILED, LOADING, READY, STARTING, ReplicaStatus
+
+KIND = "kubernetes"
+CLAIM_ANNOTATION = "truss.dev/replica-id"
+DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+LOWEST_DELETION_COST = str(-(2**31))  # int32's lowest: this pod goes first
+SECRET_PREFIX = "truss-secrets-"
+# Waiting reasons after which a container does not come up by itself: the replica FAILED.
+# Not ErrImagePull: the kubelet's first failed try (a registry hiccup), retried until it
+# becomes ImagePullBackOff.
+_STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+          "CreateContainerError", "RunContainerError")
+
+
+class KubernetesRuntime:
+    kind = KIND
+    # Development deployments sync every patch by a rebuild for now: a development pod would
+    # need its start tree delivered, a writable filesystem and its control API reached.
+    development_replicas = False
+
+    def __init__(self, api: KubernetesApi, registry: Registry, images: Any, image_pull_secrets: tuple[str, ...] = ()):
+        """`images`: the Docker runtime whose build `prepare` reuses (anything with its
+        `prepare`, `remove_artifact` and engine `client`)."""
+        self.api = api
+        self.registry = registry
+        self.images = images
+        self.image_pull_secrets = image_pull_secrets
+        self._lock = threading.Lock()
+        # Replicas stopped by this process. A stopped replica's pod is deleted, so a second
+        # `stop` finds no claim; the marked pod says "stopped" only while it exists.
+        self._stopped: set[str] = set()
+
+    # -- builds ---------------------------------------------------------------------------
+
+    def prepare(self, request: BuildRequest) -> Artifact:
+        if not request.model_id:
+            raise BuildError("the Kubernetes runtime needs the deployment's model id (it labels the objects with it)")
+        built = self.images.prepare(request)  # the build log is written there
+        with LogFile(request.build_log) as log:
+            log(f"pushing {built.reference} to {self.registry}")
+            try:
+                reference = push(self.images.client, built.data["tag"], self.registry)
+            except TrussError as exc:
+                log(f"push failed: {exc.message}")
+                if exc.hint:
+                    log(f"hint: {exc.hint}")
+                raise BuildError(one_line_cause(exc.message)) from None
+            log(f"pushed {reference}")
+        pushed_tag = f"{reference.partition('@')[0]}:{built.data['tag'].rpartition(':')[2]}"
+        return Artifact(
+            kind=KIND,
+            deployment_id=request.deployment_id,
+            reference=reference,
+            data={
+                "image": reference,
+                "local": built.to_dict(),  # the engine's image, untagged with the artifact
+                "pushed_tag": pushed_tag,  # the registry's name for it on this machine (push tags it)
+                # The unpacked archive stays in place as long as the artifact is used
+                # (BuildRequest), so `start` reads config.yaml from it.
+                "model_dir": str(request.model_dir),
+                "model_id": request.model_id,
+                "model_name": built.data.get("model_name") or request.config.model_name or "model",
+                "deployment_name": request.deployment_name or request.deployment_id,
+            },
+        )
+
+    def remove_artifact(self, artifact: Artifact) -> None:
+        """The deployment is deleted and nothing uses its image: its objects go (its replicas
+        were stopped before), and the local image's tag. The registry keeps what was pushed
+        (a registry's garbage collection is its operator's)."""
+        name = objects.object_name(artifact.deployment_id)
+        for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+            self.api.delete(kind, name)
+        self.api.delete("Secret", SECRET_PREFIX + artifact.deployment_id)
+        local = artifact.data.get("local")
+        if local:
+            self.images.remove_artifact(Artifact.from_dict(local))
+            if artifact.data.get("pushed_tag"):
+                self.images.remove_artifact(Artifact.from_dict({**local, "data": {**local["data"], "tag": artifact.data["pushed_tag"]}}))
+
+    # -- replicas -------------------------------------------------------------------------
+
+    def start(self, spec: ReplicaSpec) -> Handle:
+        data = spec.artifact.data
+        try:
+            config = load_config(Path(data["model_dir"])).config
+        except (ConfigError, OSError) as exc:
+            raise TrussError(f"cannot read the deployment's config.yaml at {data['model_dir']}: {exc}") from None
+        secret_name = SECRET_PREFIX + spec.deployment_id if config.secrets else None
+        target = ModelDeployment(
+            model_id=data["model_id"], model_name=data["model_name"], deployment_id=spec.deployment_id,
+            deployment_name=data["deployment_name"], image=data["image"], namespace=self.api.namespace,
+            secret_name=secret_name, image_pull_secrets=self.image_pull_secrets,
+        )
+        name = objects.object_name(spec.deployment_id)
+        with self._lock:
+            if secret_name:
+                self.api.apply(_secret(secret_name, target, spec.secrets))
+            # The API server gives a new Deployment one replica (it names none): that one is
+            # this replica's. An existing one counts up by one.
+            existed = self.api.get("Deployment", name) is not None
+            for obj in deployment_objects(target, config):
+                self.api.apply(obj)
+            if existed:
+                self.api.scale(name, self.api.read_scale(name).wanted + 1)
+        # The image it claims a pod of: while a Deployment rolls to a new image (a development
+        # rebuild), pods of the old one must not serve the new replica.
+        return Handle(KIND, spec.deployment_id, spec.replica_id, None, {"deployment": name, "image": data["image"]})
+
+    def status(self, handle: Handle) -> ObservedStatus:
+        pod = self._claimed_pod(handle, claim=True)
+        if pod is None:
+            # Once it had an address, the claimed pod existed: it is gone. Before, the scale-up
+            # has not made a pod for it yet.
+            return ObservedStatus(GONE if handle.url else STARTING)
+        if pod.phase in ("Failed", "Succeeded") or pod.deleting:
+            return ObservedStatus(GONE, summary=_pod_cause(pod, "ended"))
+        if pod.waiting_reason in _STUCK:
+            return ObservedStatus(FAILED, summary=_pod_cause(pod, "cannot start"))
+        if not pod.ip:
+            return ObservedStatus(STARTING)
+        url = pod_url(pod.ip)
+        server = _server_status(url, pod.name)
+        if server is not None and server.phase == FAILED:  # a failed load() stays up saying why
+            return ObservedStatus(FAILED, server.summary, server.traceback, url=url)
+        return ObservedStatus(READY if pod.ready else LOADING, url=url)
+
+    def stop(self, handle: Handle, grace: float = protocol.STOP_GRACE_SECONDS) -> None:
+        """Idempotent: a pod already marked is not counted down again. `grace` is not used:
+        the pod's own terminationGracePeriodSeconds (objects.py) is the kubelet's wait
+        between SIGTERM and SIGKILL."""
+        name = objects.object_name(handle.deployment_id)
+        with self._lock:
+            if handle.replica_id in self._stopped:
+                return  # its pod is gone: claiming another would stop a second replica
+            self._stopped.add(handle.replica_id)
+            pods = self._pods(handle.deployment_id)
+            pod = _claimed(pods, handle.replica_id)
+            if pod is None:
+                # Never claimed (or its pod went): claim an unclaimed one so the one going is
+                # not another replica's; with none, count down only what no claim holds.
+                pod = _unclaimed(pods, handle.data.get("image"))
+                if pod is None:
+                    live = sum(1 for p in pods if CLAIM_ANNOTATION in p.annotations and not _stopping(p))
+                    wanted = self._wanted(name)
+                    if wanted is not None and wanted > live:
+                        self.api.scale(name, wanted - 1)
+                    return
+            if _stopping(pod):
+                return
+            if not self._annotate(pod.name, handle.replica_id, {DELETION_COST_ANNOTATION: LOWEST_DELETION_COST}):
+                return
+            wanted = self._wanted(name)
+            if wanted:
+                self.api.scale(name, wanted - 1)
+            self.api.delete("Pod", pod.name)
+
+    def list(self) -> list[Handle]:
+        found = []
+        for pod in self.api.pods({objects.MANAGED_BY: objects.MANAGER}):
+            replica_id = pod.annotations.get(CLAIM_ANNOTATION)
+            deployment_id = pod.labels.get(objects.DEPLOYMENT_ID_LABEL)
+            if not replica_id or not deployment_id or _stopping(pod):
+                continue
+            found.append(Handle(KIND, deployment_id, replica_id, pod_url(pod.ip) if pod.ip else None,
+                                {"deployment": objects.object_name(deployment_id)}))
+        return found
+
+    def logs(self, handle: Handle, since=None, follow: bool = False) -> Iterator[LogLine]:
+        """Its pod's log (the container's, as the kubelet keeps it: gone with the pod)."""
+        pod = self._claimed_pod(handle, claim=False)
+        if pod is None:
+            return iter(())
+        try:
+            return self.api.read_log(pod.name, since=since, follow=follow)
+        except TrussError:  # deleted meanwhile
+            return iter(())
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _pods(self, deployment_id: str) -> list[PodState]:
+        return self.api.pods(objects.selector(deployment_id))
+
+    def _wanted(self, name: str) -> Optional[int]:
+        try:
+            return self.api.read_scale(name).wanted
+        except TrussError:  # the Deployment is gone (deleted by someone): nothing to count down
+            return None
+
+    def _claimed_pod(self, handle: Handle, claim: bool) -> Optional[PodState]:
+        pods = self._pods(handle.deployment_id)
+        pod = _claimed(pods, handle.replica_id)
+        if pod is not None or not claim or handle.url:
+            return pod
+        with self._lock:
+            pods = self._pods(handle.deployment_id)  # again, under the lock: another may have claimed
+            pod = _claimed(pods, handle.replica_id) or _unclaimed(pods, handle.data.get("image"))
+            if pod is not None and CLAIM_ANNOTATION not in pod.annotations:
+                if not self._annotate(pod.name, handle.replica_id, {}):
+                    return None
+            return pod
+
+    def _annotate(self, pod: str, replica_id: str, more: dict[str, str]) -> bool:
+        """Server-side apply of the runtime's annotations on an existing pod (all of them each
+        time: an apply lets go of fields it leaves out). False when the pod went meanwhile."""
+        if self.api.get("Pod", pod) is None:
+            return False  # an apply would try to create it
+        annotations = {CLAIM_ANNOTATION: replica_id, **more}
+        try:
+            self.api.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "annotations": annotations}})
+        except TrussError:  # refused: deleted between the two calls (a create of it is invalid)
+            return False
+        return True
+
+
+def pod_url(ip: str) -> str:
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{protocol.DEFAULT_SERVER_PORT}"
+
+
+def _claimed(pods: list[PodState], replica_id: str) -> Optional[PodState]:
+    return next((p for p in pods if p.annotations.get(CLAIM_ANNOTATION) == replica_id), None)
+
+
+def _unclaimed(pods: list[PodState], image: Optional[str]) -> Optional[PodState]:
+    """The unclaimed pod (of `image`, when given) most nearly serving: ready first, then with
+    an address, then by name."""
+    free = [p for p in pods if CLAIM_ANNOTATION not in p.annotations and not p.deleting
+            and p.phase not in ("Failed", "Succeeded") and (not image or image in p.images)]
+    free.sort(key=lambda p: (not p.ready, not p.ip, p.name))
+    return free[0] if free else None
+
+
+def _stopping(pod: PodState) -> bool:
+    return pod.deleting or pod.annotations.get(DELETION_COST_ANNOTATION) == LOWEST_DELETION_COST
+
+
+def _pod_cause(pod: PodState, what: str) -> str:
+    """One line: `pod NAME cannot start: ImagePullBackOff (last exit: OOMKilled)`."""
+    reasons = [r for r in (pod.waiting_reason, pod.termination_reason and f"last exit: {pod.termination_reason}") if r]
+    return f"pod {pod.name} {what}: " + (", ".join(reasons) if reasons else pod.phase)
+
+
+def _server_status(url: str, pod_name: str) -> Optional[ReplicaStatus]:
+    """The model server's own status, when the server at `url` is this pod's (its replica id
+    is the pod's name, objects.py)."""
+    try:
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            answer = client.get(url + protocol.STATUS_PATH)
+        if answer.headers.get(protocol.REPLICA_ID_HEADER) != pod_name:
+            return None
+        return ReplicaStatus.from_json(answer.text)
+    except (httpx.HTTPError, ValueError, TypeError):
+        return None
+
+
+def _secret(name: str, target: ModelDeployment, values: dict[str, str]) -> dict[str, Any]:
+    """The deployment's Secret: its keys are the secret names (files under the mount)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": objects.labels(target.model_id, target.deployment_id)},
+        "type": "Opaque",
+        "data": {key: base64.b64encode(value.encode("utf-8")).decode("ascii") for key, value in sorted(values.items())},
+    }
