@@ -10,7 +10,6 @@ what the page shows is what the API gives.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Optional
 
 from fastapi import APIRouter, Request
@@ -21,33 +20,19 @@ from truss_cli.controlplane.dashboard.render import model_not_found, render
 from truss_cli.controlplane.dashboard.sign_in import signed_in, to_sign_in
 from truss_cli.controlplane.plane import ControlPlane
 from truss_cli.controlplane.routes.views import status_label
-from truss_cli.controlplane.store import Deployment, Model
+from truss_cli.controlplane.store import Deployment
 
 router = APIRouter(include_in_schema=False)
 
 
-@dataclass(frozen=True)
-class LogsTab:
-    model: Model
-    choices: list[picker.Choice]
-    chosen: Optional[Deployment]  # None: the model has no deployment, or `deployment=` named none of them
-    asked: Optional[str]  # what `deployment=` said, when it named no deployment
+def _production_or_newest(deployments: list[Deployment]) -> Optional[Deployment]:
+    return next((d for d in deployments if d.is_production), deployments[-1] if deployments else None)
 
 
-def logs_tab(plane: ControlPlane, model_id: str, ref: Optional[str]) -> Optional[LogsTab]:
+def logs_tab(plane: ControlPlane, model_id: str, ref: Optional[str]) -> Optional[picker.Picked]:
     """None when no model has this id. Without `ref`: production, or while nothing serves
     production the newest deployment (what `truss logs` shows by default)."""
-    store = plane.store
-    model = store.models.find(model_id)
-    if model is None or model.id != model_id:
-        return None
-    deployments = store.deployments.list(model.id)
-    choices = picker.choices(deployments)
-    if ref:
-        chosen = store.deployments.find(model.id, ref)
-        return LogsTab(model, choices, chosen, None if chosen else ref)
-    default = next((d for d in deployments if d.is_production), deployments[-1] if deployments else None)
-    return LogsTab(model, choices, default, None)
+    return picker.pick(plane.store, model_id, ref, _production_or_newest)
 
 
 @router.get("/models/{model_id}/logs")

@@ -11,7 +11,6 @@ route: what the page shows is what the API gives.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Optional
 
 from fastapi import APIRouter, Request
@@ -21,7 +20,6 @@ from truss_cli.controlplane.dashboard import deployment_picker as picker
 from truss_cli.controlplane.dashboard.render import model_not_found, render
 from truss_cli.controlplane.dashboard.sign_in import signed_in, to_sign_in
 from truss_cli.controlplane.plane import ControlPlane
-from truss_cli.controlplane.store import Deployment, Model
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,25 +28,9 @@ UPLOT_JS = "vendor/uPlot-1.6.32.iife.min.js"
 UPLOT_CSS = "vendor/uPlot-1.6.32.min.css"
 
 
-@dataclass(frozen=True)
-class MetricsTab:
-    model: Model
-    choices: list[picker.Choice]
-    chosen: Optional[Deployment]  # None: the model's figures (or `deployment=` named none)
-    asked: Optional[str]  # what `deployment=` said, when it named no deployment
-
-
-def metrics_tab(plane: ControlPlane, model_id: str, ref: Optional[str]) -> Optional[MetricsTab]:
-    """None when no model has this id (links use ids: a name is not looked up)."""
-    store = plane.store
-    model = store.models.find(model_id)
-    if model is None or model.id != model_id:
-        return None
-    choices = picker.choices(store.deployments.list(model.id))
-    if not ref:
-        return MetricsTab(model, choices, None, None)
-    chosen = store.deployments.find(model.id, ref)
-    return MetricsTab(model, choices, chosen, None if chosen else ref)
+def metrics_tab(plane: ControlPlane, model_id: str, ref: Optional[str]) -> Optional[picker.Picked]:
+    """None when no model has this id. Without `ref`: the whole model's figures (chosen None)."""
+    return picker.pick(plane.store, model_id, ref, lambda deployments: None)
 
 
 @router.get("/models/{model_id}/metrics")
