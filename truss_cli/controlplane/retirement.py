@@ -76,19 +76,21 @@ class Retirement:
                 with contextlib.suppress(NotFound):
                     self.store.replicas.set_phase(row.id, "stopping")
             self._wait_for_in_flight(rows)
-            self.stop_replicas(rows)
-            for row in rows:
-                self._stopped(row.id)
-                try:
-                    self.store.replicas.set_phase(row.id, STOPPED)
-                except NotFound:
-                    pass  # deleted meanwhile
+            self._stop_and_mark(rows)
         except Exception:
             logger.exception("stopping replicas %s failed; the next tick tries again", [r.id for r in rows])
         finally:
             with self._lock:
                 self.retiring.difference_update(r.id for r in rows)
             self._done()
+
+    def _stop_and_mark(self, rows: list[Replica]) -> None:
+        """Stop the replicas (each server drains) and mark their rows STOPPED, kept for the logs."""
+        self.stop_replicas(rows)
+        for row in rows:
+            self._stopped(row.id)
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                self.store.replicas.set_phase(row.id, STOPPED)
 
     def _wait_for_in_flight(self, rows: list[Replica]) -> None:
         """Unrouted already: wait (bounded) until the gateway has no request at these replicas,
@@ -116,13 +118,7 @@ class Retirement:
         requests), keep their rows for the logs, then mark the deployment INACTIVE."""
         try:
             rows = [r for r in self.store.replicas.list(deployment_id) if r.phase != STOPPED]
-            self.stop_replicas(rows)
-            for row in rows:
-                self._stopped(row.id)
-                try:
-                    self.store.replicas.set_phase(row.id, STOPPED)
-                except NotFound:
-                    pass  # deleted meanwhile
+            self._stop_and_mark(rows)
             if self.store.deployments.finish_deactivation(deployment_id):
                 with LogFile(build_log_path(self.store, deployment_id)) as log:
                     log(f"deactivated: {len(rows)} replica(s) stopped")
