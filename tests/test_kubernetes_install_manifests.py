@@ -21,12 +21,13 @@ from truss_cli.controlplane.runtimes.kubernetes.yaml_text import to_yaml
 from truss_cli.errors import UsageError
 
 IMAGE = "registry.example.com/truss/truss-cli@sha256:" + "cd" * 32
+REGISTRY = "registry.example.com/models"
 URL = "postgresql://truss:s3cr3t-pass@db.example.com:5432/truss"
 runner = CliRunner()
 
 
 def manifests(*args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, ["server", "manifests", "--namespace", "truss", "--image", IMAGE, *args],
+    return runner.invoke(app, ["server", "manifests", "--namespace", "truss", "--image", IMAGE, "--registry", REGISTRY, *args],
                          env={"COLUMNS": "200"})
 
 
@@ -37,7 +38,7 @@ def by_kind(documents: list[dict], kind: str, name: str | None = None) -> dict:
 
 
 def test_manifests_with_a_database_url_are_valid_and_match_their_golden_file():
-    text = to_yaml(install_manifests(InstallOptions(namespace="truss", image=IMAGE, database_url=URL,
+    text = to_yaml(install_manifests(InstallOptions(namespace="truss", image=IMAGE, registry=REGISTRY, database_url=URL,
                                                     host="truss.example.com", ingress_class="nginx")))
     documents = validate_strict(text)
     assert kinds(documents) == ["Secret", "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim",
@@ -46,8 +47,10 @@ def test_manifests_with_a_database_url_are_valid_and_match_their_golden_file():
 
 
 def test_manifests_with_postgres_are_valid_and_match_their_golden_file():
-    text = to_yaml(install_manifests(InstallOptions(namespace="truss", image=IMAGE, with_postgres=True,
-                                                    create_namespace=True, postgres_password="golden-password-not-random")))
+    text = to_yaml(install_manifests(InstallOptions(
+        namespace="truss", image=IMAGE, registry="registry.internal:5000/models", with_postgres=True, create_namespace=True,
+        postgres_password="golden-password-not-random", image_pull_secrets=("registry-login", "mirror-login"),
+        insecure_registry=True)))
     documents = validate_strict(text)
     assert kinds(documents) == ["Namespace", "Secret", "Service", "StatefulSet", "ServiceAccount", "Role", "RoleBinding",
                                 "PersistentVolumeClaim", "Deployment", "Service", "Ingress"]
@@ -57,7 +60,7 @@ def test_manifests_with_postgres_are_valid_and_match_their_golden_file():
 def test_the_cli_prints_valid_yaml_on_stdout_from_a_real_process(tmp_path: Path):
     done = subprocess.run(
         [sys.executable, "-m", "truss_cli", "server", "manifests", "--namespace", "models", "--image", IMAGE,
-         "--with-postgres", "--host", "truss.example.com"],
+         "--registry", REGISTRY, "--with-postgres", "--host", "truss.example.com"],
         capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr
@@ -115,7 +118,7 @@ def test_bad_values_are_named(args, message):
 
 def test_a_namespace_that_cannot_exist_is_refused():
     with pytest.raises(UsageError, match="--namespace 'Truss_NS'"):
-        install_manifests(InstallOptions(namespace="Truss_NS", image=IMAGE, with_postgres=True))
+        install_manifests(InstallOptions(namespace="Truss_NS", image=IMAGE, registry=REGISTRY, with_postgres=True))
 
 
 def test_the_control_plane_runs_the_kubernetes_runtime_in_its_namespace_alone():
@@ -153,3 +156,109 @@ def test_the_role_grants_what_the_runtime_needs_and_nothing_else():
     assert granted[("", "pods/log")] == {"get"}
     assert "watch" not in granted[("", "secrets")]
     assert all("*" not in verbs for verbs in granted.values())
+
+
+# -- builds inside the cluster: the Docker engine sidecar, or an engine elsewhere -------------
+
+
+def test_manifests_with_an_engine_elsewhere_are_valid_and_match_their_golden_file():
+    text = to_yaml(install_manifests(InstallOptions(
+        namespace="truss", image=IMAGE, registry=REGISTRY, database_url=URL, create_namespace=True,
+        docker_host="tcp://docker-builder.build.svc:2375", image_pull_secrets=("registry-login",))))
+    documents = validate_strict(text)
+    assert_golden("install-docker-host.yaml", text)
+    # No sidecar, nothing privileged: the namespace enforces `restricted` as before.
+    pod = by_kind(documents, "Deployment")["spec"]["template"]["spec"]
+    assert "initContainers" not in pod and "privileged" not in text
+    assert by_kind(documents, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    container = pod["containers"][0]
+    assert {"name": "DOCKER_HOST", "value": "tcp://docker-builder.build.svc:2375"} in container["env"]
+
+
+def control_plane_pod(*args: str) -> dict:
+    result = manifests("--with-postgres", *args)
+    assert result.exit_code == 0, result.output
+    return by_kind(list(yaml.safe_load_all(result.stdout)), "Deployment")["spec"]["template"]["spec"]
+
+
+def test_the_control_plane_builds_with_a_sidecar_engine_reachable_only_through_a_shared_socket():
+    pod = control_plane_pod()
+    [sidecar] = pod["initContainers"]
+    [control_plane] = pod["containers"]
+    # A native sidecar: it starts (and answers) before the control plane, and outlives it.
+    assert sidecar["restartPolicy"] == "Always"
+    assert "docker" in sidecar["startupProbe"]["exec"]["command"]
+    # dockerd listens on a unix socket only (no tcp:// host: nothing else in the cluster reaches
+    # it), owned by the control plane's group, in an emptyDir the two containers share.
+    hosts = [arg for arg in sidecar["args"] if arg.startswith("--host")]
+    assert hosts == ["--host=unix:///run/truss-docker/docker.sock"]
+    assert "--group=10001" in sidecar["args"] and "tcp://" not in str(sidecar)
+    assert {"name": "DOCKER_HOST", "value": "unix:///run/truss-docker/docker.sock"} in control_plane["env"]
+    assert {"name": "docker-socket", "mountPath": "/run/truss-docker"} in sidecar["volumeMounts"]
+    assert {"name": "docker-socket", "mountPath": "/run/truss-docker"} in control_plane["volumeMounts"]
+    assert {"name": "docker-socket", "emptyDir": {}} in pod["volumes"]
+    # Only the engine is privileged; the control plane runs as 10001, as restricted as before.
+    assert sidecar["securityContext"]["privileged"] is True
+    assert control_plane["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert pod["securityContext"]["fsGroup"] == 10001
+    # A plain-HTTP registry is the user's to declare; none is assumed.
+    assert not any(arg.startswith("--insecure-registry") for arg in sidecar["args"])
+    assert "--insecure-registry=registry.example.com" in control_plane_pod("--insecure-registry")["initContainers"][0]["args"]
+
+
+def test_a_created_namespace_admits_the_privileged_sidecar_and_still_warns_and_audits_restricted():
+    def labels(*args: str) -> dict:
+        documents = list(yaml.safe_load_all(manifests("--with-postgres", "--create-namespace", *args).stdout))
+        return {k: v for k, v in by_kind(documents, "Namespace")["metadata"]["labels"].items() if k.startswith("pod-security")}
+
+    assert labels() == {"pod-security.kubernetes.io/enforce": "privileged", "pod-security.kubernetes.io/warn": "restricted",
+                        "pod-security.kubernetes.io/audit": "restricted"}
+    assert labels("--docker-host", "tcp://10.0.0.9:2375") == {"pod-security.kubernetes.io/enforce": "restricted"}
+
+
+def test_the_registry_and_pull_secrets_reach_the_control_plane_and_the_first_is_its_docker_config():
+    pod = control_plane_pod("--image-pull-secret", "registry-login", "--image-pull-secret", "mirror-login")
+    container = pod["containers"][0]
+    command = container["command"] + container["args"]
+    assert command[command.index("--registry") + 1] == REGISTRY
+    assert [command[i + 1] for i, part in enumerate(command) if part == "--image-pull-secret"] == ["registry-login", "mirror-login"]
+    # The Docker SDK reads $DOCKER_CONFIG/config.json: the pull secret's .dockerconfigjson, for pushes.
+    assert {"name": "DOCKER_CONFIG", "value": "/etc/truss-cli/docker"} in container["env"]
+    assert {"name": "docker-config", "mountPath": "/etc/truss-cli/docker", "readOnly": True} in container["volumeMounts"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "docker-config")
+    assert volume["secret"]["secretName"] == "registry-login"
+    assert volume["secret"]["items"] == [{"key": ".dockerconfigjson", "path": "config.json"}]
+    # Without a pull secret the control plane has no Docker config of ours at all.
+    plain = control_plane_pod()["containers"][0]
+    assert "DOCKER_CONFIG" not in {v["name"] for v in plain["env"]}
+
+
+def test_the_emitted_command_is_one_truss_server_start_accepts():
+    import typer.main
+
+    pod = control_plane_pod("--image-pull-secret", "registry-login")
+    container = pod["containers"][0]
+    assert container["command"] == ["truss"] and container["args"][:2] == ["server", "start"]
+    start = typer.main.get_command(app).commands["server"].commands["start"]  # type: ignore[attr-defined]
+    context = start.make_context("start", list(container["args"][2:]), resilient_parsing=False)
+    assert context.params["registry"] == REGISTRY and context.params["image_pull_secret"] == ["registry-login"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--registry", "http://registry.example.com/models"], "without a scheme"),
+    (["--image-pull-secret", "Registry_Login"], "--image-pull-secret 'Registry_Login'"),
+    (["--docker-host", "unix:///var/run/docker.sock"], "--docker-host"),
+    (["--docker-host", "tcp://10.0.0.9:2375", "--insecure-registry"], "--insecure-registry"),
+])
+def test_bad_builder_options_exit_2_naming_the_option(args, message):
+    result = manifests("--with-postgres", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and result.stdout == ""
+
+
+def test_the_registry_is_required():
+    result = runner.invoke(app, ["server", "manifests", "--namespace", "truss", "--image", IMAGE, "--with-postgres"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "--registry" in result.output and result.stdout == ""

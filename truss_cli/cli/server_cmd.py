@@ -53,6 +53,7 @@ def start(
     namespace: Optional[str] = typer.Option(None, "--namespace", metavar="NAMESPACE", help="--runtime kubernetes: the namespace the models run in."),
     kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", metavar="PATH", help="--runtime kubernetes: the cluster's kubeconfig (default: the pod's service account inside a cluster, else $KUBECONFIG or ~/.kube/config)."),
     registry: Optional[str] = typer.Option(None, "--registry", metavar="HOST/PREFIX", help="--runtime kubernetes: where model images are pushed (the cluster pulls them by digest)."),
+    image_pull_secret: list[str] = typer.Option([], "--image-pull-secret", metavar="NAME", help="--runtime kubernetes (repeatable): a Secret of type kubernetes.io/dockerconfigjson in the namespace that model pods pull their images with (a private registry)."),
     database_url: Optional[str] = typer.Option(None, "--database-url", metavar="URL", envvar="TRUSS_DATABASE_URL", show_envvar=True, help="A PostgreSQL URL (postgresql://...) instead of SQLite under the data dir; kept off the control plane's command line."),
     dev_idle_seconds: Optional[float] = typer.Option(
         None, "--dev-idle-seconds", metavar="SECONDS", min=1,
@@ -70,7 +71,8 @@ def start(
         raise TrussError(f"--runtime: expected auto, process, docker or kubernetes, got {runtime!r}", exit_code=2)
     from truss_cli.controlplane.runtimes.kubernetes.selection import KubernetesOptions, check_options
 
-    kubernetes = KubernetesOptions(namespace, kubeconfig and kubeconfig.expanduser().resolve(), registry)
+    kubernetes = KubernetesOptions(namespace, kubeconfig and kubeconfig.expanduser().resolve(), registry,
+                                   tuple(dict.fromkeys(image_pull_secret)))
     check_options(runtime, kubernetes)  # exit 2 before anything starts
     if foreground:
         directory = (data_dir or local_server.default_data_dir(settings)).resolve()
@@ -140,11 +142,15 @@ def logs(
 @app.command("manifests", cls=Command)
 def manifests(
     namespace: str = typer.Option(..., "--namespace", metavar="NAMESPACE", help="The namespace the control plane and its models run in (create it first, or add --create-namespace)."),
-    image: str = typer.Option(..., "--image", metavar="IMAGE", help="The control plane's image (a reference by digest is best: REGISTRY/NAME@sha256:…)."),
+    image: str = typer.Option(..., "--image", metavar="IMAGE", help="The control plane's image (a reference by digest is best: REGISTRY/NAME@sha256:…, as `truss server image --registry` prints)."),
+    registry: str = typer.Option(..., "--registry", metavar="HOST/PREFIX", help="Where the control plane pushes model images (HOST[:PORT]/PREFIX); the cluster's nodes pull them from it."),
+    image_pull_secret: list[str] = typer.Option([], "--image-pull-secret", metavar="NAME", help="A Secret of type kubernetes.io/dockerconfigjson in the namespace (repeatable): model pods pull with it, and the first is the control plane's Docker config, the credentials its pushes send."),
+    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="tcp://HOST:PORT", help="Build with a Docker engine you run elsewhere instead of the default builder: a Docker engine sidecar in the control plane's pod (privileged)."),
+    insecure_registry: bool = typer.Option(False, "--insecure-registry", help="The --registry serves plain HTTP (or a certificate the engine does not trust): the sidecar engine is started with --insecure-registry for it. Your nodes' container runtime must be told too."),
     database_url: Optional[str] = typer.Option(None, "--database-url", metavar="URL", help="Your PostgreSQL's URL (postgresql://USER:PASSWORD@HOST:PORT/DB), put in a Secret."),
     with_postgres: bool = typer.Option(False, "--with-postgres", help="Run a small PostgreSQL in the namespace instead (a StatefulSet with a generated password)."),
     host: Optional[str] = typer.Option(None, "--host", metavar="HOSTNAME", help="The host name the Ingress answers for (default: any)."),
-    create_namespace: bool = typer.Option(False, "--create-namespace", help="Also emit the Namespace (with the Pod Security `restricted` level enforced)."),
+    create_namespace: bool = typer.Option(False, "--create-namespace", help="Also emit the Namespace, with the Pod Security `restricted` level enforced; with the builder sidecar, `privileged` enforced (the sidecar needs it) and `restricted` warned and audited."),
     ingress_class: Optional[str] = typer.Option(None, "--ingress-class", metavar="NAME", help="The IngressClass to use (default: the cluster's default class)."),
     volume_size: str = typer.Option("10Gi", "--volume-size", metavar="SIZE", help="Size of the control plane's data volume (and PostgreSQL's, with --with-postgres)."),
 ) -> None:
@@ -154,8 +160,10 @@ def manifests(
     from truss_cli.controlplane.runtimes.kubernetes.install_manifests import InstallOptions, install_manifests
     from truss_cli.controlplane.runtimes.kubernetes.yaml_text import to_yaml
 
-    options = InstallOptions(namespace=namespace, image=image, database_url=database_url, with_postgres=with_postgres,
-                             host=host, create_namespace=create_namespace, ingress_class=ingress_class,
-                             volume_size=volume_size)
+    options = InstallOptions(namespace=namespace, image=image, registry=registry, database_url=database_url,
+                             with_postgres=with_postgres, host=host, create_namespace=create_namespace,
+                             ingress_class=ingress_class, volume_size=volume_size,
+                             image_pull_secrets=tuple(dict.fromkeys(image_pull_secret)), docker_host=docker_host,
+                             insecure_registry=insecure_registry)
     sys.stdout.write(to_yaml(install_manifests(options)))
     sys.stdout.flush()

@@ -77,6 +77,8 @@ def serve_command(data_dir: Path, host: str, port: int, runtime: str,
                             ("--registry", kubernetes.registry)):
             if value:
                 command += [flag, str(value)]
+        for name in kubernetes.image_pull_secrets:
+            command += ["--image-pull-secret", name]
     return command
 
 

@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--kubeconfig", type=Path, default=None,
                        help="--runtime kubernetes: default the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config")
     serve.add_argument("--registry", default=None, help="--runtime kubernetes: HOST[:PORT]/PREFIX model images are pushed to")
+    serve.add_argument("--image-pull-secret", action="append", default=[], metavar="NAME",
+                       help="--runtime kubernetes (repeatable): a dockerconfigjson Secret the model pods pull with")
     serve.add_argument("--database-url", default=None, help=f"default: ${DATABASE_URL_ENV} (which keeps it off the command line)")
     serve.add_argument("--build-workers", type=int, default=2)
     serve.add_argument("--dev-idle-seconds", type=float, default=DEV_IDLE_SECONDS,
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         from truss_cli.controlplane.serve import serve
 
         settings = dataclasses.replace(Settings.from_environment(os.environ, Path.home()), data_dir=data_dir)
-        kubernetes = KubernetesOptions(args.namespace, args.kubeconfig and args.kubeconfig.expanduser().resolve(), args.registry)
+        kubernetes = KubernetesOptions(args.namespace, args.kubeconfig and args.kubeconfig.expanduser().resolve(), args.registry,
+                                       tuple(dict.fromkeys(args.image_pull_secret)))
         serve(settings, args.host, args.port, args.runtime, args.database_url, args.build_workers,
               dev_idle_seconds=args.dev_idle_seconds, kubernetes=kubernetes)
         return 0

@@ -21,8 +21,19 @@ Choices worth knowing:
 - These objects carry `app.kubernetes.io/part-of: truss-cli`, not the runtime's
   `managed-by: truss-cli` label: the runtime owns only what it labels with a deployment id and
   must never mistake the control plane's own objects for a model's.
-- Pods run without root, privilege escalation or capabilities, with the runtime's default
-  seccomp profile (the Pod Security "restricted" level, which a created Namespace enforces).
+- The control plane builds model images, so it needs a Docker engine. By default that is a
+  sidecar in its pod (`docker:dind`, a native sidecar: an init container that keeps running,
+  started before the control plane and stopped after it), listening only on a unix socket in an
+  emptyDir the two containers share, the socket's group the control plane's gid: nothing else
+  in the cluster can reach that engine. A Docker engine in a container must be privileged, which
+  the Pod Security "restricted" level forbids; so a Namespace created here for the sidecar
+  enforces "privileged" and still warns and audits against "restricted". `--docker-host` names
+  an engine run elsewhere instead, and the pod is "restricted" again.
+- `--image-pull-secret` Secrets (kubernetes.io/dockerconfigjson) are named on every model pod,
+  and the first is mounted as the control plane's Docker config: the registry credentials its
+  pushes send (the Docker SDK reads `$DOCKER_CONFIG/config.json`).
+- Every other container runs without root, privilege escalation or capabilities, with the
+  runtime's default seccomp profile (the Pod Security "restricted" level).
 """
 
 from __future__ import annotations
@@ -32,7 +43,9 @@ import secrets as _random
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from truss_cli.controlplane.runtimes.kubernetes.selection import check_secret_names
 from truss_cli.errors import UsageError
+from truss_cli.image.registry import parse_registry
 from truss_cli.quantities import QuantityError, parse_memory
 from truss_cli.settings import DATABASE_URL_ENV
 
@@ -49,10 +62,16 @@ DATA_DIR = "/var/lib/truss-cli"
 DATABASE_PASSWORD_ENV = "TRUSS_DATABASE_PASSWORD"
 RUN_AS = 10001
 DEFAULT_VOLUME_SIZE = "10Gi"
+# The builder sidecar: Docker's official engine-in-a-container image.
+DEFAULT_DOCKER_IMAGE = "docker.io/library/docker:27-dind"
+DOCKER_SOCKET_DIR = "/run/truss-docker"  # an emptyDir both containers mount
+DOCKER_HOST_ENV = "DOCKER_HOST"
+DOCKER_CONFIG_DIR = "/etc/truss-cli/docker"  # the first pull secret, as config.json
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+_DOCKER_HOST = re.compile(r"^tcp://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^tcp://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,7 @@ class InstallOptions:
 
     namespace: str
     image: str
+    registry: str  # HOST[:PORT]/PREFIX model images are pushed to (the control plane's --registry)
     database_url: Optional[str] = None
     with_postgres: bool = False
     host: Optional[str] = None
@@ -70,13 +90,23 @@ class InstallOptions:
     volume_size: str = DEFAULT_VOLUME_SIZE
     postgres_image: str = DEFAULT_POSTGRES_IMAGE
     postgres_password: Optional[str] = None
+    image_pull_secrets: tuple[str, ...] = ()
+    # None: a Docker engine sidecar in the control plane's pod; else the engine's tcp:// URL.
+    docker_host: Optional[str] = None
+    # The registry is plain HTTP (or its certificate is not trusted): the sidecar is told so.
+    insecure_registry: bool = False
+    docker_image: str = DEFAULT_DOCKER_IMAGE
+
+    @property
+    def builder_sidecar(self) -> bool:
+        return self.docker_host is None
 
 
 def install_manifests(options: InstallOptions) -> list[dict[str, Any]]:
     _check(options)
     items: list[dict[str, Any]] = []
     if options.create_namespace:
-        items.append(_namespace(options.namespace))
+        items.append(_namespace(options))
     if options.with_postgres:
         password = options.postgres_password or _random.token_urlsafe(32)
         items += [_secret(options, POSTGRES_NAME, {"password": password}, "database"),
@@ -117,6 +147,16 @@ def _check(options: InstallOptions) -> None:
         parse_memory(options.volume_size)
     except QuantityError as exc:
         raise UsageError(f"--volume-size: {exc}") from None
+    parse_registry(options.registry)
+    check_secret_names(options.image_pull_secrets)
+    if options.docker_host is not None and not _DOCKER_HOST.match(options.docker_host):
+        raise UsageError(f"--docker-host {options.docker_host!r}: expected the engine's address as tcp://HOST:PORT "
+                         "(an engine the control plane's pod reaches over the network)",
+                         hint="leave --docker-host out to run a Docker engine sidecar in the control plane's pod")
+    if options.docker_host is not None and options.insecure_registry:
+        raise UsageError("--insecure-registry configures the Docker engine sidecar, and --docker-host replaces it",
+                         hint=f"add {parse_registry(options.registry).host} to the insecure-registries of the engine "
+                              "at --docker-host (its daemon.json) instead")
 
 
 # -- objects --------------------------------------------------------------------------------
@@ -130,11 +170,19 @@ def _metadata(options: InstallOptions, name: str, component: str = NAME) -> dict
     return {"name": name, "namespace": options.namespace, "labels": _labels(component)}
 
 
-def _namespace(namespace: str) -> dict[str, Any]:
+def _namespace(options: InstallOptions) -> dict[str, Any]:
+    if options.builder_sidecar:
+        # The Docker engine sidecar is privileged, which only the "privileged" level admits;
+        # every other pod still meets "restricted", and a pod that does not is reported.
+        security = {"pod-security.kubernetes.io/enforce": "privileged",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted"}
+    else:
+        security = {"pod-security.kubernetes.io/enforce": "restricted"}
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": namespace, "labels": {**_labels(NAME), "pod-security.kubernetes.io/enforce": "restricted"}},
+        "metadata": {"name": options.namespace, "labels": {**_labels(NAME), **security}},
     }
 
 
@@ -213,16 +261,61 @@ def _restricted_pod(uid: int) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def control_plane_command(namespace: str) -> list[str]:
+def _non_root(uid: int) -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid}
+
+
+def control_plane_command(options: InstallOptions) -> list[str]:
     """What the control plane's container runs (`truss server start` in the foreground, with
-    the Kubernetes runtime in its namespace)."""
-    return ["truss", "server", "start", "--foreground", "--host", "0.0.0.0", "--port", str(PORT),
-            "--data-dir", DATA_DIR, "--runtime", "kubernetes", "--namespace", namespace]
+    the Kubernetes runtime in its namespace, pushing to the registry)."""
+    command = ["truss", "server", "start", "--foreground", "--host", "0.0.0.0", "--port", str(PORT),
+               "--data-dir", DATA_DIR, "--runtime", "kubernetes", "--namespace", options.namespace,
+               "--registry", options.registry]
+    for name in options.image_pull_secrets:
+        command += ["--image-pull-secret", name]
+    return command
+
+
+def _docker_environment(options: InstallOptions) -> list[dict[str, Any]]:
+    host = options.docker_host or f"unix://{DOCKER_SOCKET_DIR}/docker.sock"
+    environment = [{"name": DOCKER_HOST_ENV, "value": host}]
+    if options.image_pull_secrets:
+        environment.append({"name": "DOCKER_CONFIG", "value": DOCKER_CONFIG_DIR})
+    return environment
+
+
+def _docker_sidecar(options: InstallOptions) -> dict[str, Any]:
+    """The Docker engine the control plane builds and pushes with: reachable only through its
+    unix socket in the shared emptyDir (no TCP listener), the socket's group the control
+    plane's gid. `dockerd` as the first argument keeps the image's entrypoint from adding its
+    default TCP listener while it still sets up the container for the engine (`dind`)."""
+    socket = f"unix://{DOCKER_SOCKET_DIR}/docker.sock"
+    args = ["dockerd", f"--host={socket}", f"--group={RUN_AS}"]
+    if options.insecure_registry:
+        args.append(f"--insecure-registry={parse_registry(options.registry).host}")
+    return {
+        "name": "docker",
+        "image": options.docker_image,
+        "args": args,
+        # A native sidecar (Kubernetes 1.29+): started, and answering, before the control plane.
+        "restartPolicy": "Always",
+        "env": [{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
+        "startupProbe": {"exec": {"command": ["docker", f"--host={socket}", "version"]},
+                         "periodSeconds": 2, "timeoutSeconds": 5, "failureThreshold": 60},
+        # Model builds install Python packages: memory for pip, and no CPU limit to throttle it.
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "8Gi"}},
+        "volumeMounts": [
+            {"name": "docker-socket", "mountPath": DOCKER_SOCKET_DIR},
+            # Layers and images: an emptyDir (overlayfs cannot sit on the container's overlay root).
+            {"name": "docker-data", "mountPath": "/var/lib/docker"},
+        ],
+        "securityContext": {"privileged": True, "runAsNonRoot": False, "runAsUser": 0},
+    }
 
 
 def _deployment(options: InstallOptions) -> dict[str, Any]:
     probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
-    command = control_plane_command(options.namespace)
+    command = control_plane_command(options)
     container = {
         "name": "control-plane",
         "image": options.image,
@@ -234,6 +327,7 @@ def _deployment(options: InstallOptions) -> dict[str, Any]:
             # A read-only root: the home and the cache (build contexts, environments) are scratch.
             {"name": "HOME", "value": "/tmp"},
             {"name": "TRUSS_CACHE_DIR", "value": "/var/cache/truss-cli"},
+            *_docker_environment(options),
         ],
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         # Migrations run at start: allow a minute before the port must answer.
@@ -244,8 +338,26 @@ def _deployment(options: InstallOptions) -> dict[str, Any]:
             {"name": "data", "mountPath": DATA_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "cache", "mountPath": "/var/cache/truss-cli"},
+            *_docker_mounts(options),
         ],
-        "securityContext": _restricted_container(),
+        # Per container: the builder sidecar (when there is one) runs as root.
+        "securityContext": {**_non_root(RUN_AS), **_restricted_container()},
+    }
+    pod: dict[str, Any] = {
+        "serviceAccountName": NAME,
+        **({"initContainers": [_docker_sidecar(options)]} if options.builder_sidecar else {}),
+        "containers": [container],
+        "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": DATA_VOLUME_NAME}},
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "cache", "emptyDir": {}},
+            *_docker_volumes(options),
+        ],
+        # fsGroup: the data volume and the Docker config are the control plane's group's.
+        "securityContext": {"fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"}},
+        # uvicorn's graceful shutdown is 10 s; the rest is margin.
+        "terminationGracePeriodSeconds": 30,
+        "enableServiceLinks": False,
     }
     return {
         "apiVersion": "apps/v1",
@@ -255,24 +367,30 @@ def _deployment(options: InstallOptions) -> dict[str, Any]:
             "replicas": 1,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": _labels(NAME)},
-            "template": {
-                "metadata": {"labels": _labels(NAME)},
-                "spec": {
-                    "serviceAccountName": NAME,
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "data", "persistentVolumeClaim": {"claimName": DATA_VOLUME_NAME}},
-                        {"name": "tmp", "emptyDir": {}},
-                        {"name": "cache", "emptyDir": {}},
-                    ],
-                    "securityContext": _restricted_pod(RUN_AS),
-                    # uvicorn's graceful shutdown is 10 s; the rest is margin.
-                    "terminationGracePeriodSeconds": 30,
-                    "enableServiceLinks": False,
-                },
-            },
+            "template": {"metadata": {"labels": _labels(NAME)}, "spec": pod},
         },
     }
+
+
+def _docker_mounts(options: InstallOptions) -> list[dict[str, Any]]:
+    mounts = []
+    if options.builder_sidecar:
+        mounts.append({"name": "docker-socket", "mountPath": DOCKER_SOCKET_DIR})
+    if options.image_pull_secrets:
+        mounts.append({"name": "docker-config", "mountPath": DOCKER_CONFIG_DIR, "readOnly": True})
+    return mounts
+
+
+def _docker_volumes(options: InstallOptions) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = []
+    if options.builder_sidecar:
+        volumes += [{"name": "docker-socket", "emptyDir": {}}, {"name": "docker-data", "emptyDir": {}}]
+    if options.image_pull_secrets:
+        # The first pull secret is also the push credential: its .dockerconfigjson is a Docker config.
+        volumes.append({"name": "docker-config", "secret": {
+            "secretName": options.image_pull_secrets[0], "defaultMode": 0o440,
+            "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}})
+    return volumes
 
 
 def _service(options: InstallOptions) -> dict[str, Any]:

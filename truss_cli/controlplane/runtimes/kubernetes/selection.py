@@ -1,8 +1,10 @@
-"""`--runtime kubernetes --namespace NS [--kubeconfig PATH] --registry HOST/PREFIX`: the
-options, checked before anything starts, and the runtime they make."""
+"""`--runtime kubernetes --namespace NS [--kubeconfig PATH] --registry HOST/PREFIX
+[--image-pull-secret NAME ...]`: the options, checked before anything starts, and the runtime
+they make."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -11,6 +13,8 @@ from truss_cli.errors import TrussError, UsageError
 from truss_cli.settings import Settings
 
 KIND = "kubernetes"
+# A Secret's name: a DNS-1123 subdomain (lowercase alphanumerics, '-' and '.').
+_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -18,10 +22,13 @@ class KubernetesOptions:
     namespace: Optional[str] = None
     kubeconfig: Optional[Path] = None  # None: in-cluster when in a pod, else $KUBECONFIG or ~/.kube/config
     registry: Optional[str] = None  # HOST[:PORT]/PREFIX
+    # Secrets of type kubernetes.io/dockerconfigjson the model pods pull their images with.
+    image_pull_secrets: tuple[str, ...] = ()
 
     def given(self) -> list[str]:
         return [flag for flag, value in (("--namespace", self.namespace), ("--kubeconfig", self.kubeconfig),
-                                         ("--registry", self.registry)) if value]
+                                         ("--registry", self.registry), ("--image-pull-secret", self.image_pull_secrets))
+                if value]
 
 
 def check_options(kind: str, options: KubernetesOptions) -> None:
@@ -38,6 +45,17 @@ def check_options(kind: str, options: KubernetesOptions) -> None:
     from truss_cli.image.registry import parse_registry
 
     parse_registry(options.registry or "")  # a malformed registry fails now, not at the first push
+    check_secret_names(options.image_pull_secrets)
+
+
+def check_secret_names(names: tuple[str, ...], flag: str = "--image-pull-secret") -> None:
+    """Exit 2 for a name no Secret can have: the pods would fail only later, at their first pull."""
+    for name in names:
+        if not _SECRET_NAME.match(name) or len(name) > 253:
+            raise UsageError(f"{flag} {name!r}: expected the name of a Secret in the namespace "
+                             "(lowercase letters, digits, '-' and '.'), such as registry-login",
+                             hint="create one with: kubectl -n NS create secret docker-registry registry-login "
+                                  "--docker-server=HOST --docker-username=USER --docker-password=...")
 
 
 def kubernetes_runtime(settings: Settings, options: KubernetesOptions) -> tuple[object, str]:
@@ -64,9 +82,10 @@ def kubernetes_runtime(settings: Settings, options: KubernetesOptions) -> tuple[
         api.close()
         raise
     registry = parse_registry(options.registry)
-    runtime = KubernetesRuntime(api, registry, images)
+    runtime = KubernetesRuntime(api, registry, images, image_pull_secrets=options.image_pull_secrets)
+    pulled_with = (f"; pods pull with {', '.join(options.image_pull_secrets)}" if options.image_pull_secrets else "")
     return runtime, (f"kubernetes (asked for): namespace {api.namespace} of the cluster at {api.server} ({where}); "
-                     f"images pushed to {registry}")
+                     f"images pushed to {registry}{pulled_with}")
 
 
 def _default_kubeconfig(settings: Settings) -> Path:
