@@ -13,7 +13,6 @@ from rich.text import Text
 
 from truss_cli.cli import console
 from truss_cli.image.build import BuildListener, BuildStep
-from truss_cli.image.plan import ImagePlan
 
 _TAIL_LINES = 6
 # The engine's bookkeeping lines stay in the full log but would crowd out the step's output.
@@ -22,8 +21,10 @@ _WARNING_PREFIX = "truss: warning: "  # printed by templates/image/install_pytho
 
 
 class BuildProgress(BuildListener):
-    def __init__(self, plan: ImagePlan):
-        self._plan = plan
+    def __init__(self, name: str, base_image: str):
+        """`name`: what is built (a model's name, "the control plane")."""
+        self._name = name
+        self._base_image = base_image
         self._step: BuildStep | None = None
         self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self.warnings: list[str] = []  # from the build itself, e.g. a Python version mismatch
@@ -46,7 +47,7 @@ class BuildProgress(BuildListener):
             if self._interactive:
                 self._live.start()
             else:
-                console.err.print(f"Building {self._plan.model_name} FROM {self._plan.base_image}", markup=False)
+                console.err.print(f"Building {self._name} FROM {self._base_image}", markup=False)
         self._step = step
         self._tail.clear()
         if self._interactive:
@@ -72,9 +73,9 @@ class BuildProgress(BuildListener):
     def _render(self) -> Group:
         step = self._step
         title = (
-            f"Building {self._plan.model_name}: step {step.number}/{step.total}  {_one_line(step.instruction)}"
+            f"Building {self._name}: step {step.number}/{step.total}  {_one_line(step.instruction)}"
             if step
-            else f"Building {self._plan.model_name} FROM {self._plan.base_image}"
+            else f"Building {self._name} FROM {self._base_image}"
         )
         width = max(20, console.err.width - 4)
         tail = [Text("  " + line[:width], style="dim", no_wrap=True) for line in self._tail]

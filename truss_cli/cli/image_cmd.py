@@ -237,7 +237,7 @@ def _plan(model_dir: Path, base_image: Optional[str], settings: Settings) -> Ima
 
 def _build(plan: ImagePlan, settings: Settings, tag: Optional[str], no_cache: bool) -> BuildResult:
     client = connect(settings.environ)
-    progress = BuildProgress(plan)
+    progress = BuildProgress(plan.model_name, plan.base_image)
     try:
         with progress:
             result = build_image(client, plan, settings, tag=tag, no_cache=no_cache, listener=progress)

@@ -1,4 +1,5 @@
-"""`truss server start | stop | status | logs | manifests`: the control plane on this machine, or its manifests for a cluster."""
+"""`truss server start | stop | status | logs | image | manifests`: the control plane on this machine, or its image and
+manifests for a cluster."""
 
 from __future__ import annotations
 
@@ -137,6 +138,60 @@ def logs(
                 time.sleep(0.5)
             except KeyboardInterrupt:
                 return
+
+
+@app.command("image", cls=Command)
+def image(
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", metavar="TAG", help="Name the image TAG (default: truss-cli:<version>-<content hash>)."),
+    registry: Optional[str] = typer.Option(None, "--registry", metavar="HOST[:PORT]/PREFIX", help="Also push it there (credentials from the Docker config: `docker login HOST`) and print its reference by digest, for `truss server manifests --image`."),
+    base_image: Optional[str] = typer.Option(None, "--base-image", metavar="IMAGE", help="Build FROM this image, which must have python3 with venv and pip (default: TRUSS_BASE_IMAGE, else python:<this Python>-slim, as model images)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild every layer, ignoring Docker's cache."),
+    output: console.OutputFormat = console.output_option(),
+) -> None:
+    """Build an image of the control plane from this source checkout (and push it), to run it in a
+    cluster with `truss server manifests`.
+
+    It runs as uid 10001 with `truss` on its PATH; the package's dependencies come from PyPI.
+    An unchanged checkout reuses the image built before.
+    """
+    from rich.markup import escape
+
+    from truss_cli.cli import signals
+    from truss_cli.cli.build_progress import BuildProgress
+    from truss_cli.cli.push_progress import PushBars
+    from truss_cli.image.build import BuildFailed
+    from truss_cli.image.control_plane_image import build_control_plane_image, choose_base
+    from truss_cli.image.engine import connect
+    from truss_cli.image.registry import parse_registry, push
+
+    settings = edge.settings()
+    target = parse_registry(registry) if registry is not None else None  # before a build of minutes
+    base = choose_base(base_image, settings)
+    with signals.interruptible():
+        client = connect(settings.environ)
+        progress = BuildProgress("the control plane", base.base_image)
+        try:
+            with progress:
+                result = build_control_plane_image(client, settings, base, tag=tag, no_cache=no_cache, listener=progress)
+        except BuildFailed as failure:
+            console.err.rule("build log")
+            for line in failure.log:
+                console.err.print(line, markup=False, highlight=False)
+            console.err.rule()
+            raise
+        verb = "Unchanged: reusing" if result.reused else "Built"
+        console.err.print(f"[green]{verb}[/] {escape(result.tag)} ({result.image_id.split(':')[-1][:12]}) FROM {escape(base.base_image)}")
+        data: dict[str, Any] = {"tag": result.tag, "image_id": result.image_id, "reused": result.reused,
+                                "base_image": base.base_image}
+        if target is None:
+            console.result(output, result.tag, data)
+            return
+        with PushBars(str(target)) as bars:
+            reference = push(client, result.tag, target, on_progress=bars)
+    console.err.print(f"[green]Pushed[/] {escape(result.tag)} to {escape(str(target))} "
+                      f"({bars.sent_layers} layers sent, {bars.existing_layers} already there); "
+                      "give it to `truss server manifests --image`")
+    console.result(output, reference, {**data, "reference": reference, "digest": reference.split("@", 1)[1]})
 
 
 @app.command("manifests", cls=Command)

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import docker
 import docker.errors
@@ -123,16 +124,23 @@ def build_image(
     staging = Path(tempfile.mkdtemp(prefix="context-", dir=staging_root))
     try:
         context = write_build_context(plan, staging / "context", link=True)
-        return _stream_build(
+        return stream_build(
             client, plan, context, tag, build_key, no_cache, listener, base_is_local=base_id is not None
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _stream_build(
+class BaseImageChoice(Protocol):
+    """What a failed build's message says about the base image (an ImagePlan is one)."""
+
+    base_image: str
+    base_image_source: str
+
+
+def stream_build(
     client: docker.APIClient,
-    plan: ImagePlan,
+    plan: BaseImageChoice,
     context: Path,
     tag: str,
     build_key: str,
@@ -140,6 +148,8 @@ def _stream_build(
     listener: BuildListener,
     base_is_local: bool,
 ) -> BuildResult:
+    """Build the context at `context` (its Dockerfile) as `tag`, labelled with `build_key` so
+    an identical build is found again (`engine.find_built_image`), reporting to `listener`."""
     result = BuildResult(image_id="", tag=tag, reused=False, build_key=build_key)
     step: BuildStep | None = None
     pending = ""
@@ -208,7 +218,7 @@ def _pull_status(chunk: dict) -> str:
 
 
 def _failure(
-    plan: ImagePlan, step: BuildStep | None, error: str, log: list[str], base_is_local: bool
+    plan: BaseImageChoice, step: BuildStep | None, error: str, log: list[str], base_is_local: bool
 ) -> BuildFailed:
     # Only a FROM that had to pull means a missing base image; anything else (a Dockerfile
     # the engine rejects, a failing step) is reported in the engine's own words.
