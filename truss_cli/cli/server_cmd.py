@@ -144,7 +144,7 @@ def logs(
 def image(
     tag: Optional[str] = typer.Option(None, "--tag", "-t", metavar="TAG", help="Name the image TAG (default: truss-cli:<version>-<content hash>)."),
     registry: Optional[str] = typer.Option(None, "--registry", metavar="HOST[:PORT]/PREFIX", help="Also push it there (credentials from the Docker config: `docker login HOST`) and print its reference by digest, for `truss server manifests --image`."),
-    base_image: Optional[str] = typer.Option(None, "--base-image", metavar="IMAGE", help="Build FROM this image, which must have python3 with venv and pip (default: TRUSS_BASE_IMAGE, else python:<this Python>-slim, as model images)."),
+    base_image: Optional[str] = typer.Option(None, "--base-image", metavar="IMAGE", help="Build FROM this image, which must have python3 with venv and pip (default: TRUSS_BASE_IMAGE, else python:3.11-slim, as model images)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild every layer, ignoring Docker's cache."),
     output: console.OutputFormat = console.output_option(),
 ) -> None:

@@ -21,7 +21,6 @@ import hashlib
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import docker
 
 from truss_cli import __version__
+from truss_cli.config import DEFAULT_PYTHON_VERSION
 from truss_cli.errors import TrussError
 from truss_cli.image.build import BuildListener, BuildResult, check_tag, split_tag, stream_build
 from truss_cli.image.engine import find_built_image, image_id
@@ -38,7 +38,7 @@ from truss_cli.settings import BASE_IMAGE_ENV, Settings
 
 REPOSITORY = "truss-cli"
 PORT = 8800
-# Where `truss server manifests` mounts the control plane's volumes (install_manifests.py).
+# Where the control plane keeps its state; `truss server manifests` mounts its volumes there.
 DATA_DIR = "/var/lib/truss-cli"
 CACHE_DIR = "/var/cache/truss-cli"
 COMMAND = ["truss", "server", "start", "--foreground", "--host", "0.0.0.0", "--port", str(PORT), "--data-dir", DATA_DIR]
@@ -60,14 +60,14 @@ class ControlPlaneBase:
 
 
 def choose_base(override: str | None, settings: Settings) -> ControlPlaneBase:
-    """`--base-image`, else TRUSS_BASE_IMAGE, else the default model images use (python:X-slim of
-    the Python running this)."""
+    """`--base-image`, else TRUSS_BASE_IMAGE, else the default model images use (python:3.X-slim
+    of config.yaml's default python_version)."""
     if override:
         return ControlPlaneBase(override, "--base-image")
     if settings.base_image:
         return ControlPlaneBase(settings.base_image, BASE_IMAGE_ENV)
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return ControlPlaneBase(DEFAULT_BASE_IMAGE.format(version=version), "the default for this Python")
+    version = f"3.{DEFAULT_PYTHON_VERSION[3:]}"
+    return ControlPlaneBase(DEFAULT_BASE_IMAGE.format(version=version), "the default of model images")
 
 
 def source_tree() -> Path:

@@ -45,6 +45,9 @@ from typing import Any, Optional
 
 from truss_cli.controlplane.runtimes.kubernetes.selection import check_secret_names
 from truss_cli.errors import UsageError
+# One home for where the control plane's image keeps its state and what it listens on.
+from truss_cli.image.control_plane_image import CACHE_DIR, DATA_DIR, PORT
+from truss_cli.image.plan import USER_ID
 from truss_cli.image.registry import parse_registry
 from truss_cli.quantities import QuantityError, parse_memory
 from truss_cli.settings import DATABASE_URL_ENV
@@ -57,10 +60,8 @@ POSTGRES_USER = "truss"
 POSTGRES_DB = "truss"
 POSTGRES_UID = 999  # the official postgres image's `postgres` user
 DEFAULT_POSTGRES_IMAGE = "docker.io/library/postgres:16"
-PORT = 8800
-DATA_DIR = "/var/lib/truss-cli"
 DATABASE_PASSWORD_ENV = "TRUSS_DATABASE_PASSWORD"
-RUN_AS = 10001
+RUN_AS = USER_ID  # the image's user (truss server image), as a model image's
 DEFAULT_VOLUME_SIZE = "10Gi"
 # The builder sidecar: Docker's official engine-in-a-container image.
 DEFAULT_DOCKER_IMAGE = "docker.io/library/docker:27-dind"
@@ -326,7 +327,7 @@ def _deployment(options: InstallOptions) -> dict[str, Any]:
             *_database_environment(options),
             # A read-only root: the home and the cache (build contexts, environments) are scratch.
             {"name": "HOME", "value": "/tmp"},
-            {"name": "TRUSS_CACHE_DIR", "value": "/var/cache/truss-cli"},
+            {"name": "TRUSS_CACHE_DIR", "value": CACHE_DIR},
             *_docker_environment(options),
         ],
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
@@ -337,7 +338,7 @@ def _deployment(options: InstallOptions) -> dict[str, Any]:
         "volumeMounts": [
             {"name": "data", "mountPath": DATA_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "cache", "mountPath": "/var/cache/truss-cli"},
+            {"name": "cache", "mountPath": CACHE_DIR},
             *_docker_mounts(options),
         ],
         # Per container: the builder sidecar (when there is one) runs as root.
