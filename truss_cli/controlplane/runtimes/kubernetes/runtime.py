@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, AsyncIterator, Iterable, Iterator, Optional
 
 import httpx
 
@@ -41,11 +41,12 @@ from truss_cli.controlplane.runtimes.base import (
     Handle,
     LogLine,
     ObservedStatus,
+    ReadyReplicas,
     ReplicaSpec,
     one_line_cause,
 )
 from truss_cli.controlplane.runtimes.kubernetes import objects
-from truss_cli.controlplane.runtimes.kubernetes.api import KubernetesApi, PodState
+from truss_cli.controlplane.runtimes.kubernetes.api import KubernetesApi, PodState, SliceState
 from truss_cli.controlplane.runtimes.kubernetes.objects import ModelDeployment, deployment_objects
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.errors import TrussError
@@ -229,6 +230,16 @@ class KubernetesRuntime:
         except TrussError:  # deleted meanwhile
             return iter(())
 
+    # -- the ready feed (base.ReadyFeed) ----------------------------------------------------
+
+    async def watch_ready(self) -> AsyncIterator[ReadyReplicas]:
+        """Every truss deployment's ready pods, from the EndpointSlices of their headless
+        Services: {deployment id: {pod URL: pod name}}, whole each time a slice changes. A
+        dropped watch resumes inside `watch_endpoint_slices`; a refused one (the Role lacks
+        endpointslices) raises its TrussError, and the control plane falls back."""
+        async for slices in self.api.watch_endpoint_slices({objects.MANAGED_BY: objects.MANAGER}):
+            yield ready_replicas(slices.values())
+
     # -- helpers --------------------------------------------------------------------------
 
     def _pods(self, deployment_id: str) -> list[PodState]:
@@ -269,6 +280,19 @@ class KubernetesRuntime:
 def pod_url(ip: str) -> str:
     host = f"[{ip}]" if ":" in ip else ip
     return f"http://{host}:{protocol.DEFAULT_SERVER_PORT}"
+
+
+def ready_replicas(slices: Iterable[SliceState]) -> dict[str, dict[str, str]]:
+    """{deployment id: {pod URL: pod name (its address when the endpoint names no pod)}} of
+    the ready endpoints of `slices`; a deployment may have several slices."""
+    ready: dict[str, dict[str, str]] = {}
+    for state in slices:
+        if state.deployment_id is None:
+            continue
+        mine = ready.setdefault(state.deployment_id, {})
+        for endpoint in state.ready:
+            mine[pod_url(endpoint.address)] = endpoint.pod or endpoint.address
+    return ready
 
 
 def _claimed(pods: list[PodState], replica_id: str) -> Optional[PodState]:
