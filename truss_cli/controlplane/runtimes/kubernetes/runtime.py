@@ -201,6 +201,13 @@ class KubernetesRuntime:
                         self.api.scale(name, wanted - 1)
                     return
             if _stopping(pod):
+                if pod.deleting and pod.annotations.get(DELETION_COST_ANNOTATION) != LOWEST_DELETION_COST:
+                    # Deleted by someone else (`kubectl delete pod`, an eviction) and still
+                    # terminating: its ReplicaSet replaces it, and the replica the control plane
+                    # starts instead counts up, so count this one down or there is one too many.
+                    wanted = self._wanted(name)
+                    if wanted:
+                        self.api.scale(name, wanted - 1)
                 return
             if not self._annotate(pod.name, handle.replica_id, {DELETION_COST_ANNOTATION: LOWEST_DELETION_COST}):
                 return
