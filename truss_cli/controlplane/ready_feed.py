@@ -14,6 +14,7 @@ cause (the Role) and restarting the control plane brings it back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Callable, Optional
 
@@ -45,8 +46,9 @@ class ReadyFeedFollower:
 
     async def _follow(self) -> None:
         try:
-            async for ready in self.feed.watch_ready():
-                self.table.set_ready(ready)
+            async with contextlib.aclosing(self.feed.watch_ready()) as pictures:  # closed (its watch too) when cancelled
+                async for ready in pictures:
+                    self.table.set_ready(ready)
             cause = "it ended"
         except asyncio.CancelledError:
             raise

@@ -15,7 +15,7 @@ import secrets as _random
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Protocol
+from typing import Any, AsyncGenerator, Iterator, Mapping, Optional, Protocol
 
 from truss_cli.config import TrussConfig
 from truss_cli.errors import TrussError
@@ -227,7 +227,7 @@ class ReadyFeed(Protocol):
     once, and one that becomes ready takes traffic (and releases parked requests) at once.
     """
 
-    def watch_ready(self) -> AsyncIterator[ReadyReplicas]:
+    def watch_ready(self) -> AsyncGenerator[ReadyReplicas, None]:
         """The whole picture first, then again each time it changes (every deployment each
         time; one missing has no ready replica). Runs on the control plane's event loop, so it
         must not block. A transient loss of its source is the feed's to retry (keeping the

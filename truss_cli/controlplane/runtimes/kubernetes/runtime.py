@@ -26,9 +26,10 @@ enough to keep read-scale-then-write and claims from racing each other.
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Iterator, Optional
+from typing import Any, AsyncGenerator, Iterable, Iterator, Optional
 
 import httpx
 
@@ -239,13 +240,14 @@ class KubernetesRuntime:
 
     # -- the ready feed (base.ReadyFeed) ----------------------------------------------------
 
-    async def watch_ready(self) -> AsyncIterator[ReadyReplicas]:
+    async def watch_ready(self) -> AsyncGenerator[ReadyReplicas, None]:
         """Every truss deployment's ready pods, from the EndpointSlices of their headless
         Services: {deployment id: {pod URL: pod name}}, whole each time a slice changes. A
         dropped watch resumes inside `watch_endpoint_slices`; a refused one (the Role lacks
         endpointslices) raises its TrussError, and the control plane falls back."""
-        async for slices in self.api.watch_endpoint_slices({objects.MANAGED_BY: objects.MANAGER}):
-            yield ready_replicas(slices.values())
+        async with contextlib.aclosing(self.api.watch_endpoint_slices({objects.MANAGED_BY: objects.MANAGER})) as watch:
+            async for slices in watch:  # closing this closes the watch's connection too
+                yield ready_replicas(slices.values())
 
     # -- helpers --------------------------------------------------------------------------
 
