@@ -19,9 +19,15 @@ endpoints the runtime calls, with their documented semantics:
   equality terms (`a=b`, `a==b`, `a!=b`).
 - `pods/{name}/log` (`sinceSeconds`, `timestamps`, `follow`).
 
+- with `graceful_pods` (a kubelet runs them: tests/kube_fake_cluster.py), a DELETE of a pod
+  is graceful, as the real server's: the pod stays, with `metadata.deletionTimestamp` and
+  `deletionGracePeriodSeconds` (its `terminationGracePeriodSeconds`), until the kubelet has
+  stopped its container and removes it (`remove`). Without it, a delete is immediate.
+
 There is no kubelet and no controller: tests set pods and EndpointSlices with `put`, drop
 watch connections with `drop_watches`, hold reconnections with `hold_watches`, expire history
-with `compact`, and refuse a verb with `forbid`.
+with `compact`, refuse a verb with `forbid` (and `allow` it again), and hold calls of one
+verb on one resource with `hold` (so a test can show a client is stuck waiting on them).
 """
 
 from __future__ import annotations
@@ -120,6 +126,9 @@ class FakeKubernetesApi:
         self.version = 100
         self.horizon = 0  # watches from before this version get 410 Gone
         self.forbidden: set[tuple[str, str]] = set()  # (verb, resource)
+        self.held_calls: set[tuple[str, str]] = set()  # (verb, resource) answered only once released
+        self.waiting_calls: dict[tuple[str, str], int] = {}  # (verb, resource) -> calls held now
+        self.graceful_pods = False
         self.requests: list[dict] = []  # {"method", "path", "params"} of every request, for assertions
         self.watch_epoch = 0
         self.abrupt = False
@@ -179,6 +188,25 @@ class FakeKubernetesApi:
     def forbid(self, verb: str, resource: str) -> None:
         """Answer 403 to `verb` on `resource` (e.g. "patch", "deployments"; "get", "pods/log")."""
         self.forbidden.add((verb, resource))
+
+    def allow(self, verb: str, resource: str) -> None:
+        self.forbidden.discard((verb, resource))
+
+    def hold(self, verb: str, resource: str, held: bool = True) -> None:
+        """While held, calls of `verb` on `resource` (e.g. "list", "pods") wait unanswered."""
+        (self.held_calls.add if held else self.held_calls.discard)((verb, resource))
+
+    def terminate_pod(self, name: str, namespace: str = "truss") -> Optional[dict]:
+        """A graceful delete (see `graceful_pods`): mark the pod terminating, once. -> the pod, or None."""
+        with self.lock:
+            key = ("pods", namespace, name)
+            pod = self.objects.get(key)
+            if pod is None or pod["metadata"].get("deletionTimestamp"):
+                return pod
+            updated = copy.deepcopy(pod)
+            updated["metadata"]["deletionTimestamp"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            updated["metadata"]["deletionGracePeriodSeconds"] = int(pod.get("spec", {}).get("terminationGracePeriodSeconds", 30))
+            return self._store(key, updated, created=False)
 
     def drop_watches(self, abruptly: bool = False) -> None:
         """End every open watch response (cleanly, as a server's timeout does, or abruptly, as a
@@ -253,6 +281,9 @@ class FakeKubernetesApi:
         if request.method == "GET":
             with self.lock:
                 obj = self.objects.get(key)
+            return JSONResponse(obj) if obj else self._not_found(plural, name)
+        if request.method == "DELETE" and plural == "pods" and self.graceful_pods:
+            obj = self.terminate_pod(name, ns)
             return JSONResponse(obj) if obj else self._not_found(plural, name)
         if request.method == "DELETE":
             with self.lock:
@@ -451,6 +482,14 @@ class _Gate:
         verb = {"GET": "watch" if watching else ("get" if len(rest) > 1 else "list"),
                 "PATCH": "patch", "PUT": "update", "DELETE": "delete", "POST": "create"}[request.method]
         resource = "/".join([rest[0]] + rest[2:]) if rest else ""
+        if (verb, resource) in self.fake.held_calls:
+            waiting = self.fake.waiting_calls
+            waiting[(verb, resource)] = waiting.get((verb, resource), 0) + 1
+            try:
+                while (verb, resource) in self.fake.held_calls:
+                    await asyncio.sleep(0.02)
+            finally:
+                waiting[(verb, resource)] -= 1
         if (verb, resource) in self.fake.forbidden:
             group = parts[1] if parts[0] == "apis" else ""
             name = f' "{rest[1]}"' if len(rest) > 1 else ""

@@ -19,9 +19,20 @@ as small as the runtime's use of it:
   probe's route, a container that exits leaves the pod in CrashLoopBackOff (not restarted),
   a failed pull in ImagePullBackOff, and the container's log is the pod's log. A deleted
   pod's container is stopped (SIGTERM, as the kubelet does) and removed.
+- graceful termination: a pod is deleted as on a real cluster (the API's `graceful_pods`):
+  it stays, with a deletionTimestamp, while the kubelet SIGTERMs its container and waits up
+  to the pod's grace period for it to exit (the model server drains); then the kubelet
+  removes the pod. The ReplicaSet-like controller does not count terminating pods (it makes
+  their replacements at once) and deletes gracefully too.
+- an EndpointSlice controller: one slice per Service with a selector (named `<service>-<5
+  hex>`, the Service's labels plus `kubernetes.io/service-name`), one endpoint per selected
+  pod that has an IP, with `targetRef` to the pod and the conditions as Kubernetes sets them
+  when `publishNotReadyAddresses` is false: `serving` is the pod's Ready condition,
+  `terminating` is its deletionTimestamp, `ready` is serving and not terminating. A slice
+  is written only when it changes (so a watch sees real changes only), and deleted with its
+  Service.
 
-Not simulated: scheduling, resources, liveness/startup probes, rolling updates,
-EndpointSlices, terminating pods (a delete is immediate).
+Not simulated: scheduling, resources, liveness/startup probes, rolling updates.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from kube_fake_api import FakeKubernetesApi
 from truss_cli.image.registry import pull_by_digest
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+SERVICE_NAME = "kubernetes.io/service-name"
 TICK_SECONDS = 0.25
 
 
@@ -55,6 +67,9 @@ class FakeCluster:
         self.containers: dict[str, str] = {}  # pod name -> container id
         self.log_lines: dict[str, int] = {}  # pod name -> lines of its container's log copied
         self.pods_created = 0
+        self.terminating: set[str] = set()  # pods whose container the kubelet is stopping
+        self.slice_names: dict[str, str] = {}  # Service name -> its EndpointSlice's
+        api.graceful_pods = True  # a kubelet finishes deleted pods now
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-cluster", daemon=True)
         self._thread.start()
@@ -89,6 +104,7 @@ class FakeCluster:
             try:
                 self._control()
                 self._kubelet()
+                self._endpoint_slices()
             except Exception as exc:  # a test's failure shows in what it observes; keep going
                 print(f"fake cluster: {type(exc).__name__}: {exc}")
 
@@ -101,17 +117,18 @@ class FakeCluster:
         pods = self._objects("pods")
         for name, deployment in deployments.items():
             selector = deployment["spec"]["selector"]["matchLabels"]
-            mine = [p for p in pods if all(p["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())]
+            mine = [p for p in pods if all(p["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())
+                    and not _terminating(p)]  # a ReplicaSet counts only pods that are not terminating
             wanted = int(deployment["spec"].get("replicas", 1))
             for _ in range(wanted - len(mine)):
                 self._create_pod(name, deployment)
             if len(mine) > wanted:
                 for pod in sorted(mine, key=_deletion_rank)[: len(mine) - wanted]:
-                    self.api.remove("pods", pod["metadata"]["name"], self.namespace)
+                    self.api.terminate_pod(pod["metadata"]["name"], self.namespace)
         for pod in pods:  # ownerReferences: a deleted Deployment's pods go
             owner = pod["metadata"].get("annotations", {}).get("test.fake/owner")
-            if owner and owner not in deployments:
-                self.api.remove("pods", pod["metadata"]["name"], self.namespace)
+            if owner and owner not in deployments and not _terminating(pod):
+                self.api.terminate_pod(pod["metadata"]["name"], self.namespace)
 
     def _create_pod(self, deployment_name: str, deployment: dict) -> None:
         template = deployment["spec"]["template"]
@@ -126,16 +143,52 @@ class FakeCluster:
     def _kubelet(self) -> None:
         pods = {p["metadata"]["name"]: p for p in self._objects("pods")}
         for name in list(self.containers):
-            if name not in pods:  # deleted: SIGTERM, the server drains, then it is removed
-                container = self.containers.pop(name)
+            if name not in pods and name not in self.terminating:  # removed at once (by a test): stop and remove
+                container = self.containers.pop(name, None)
+                if container is None:
+                    continue
                 threading.Thread(target=self._remove_container, args=(name, container), daemon=True).start()
         for name, pod in pods.items():
             if not pod.get("spec", {}).get("containers"):
                 continue
-            if name not in self.containers:
+            if _terminating(pod) and name not in self.terminating:
+                self.terminating.add(name)
+                grace = int(pod["metadata"].get("deletionGracePeriodSeconds", 30))
+                threading.Thread(target=self._terminate, args=(name, self.containers.get(name, ""), grace), daemon=True).start()
+            elif name not in self.containers and not _terminating(pod):
                 self._start_pod(pod)
-            else:
+            elif name not in self.terminating:
                 self._observe(pod)
+
+    def _terminate(self, pod: str, container: str, grace: int) -> None:
+        """SIGTERM, up to the grace period for the container to exit, then the pod goes."""
+        try:
+            if container:
+                self.client.stop(container, timeout=grace)
+        except docker.errors.APIError:
+            pass
+        self.containers.pop(pod, None)
+        self.api.remove("pods", pod, self.namespace)
+        self.terminating.discard(pod)
+        self._remove_container(pod, container)
+
+    def _endpoint_slices(self) -> None:
+        services = {s["metadata"]["name"]: s for s in self._objects("services") if s.get("spec", {}).get("selector")}
+        slices = {s["metadata"]["name"]: s for s in self._objects("endpointslices")}
+        pods = self._objects("pods")
+        for name, service in services.items():
+            slice_name = self.slice_names.setdefault(name, f"{name}-{_random.token_hex(3)[:5]}")
+            wanted = _endpoint_slice(slice_name, service, pods, self.namespace)
+            current = slices.get(slice_name)
+            if current is None or any(current.get(k) != wanted[k] for k in ("endpoints", "ports")) \
+                    or current["metadata"].get("labels") != wanted["metadata"]["labels"]:
+                self.api.put("endpointslices", wanted, self.namespace)
+        for slice_name, endpoint_slice in slices.items():
+            if endpoint_slice["metadata"].get("labels", {}).get(SERVICE_NAME) not in services:
+                self.api.remove("endpointslices", slice_name, self.namespace)
+
+    def slices(self) -> list[dict]:
+        return self._objects("endpointslices")
 
     def _remove_container(self, pod: str, container: str) -> None:
         try:
@@ -248,6 +301,32 @@ class FakeCluster:
                 at = datetime.now(timezone.utc)
             self.api.append_log(pod, text, at=at, namespace=self.namespace)
         self.log_lines[pod] = len(lines)
+
+
+def _terminating(pod: dict) -> bool:
+    return bool(pod["metadata"].get("deletionTimestamp"))
+
+
+def _endpoint_slice(name: str, service: dict, pods: list[dict], namespace: str) -> dict:
+    """The slice the EndpointSlice controller keeps for `service` (publishNotReadyAddresses: false)."""
+    selector = service["spec"]["selector"]
+    endpoints = []
+    for pod in pods:
+        ip = pod.get("status", {}).get("podIP")
+        if not ip or not all(pod["metadata"].get("labels", {}).get(k) == v for k, v in selector.items()):
+            continue
+        serving = any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod["status"].get("conditions", []))
+        terminating = _terminating(pod)
+        endpoints.append({
+            "addresses": [ip],
+            "conditions": {"ready": serving and not terminating, "serving": serving, "terminating": terminating},
+            "targetRef": {"kind": "Pod", "name": pod["metadata"]["name"], "namespace": namespace, "uid": pod["metadata"].get("uid", "")},
+        })
+    ports = [{"name": p.get("name", ""), "port": p["port"], "protocol": p.get("protocol", "TCP")} for p in service["spec"].get("ports", [])]
+    labels = {**service["metadata"].get("labels", {}), SERVICE_NAME: service["metadata"]["name"],
+              "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": name, "labels": labels}, "endpoints": endpoints, "ports": ports}
 
 
 def _deletion_rank(pod: dict) -> tuple:

@@ -207,7 +207,29 @@ def test_read_log_gives_timed_lines_since_a_time_and_follows(api: KubernetesApi,
 # ---- watching EndpointSlices ----
 
 async def next_snapshot(watch: AsyncIterator[dict]) -> dict:
-    return await asyncio.wait_for(watch.__anext__(), timeout=20)
+    """The next picture, as {slice name: its ready addresses}."""
+    slices = await asyncio.wait_for(watch.__anext__(), timeout=20)
+    return {name: state.addresses for name, state in slices.items()}
+
+
+def test_watch_says_whose_each_slice_is_and_which_pod_each_ready_address_is(api: KubernetesApi, fake: FakeKubernetesApi) -> None:
+    """The gateway routes a deployment's ready pods by the slice's deployment label, and can
+    name a pod it has not heard of from the control plane by the endpoint's targetRef."""
+    terminating = endpoint_slice("dep-d1-abc", {"10.0.0.1": True, "10.0.0.2": False, "10.0.0.3": True})
+    terminating["endpoints"][0]["targetRef"] = {"kind": "Pod", "name": "dep-d1-7f9c2", "namespace": "truss"}
+    terminating["endpoints"][1]["conditions"] = {"ready": False, "serving": True, "terminating": True}
+    fake.put("endpointslices", terminating)
+
+    async def scenario() -> None:
+        watch = api.watch_endpoint_slices({"app.kubernetes.io/managed-by": "truss-cli"})
+        try:
+            (state,) = (await asyncio.wait_for(watch.__anext__(), timeout=20)).values()
+        finally:
+            await watch.aclose()
+        assert state.deployment_id == "d1"
+        assert [(e.address, e.pod) for e in state.ready] == [("10.0.0.1", "dep-d1-7f9c2"), ("10.0.0.3", None)]
+
+    asyncio.run(scenario())
 
 
 def test_watch_sees_slices_change(api: KubernetesApi, fake: FakeKubernetesApi) -> None:

@@ -16,10 +16,11 @@ from truss_cli.controlplane.builds import BuildWorkers
 from truss_cli.controlplane.gateway import Gateway, GatewayMetrics, RoutingTable
 from truss_cli.controlplane.dev_rebuild import DevelopmentRebuilds
 from truss_cli.controlplane.patches import Syncer
+from truss_cli.controlplane.ready_feed import ReadyFeedFollower
 from truss_cli.controlplane.rollouts import Rollouts
 from truss_cli.controlplane.reconciler import DEV_IDLE_SECONDS, Reconciler
 from truss_cli.controlplane.release import Release
-from truss_cli.controlplane.runtimes.base import Runtime
+from truss_cli.controlplane.runtimes.base import Runtime, ready_feed
 from truss_cli.controlplane.runtimes.environments import environment_builder, replica_provisioner
 from truss_cli.controlplane.store import Removed, Store, states
 from truss_cli.controlplane.trees import SWEEP_GRACE_SECONDS, Trees
@@ -56,6 +57,12 @@ class ControlPlane:
                                      in_flight_at=lambda url: self.gateway.balancer.outstanding.get(url, 0),
                                      parked=lambda: any(self.gateway.metrics.parked.values()),
                                      rollout_replicas=self.rollouts.rollout_replicas, before_tick=self.rollouts.tick)
+        # A runtime that learns readiness itself (Kubernetes EndpointSlices): the gateway routes by it.
+        feed = ready_feed(runtime)
+        self.ready_feed = None
+        if feed is not None:
+            self.reconciler.publish_addresses = True
+            self.ready_feed = ReadyFeedFollower(feed, self.table, on_fallback=self._feed_ended)
         # Requests waiting for room at a deployment go when its replicas or cap change.
         self.table.on_capacity = self.gateway.capacity_changed
         # The dashboard's replica charts: each change of a deployment's ready replicas.
@@ -83,6 +90,9 @@ class ControlPlane:
         else:
             self.reconciler.touch(deployment_id)
 
+    def _feed_ended(self) -> None:
+        self.reconciler.publish_addresses = False
+
     def _built(self) -> None:  # a build worker's thread
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.reconciler.wake)
@@ -92,6 +102,8 @@ class ControlPlane:
         await asyncio.to_thread(self.store.builds.requeue_interrupted)
         await asyncio.to_thread(self._queue_unbuilt)
         await asyncio.to_thread(self.reconciler.adopt)
+        if self.ready_feed is not None:  # after adopt: a pod it stopped never takes a request
+            self.ready_feed.start()
         self.builds.start()
         self._task = asyncio.create_task(self.reconciler.run())
         await self.rebuilds.resume()  # after adopt: a replica a cut-short rebuild started is stopped
@@ -121,6 +133,8 @@ class ControlPlane:
         """Stop building and reconciling; replicas keep running (re-adopted next start)."""
         if self._task is not None:
             self._task.cancel()
+        if self.ready_feed is not None:
+            await self.ready_feed.stop()
         await self.rebuilds.stop()
         await asyncio.to_thread(self.builds.stop)
         self.reconciler.count_requests()

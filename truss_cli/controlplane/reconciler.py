@@ -56,7 +56,7 @@ from truss_cli.controlplane.store import Deployment, Removed, Replica, Store
 from truss_cli.controlplane.store import states
 from truss_cli.controlplane.store.deployments import takes_production
 from truss_cli.controlplane.targets import build_targets
-from truss_cli.controlplane.tick_routing import Routing, inactive_detail
+from truss_cli.controlplane.tick_routing import Routing, inactive_detail, replica_addresses
 from truss_cli.controlplane.trees import Trees
 from truss_cli.controlplane.usage_meter import UsageMeter
 
@@ -134,6 +134,9 @@ class Reconciler:
         self._starting = False  # the last published routing has a deployment coming up with no replica ready
         self.usage = UsageMeter(store)
         self._last_tick: Optional[float] = None
+        # Set when the gateway routes by the runtime's ready feed: each tick then also publishes
+        # the replicas' addresses and the retiring ones (tick_routing.replica_addresses).
+        self.publish_addresses = False
 
     def wake(self) -> None:
         """Something changed (a build finished, a deployment was deleted): tick now."""
@@ -253,6 +256,8 @@ class Reconciler:
             routing.models = build_targets(models, deployments, environments,
                                            self.store.environments.unfinished_promotions())
             routing.names = {model_id: model.name for model_id, model in models.items()}
+            if self.publish_addresses:
+                replica_addresses(routing, self.store.replicas.list(), self._retiring)
             return routing
 
     # -- scale to zero (an idle development deployment; a published one at desired 0) ----

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Collection, Iterable, Optional
 
 from truss_cli.controlplane.gateway import Replica as Upstream
 from truss_cli.controlplane.gateway import RoutingTable
-from truss_cli.controlplane.store import Deployment, Model
+from truss_cli.controlplane.retirement import STOPPED
+from truss_cli.controlplane.store import Deployment, Model, Replica
 
 
 @dataclass
@@ -28,6 +29,10 @@ class Routing:
     asleep: set[str] = field(default_factory=set)  # scaled to zero: a request wakes them
     concurrency: dict[str, int] = field(default_factory=dict)  # id -> requests per replica at once (0: no cap)
     names: dict[str, str] = field(default_factory=dict)  # model id -> name (the gateway's 404s say it)
+    # For a runtime with a ready feed (gateway/ready_set.py): each deployment's live replicas
+    # {url: replica id}, ready or not, and the URLs of the replicas it is retiring.
+    known: dict[str, dict[str, str]] = field(default_factory=dict)
+    withheld: dict[str, set[str]] = field(default_factory=dict)
 
     def starting(self) -> bool:
         """A deployment is coming up with no replica ready (requests for it park)."""
@@ -43,8 +48,27 @@ class Routing:
             # Inactive first: the requests a replica change wakes resolve against it.
             table.set_inactive(deployment_id, self.inactive.get(deployment_id))
             table.set_concurrency(deployment_id, self.concurrency.get(deployment_id, 0))
-            table.set_replicas(deployment_id, ready, starting, deployment_id in self.asleep)
+            table.set_replicas(deployment_id, ready, starting, deployment_id in self.asleep,
+                               self.known.get(deployment_id), self.withheld.get(deployment_id, ()))
         table.keep_only(self.replicas)
+
+
+def replica_addresses(routing: Routing, rows: Iterable[Replica], retiring: Collection[str]) -> None:
+    """Fill `routing.known` and `.withheld` from the replica rows (after the tick acted, so a
+    URL learnt and a retirement queued in this tick are in): what a ready feed's URLs are
+    checked against. A deployment with a live row and no address yet is known with none,
+    so the ready list never stands in for it."""
+    for row in rows:
+        if row.phase == STOPPED:
+            continue
+        url = row.handle.get("url")
+        known = routing.known.setdefault(row.deployment_id, {})
+        if not url:
+            continue
+        if row.id in retiring:
+            routing.withheld.setdefault(row.deployment_id, set()).add(url)
+        else:
+            known[url] = row.handle.get("replica_id") or row.id
 
 
 def inactive_detail(deployment: Deployment, model: Optional[Model]) -> str:

@@ -21,6 +21,15 @@ concurrency_target; 0 = none) into the routes it resolves to; the gateway queues
 beyond it. When a deployment's replicas or cap change, `on_capacity(deployment_id, replicas,
 cap)` lets the gateway hand the new room to requests waiting in line.
 
+With a runtime that has a ready feed (`set_ready`, runtimes/base.ReadyFeed), a deployment's
+replicas are the feed's ready URLs (ready_set.py), changed the moment the feed says so: a
+replica that stops being ready leaves at once, one that becomes ready takes traffic and
+releases parked requests at once. The reconciler's publishes still say which deployments exist,
+which are starting, asleep or inactive, and name the replicas and the retiring ones. While
+the reconciler says a deployment has a ready replica the feed does not list yet, requests park
+(for the feed's word or the reconciler's next publish) rather than fail. `set_ready(None)`
+(the feed ended) falls back to the reconciler's view.
+
 A target that resolves to a Route gives the same Route until the table changes, so it is kept
 (`_routes`) and every change clears what was kept: a predict then costs two dict lookups
 instead of building a DeploymentRoute per deployment of the split.
@@ -31,6 +40,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
+from truss_cli.controlplane.gateway.ready_set import routed_replicas
 from truss_cli.controlplane.gateway.routes import DeploymentRoute, NotReady, Parked, Replica, Resolution, Route, UnknownTarget
 
 PRODUCTION = "production"
@@ -44,7 +54,15 @@ class RoutingTable:
         self.retry_after_seconds = retry_after_seconds
         self._targets: dict[str, dict[str, tuple[tuple[str, float], ...]]] = {}
         self._names: dict[str, str] = {}  # model id -> its name, for the 404s a user reads
-        self._replicas: dict[str, tuple[Replica, ...]] = {}
+        self._replicas: dict[str, tuple[Replica, ...]] = {}  # what requests are routed to
+        # What the reconciler last published per deployment: its ready replicas, (starting,
+        # asleep), its live replicas' {url: replica id} and the URLs of those it retires.
+        self._published: dict[str, tuple[Replica, ...]] = {}
+        self._flags: dict[str, tuple[bool, bool]] = {}
+        self._known: dict[str, dict[str, str]] = {}
+        self._withheld: dict[str, frozenset[str]] = {}
+        # The runtime's ready feed: deployment id -> {ready url: name}; None: no feed (or it ended).
+        self._feed: Optional[dict[str, dict[str, str]]] = None
         self._starting: dict[str, asyncio.Event] = {}
         self._inactive: dict[str, str] = {}  # deployment id -> the 404's detail
         self._asleep: set[str] = set()  # scaled to zero, no wake asked yet
@@ -74,16 +92,43 @@ class RoutingTable:
         self._names.pop(model_id, None)
 
     def set_replicas(self, deployment_id: str, replicas: Sequence[Replica], starting: bool = False,
-                     asleep: bool = False) -> None:
+                     asleep: bool = False, known: Optional[Mapping[str, str]] = None,
+                     withheld: Iterable[str] = ()) -> None:
         """The deployment's ready replicas now; `starting`: more are on their way, so park rather than refuse;
-        `asleep`: scaled to zero, the next request wakes it."""
+        `asleep`: scaled to zero, the next request wakes it. With a ready feed: `known`, the
+        {url: replica id} of its live replicas, ready or not (default: `replicas`'), and
+        `withheld`, the URLs of replicas being retired (ready_set.py)."""
+        self._published[deployment_id] = tuple(replicas)
+        self._flags[deployment_id] = (starting, asleep)
+        self._known[deployment_id] = dict(known) if known is not None else {r.url: r.id for r in replicas}
+        self._withheld[deployment_id] = frozenset(withheld)
+        self._settle(deployment_id)
+
+    def set_ready(self, feed: Optional[Mapping[str, Mapping[str, str]]]) -> None:
+        """The runtime's ready feed's latest picture ({deployment id: {ready url: name}},
+        every deployment), or None when it ended: route by the reconciler's view again."""
+        self._feed = None if feed is None else {d: dict(ready) for d, ready in feed.items()}
+        for deployment_id in list(self._published):
+            self._settle(deployment_id)
+
+    def _settle(self, deployment_id: str) -> None:
+        """Route the deployment by what is known now (a publish or the feed changed)."""
         self._routes.clear()
+        published = self._published[deployment_id]
+        starting, asleep = self._flags[deployment_id]
+        if self._feed is None:
+            replicas = published
+        else:
+            replicas = routed_replicas(self._feed.get(deployment_id, {}), self._known[deployment_id],
+                                       self._withheld[deployment_id])
+            # The reconciler saw one ready that the feed does not list yet: wait for its word.
+            starting = starting or bool(published)
         before = self._replicas.get(deployment_id)
-        self._replicas[deployment_id] = tuple(replicas)
+        self._replicas[deployment_id] = replicas
         if self.on_replicas is not None and (before is None or len(before) != len(replicas)):
             self.on_replicas(deployment_id, len(replicas))
-        if self.on_capacity is not None and before is not None and before != self._replicas[deployment_id]:
-            self.on_capacity(deployment_id, self._replicas[deployment_id], self._concurrency.get(deployment_id, 0))
+        if self.on_capacity is not None and before is not None and before != replicas:
+            self.on_capacity(deployment_id, replicas, self._concurrency.get(deployment_id, 0))
         if asleep:
             if deployment_id not in self._starting:  # else a wake is on its way: keep its requests parked
                 self._asleep.add(deployment_id)
@@ -121,6 +166,9 @@ class RoutingTable:
         one wake and resolve again, to a 404."""
         self._routes.clear()
         keep = set(deployment_ids)
+        for deployment_id in set(self._published) - keep:
+            for published in (self._published, self._flags, self._known, self._withheld):
+                del published[deployment_id]
         for deployment_id in set(self._replicas) - keep:
             del self._replicas[deployment_id]
             if self.on_replicas is not None:

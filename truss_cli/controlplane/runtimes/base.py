@@ -15,7 +15,7 @@ import secrets as _random
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Optional, Protocol
+from typing import Any, AsyncGenerator, Iterator, Mapping, Optional, Protocol
 
 from truss_cli.config import TrussConfig
 from truss_cli.errors import TrussError
@@ -208,3 +208,34 @@ class Runtime(Protocol):
     def logs(self, handle: Handle, since: Optional[datetime] = None, follow: bool = False) -> Iterator[LogLine]: ...
 
     def remove_artifact(self, artifact: Artifact) -> None: ...
+
+
+# What a ready feed yields: deployment id -> {ready replica URL: a name for it}. The name is for
+# a replica the control plane has not recorded yet (a Kubernetes pod's name); the control plane
+# shows its own replica id for a URL it knows.
+ReadyReplicas = Mapping[str, Mapping[str, str]]
+
+
+class ReadyFeed(Protocol):
+    """An optional capability: a runtime that learns by itself, as it happens, which replicas
+    take traffic (Kubernetes: the EndpointSlices of each deployment's headless Service).
+
+    The control plane checks for it generically (`ready_feed(runtime)`), never by kind. When
+    a runtime offers it, the gateway routes a deployment's requests only to the URLs in the
+    feed's ready set, as soon as the feed says so, instead of waiting for the reconciler's
+    next `status` of each replica: a replica that stops being ready leaves the rotation at
+    once, and one that becomes ready takes traffic (and releases parked requests) at once.
+    """
+
+    def watch_ready(self) -> AsyncGenerator[ReadyReplicas, None]:
+        """The whole picture first, then again each time it changes (every deployment each
+        time; one missing has no ready replica). Runs on the control plane's event loop, so it
+        must not block. A transient loss of its source is the feed's to retry (keeping the
+        last picture meanwhile); raising (e.g. not allowed to watch) or ending makes the
+        control plane fall back to the reconciler's view of ready replicas."""
+        ...
+
+
+def ready_feed(runtime: object) -> Optional[ReadyFeed]:
+    """The runtime's ready feed, when it offers one (process and Docker runtimes do not)."""
+    return runtime if callable(getattr(runtime, "watch_ready", None)) else None  # type: ignore[return-value]

@@ -36,6 +36,9 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
 from truss_cli.controlplane.runtimes.base import LogLine
+# The EndpointSlice controller copies a Service's labels onto its slices, so a slice names its
+# deployment by the label objects.py puts on the Service.
+from truss_cli.controlplane.runtimes.kubernetes.objects import DEPLOYMENT_ID_LABEL
 from truss_cli.errors import TrussError
 
 FIELD_MANAGER = "truss-cli"
@@ -54,7 +57,25 @@ KINDS: dict[str, Type[lightkube_resource.NamespacedResource]] = {
 # A dropped watch is retried from its last resourceVersion after this pause, growing to the cap.
 WATCH_RETRY_SECONDS = (0.2, 5.0)
 
-SliceAddresses = dict[str, tuple[str, ...]]  # EndpointSlice name -> its ready addresses, sorted
+@dataclass(frozen=True)
+class ReadyEndpoint:
+    address: str  # the pod's IP
+    pod: Optional[str]  # the pod's name, from the endpoint's targetRef (None when it names no pod)
+
+
+@dataclass(frozen=True)
+class SliceState:
+    """What the gateway needs of one EndpointSlice: whose it is and which endpoints are ready."""
+
+    deployment_id: Optional[str]  # its `truss.dev/deployment-id` label (None: not a truss deployment's)
+    ready: tuple[ReadyEndpoint, ...]  # sorted by address
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(e.address for e in self.ready)
+
+
+SliceStates = dict[str, SliceState]  # EndpointSlice name -> its state
 
 
 @dataclass(frozen=True)
@@ -207,21 +228,23 @@ class KubernetesApi:
 
     # ---- endpoints ----
 
-    async def watch_endpoint_slices(self, labels: Mapping[str, str]) -> AsyncIterator[SliceAddresses]:
-        """Ready addresses per EndpointSlice: the current set first, then each time it changes.
+    async def watch_endpoint_slices(self, labels: Mapping[str, str]) -> AsyncIterator[SliceStates]:
+        """Each EndpointSlice's deployment and ready endpoints: the current set first, then each
+        time it changes. A terminating endpoint is never ready (the API sets `ready: false`
+        for it), so a pod being deleted leaves the set at the first event that says so.
 
         A watch the server or network drops resumes from the last resourceVersion seen, so no
         change in between is missed; when that version is too old (410 Gone) it lists afresh.
         """
         client = AsyncClient(self.config, namespace=self.namespace, timeout=self._timeout, field_manager=FIELD_MANAGER, trust_env=False)
-        last: Optional[SliceAddresses] = None
+        last: Optional[SliceStates] = None
         pause = WATCH_RETRY_SECONDS[0]
         try:
             while True:
                 try:
                     with self._errors("list", EndpointSlice, retry_transport=True):
                         listing = client.list(EndpointSlice, namespace=self.namespace, labels=dict(labels))
-                        slices = {s.metadata.name: _ready_addresses(s.to_dict()) async for s in listing}
+                        slices = {s.metadata.name: _slice_state(s.to_dict()) async for s in listing}
                 except httpx2.TransportError:
                     await asyncio.sleep(pause)  # unreachable for now: list again
                     pause = min(pause * 2, WATCH_RETRY_SECONDS[1])
@@ -240,7 +263,7 @@ class KubernetesApi:
                                 if event == "DELETED":
                                     slices.pop(obj.metadata.name, None)
                                 else:
-                                    slices[obj.metadata.name] = _ready_addresses(obj.to_dict())
+                                    slices[obj.metadata.name] = _slice_state(obj.to_dict())
                                 pause = WATCH_RETRY_SECONDS[0]
                                 if slices != last:
                                     last = dict(slices)
@@ -349,13 +372,19 @@ def _resource_of(obj: Mapping[str, Any]) -> Type[lightkube_resource.NamespacedRe
     return resource
 
 
-def _ready_addresses(endpoint_slice: Mapping[str, Any]) -> tuple[str, ...]:
-    """Addresses of endpoints that are ready: a missing `ready` means ready (the API's rule)."""
-    found = set()
+def _slice_state(endpoint_slice: Mapping[str, Any]) -> SliceState:
+    """The slice's deployment (its label) and its ready endpoints: a missing `ready` means
+    ready (the API's rule); `serving` is not enough, since a terminating pod may still serve
+    (its readiness probe passes while it drains) but must take no new request."""
+    found: dict[str, Optional[str]] = {}
     for endpoint in endpoint_slice.get("endpoints") or []:
         if (endpoint.get("conditions") or {}).get("ready") is not False:
-            found.update(endpoint.get("addresses") or [])
-    return tuple(sorted(found))
+            target = endpoint.get("targetRef") or {}
+            pod = target.get("name") if target.get("kind", "Pod") == "Pod" else None
+            for address in endpoint.get("addresses") or []:
+                found[address] = pod
+    labels = (endpoint_slice.get("metadata") or {}).get("labels") or {}
+    return SliceState(labels.get(DEPLOYMENT_ID_LABEL), tuple(ReadyEndpoint(a, found[a]) for a in sorted(found)))
 
 
 def _pod_state(pod: Mapping[str, Any]) -> PodState:

@@ -26,9 +26,10 @@ enough to keep read-scale-then-write and claims from racing each other.
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, AsyncGenerator, Iterable, Iterator, Optional
 
 import httpx
 
@@ -41,11 +42,12 @@ from truss_cli.controlplane.runtimes.base import (
     Handle,
     LogLine,
     ObservedStatus,
+    ReadyReplicas,
     ReplicaSpec,
     one_line_cause,
 )
 from truss_cli.controlplane.runtimes.kubernetes import objects
-from truss_cli.controlplane.runtimes.kubernetes.api import KubernetesApi, PodState
+from truss_cli.controlplane.runtimes.kubernetes.api import KubernetesApi, PodState, SliceState
 from truss_cli.controlplane.runtimes.kubernetes.objects import ModelDeployment, deployment_objects
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.errors import TrussError
@@ -200,6 +202,13 @@ class KubernetesRuntime:
                         self.api.scale(name, wanted - 1)
                     return
             if _stopping(pod):
+                if pod.deleting and pod.annotations.get(DELETION_COST_ANNOTATION) != LOWEST_DELETION_COST:
+                    # Deleted by someone else (`kubectl delete pod`, an eviction) and still
+                    # terminating: its ReplicaSet replaces it, and the replica the control plane
+                    # starts instead counts up, so count this one down or there is one too many.
+                    wanted = self._wanted(name)
+                    if wanted:
+                        self.api.scale(name, wanted - 1)
                 return
             if not self._annotate(pod.name, handle.replica_id, {DELETION_COST_ANNOTATION: LOWEST_DELETION_COST}):
                 return
@@ -228,6 +237,17 @@ class KubernetesRuntime:
             return self.api.read_log(pod.name, since=since, follow=follow)
         except TrussError:  # deleted meanwhile
             return iter(())
+
+    # -- the ready feed (base.ReadyFeed) ----------------------------------------------------
+
+    async def watch_ready(self) -> AsyncGenerator[ReadyReplicas, None]:
+        """Every truss deployment's ready pods, from the EndpointSlices of their headless
+        Services: {deployment id: {pod URL: pod name}}, whole each time a slice changes. A
+        dropped watch resumes inside `watch_endpoint_slices`; a refused one (the Role lacks
+        endpointslices) raises its TrussError, and the control plane falls back."""
+        async with contextlib.aclosing(self.api.watch_endpoint_slices({objects.MANAGED_BY: objects.MANAGER})) as watch:
+            async for slices in watch:  # closing this closes the watch's connection too
+                yield ready_replicas(slices.values())
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -269,6 +289,19 @@ class KubernetesRuntime:
 def pod_url(ip: str) -> str:
     host = f"[{ip}]" if ":" in ip else ip
     return f"http://{host}:{protocol.DEFAULT_SERVER_PORT}"
+
+
+def ready_replicas(slices: Iterable[SliceState]) -> dict[str, dict[str, str]]:
+    """{deployment id: {pod URL: pod name (its address when the endpoint names no pod)}} of
+    the ready endpoints of `slices`; a deployment may have several slices."""
+    ready: dict[str, dict[str, str]] = {}
+    for state in slices:
+        if state.deployment_id is None:
+            continue
+        mine = ready.setdefault(state.deployment_id, {})
+        for endpoint in state.ready:
+            mine[pod_url(endpoint.address)] = endpoint.pod or endpoint.address
+    return ready
 
 
 def _claimed(pods: list[PodState], replica_id: str) -> Optional[PodState]:
