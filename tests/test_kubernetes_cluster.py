@@ -65,7 +65,7 @@ class Model:
         return {"version": VERSION, "greeting": "Hello, " + request.get("name", "world") + "!"}
 """
 # Two replicas and a 50 % surge: two steps of one replica, each moving half the traffic.
-ROLLING = {"rolling_deploy": True, "rolling_deploy_config": {"max_surge_percent": 50, "stabilization_time_seconds": 2}}
+ROLLING = {"rolling_deploy": True, "rolling_deploy_config": {"max_surge_percent": 50, "stabilization_time_seconds": 1}}
 LOAD_THREADS = 2
 WAIT = 900.0  # seconds: a real cluster may pull a model image over a slow link
 
@@ -391,7 +391,8 @@ def test_a_killed_control_plane_started_again_readopts_every_pod(suite: Suite, v
     assert answer["greeting"] == "Hello, again!"
 
     # The same pods, with the same claims (the replicas of before), none new, no count changed.
-    assert steady_pods(suite) == before
+    after = steady_pods(suite)
+    assert after == before, f"the restarted control plane changed the pods or counts:\nbefore {before}\nafter  {after}"
     for deployment_id in before["wanted"]:
         claims = {claim for d, claim, *_ in before["pods"].values() if d == deployment_id}
         assert suite.live_replica_ids(deployment_id) == claims
