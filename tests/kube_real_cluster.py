@@ -9,14 +9,18 @@ by the environment (no tests of its own; docs/kubernetes.md, "The real-cluster s
   plain HTTP without configuration. A kind cluster's nodes are containers, so kind needs its
   own registry (the suite fails naming the recipe).
 - `TRUSS_TEST_NAMESPACE`: an existing namespace to work in (left in place). Unset: a fresh
-  `truss-test-<hex>` is created through the API and deleted at the end.
+  `truss-test-<hex>`, enforcing Pod Security `restricted`, is created through the API and
+  deleted at the end.
 
 What can be checked before anything is pushed is checked up front, and a cluster that cannot
 run the suite fails it with what to do (the user asked for a real cluster, so a skip would
 hide it): the API answers these credentials, and pod IPs are reachable from this machine
-(the control plane's gateway sends requests straight to them). Reachability is proved with a
-pod already running in the cluster (a TCP connection to a declared container port: an answer,
-even a refusal, proves the route); kind needs a route to its nodes' pod CIDRs.
+(the control plane's gateway sends requests straight to them). Reachability is judged with a
+pod already running in the cluster (a TCP connection to a port one of its containers declares:
+an answer, even a refusal, proves the route); kind needs a route to its nodes' pod CIDRs. A
+network that answers for any address (a transparent proxy) passes this check; the kubelet
+still finds the pods ready, so the first deployment becomes ACTIVE and its first predict fails
+with 503 "no replica of the target could be reached", and the failure says to check the route.
 """
 
 from __future__ import annotations
@@ -86,7 +90,10 @@ def real_cluster(work_dir: Path) -> RealCluster:
     kubeconfig = Path(configured).expanduser()
     if not kubeconfig.is_file():
         pytest.fail(f"{KUBECONFIG_VARIABLE}={configured}: no such file (give the kubeconfig kubectl uses, e.g. ~/.kube/config)")
-    config = KubeConfig.from_file(kubeconfig).get()
+    try:
+        config = KubeConfig.from_file(kubeconfig).get()
+    except Exception as exc:  # lightkube's ConfigError, a YAML error, a missing key: all say the file is unusable
+        pytest.fail(f"cannot use the kubeconfig {kubeconfig}: {exc} (check it with `kubectl --kubeconfig {kubeconfig} config view`)")
     if config is None:
         pytest.fail(f"the kubeconfig {kubeconfig} has no current context (`kubectl config use-context NAME`)")
     client = Client(config, trust_env=False)
@@ -100,8 +107,9 @@ def real_cluster(work_dir: Path) -> RealCluster:
     except BaseException:
         client.close()
         raise
-    hint = (f"The cluster's nodes pull model images from {registry}; an ImagePullBackOff means they cannot reach it "
-            f"(or need it configured as a plain-HTTP registry). See {DOCS}.")
+    hint = (f"On a real cluster: the nodes pull model images from {registry} (an ImagePullBackOff means they cannot "
+            "reach it, or need it configured as a plain-HTTP registry), and the gateway sends requests to pod IPs "
+            f"(a 503 'no replica of the target could be reached' means this machine has no route to them). See {DOCS}.")
     return RealCluster(kubeconfig, namespace, registry, client, created, local, hint)
 
 
@@ -200,8 +208,11 @@ def _namespace(client: Client) -> tuple[str, bool]:
                         "to let the suite create and delete a namespace of its own)")
         return configured, False
     name = f"truss-test-{secrets.token_hex(4)}"
+    # Pod Security `restricted` enforced, as `truss server manifests --create-namespace` does: the
+    # model pods claim to meet it (docs/kubernetes.md), and only admission on a real cluster can tell.
+    labels = {"app.kubernetes.io/part-of": "truss-cli-tests", "pod-security.kubernetes.io/enforce": "restricted"}
     try:
-        client.create(Namespace(metadata=ObjectMeta(name=name, labels={"app.kubernetes.io/part-of": "truss-cli-tests"})))
+        client.create(Namespace(metadata=ObjectMeta(name=name, labels=labels)))
     except ApiError as exc:
         pytest.fail(f"cannot create the namespace {name}: {exc.status.message} (set {NAMESPACE_VARIABLE} to one you may use)")
     return name, True
