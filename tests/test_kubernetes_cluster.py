@@ -67,7 +67,9 @@ class Model:
 # Two replicas and a 50 % surge: two steps of one replica, each moving half the traffic.
 ROLLING = {"rolling_deploy": True, "rolling_deploy_config": {"max_surge_percent": 50, "stabilization_time_seconds": 1}}
 LOAD_THREADS = 2
-WAIT = 900.0  # seconds: a real cluster may pull a model image over a slow link
+# Seconds any one wait may take: a real cluster may pull a model image over a slow link. Below
+# pytest-timeout's 600 s per test (pyproject.toml), so a wait fails with its own message first.
+WAIT = 480.0
 
 
 # -- the clusters ----------------------------------------------------------------------------
