@@ -151,3 +151,17 @@ def test_a_development_deployment_is_patched_in_its_pod(cluster: Cluster, cp: Co
     eventually(lambda: predict(cp, deployment)["marker"] == "c", timeout=120)
     cp.client.delete(f"/v1/models/{deployment['model_id']}").raise_for_status()
     eventually(lambda: ("secrets", NAMESPACE, f"truss-control-{deployment['id']}") not in cluster.api.objects, timeout=120)
+
+
+def test_a_development_model_that_fails_on_its_delivered_tree_fails_the_deployment_saying_why(
+    cluster: Cluster, cp: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    broken = MODEL.format(marker="x").replace("self.token = secrets.token_hex(8)", "raise RuntimeError('weights missing')")
+    root = write_model_dir(tmp_path / "kubebroken", broken, CONFIG.format(greeting="built").replace("kubedev", "kubebroken"))
+    created = ok(cp.client.post("/v1/models/kubebroken/deployments",
+                                json={"tree_hash": cp.upload(root), "development": True}), 201)
+    found = cp.wait_for_status(created["model_id"], created["id"], "ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED", timeout=600)
+    # The pod's boot tree (empty) never counts: the failure is the model's, on the tree it was sent.
+    assert found["status"] == "DEPLOY_FAILED" and "weights missing" in (found.get("status_detail") or ""), found
+    eventually(lambda: cluster.pods() == [], timeout=120)
+    cp.client.delete(f"/v1/models/{created['model_id']}").raise_for_status()
