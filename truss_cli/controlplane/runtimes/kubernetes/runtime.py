@@ -38,7 +38,6 @@ from typing import Any, Iterator, Optional
 import httpx
 
 from truss_cli.config import ConfigError, load_config
-from truss_cli.controlplane.runtimes import docker_development
 from truss_cli.controlplane.runtimes.base import (
     CONTROL_TOKEN_FILE,
     GONE,
@@ -156,10 +155,13 @@ class KubernetesRuntime:
         except (ConfigError, OSError) as exc:
             raise TrussError(f"cannot read the deployment's config.yaml at {data['model_dir']}: {exc}") from None
         secret_name = SECRET_PREFIX + spec.deployment_id if config.secrets else None
-        # A development replica when its start tree can run as one (not a custom server, no
-        # external_data: docker_development.tree_config says why); else a published one's pod.
-        developing = (spec.development and self._root is not None
-                      and docker_development.tree_config(spec.tree_dir, config.docker_server is not None) is not None)
+        # A development replica unless the image cannot run one (a custom server has no control
+        # layer; external_data's downloads are in the image's /app/data, not in the tree), as on
+        # Docker; then a published one's pod, and every patch is a rebuild. Decided from the
+        # image's config, not the start tree's, so every start of the deployment applies the
+        # same template (a start tree whose config.yaml does not load fails its delivery instead).
+        developing = (spec.development and bool(spec.tree_dir) and self._root is not None
+                      and config.docker_server is None and not config.external_data)
         target = ModelDeployment(
             model_id=data["model_id"], model_name=data["model_name"], deployment_id=spec.deployment_id,
             deployment_name=data["deployment_name"], image=data["image"], namespace=self.api.namespace,
