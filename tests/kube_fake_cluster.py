@@ -12,9 +12,10 @@ as small as the runtime's use of it:
   does not roll the pods (no rolling update here).
 - a kubelet: each pod runs as a container of the pod's image, pulled BY DIGEST from the
   registry the reference names (tests/registry_support.py's local one), with the pod's
-  environment (`fieldRef: metadata.name` included), its Secret volume (files of the Secret,
-  0400, owned by the pod's user, mounted read-only) and its emptyDirs (tmpfs), a read-only
-  root filesystem when the pod asks for one, as the pod's user. The container's bridge IP is
+  environment (`fieldRef: metadata.name` included), its command, args and working directory,
+  its Secret volumes (files of the Secret, 0400, owned by the pod's user, mounted read-only)
+  and its emptyDirs (tmpfs), a read-only root filesystem when the pod asks for one, as the
+  pod's user. The container's bridge IP is
   the pod IP (reachable from the host on Linux), the Ready condition follows the readiness
   probe's route, a container that exits leaves the pod in CrashLoopBackOff (not restarted),
   a failed pull in ImagePullBackOff, and the container's log is the pod's log. A deleted
@@ -235,6 +236,8 @@ class FakeCluster:
         read_only = bool(container.get("securityContext", {}).get("readOnlyRootFilesystem"))
         created = self.client.create_container(
             f"{self.label}:{name}", environment=environment, labels={self.label: name},
+            # Kubernetes' command replaces the image's entry point (and with it its CMD), args its CMD.
+            entrypoint=container.get("command"), command=container.get("args"), working_dir=container.get("workingDir"),
             user=f"{user}:{group or user}" if user is not None else None,
             host_config=self.client.create_host_config(binds=binds, tmpfs=tmpfs, read_only=read_only),
         )
@@ -245,7 +248,7 @@ class FakeCluster:
     def _secret_dir(self, pod: str, volume: dict, user: Optional[int], group: Optional[int]) -> Path:
         with self.api.lock:
             secret = copy.deepcopy(self.api.objects.get(("secrets", self.namespace, volume["secretName"])) or {})
-        directory = self.work_dir / pod / "secrets"
+        directory = self.work_dir / pod / "secrets" / volume["secretName"]  # a pod may mount several
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         for key, value in (secret.get("data") or {}).items():

@@ -214,3 +214,45 @@ def test_objects_are_the_same_every_time():
     text, secret_name = CONFIGS["secrets"]
     assert to_yaml(_objects(text, secret_name)) == to_yaml(_objects(text, secret_name))
     assert objects.object_name("d7p3z1wb") == "truss-deployment-d7p3z1wb"
+
+
+# -- development deployments (docs/kubernetes.md, "Development deployments") ----------------
+
+DEVELOPMENT = {"development": True, "control_token_secret": "truss-control-d7p3z1wb"}
+
+
+def test_a_development_deployment_is_valid_and_matches_its_golden_file():
+    text, secret_name = CONFIGS["secrets"]
+    emitted = to_yaml(_objects(text, secret_name, **DEVELOPMENT))
+    validate_strict(emitted)
+    assert_golden("deployment-development.yaml", emitted)
+
+
+def test_a_development_pod_runs_the_control_layer_on_an_empty_writable_tree_and_reads_its_token_from_a_secret():
+    pod = _objects(CONFIGS["cpu-only"][0], **DEVELOPMENT)[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    command = container["command"]
+    assert command[1:3] == ["-m", "truss_cli.server.control"] and command[3] == objects.DEVELOPMENT_TREE_DIR
+    assert command[command.index("--control-port") + 1] == str(objects.CONTROL_PORT)
+    token_file = command[command.index("--control-token-file") + 1]
+    assert token_file == f"{objects.CONTROL_TOKEN_MOUNT}/{objects.CONTROL_TOKEN_KEY}"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    assert mounts[objects.DEVELOPMENT_TREE_DIR] == {"name": "development-tree", "emptyDir": {}}
+    assert mounts[objects.CONTROL_TOKEN_MOUNT]["secret"] == {"secretName": "truss-control-d7p3z1wb", "defaultMode": 0o400}
+    assert {"name": "control", "containerPort": objects.CONTROL_PORT, "protocol": "TCP"} in container["ports"]
+    # The token itself is in nothing the template holds, and the root filesystem stays read-only.
+    assert "TOKEN" not in str(container["env"]).upper()
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_a_published_deployment_has_no_development_part():
+    container = _container(_objects(CONFIGS["cpu-only"][0]))
+    assert "command" not in container and [p["name"] for p in container["ports"]] == ["http"]
+
+
+def test_a_development_deployment_needs_its_token_secret_and_a_model_server():
+    with pytest.raises(UsageError, match="control token"):
+        _objects(CONFIGS["cpu-only"][0], development=True)
+    with pytest.raises(UsageError, match="custom server"):
+        _objects(CONFIGS["custom-server"][0], **DEVELOPMENT)

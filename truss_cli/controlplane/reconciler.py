@@ -50,7 +50,7 @@ from truss_cli.controlplane.gateway import Replica as Upstream
 from truss_cli.controlplane.gateway import RoutingTable
 from truss_cli.controlplane.retirement import STOPPED, Retirement
 from truss_cli.controlplane.rollout_machine import RAMPING_DOWN
-from truss_cli.controlplane.runtimes.base import FAILED, GONE, Artifact, Handle, ReplicaSpec, Runtime
+from truss_cli.controlplane.runtimes.base import CONTROL_URL, FAILED, GONE, Artifact, Handle, ObservedStatus, ReplicaSpec, Runtime
 from truss_cli.controlplane.runtimes.logfile import LogFile
 from truss_cli.controlplane.store import Deployment, Removed, Replica, Store
 from truss_cli.controlplane.store import states
@@ -325,8 +325,9 @@ class Reconciler:
         loading = False
         wake_failed: Optional[str] = None
         for row, handle, observed in seen:
-            if observed.url and observed.url != handle.url:  # learnt after start (ObservedStatus.url)
-                handle = replace(handle, url=observed.url)
+            learnt = _learnt(handle, observed)
+            if learnt is not handle:
+                handle = learnt
                 self.store.replicas.set_handle(row.id, handle.to_dict())
             if deployment.is_development and observed.tree_hash and observed.tree_hash == deployment.pending_tree_hash:
                 deployment = self.development.at_staged_tree(deployment, observed)
@@ -492,6 +493,17 @@ def _status(deployment: Deployment, any_ready: bool, loading: bool) -> str:
     if deployment.status in (states.ACTIVE, states.UNHEALTHY):
         return states.UNHEALTHY
     return states.LOADING_MODEL if loading else states.DEPLOYING
+
+
+def _learnt(handle: Handle, observed: ObservedStatus) -> Handle:
+    """The handle with the addresses `status` learnt after start (a pod's IP is assigned
+    later): the replica's URL, and a development replica's control API, which the Syncer
+    reads from the handle's data. The same handle when nothing is new."""
+    if observed.url and observed.url != handle.url:
+        handle = replace(handle, url=observed.url)
+    if observed.control_url and observed.control_url != handle.data.get(CONTROL_URL):
+        handle = replace(handle, data={**handle.data, CONTROL_URL: observed.control_url})
+    return handle
 
 
 def _exit_cause(exit_code: int | None) -> str:

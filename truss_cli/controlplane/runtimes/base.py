@@ -5,7 +5,8 @@ The control plane never branches on a runtime's kind: it builds a `BuildRequest`
 What a runtime needs to find its replica again lives in `Handle.data` / `Artifact.data`,
 which only that runtime reads. Replicas are addressed by URL, never by pid, so a runtime
 whose replicas run elsewhere (Kubernetes pods) fits the same shape; an address known only
-after start comes back through `status` (ObservedStatus.url).
+after start comes back through `status` (ObservedStatus.url, and a development replica's
+control API through ObservedStatus.control_url).
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ class ObservedStatus:
     # assigned after start): the control plane records it in the replica's Handle.url. None:
     # the Handle's url stands.
     url: Optional[str] = None
+    # The same for a development replica's control API (a pod's, known once it has an IP): the
+    # control plane records it in Handle.data[CONTROL_URL]. None: the Handle's data stands.
+    control_url: Optional[str] = None
 
     @property
     def is_ready(self) -> bool:

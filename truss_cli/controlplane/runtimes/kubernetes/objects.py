@@ -33,6 +33,13 @@ What each choice is for:
   secrets to `/secrets`, and what the user's own server writes is unknown.
 - `terminationGracePeriodSeconds` is the server's shutdown budget
   (`protocol.STOP_GRACE_SECONDS`, longer than its drain), as every other supervisor waits.
+- A development deployment's pods (`ModelDeployment.development`, docs/kubernetes.md
+  "Development deployments") run the same image as the development replica
+  (`python -m truss_cli.server.control`) on an empty, writable tree (an emptyDir) that the
+  control plane fills through the control API on CONTROL_PORT once the pod answers
+  (kubernetes/development.py); the control API's token is a file of a Secret of its own, so
+  the pod spec names only the Secret. Nothing of a start tree is in the template, so every
+  start applies the same Deployment and no pod is rolled by it.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from typing import Any, Optional
 from truss_cli.config import TrussConfig
 from truss_cli.controlplane.runtimes.kubernetes.quantities import GPU_RESOURCE, container_resources
 from truss_cli.errors import UsageError
-from truss_cli.image.plan import USER_ID
+from truss_cli.image.plan import REPLICA_CONFIG_PATH, SERVER_PORT, USER_ID, VENV_PYTHON
 from truss_cli.quantities import QuantityError
 from truss_cli.server import protocol
 
@@ -68,6 +75,13 @@ HOME_DIR = "/home/truss"  # the image's $HOME (templates/Dockerfile.jinja)
 # them group-owned by the pod's group and adds group read (0440), and the server's process has
 # that group, so the server reads them and no other user on the node can.
 SECRET_FILE_MODE = 0o400
+
+# A development pod (the tree's own layout, as the docker runtime's development container).
+DEVELOPMENT_TREE_DIR = "/opt/truss/development/model"  # an emptyDir: the control plane delivers the tree
+CONTROL_PORT = SERVER_PORT + 1  # the control API, on the pod's IP (every request needs the token)
+CONTROL_PORT_NAME = "control"
+CONTROL_TOKEN_MOUNT = "/run/truss/control"
+CONTROL_TOKEN_KEY = "control_token"  # the key of the token Secret, so the file's name in the mount
 
 # Probe timing. Every probe is checked every PROBE_PERIOD seconds (Baseten checks every 10 s);
 # a threshold in seconds from config.yaml becomes a count of failed checks.
@@ -104,6 +118,10 @@ class ModelDeployment:
     namespace: str
     secret_name: Optional[str] = None
     image_pull_secrets: tuple[str, ...] = field(default_factory=tuple)
+    # A development deployment's pods run the development replica; `control_token_secret`
+    # names the Secret whose CONTROL_TOKEN_KEY is its control API's token.
+    development: bool = False
+    control_token_secret: Optional[str] = None
 
 
 def object_name(deployment_id: str) -> str:
@@ -213,6 +231,12 @@ def _pod_spec(target: ModelDeployment, config: TrussConfig, startup: dict, liven
     if not custom:
         mounts.append({"name": "home", "mountPath": HOME_DIR})
         volumes.append({"name": "home", "emptyDir": {}})
+    if target.development:
+        mounts.append({"name": "development-tree", "mountPath": DEVELOPMENT_TREE_DIR})
+        volumes.append({"name": "development-tree", "emptyDir": {}})
+        mounts.append({"name": "control-token", "mountPath": CONTROL_TOKEN_MOUNT, "readOnly": True})
+        volumes.append({"name": "control-token", "secret": {"secretName": target.control_token_secret,
+                                                            "defaultMode": SECRET_FILE_MODE}})
     if target.secret_name:
         environment.append({"name": protocol.SECRETS_DIR_ENV, "value": SECRETS_MOUNT})  # a path, not a value
         mounts.append({"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True})
@@ -234,6 +258,9 @@ def _pod_spec(target: ModelDeployment, config: TrussConfig, startup: dict, liven
             "capabilities": {"drop": ["ALL"]},
         },
     }
+    if target.development:
+        container.update(command=development_command(), workingDir=DEVELOPMENT_TREE_DIR)  # cwd as the other runtimes'
+        container["ports"].append({"name": CONTROL_PORT_NAME, "containerPort": CONTROL_PORT, "protocol": "TCP"})
     pod_security: dict[str, Any] = {"runAsNonRoot": True}
     if user_id is not None:
         pod_security["runAsUser"] = user_id
@@ -255,6 +282,20 @@ def _pod_spec(target: ModelDeployment, config: TrussConfig, startup: dict, liven
         # GPU node pools are usually tainted so that only pods asking for a GPU land there.
         spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     return spec
+
+
+def development_command() -> list[str]:
+    """The development replica on the (at first empty) tree: it boots with the image's replica
+    config, fails to load (there is no model yet) and stays up, and the control plane's first patch brings the
+    start tree with its config (kubernetes/development.py). The control API binds the pod's
+    address; its token is read from the mounted Secret, never from the command line or env."""
+    return [
+        VENV_PYTHON, "-m", "truss_cli.server.control", DEVELOPMENT_TREE_DIR,
+        "--replica-config", REPLICA_CONFIG_PATH,
+        "--host", "0.0.0.0", "--port", str(SERVER_PORT),
+        "--control-host", "0.0.0.0", "--control-port", str(CONTROL_PORT),
+        "--control-token-file", f"{CONTROL_TOKEN_MOUNT}/{CONTROL_TOKEN_KEY}",
+    ]  # fmt: skip
 
 
 def _user_id(config: TrussConfig) -> Optional[int]:
@@ -341,6 +382,9 @@ def _check_target(target: ModelDeployment, config: TrussConfig) -> None:
             f"image {target.image!r} is not referenced by digest: expected REGISTRY/NAME@sha256:<64 hex digits>",
             hint="`truss image push DIR --registry HOST/PREFIX` prints the digest reference of a pushed image",
         )
+    if target.development and (config.docker_server is not None or not target.control_token_secret):
+        raise UsageError("a development deployment's pods need a model server (not a custom server) and the "
+                         "Secret holding their control token")
     if config.secrets and not target.secret_name:
         raise UsageError(
             f"config.yaml declares secrets ({', '.join(sorted(config.secrets))}) but no Kubernetes Secret was named to mount"

@@ -21,12 +21,17 @@ control plane does not know it is talking to a cluster:
 
 One control plane per namespace (its Deployment is `Recreate`), so a lock in this process is
 enough to keep read-scale-then-write and claims from racing each other.
+
+Development deployments (ReplicaSpec.development) run the development replica in their pods;
+`status` delivers each pod its start tree through the control API before it reports READY,
+and reports the control API's address (ObservedStatus.control_url): kubernetes/development.py.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, AsyncGenerator, Iterable, Iterator, Optional
@@ -35,6 +40,7 @@ import httpx
 
 from truss_cli.config import ConfigError, load_config
 from truss_cli.controlplane.runtimes.base import (
+    CONTROL_TOKEN_FILE,
     GONE,
     Artifact,
     BuildError,
@@ -46,7 +52,7 @@ from truss_cli.controlplane.runtimes.base import (
     ReplicaSpec,
     one_line_cause,
 )
-from truss_cli.controlplane.runtimes.kubernetes import objects
+from truss_cli.controlplane.runtimes.kubernetes import development, objects
 from truss_cli.controlplane.runtimes.kubernetes.api import KubernetesApi, PodState, SliceState
 from truss_cli.controlplane.runtimes.kubernetes.objects import ModelDeployment, deployment_objects
 from truss_cli.controlplane.runtimes.logfile import LogFile
@@ -69,17 +75,24 @@ _STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "InvalidImageName", "CreateCon
 
 class KubernetesRuntime:
     kind = KIND
-    # Development deployments sync every patch by a rebuild for now: a development pod would
-    # need its start tree delivered, a writable filesystem and its control API reached.
-    development_replicas = False
+    # Development pods run the control layer on a tree the control plane delivers
+    # (kubernetes/development.py). No `provision`: the pods run as a non-root user and the
+    # runtime has no exec, so a change of requirements or system packages is a rebuild.
+    development_replicas = True
 
-    def __init__(self, api: KubernetesApi, registry: Registry, images: Any, image_pull_secrets: tuple[str, ...] = ()):
+    def __init__(self, api: KubernetesApi, registry: Registry, images: Any, image_pull_secrets: tuple[str, ...] = (),
+                 data_dir: Optional[Path] = None):
         """`images`: the Docker runtime whose build `prepare` reuses (anything with its
-        `prepare`, `remove_artifact` and engine `client`)."""
+        `prepare`, `remove_artifact` and engine `client`). `data_dir`: where the control plane
+        keeps its copy of development deployments' control tokens (default: `images`'s)."""
         self.api = api
         self.registry = registry
         self.images = images
         self.image_pull_secrets = image_pull_secrets
+        data_dir = data_dir or getattr(getattr(images, "settings", None), "data_dir", None)
+        self._root = Path(data_dir) / "kubernetes" if data_dir else None
+        # Start trees for development pods, written as envelopes beside the tokens (a tree's data/ may be large).
+        self._deliveries = development.TreeDeliveries(self._root / "tmp" if self._root else Path(tempfile.gettempdir()))
         self._lock = threading.Lock()
         # Replicas stopped by this process. A stopped replica's pod is deleted, so a second
         # `stop` finds no claim; the marked pod says "stopped" only while it exists.
@@ -128,6 +141,8 @@ class KubernetesRuntime:
             self.api.delete(kind, name)
         self.api.delete("Secret", SECRET_PREFIX + artifact.deployment_id)
         local = artifact.data.get("local")
+        if self._root is not None:
+            development.ControlTokens(self.api, self._root).remove(artifact.deployment_id)
         if local:
             self.images.remove_artifact(Artifact.from_dict(local))
             if artifact.data.get("pushed_tag"):
@@ -142,13 +157,27 @@ class KubernetesRuntime:
         except (ConfigError, OSError) as exc:
             raise TrussError(f"cannot read the deployment's config.yaml at {data['model_dir']}: {exc}") from None
         secret_name = SECRET_PREFIX + spec.deployment_id if config.secrets else None
+        # A development replica unless the image cannot run one (a custom server has no control
+        # layer; external_data's downloads are in the image's /app/data, not in the tree), as on
+        # Docker; then a published one's pod, and every patch is a rebuild. Decided from the
+        # image's config, not the start tree's, so every start of the deployment applies the
+        # same template (a start tree whose config.yaml does not load fails its delivery instead).
+        developing = (spec.development and bool(spec.tree_dir) and self._root is not None
+                      and config.docker_server is None and not config.external_data)
         target = ModelDeployment(
             model_id=data["model_id"], model_name=data["model_name"], deployment_id=spec.deployment_id,
             deployment_name=data["deployment_name"], image=data["image"], namespace=self.api.namespace,
-            secret_name=secret_name, image_pull_secrets=self.image_pull_secrets,
+            secret_name=secret_name, image_pull_secrets=self.image_pull_secrets, development=developing,
+            control_token_secret=development.token_secret_name(spec.deployment_id) if developing else None,
         )
         name = objects.object_name(spec.deployment_id)
+        handle_data: dict[str, Any] = {"deployment": name, "image": data["image"]}
         with self._lock:
+            if developing:
+                assert self._root is not None
+                token_file = development.ControlTokens(self.api, self._root).ensure(data["model_id"], spec.deployment_id)
+                handle_data.update({development.DEVELOPMENT: True, development.START_TREE_DIR: spec.tree_dir,
+                                    development.START_TREE_HASH: spec.tree_hash, CONTROL_TOKEN_FILE: str(token_file)})
             if secret_name:
                 self.api.apply(_secret(secret_name, target, spec.secrets))
             # The API server gives a new Deployment one replica (it names none): that one is
@@ -160,7 +189,7 @@ class KubernetesRuntime:
                 self.api.scale(name, self.api.read_scale(name).wanted + 1)
         # The image it claims a pod of: while a Deployment rolls to a new image (a development
         # rebuild), pods of the old one must not serve the new replica.
-        return Handle(KIND, spec.deployment_id, spec.replica_id, None, {"deployment": name, "image": data["image"]})
+        return Handle(KIND, spec.deployment_id, spec.replica_id, None, handle_data)
 
     def status(self, handle: Handle) -> ObservedStatus:
         pod = self._claimed_pod(handle, claim=True)
@@ -176,15 +205,37 @@ class KubernetesRuntime:
             return ObservedStatus(STARTING)
         url = pod_url(pod.ip)
         server = _server_status(url, pod.name)
+        if handle.data.get(development.DEVELOPMENT):
+            return self._development_status(handle, pod, url, server)
         if server is not None and server.phase == FAILED:  # a failed load() stays up saying why
             return ObservedStatus(FAILED, server.summary, server.traceback, url=url)
         return ObservedStatus(READY if pod.ready else LOADING, url=url)
+
+    def _development_status(self, handle: Handle, pod: PodState, url: str,
+                            server: Optional[ReplicaStatus]) -> ObservedStatus:
+        """A development pod: LOADING until it serves its start tree (delivered here, in the
+        background, when it still has the empty tree it boots with); then as any pod, with the
+        tree it serves and its control API's address."""
+        if server is None or server.control_port is None:
+            return ObservedStatus(LOADING, url=url)  # not answering yet
+        control_url = pod_url(pod.ip or "", server.control_port)
+        if server.tree_hash == development.EMPTY_TREE_HASH:
+            failure = self._deliveries.ensure(handle, control_url)
+            if failure is not None:
+                return ObservedStatus(FAILED, failure.summary, failure.traceback, url=url, control_url=control_url,
+                                      tree_hash=handle.data.get(development.START_TREE_HASH))
+            return ObservedStatus(LOADING, url=url, control_url=control_url)
+        if server.phase == FAILED:
+            return ObservedStatus(FAILED, server.summary, server.traceback, tree_hash=server.tree_hash, url=url,
+                                  control_url=control_url)
+        return ObservedStatus(READY if pod.ready else LOADING, tree_hash=server.tree_hash, url=url, control_url=control_url)
 
     def stop(self, handle: Handle, grace: float = protocol.STOP_GRACE_SECONDS) -> None:
         """Idempotent: a pod already marked is not counted down again. `grace` is not used:
         the pod's own terminationGracePeriodSeconds (objects.py) is the kubelet's wait
         between SIGTERM and SIGKILL."""
         name = objects.object_name(handle.deployment_id)
+        self._deliveries.forget(handle.replica_id)
         with self._lock:
             if handle.replica_id in self._stopped:
                 return  # its pod is gone: claiming another would stop a second replica
@@ -286,9 +337,9 @@ class KubernetesRuntime:
         return True
 
 
-def pod_url(ip: str) -> str:
+def pod_url(ip: str, port: int = protocol.DEFAULT_SERVER_PORT) -> str:
     host = f"[{ip}]" if ":" in ip else ip
-    return f"http://{host}:{protocol.DEFAULT_SERVER_PORT}"
+    return f"http://{host}:{port}"
 
 
 def ready_replicas(slices: Iterable[SliceState]) -> dict[str, dict[str, str]]:
