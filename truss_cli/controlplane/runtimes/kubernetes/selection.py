@@ -82,7 +82,7 @@ def kubernetes_runtime(settings: Settings, options: KubernetesOptions) -> tuple[
         api.close()
         raise
     registry = parse_registry(options.registry)
-    runtime = KubernetesRuntime(api, registry, images, image_pull_secrets=options.image_pull_secrets)
+    runtime = KubernetesRuntime(api, registry, images, image_pull_secrets=options.image_pull_secrets, data_dir=settings.data_dir)
     pulled_with = (f"; pods pull with {', '.join(options.image_pull_secrets)}" if options.image_pull_secrets else "")
     return runtime, (f"kubernetes (asked for): namespace {api.namespace} of the cluster at {api.server} ({where}); "
                      f"images pushed to {registry}{pulled_with}")
