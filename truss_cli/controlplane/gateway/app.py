@@ -331,12 +331,11 @@ class _Exchange:
                     admission.release(deployment.deployment_id)  # its slot: the first in line
 
     async def _relay(self, response: UpstreamResponse, replica: Replica, key: tuple[str, str], request_done: bool) -> None:
-        headers = response.headers
-        for name, _ in headers:
-            if name == _REPLICA_ID:
-                break
-        else:
-            headers.append((_REPLICA_ID, replica.id.encode()))
+        # The client is shown the control plane's replica id, the one `truss` commands, logs
+        # and errors name. A server's own id is the same on the process and Docker runtimes,
+        # but a Kubernetes pod's is its pod's name (one template for every pod), so replace it.
+        headers = [(name, value) for name, value in response.headers if name != _REPLICA_ID]
+        headers.append((_REPLICA_ID, replica.id.encode()))
         self.status = status = response.status
         send = self.send
         length = response.content_length

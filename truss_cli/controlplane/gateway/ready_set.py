@@ -6,7 +6,7 @@ ready, without waiting for the reconciler's next look. The reconciler still has 
 word on two things the feed cannot know:
 
 - the replica's id: a URL the reconciler has recorded (ready or still loading) is shown
-  with its replica id (x-truss-replica-id when the replica sends none, and in the gateway's
+  with its replica id (x-truss-replica-id, which the gateway always sets, and the gateway's
   log lines); one it has not recorded yet, with the feed's name for it (a pod's name);
 - retirement: a replica the reconciler is retiring (scale-down, scale to zero) must take no
   new request from the publish that unrouted it on, even while the feed still lists it

@@ -24,7 +24,9 @@ from typing import Awaitable, Callable, Optional, Protocol, Sequence, Union
 
 @dataclass(frozen=True)
 class Replica:
-    """One ready replica. `id` is the runtime's replica id, passed back in x-truss-replica-id."""
+    """One ready replica. `id` is the runtime's replica id: every answer it gives carries it in
+    x-truss-replica-id (set by the gateway, replacing the server's own, which on Kubernetes is
+    the pod's name)."""
 
     id: str
     url: str  # http://host:port, no trailing slash
