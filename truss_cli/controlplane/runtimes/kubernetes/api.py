@@ -205,6 +205,18 @@ class KubernetesApi:
             raise self._no_deployment(deployment) from None
         return _deployment_scale(scale)
 
+    def replica_failure(self, deployment: str) -> Optional[str]:
+        """Why the Deployment's pods cannot be created, as the API server refused the last
+        try (Pod Security admission, a ResourceQuota, a missing ServiceAccount): the message
+        of its `ReplicaFailure` condition, which the Deployment controller copies from its
+        ReplicaSet's (`FailedCreate`) and removes once a create succeeds. None: no refusal
+        (or no such Deployment)."""
+        found = self.get("Deployment", deployment)
+        for condition in ((found or {}).get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+                return condition.get("message") or condition.get("reason") or "ReplicaFailure"
+        return None
+
     # ---- pods ----
 
     def pods(self, labels: Mapping[str, str]) -> list[PodState]:

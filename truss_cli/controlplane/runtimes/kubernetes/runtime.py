@@ -33,6 +33,7 @@ import base64
 import contextlib
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, AsyncGenerator, Iterable, Iterator, Optional
 
@@ -71,6 +72,10 @@ SECRET_PREFIX = "truss-secrets-"
 # becomes ImagePullBackOff.
 _STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
           "CreateContainerError", "RunContainerError")
+# How long a pod its kubelet calls Ready may refuse the control plane's connections before its
+# replica is FAILED. Its kubelet's probe reached the server within a probe period (10 s), so
+# the control plane should too at once; this covers a blip, not a network that is not routed.
+UNREACHABLE_SECONDS = 10.0
 
 
 class KubernetesRuntime:
@@ -81,10 +86,12 @@ class KubernetesRuntime:
     development_replicas = True
 
     def __init__(self, api: KubernetesApi, registry: Registry, images: Any, image_pull_secrets: tuple[str, ...] = (),
-                 data_dir: Optional[Path] = None):
+                 data_dir: Optional[Path] = None, unreachable_after: float = UNREACHABLE_SECONDS):
         """`images`: the Docker runtime whose build `prepare` reuses (anything with its
         `prepare`, `remove_artifact` and engine `client`). `data_dir`: where the control plane
-        keeps its copy of development deployments' control tokens (default: `images`'s)."""
+        keeps its copy of development deployments' control tokens (default: `images`'s).
+        `unreachable_after`: seconds a Ready pod may refuse the control plane before its
+        replica is FAILED (UNREACHABLE_SECONDS)."""
         self.api = api
         self.registry = registry
         self.images = images
@@ -97,6 +104,9 @@ class KubernetesRuntime:
         # Replicas stopped by this process. A stopped replica's pod is deleted, so a second
         # `stop` finds no claim; the marked pod says "stopped" only while it exists.
         self._stopped: set[str] = set()
+        self.unreachable_after = unreachable_after
+        # Replica id -> (its pod, when that Ready pod was first found unreachable from here).
+        self._unreachable: dict[str, tuple[str, float]] = {}
 
     # -- builds ---------------------------------------------------------------------------
 
@@ -195,8 +205,15 @@ class KubernetesRuntime:
         pod = self._claimed_pod(handle, claim=True)
         if pod is None:
             # Once it had an address, the claimed pod existed: it is gone. Before, the scale-up
-            # has not made a pod for it yet.
-            return ObservedStatus(GONE if handle.url else STARTING)
+            # has not made a pod for it yet, or the API server refuses to make one (admission,
+            # a quota): that does not pass by itself, so say why instead of starting forever.
+            if handle.url:
+                return ObservedStatus(GONE)
+            name = objects.object_name(handle.deployment_id)
+            refused = self.api.replica_failure(name)
+            if refused:
+                return ObservedStatus(FAILED, summary=f"pods of {name} cannot be created: {one_line_cause(refused)}")
+            return ObservedStatus(STARTING)
         if pod.phase in ("Failed", "Succeeded") or pod.deleting:
             return ObservedStatus(GONE, summary=_pod_cause(pod, "ended"))
         if pod.waiting_reason in _STUCK:
@@ -204,12 +221,30 @@ class KubernetesRuntime:
         if not pod.ip:
             return ObservedStatus(STARTING)
         url = pod_url(pod.ip)
-        server = _server_status(url, pod.name)
+        server, unreachable = _server_status(url, pod.name)
+        if pod.ready and unreachable:
+            return self._unreachable_status(handle, pod, url, unreachable)
+        self._unreachable.pop(handle.replica_id, None)
         if handle.data.get(development.DEVELOPMENT):
             return self._development_status(handle, pod, url, server)
         if server is not None and server.phase == FAILED:  # a failed load() stays up saying why
             return ObservedStatus(FAILED, server.summary, server.traceback, url=url)
         return ObservedStatus(READY if pod.ready else LOADING, url=url)
+
+    def _unreachable_status(self, handle: Handle, pod: PodState, url: str, why: str) -> ObservedStatus:
+        """A pod its kubelet calls Ready (its probe reaches the server) that the control plane
+        cannot connect to: the gateway could not either, so it is not READY for us. LOADING for
+        `unreachable_after` seconds, then FAILED saying what to do: typically a control plane
+        outside the cluster whose machine has no route to the pod network."""
+        now = time.monotonic()
+        seen = self._unreachable.get(handle.replica_id)
+        if seen is None or seen[0] != pod.name:
+            seen = self._unreachable[handle.replica_id] = (pod.name, now)
+        if now - seen[1] < self.unreachable_after:
+            return ObservedStatus(LOADING, url=url)
+        return ObservedStatus(FAILED, summary=f"the control plane cannot reach pod {pod.name} at {url} ({why}): route the "
+                                              "pod network to this machine, or run the control plane in the cluster "
+                                              "(docs/kubernetes.md)", url=url)
 
     def _development_status(self, handle: Handle, pod: PodState, url: str,
                             server: Optional[ReplicaStatus]) -> ObservedStatus:
@@ -236,6 +271,7 @@ class KubernetesRuntime:
         between SIGTERM and SIGKILL."""
         name = objects.object_name(handle.deployment_id)
         self._deliveries.forget(handle.replica_id)
+        self._unreachable.pop(handle.replica_id, None)
         with self._lock:
             if handle.replica_id in self._stopped:
                 return  # its pod is gone: claiming another would stop a second replica
@@ -378,17 +414,33 @@ def _pod_cause(pod: PodState, what: str) -> str:
     return f"pod {pod.name} {what}: " + (", ".join(reasons) if reasons else pod.phase)
 
 
-def _server_status(url: str, pod_name: str) -> Optional[ReplicaStatus]:
-    """The model server's own status, when the server at `url` is this pod's (its replica id
-    is the pod's name, objects.py)."""
+def _server_status(url: str, pod_name: str) -> tuple[Optional[ReplicaStatus], Optional[str]]:
+    """(the model server's own status, when the server at `url` is this pod's (its replica
+    id is the pod's name, objects.py); why the pod cannot be reached from here, when nothing
+    accepts the connection or another server answers). A server that accepts but is slow to
+    answer (busy) is neither: its pod's conditions stand."""
     try:
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             answer = client.get(url + protocol.STATUS_PATH)
         if answer.headers.get(protocol.REPLICA_ID_HEADER) != pod_name:
-            return None
-        return ReplicaStatus.from_json(answer.text)
+            return None, "another server answers at that address"
+        return ReplicaStatus.from_json(answer.text), None
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        return None, _connect_failure(exc)
     except (httpx.HTTPError, ValueError, TypeError):
-        return None
+        return None, None
+
+
+def _connect_failure(exc: Exception) -> str:
+    """`connection refused`, `connect timed out`, `no route to host`: the errno's words."""
+    cause = exc.__context__ or exc.__cause__
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__context__ or cause.__cause__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror.lower()
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connect timed out"
+    return " ".join(str(exc).split()).lower() or type(exc).__name__
 
 
 def _secret(name: str, target: ModelDeployment, values: dict[str, str]) -> dict[str, Any]:
