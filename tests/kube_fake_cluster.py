@@ -9,17 +9,24 @@ as small as the runtime's use of it:
   removes pods in the ReplicaSet's order: not running before running, not ready before
   ready, then the lowest `controller.kubernetes.io/pod-deletion-cost`, then the newest.
   Pods of a deleted Deployment are deleted (what ownerReferences do). A changed template
-  does not roll the pods (no rolling update here).
+  does not roll the pods (no rolling update here). A test makes the API server refuse pod
+  creation (`refuse_pods`, as Pod Security admission or a ResourceQuota would): no pod is
+  made and the Deployment gets the `ReplicaFailure` condition (`FailedCreate`, the refusal's
+  message) that the real controllers set, removed once pods may be created again.
 - a kubelet: each pod runs as a container of the pod's image, pulled BY DIGEST from the
   registry the reference names (tests/registry_support.py's local one), with the pod's
   environment (`fieldRef: metadata.name` included), its command, args and working directory,
   its Secret volumes (files of the Secret, 0400, owned by the pod's user, mounted read-only)
   and its emptyDirs (tmpfs), a read-only root filesystem when the pod asks for one, as the
-  pod's user. The container's bridge IP is
-  the pod IP (reachable from the host on Linux), the Ready condition follows the readiness
+  pod's user, within the container's `resources.limits` (memory without swap, and CPU: a
+  container that allocates past its memory limit is OOM-killed by the kernel, as on a node).
+  The container's bridge IP is the pod IP (reachable from the host on Linux), the Ready condition follows the readiness
   probe's route, a container that exits leaves the pod in CrashLoopBackOff (not restarted),
   a failed pull in ImagePullBackOff, and the container's log is the pod's log. A deleted
-  pod's container is stopped (SIGTERM, as the kubelet does) and removed.
+  pod's container is stopped (SIGTERM, as the kubelet does) and removed. A test can make the
+  kubelet report a pod IP nothing answers on (`misreport_pod_ips`: the probes still reach the
+  container, so the pod is Ready), as a cluster whose pod network is not routed to the
+  control plane's machine looks from there.
 - graceful termination: a pod is deleted as on a real cluster (the API's `graceful_pods`):
   it stays, with a deletionTimestamp, while the kubelet SIGTERMs its container and waits up
   to the pod's grace period for it to exit (the model server drains); then the kubelet
@@ -33,7 +40,7 @@ as small as the runtime's use of it:
   is written only when it changes (so a watch sees real changes only), and deleted with its
   Service.
 
-Not simulated: scheduling, resources, liveness/startup probes, rolling updates.
+Not simulated: scheduling (and with it resource requests), liveness/startup probes, rolling updates.
 """
 
 from __future__ import annotations
@@ -70,6 +77,9 @@ class FakeCluster:
         self.pods_created = 0
         self.terminating: set[str] = set()  # pods whose container the kubelet is stopping
         self.slice_names: dict[str, str] = {}  # Service name -> its EndpointSlice's
+        self.refusal: Optional[str] = None  # why the API server refuses pod creation now (refuse_pods)
+        self.reported_ip: Optional[str] = None  # the pod IP pods started now report (misreport_pod_ips)
+        self.reported_ips: dict[str, str] = {}  # pod name -> the IP it reports instead of its container's
         api.graceful_pods = True  # a kubelet finishes deleted pods now
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-cluster", daemon=True)
@@ -98,6 +108,15 @@ class FakeCluster:
     def container_of(self, pod: str) -> Optional[str]:
         return self.containers.get(pod)
 
+    def refuse_pods(self, reason: Optional[str]) -> None:
+        """From now on the API server refuses to create pods, saying `reason` (e.g. `violates
+        PodSecurity "restricted:latest": ...`); None creates them again."""
+        self.refusal = reason
+
+    def misreport_pod_ips(self, address: Optional[str]) -> None:
+        """Pods started from now on report `address` as their IP (None: their own)."""
+        self.reported_ip = address
+
     # ---- the loop ----
 
     def _run(self) -> None:
@@ -121,7 +140,10 @@ class FakeCluster:
             mine = [p for p in pods if all(p["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())
                     and not _terminating(p)]  # a ReplicaSet counts only pods that are not terminating
             wanted = int(deployment["spec"].get("replicas", 1))
-            for _ in range(wanted - len(mine)):
+            refused = self.refusal if wanted > len(mine) else None
+            # The ReplicaSet's condition, which the Deployment controller copies onto the Deployment.
+            self._set_replica_failure(name, f'pods "{name}-" is forbidden: {refused}' if refused else None)
+            for _ in range(wanted - len(mine) if not refused else 0):
                 self._create_pod(name, deployment)
             if len(mine) > wanted:
                 for pod in sorted(mine, key=_deletion_rank)[: len(mine) - wanted]:
@@ -130,6 +152,23 @@ class FakeCluster:
             owner = pod["metadata"].get("annotations", {}).get("test.fake/owner")
             if owner and owner not in deployments and not _terminating(pod):
                 self.api.terminate_pod(pod["metadata"]["name"], self.namespace)
+
+    def _set_replica_failure(self, deployment: str, message: Optional[str]) -> None:
+        with self.api.lock:
+            key = ("deployments", self.namespace, deployment)
+            current = self.api.objects.get(key)
+            if current is None:
+                return
+            before = current.get("status", {}).get("conditions", [])
+            if [c.get("message") for c in before if c.get("type") == "ReplicaFailure"] == ([message] if message else []):
+                return  # unchanged (a condition's times change only with it)
+            conditions = [c for c in before if c.get("type") != "ReplicaFailure"]
+            if message:
+                conditions.append({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message,
+                                   "lastUpdateTime": _now(), "lastTransitionTime": _now()})
+            updated = copy.deepcopy(current)
+            updated.setdefault("status", {})["conditions"] = conditions
+            self.api._store(key, updated, created=False)
 
     def _create_pod(self, deployment_name: str, deployment: dict) -> None:
         template = deployment["spec"]["template"]
@@ -234,14 +273,23 @@ class FakeCluster:
             elif "secret" in volume:
                 binds[str(self._secret_dir(name, volume["secret"], user, group))] = {"bind": mount["mountPath"], "mode": "ro"}
         read_only = bool(container.get("securityContext", {}).get("readOnlyRootFilesystem"))
+        limits = container.get("resources", {}).get("limits", {})
+        memory = _quantity(limits["memory"]) if "memory" in limits else None
+        cpu = _quantity(limits["cpu"]) if "cpu" in limits else None
         created = self.client.create_container(
             f"{self.label}:{name}", environment=environment, labels={self.label: name},
             # Kubernetes' command replaces the image's entry point (and with it its CMD), args its CMD.
             entrypoint=container.get("command"), command=container.get("args"), working_dir=container.get("workingDir"),
             user=f"{user}:{group or user}" if user is not None else None,
-            host_config=self.client.create_host_config(binds=binds, tmpfs=tmpfs, read_only=read_only),
+            host_config=self.client.create_host_config(
+                binds=binds, tmpfs=tmpfs, read_only=read_only,
+                # A node has no swap for pods: past its limit, the container is OOM-killed.
+                mem_limit=int(memory) if memory else None, memswap_limit=int(memory) if memory else None,
+                nano_cpus=int(cpu * 1e9) if cpu else None),
         )
         self.containers[name] = created["Id"]
+        if self.reported_ip:
+            self.reported_ips[name] = self.reported_ip
         self.client.start(created["Id"])
         self._observe(pod)
 
@@ -274,8 +322,9 @@ class FakeCluster:
         ip = state["NetworkSettings"].get("IPAddress") or None
         base = {"name": container["name"], "image": container["image"], "imageID": state["Image"], "restartCount": 0}
         if state["State"]["Running"]:
-            ready = bool(ip) and _probe(ip, container.get("readinessProbe"))
-            status = {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            ready = bool(ip) and _probe(ip, container.get("readinessProbe"))  # the kubelet reaches its own pods
+            reported = self.reported_ips.get(name, ip) if ip else None
+            status = {"phase": "Running", "podIP": reported, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
                       "containerStatuses": [{**base, "ready": ready, "state": {"running": {"startedAt": state["State"]["StartedAt"]}}}]}
         else:
             ended = {"reason": "OOMKilled" if state["State"].get("OOMKilled") else "Error", "exitCode": state["State"]["ExitCode"]}
@@ -304,6 +353,22 @@ class FakeCluster:
                 at = datetime.now(timezone.utc)
             self.api.append_log(pod, text, at=at, namespace=self.namespace)
         self.log_lines[pod] = len(lines)
+
+
+_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3}
+
+
+def _quantity(text: Any) -> float:
+    """A Kubernetes quantity as a number: `512Mi` bytes, `500m` CPUs, `2` of either."""
+    text = str(text)
+    for suffix, factor in sorted(_SUFFIXES.items(), key=lambda item: -len(item[0])):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _terminating(pod: dict) -> bool:

@@ -269,11 +269,12 @@ def test_a_pushed_deployment_becomes_active_and_its_pod_answers(suite: Suite, v1
     assert {pod.annotations.get(CLAIM_ANNOTATION)} == suite.live_replica_ids(v1["id"])
     assert suite.wanted(v1["id"]) == 1
 
-    # The gateway's answer came from that pod (its server names its pod in every answer).
+    # The gateway's answer came from that pod, and names the replica that claimed it (the
+    # control plane's replica id, as on every runtime; the pod's own server says its pod's name).
     assert suite.cp is not None
     answer = suite.cp.client.post(f"/model-{v1['model_id']}/production/predict", json={"name": "pod"})
     assert answer.status_code == 200, answer.text
-    assert answer.headers[REPLICA_ID_HEADER] == pod.name
+    assert answer.headers[REPLICA_ID_HEADER] == pod.annotations.get(CLAIM_ANNOTATION)
 
 
 # -- 2. scale to zero and back -------------------------------------------------------------------
