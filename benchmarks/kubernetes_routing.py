@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The Kubernetes runtime against the Docker runtime, side by side in one run (issue 13).
 
-    TRUSS_BASE_IMAGE=truss-ci-base:bookworm python benchmarks/kubernetes_routing.py [--rounds 5] [--requests 2000]
+    TRUSS_BASE_IMAGE=truss-ci-base:bookworm python benchmarks/kubernetes_routing.py [--rounds 5] [--readiness-rounds 3]
+                                           [--overhead-rounds 3] [--requests 2000] [--seconds 3] [--keep]
 
 No cluster runs on this machine: the Kubernetes side is the fake cluster of the tests
 (tests/kube_fake_cluster.py: a fake API server, a ReplicaSet-like controller, a kubelet whose
@@ -17,18 +18,24 @@ Two control planes (cp_support.py), `--runtime kubernetes` and `--runtime docker
 1. Predict through the gateway: to a pod (its IP from the EndpointSlice) and to a Docker
    replica (the loopback port Docker publishes), and straight to each without the gateway;
    predict_overhead.py's raw-socket client, REQUESTS sequential requests after a warm-up, then
-   CONNECTIONS connections for SECONDS; alternating order, ROUNDS rounds, medians. The gateway
-   requests carry the admin key (checked, stripped). Nothing is pinned (the replicas are
-   containers, the gateways live in their control planes).
-2. Wake from zero, ROUNDS rounds for each of: Kubernetes with the ready feed (EndpointSlices),
-   Kubernetes without it (the control plane restarted with `list`/`watch` on endpointslices
-   forbidden: the fallback to the reconciler's view, as with a Role that lacks them), and
-   Docker. Each deployment is set to `min_replica 0, scale_down_delay 0`; a round waits until
-   it is SCALED_TO_ZERO and its pod / container is gone, then times one production predict
-   from send to answer (parked by the gateway, the deployment woken, the parked request
-   released once a replica is ready). Split: request -> container started (Docker's
-   StartedAt, for both runtimes), and for Kubernetes: pod Ready (the kubelet's write of the
-   Ready condition) -> answered, the part the ready feed exists for.
+   CONNECTIONS connections for SECONDS; alternating order, OVERHEAD_ROUNDS rounds, medians.
+   The gateway requests carry the admin key (checked, stripped). Nothing is pinned (the
+   replicas are containers, the gateways live in their control planes).
+2. A pod that stops being ready (Kubernetes only): a second model with two pods whose health
+   check a request straight to a pod turns off; requests through the gateway one after the
+   other on one connection; from the kubelet's write of Ready=False, until when that pod still
+   got requests, and when the EndpointSlice said so. READINESS_ROUNDS rounds.
+3. Wake from zero, ROUNDS rounds: Kubernetes and Docker alternately. Each deployment is set to
+   `min_replica 0, scale_down_delay 0, autoscaling_window 10`; a round waits until it is
+   SCALED_TO_ZERO and its pod / container is gone, then times one production predict from
+   send to answer (parked by the gateway, the deployment woken, the parked request released
+   once a replica is ready), split by what the fake API server stored when: the Deployment's
+   count written, the pod created, its container started (Docker's StartedAt, for both
+   runtimes), the pod Ready, the slice's endpoint ready; pod Ready -> answer is ours.
+
+Then 2 and 3 again for Kubernetes without the ready feed: the same control plane restarted
+with `list`/`watch` on endpointslices forbidden (as with a Role that lacks them), so the
+gateway routes by the reconciler's view (the fallback).
 """
 
 from __future__ import annotations
@@ -295,6 +302,25 @@ def set_ready(ip: str, ready: bool) -> None:
     httpx.post(f"http://{ip}:8080/v1/models/model:predict", json={"ready": ready}, timeout=30, trust_env=False).raise_for_status()
 
 
+def no_pods_left(fake: FakeCluster, prefix: str) -> None:
+    """Waits until no pod named `prefix...` is left, terminating ones included."""
+    deadline = time.monotonic() + 120
+    while [p for p in fake.pods() if p["metadata"]["name"].startswith(prefix)]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"pods {prefix}* still there after 120 s")
+        time.sleep(0.05)
+
+
+def two_replicas(client: httpx.Client, deployment: dict) -> None:
+    """min = max = 2; a deployment at zero stays there until a request or its wake route wakes it."""
+    client.patch(f"/v1/models/{deployment['model_id']}/deployments/{deployment['id']}/autoscaling_settings",
+                 json={"min_replica": 2, "max_replica": 2}).raise_for_status()
+    now = client.get(f"/v1/models/{deployment['model_id']}/deployments/{deployment['id']}").raise_for_status().json()
+    if now["status"] == "SCALED_TO_ZERO":
+        client.post(f"/model-{deployment['model_id']}/production/wake").raise_for_status()
+    wait_for(client, deployment, "ACTIVE", timeout=120)
+
+
 def scale_to_zero(client: httpx.Client, deployment: dict) -> None:
     client.patch(f"/v1/models/{deployment['model_id']}/deployments/{deployment['id']}/autoscaling_settings",
                  json={"min_replica": 0, "scale_down_delay": 0, "autoscaling_window": 10}).raise_for_status()  # 10: the least allowed
@@ -363,12 +389,13 @@ def main() -> None:
         (toggle_dir / "model" / "model.py").write_text(TOGGLE_MODEL)
         (toggle_dir / "config.yaml").write_text("model_name: toggle\npython_version: py311\n")
         toggle = push(k_client, toggle_dir, "toggle")
-        k_client.patch(f"/v1/models/{toggle['model_id']}/deployments/{toggle['id']}/autoscaling_settings",
-                       json={"min_replica": 2, "max_replica": 2}).raise_for_status()
-        wait_for(k_client, toggle, "ACTIVE")
+        two_replicas(k_client, toggle)
         loss_feed = ReadinessLoss("kubernetes, ready feed", k_client, toggle["model_id"], toggle["id"], fake, events)
         for _ in range(args.readiness_rounds):
             loss_feed.round()
+        scale_to_zero(k_client, toggle)  # its pods would cost the reconciler's ticks time while hello wakes
+        wait_for(k_client, toggle, "SCALED_TO_ZERO")
+        no_pods_left(fake, f"truss-deployment-{toggle['id']}-")
 
         # 3. Wake from zero.
         prefix = f"truss-deployment-{k_deployment['id']}-"
@@ -404,9 +431,13 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError("the restarted control plane did not fall back (no 'ready feed stopped' in its log)")
             time.sleep(0.1)
+        two_replicas(k_client, toggle)
         loss_fallback = ReadinessLoss("kubernetes, fallback (no feed)", k_client, toggle["model_id"], toggle["id"], fake, events)
         for _ in range(args.readiness_rounds):
             loss_fallback.round()
+        scale_to_zero(k_client, toggle)
+        wait_for(k_client, toggle, "SCALED_TO_ZERO")
+        no_pods_left(fake, f"truss-deployment-{toggle['id']}-")
         fallback = Wakes("kubernetes, fallback (no feed)", k_client, k_deployment, no_pod, the_pod_container, events)
         wake_rounds(args.rounds, fallback)
         for verb, resource in FORBIDDEN:
