@@ -288,12 +288,15 @@ class ReadinessLoss:
         endpoint = self.events.first("endpoint unready", marked, pod)
         row = {"last_request_after_unready": (max(late) - unready) if late else 0.0, "requests_after_unready": len(late),
                "slice_after_unready": endpoint - unready,
-               "last_request_after_slice": max(sent for sent, by in answers if by == pod) - endpoint, "rate": len(answers) / (answers[-1][0] - answers[0][0])}
+               "last_request_after_slice": max(sent for sent, by in answers if by == pod) - endpoint,
+               "requests_after_slice": sum(1 for sent, by in answers if by == pod and sent >= endpoint),
+               "longest_gap": max(b[0] - a[0] for a, b in zip(answers, answers[1:])), "rate": len(answers) / (answers[-1][0] - answers[0][0])}
         self.rows.append(row)
         print(f"{self.label}, round {len(self.rows)}: the not-ready pod's last request {row['last_request_after_unready'] * 1000:.0f} ms "
               f"after Ready=False, {len(late)} requests after it (at {row['rate']:.0f} req/s); the slice said so "
               f"{row['slice_after_unready'] * 1000:.0f} ms after Ready=False (its last request "
-              f"{row['last_request_after_slice'] * 1000:+.0f} ms from the slice's word)", file=sys.stderr, flush=True)
+              f"{row['last_request_after_slice'] * 1000:+.0f} ms from the slice's word, {row['requests_after_slice']} requests after it; "
+              f"longest gap between two requests {row['longest_gap'] * 1000:.0f} ms)", file=sys.stderr, flush=True)
         set_ready(ip, True)
 
 
@@ -479,11 +482,13 @@ def main() -> None:
         count = [r["requests_after_unready"] for r in variant.rows]
         lag = [r["slice_after_unready"] * 1000 for r in variant.rows]
         after_slice = [r["last_request_after_slice"] * 1000 for r in variant.rows]
+        count_after_slice = [r["requests_after_slice"] for r in variant.rows]
         rate = statistics.median(r["rate"] for r in variant.rows)
         print(f"{variant.label:32s}{statistics.median(late):8.0f} [{min(late):.0f}-{max(late):.0f}] ms"
               f"{statistics.median(count):8.0f} [{min(count)}-{max(count)}] requests at {rate:.0f} req/s; "
               f"the slice said so after {statistics.median(lag):.0f} [{min(lag):.0f}-{max(lag):.0f}] ms; "
-              f"last request from the slice's word {statistics.median(after_slice):+.0f} [{min(after_slice):+.0f}-{max(after_slice):+.0f}] ms")
+              f"last request from the slice's word {statistics.median(after_slice):+.0f} [{min(after_slice):+.0f}-{max(after_slice):+.0f}] ms, "
+              f"{statistics.median(count_after_slice):.0f} [{min(count_after_slice)}-{max(count_after_slice)}] requests after it")
 
     columns = (("total", "request -> answer"), ("to_scaled", "-> count 1"), ("to_pod", "-> pod created"),
                ("to_container", "-> container started"), ("to_ready", "-> pod Ready"), ("to_endpoint", "-> slice ready"),
