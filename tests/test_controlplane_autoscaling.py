@@ -272,3 +272,49 @@ def test_desired_replicas_set_to_zero_scales_an_active_deployment_to_zero_at_onc
     assert ok(cp.client.post(f"/model-{model_id}/production/predict", json={})) == {"ok": True}
     assert deployment_now(cp, deployment)["replicas"] == 1
     ok(cp.client.delete(f"/v1/models/{model_id}"))
+
+
+def test_raising_min_replica_wakes_a_deployment_at_zero_and_another_change_does_not(
+    cp: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    # A user who sets min_replica 2 on a sleeping deployment expects two replicas, not a
+    # deployment that waits for a request (min_replica_wake.py). A change that does not raise
+    # the floor leaves it asleep (a promotion's SCALE_TO_ZERO cleanup must stay asleep).
+    deployment = push_active(cp, tmp_path, "minwake")
+    model_id = deployment["model_id"]
+
+    def asleep() -> None:
+        cp.wait_for_status(model_id, deployment["id"], "SCALED_TO_ZERO", timeout=120)
+        eventually(lambda: deployment_now(cp, deployment)["active_replica_count"] == 0)
+
+    def awake_with(replicas: int) -> None:
+        cp.wait_for_status(model_id, deployment["id"], "ACTIVE", timeout=120)
+        eventually(lambda: deployment_now(cp, deployment)["active_replica_count"] == replicas)
+        assert len(_replica_ids(cp, deployment)) == replicas  # no other replica left running
+
+    assert ok(cp.client.patch(settings_path(deployment), json={
+        "min_replica": 0, "autoscaling_window": 10, "scale_down_delay": 2}))["status"] == "ACCEPTED"
+    asleep()
+
+    raised = ok(cp.client.patch(settings_path(deployment), json={"min_replica": 2, "max_replica": 2}))
+    assert (raised["status"], raised["waking_up"]) == ("ACCEPTED", True), raised
+    # The route ticked before answering: no request was needed to leave zero.
+    assert deployment_now(cp, deployment)["status"] in ("WAKING_UP", "ACTIVE")
+    awake_with(2)
+    assert "waking up: min_replica raised to 2" in build_log(cp, deployment)
+
+    # Back to zero; then a change that does not raise min_replica leaves it there.
+    ok(cp.client.patch(settings_path(deployment), json={"min_replica": 0}))
+    asleep()
+    other = ok(cp.client.patch(settings_path(deployment), json={"max_replica": 3}))
+    assert (other["status"], other["waking_up"]) == ("ACCEPTED", False), other
+    assert deployment_now(cp, deployment)["status"] == "SCALED_TO_ZERO"  # the route's tick kept it there
+
+    # The environment's own settings raise it too (they win over the deployment's).
+    env = ok(cp.client.patch(f"/v1/models/{model_id}/environments/production",
+                             json={"autoscaling_settings": {"min_replica": 1, "max_replica": 3}}))
+    assert (env["status"], env["waking_up"]) == ("ACCEPTED", True), env
+    awake_with(1)
+    assert "waking up: min_replica raised to 1" in build_log(cp, deployment)
+    assert ok(cp.client.post(f"/model-{model_id}/production/predict", json={})) == {"ok": True}
+    ok(cp.client.delete(f"/v1/models/{model_id}"))

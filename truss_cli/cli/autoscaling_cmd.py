@@ -66,6 +66,9 @@ def autoscaling(
     if "status" in answer:
         verdict = "updated" if answer["status"] == "ACCEPTED" else "unchanged (already so)"
         console.out.print(f"Autoscaling settings of deployment {deployment} of model {model}: {verdict}", markup=False)
+        if answer.get("waking_up"):
+            floor = (answer.get("effective_autoscaling_settings") or {}).get("min_replica")
+            console.out.print(f"It was scaled to zero: waking up with {floor} replica(s) (min_replica)", markup=False)
     _print_settings(answer)
 
 

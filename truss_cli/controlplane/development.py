@@ -50,6 +50,8 @@ class DevelopmentLifecycle:
         # Written on the loop's thread and by the tick; single-key reads and writes only.
         self._last_used: dict[str, float] = {}
         self._wake_requests: set[str] = set()  # ids a request or the wake route asked to wake
+        # id -> why it wakes, for its log, when not a request (raising min_replica: min_replica_wake.py)
+        self._wake_reasons: dict[str, str] = {}
         # deployment id -> monotonic time the wake route last reset its idle clock while awake
         # (`truss watch` calls it every 60 s): how the Development tab tells it is kept awake.
         self._wake_calls: dict[str, float] = {}
@@ -76,11 +78,13 @@ class DevelopmentLifecycle:
         left = None if last_used is None else max(0.0, self.idle_seconds - (now - last_used))
         return left, None if woken is None else now - woken
 
-    def request_wake(self, deployment_id: str) -> None:
-        """A request or the wake route found the deployment scaled to zero: the next tick wakes it."""
+    def request_wake(self, deployment_id: str, reason: str = "a request arrived") -> None:
+        """A request or the wake route found the deployment scaled to zero (or its min_replica
+        was raised, `reason`): the next tick wakes it."""
         self.touch(deployment_id)
         with self._wake_lock:
             self._wake_requests.add(deployment_id)
+            self._wake_reasons[deployment_id] = reason
 
     def take_wake_requests(self) -> set[str]:
         with self._wake_lock:
@@ -93,6 +97,9 @@ class DevelopmentLifecycle:
             if deployment_id not in live:
                 self._last_used.pop(deployment_id, None)
                 self._wake_calls.pop(deployment_id, None)
+        with self._wake_lock:
+            for deployment_id in set(self._wake_reasons) - live:
+                self._wake_reasons.pop(deployment_id, None)
 
     def idle(self, deployment: Deployment, now: float) -> bool:
         """A development deployment serving with no request or wake for idle_seconds. The
@@ -119,11 +126,13 @@ class DevelopmentLifecycle:
         return dataclasses.replace(deployment, status=states.SCALED_TO_ZERO, status_detail=None)
 
     def wake_up(self, deployment: Deployment) -> Deployment:
+        with self._wake_lock:
+            reason = self._wake_reasons.pop(deployment.id, "a request arrived")
         if not self.store.deployments.wake(deployment.id):
             return deployment
         self._last_used[deployment.id] = time.monotonic()
         with LogFile(build_log_path(self.store, deployment.id)) as log:
-            log("waking up: a request arrived")
+            log(f"waking up: {reason}")
         return dataclasses.replace(deployment, status=states.WAKING_UP, status_detail=None)
 
     # -- patch points ---------------------------------------------------------------------

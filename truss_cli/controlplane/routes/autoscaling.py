@@ -1,10 +1,11 @@
 """`/v1/models/{model}/deployments/{deployment}/autoscaling_settings`: read and update a
 deployment's autoscaling settings (Baseten's fields; issue 11).
 
-PATCH takes any subset of the fields and keeps the others; it answers `ACCEPTED` (stored, the
-reconciler applies it on its next tick, which is now: no redeploy, no restart of a serving
-replica) or `UNCHANGED`, with the settings as they now are. A field that is unknown or out
-of range is refused (400 naming it and its range), and nothing is stored.
+PATCH takes any subset of the fields and keeps the others; it answers `ACCEPTED` (stored, and
+applied by a reconciler tick before the answer: no redeploy, no restart of a serving
+replica) or `UNCHANGED`, with the settings as they now are, and `waking_up`: whether raising
+`min_replica` woke the deployment from zero (min_replica_wake.py). A field that is unknown or
+out of range is refused (400 naming it and its range), and nothing is stored.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
 
-from truss_cli.controlplane import autoscaling_settings
+from truss_cli.controlplane import autoscaling_settings, min_replica_wake
 from truss_cli.controlplane.auth import require_admin
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.plane import ControlPlane
@@ -73,7 +74,7 @@ async def patch_autoscaling_settings(request: Request, model_ref: str, deploymen
                                      changes: dict[str, Any] = Body(...)) -> dict[str, Any]:
     plane = plane_of(request)
 
-    def update() -> tuple[bool, dict[str, Any]]:
+    def update() -> tuple[bool, list[str], dict[str, Any]]:
         deployment = _deployment(plane, model_ref, deployment_ref)
         _refuse_development(deployment)
         stored = plane.store.autoscaling.get(deployment.id)
@@ -84,11 +85,14 @@ async def patch_autoscaling_settings(request: Request, model_ref: str, deploymen
             raise ApiError(400, "INVALID_AUTOSCALING_SETTINGS", _errors(exc), f"fields: {known}") from None
         except ValueError as exc:
             raise ApiError(400, "INVALID_AUTOSCALING_SETTINGS", str(exc), None) from None
+        woken: list[str] = []
         if changed:
+            floors = min_replica_wake.floors(plane.store)
             plane.store.autoscaling.set(deployment.id, after.model_dump())
-        return changed, _view(plane, deployment, after.model_dump())
+            woken = min_replica_wake.wake_raised(plane.store, floors, plane.reconciler.development.request_wake)
+        return changed, woken, _view(plane, deployment, after.model_dump())
 
-    changed, view = await asyncio.to_thread(update)
-    if changed:
-        plane.reconciler.wake()  # applied on the next tick, which is now
-    return {"status": "ACCEPTED" if changed else "UNCHANGED", **view}
+    changed, woken, view = await asyncio.to_thread(update)
+    if changed:  # applied by a tick before the answer (a wake: WAKING_UP in the store)
+        await plane.reconciler.refresh()
+    return {"status": "ACCEPTED" if changed else "UNCHANGED", **view, "waking_up": bool(woken)}

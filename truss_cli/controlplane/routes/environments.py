@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from truss_cli.controlplane import instant_promotion
+from truss_cli.controlplane import instant_promotion, min_replica_wake
 from truss_cli.controlplane.auth import require_admin
 from truss_cli.controlplane.errors import ApiError
 from truss_cli.controlplane.plane import ControlPlane
@@ -112,12 +112,19 @@ async def update_environment(request: Request, model_ref: str, name: str, body: 
     if not changes:
         raise ApiError(400, "NOTHING_TO_UPDATE", "give autoscaling_settings and/or promotion_settings", None)
 
-    def update() -> dict[str, Any]:
+    def update() -> tuple[bool, dict[str, Any]]:
         model = plane.store.models.get(model_ref)
+        floors = min_replica_wake.floors(plane.store)
         environment, changed = plane.store.environments.update(model.id, name, **changes)
-        return {**view(plane, environment), "status": "ACCEPTED" if changed else "UNCHANGED"}
+        # Its min_replica raised: the deployment it serves, if at zero, wakes to it.
+        woken = min_replica_wake.wake_raised(plane.store, floors, plane.reconciler.development.request_wake) if changed else []
+        return changed, {**view(plane, environment), "status": "ACCEPTED" if changed else "UNCHANGED",
+                         "waking_up": bool(woken)}
 
-    return await asyncio.to_thread(update)
+    changed, answer = await asyncio.to_thread(update)
+    if changed:  # applied by a tick before the answer (a wake: WAKING_UP in the store)
+        await plane.reconciler.refresh()
+    return answer
 
 
 @router.delete("/v1/models/{model_ref}/environments/{name}")
