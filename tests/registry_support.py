@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -43,6 +44,42 @@ class LocalRegistry:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def forget_on_engine(self, client: Any) -> list[str]:
+        """Remove from the engine what pushing to and pulling from this registry left there
+        (its references and their local twins: `remove_references_to`), so a test module
+        leaves no image tags behind whatever its tests did. -> what could not be removed."""
+        return remove_references_to(client, self.host)
+
+
+def remove_references_to(client: Any, host: str) -> list[str]:
+    """Untag every image reference into registry `host` on the engine (`HOST/PREFIX/NAME:TAG`
+    as a push tags it, `HOST/...@sha256:...` as a pull by digest names it) and, for each pushed
+    tag, the build's local tag it was made from (`NAME:TAG`, the same image): the control
+    plane's builds name an image `truss-MODEL:DEPLOYMENT_ID` and push it under that name. An
+    image left with no reference is deleted (its layers shared with the base stay). Only
+    these names: the same image may carry other tags (an identical build of another test or
+    worktree), which stay. `client`: docker's APIClient. -> the references still there (a
+    container still uses the image), for the caller to report."""
+    import docker
+
+    prefix = host + "/"
+    references: list[str] = []
+    for image in client.images():
+        tags = image.get("RepoTags") or []
+        ours = [tag for tag in tags if tag.startswith(prefix)]
+        twins = [tag.rsplit("/", 1)[1] for tag in ours]
+        references += [tag for tag in twins if tag in tags] + ours
+        references += [digest for digest in image.get("RepoDigests") or [] if digest.startswith(prefix)]
+    left = []
+    for reference in references:
+        try:
+            client.remove_image(reference)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            left.append(f"{reference}: {exc.explanation or exc}")
+    return left
 
 
 def registry_binary() -> str:

@@ -105,6 +105,9 @@ class FakeKubernetes:
         self.fake.close()
         self.api.close()
         self.local_registry.stop()
+        # The model's delete (clean_up) removes its images; this catches a run that failed first.
+        left = self.local_registry.forget_on_engine(self.fake.client)
+        assert not left, f"images this suite pushed are still on the engine: {left}"
 
 
 def make_cluster(kind: str, root: Path) -> Cluster:

@@ -61,9 +61,14 @@ class Cluster:
             return self.api.objects[("deployments", NAMESPACE, f"truss-deployment-{deployment_id}")]
 
     def close(self) -> None:
+        """Everything the module made goes, whatever its tests did: the pods' containers (the
+        fake's close), then the images pushed to the registry and pulled back, under both
+        names (`truss-NAME:ID`, `HOST/models/truss-NAME:ID`), so no run leaves tags behind."""
         self.fake.close()
         self.api.close()
         self.registry.stop()
+        left = self.registry.forget_on_engine(self.client)
+        assert not left, f"images this module pushed are still on the engine: {left}"
 
 
 @pytest.fixture(scope="module")
