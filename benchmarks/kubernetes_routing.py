@@ -462,6 +462,7 @@ def main() -> None:
         fake.close()
         api.close()
         registry.stop()
+        registry.forget_on_engine(engine)  # what a model's delete left (a delete that failed)
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 
