@@ -296,8 +296,20 @@ def test_raising_min_replica_wakes_a_deployment_at_zero_and_another_change_does_
         "min_replica": 0, "autoscaling_window": 10, "scale_down_delay": 2}))["status"] == "ACCEPTED"
     asleep()
 
-    raised = ok(cp.client.patch(settings_path(deployment), json={"min_replica": 2, "max_replica": 2}))
-    assert (raised["status"], raised["waking_up"]) == ("ACCEPTED", True), raised
+    # Through the CLI, as a user does it: it says so.
+    from typer.testing import CliRunner
+
+    from truss_cli.cli.app import app
+    from truss_cli.client.remotes import add_remote, trussrc_path
+
+    home = tmp_path / "home"
+    home.mkdir()
+    add_remote(trussrc_path(home), "local", cp.url, cp.admin_key, use=True)
+    raised = CliRunner().invoke(app, ["deployments", "autoscaling", "--model", "minwake", "production",
+                                      "--min-replica", "2", "--max-replica", "2"],
+                                env={"HOME": str(home), "COLUMNS": "80", "TRUSS_CACHE_DIR": str(home / "cache")})
+    assert raised.exit_code == 0, raised.output
+    assert "It was scaled to zero: waking up with 2 replica(s) (min_replica)" in raised.stdout, raised.stdout
     # The route ticked before answering: no request was needed to leave zero.
     assert deployment_now(cp, deployment)["status"] in ("WAKING_UP", "ACTIVE")
     awake_with(2)
