@@ -100,3 +100,22 @@ def process_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def sessions_running_under(directory: Path) -> set[int]:
+    """The sessions of the live processes that work in `directory` (their cwd, or a path on
+    their command line, is under it): for a data dir's replicas/, every process runtime
+    replica still running, whether or not a handle names it."""
+    inside = str(directory.resolve()) + "/"
+    found = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = os.readlink(proc / "cwd") + "/"
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            text = (proc / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+        fields = text[text.rfind(")") + 2 :].split()
+        if fields[0] not in ("Z", "X") and (cwd.startswith(inside) or inside in cmdline):
+            found.add(int(fields[3]))
+    return found

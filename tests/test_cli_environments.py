@@ -138,11 +138,14 @@ def test_push_into_a_rolling_or_canary_environment_says_what_began_and_environme
     assert remote.ok("rollout", "force-cancel", "--model", "rollpush").stdout.startswith("CANCELED")
     assert remote.json("environments", "show", "production", "--model", "rollpush")["current_deployment"]["id"] == first["id"]
 
-    # Instant again: the answer names no promotion (not the canceled one before it) and is production's.
+    # Instant again: the answer names its own promotion, over at once (not the canceled one
+    # before it), and is production's.
     remote.ok("environments", "update", "production", "--model", "rollpush", "--promotion-settings",
               '{"ramp_up_while_promoting": false}')
     answer = remote.json("push", directory, "--model-name", "rollpush", "--promote", "--wait")
-    assert answer["promotion"] is None and answer["environment"] == "production"
+    assert (answer["promotion"]["kind"], answer["promotion"]["status"]) == ("instant", "SUCCEEDED"), answer
+    assert answer["promotion"]["candidate_deployment"]["id"] == answer["deployment"]["id"]
+    assert answer["environment"] == "production"
     assert answer["deployment"]["is_production"] is True
     assert answer["predict_url"].endswith(f"/model-{first['model_id']}/production/predict")
     assert answer["environment_predict_url"] == answer["predict_url"]  # production's own path

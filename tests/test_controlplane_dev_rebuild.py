@@ -11,7 +11,8 @@ serves the new code; a rebuild whose build fails (a download that cannot be fetc
 old code serving with `rebuild.phase: failed`, cleared by the next patch, and so does a
 rebuilt replica whose load() raises. A staged patch's
 `hot_reload: "off"` is honoured by a sync after a control-plane restart; a rebuild cut short
-by a kill -9 of the control plane is started over by the next one, the old code serving; a
+by a kill -9 of the control plane is started over by the next one, the old code serving, and
+leaves no replica process behind but the one serving; a
 save during a rebuild is staged on top (`deferred`) and served once the rebuild ends.
 """
 
@@ -26,7 +27,14 @@ import httpx
 import pytest
 
 from conftest import write_model_dir
-from controlplane_checks import current_replica_pid, kill_replica, process_alive, replica_handles
+from controlplane_checks import (
+    current_replica_pid,
+    eventually,
+    kill_replica,
+    process_alive,
+    replica_handles,
+    sessions_running_under,
+)
 from controlplane_support import ControlPlaneProcess, running_controlplane, start_controlplane, stop_replicas
 from test_controlplane_patches import (
     Watcher,
@@ -360,6 +368,9 @@ def test_a_rebuild_cut_short_by_a_control_plane_kill_is_started_over_while_the_o
         while len(replica_handles(data_dir, deployment["id"])) != 1:  # the first run's new replica was stopped
             assert time.monotonic() < deadline, replica_handles(data_dir, deployment["id"])
             time.sleep(0.1)
+        # Nothing else of the deployment runs, named by a handle or not: the one serving only.
+        serving = current_replica_pid(data_dir, deployment["id"])
+        eventually(lambda: sessions_running_under(data_dir / "replicas") == {serving}, timeout=60)
     finally:
         gate.write_text("open")
         cp.close()

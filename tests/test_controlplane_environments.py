@@ -225,3 +225,36 @@ def test_a_push_into_a_rolling_environment_begins_a_rolling_promotion(cp: Contro
     eventually(lambda: current_id(cp, "rolls", "staging") == v3["id"])
     eventually(lambda: marker(cp, first["model_id"], "environments/staging") == "v3")
     assert marker(cp, first["model_id"], "production") == "v1"
+
+
+def test_an_instant_promotion_is_recorded_as_a_promotion_that_completed_at_once(cp: ControlPlaneProcess,
+                                                                                 tmp_path: Path) -> None:
+    v1 = push(cp, tmp_path, "instant", "v1")
+    last = "/v1/models/instant/environments/production/promotion"
+    # Production taken by the first push is no promotion anybody asked for.
+    assert ok(cp.client.get(last))["promotion"] is None
+    v2 = push(cp, tmp_path, "instant", "v2")
+    ok(cp.client.post("/v1/models/instant/environments/production/promote", json={"deployment_id": v2["id"]}))
+
+    promotion = ok(cp.client.get(last))["promotion"]
+    assert (promotion["kind"], promotion["status"], promotion["percent_traffic_to_new_version"]) == (
+        "instant", "SUCCEEDED", 100), promotion
+    assert promotion["candidate_deployment"]["id"] == v2["id"] and promotion["previous_deployment"]["id"] == v1["id"]
+    assert promotion["cleanup"] == "SCALE_TO_ZERO" and promotion["error_message"] is None
+    assert promotion["finished_at"] == promotion["created_at"]
+    assert environment(cp, "instant", "production")["in_progress_promotion"] is None  # over at once
+    # Nothing to steer: the controls still say no promotion is in progress.
+    refused(cp.client.post("/v1/models/instant/environments/production/pause_promotion"), 409,
+            "NO_PROMOTION_IN_PROGRESS")
+
+    # Each one is its own row: back to v1 (kept running), then into a new environment.
+    ok(cp.client.post(f"/v1/models/instant/deployments/{v1['id']}/promote",
+                      json={"environment": "production", "scale_down_previous_deployment": False}))
+    back = ok(cp.client.get(last))["promotion"]
+    assert back["id"] != promotion["id"] and back["cleanup"] == "KEEP"
+    assert (back["candidate_deployment"]["id"], back["previous_deployment"]["id"]) == (v1["id"], v2["id"])
+    ok(cp.client.post("/v1/models/instant/environments", json={"name": "qa"}), 201)
+    ok(cp.client.post("/v1/models/instant/environments/qa/promote", json={"deployment_id": v2["id"]}))
+    into_qa = ok(cp.client.get("/v1/models/instant/environments/qa/promotion"))["promotion"]
+    assert into_qa["candidate_deployment"]["id"] == v2["id"] and into_qa["previous_deployment"] is None
+    assert into_qa["cleanup"] is None

@@ -162,6 +162,10 @@ def test_cli_predict_on_a_model_that_failed_to_load_names_the_state(tmp_path: Pa
         created = cp.push(model_dir)
         failed = cp.wait_for_status(created["model_id"], created["id"], *FINAL)
         assert failed["status"] == "DEPLOY_FAILED", failed
+        # From the moment the API says so, production is empty (what lets the CLI name the
+        # failure), not a bare 503 until the reconciler's next tick (the flake seen under load).
+        empty = cp.client.post(f"/model-{created['model_id']}/production/predict", json={"x": 1})
+        assert (empty.status_code, empty.json()["error_code"]) == (404, "ENVIRONMENT_EMPTY"), empty.text
         add_remote(trussrc_path(home), "local", cp.url, cp.admin_key, use=True)
         env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "PYTHONPATH": str(REPO_ROOT)}
         result = subprocess.run([sys.executable, "-m", "truss_cli", "predict", "--model", "broken", "-d", '{"x": 1}'],

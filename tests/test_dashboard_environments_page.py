@@ -189,3 +189,22 @@ def test_a_promotion_begun_after_the_page_opened_shows_without_a_reload(cp, cont
     expect(card).not_to_contain_text("No deployment yet")
     assert page.evaluate("window.notReloaded === true")
     page.screenshot(path=screenshots / "environments-promoted-elsewhere.png", full_page=True)
+
+
+# -- over HTTP, after the browser's promotions (or without them) ----------------------------------
+
+def test_an_instant_promotion_shows_as_the_environments_last_promotion(cp):
+    ok(cp.client.post(f"/v1/models/{MODEL}/environments", json={"name": "qa"}), 201)
+    client, _ = signed_in_client(cp)
+    before = card_of(client.get(f"/models/{model_id(cp)}/environments").text, "qa")
+    assert "No deployment yet" in before and 'class="promotion' not in before
+    candidate = next(d for d in deployments(cp).values() if not d["is_production"])
+    ok(cp.client.post(f"/v1/models/{MODEL}/environments/qa/promote", json={"deployment_id": candidate["id"]}))
+
+    card = client.get(f"/models/{model_id(cp)}/environments/qa/card")
+    assert card.status_code == 200, card.text
+    assert "Last promotion (instant)" in card.text
+    assert re.search(r'class="promotion-status[^"]*">SUCCEEDED<', card.text), card.text
+    assert re.search(rf'class="split-candidate">{candidate["name"]} <strong class="percent-candidate">100%<', card.text)
+    assert 'class="phase"' not in card.text and "<button" not in card.text  # over: no phase, nothing to steer
+    assert 'hx-trigger="every 5s"' in card.text

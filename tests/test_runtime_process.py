@@ -4,6 +4,7 @@ same data dir, draining on stop, a failed load, a killed replica, a recycled pid
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -221,3 +222,47 @@ def test_a_replica_outlives_a_killed_control_plane(make_model_dir, tmp_path: Pat
     finally:
         runtime.stop(handle)
     assert runtime.status(handle).phase == GONE
+
+
+KILLED_BEFORE_RECORDING = """
+import json, os, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from runtime_support import build_request, runtime_settings
+from truss_cli.controlplane.runtimes import process
+from truss_cli.controlplane.runtimes.base import ReplicaSpec
+
+def die_instead(home, handle):  # the replica's process exists; its handle is not on disk yet
+    print(handle.data["pid"], flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+process._write_handle = die_instead
+runtime = process.ProcessRuntime(runtime_settings(Path(sys.argv[1])))
+runtime.start(ReplicaSpec("dep-1", runtime.prepare(build_request(Path(sys.argv[2])))))
+"""
+
+
+def test_a_control_plane_killed_before_recording_a_replica_leaves_nothing_running(make_model_dir, tmp_path: Path) -> None:
+    # What a restarted control plane cannot find (no handle.json) it can never stop: such a
+    # replica must not run at all. (Seen: a rebuild's replica alive long after its test.)
+    import subprocess
+    import sys
+
+    from controlplane_checks import eventually, live_processes_in
+
+    model_dir = make_model_dir("class Model:\n    def predict(self, model_input):\n        return model_input\n")
+    tests_dir = str(Path(__file__).parent)
+    starter = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_RECORDING, str(tmp_path / "data"), str(model_dir), tests_dir],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", ""), tests_dir])),
+    )  # fmt: skip
+    assert starter.returncode == -signal.SIGKILL, starter.stderr
+    session = int(starter.stdout)
+    try:
+        eventually(lambda: live_processes_in([session]) == [], timeout=60)
+        assert ProcessRuntime(runtime_settings(tmp_path / "data")).list() == []
+        (log,) = (tmp_path / "data" / "replicas").glob("*/replica.log")
+        assert "not started: the control plane that started this replica ended before recording it" in log.read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(session, signal.SIGKILL)

@@ -209,6 +209,11 @@ class Reconciler:
             models = {model.id: model for model in self.store.models.list()}
             deployments = self.store.deployments.list()
             scaling_inputs = self.store.autoscaling.all_inputs()
+            # Each deployment as this tick leaves it: the targets below are built from these,
+            # so the routing it publishes already follows what it changed (one it just marked
+            # DEPLOY_FAILED no longer stands in for production: ENVIRONMENT_EMPTY says why,
+            # not a 503 until the next tick).
+            after: list[Deployment] = []
             for deployment in deployments:
                 ready: list[Upstream] = []
                 running = 0
@@ -246,6 +251,8 @@ class Reconciler:
                     routing.asleep.add(deployment.id)
                 model = models.get(deployment.model_id)
                 self.usage.count(deployment, model.name if model else "", replica_seconds=running * elapsed)
+                after.append(deployment)
+            deployments = after
             live = {deployment.id for deployment in deployments}
             self.usage.saw(live)
             self.development.forget_except(live)  # deleted deployments' idle clocks

@@ -1,10 +1,15 @@
-"""`python -I logshim.py --log FILE --exit-file FILE -- COMMAND...`: runs COMMAND (a replica)
-and appends each line it prints to FILE with the time it was printed.
+"""`python -I logshim.py --log FILE --exit-file FILE [--wait-for-go] -- COMMAND...`: runs COMMAND
+(a replica) and appends each line it prints to FILE with the time it was printed.
 
 Why a process of its own: a replica must outlive the control plane that started it, so
 nothing in the control plane may sit between the replica and its log (a copying thread dies
 with it, and the replica would then block or die on a full or broken pipe). This small
 process lives exactly as long as the replica, in its session, and records how it ended.
+
+With `--wait-for-go` it first reads its stdin, a pipe from the control plane: COMMAND runs
+only once a byte arrives, which the control plane writes after recording the replica where a
+restarted control plane finds it (the process runtime's handle.json). A control plane killed
+in between closes the pipe unwritten, and the replica never starts: nothing would ever stop it.
 
 Standard library only, and run by path with `-I`: it needs nothing of truss_cli and must
 not see the replica's PYTHONPATH.
@@ -46,6 +51,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="logshim")
     parser.add_argument("--log", required=True)
     parser.add_argument("--exit-file", required=True)
+    parser.add_argument("--wait-for-go", action="store_true")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -54,6 +60,10 @@ def main(argv: list[str]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: None)
     fd = os.open(args.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    if args.wait_for_go and not _told_to_go():
+        append_line(fd, f"{SHIM_PREFIX}not started: the control plane that started this replica ended "
+                        "before recording it")
+        return 1
     try:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as exc:
@@ -68,6 +78,14 @@ def main(argv: list[str]) -> int:
     append_line(fd, f"{SHIM_PREFIX}replica exited with code {code}")
     _write_exit(args.exit_file, code)
     return 0
+
+
+def _told_to_go() -> bool:
+    """One byte on stdin: go. End of file first: the control plane is gone."""
+    try:
+        return os.read(sys.stdin.fileno(), 1) != b""
+    except OSError:
+        return False
 
 
 def _write_exit(path: str, code: int) -> None:

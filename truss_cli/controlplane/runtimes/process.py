@@ -18,6 +18,9 @@ the status file names both ports, with the control URL in the Handle's data.
 The replica runs under `logshim` in a session of its own, without a parent-death signal,
 so it outlives the control plane. The handle records the session leader's pid and start
 time: a pid the kernel handed to another process is never adopted, signalled or killed.
+The replica's command runs only once handle.json is written (logshim's `--wait-for-go`): a
+control plane killed between starting the process and recording it leaves nothing running
+that `list()` cannot find, and so nothing that a restarted control plane cannot stop.
 """
 
 from __future__ import annotations
@@ -166,14 +169,14 @@ class ProcessRuntime:
             environment[protocol.CONTROL_TOKEN_ENV] = token  # never on the command line
         command = [
             sys.executable, "-I", logshim.__file__,
-            "--log", str(home / "replica.log"), "--exit-file", str(home / "exit"), "--",
+            "--log", str(home / "replica.log"), "--exit-file", str(home / "exit"), "--wait-for-go", "--",
             *server_command, *_secrets_arguments(local),
         ]  # fmt: skip
         shim = subprocess.Popen(
             command,
             env=environment,
             cwd=local.model_dir,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # the go (logshim --wait-for-go), once the handle is on disk
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own session: a stop signals the whole group, nothing else
@@ -183,7 +186,14 @@ class ProcessRuntime:
             KIND, spec.deployment_id, spec.replica_id, url=None,
             data={"pid": shim.pid, "started": pids.start_time(shim.pid), "dir": str(home)},
         )  # fmt: skip
-        _write_handle(home, handle)
+        try:
+            _write_handle(home, handle)
+        except BaseException:
+            shim.stdin.close()  # type: ignore[union-attr]  # no go: it exits without starting
+            raise
+        # Only now may the replica run: a control plane killed before this line leaves a shim
+        # that exits instead of a replica that no handle names, which nothing would ever stop.
+        _let_go(shim)
         # The URL exists once the server has bound its port (before load() runs): moments.
         while self._alive(handle):
             status = read_status(home / "status.json")
@@ -350,6 +360,15 @@ def _write_handle(home: Path, handle: Handle) -> None:
     temporary = home / "handle.json.tmp"
     temporary.write_text(json.dumps(handle.to_dict()), encoding="utf-8")
     os.replace(temporary, home / "handle.json")
+
+
+def _let_go(shim: subprocess.Popen[bytes]) -> None:
+    assert shim.stdin is not None
+    try:
+        shim.stdin.write(b"g")
+        shim.stdin.close()
+    except BrokenPipeError:
+        pass  # it ended already (status says so)
 
 
 def _exit_code(home: Path) -> Optional[int]:

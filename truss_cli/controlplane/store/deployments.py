@@ -517,7 +517,7 @@ def _claim_production(db: sa.Connection, row: Any) -> bool:
     earlier = db.execute(sa.select(t).where(t.c.model_id == row.model_id, t.c.ordinal < row.ordinal)).all()
     if any(takes_production(other) for other in earlier):
         return False
-    promote_in(db, row.model_id, PRODUCTION, row.id, None)
+    promote_in(db, row.model_id, PRODUCTION, row.id, None, recorded=False)
     return True
 
 

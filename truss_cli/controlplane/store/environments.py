@@ -27,6 +27,7 @@ from truss_cli.controlplane.store.database import read_transaction, write_transa
 from truss_cli.controlplane.store.names import follows_the_name_rule
 from truss_cli.controlplane.store.errors import Conflict, NotFound, StoreError
 from truss_cli.controlplane.store.ids import new_id
+from truss_cli.controlplane.store.promotions import record_instant_in
 
 t = schema.environments
 d = schema.deployments
@@ -161,7 +162,7 @@ def cleanup_for(strategy: CleanupStrategy, scale_down_previous: Optional[bool]) 
 
 
 def promote_in(db: sa.Connection, model_id: str, name: str, deployment_id: str,
-               scale_down_previous: Optional[bool]) -> Swap:
+               scale_down_previous: Optional[bool], recorded: bool = True) -> Swap:
     """Within the caller's transaction: an instant promotion. Refused while a promotion into the
     environment is under way; then `set_current_in`, and the previous deployment cleaned up:
 
@@ -169,7 +170,9 @@ def promote_in(db: sa.Connection, model_id: str, name: str, deployment_id: str,
         KEEP           left as it is
         DEACTIVATE     desired inactive, DEACTIVATING (the reconciler stops its replicas)
 
-    A candidate an earlier promotion scaled to desired 0 gets 1 again: it serves now."""
+    A candidate an earlier promotion scaled to desired 0 gets 1 again: it serves now.
+    `recorded`: a promotions row says so, finished (promotions.record_instant_in); False for
+    production taken by the first in line, which nobody asked for (its log says it)."""
     p = schema.promotions
     environment_id = _locked(db, model_id, name).id
     under_way = db.execute(sa.select(p).where(p.c.environment_id == environment_id, p.c.finished_at.is_(None))).first()
@@ -183,9 +186,15 @@ def promote_in(db: sa.Connection, model_id: str, name: str, deployment_id: str,
                                 d.c.desired_state == states.DESIRED_ACTIVE)
                .values(desired_replicas=1, updated_at=stamp))
     if previous is None:
+        if recorded:
+            record_instant_in(db, model_id=model_id, environment_id=environment_id,
+                              candidate_deployment_id=deployment_id, previous_deployment_id=None, cleanup=None)
         return Swap(environment, None, None)
     cleanup = cleanup_for(promotion.parse(environment.promotion_settings).promotion_cleanup_strategy,
                           scale_down_previous)
+    if recorded:
+        record_instant_in(db, model_id=model_id, environment_id=environment_id, candidate_deployment_id=deployment_id,
+                          previous_deployment_id=previous, cleanup=cleanup.value)
     if cleanup == CleanupStrategy.SCALE_TO_ZERO:
         db.execute(d.update().where(d.c.id == previous).values(desired_replicas=0, updated_at=stamp))
     elif cleanup == CleanupStrategy.DEACTIVATE:

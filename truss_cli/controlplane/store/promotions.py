@@ -8,6 +8,11 @@ when it begins), `cleanup` (the previous deployment's promotion_cleanup_strategy
 `progress` (the machine's phase and its start, which the columns do not carry). Updates are
 compare-and-set on `updated_at`, so a control written by the API between a tick's read and
 its write is never lost: the tick's write fails and the next tick reads it.
+
+An instant promotion (environments.promote_in) writes its row finished as it begins
+(`record_instant_in`, in the swap's own transaction): SUCCEEDED, all the traffic on the
+candidate. So an environment's last promotion, `truss rollout status` and the dashboard's
+card show it as they show a rollout that ended.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Mapping, Optional
 
 import sqlalchemy as sa
 
+from truss_cli.controlplane import rollout_machine as machine
 from truss_cli.controlplane.store import schema
 from truss_cli.controlplane.store._rows import now, to_record
 from truss_cli.controlplane.store.database import read_transaction, write_transaction
@@ -167,6 +173,21 @@ class Promotions:
                 .returning(*t.c)
             ).first()
         return to_record(Promotion, row) if row is not None else None
+
+
+def record_instant_in(db: sa.Connection, *, model_id: str, environment_id: str, candidate_deployment_id: str,
+                      previous_deployment_id: Optional[str], cleanup: Optional[str]) -> None:
+    """Within the caller's transaction (the instant swap's): the promotion's row, already over.
+    Its settings have the shape a rollout's row has (`rollouts._settings`), so every reader of
+    promotions reads it as one: an instant plan, at the step boundary, finished."""
+    stamp = now()
+    settings = {"plan": {"kind": "instant"}, "cleanup": cleanup,
+                "progress": {"phase": machine.PHASE_BOUNDARY, "phase_since": stamp.timestamp(), "paused_status": None}}
+    db.execute(t.insert().values(
+        id=new_id(), model_id=model_id, environment_id=environment_id, candidate_deployment_id=candidate_deployment_id,
+        previous_deployment_id=previous_deployment_id, kind="instant", status=machine.SUCCEEDED,
+        percent_traffic_to_new_version=100, step=0, requested_action=None, error_message=None, settings=settings,
+        created_at=stamp, updated_at=stamp, finished_at=stamp))
 
 
 def in_progress(environment_name: str, running: Promotion) -> Conflict:
