@@ -12,7 +12,9 @@ control plane does not know it is talking to a cluster:
   (the replica id), not a pod.
 - `status` claims a pod lazily: the first time it finds none annotated with the replica id,
   it annotates an unclaimed pod of the deployment (`truss.dev/replica-id`). The pod's IP comes
-  back as `ObservedStatus.url`, which the control plane records in the handle.
+  back as `ObservedStatus.url`, which the control plane records in the handle. A claimed pod
+  deleted by anyone but `stop` (a rolling update replacing it) hands the claim to a Ready
+  unclaimed pod of the same image when there is one (`_take_over`): the replica serves on.
 - `stop` marks the claimed pod with the lowest `controller.kubernetes.io/pod-deletion-cost`,
   lowers the count by one, and deletes that pod: a ReplicaSet ranks not-ready pods before
   deletion cost, so it might take another (a starting) pod instead; deleting ours as well
