@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from kube_fake_api import FakeKubernetesApi
-from kube_fake_cluster import write_kubeconfig
+from kube_fake_cluster import _deletion_rank, write_kubeconfig
 from test_kubernetes_runtime_calls import DEPLOYMENT, IMAGE, LABELS, annotations, replicas, spec
 from test_kubernetes_runtime_truth_calls import closed_address
 from truss_cli.controlplane.runtimes.base import GONE, Handle
@@ -91,3 +91,18 @@ def test_a_stopped_replicas_pod_hands_its_claim_to_nobody(runtime: KubernetesRun
     assert CLAIM_ANNOTATION not in annotations(fake, f"{DEPLOYMENT}-bbbbb")
     runtime.status(two)
     assert annotations(fake, f"{DEPLOYMENT}-bbbbb")[CLAIM_ANNOTATION] == two.replica_id
+
+
+def test_a_replicaset_scaling_down_takes_an_unclaimed_ready_pod_before_a_claimed_one(
+    runtime: KubernetesRuntime, fake: FakeKubernetesApi, tmp_path: Path
+) -> None:
+    """Kubernetes' order among Ready pods is the lowest pod-deletion-cost first, then the
+    newest (`_deletion_rank`): without the claim's cost, the newer, claimed pod would go."""
+    address = closed_address()
+    replica = runtime.start(spec(tmp_path))
+    put_pod(fake, f"{DEPLOYMENT}-bbbbb", address, ready=True)  # the older
+    put_pod(fake, f"{DEPLOYMENT}-aaaaa", address, ready=True)  # the newer, first by name: claimed
+    runtime.status(replica)
+    assert annotations(fake, f"{DEPLOYMENT}-aaaaa")[CLAIM_ANNOTATION] == replica.replica_id
+    pods = [fake.objects[("pods", "truss", f"{DEPLOYMENT}-{n}")] for n in ("aaaaa", "bbbbb")]
+    assert min(pods, key=_deletion_rank)["metadata"]["name"] == f"{DEPLOYMENT}-bbbbb"

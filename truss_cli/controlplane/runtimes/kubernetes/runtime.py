@@ -68,6 +68,10 @@ KIND = "kubernetes"
 CLAIM_ANNOTATION = "truss.dev/replica-id"
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 LOWEST_DELETION_COST = str(-(2**31))  # int32's lowest: this pod goes first
+# A claimed pod's: among Ready pods a ReplicaSet scaling down (a rollout's old one, a scale
+# spread over ReplicaSets) removes the lowest cost first, so an unclaimed pod goes before a
+# replica's (unset counts as 0).
+CLAIMED_DELETION_COST = "1"
 SECRET_PREFIX = "truss-secrets-"
 # Waiting reasons after which a container does not come up by itself: the replica FAILED.
 # Not ErrImagePull: the kubelet's first failed try (a registry hiccup), retried until it
@@ -253,7 +257,8 @@ class KubernetesRuntime:
             if claimed is not None and not claimed.deleting:
                 return claimed  # moved already (another status call)
             free = _unclaimed(pods, handle.data.get("image"))
-            if free is None or not free.ready or not self._annotate(free.name, handle.replica_id, {}):
+            if free is None or not free.ready or not self._annotate(
+                    free.name, handle.replica_id, {DELETION_COST_ANNOTATION: CLAIMED_DELETION_COST}):
                 return None
             return free
 
@@ -382,7 +387,7 @@ class KubernetesRuntime:
             pods = self._pods(handle.deployment_id)  # again, under the lock: another may have claimed
             pod = _claimed(pods, handle.replica_id) or _unclaimed(pods, handle.data.get("image"))
             if pod is not None and CLAIM_ANNOTATION not in pod.annotations:
-                if not self._annotate(pod.name, handle.replica_id, {}):
+                if not self._annotate(pod.name, handle.replica_id, {DELETION_COST_ANNOTATION: CLAIMED_DELETION_COST}):
                     return None
             return pod
 
