@@ -156,6 +156,33 @@ def books(cluster: Cluster, cp: ControlPlaneProcess, deployment_id: str) -> str:
             f"replicas {live_replicas(cp, deployment_id)}\n{cp.log()[-4000:]}")
 
 
+def history(cluster: Cluster, deployment_id: str) -> str:
+    """What a failed check shows of the pods' lives: each change of one, and their logs' ends."""
+    lines, seen = [], {}
+    with cluster.api.lock:
+        events = list(cluster.api.events)
+        logs = {pod: list(entries) for (_, pod), entries in cluster.api.logs.items()}
+    for version, kind, plural, pod in events:
+        if plural != "pods" or pod["metadata"].get("labels", {}).get("truss.dev/deployment-id") != deployment_id:
+            continue
+        status = pod.get("status", {})
+        state = (kind, pod["metadata"]["labels"].get(TEMPLATE_HASH), pod["spec"]["containers"][0]["image"][-6:],
+                 pod["metadata"].get("annotations", {}).get(CLAIM), _is_ready(pod), bool(pod["metadata"].get("deletionTimestamp")),
+                 status.get("podIP"))
+        name = pod["metadata"]["name"]
+        if seen.get(name) != state:
+            seen[name] = state
+            lines.append(f"{version} {name} {state}")
+    for pod, entries in logs.items():
+        if deployment_id in pod:
+            lines += [f"log {pod}: {text}" for _, text in entries[-15:]]
+    return "\n".join(lines)
+
+
+def _is_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions", []))
+
+
 def test_an_upgrade_that_changes_the_template_rolls_every_pod_without_a_failed_request(
     cluster: Cluster, cp: list[ControlPlaneProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,7 +222,7 @@ def test_an_upgrade_that_changes_the_template_rolls_every_pod_without_a_failed_r
             raise AssertionError(books(cluster, plane, deployment_id)) from None
         rolled = traffic.count()
         eventually(lambda: traffic.count() >= rolled + 3, timeout=120)  # and it serves on the new pods
-    assert traffic.failures() == [], traffic.failures()[:5]
+    assert traffic.failures() == [], (traffic.failures()[:5], history(cluster, deployment_id), books(cluster, plane, deployment_id))
     assert not before & {p["metadata"]["name"] for p in pods_of(cluster, deployment_id)}  # every pod rolled
     # A planned roll is no failure: the replicas followed their pods' replacements, none was
     # found down and restarted (which the deployment's log would say, with a backoff).
@@ -241,7 +268,7 @@ def test_a_development_rebuild_rolls_to_the_new_image_without_a_failed_request(
             raise AssertionError(books(cluster, plane, deployment_id)) from None
         rolled = traffic.count()
         eventually(lambda: traffic.count() >= rolled + 3, timeout=120)
-    assert traffic.failures() == [], traffic.failures()[:5]
+    assert traffic.failures() == [], (traffic.failures()[:5], history(cluster, deployment_id), books(cluster, plane, deployment_id))
     assert ok(plane.client.post(f"/model-{deployment['model_id']}/development/predict", json={}, timeout=120))["six"] is True
     assert settled(cluster, plane, deployment_id, 1), books(cluster, plane, deployment_id)
     plane.client.delete(f"/v1/models/{deployment['model_id']}").raise_for_status()
