@@ -4,12 +4,17 @@ No cluster runs on these machines (docs/kubernetes.md), so the runtime is tested
 against `kube_fake_api.FakeKubernetesApi` plus the two parts of a cluster it relies on, each
 as small as the runtime's use of it:
 
-- a ReplicaSet-like controller: every Deployment's `spec.replicas` becomes that many pods
-  (named `<deployment>-<5 hex>`, the template's labels, annotations and spec). Scaling down
-  removes pods in the ReplicaSet's order: not running before running, not ready before
-  ready, then the lowest `controller.kubernetes.io/pod-deletion-cost`, then the newest.
-  Pods of a deleted Deployment are deleted (what ownerReferences do). A changed template
-  does not roll the pods (no rolling update here). A test makes the API server refuse pod
+- a Deployment controller with its ReplicaSets (kept in this process, not in the API): one
+  ReplicaSet per template (its hash is the pods' `pod-template-hash` label); each makes its
+  count of pods (named `<deployment>-<5 hex>`, the template's labels, annotations and spec).
+  A changed template rolls as `RollingUpdate` does (`_roll`): the new ReplicaSet grows while
+  all of them together stay within `replicas + maxSurge`, old ones shrink (their not-ready
+  pods first) while the ready pods stay at least `replicas - maxUnavailable`; a `scale`
+  during a rollout is spread over the ReplicaSets in proportion to their sizes, the rest to
+  the largest (what the Deployment controller's proportional scaling does). A ReplicaSet
+  scaling down removes pods in Kubernetes' order: not running before running, not ready
+  before ready, then the lowest `controller.kubernetes.io/pod-deletion-cost`, then the
+  newest. Pods of a deleted Deployment are deleted (what ownerReferences do). A test makes the API server refuse pod
   creation (`refuse_pods`, as Pod Security admission or a ResourceQuota would): no pod is
   made and the Deployment gets the `ReplicaFailure` condition (`FailedCreate`, the refusal's
   message) that the real controllers set, removed once pods may be created again.
@@ -40,17 +45,21 @@ as small as the runtime's use of it:
   is written only when it changes (so a watch sees real changes only), and deleted with its
   Service.
 
-Not simulated: scheduling (and with it resource requests), liveness/startup probes, rolling updates.
+Not simulated: scheduling (and with it resource requests), liveness/startup probes,
+minReadySeconds, percentages in maxSurge/maxUnavailable, revision history.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import hashlib
+import json
 import os
 import secrets as _random
 import shutil
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -63,6 +72,7 @@ from kube_fake_api import FakeKubernetesApi
 from truss_cli.image.registry import pull_by_digest
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+TEMPLATE_HASH = "pod-template-hash"
 SERVICE_NAME = "kubernetes.io/service-name"
 TICK_SECONDS = 0.25
 
@@ -80,6 +90,9 @@ class FakeCluster:
         self.refusal: Optional[str] = None  # why the API server refuses pod creation now (refuse_pods)
         self.reported_ip: Optional[str] = None  # the pod IP pods started now report (misreport_pod_ips)
         self.reported_ips: dict[str, str] = {}  # pod name -> the IP it reports instead of its container's
+        # Deployment name -> its ReplicaSets: template hash -> ReplicaSet (`_roll`).
+        self.replica_sets: dict[str, dict[str, ReplicaSet]] = {}
+        self._made_sets = 0  # a ReplicaSet's age (which is older)
         api.graceful_pods = True  # a kubelet finishes deleted pods now
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-cluster", daemon=True)
@@ -139,19 +152,93 @@ class FakeCluster:
             selector = deployment["spec"]["selector"]["matchLabels"]
             mine = [p for p in pods if all(p["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())
                     and not _terminating(p)]  # a ReplicaSet counts only pods that are not terminating
-            wanted = int(deployment["spec"].get("replicas", 1))
-            refused = self.refusal if wanted > len(mine) else None
+            sets = self._roll(name, deployment, mine)
+            refused = None
+            for template_hash, replica_set in sets.items():
+                own = [p for p in mine if p["metadata"].get("labels", {}).get(TEMPLATE_HASH) == template_hash]
+                if replica_set.replicas > len(own) and self.refusal:
+                    refused = self.refusal
+                for _ in range(replica_set.replicas - len(own) if not self.refusal else 0):
+                    self._create_pod(name, replica_set.template, template_hash)
+                if len(own) > replica_set.replicas:
+                    for pod in sorted(own, key=_deletion_rank)[: len(own) - replica_set.replicas]:
+                        self.api.terminate_pod(pod["metadata"]["name"], self.namespace)
             # The ReplicaSet's condition, which the Deployment controller copies onto the Deployment.
             self._set_replica_failure(name, f'pods "{name}-" is forbidden: {refused}' if refused else None)
-            for _ in range(wanted - len(mine) if not refused else 0):
-                self._create_pod(name, deployment)
-            if len(mine) > wanted:
-                for pod in sorted(mine, key=_deletion_rank)[: len(mine) - wanted]:
+            for pod in mine:  # a pod of no ReplicaSet (none owns it any more) goes
+                if pod["metadata"].get("labels", {}).get(TEMPLATE_HASH) not in sets:
                     self.api.terminate_pod(pod["metadata"]["name"], self.namespace)
+        for gone in set(self.replica_sets) - set(deployments):
+            del self.replica_sets[gone]
         for pod in pods:  # ownerReferences: a deleted Deployment's pods go
             owner = pod["metadata"].get("annotations", {}).get("test.fake/owner")
             if owner and owner not in deployments and not _terminating(pod):
                 self.api.terminate_pod(pod["metadata"]["name"], self.namespace)
+
+    def _roll(self, name: str, deployment: dict, pods: list[dict]) -> dict[str, "ReplicaSet"]:
+        """The Deployment controller: each ReplicaSet's count for `deployment` now, given its
+        (not terminating) `pods`. Its template's ReplicaSet is the new one; the others are old.
+        One step per tick, as the controller's syncs are: grow the new one within the surge,
+        then shrink the old ones within what may be unavailable."""
+        template = deployment["spec"]["template"]
+        wanted = int(deployment["spec"].get("replicas", 1))
+        rolling = deployment["spec"].get("strategy", {}).get("rollingUpdate", {})
+        surge, unavailable = int(rolling.get("maxSurge", 1)), int(rolling.get("maxUnavailable", 0))
+        if surge == 0 and unavailable == 0:
+            unavailable = 1  # what the API server's validation forces
+        sets = self.replica_sets.setdefault(name, {})
+        new_hash = _template_hash(template)
+        if new_hash not in sets:
+            self._made_sets += 1
+            # The first ReplicaSet of a Deployment starts at its count; a later one at zero, and rolls.
+            sets[new_hash] = ReplicaSet(template=copy.deepcopy(template), replicas=0 if sets else wanted,
+                                        desired=wanted, age=self._made_sets)
+        new = sets[new_hash]
+        ready = {h: 0 for h in sets}
+        for pod in pods:
+            h = pod["metadata"].get("labels", {}).get(TEMPLATE_HASH)
+            if h in ready and _ready(pod):
+                ready[h] += 1
+        old = sorted((h for h in sets if h != new_hash and sets[h].replicas > 0), key=lambda h: sets[h].age)
+        total = sum(s.replicas for s in sets.values())
+        if not old:
+            new.replicas = wanted
+        elif any(sets[h].desired != wanted for h in [new_hash, *old] if sets[h].replicas > 0):
+            # A scale during a rollout: spread over the ReplicaSets by size, the rest to the largest.
+            allowed = wanted + surge if wanted > 0 else 0
+            to_add = allowed - total
+            active = [h for h in [new_hash, *old] if sets[h].replicas > 0]
+            # Largest first; on a tie the newer when growing, the older when shrinking.
+            active.sort(key=lambda h: (-sets[h].replicas, -sets[h].age if to_add > 0 else sets[h].age))
+            added = 0
+            for h in active:
+                share = int(sets[h].replicas * to_add / total) if total else 0
+                sets[h].replicas += share
+                added += share
+            sets[active[0]].replicas = max(0, sets[active[0]].replicas + to_add - added)
+        else:
+            grow = min(wanted + surge - total, wanted - new.replicas)
+            if grow > 0:
+                new.replicas += grow
+            total = sum(s.replicas for s in sets.values())
+            minimum = wanted - unavailable
+            room = total - minimum - (new.replicas - min(ready[new_hash], new.replicas))
+            may_shrink = room > 0
+            for h in old if may_shrink else ():  # old pods that are not ready go first: they serve nobody
+                cut = min(max(room, 0), max(sets[h].replicas - ready[h], 0))
+                sets[h].replicas -= cut
+                room -= cut
+            spare = sum(min(ready[h], sets[h].replicas) for h in sets) - minimum if may_shrink else 0
+            for h in old:  # then ready ones, while enough stay ready
+                cut = min(max(spare, 0), sets[h].replicas)
+                sets[h].replicas -= cut
+                spare -= cut
+        for replica_set in sets.values():
+            replica_set.desired = wanted
+        counted = {p["metadata"].get("labels", {}).get(TEMPLATE_HASH) for p in pods}
+        for h in [h for h in sets if h != new_hash and sets[h].replicas == 0 and h not in counted]:
+            del sets[h]  # scaled down and empty (no revision history here)
+        return sets
 
     def _set_replica_failure(self, deployment: str, message: Optional[str]) -> None:
         with self.api.lock:
@@ -170,12 +257,12 @@ class FakeCluster:
             updated.setdefault("status", {})["conditions"] = conditions
             self.api._store(key, updated, created=False)
 
-    def _create_pod(self, deployment_name: str, deployment: dict) -> None:
-        template = deployment["spec"]["template"]
+    def _create_pod(self, deployment_name: str, template: dict, template_hash: str) -> None:
         self.pods_created += 1
         name = f"{deployment_name}-{_random.token_hex(3)[:5]}"
         metadata = copy.deepcopy(template["metadata"])
         metadata["name"] = name
+        metadata.setdefault("labels", {})[TEMPLATE_HASH] = template_hash
         metadata.setdefault("annotations", {})["test.fake/owner"] = deployment_name
         self.api.put("pods", {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": copy.deepcopy(template["spec"]),
                               "status": {"phase": "Pending"}}, self.namespace)
@@ -365,6 +452,25 @@ def _quantity(text: Any) -> float:
         if text.endswith(suffix):
             return float(text[: -len(suffix)]) * factor
     return float(text)
+
+
+@dataclass
+class ReplicaSet:
+    """What the fake keeps of a ReplicaSet: its pods' template, its count, the Deployment's
+    count when it last synced (a change of it is a scale, `_roll`), and its age."""
+    template: dict
+    replicas: int
+    desired: int
+    age: int
+
+
+def _template_hash(template: dict) -> str:
+    """The `pod-template-hash` of a template: the same template, the same ReplicaSet."""
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions", []))
 
 
 def _now() -> str:

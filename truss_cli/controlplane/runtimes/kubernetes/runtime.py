@@ -12,7 +12,9 @@ control plane does not know it is talking to a cluster:
   (the replica id), not a pod.
 - `status` claims a pod lazily: the first time it finds none annotated with the replica id,
   it annotates an unclaimed pod of the deployment (`truss.dev/replica-id`). The pod's IP comes
-  back as `ObservedStatus.url`, which the control plane records in the handle.
+  back as `ObservedStatus.url`, which the control plane records in the handle. A claimed pod
+  deleted by anyone but `stop` (a rolling update replacing it) hands the claim to a Ready
+  unclaimed pod of the same image when there is one (`_take_over`): the replica serves on.
 - `stop` marks the claimed pod with the lowest `controller.kubernetes.io/pod-deletion-cost`,
   lowers the count by one, and deletes that pod: a ReplicaSet ranks not-ready pods before
   deletion cost, so it might take another (a starting) pod instead; deleting ours as well
@@ -66,6 +68,10 @@ KIND = "kubernetes"
 CLAIM_ANNOTATION = "truss.dev/replica-id"
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 LOWEST_DELETION_COST = str(-(2**31))  # int32's lowest: this pod goes first
+# A claimed pod's: among Ready pods a ReplicaSet scaling down (a rollout's old one, a scale
+# spread over ReplicaSets) removes the lowest cost first, so an unclaimed pod goes before a
+# replica's (unset counts as 0).
+CLAIMED_DELETION_COST = "1"
 SECRET_PREFIX = "truss-secrets-"
 # Waiting reasons after which a container does not come up by itself: the replica FAILED.
 # Not ErrImagePull: the kubelet's first failed try (a registry hiccup), retried until it
@@ -203,6 +209,8 @@ class KubernetesRuntime:
 
     def status(self, handle: Handle) -> ObservedStatus:
         pod = self._claimed_pod(handle, claim=True)
+        if (pod is None and handle.url) or (pod is not None and pod.deleting):
+            pod = self._take_over(handle, pod) or pod
         if pod is None:
             # Once it had an address, the claimed pod existed: it is gone. Before, the scale-up
             # has not made a pod for it yet, or the API server refuses to make one (admission,
@@ -230,6 +238,29 @@ class KubernetesRuntime:
         if server is not None and server.phase == FAILED:  # a failed load() stays up saying why
             return ObservedStatus(FAILED, server.summary, server.traceback, url=url)
         return ObservedStatus(READY if pod.ready else LOADING, url=url)
+
+    def _take_over(self, handle: Handle, going: Optional[PodState]) -> Optional[PodState]:
+        """The claimed pod is going (or gone), deleted by someone else than `stop`: a rolling
+        update's ReplicaSet scaling down (a new template: an upgrade's re-apply, a rebuild's
+        image), `kubectl delete pod`, an eviction. Its ReplicaSet has made (or makes) its
+        replacement, so the Deployment's count is right as it is; the claim moves to a Ready
+        unclaimed pod of the replica's image when there is one (a rolling update made it ready
+        before deleting this one): the replica keeps serving there, restarted by nobody. ->
+        that pod, or None (the replica is GONE, and restarted as before)."""
+        if handle.replica_id in self._stopped:
+            return None
+        if going is not None and going.annotations.get(DELETION_COST_ANNOTATION) == LOWEST_DELETION_COST:
+            return None  # `stop` marked it: this replica is going too
+        with self._lock:
+            pods = self._pods(handle.deployment_id)
+            claimed = _claimed(pods, handle.replica_id)
+            if claimed is not None and not claimed.deleting:
+                return claimed  # moved already (another status call)
+            free = _unclaimed(pods, handle.data.get("image"))
+            if free is None or not free.ready or not self._annotate(
+                    free.name, handle.replica_id, {DELETION_COST_ANNOTATION: CLAIMED_DELETION_COST}):
+                return None
+            return free
 
     def _unreachable_status(self, handle: Handle, pod: PodState, url: str, why: str) -> ObservedStatus:
         """A pod its kubelet calls Ready (its probe reaches the server) that the control plane
@@ -356,7 +387,7 @@ class KubernetesRuntime:
             pods = self._pods(handle.deployment_id)  # again, under the lock: another may have claimed
             pod = _claimed(pods, handle.replica_id) or _unclaimed(pods, handle.data.get("image"))
             if pod is not None and CLAIM_ANNOTATION not in pod.annotations:
-                if not self._annotate(pod.name, handle.replica_id, {}):
+                if not self._annotate(pod.name, handle.replica_id, {DELETION_COST_ANNOTATION: CLAIMED_DELETION_COST}):
                     return None
             return pod
 
@@ -392,7 +423,9 @@ def ready_replicas(slices: Iterable[SliceState]) -> dict[str, dict[str, str]]:
 
 
 def _claimed(pods: list[PodState], replica_id: str) -> Optional[PodState]:
-    return next((p for p in pods if p.annotations.get(CLAIM_ANNOTATION) == replica_id), None)
+    """The pod claimed by `replica_id`: after a claim moved (`_take_over`), the one not going."""
+    mine = [p for p in pods if p.annotations.get(CLAIM_ANNOTATION) == replica_id]
+    return min(mine, key=lambda p: p.deleting, default=None)
 
 
 def _unclaimed(pods: list[PodState], image: Optional[str]) -> Optional[PodState]:
