@@ -57,6 +57,9 @@ def test_push_hello_serves_predictions_then_survives_a_kill_9(tmp_path: Path) ->
         replica_pids = {p.name for p in (data_dir / "replicas").iterdir()}
         cp.kill()
         cp = start_controlplane(data_dir, admin_key=cp.admin_key)
+        # Its first request already routes: the restarted gateway knows the models before it serves.
+        first = cp.client.post(f"/model-{model_id}/production/predict", json={"name": "Ada"})
+        assert first.status_code == 200 and "Ada" in first.text, first.text
         again = cp.wait_for_status(model_id, created["id"], "ACTIVE")
         assert again["status"] == "ACTIVE"
         predict = cp.client.post(f"/model-{model_id}/production/predict", json={"name": "Grace"})

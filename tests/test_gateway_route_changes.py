@@ -82,3 +82,26 @@ def test_every_table_change_applies_to_the_next_predict(replicas):
         response = gw.client.post(PREDICT, json={})
         assert response.status_code == 404, response.text
         assert "MODEL_NOT_FOUND" in response.text
+
+
+def test_a_restarted_control_planes_gateway_parks_requests_until_its_first_publish(replicas):
+    """A control plane's table starts empty: until the reconciler's first tick lands, a
+    request parks (instead of MODEL_NOT_FOUND for a model that exists) and is served by it;
+    after it, an unknown model is unknown at once."""
+    import concurrent.futures
+
+    from controlplane_checks import eventually
+    from truss_cli.controlplane.tick_routing import Routing
+
+    one, _ = replicas
+    table = RoutingTable(park_timeout_seconds=30, await_first_publish=True)
+    with RunningGateway(table) as gw, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(gw.client.post, PREDICT, json={})
+        eventually(lambda: gw.gateway.metrics.parked["m1"] == 1)  # it waits; it was not refused
+        first = Routing(seq=1, models={"m1": {"production": [("dep1", 1.0)]}},
+                        replicas={"dep1": ([Replica("r1", one.url)], False)})
+        gw.on_loop(first.apply_to, table)
+        answer = waiting.result(timeout=30)
+        assert answer.status_code == 200 and answer.json() == {"replica": "r1"}, answer.text
+        unknown = gw.client.post("/model-nope/production/predict", json={})
+        assert unknown.status_code == 404 and "MODEL_NOT_FOUND" in unknown.text, unknown.text

@@ -46,7 +46,7 @@ class ControlPlane:
         self.runtime_reason = runtime_reason
         self.options = options
         self.trees = Trees(store)
-        self.table = RoutingTable()
+        self.table = RoutingTable(await_first_publish=True)  # requests park until the first tick
         self.gateway = Gateway(self.table, GatewayAuthorizer(store))
         # Rolling and canary promotions: stepped first in every reconciler tick; their replica
         # counts override the autoscaler's for the two deployments they drive.

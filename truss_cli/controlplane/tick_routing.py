@@ -51,6 +51,7 @@ class Routing:
             table.set_replicas(deployment_id, ready, starting, deployment_id in self.asleep,
                                self.known.get(deployment_id), self.withheld.get(deployment_id, ()))
         table.keep_only(self.replicas)
+        table.loaded()
 
 
 def replica_addresses(routing: Routing, rows: Iterable[Replica], retiring: Collection[str]) -> None:

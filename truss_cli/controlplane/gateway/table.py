@@ -49,7 +49,8 @@ ENVIRONMENT_PREFIX = "environments/"
 
 
 class RoutingTable:
-    def __init__(self, park_timeout_seconds: float = 60.0, retry_after_seconds: int = 5) -> None:
+    def __init__(self, park_timeout_seconds: float = 60.0, retry_after_seconds: int = 5,
+                 await_first_publish: bool = False) -> None:
         self.park_timeout_seconds = park_timeout_seconds
         self.retry_after_seconds = retry_after_seconds
         self._targets: dict[str, dict[str, tuple[tuple[str, float], ...]]] = {}
@@ -73,6 +74,12 @@ class RoutingTable:
         # (deployment id, ready replicas) on each change of the count: the metrics history's.
         self.on_replicas: Optional[Callable[[str, int], None]] = None
         self._routes: dict[tuple[str, str], Route] = {}  # (model id, target) -> its Route, until a change
+        # Set by the reconciler's first publish (`loaded`). Until then a control plane's table
+        # (`await_first_publish`) knows no model, so a request to a restarted control plane
+        # parks for the first tick instead of answering MODEL_NOT_FOUND.
+        self._loaded = asyncio.Event()
+        if not await_first_publish:
+            self._loaded.set()
 
     def model_ids(self) -> set[str]:
         return set(self._targets)
@@ -161,6 +168,10 @@ class RoutingTable:
         else:
             self._inactive[deployment_id] = detail
 
+    def loaded(self) -> None:
+        """The reconciler published its first picture: an unknown model is unknown from now on."""
+        self._loaded.set()
+
     def keep_only(self, deployment_ids: Iterable[str]) -> None:
         """Forget every deployment not in `deployment_ids` (deleted ones); requests parked on
         one wake and resolve again, to a 404."""
@@ -189,6 +200,9 @@ class RoutingTable:
             return route
         targets = self._targets.get(model_id)
         if targets is None:
+            if not self._loaded.is_set():
+                return Parked(self._loaded.wait, self.park_timeout_seconds, "the control plane is starting",
+                              self.retry_after_seconds)
             known = ", ".join(sorted(self._targets)) or "none"
             return UnknownTarget(f"no model {model_id!r}; models: {known}", "MODEL_NOT_FOUND")
         split = targets.get(target)
