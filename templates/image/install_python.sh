@@ -40,8 +40,13 @@ fi
 BOOTSTRAP=$(mktemp -d)
 if "$VENV/bin/python" -m pip install --quiet --no-cache-dir --target "$BOOTSTRAP" uv >/dev/null 2>&1 \
         && [ -x "$BOOTSTRAP/bin/uv" ]; then
-    # Native TLS: trust the image's CA store, as pip does, rather than uv's built-in roots.
-    UV_NATIVE_TLS=1 "$BOOTSTRAP/bin/uv" pip install --python "$VENV/bin/python" --no-cache --compile-bytecode "$@"
+    # Trust the image's CA store, as pip does, rather than uv's built-in roots. Newer uv calls
+    # the setting UV_SYSTEM_CERTS and warns in every build log about the old UV_NATIVE_TLS.
+    TRUST=UV_NATIVE_TLS
+    if "$BOOTSTRAP/bin/uv" help pip install 2>/dev/null | grep -q -- "--system-certs"; then
+        TRUST=UV_SYSTEM_CERTS
+    fi
+    env "$TRUST=1" "$BOOTSTRAP/bin/uv" pip install --python "$VENV/bin/python" --no-cache --compile-bytecode "$@"
 else
     echo "truss: uv unavailable; installing with pip"
     "$VENV/bin/python" -m pip install --no-cache-dir "$@"

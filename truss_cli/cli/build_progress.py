@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from typing import Iterable
 
 from rich.console import Group
 from rich.live import Live
@@ -80,6 +81,14 @@ class BuildProgress(BuildListener):
         width = max(20, console.err.width - 4)
         tail = [Text("  " + line[:width], style="dim", no_wrap=True) for line in self._tail]
         return Group(Spinner("dots", text=Text(title[: width + 2], no_wrap=True)), *tail)
+
+
+def print_build_log(lines: Iterable[str]) -> None:
+    """A failed build's whole log on stderr, between rules, verbatim (no markup read in it)."""
+    console.err.rule("build log")
+    for line in lines:
+        console.err.print(line, markup=False, highlight=False)
+    console.err.rule()
 
 
 def _one_line(instruction: str) -> str:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from truss_cli.cli import console, edge, signals
-from truss_cli.cli.build_progress import BuildProgress
+from truss_cli.cli.build_progress import BuildProgress, print_build_log
 from truss_cli.cli.download_progress import DownloadBars
 from truss_cli.cli.help import Command, Group
 from truss_cli.cli.push_progress import PushBars
@@ -242,10 +242,7 @@ def _build(plan: ImagePlan, settings: Settings, tag: Optional[str], no_cache: bo
         with progress:
             result = build_image(client, plan, settings, tag=tag, no_cache=no_cache, listener=progress)
     except BuildFailed as failure:
-        console.err.rule("build log")
-        for line in failure.log:
-            console.err.print(line, markup=False, highlight=False)
-        console.err.rule()
+        print_build_log(failure.log)
         raise
     for warning in progress.warnings:
         console.warning(warning)

@@ -157,7 +157,7 @@ def image(
     from rich.markup import escape
 
     from truss_cli.cli import signals
-    from truss_cli.cli.build_progress import BuildProgress
+    from truss_cli.cli.build_progress import BuildProgress, print_build_log
     from truss_cli.cli.push_progress import PushBars
     from truss_cli.image.build import BuildFailed
     from truss_cli.image.control_plane_image import build_control_plane_image, choose_base
@@ -174,10 +174,7 @@ def image(
             with progress:
                 result = build_control_plane_image(client, settings, base, tag=tag, no_cache=no_cache, listener=progress)
         except BuildFailed as failure:
-            console.err.rule("build log")
-            for line in failure.log:
-                console.err.print(line, markup=False, highlight=False)
-            console.err.rule()
+            print_build_log(failure.log)
             raise
         verb = "Unchanged: reusing" if result.reused else "Built"
         console.err.print(f"[green]{verb}[/] {escape(result.tag)} ({result.image_id.split(':')[-1][:12]}) FROM {escape(base.base_image)}")
