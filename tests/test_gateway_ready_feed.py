@@ -84,6 +84,68 @@ def test_a_replica_being_retired_takes_no_request_while_the_feed_still_lists_it(
         assert answered_by(gw) == {("a", "r-a")}
 
 
+def test_a_stopped_replica_takes_no_request_while_the_feed_still_lists_its_pod(servers) -> None:
+    a, b = servers
+    routing = table()
+    with RunningGateway(routing) as gw:
+        gw.on_loop(routing.set_ready, {"dep1": {a.url: "pod-a", b.url: "pod-b"}})
+        gw.on_loop(routing.set_replicas, "dep1", [Replica("r-a", a.url)], False, False, {a.url: "r-a"}, (b.url,))
+        # r-b's row is STOPPED: the reconciler names it no more, but its pod is shutting down
+        # and the feed has not heard yet.
+        gw.on_loop(routing.set_replicas, "dep1", [Replica("r-a", a.url)], False, False, {a.url: "r-a"}, ())
+        assert answered_by(gw) == {("a", "r-a")}
+        gw.on_loop(routing.set_ready, {"dep1": {a.url: "pod-a", b.url: "pod-b"}})  # the feed's next picture, still stale
+        assert answered_by(gw) == {("a", "r-a")}
+
+        # The feed drops it; a new pod that later gets the same address takes requests at once.
+        gw.on_loop(routing.set_ready, {"dep1": {a.url: "pod-a"}})
+        gw.on_loop(routing.set_ready, {"dep1": {a.url: "pod-a", b.url: "pod-new"}})
+        assert answered_by(gw) == {("a", "r-a"), ("b", "pod-new")}
+
+
+def test_a_replica_stopped_without_being_retired_first_is_held_back_too(servers) -> None:
+    a, b = servers
+    routing = table()
+    with RunningGateway(routing) as gw:
+        # A development rebuild's hand-over: r-b was live, and the next publish has it stopped.
+        gw.on_loop(routing.set_ready, {"dep1": {a.url: "pod-a", b.url: "pod-b"}})
+        gw.on_loop(routing.set_replicas, "dep1", [Replica("r-a", a.url), Replica("r-b", b.url)], False, False,
+                   {a.url: "r-a", b.url: "r-b"}, ())
+        assert answered_by(gw) == {("a", "r-a"), ("b", "r-b")}
+        gw.on_loop(routing.set_replicas, "dep1", [Replica("r-a", a.url)], False, False, {a.url: "r-a"}, ())
+        assert answered_by(gw) == {("a", "r-a")}
+
+
+def test_a_live_replica_reusing_a_stopped_replicas_address_takes_requests(servers) -> None:
+    a, b = servers
+    routing = table()
+    with RunningGateway(routing) as gw:
+        gw.on_loop(routing.set_ready, {"dep1": {a.url: "pod-a", b.url: "pod-b"}})
+        gw.on_loop(routing.set_replicas, "dep1", [Replica("r-a", a.url)], False, False, {a.url: "r-a"}, (b.url,))
+        gw.on_loop(routing.set_replicas, "dep1", [Replica("r-a", a.url)], False, False, {a.url: "r-a"}, ())
+        # The feed never saw b's address leave, but a live replica now claims it.
+        gw.on_loop(routing.set_replicas, "dep1", [Replica("r-a", a.url)], False, False, {a.url: "r-a", b.url: "r-c"}, ())
+        assert answered_by(gw) == {("a", "r-a"), ("b", "r-c")}
+
+
+def test_a_stopped_replicas_address_is_held_back_for_a_bounded_time_only(servers) -> None:
+    a, b = servers
+    now = [1000.0]
+    routing = RoutingTable(park_timeout_seconds=60, retired_hold_seconds=30, clock=lambda: now[0])
+    routing.set_model("m1", {"production": [("dep1", 1.0)]})
+    with RunningGateway(routing) as gw:
+        gw.on_loop(routing.set_ready, {"dep1": {a.url: "pod-a", b.url: "pod-b"}})
+        gw.on_loop(routing.set_replicas, "dep1", [Replica("r-a", a.url)], False, False, {a.url: "r-a"}, (b.url,))
+        gw.on_loop(routing.set_replicas, "dep1", [Replica("r-a", a.url)], False, False, {a.url: "r-a"}, ())
+        now[0] += 29
+        gw.on_loop(routing.set_ready, {"dep1": {a.url: "pod-a", b.url: "pod-b"}})
+        assert answered_by(gw) == {("a", "r-a")}
+        # A pod nobody claims that the feed lists ready this long is not the stopped one's.
+        now[0] += 2
+        gw.on_loop(routing.set_ready, {"dep1": {a.url: "pod-a", b.url: "pod-b"}})
+        assert answered_by(gw) == {("a", "r-a"), ("b", "pod-b")}
+
+
 def test_parked_requests_go_as_soon_as_the_feed_lists_a_ready_replica(servers) -> None:
     a, _ = servers
     routing = table()

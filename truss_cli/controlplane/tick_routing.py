@@ -58,7 +58,8 @@ def replica_addresses(routing: Routing, rows: Iterable[Replica], retiring: Colle
     """Fill `routing.known` and `.withheld` from the replica rows (after the tick acted, so a
     URL learnt and a retirement queued in this tick are in): what a ready feed's URLs are
     checked against. A deployment with a live row and no address yet is known with none,
-    so the ready list never stands in for it."""
+    so the ready list never stands in for it. A STOPPED row is left out: the table keeps its
+    URL withheld while the feed still lists its pod (gateway/ready_set.RetiredAddresses)."""
     for row in rows:
         if row.phase == STOPPED:
             continue

@@ -28,7 +28,9 @@ releases parked requests at once. The reconciler's publishes still say which dep
 which are starting, asleep or inactive, and name the replicas and the retiring ones. While
 the reconciler says a deployment has a ready replica the feed does not list yet, requests park
 (for the feed's word or the reconciler's next publish) rather than fail. `set_ready(None)`
-(the feed ended) falls back to the reconciler's view.
+(the feed ended) falls back to the reconciler's view. A replica retired and then stopped stays
+withheld while the feed still lists its pod ready (ready_set.RetiredAddresses; at most
+`retired_hold_seconds`).
 
 A target that resolves to a Route gives the same Route until the table changes, so it is kept
 (`_routes`) and every change clears what was kept: a predict then costs two dict lookups
@@ -38,9 +40,10 @@ instead of building a DeploymentRoute per deployment of the split.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from truss_cli.controlplane.gateway.ready_set import routed_replicas
+from truss_cli.controlplane.gateway.ready_set import RetiredAddresses, routed_replicas
 from truss_cli.controlplane.gateway.routes import DeploymentRoute, NotReady, Parked, Replica, Resolution, Route, UnknownTarget
 
 PRODUCTION = "production"
@@ -50,8 +53,13 @@ ENVIRONMENT_PREFIX = "environments/"
 
 class RoutingTable:
     def __init__(self, park_timeout_seconds: float = 60.0, retry_after_seconds: int = 5,
+                 retired_hold_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic,
                  await_first_publish: bool = False) -> None:
         self.park_timeout_seconds = park_timeout_seconds
+        # How long a stopped replica's URL stays withheld while the feed still lists it (a
+        # pod's shutdown is far shorter; the bound frees an address a pod nobody claims reuses).
+        self.retired_hold_seconds = retired_hold_seconds
+        self._clock = clock
         self.retry_after_seconds = retry_after_seconds
         self._targets: dict[str, dict[str, tuple[tuple[str, float], ...]]] = {}
         self._names: dict[str, str] = {}  # model id -> its name, for the 404s a user reads
@@ -62,6 +70,7 @@ class RoutingTable:
         self._flags: dict[str, tuple[bool, bool]] = {}
         self._known: dict[str, dict[str, str]] = {}
         self._withheld: dict[str, frozenset[str]] = {}
+        self._retired: dict[str, RetiredAddresses] = {}
         # The runtime's ready feed: deployment id -> {ready url: name}; None: no feed (or it ended).
         self._feed: Optional[dict[str, dict[str, str]]] = None
         self._starting: dict[str, asyncio.Event] = {}
@@ -105,10 +114,15 @@ class RoutingTable:
         `asleep`: scaled to zero, the next request wakes it. With a ready feed: `known`, the
         {url: replica id} of its live replicas, ready or not (default: `replicas`'), and
         `withheld`, the URLs of replicas being retired (ready_set.py)."""
+        named_before = (*self._known.get(deployment_id, ()), *self._withheld.get(deployment_id, ()))
         self._published[deployment_id] = tuple(replicas)
         self._flags[deployment_id] = (starting, asleep)
         self._known[deployment_id] = dict(known) if known is not None else {r.url: r.id for r in replicas}
         self._withheld[deployment_id] = frozenset(withheld)
+        retired = self._retired.get(deployment_id)
+        if retired is None:
+            retired = self._retired[deployment_id] = RetiredAddresses(self.retired_hold_seconds, self._clock)
+        retired.published(named_before, self._known[deployment_id], self._withheld[deployment_id])
         self._settle(deployment_id)
 
     def set_ready(self, feed: Optional[Mapping[str, Mapping[str, str]]]) -> None:
@@ -126,8 +140,9 @@ class RoutingTable:
         if self._feed is None:
             replicas = published
         else:
-            replicas = routed_replicas(self._feed.get(deployment_id, {}), self._known[deployment_id],
-                                       self._withheld[deployment_id])
+            ready = self._feed.get(deployment_id, {})
+            withheld = self._withheld[deployment_id] | self._retired[deployment_id].still_withheld(ready)
+            replicas = routed_replicas(ready, self._known[deployment_id], withheld)
             # The reconciler saw one ready that the feed does not list yet: wait for its word.
             starting = starting or bool(published)
         before = self._replicas.get(deployment_id)
@@ -178,7 +193,7 @@ class RoutingTable:
         self._routes.clear()
         keep = set(deployment_ids)
         for deployment_id in set(self._published) - keep:
-            for published in (self._published, self._flags, self._known, self._withheld):
+            for published in (self._published, self._flags, self._known, self._withheld, self._retired):
                 del published[deployment_id]
         for deployment_id in set(self._replicas) - keep:
             del self._replicas[deployment_id]
