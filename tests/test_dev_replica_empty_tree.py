@@ -14,7 +14,7 @@ from conftest import write_model_dir
 from dev_replica_support import DevReplica
 from test_server_harness import write_replica_config
 from truss_cli.server.control.apply import scan_tree
-from truss_cli.server.protocol import PREDICT_PATH, READINESS_PATH, STATUS_PATH
+from truss_cli.server.protocol import READINESS_PATH, STATUS_PATH
 from truss_cli.sync.manifest import Manifest
 
 MODEL = """
