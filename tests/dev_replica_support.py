@@ -26,11 +26,14 @@ TOKEN = "test-control-token"
 
 
 class DevReplica:
-    def __init__(self, model_dir: Path, env: Optional[dict] = None) -> None:
+    def __init__(self, model_dir: Path, env: Optional[dict] = None, replica_config: Optional[Path] = None) -> None:
+        """`replica_config`: the config file to boot with (default: written from model_dir's
+        config.yaml; a Kubernetes pod boots on an empty tree with its image's)."""
         self.model_dir = model_dir
         self.log_path = model_dir.parent / f"{model_dir.name}.dev.log"
         self.status_path = model_dir.parent / f"{model_dir.name}.dev.status.json"
-        replica_config = write_replica_config(model_dir, model_dir.parent / f"{model_dir.name}.replica.json")
+        if replica_config is None:
+            replica_config = write_replica_config(model_dir, model_dir.parent / f"{model_dir.name}.replica.json")
         full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), STATUS_FILE_ENV: str(self.status_path),
                     CONTROL_TOKEN_ENV: TOKEN, "TRUSS_EXPOSE_ERRORS": "1", **(env or {})}
         with open(self.log_path, "wb") as log:
@@ -39,7 +42,9 @@ class DevReplica:
                  "--host", "127.0.0.1", "--port", "0", "--control-port", "0"],
                 env=full_env, stdout=log, stderr=subprocess.STDOUT,
             )
-        status = self.wait_status(lambda s: s.phase in ("ready", "failed") and s.generation is not None, "the first generation")
+        # "loading" with a generation: one on an empty tree, waiting for its tree.
+        status = self.wait_status(lambda s: s.phase in ("ready", "failed", "loading") and s.generation is not None,
+                                  "the first generation")
         self.url = f"http://127.0.0.1:{status.port}"
         self.control_url = f"http://127.0.0.1:{status.control_port}"
         self.control = httpx.Client(base_url=self.control_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)

@@ -1,7 +1,7 @@
 """JSON lines between the supervisor and its workers (over a Unix socket each worker opens).
 
 Worker → supervisor: `hello {generation, pid}`, then `ready` or `failed {phase, summary,
-traceback}`, `accepting`, `closed` (no longer accepting), and one answer per `hot_swap`.
+traceback}` (or `waiting {summary}`: an empty tree, nothing to load), `accepting`, `closed` (no longer accepting), and one answer per `hot_swap`.
 Supervisor → worker: `accept`, `stop` (stop accepting, drain, exit), `hot_swap {tree_hash}`.
 """
 

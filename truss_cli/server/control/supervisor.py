@@ -11,6 +11,11 @@ one of two paths, and the tree hash moves only once the new code answers:
   and the old one stops accepting and drains.
 When the new code fails (syntax, import, `__init__`/`load()`), the files are rolled back and
 the current generation never stopped serving: 422 with the user's traceback.
+
+A replica whose tree is empty (a Kubernetes development pod boots so, and its tree comes as
+the first patch: runtimes/kubernetes/development.py) has no model to load: its generation
+waits (LOADING, readiness 503 saying so, worker.py) until that patch, instead of failing to
+load and looking like a model error. The other runtimes start a replica with its tree.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from truss_cli.server.replica_config import ReplicaConfigError, parse_replica_co
 from truss_cli.server.serve import configure_logging
 from truss_cli.server.status import FAILED, LOADING, READY, STARTING, STOPPING, ReplicaStatus, write_status
 from truss_cli.sync.envelope import EnvelopeError, read_envelope
+from truss_cli.sync.manifest import Manifest
 
 logger = logging.getLogger("truss.server")
 
@@ -51,6 +57,7 @@ logger = logging.getLogger("truss.server")
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024 * 1024
 BACKLOG = 2048
 HELLO_TIMEOUT = 60.0
+EMPTY_TREE_HASH = Manifest().tree_hash()
 
 
 class Supervisor:
@@ -184,6 +191,8 @@ class Supervisor:
             "replica_id": self.replica_id,
             "tree_hash": tree_hash,
             "control_port": self.control_port,
+            # The current tree is empty (not a patch's result): nothing to load until one comes.
+            "awaiting_tree": tree_hash == EMPTY_TREE_HASH == self.tree_hash,
         }
         if self.zygote.returncode is not None:
             logger.error("The zygote exited (code %s); starting a new one", self.zygote.returncode)
@@ -198,7 +207,7 @@ class Supervisor:
             raise WorkerGone(f"generation {generation} never started (the zygote {'exited' if zygote_exit in done else 'did not answer'}; see the replica log)")
         zygote_exit.cancel()
         handle = hello.result()
-        outcome = await handle.next("ready", "failed")
+        outcome = await handle.next("ready", "failed", "waiting")
         if outcome["event"] == "exited":
             outcome = {"event": "failed", "phase": "load", "summary": "the worker exited while loading the model (see the replica log)", "traceback": None}
         return handle, outcome
@@ -211,7 +220,7 @@ class Supervisor:
             raise WorkerGone(f"generation {new.generation} exited before accepting")
         old, self.current = self.current, new
         self.current_failure = None if outcome["event"] == "ready" else outcome
-        self.phase = READY if outcome["event"] == "ready" else FAILED
+        self.phase = {"ready": READY, "waiting": LOADING}.get(outcome["event"], FAILED)
         if old is not None:
             old.send({"command": "stop"})
             await old.next("closed", timeout=30)

@@ -8,6 +8,11 @@ the listener (never `shutdown()`: that would stop the socket for every process),
 what is in flight and what arrives on its open connections with `Connection: close`, and
 exits once they are gone or after DRAIN_GRACE_SECONDS. A predict goes to the worker alone:
 there is no proxy in the path.
+
+A generation of an empty tree (`awaiting_tree` in its spec: a Kubernetes development pod boots
+on an empty emptyDir and the control plane delivers its tree as a first patch) loads nothing:
+it serves readiness and predict as 503 "waiting for its tree from the control plane" and its
+status as LOADING, so no kubelet marks the pod Ready before it serves the model.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from truss_cli.server.protocol import DRAIN_SECONDS, EXPOSE_ERRORS_ENV
 from truss_cli.server.replica_config import ReplicaConfigError, read_replica_config
 from truss_cli.server.reporter import StatusReporter
 from truss_cli.server.serve import EXTRA_THREADS
-from truss_cli.server.status import FAILED, READY
+from truss_cli.server.status import FAILED, LOADING, READY
 
 # How long a stopped worker keeps idle keep-alive connections open, so a client that was
 # about to send on one gets an answer (with Connection: close) instead of a reset. A pool
@@ -42,6 +47,15 @@ from truss_cli.server.status import FAILED, READY
 DRAIN_GRACE_SECONDS = 5.0
 
 logger = logging.getLogger("truss.server")
+
+AWAITING_TREE = "waiting for its tree from the control plane"
+
+
+class _AwaitingTree(ModelHost):
+    """The host of a generation on the empty tree: nothing to load; it says why it waits."""
+
+    def unavailable_reason(self) -> str:
+        return f"model is not ready yet: {AWAITING_TREE}"
 
 
 def warm_imports() -> None:
@@ -112,6 +126,10 @@ class _Worker:
         except ReplicaConfigError as exc:
             self.host = None
             return {"event": "failed", "phase": "config", "summary": str(exc), "traceback": None}
+        if self.spec.get("awaiting_tree"):
+            self.host = _AwaitingTree(self.root, self.config)
+            self._build_app()
+            return {"event": "waiting", "summary": AWAITING_TREE}
         self.host = host = ModelHost(self.root, self.config)
         # Imported once on its own first, so an import error is told from a load() error.
         phase = "load"
@@ -159,6 +177,11 @@ class _Worker:
 
     def _report_status(self, **fields: Any) -> None:
         host = self.host
+        if isinstance(host, _AwaitingTree):
+            self.reporter.enter(LOADING, port=self.listener.getsockname()[1], tree_hash=self.spec.get("tree_hash"),
+                                generation=self.generation, control_port=self.spec.get("control_port"),
+                                summary=AWAITING_TREE, **fields)
+            return
         failed = host is None or host.state is not ModelState.READY
         self.reporter.enter(
             FAILED if failed else READY,

@@ -286,8 +286,8 @@ def _pod_spec(target: ModelDeployment, config: TrussConfig, startup: dict, liven
 
 def development_command() -> list[str]:
     """The development replica on the (at first empty) tree: it boots with the image's replica
-    config, fails to load (there is no model yet) and stays up, and the control plane's first patch brings the
-    start tree with its config (kubernetes/development.py). The control API binds the pod's
+    config and, its tree being empty, waits not ready (server/control/worker.py) until the control
+    plane's first patch brings the start tree with its config (kubernetes/development.py). The control API binds the pod's
     address; its token is read from the mounted Secret, never from the command line or env."""
     return [
         VENV_PYTHON, "-m", "truss_cli.server.control", DEVELOPMENT_TREE_DIR,
