@@ -33,9 +33,11 @@ as small as the runtime's use of it:
   container, so the pod is Ready), as a cluster whose pod network is not routed to the
   control plane's machine looks from there.
 - graceful termination: a pod is deleted as on a real cluster (the API's `graceful_pods`):
-  it stays, with a deletionTimestamp, while the kubelet SIGTERMs its container and waits up
-  to the pod's grace period for it to exit (the model server drains); then the kubelet
-  removes the pod. The ReplicaSet-like controller does not count terminating pods (it makes
+  it stays, with a deletionTimestamp (so its endpoint says terminating at once), while the
+  kubelet runs the container's `lifecycle.preStop.exec` hook in it (the server keeps serving
+  meanwhile), then SIGTERMs it and waits what is left of the pod's grace period (at least
+  2 s) for it to exit (the model server drains); then the kubelet removes the pod. A hook
+  that fails is recorded in `pre_stop_failures` and the pod stops anyway, as on a node. The ReplicaSet-like controller does not count terminating pods (it makes
   their replacements at once) and deletes gracefully too.
 - an EndpointSlice controller: one slice per Service with a selector (named `<service>-<5
   hex>`, the Service's labels plus `kubernetes.io/service-name`), one endpoint per selected
@@ -55,10 +57,12 @@ import base64
 import copy
 import hashlib
 import json
+import math
 import os
 import secrets as _random
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,6 +90,8 @@ class FakeCluster:
         self.log_lines: dict[str, int] = {}  # pod name -> lines of its container's log copied
         self.pods_created = 0
         self.terminating: set[str] = set()  # pods whose container the kubelet is stopping
+        self.pre_stop_failures: dict[str, str] = {}  # pod -> why its preStop hook failed (FailedPreStopHook)
+        self.stops: dict[str, list[str]] = {}  # pod -> what its kubelet did, in order ("preStop", "preStop done", "SIGTERM")
         self.slice_names: dict[str, str] = {}  # Service name -> its EndpointSlice's
         self.refusal: Optional[str] = None  # why the API server refuses pod creation now (refuse_pods)
         self.reported_ip: Optional[str] = None  # the pod IP pods started now report (misreport_pod_ips)
@@ -281,23 +287,51 @@ class FakeCluster:
             if _terminating(pod) and name not in self.terminating:
                 self.terminating.add(name)
                 grace = int(pod["metadata"].get("deletionGracePeriodSeconds", 30))
-                threading.Thread(target=self._terminate, args=(name, self.containers.get(name, ""), grace), daemon=True).start()
+                hook = pod["spec"]["containers"][0].get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+                threading.Thread(target=self._terminate, args=(name, self.containers.get(name, ""), grace, hook),
+                                 daemon=True).start()
             elif name not in self.containers and not _terminating(pod):
                 self._start_pod(pod)
             elif name not in self.terminating:
                 self._observe(pod)
 
-    def _terminate(self, pod: str, container: str, grace: int) -> None:
-        """SIGTERM, up to the grace period for the container to exit, then the pod goes."""
+    def _terminate(self, pod: str, container: str, grace: int, pre_stop: Optional[list[str]]) -> None:
+        """The preStop hook, then SIGTERM and what is left of the grace period (at least 2 s, as
+        the kubelet gives) for the container to exit, then the pod goes."""
+        started = time.monotonic()
+        steps = self.stops.setdefault(pod, [])
+        if container and pre_stop:
+            steps.append("preStop")
+            self._run_pre_stop(pod, container, pre_stop, grace)
+            steps.append("preStop done")
         try:
             if container:
-                self.client.stop(container, timeout=grace)
+                steps.append("SIGTERM")
+                self.client.stop(container, timeout=max(2, math.ceil(grace - (time.monotonic() - started))))
         except docker.errors.APIError:
             pass
         self.containers.pop(pod, None)
         self.api.remove("pods", pod, self.namespace)
         self.terminating.discard(pod)
         self._remove_container(pod, container)
+
+    def _run_pre_stop(self, pod: str, container: str, command: list[str], grace: int) -> None:
+        """Run the hook in the container as the kubelet does (an exec, as the container's user),
+        within the grace period; a hook that fails or cannot start is noted, and the pod stops
+        anyway (a FailedPreStopHook event on a real node)."""
+        def run() -> None:
+            try:
+                exec_id = self.client.exec_create(container, command)["Id"]
+                output = self.client.exec_start(exec_id)
+                code = self.client.exec_inspect(exec_id).get("ExitCode")
+                if code:
+                    self.pre_stop_failures[pod] = f"exit {code}: {output.decode(errors='replace').strip()[-200:]}"
+            except docker.errors.APIError as exc:
+                self.pre_stop_failures[pod] = str(exc)
+
+        hook = threading.Thread(target=run, daemon=True)
+        hook.start()
+        hook.join(grace)
 
     def _endpoint_slices(self) -> None:
         services = {s["metadata"]["name"]: s for s in self._objects("services") if s.get("spec", {}).get("selector")}

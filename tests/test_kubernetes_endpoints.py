@@ -188,6 +188,11 @@ def test_a_deleted_pod_finishes_its_request_takes_no_new_one_and_is_replaced(sce
             scene.cluster.client.exec_start(scene.cluster.client.exec_create(container, ["touch", "/tmp/release"]))
         request.join(120)
     assert held and held[0].status_code == 200 and held[0].json() == {"pod": a}  # drained, not cut off
+    # Its preStop hook ran in the container (the image's Python: it exists there) before SIGTERM,
+    # while its endpoint already said terminating (docs/kubernetes.md, "Stopping a pod").
+    eventually(lambda: "SIGTERM" in scene.cluster.fake.stops.get(a, []))
+    assert scene.cluster.fake.stops[a] == ["preStop", "preStop done", "SIGTERM"]
+    assert a not in scene.cluster.fake.pre_stop_failures, scene.cluster.fake.pre_stop_failures[a]
     eventually(lambda: a not in scene.endpoints() and a not in {p["metadata"]["name"] for p in scene.cluster.pods()}, timeout=120)
     # Replaced: two pods again, both taking requests, and the Deployment's count is still 2.
     eventually(lambda: len(scene.pods()) == 2 and len(scene.answered_by()) == 2, timeout=300)

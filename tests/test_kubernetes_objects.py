@@ -172,7 +172,38 @@ def test_a_restart_never_drops_capacity_and_pods_get_the_servers_drain_budget():
     deployment = _objects(CONFIGS["cpu-only"][0])[0]
     assert deployment["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] == protocol.STOP_GRACE_SECONDS > protocol.DRAIN_SECONDS
+    # The grace period counts from the deletion, preStop hook included: after SIGTERM the
+    # server still has the shutdown budget every other supervisor gives it.
+    assert pod["terminationGracePeriodSeconds"] - objects.PRE_STOP_SECONDS == protocol.STOP_GRACE_SECONDS > protocol.DRAIN_SECONDS
+
+
+def _pre_stop(config_text: str, **overrides) -> list[str]:
+    container = _container(_objects(config_text, **overrides))
+    assert list(container["lifecycle"]) == ["preStop"]
+    return container["lifecycle"]["preStop"]["exec"]["command"]
+
+
+@pytest.mark.parametrize("name", ["cpu-only", "custom-server"])
+def test_a_deleted_pod_keeps_serving_until_the_gateway_can_have_heard_before_it_is_told_to_stop(name):
+    # The kubelet SIGTERMs at the moment the endpoint turns terminating; the gateway's watch hears
+    # it a moment later. The hook keeps the server serving meanwhile, on the Python the image's
+    # replica runs on (present in every image we build, unlike `sleep`).
+    command = _pre_stop(CONFIGS[name][0])
+    assert command[0] == "/opt/truss/venv/bin/python"
+    assert command[1:4] == ["-I", "-S", "-c"] and f"time.sleep({objects.PRE_STOP_SECONDS})" in command[4]
+    assert objects.PRE_STOP_SECONDS >= 5
+
+
+def test_a_development_pod_keeps_serving_before_it_stops_too():
+    assert _pre_stop(CONFIGS["cpu-only"][0], **DEVELOPMENT)[0] == "/opt/truss/venv/bin/python"
+
+
+def test_a_no_build_image_waits_on_its_own_python():
+    no_build = ("model_name: custom\nbase_image:\n  image: ghcr.io/example/server:1\n{path}"
+                "docker_server:\n  start_command: ./serve\n  server_port: 9000\n  no_build: true\n"
+                "  predict_endpoint: /predict\n  readiness_endpoint: /ready\n  liveness_endpoint: /live\n")
+    assert _pre_stop(no_build.format(path=""))[0] == "python3"
+    assert _pre_stop(no_build.format(path="  python_executable_path: /usr/local/bin/python3.12\n"))[0] == "/usr/local/bin/python3.12"
 
 
 def test_pods_run_unprivileged_and_a_model_server_on_a_read_only_root():

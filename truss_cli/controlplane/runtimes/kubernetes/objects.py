@@ -31,8 +31,19 @@ What each choice is for:
   read-only: the server writes nothing outside /tmp (and models' libraries cache under
   $HOME), both given as emptyDirs. A custom server's is writable: its replica writes the
   secrets to `/secrets`, and what the user's own server writes is unknown.
+- A deleted pod keeps serving for PRE_STOP_SECONDS before it is told to stop (a `preStop`
+  hook that sleeps): the kubelet SIGTERMs a container at the moment its endpoint turns
+  terminating, and the gateway hears of that over the EndpointSlice watch a moment later, so a
+  request sent in between would find a server already draining (closed connections, 502). The
+  hook runs the replica's own Python (the venv's, or a `no_build` image's interpreter), which
+  every image we deploy has since the replica runs on it, rather than `sleep`, which a slim
+  custom image may lack; `lifecycle.preStop.sleep` would need no binary but is alpha (off) in
+  Kubernetes 1.29, which we support. A hook that cannot run (a `no_build` image whose Python is
+  elsewhere) is logged as FailedPreStopHook and the pod stops at once, as it would without one.
 - `terminationGracePeriodSeconds` is the server's shutdown budget
-  (`protocol.STOP_GRACE_SECONDS`, longer than its drain), as every other supervisor waits.
+  (`protocol.STOP_GRACE_SECONDS`, longer than its drain), as every other supervisor waits,
+  plus PRE_STOP_SECONDS: the grace period counts from the deletion, hook included, so the
+  server's drain budget after SIGTERM is the same as on the other runtimes.
 - A development deployment's pods (`ModelDeployment.development`, docs/kubernetes.md
   "Development deployments") run the same image as the development replica
   (`python -m truss_cli.server.control`) on an empty, writable tree (an emptyDir) that the
@@ -82,6 +93,10 @@ CONTROL_PORT = SERVER_PORT + 1  # the control API, on the pod's IP (every reques
 CONTROL_PORT_NAME = "control"
 CONTROL_TOKEN_MOUNT = "/run/truss/control"
 CONTROL_TOKEN_KEY = "control_token"  # the key of the token Secret, so the file's name in the mount
+
+# How long a deleted pod keeps serving before SIGTERM: time for the EndpointSlice change to
+# reach the gateway's watch (seconds on a busy API server; the rule of thumb is 5-15 s).
+PRE_STOP_SECONDS = 5
 
 # Probe timing. Every probe is checked every PROBE_PERIOD seconds (Baseten checks every 10 s);
 # a threshold in seconds from config.yaml becomes a count of failed checks.
@@ -251,6 +266,7 @@ def _pod_spec(target: ModelDeployment, config: TrussConfig, startup: dict, liven
         "startupProbe": startup,
         "livenessProbe": liveness,
         "readinessProbe": readiness,
+        "lifecycle": {"preStop": {"exec": {"command": pre_stop_command(config)}}},
         "volumeMounts": mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -272,7 +288,7 @@ def _pod_spec(target: ModelDeployment, config: TrussConfig, startup: dict, liven
         "containers": [container],
         "volumes": volumes,
         "securityContext": pod_security,
-        "terminationGracePeriodSeconds": protocol.STOP_GRACE_SECONDS,
+        "terminationGracePeriodSeconds": PRE_STOP_SECONDS + protocol.STOP_GRACE_SECONDS,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
     }
@@ -282,6 +298,22 @@ def _pod_spec(target: ModelDeployment, config: TrussConfig, startup: dict, liven
         # GPU node pools are usually tainted so that only pods asking for a GPU land there.
         spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     return spec
+
+
+def pre_stop_command(config: TrussConfig) -> list[str]:
+    """The preStop hook: keep serving for PRE_STOP_SECONDS while the gateway learns the pod is
+    going. `-I -S`: no site packages or user paths, so it starts fast and no model file runs."""
+    return [_replica_python(config), "-I", "-S", "-c", f"import time; time.sleep({PRE_STOP_SECONDS})"]
+
+
+def _replica_python(config: TrussConfig) -> str:
+    """The interpreter the image's replica runs on (image/plan.py): the venv we build, or for a
+    `no_build` image its own (config.yaml's python_executable_path, else python3 on the PATH)."""
+    server = config.docker_server
+    if server is not None and server.no_build:
+        base = config.base_image
+        return (base.python_executable_path if base and base.image else "") or "python3"
+    return VENV_PYTHON
 
 
 def development_command() -> list[str]:
