@@ -10,8 +10,7 @@ flowing through the gateway (a real control plane, `--runtime kubernetes`, real 
 
 Afterwards: the Deployment's count is the replicas', every live replica is claimed by exactly
 one live pod, no pod is claimed by a stopped replica, no replica was restarted, and no request
-failed, but for known races outside the runtime, reported as an expected failure
-(`KNOWN_RACES`; docs/kubernetes.md, "Rolling updates")."""
+failed (docs/kubernetes.md, "Rolling updates")."""
 
 from __future__ import annotations
 
@@ -184,23 +183,11 @@ def _is_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions", []))
 
 
-# Failures of requests sent while pods roll that come from known races outside the runtime's
-# bookkeeping (docs/kubernetes.md, "Rolling updates", "Known races"): the gateway routes by
-# the EndpointSlice feed, which learns that a pod is terminating at the moment its kubelet
-# SIGTERMs it (no preStop delay), so a request can reach a server that just closed (a pooled
-# connection it closed: "closed the connection"). (A development pod on its empty boot tree
-# is not ready until its tree is delivered: server/control/worker.py, not a race any more.)
-KNOWN_RACES = ("the replica closed the connection",)
-
-
 def no_failed_request(traffic: Traffic, diagnosis: Any) -> None:
-    """Every request answered 200. A failure of a known race (KNOWN_RACES) is reported as an
-    expected failure with what was seen, until those are fixed; any other fails the test."""
+    """Every request answered 200 (docs/kubernetes.md, "Rolling updates": the races that once
+    failed some are fixed; `diagnosis` shows the pods' history and logs when one does)."""
     failures = traffic.failures()
-    unknown = [f for f in failures if not (f[0] in (500, 502) and any(r in f[1] for r in KNOWN_RACES))]
-    assert unknown == [], (unknown[:5], diagnosis)
-    if failures:
-        pytest.xfail(f"{len(failures)} of {traffic.count()} requests failed by a known race: {failures[:3]}")
+    assert failures == [], (len(failures), traffic.count(), failures[:5], diagnosis)
 
 
 def test_an_upgrade_that_changes_the_template_rolls_every_pod_without_a_failed_request(
@@ -227,8 +214,7 @@ def test_an_upgrade_that_changes_the_template_rolls_every_pod_without_a_failed_r
     cp.append(plane)
     assert plane.wait_for_status(model_id, deployment_id, "ACTIVE")["status"] == "ACTIVE"
     assert {p["metadata"]["name"] for p in pods_of(cluster, deployment_id)} == before  # adopted, nothing re-applied yet
-    # Not at once: a restarted gateway answers MODEL_NOT_FOUND until its first tick publishes
-    # the routes (not this test's subject; see the report of this branch).
+    # A restarted gateway parks requests until its first tick publishes the routes.
     path = f"/model-{model_id}/production/predict"
     eventually(lambda: plane.client.post(path, json={"name": "restarted"}, timeout=120).status_code == 200, timeout=120)
 
