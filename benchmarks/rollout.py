@@ -97,13 +97,19 @@ def main() -> None:
             v2 = wait_for(client, push(client, write_model(base, "v2", args.predict_ms / 1000), "rollout"), "ACTIVE")
             model_id = v1["model_id"]
             scaling = f"/v1/models/{model_id}/deployments/{{}}/autoscaling_settings"
-            # v2 waits at zero: no minimum and no delay until it is there, then the same replicas as v1.
-            client.patch(scaling.format(v2["id"]), json={"min_replica": 0, "scale_down_delay": 0}).raise_for_status()
-            wait_for(client, v2, "SCALED_TO_ZERO")
             for deployment in (v1, v2):
                 client.patch(scaling.format(deployment["id"]), json={
                     "min_replica": args.replicas, "max_replica": args.replicas, "scale_down_delay": 900,
                 }).raise_for_status()
+            # v2 waits at zero with its floor kept, as a promotion's SCALE_TO_ZERO cleanup leaves a
+            # deployment (raising min_replica on one at zero would wake it): promote v2 and back,
+            # instantly; then a request wakes v1, which the first promotion's cleanup put to sleep.
+            promote = f"/v1/models/{model_id}/environments/production/promote"
+            client.post(promote, json={"deployment_id": v2["id"]}).raise_for_status()
+            wait_for(client, v1, "SCALED_TO_ZERO")
+            client.post(promote, json={"deployment_id": v1["id"]}).raise_for_status()
+            wait_for(client, v2, "SCALED_TO_ZERO")
+            client.post(f"/model-{model_id}/production/predict", json={}).raise_for_status()
             client.patch(f"/v1/models/{model_id}/environments/production", json={"promotion_settings": {
                 "rolling_deploy": True, "rolling_deploy_config": {
                     "max_surge_percent": args.surge, "stabilization_time_seconds": args.stabilization}},

@@ -142,9 +142,16 @@ def serving(cp: ControlPlaneProcess, versions: dict[str, Any], current: str, oth
         promote(cp, versions[current])
         assert production_current(cp) == versions[current]["id"]
     if deployment_now(cp, versions[other])["status"] != "SCALED_TO_ZERO":
-        set_scaling(cp, versions[other], min_replica=0, scale_down_delay=0)
+        # Asleep with its floor kept, as a promotion's SCALE_TO_ZERO cleanup leaves a deployment
+        # (raising min_replica on one at zero would wake it: docs/autoscaling.md). So promote
+        # `other` and back, instantly; the first promotion's cleanup put `current` to sleep, and
+        # a request wakes it.
+        set_promotion_settings(cp, INSTANT)
+        promote(cp, versions[other])
+        eventually(lambda: deployment_now(cp, versions[current])["status"] == "SCALED_TO_ZERO", timeout=60)
+        promote(cp, versions[current])
         eventually(lambda: deployment_now(cp, versions[other])["status"] == "SCALED_TO_ZERO", timeout=60)
-        set_scaling(cp, versions[other], min_replica=REPLICAS, scale_down_delay=900)
+        assert production_answer(cp, versions["model_id"]) == current
     set_promotion_settings(cp, ROLLING)
     eventually(lambda: ready_replicas(cp, versions[current]) == REPLICAS, timeout=120)
     eventually(lambda: ready_replicas(cp, versions[other]) == 0, timeout=60)
