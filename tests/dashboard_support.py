@@ -103,3 +103,6 @@ def sign_in_page(page: Any, cp: ControlPlaneProcess, path: str, base_url: str | 
     page.fill("#api_key", cp.admin_key)
     page.click("#sign-in")
     expect(page).to_have_url(base + path)
+    # The URL changes before the page's deferred scripts run: a click before then (a copy
+    # button) would find no listener yet (seen once in CI).
+    page.wait_for_load_state("load")
